@@ -1,0 +1,64 @@
+"""Shared fixtures: synthetic catalogs, the demo catalog, apps and clients."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.synthetic import make_catalog
+from tileserver.settings import load_settings
+
+
+@pytest.fixture(scope="session")
+def small_catalog(tmp_path_factory) -> Path:
+    """The synthetic two-zone catalog of ``tests/synthetic.py``."""
+    return make_catalog(tmp_path_factory.mktemp("small"))
+
+
+@pytest.fixture(scope="session")
+def demo_catalog(tmp_path_factory) -> Path:
+    """The full demo catalog (cached between runs in ``TILESERVER_TEST_DEMO_DIR``)."""
+    from tileserver.demo import write_demo_catalog
+
+    cached = os.environ.get("TILESERVER_TEST_DEMO_DIR")
+    directory = Path(cached) if cached else tmp_path_factory.mktemp("demo")
+    return write_demo_catalog(directory)
+
+
+def _app(tmp_path, catalogs, **overrides):
+    from tileserver.web.app import create_app
+
+    settings = load_settings(home=str(tmp_path / "home"),
+                             catalog=",".join(str(c) for c in catalogs), **overrides)
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    """Factory: ``make_app(catalogs, **settings)`` -> Flask app with its own home."""
+    apps = []
+
+    def factory(catalogs, **overrides):
+        app = _app(tmp_path, catalogs, **overrides)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        app.extensions["tileserver"].close()
+
+
+@pytest.fixture
+def small_app(make_app, small_catalog):
+    """An app over the synthetic catalog."""
+    return make_app([small_catalog])
+
+
+@pytest.fixture
+def client(small_app):
+    """A test client of ``small_app``."""
+    return small_app.test_client()

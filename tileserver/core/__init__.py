@@ -1,0 +1,1 @@
+"""The core: catalog, process graphs, evaluator, cache and encoders. No HTTP in here."""

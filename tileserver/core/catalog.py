@@ -1,0 +1,291 @@
+"""STAC catalog loading: collections are products, items are acquisitions, assets are bands."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pystac
+import rasterio
+from rasterio.crs import CRS
+from shapely.geometry import box, shape
+from shapely.geometry.base import BaseGeometry
+
+from tileserver.errors import ProductNotFound, TileserverError
+
+#: Well-known Sentinel-2 centre wavelengths (nm) used when the catalog does not say.
+S2_WAVELENGTHS_NM = {
+    "B01": 443, "B02": 490, "B03": 560, "B04": 665, "B05": 705, "B06": 740, "B07": 783,
+    "B08": 842, "B8A": 865, "B09": 945, "B10": 1375, "B11": 1610, "B12": 2190,
+}  # fmt: skip
+
+
+class CatalogError(TileserverError):
+    """A catalog that cannot be loaded."""
+
+    status = 500
+    code = "CatalogError"
+
+
+@dataclass(frozen=True)
+class Band:
+    """One band of a product, as the graphs name it."""
+
+    id: str
+    dtype: str
+    nodata: float | None
+    res_m: float
+    wavelength_nm: float | None = None
+    common_name: str | None = None
+    scale: float = 1.0
+    offset: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The 0.0.2 band description."""
+        out: dict[str, Any] = {
+            "band_id": self.id,
+            "type": self.dtype,
+            "nodata": "nan" if self.nodata is not None and self.nodata != self.nodata
+            else self.nodata,
+            "res_m": self.res_m,
+        }
+        if self.wavelength_nm is not None:
+            out["wavelength_nm"] = self.wavelength_nm
+        if self.common_name:
+            out["name"] = self.common_name
+        if self.scale != 1.0 or self.offset != 0.0:
+            out["scale"], out["offset"] = self.scale, self.offset
+        return out
+
+
+@dataclass
+class Item:
+    """One acquisition: a datetime, a footprint and one file per band."""
+
+    id: str
+    datetime: datetime
+    geometry: BaseGeometry  # WGS84
+    assets: dict[str, str]  # band id -> absolute href
+    epsg: int | None = None
+    _crs: CRS | None = field(default=None, repr=False)
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        """WGS84 bounds of the footprint."""
+        return tuple(self.geometry.bounds)  # type: ignore[return-value]
+
+    @property
+    def crs(self) -> CRS:
+        """CRS of the files (``proj:epsg`` or read from the first file)."""
+        if self._crs is None:
+            if self.epsg:
+                self._crs = CRS.from_epsg(self.epsg)
+            else:
+                with rasterio.open(next(iter(self.assets.values()))) as src:
+                    self._crs = src.crs
+        return self._crs
+
+
+@dataclass
+class Product:
+    """A STAC collection: a list of items sharing bands."""
+
+    id: str
+    description: str
+    title: str | None
+    bands: dict[str, Band]  # in catalog order
+    items: list[Item]  # sorted by datetime
+    license: str | None = None
+
+    @cached_property
+    def bbox(self) -> tuple[float, float, float, float]:
+        """WGS84 bounds of all items."""
+        xs0, ys0, xs1, ys1 = zip(*(i.bbox for i in self.items), strict=True)
+        return (min(xs0), min(ys0), max(xs1), max(ys1))
+
+    @cached_property
+    def crs(self) -> CRS:
+        """The most common CRS of the items (the product's native CRS)."""
+        counts = Counter(i.crs.to_string() for i in self.items)
+        return CRS.from_user_input(counts.most_common(1)[0][0])
+
+    @property
+    def time_range(self) -> tuple[datetime, datetime]:
+        """First and last acquisition."""
+        return self.items[0].datetime, self.items[-1].datetime
+
+    def band_ids(self) -> list[str]:
+        """Band ids in catalog order."""
+        return list(self.bands)
+
+    def items_for(
+        self,
+        bbox_wgs84: tuple[float, float, float, float] | None,
+        time: tuple[datetime, datetime] | None,
+    ) -> list[Item]:
+        """Items whose footprint intersects ``bbox_wgs84`` and whose date is in ``time``."""
+        geom = box(*bbox_wgs84) if bbox_wgs84 else None
+        out = []
+        for item in self.items:
+            if time and not (time[0] <= item.datetime <= time[1]):
+                continue
+            if geom is not None and not item.geometry.intersects(geom):
+                continue
+            out.append(item)
+        return out
+
+    def to_json(self, full: bool = False) -> dict[str, Any]:
+        """The 0.0.2 ``/data`` entry (``full`` adds extent, time and bands)."""
+        out: dict[str, Any] = {"product_id": self.id, "description": self.description}
+        if self.title:
+            out["title"] = self.title
+        if full:
+            west, south, east, north = self.bbox
+            t0, t1 = self.time_range
+            out["extent"] = {
+                "srs": "EPSG:4326",
+                "left": west,
+                "right": east,
+                "bottom": south,
+                "top": north,
+            }
+            out["time"] = {"from": _iso(t0), "to": _iso(t1)}
+            out["bands"] = [b.to_json() for b in self.bands.values()]
+            out["crs"] = self.crs.to_string()
+            out["items"] = len(self.items)
+        return out
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _as_utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def _asset_bands_meta(asset: pystac.Asset) -> tuple[dict, dict]:
+    extra = asset.extra_fields
+    eo = (extra.get("eo:bands") or [{}])[0]
+    raster = (extra.get("raster:bands") or [{}])[0]
+    return eo, raster
+
+
+def _band_from_asset(key: str, asset_href: str, asset: pystac.Asset, summaries: dict) -> Band:
+    eo, raster = _asset_bands_meta(asset)
+    if not eo:
+        eo = summaries.get(key, {})
+    need_file = "data_type" not in raster or "spatial_resolution" not in raster
+    dtype = raster.get("data_type")
+    res = raster.get("spatial_resolution")
+    nodata = raster.get("nodata")
+    if need_file or nodata is None:
+        with rasterio.open(asset_href) as src:
+            dtype = dtype or src.dtypes[0]
+            if src.crs and src.crs.is_geographic:
+                res = res or abs(src.res[0]) * 111_320.0
+            res = res or abs(src.res[0])
+            nodata = src.nodata if nodata is None else nodata
+    wl = eo.get("center_wavelength")
+    wavelength = round(float(wl) * 1000, 1) if wl else S2_WAVELENGTHS_NM.get(key)
+    return Band(
+        id=key,
+        dtype=str(dtype),
+        nodata=None if nodata is None else float(nodata),
+        res_m=float(res),
+        wavelength_nm=wavelength,
+        common_name=eo.get("common_name"),
+        scale=float(raster.get("scale", 1.0)),
+        offset=float(raster.get("offset", 0.0)),
+    )
+
+
+def _is_band_asset(asset: pystac.Asset) -> bool:
+    roles = asset.roles or ["data"]
+    media = (asset.media_type or "image/tiff").lower()
+    return "data" in roles and ("tiff" in media or "jp2" in media or "image" in media)
+
+
+def _load_collection(collection: pystac.Collection) -> Product:
+    summaries = {}
+    for b in collection.summaries.lists.get("eo:bands", []) or []:
+        if isinstance(b, dict) and "name" in b:
+            summaries[b["name"]] = b
+    items: list[Item] = []
+    bands: dict[str, Band] = {}
+    for stac_item in collection.get_items(recursive=True):
+        if stac_item.datetime is None:
+            start = stac_item.common_metadata.start_datetime
+            if start is None:
+                raise CatalogError(f"item {stac_item.id} has no datetime")
+            when = start
+        else:
+            when = stac_item.datetime
+        assets = {}
+        for key, asset in stac_item.assets.items():
+            if not _is_band_asset(asset):
+                continue
+            href = asset.get_absolute_href() or asset.href
+            assets[key] = href
+            if key not in bands:
+                bands[key] = _band_from_asset(key, href, asset, summaries)
+        geom = shape(stac_item.geometry) if stac_item.geometry else box(*stac_item.bbox)
+        epsg = stac_item.properties.get("proj:epsg")
+        code = stac_item.properties.get("proj:code")
+        if epsg is None and isinstance(code, str) and code.upper().startswith("EPSG:"):
+            epsg = int(code.split(":")[1])
+        items.append(Item(stac_item.id, _as_utc(when), geom, assets, epsg))
+    if not items:
+        raise CatalogError(f"collection {collection.id} has no items")
+    items.sort(key=lambda i: (i.datetime, i.id))
+    order = [k for k in summaries if k in bands] + [k for k in bands if k not in summaries]
+    bands = {k: bands[k] for k in order}
+    return Product(
+        id=collection.id,
+        description=collection.description or collection.id,
+        title=collection.title,
+        bands=bands,
+        items=items,
+        license=collection.license,
+    )
+
+
+class Catalog:
+    """All products of one or several STAC catalogs or collections."""
+
+    def __init__(self, products: dict[str, Product]):
+        self.products = products
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, paths: list[str] | tuple[str, ...]) -> Catalog:
+        """Read each ``catalog.json`` or ``collection.json``."""
+        products: dict[str, Product] = {}
+        for path in paths:
+            if not Path(path).exists() and "://" not in path:
+                raise CatalogError(f"catalog file {path} does not exist")
+            obj = pystac.read_file(path)
+            if isinstance(obj, pystac.Collection):
+                collections = [obj]
+            elif isinstance(obj, pystac.Catalog):
+                collections = list(obj.get_all_collections())
+            else:
+                raise CatalogError(f"{path} is neither a STAC catalog nor a collection")
+            for col in collections:
+                products[col.id] = _load_collection(col)
+        return cls(products)
+
+    def get(self, product_id: str) -> Product:
+        """The product or :class:`ProductNotFound`."""
+        try:
+            return self.products[product_id]
+        except (KeyError, TypeError):
+            raise ProductNotFound(f"unknown product_id {product_id!r}") from None
+
+    def __iter__(self):
+        return iter(self.products.values())

@@ -1,0 +1,219 @@
+"""The evaluator: a graph and a view in, the values for that view out.
+
+Constraints (view, time range, bands) are pushed from the root to the data leaves through
+:class:`~tileserver.core.query.Query`; each node's result is cached under
+``(node hash, query key)`` so that overlapping requests and graphs sharing a subgraph
+reuse work.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.warp import transform_bounds
+
+from tileserver.core import metrics
+from tileserver.core.cache import NodeCache
+from tileserver.core.catalog import Catalog, Product
+from tileserver.core.cube import Cube
+from tileserver.core.graph import GraphParser, Node
+from tileserver.core.processes import REGISTRY
+from tileserver.core.query import CubeMeta, Query
+from tileserver.core.reader import read_band
+from tileserver.core.view import View
+from tileserver.errors import LimitExceeded, ProcessGraphError
+
+WGS84 = CRS.from_epsg(4326)
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A parsed and validated process graph."""
+
+    root: Node
+    meta: CubeMeta
+    source: dict
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Normalisations applied (e.g. a swapped bbox)."""
+        return self.meta.notes
+
+
+class _MetaContext:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.catalog = engine.catalog
+        self._memo: dict[int, CubeMeta] = {}
+
+    def meta(self, node: Node) -> CubeMeta:
+        key = id(node)
+        if key not in self._memo:
+            if node.is_product:
+                product = self.catalog.get(node.args["product_id"])
+                bands = tuple(product.bands)
+                self._memo[key] = CubeMeta(product, bands, bands)
+            else:
+                self._memo[key] = REGISTRY[node.process_id].meta(self, node)
+        return self._memo[key]
+
+
+class _EvalContext(_MetaContext):
+    def eval(self, node: Node, query: Query) -> Any:
+        return self.engine.evaluate_node(node, query, self)
+
+
+def day_key(t: datetime) -> str:
+    """Acquisitions of the same UTC day form one time step (a mosaic)."""
+    return t.strftime("%Y-%m-%d")
+
+
+class Engine:
+    """Catalog + cache + settings: parses graphs and evaluates them on views."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        cache: NodeCache | None = None,
+        *,
+        max_pixels: int = 64 * 1024 * 1024,
+        max_graph_nodes: int = 200,
+        max_graph_depth: int = 50,
+        resampling: str = "nearest",
+        read_threads: int = 4,
+    ):
+        self.catalog = catalog
+        self.cache = cache if cache is not None else NodeCache(256 * 1024 * 1024)
+        self.max_pixels = max_pixels
+        self.parser = GraphParser(REGISTRY, max_graph_nodes, max_graph_depth)
+        self.resampling = Resampling[resampling]
+        self._pool = ThreadPoolExecutor(max_workers=read_threads, thread_name_prefix="read")
+
+    # -- graphs -------------------------------------------------------------------------
+
+    def parse(self, obj: Any) -> Graph:
+        """Parse and validate a ``process_graph`` (raises :class:`ProcessGraphError`)."""
+        root = self.parser.parse(obj)
+        meta = _MetaContext(self).meta(root)
+        return Graph(root, meta, obj)
+
+    def meta(self, node: Node) -> CubeMeta:
+        """What a node's result is, without reading data."""
+        return _MetaContext(self).meta(node)
+
+    def extent(self, graph: Graph) -> tuple[tuple[float, float, float, float], CRS]:
+        """``(bounds, crs)`` of the result: the bbox filter, or the product's extent."""
+        meta = graph.meta
+        if meta.bbox is not None and meta.srs is not None:
+            return meta.bbox, meta.srs
+        product = meta.product
+        crs = product.crs
+        return transform_bounds(WGS84, crs, *product.bbox, densify_pts=21), crs
+
+    def native_view(self, graph: Graph) -> View:
+        """The bbox in its ``srs`` at the finest resolution of the bands used."""
+        bounds, crs = self.extent(graph)
+        product = graph.meta.product
+        res = min(product.bands[b].res_m for b in graph.meta.source_bands)
+        pcrs = product.crs
+        pb = bounds if crs == pcrs else transform_bounds(crs, pcrs, *bounds, densify_pts=21)
+        if pcrs.is_geographic:
+            res = res / 111_320.0
+        width = max(1, round((pb[2] - pb[0]) / res))
+        height = max(1, round((pb[3] - pb[1]) / res))
+        return View(crs, bounds, width, height)
+
+    def times(self, graph: Graph, bbox_wgs84=None) -> list[datetime] | None:
+        """The dates of the result (one per acquisition day), or ``None`` when reduced."""
+        meta = graph.meta
+        if meta.reduced:
+            return None
+        if bbox_wgs84 is None:
+            bounds, crs = self.extent(graph)
+            bbox_wgs84 = transform_bounds(crs, WGS84, *bounds, densify_pts=21)
+        items = meta.product.items_for(bbox_wgs84, meta.time_range)
+        seen: dict[str, datetime] = {}
+        for item in items:
+            seen.setdefault(day_key(item.datetime), item.datetime)
+        return sorted(seen.values())
+
+    # -- evaluation ---------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        graph: Graph | Node,
+        view: View,
+        *,
+        time_range: tuple[datetime, datetime] | None = None,
+        purpose: str = "execute",
+    ) -> Any:
+        """Values of the graph on ``view`` (optionally only for ``time_range``)."""
+        root = graph.root if isinstance(graph, Graph) else graph
+        if view.width <= 0 or view.height <= 0:
+            raise ProcessGraphError(f"empty view {view.width}x{view.height}")
+        started = time.perf_counter()
+        result = self.evaluate_node(root, Query(view, time_range), _EvalContext(self))
+        metrics.EVALUATIONS.labels(purpose).inc()
+        metrics.EVALUATION_SECONDS.labels(purpose).observe(time.perf_counter() - started)
+        return result
+
+    def evaluate_node(self, node: Node, query: Query, ctx: _EvalContext) -> Any:
+        """One node, through the cache."""
+        key = (node.hash, query.key)
+
+        def compute():
+            if node.is_product:
+                return self._load(ctx.meta(node).product, query)
+            return REGISTRY[node.process_id].evaluate(ctx, node, query)
+
+        return self.cache.get_or_compute(key, compute)
+
+    def _load(self, product: Product, query: Query) -> Cube:
+        view = query.view
+        bands = query.bands or tuple(product.bands)
+        try:
+            bbox = transform_bounds(view.crs, WGS84, *view.bounds, densify_pts=21)
+        except Exception:  # noqa: BLE001
+            bbox = None
+        if bbox is not None and not all(math.isfinite(v) for v in bbox):
+            bbox = None
+        items = product.items_for(bbox, query.time)
+        groups: dict[str, list] = defaultdict(list)
+        for item in items:
+            groups[day_key(item.datetime)].append(item)
+        days = sorted(groups)
+        size = view.pixels * len(bands) * max(1, len(days))
+        if size > self.max_pixels:
+            raise LimitExceeded(
+                f"evaluation too large: {view.width}x{view.height} pixels x {len(bands)} bands "
+                f"x {len(days)} dates = {size} > limit {self.max_pixels}; "
+                "request a smaller window, a coarser resolution or fewer dates"
+            )
+        data = np.full((len(days), len(bands), view.height, view.width), np.nan, np.float32)
+        jobs = []
+        for ti, day in enumerate(days):
+            for bi, band_id in enumerate(bands):
+                band = product.bands[band_id]
+                for item in groups[day]:
+                    href = item.assets.get(band_id)
+                    if href:
+                        jobs.append((ti, bi, self._pool.submit(
+                            read_band, href, band, view, self.resampling)))
+        for ti, bi, fut in jobs:
+            arr = fut.result()
+            if arr is None:
+                continue
+            target = data[ti, bi]
+            fill = np.isnan(target)
+            target[fill] = arr[fill]
+        times = tuple(groups[d][0].datetime for d in days)
+        return Cube(data, times, tuple(bands), view)

@@ -1,0 +1,48 @@
+"""Spectral indices."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tileserver.core.graph import IMAGERY
+from tileserver.core.processes.base import Param, register
+from tileserver.errors import BandNotFound
+
+
+def _ndvi_meta(ctx, node):
+    child = ctx.meta(node.args[IMAGERY])
+    for name in ("red", "nir"):
+        band = node.args[name]
+        if band not in child.bands:
+            raise BandNotFound(
+                f"{node.path}.args.{name}: band {band!r} is not in the input; "
+                f"available: {', '.join(child.bands)}",
+                path=f"{node.path}.args.{name}",
+            )
+    return child.but(
+        bands=("ndvi",), source_bands=(node.args["red"], node.args["nir"]), kind="ndvi"
+    )
+
+
+@register(
+    "NDVI",
+    "Normalized Difference Vegetation Index",
+    "(nir - red) / (nir + red) per pixel and date, in [-1, 1]. Nodata where either band is "
+    "nodata or both are 0.",
+    [
+        Param(IMAGERY, "imagery", "The input cube."),
+        Param("red", "band", "Band id of the red band, e.g. 'B04'."),
+        Param("nir", "band", "Band id of the near-infrared band, e.g. 'B08' or 'B8A'."),
+    ],
+    meta=_ndvi_meta,
+)
+def ndvi(ctx, node, query):
+    """Compute NDVI."""
+    red_id, nir_id = node.args["red"], node.args["nir"]
+    cube = ctx.eval(node.args[IMAGERY], query.with_bands((red_id, nir_id)))
+    red = cube.data[:, cube.bands.index(red_id)]
+    nir = cube.data[:, cube.bands.index(nir_id)]
+    den = nir + red
+    out = np.full(red.shape, np.nan, dtype=np.float32)
+    np.divide(nir - red, den, out=out, where=np.isfinite(den) & (den != 0))
+    return cube.with_data(out[:, None], bands=("ndvi",), kind="ndvi")

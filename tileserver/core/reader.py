@@ -1,0 +1,117 @@
+"""Windowed reads: the needed window at the needed overview level, warped to a view."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.warp import reproject, transform_bounds
+from rasterio.windows import Window, from_bounds
+
+from tileserver.core import metrics
+from tileserver.core.catalog import Band
+from tileserver.core.view import View
+from tileserver.errors import TileserverError
+
+#: Extra source pixels read around the window so that resampling has its neighbours.
+PAD = 2
+
+
+class SourceReadError(TileserverError):
+    """A source file that cannot be read."""
+
+    status = 502
+    code = "SourceReadError"
+    ogc_code = "NoApplicableCode"
+
+
+def choose_overview(factor: float, overviews: list[int]) -> int | None:
+    """Index of the coarsest overview not coarser than ``factor`` (None: full resolution).
+
+    ``factor`` is the view's pixel size divided by the file's; ``overviews`` are GDAL's
+    decimation factors (``src.overviews(1)``), e.g. ``[2, 4, 8]``.
+    """
+    best = None
+    for i, ovr in enumerate(overviews):
+        if ovr <= factor * 1.0001:
+            best = i
+    return best
+
+
+def _view_bounds_in(view: View, crs: CRS) -> tuple[float, float, float, float] | None:
+    if view.crs == crs:
+        return view.bounds
+    try:
+        return transform_bounds(view.crs, crs, *view.bounds, densify_pts=21)
+    except Exception:  # noqa: BLE001 - a view outside the CRS's area of use
+        return None
+
+
+def read_band(
+    href: str,
+    band: Band,
+    view: View,
+    resampling: Resampling = Resampling.nearest,
+) -> np.ndarray | None:
+    """Values of ``href`` on the ``view`` grid as float32 with NaN for nodata.
+
+    Only the window of the file that the view covers is read, from the overview level
+    whose resolution matches the view's (never finer than needed by more than 2x).
+    Returns ``None`` when the file does not intersect the view.
+    """
+    try:
+        with rasterio.open(href) as src:
+            src_crs = src.crs
+            bounds = _view_bounds_in(view, src_crs)
+            if bounds is None:
+                return None
+            left = max(bounds[0], src.bounds.left)
+            right = min(bounds[2], src.bounds.right)
+            bottom = max(bounds[1], src.bounds.bottom)
+            top = min(bounds[3], src.bounds.top)
+            if left >= right or bottom >= top:
+                return None
+            view_res = min(
+                (bounds[2] - bounds[0]) / view.width, (bounds[3] - bounds[1]) / view.height
+            )
+            factor = view_res / abs(src.res[0])
+            level = choose_overview(factor, src.overviews(1))
+        opts = {} if level is None else {"overview_level": level}
+        with rasterio.open(href, **opts) as src:
+            win = from_bounds(left, bottom, right, top, transform=src.transform)
+            col0 = max(0, math.floor(win.col_off) - PAD)
+            row0 = max(0, math.floor(win.row_off) - PAD)
+            col1 = min(src.width, math.ceil(win.col_off + win.width) + PAD)
+            row1 = min(src.height, math.ceil(win.row_off + win.height) + PAD)
+            if col1 <= col0 or row1 <= row0:
+                return None
+            window = Window(col0, row0, col1 - col0, row1 - row0)
+            arr = src.read(1, window=window, masked=True)
+            win_transform = src.window_transform(window)
+            metrics.PIXELS_READ.inc(window.width * window.height)
+            metrics.SOURCE_READS.labels(str(0 if level is None else level + 1)).inc()
+    except rasterio.RasterioIOError as exc:
+        raise SourceReadError(f"cannot read {href}: {exc}") from exc
+    values = arr.astype(np.float32).filled(np.nan)
+    if band.scale != 1.0 or band.offset != 0.0:
+        values = values * np.float32(band.scale) + np.float32(band.offset)
+    out = np.full((view.height, view.width), np.nan, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        reproject(
+            values,
+            out,
+            src_transform=win_transform,
+            src_crs=src_crs,
+            src_nodata=np.nan,
+            dst_transform=view.transform,
+            dst_crs=view.crs,
+            dst_nodata=np.nan,
+            resampling=resampling,
+        )
+    return out

@@ -1,0 +1,200 @@
+"""One exception hierarchy for the whole server.
+
+Each class carries what the protocols need: the HTTP status, the openEO/REST error code and
+the OGC exception code. ``tileserver.web.errors`` maps them to responses in one place.
+"""
+
+from __future__ import annotations
+
+
+class TileserverError(Exception):
+    """Base class of every error a client can cause or see."""
+
+    status = 400
+    code = "BadRequest"
+    ogc_code = "InvalidParameterValue"
+
+    def __init__(self, message: str, *, locator: str | None = None, path: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.locator = locator
+        self.path = path
+
+    def to_json(self) -> dict:
+        """The openEO JSON error body."""
+        body: dict = {"code": self.code, "message": self.message}
+        if self.path:
+            body["path"] = self.path
+        if self.locator:
+            body["locator"] = self.locator
+        return body
+
+
+class ProcessGraphError(TileserverError):
+    """A process graph that does not parse or validate."""
+
+    code = "ProcessGraphInvalid"
+
+
+class UnknownProcess(ProcessGraphError):
+    """A ``process_id`` that is not registered."""
+
+    code = "ProcessUnsupported"
+
+
+class ProductNotFound(ProcessGraphError):
+    """A ``product_id`` the catalog does not have."""
+
+    code = "ProductNotFound"
+
+
+class BandNotFound(ProcessGraphError):
+    """A band id the product does not have."""
+
+    code = "BandNotFound"
+
+
+class OutputFormatError(TileserverError):
+    """An unknown output format or an impossible format option."""
+
+    code = "FormatUnsupported"
+
+
+class NotFound(TileserverError):
+    """A resource that does not exist (or that the caller may not see)."""
+
+    status = 404
+    code = "NotFound"
+    ogc_code = "NotFound"
+
+
+class JobNotFound(NotFound):
+    """No such job."""
+
+    code = "JobNotFound"
+
+
+class ServiceNotFound(NotFound):
+    """No such service."""
+
+    code = "ServiceNotFound"
+
+
+class FileNotFound(NotFound):
+    """No such user file."""
+
+    code = "FileNotFound"
+
+
+class Conflict(TileserverError):
+    """A request that does not fit the current state (e.g. an invalid job transition)."""
+
+    status = 409
+    code = "Conflict"
+
+
+class Unauthorized(TileserverError):
+    """Missing or wrong credentials."""
+
+    status = 401
+    code = "AuthenticationRequired"
+    ogc_code = "NotAuthorized"
+
+
+class LimitExceeded(TileserverError):
+    """A request larger than a configured limit."""
+
+    status = 413
+    code = "PayloadTooLarge"
+    ogc_code = "InvalidParameterValue"
+
+
+class TooManyRequests(TileserverError):
+    """Too many evaluations in flight."""
+
+    status = 503
+    code = "ServiceUnavailable"
+    ogc_code = "NoApplicableCode"
+
+
+class EvaluationTimeout(TileserverError):
+    """An evaluation that took longer than allowed."""
+
+    status = 504
+    code = "Timeout"
+    ogc_code = "NoApplicableCode"
+
+
+# --- OGC-specific codes --------------------------------------------------------------
+
+
+class OGCError(TileserverError):
+    """An error with a standard OGC exception code."""
+
+    code = "OGCError"
+
+
+class MissingParameterValue(OGCError):
+    """A mandatory parameter is missing."""
+
+    ogc_code = code = "MissingParameterValue"
+
+
+class InvalidParameterValue(OGCError):
+    """A parameter has an invalid value."""
+
+    ogc_code = code = "InvalidParameterValue"
+
+
+class OperationNotSupported(OGCError):
+    """An unknown REQUEST."""
+
+    status = 501
+    ogc_code = code = "OperationNotSupported"
+
+
+class VersionNegotiationFailed(OGCError):
+    """No common version."""
+
+    ogc_code = code = "VersionNegotiationFailed"
+
+
+class TileOutOfRange(OGCError):
+    """A tile row/col outside the tile matrix."""
+
+    ogc_code = code = "TileOutOfRange"
+
+
+class NoSuchCoverage(OGCError):
+    """An unknown coverage id."""
+
+    status = 404
+    ogc_code = code = "NoSuchCoverage"
+
+
+class InvalidAxisLabel(OGCError):
+    """A subset on an axis the coverage does not have."""
+
+    status = 404
+    ogc_code = code = "InvalidAxisLabel"
+
+
+class InvalidSubsetting(OGCError):
+    """A subset outside the coverage or with low > high."""
+
+    status = 404
+    ogc_code = code = "InvalidSubsetting"
+
+
+class InvalidScaleFactor(OGCError):
+    """A scale factor that is not positive."""
+
+    status = 404
+    ogc_code = code = "InvalidScaleFactor"
+
+
+class InvalidExtent(OGCError):
+    """A scale size or extent that is not possible."""
+
+    status = 404
+    ogc_code = code = "InvalidExtent"

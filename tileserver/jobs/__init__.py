@@ -1,0 +1,1 @@
+"""Job and service registry (SQLAlchemy) and the batch runner."""

@@ -1,0 +1,270 @@
+"""The job and service registry in a real database (SQLite by default, any SQLAlchemy URL).
+
+Every call is its own short transaction, so several worker processes can share the file;
+SQLite runs in WAL mode with a busy timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+
+from tileserver.errors import JobNotFound, ServiceNotFound
+
+JOB_STATUSES = ("submitted", "queued", "running", "finished", "paused", "canceled", "error")
+SERVICE_TYPES = ("wmts", "xyz", "wcs")
+
+metadata = MetaData()
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("user_id", String(128), nullable=False, index=True),
+    Column("title", String(500)),
+    Column("description", Text),
+    Column("process_graph", JSON, nullable=False),
+    Column("output", JSON),
+    Column("status", String(16), nullable=False, default="submitted"),
+    Column("progress", Float, default=0.0),
+    Column("error", Text),
+    Column("submitted", DateTime(timezone=True), nullable=False),
+    Column("updated", DateTime(timezone=True), nullable=False),
+    Column("extra", JSON),
+)
+
+services = Table(
+    "services",
+    metadata,
+    Column("service_id", String(64), primary_key=True),
+    Column("job_id", String(64), ForeignKey("jobs.job_id", ondelete="CASCADE"), index=True),
+    Column("user_id", String(128), nullable=False, index=True),
+    Column("service_type", String(16), nullable=False),
+    Column("service_args", JSON),
+    Column("title", String(500)),
+    Column("created", DateTime(timezone=True), nullable=False),
+)
+
+job_logs = Table(
+    "job_logs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), ForeignKey("jobs.job_id", ondelete="CASCADE"), index=True),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("message", Text, nullable=False),
+)
+
+
+def now() -> datetime:
+    """Current UTC time, second precision."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def iso(t: datetime | None) -> str | None:
+    """RFC 3339 in UTC."""
+    if t is None:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """A SQLAlchemy engine; creates the SQLite folder and sets its pragmas."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine
+
+
+def _job_row(row) -> dict[str, Any]:
+    return dict(row._mapping)
+
+
+class JobStore:
+    """CRUD of jobs, services and job logs. Ownership is enforced by ``user_id`` filters."""
+
+    def __init__(self, url: str):
+        self.engine = make_engine(url)
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    def create_job(self, user_id: str, process_graph: dict, output: dict | None = None,
+                   title: str | None = None, description: str | None = None) -> dict:
+        """Store a new job with status ``submitted``."""
+        t = now()
+        row = {
+            "job_id": uuid.uuid4().hex,
+            "user_id": user_id,
+            "title": title,
+            "description": description,
+            "process_graph": process_graph,
+            "output": output,
+            "status": "submitted",
+            "progress": 0.0,
+            "submitted": t,
+            "updated": t,
+            "extra": {},
+        }
+        with self.engine.begin() as conn:
+            conn.execute(insert(jobs).values(**row))
+        return row
+
+    def get_job(self, job_id: str, user_id: str | None = None) -> dict:
+        """The job row, or :class:`JobNotFound` (also for another user's job)."""
+        q = select(jobs).where(jobs.c.job_id == str(job_id))
+        if user_id is not None:
+            q = q.where(jobs.c.user_id == user_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            raise JobNotFound(f"job {job_id} does not exist")
+        return _job_row(row)
+
+    def list_jobs(self, user_id: str) -> list[dict]:
+        """The user's jobs, newest first."""
+        q = select(jobs).where(jobs.c.user_id == user_id).order_by(jobs.c.submitted.desc())
+        with self.engine.connect() as conn:
+            return [_job_row(r) for r in conn.execute(q)]
+
+    def update_job(self, job_id: str, user_id: str | None = None, *,
+                   expect_status: tuple[str, ...] | None = None, **fields: Any) -> bool:
+        """Change fields (``updated`` is set); with ``expect_status`` only from those states.
+
+        Returns whether a row changed (a compare-and-set for status transitions).
+        """
+        fields["updated"] = now()
+        q = update(jobs).where(jobs.c.job_id == job_id)
+        if user_id is not None:
+            q = q.where(jobs.c.user_id == user_id)
+        if expect_status is not None:
+            q = q.where(jobs.c.status.in_(expect_status))
+        with self.engine.begin() as conn:
+            return conn.execute(q.values(**fields)).rowcount > 0
+
+    def delete_job(self, job_id: str, user_id: str | None = None) -> None:
+        """Delete a job, its services and logs."""
+        self.get_job(job_id, user_id)
+        with self.engine.begin() as conn:
+            conn.execute(delete(services).where(services.c.job_id == job_id))
+            conn.execute(delete(job_logs).where(job_logs.c.job_id == job_id))
+            conn.execute(delete(jobs).where(jobs.c.job_id == job_id))
+
+    def jobs_with_status(self, statuses: tuple[str, ...]) -> list[dict]:
+        """All jobs (any user) in one of ``statuses``."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(jobs).where(jobs.c.status.in_(statuses)))
+            return [_job_row(r) for r in rows]
+
+    # -- logs ---------------------------------------------------------------------------
+
+    def log(self, job_id: str, message: str, level: str = "info") -> None:
+        """Append to the job's log."""
+        with self.engine.begin() as conn:
+            conn.execute(insert(job_logs).values(
+                job_id=job_id, time=now(), level=level, message=message))
+
+    def logs(self, job_id: str) -> list[dict]:
+        """The job's log, oldest first."""
+        q = select(job_logs).where(job_logs.c.job_id == job_id).order_by(job_logs.c.id)
+        with self.engine.connect() as conn:
+            return [
+                {"time": iso(r.time), "level": r.level, "message": r.message}
+                for r in conn.execute(q)
+            ]
+
+    # -- services -----------------------------------------------------------------------
+
+    def create_service(self, user_id: str, job_id: str, service_type: str,
+                       service_args: dict | None = None, title: str | None = None) -> dict:
+        """A new service with an unguessable id (256 random bits)."""
+        self.get_job(job_id, user_id)
+        row = {
+            "service_id": secrets.token_hex(32),
+            "job_id": job_id,
+            "user_id": user_id,
+            "service_type": service_type,
+            "service_args": service_args or {},
+            "title": title,
+            "created": now(),
+        }
+        with self.engine.begin() as conn:
+            conn.execute(insert(services).values(**row))
+        return row
+
+    def get_service(self, service_id: str, user_id: str | None = None) -> dict:
+        """The service row or :class:`ServiceNotFound`."""
+        q = select(services).where(services.c.service_id == str(service_id))
+        if user_id is not None:
+            q = q.where(services.c.user_id == user_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            raise ServiceNotFound(f"service {service_id} does not exist")
+        return dict(row._mapping)
+
+    def list_services(self, user_id: str) -> list[dict]:
+        """The user's services."""
+        q = select(services).where(services.c.user_id == user_id).order_by(services.c.created)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def update_service(self, service_id: str, user_id: str, **fields: Any) -> None:
+        """Change a service's args or title."""
+        self.get_service(service_id, user_id)
+        with self.engine.begin() as conn:
+            conn.execute(update(services).where(services.c.service_id == service_id)
+                         .values(**fields))
+
+    def delete_service(self, service_id: str, user_id: str) -> None:
+        """Delete a service: its URLs stop answering."""
+        self.get_service(service_id, user_id)
+        with self.engine.begin() as conn:
+            conn.execute(delete(services).where(services.c.service_id == service_id))
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
+
+
+def dumps(value: Any) -> str:
+    """JSON for logs."""
+    return json.dumps(value, default=str)

@@ -1,0 +1,73 @@
+"""The runtime: everything a server process holds (settings, catalog, engine, job store).
+
+Built once per application by :func:`tileserver.web.app.create_app`; no HTTP in here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import cached_property
+
+from tileserver.core.cache import NodeCache
+from tileserver.core.catalog import Catalog
+from tileserver.core.evaluator import Engine
+from tileserver.jobs.store import JobStore
+from tileserver.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def catalog_paths(settings: Settings) -> list[str]:
+    """The configured catalogs, or the demo catalog (written on first use)."""
+    if settings.catalog:
+        return list(settings.catalog)
+    from tileserver.demo import write_demo_catalog  # noqa: PLC0415
+
+    return [str(write_demo_catalog(settings.demo_dir))]
+
+
+class Runtime:
+    """Lazily built shared state of one server process."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._lock = threading.Lock()
+        settings.home.mkdir(parents=True, exist_ok=True)
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        """The STAC products."""
+        with self._lock:
+            return Catalog.load(catalog_paths(self.settings))
+
+    @cached_property
+    def cache(self) -> NodeCache:
+        """The node-result LRU cache."""
+        return NodeCache(self.settings.cache_bytes)
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The graph evaluator."""
+        s = self.settings
+        return Engine(
+            self.catalog,
+            self.cache,
+            max_pixels=s.max_pixels,
+            max_graph_nodes=s.max_graph_nodes,
+            max_graph_depth=s.max_graph_depth,
+            resampling=s.resampling,
+        )
+
+    @cached_property
+    def store(self) -> JobStore:
+        """The job and service registry."""
+        return JobStore(self.settings.db_url)
+
+    def close(self) -> None:
+        """Release resources (database connections, batch cluster)."""
+        if "store" in self.__dict__:
+            self.store.dispose()
+        runner = self.__dict__.get("batch")
+        if runner is not None and hasattr(runner, "close"):
+            runner.close()

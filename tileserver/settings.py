@@ -1,0 +1,96 @@
+"""Settings: one immutable object read from ``config/default.yaml`` and ``TILESERVER_*``."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: The defaults shipped with the package (``config/default.yaml`` at the repository root,
+#: also installed as package data).
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
+_PACKAGED_CONFIG = Path(__file__).resolve().parent / "default.yaml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the server; build it with :func:`load_settings`."""
+
+    home: Path = Path("./var")
+    catalog: tuple[str, ...] = ()
+    dask_scheduler: str | None = None
+    cache_bytes: int = 512 * 1024 * 1024
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    threads: int = 8
+    public_url: str | None = None
+    max_pixels: int = 64 * 1024 * 1024
+    max_graph_nodes: int = 200
+    max_graph_depth: int = 50
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_upload_bytes: int = 100 * 1024 * 1024
+    max_output_pixels: int = 25_000_000
+    resampling: str = "nearest"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def db_url(self) -> str:
+        """SQLAlchemy URL of the job registry."""
+        return self.database_url or f"sqlite:///{(self.home / 'tileserver.db').resolve()}"
+
+    @property
+    def demo_dir(self) -> Path:
+        """Where the demo catalog lives when no catalog is configured."""
+        return self.home / "demo"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(name: str, value: Any) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    if name not in fields or value is None:
+        return value
+    default = getattr(Settings(), name)
+    if name == "home":
+        return Path(str(value))
+    if name == "catalog":
+        if isinstance(value, list | tuple):
+            return tuple(str(v) for v in value)
+        return tuple(p.strip() for p in str(value).split(",") if p.strip())
+    if isinstance(default, bool):
+        return str(value).lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(value)
+    return str(value) if value != "" else None
+
+
+def load_settings(config_file: str | os.PathLike | None = None, **overrides: Any) -> Settings:
+    """Read the YAML defaults, then ``TILESERVER_*`` variables, then ``overrides``."""
+    values: dict[str, Any] = {}
+    path = Path(config_file) if config_file else None
+    if path is None:
+        path = Path(os.environ["TILESERVER_CONFIG"]) if os.environ.get("TILESERVER_CONFIG") else None
+    if path is None:
+        path = DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else _PACKAGED_CONFIG
+    if path.exists():
+        values.update(yaml.safe_load(path.read_text()) or {})
+    known = {f.name for f in dataclasses.fields(Settings)} - {"extra"}
+    extra = {k: v for k, v in values.items() if k not in known}
+    values = {k: v for k, v in values.items() if k in known}
+    for name in known:
+        env = os.environ.get(f"TILESERVER_{name.upper()}")
+        if env is not None:
+            values[name] = env
+    values.update(overrides)
+    kwargs = {k: _coerce(k, v) for k, v in values.items() if v is not None or k in ("catalog",)}
+    if kwargs.get("catalog") is None:
+        kwargs.pop("catalog", None)
+    return Settings(extra=extra, **kwargs)

@@ -1,0 +1,1 @@
+"""The thin web layer: one module per protocol, errors mapped in one place."""

@@ -1,0 +1,107 @@
+"""Small helpers shared by the protocol modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, request
+
+from tileserver.errors import ServiceNotFound, TileserverError
+from tileserver.jobs.store import iso
+from tileserver.runtime import Runtime
+
+
+def runtime() -> Runtime:
+    """The application's :class:`Runtime`."""
+    return current_app.extensions["tileserver"]
+
+
+def current_user() -> str:
+    """The authenticated user (``tileserver.web.auth`` decides; ``me`` in single-user mode)."""
+    hook = current_app.extensions.get("tileserver.auth")
+    return hook() if hook else "me"
+
+
+def base_url() -> str:
+    """Public base URL without trailing slash."""
+    public = runtime().settings.public_url
+    return (public or request.host_url).rstrip("/")
+
+
+def json_body(required: bool = True) -> dict[str, Any]:
+    """The request's JSON object, or a 400 that says what is wrong."""
+    if not request.data:
+        if required:
+            raise TileserverError("the request needs a JSON body", locator="body")
+        return {}
+    try:
+        body = request.get_json(force=True, silent=False)
+    except Exception:  # noqa: BLE001 - werkzeug raises BadRequest with HTML text
+        raise TileserverError("the request body is not valid JSON", locator="body") from None
+    if not isinstance(body, dict):
+        raise TileserverError("the request body must be a JSON object", locator="body")
+    return body
+
+
+def service_url(service: dict) -> str:
+    """Public URL of a service (a ``{z}/{x}/{y}.png`` template for ``xyz``)."""
+    sid, kind = service["service_id"], service["service_type"]
+    root = f"{base_url()}/service/{kind}/{sid}"
+    return f"{root}/{{z}}/{{x}}/{{y}}.png" if kind == "xyz" else root
+
+
+def service_json(service: dict) -> dict[str, Any]:
+    """The 0.0.2 service description."""
+    return {
+        "service_id": service["service_id"],
+        "service_url": service_url(service),
+        "service_type": service["service_type"],
+        "service_args": service.get("service_args") or {},
+        "job_id": service["job_id"],
+        "title": service.get("title"),
+        "created": iso(service.get("created")),
+    }
+
+
+def job_json(job: dict, full: bool = True) -> dict[str, Any]:
+    """The 0.0.2 job description."""
+    out: dict[str, Any] = {
+        "job_id": job["job_id"],
+        "user_id": job["user_id"],
+        "status": job["status"],
+        "submitted": iso(job["submitted"]),
+        "updated": iso(job["updated"]),
+        "title": job.get("title"),
+        "description": job.get("description"),
+        "progress": round(float(job.get("progress") or 0.0), 1),
+    }
+    if job.get("error"):
+        out["error"] = job["error"]
+    if full:
+        out["process_graph"] = job["process_graph"]
+        out["output"] = job.get("output")
+        extra = job.get("extra") or {}
+        if extra.get("blocks_total"):
+            out["blocks"] = {"done": extra.get("blocks_done", 0), "total": extra["blocks_total"]}
+    return out
+
+
+#: Job states in which a job's lazy services stop answering.
+REVOKED_STATUSES = ("canceled",)
+
+
+def live_service(service_id: str, service_type: str | tuple[str, ...]) -> tuple[dict, dict]:
+    """``(service, job)`` of a public service URL, or :class:`ServiceNotFound` (404) when
+    the service does not exist, is of another type, or its job is gone or canceled."""
+    store = runtime().store
+    service = store.get_service(service_id)
+    types = (service_type,) if isinstance(service_type, str) else service_type
+    if service["service_type"] not in types:
+        raise ServiceNotFound(f"service {service_id} does not exist")
+    try:
+        job = store.get_job(service["job_id"])
+    except TileserverError:
+        raise ServiceNotFound(f"service {service_id} does not exist") from None
+    if job["status"] in REVOKED_STATUSES:
+        raise ServiceNotFound(f"service {service_id}: its job was {job['status']}")
+    return service, job
