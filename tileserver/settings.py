@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import yaml
 #: The defaults shipped with the package (``config/default.yaml`` at the repository root,
 #: also installed as package data).
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
-_PACKAGED_CONFIG = Path(__file__).resolve().parent / "default.yaml"
+_PACKAGED_CONFIG = Path(sys.prefix) / "share" / "tileserver" / "config" / "default.yaml"
 
 
 @dataclass(frozen=True)
