@@ -12,6 +12,7 @@ from functools import cached_property
 from tileserver.core.cache import NodeCache
 from tileserver.core.catalog import Catalog
 from tileserver.core.evaluator import Engine
+from tileserver.core.limits import Limiter
 from tileserver.jobs.store import JobStore
 from tileserver.settings import Settings
 
@@ -57,6 +58,7 @@ class Runtime:
             max_graph_nodes=s.max_graph_nodes,
             max_graph_depth=s.max_graph_depth,
             resampling=s.resampling,
+            limiter=Limiter.from_settings(s),
         )
 
     @cached_property

@@ -38,6 +38,12 @@ class Settings:
     max_upload_bytes: int = 100 * 1024 * 1024
     max_output_pixels: int = 25_000_000
     resampling: str = "nearest"
+    users_file: str | None = None  # None: $home/users.yaml
+    allow_remote: bool = False
+    token_ttl: int = 86400
+    max_evaluations: int = 4
+    evaluation_queue_timeout: int = 30
+    evaluation_timeout: int = 120
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -12,6 +12,7 @@ import math
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,7 @@ from tileserver.core.cache import NodeCache
 from tileserver.core.catalog import Catalog, Product
 from tileserver.core.cube import Cube
 from tileserver.core.graph import GraphParser, Node
+from tileserver.core.limits import Limiter, check_deadline, remaining
 from tileserver.core.processes import REGISTRY
 from tileserver.core.query import CubeMeta, Query
 from tileserver.core.reader import read_band
@@ -90,6 +92,7 @@ class Engine:
         max_graph_depth: int = 50,
         resampling: str = "nearest",
         read_threads: int = 4,
+        limiter: Limiter | None = None,
     ):
         self.catalog = catalog
         self.cache = cache if cache is not None else NodeCache(256 * 1024 * 1024)
@@ -97,6 +100,8 @@ class Engine:
         self.parser = GraphParser(REGISTRY, max_graph_nodes, max_graph_depth)
         self.resampling = Resampling[resampling]
         self._pool = ThreadPoolExecutor(max_workers=read_threads, thread_name_prefix="read")
+        #: Evaluations in flight and their deadline (None: unlimited).
+        self.limiter = limiter
 
     # -- graphs -------------------------------------------------------------------------
 
@@ -161,7 +166,11 @@ class Engine:
         if view.width <= 0 or view.height <= 0:
             raise ProcessGraphError(f"empty view {view.width}x{view.height}")
         started = time.perf_counter()
-        result = self.evaluate_node(root, Query(view, time_range), _EvalContext(self))
+        if self.limiter is None:
+            result = self.evaluate_node(root, Query(view, time_range), _EvalContext(self))
+        else:
+            with self.limiter.slot(purpose):
+                result = self.evaluate_node(root, Query(view, time_range), _EvalContext(self))
         metrics.EVALUATIONS.labels(purpose).inc()
         metrics.EVALUATION_SECONDS.labels(purpose).observe(time.perf_counter() - started)
         return result
@@ -171,6 +180,7 @@ class Engine:
         key = (node.hash, query.key)
 
         def compute():
+            check_deadline()
             if node.is_product:
                 return self._load(ctx.meta(node).product, query)
             return REGISTRY[node.process_id].evaluate(ctx, node, query)
@@ -209,7 +219,13 @@ class Engine:
                         jobs.append((ti, bi, self._pool.submit(
                             read_band, href, band, view, self.resampling)))
         for ti, bi, fut in jobs:
-            arr = fut.result()
+            try:
+                arr = fut.result(timeout=remaining())
+            except FutureTimeout:
+                for *_, other in jobs:
+                    other.cancel()
+                check_deadline()
+                raise
             if arr is None:
                 continue
             target = data[ti, bi]

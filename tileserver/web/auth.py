@@ -1,0 +1,327 @@
+"""Users and authentication: HTTP Basic, signed Bearer tokens, single-user mode.
+
+Users live in a YAML file (``users_file``, default ``$TILESERVER_HOME/users.yaml``) with
+scrypt password hashes, written by ``tileserver users add NAME``. With no users the server
+runs in single-user mode as ``me`` (and ``tileserver serve`` binds only to loopback).
+
+With users, every request needs credentials except the public parts: capabilities, data,
+processes, the OpenAPI document, metrics, static files and the public service URLs
+``/service/...`` (capability URLs with unguessable ids, so GIS clients need no password).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import yaml
+from cachetools import TTLCache
+from flask import Blueprint, Flask, current_app, g, jsonify, make_response, request
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from tileserver.errors import TileserverError, Unauthorized
+from tileserver.settings import Settings, load_settings
+
+bp = Blueprint("auth", __name__)
+
+#: The user of single-user mode.
+SINGLE_USER = "me"
+USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+#: Paths anyone may call (exact, or prefixes ending with ``/``).
+PUBLIC_EXACT = ("/", "/openapi.json", "/metrics", "/auth/login", "/capabilities", "/data",
+                "/processes")
+PUBLIC_PREFIXES = ("/capabilities/", "/data/", "/processes/", "/service/", "/static/")
+#: Paths of the global OGC endpoints (their errors are ``ows:ExceptionReport``).
+OGC_PREFIXES = ("/wmts", "/wcs")
+
+
+def users_path(settings: Settings) -> Path:
+    """The users file: ``users_file`` or ``$TILESERVER_HOME/users.yaml``."""
+    configured = settings.users_file or settings.extra.get("users_file")
+    return Path(configured) if configured else settings.home / "users.yaml"
+
+
+def read_users(path: Path) -> dict[str, dict[str, Any]]:
+    """``{user_id: {"password": hash}}`` from a users file (empty when it is missing)."""
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        return {}
+    users = doc.get("users") or {}
+    if not isinstance(users, dict):
+        raise ValueError(f"{path}: 'users' must be a mapping of user ids")
+    return {str(k): dict(v or {}) for k, v in users.items()}
+
+
+def configured_users(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The configured users (empty: single-user mode)."""
+    return read_users(users_path(settings))
+
+
+def write_users(path: Path, users: dict[str, dict[str, Any]]) -> None:
+    """Replace the users file atomically, readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        yaml.safe_dump({"users": users}, fh, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def add_user(settings: Settings, user_id: str, password: str) -> None:
+    """Add a user or change their password."""
+    if not USER_ID.match(user_id):
+        raise ValueError(f"invalid user id {user_id!r}: letters, digits and _.@- only")
+    if len(password) < 8:
+        raise ValueError("the password needs at least 8 characters")
+    path = users_path(settings)
+    users = read_users(path)
+    users[user_id] = {**users.get(user_id, {}), "password": generate_password_hash(password)}
+    write_users(path, users)
+
+
+def remove_user(settings: Settings, user_id: str) -> bool:
+    """Remove a user (their tokens stop working); whether they existed."""
+    path = users_path(settings)
+    users = read_users(path)
+    if users.pop(user_id, None) is None:
+        return False
+    write_users(path, users)
+    return True
+
+
+def load_secret(home: Path) -> bytes:
+    """The token signing key under ``home`` (created once, shared by all workers)."""
+    path = home / "secret.key"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        tmp = home / f".secret.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)  # atomic: the first worker wins
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip().encode()
+
+
+class Authenticator:
+    """Checks Basic credentials and Bearer tokens against the users file."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.path = users_path(settings)
+        self.ttl = settings.token_ttl
+        self._lock = threading.Lock()
+        self._users: dict[str, dict[str, Any]] = {}
+        self._stamp: tuple | None = None
+        self._serializer: URLSafeTimedSerializer | None = None
+        # verified (user, password digest, hash) -> True: scrypt costs ~0.1 s per check
+        self._verified: TTLCache = TTLCache(maxsize=1024, ttl=300)
+        self._dummy_hash = generate_password_hash(secrets.token_hex(8))
+
+    def users(self) -> dict[str, dict[str, Any]]:
+        """Current users (the file is re-read when it changes)."""
+        try:
+            st = self.path.stat()
+            stamp: tuple | None = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            stamp = None
+        with self._lock:
+            if stamp != self._stamp:
+                self._users = read_users(self.path) if stamp else {}
+                self._stamp = stamp
+            return self._users
+
+    @property
+    def serializer(self) -> URLSafeTimedSerializer:
+        """The token signer (its key is created on first use)."""
+        if self._serializer is None:
+            self._serializer = URLSafeTimedSerializer(
+                load_secret(self.settings.home), salt="tileserver-token")
+        return self._serializer
+
+    def check_password(self, user_id: str, password: str) -> bool:
+        """Whether the password is the user's (constant work for unknown users)."""
+        user = self.users().get(user_id)
+        stored = (user or {}).get("password") or self._dummy_hash
+        key = (user_id, hashlib.sha256(password.encode()).hexdigest(), stored)
+        if key in self._verified:
+            return True
+        ok = check_password_hash(stored, password) and user is not None
+        if ok:
+            self._verified[key] = True
+        return ok
+
+    def _fingerprint(self, user_id: str) -> str:
+        stored = (self.users().get(user_id) or {}).get("password", "")
+        return hashlib.sha256(stored.encode()).hexdigest()[:16]
+
+    def issue_token(self, user_id: str) -> str:
+        """A signed token; it expires after ``token_ttl`` or when the password changes."""
+        return self.serializer.dumps({"u": user_id, "p": self._fingerprint(user_id)})
+
+    def verify_token(self, token: str) -> str | None:
+        """The user of a valid token, else ``None``."""
+        try:
+            data = self.serializer.loads(token, max_age=self.ttl)
+        except (BadSignature, SignatureExpired):
+            return None
+        if not isinstance(data, dict):
+            return None
+        user_id = data.get("u")
+        if not isinstance(user_id, str) or user_id not in self.users():
+            return None
+        if not hmac.compare_digest(str(data.get("p")), self._fingerprint(user_id)):
+            return None
+        return user_id
+
+    def from_request(self) -> str | None:
+        """The user of the request's ``Authorization`` header, or ``None``."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "basic":
+            auth = request.authorization
+            if auth is None or not auth.username or auth.password is None:
+                return None
+            return auth.username if self.check_password(auth.username, auth.password) else None
+        if scheme == "bearer" and value.strip():
+            token = value.strip()
+            # openEO 1.x clients send "basic//<token>"; accept that form too
+            return self.verify_token(token.rsplit("/", 1)[-1])
+        return None
+
+
+def _auth() -> Authenticator:
+    return current_app.extensions["tileserver.authenticator"]
+
+
+def request_user() -> str:
+    """The authenticated user of this request (``me`` with no users configured).
+
+    Raises :class:`Unauthorized` when users are configured and the request has no valid
+    Basic credentials or Bearer token. Installed as ``app.extensions["tileserver.auth"]``.
+    """
+    if "tileserver_user" in g:
+        return g.tileserver_user
+    auth = _auth()
+    if not auth.users():
+        user = SINGLE_USER
+    else:
+        user = auth.from_request()
+        if user is None:
+            raise Unauthorized(
+                "this request needs credentials: HTTP Basic, or the Bearer token of "
+                "GET /auth/login" if "Authorization" not in request.headers else
+                "invalid credentials or expired token")
+    g.tileserver_user = user
+    return user
+
+
+def is_public(path: str) -> bool:
+    """Whether ``path`` answers without credentials."""
+    return path in PUBLIC_EXACT or path.startswith(PUBLIC_PREFIXES)
+
+
+def _require_credentials():
+    if request.method == "OPTIONS" or is_public(request.path):
+        return None
+    if request.path.startswith(OGC_PREFIXES) or any(k.lower() == "service"
+                                                    for k in request.args):
+        g.ogc = True
+    request_user()
+    return None
+
+
+def _unauthorized(exc: Unauthorized):
+    from tileserver.web.errors import handle_tileserver_error  # noqa: PLC0415
+
+    resp = make_response(handle_tileserver_error(exc))
+    resp.headers["WWW-Authenticate"] = 'Basic realm="tileserver", charset="UTF-8"'
+    return resp
+
+
+@bp.get("/auth/login")
+def login():
+    """HTTP Basic in, ``{user_id, token}`` out (0.0.2 ``GET /auth/login``)."""
+    auth = _auth()
+    if not auth.users():
+        user = SINGLE_USER
+    else:
+        basic = request.authorization
+        if basic is None or basic.type != "basic":
+            raise Unauthorized("GET /auth/login needs HTTP Basic credentials")
+        if not auth.check_password(basic.username or "", basic.password or ""):
+            raise Unauthorized("wrong user id or password")
+        user = basic.username
+    return jsonify({"user_id": user, "token": auth.issue_token(user),
+                    "expires_in": auth.ttl})
+
+
+def init_app(app: Flask) -> None:
+    """Install the authenticator, the ``current_user`` hook and the credential check."""
+    settings = app.extensions["tileserver"].settings
+    app.extensions["tileserver.authenticator"] = Authenticator(settings)
+    app.extensions["tileserver.auth"] = request_user
+    app.before_request(_require_credentials)
+    app.register_error_handler(Unauthorized, _unauthorized)
+
+
+# -- command line ----------------------------------------------------------------------
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass(f"password for {args.name}: ")
+    if getpass.getpass("again: ") != first:
+        raise ValueError("the passwords differ")
+    return first
+
+
+def _users_command(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    try:
+        if args.action == "add":
+            add_user(settings, args.name, _read_password(args))
+            print(f"user {args.name} saved in {users_path(settings)}")
+        elif args.action == "remove":
+            if not remove_user(settings, args.name):
+                print(f"no user {args.name}", file=sys.stderr)
+                return 1
+        else:
+            for name in sorted(configured_users(settings)):
+                print(name)
+    except (ValueError, TileserverError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_cli(subparsers) -> None:
+    """``tileserver users add|remove NAME`` and ``tileserver users list``."""
+    users = subparsers.add_parser("users", help="manage the users of the server")
+    actions = users.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="add a user or change a password (asks for it, "
+                                         "or reads one line from standard input)")
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from standard input")
+    remove = actions.add_parser("remove", help="remove a user")
+    remove.add_argument("name")
+    actions.add_parser("list", help="list the users")
+    users.set_defaults(func=_users_command)

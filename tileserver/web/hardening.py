@@ -1,0 +1,91 @@
+"""Cross-cutting protections of every request: CORS, body size limits, retry hints.
+
+CORS follows the openEO 0.0.2 specification: the request's ``Origin`` is echoed in
+``Access-Control-Allow-Origin`` with ``Access-Control-Allow-Credentials: true``; preflight
+``OPTIONS`` requests are answered (with no credentials needed) with the methods of the
+path. Tiles and coverages get the same headers, so web maps on other origins can use them.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Flask, current_app, make_response, request
+from werkzeug.exceptions import HTTPException
+
+from tileserver.errors import LimitExceeded, TooManyRequests
+
+#: Headers a browser script may read from our responses.
+EXPOSE_HEADERS = ("Location", "OpenEO-Identifier", "OpenEO-Costs", "Content-Disposition",
+                  "Content-Length", "Warning", "X-Tileserver-Notes", "Retry-After",
+                  "WWW-Authenticate", "Link")
+#: Request headers a browser script may send.
+ALLOW_HEADERS = ("Authorization", "Content-Type", "Accept", "Range", "If-None-Match")
+#: How long a browser may cache a preflight answer (seconds).
+PREFLIGHT_MAX_AGE = 3600
+#: Uploads of user files may be larger than JSON bodies.
+UPLOAD_PATH = re.compile(r"^/users/[^/]+/files/.+")
+
+
+def body_limit(method: str, path: str) -> int:
+    """The largest request body accepted for ``method path`` (bytes)."""
+    settings = current_app.extensions["tileserver"].settings
+    if method == "PUT" and UPLOAD_PATH.match(path):
+        return settings.max_upload_bytes
+    return settings.max_body_bytes
+
+
+def _limit_body():
+    limit = body_limit(request.method, request.path)
+    length = request.content_length
+    if length is not None and length > limit:
+        raise LimitExceeded(
+            f"the request body has {length} bytes, more than the limit of {limit}",
+            locator="body")
+    # also enforced while reading bodies without Content-Length (chunked)
+    request.max_content_length = limit
+    return None
+
+
+def _preflight():
+    if request.method != "OPTIONS" or "Access-Control-Request-Method" not in request.headers:
+        return None
+    if isinstance(request.routing_exception, HTTPException):
+        raise request.routing_exception
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    methods = sorted(set(adapter.allowed_methods(request.path)) | {"OPTIONS"})
+    resp = current_app.response_class(status=204)
+    resp.headers["Access-Control-Allow-Methods"] = ", ".join(methods)
+    requested = request.headers.get("Access-Control-Request-Headers", "")
+    allowed = list(ALLOW_HEADERS) + [h.strip() for h in requested.split(",")
+                                     if h.strip() and h.strip().title() not in ALLOW_HEADERS]
+    resp.headers["Access-Control-Allow-Headers"] = ", ".join(allowed)
+    resp.headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE)
+    return resp
+
+
+def _cors(resp):
+    origin = request.headers.get("Origin")
+    if origin:
+        resp.headers["Access-Control-Allow-Origin"] = origin
+        resp.headers["Access-Control-Allow-Credentials"] = "true"
+        resp.headers["Access-Control-Expose-Headers"] = ", ".join(EXPOSE_HEADERS)
+        resp.vary.add("Origin")
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return resp
+
+
+def _too_many(exc: TooManyRequests):
+    from tileserver.web.errors import handle_tileserver_error  # noqa: PLC0415
+
+    resp = make_response(handle_tileserver_error(exc))
+    resp.headers["Retry-After"] = str(getattr(exc, "retry_after", 1))
+    return resp
+
+
+def init_app(app: Flask) -> None:
+    """Install CORS, the preflight answer, the body limits and the 503 retry hint."""
+    app.before_request_funcs.setdefault(None, []).insert(0, _preflight)
+    app.before_request(_limit_body)
+    app.after_request(_cors)
+    app.register_error_handler(TooManyRequests, _too_many)
