@@ -1,0 +1,216 @@
+"""A job as a map layer: its extent, dates, style, and its tiles (shared by WMTS, XYZ and
+the viewer). Tiles are evaluated lazily by the core for the tile's view only."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+
+from rasterio.crs import CRS
+
+from tileserver.core.cube import Cube, empty
+from tileserver.core.encoders import Encoded, encode_gtiff, encode_image
+from tileserver.core.evaluator import Engine, Graph
+from tileserver.core.styles import Style, style_from_args
+from tileserver.core.tiles import (
+    TileMatrixSet,
+    get_tms,
+    limits,
+    tile_bounds,
+    tile_in_matrix,
+    tile_view,
+    wgs84_bbox,
+)
+from tileserver.errors import (
+    InvalidParameterValue,
+    OutputFormatError,
+    TileOutOfRange,
+    TileserverError,
+)
+
+log = logging.getLogger(__name__)
+
+#: WMTS formats: media type -> (encoder name, file extension).
+FORMATS = {"image/png": ("PNG", "png"), "image/jpeg": ("JPEG", "jpg"),
+           "image/tiff": ("GTiff", "tif")}
+#: Extensions accepted in RESTful tile URLs.
+EXTENSIONS = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg",
+              "tif": "image/tiff", "tiff": "image/tiff"}
+STYLE_ID = "default"
+
+
+def _style_args(job: dict, service_args: dict | None) -> dict:
+    """``colormap``/``range`` from the job's output options, overridden by the service."""
+    out: dict = {}
+    output = job.get("output") or {}
+    for source in (output, output.get("parameters") or {}, service_args or {}):
+        if isinstance(source, dict):
+            out.update({k: source[k] for k in ("colormap", "range") if k in source})
+    return out
+
+
+@dataclass
+class Layer:
+    """A job's result as a WMTS layer (``identifier`` is the job id)."""
+
+    identifier: str
+    title: str
+    job: dict
+    graph: Graph
+    engine: Engine
+    style_args: dict
+
+    @cached_property
+    def extent(self) -> tuple[tuple[float, float, float, float], CRS]:
+        """``(bounds, crs)`` of the result."""
+        return self.engine.extent(self.graph)
+
+    @cached_property
+    def wgs84(self) -> tuple[float, float, float, float]:
+        """The extent as lon/lat."""
+        return wgs84_bbox(*self.extent)
+
+    @cached_property
+    def times(self) -> list[datetime] | None:
+        """Acquisition dates, or ``None`` when the time axis is reduced."""
+        return self.engine.times(self.graph)
+
+    @cached_property
+    def time_values(self) -> list[str] | None:
+        """The ``Time`` dimension values (dates, ascending)."""
+        return None if self.times is None else [f"{t:%Y-%m-%d}" for t in self.times]
+
+    @cached_property
+    def style(self) -> Style:
+        """The style of PNG/JPEG tiles."""
+        meta = self.graph.meta
+        ndates = len(self.engine.times(self.graph.__class__(
+            self.graph.root, meta.but(reduced=False), self.graph.source)) or ())
+        return style_from_args(self.style_args, meta.kind, len(meta.bands), ndates)
+
+    def limits(self, tms: TileMatrixSet):
+        """``TileMatrixSetLimits`` of the layer in ``tms`` (``None``: no overlap)."""
+        return limits(tms, *self.extent)
+
+    def select_time(self, value: str | None, locator: str = "time") -> str | None:
+        """The dimension value a request selects (default: the latest date)."""
+        values = self.time_values
+        if values is None:
+            return None
+        if value is None or value.strip().lower() in ("", "default", "current"):
+            if not values:
+                return None
+            return values[-1]
+        day = value.strip()[:10]
+        if day not in values:
+            shown = ", ".join(values[:20]) + (" …" if len(values) > 20 else "")
+            raise InvalidParameterValue(
+                f"TIME {value!r} is not one of the layer's dates: {shown}", locator=locator)
+        return day
+
+    def etag(self, tms_id: str, z: str, row: int, col: int, media_type: str,
+             time: str | None) -> str:
+        """A strong validator of a tile (graph hash, style, tile, format, date)."""
+        key = "|".join(map(str, (self.graph.root.hash, self.style.to_json(), tms_id, z, row,
+                                 col, media_type, time)))
+        return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
+
+    def evaluate(self, view, time: str | None) -> Cube:
+        """The graph on ``view`` (only ``time``'s day when given)."""
+        time_range = None
+        if time is not None:
+            day = datetime.strptime(time, "%Y-%m-%d").replace(tzinfo=UTC)
+            time_range = (day, day + timedelta(days=1) - timedelta(microseconds=1))
+        result = self.engine.evaluate(self.graph, view, time_range=time_range, purpose="tile")
+        if not isinstance(result, Cube):
+            raise OutputFormatError("this job's result is not an image; it has no tiles")
+        return result
+
+    def tile(self, tms_id: str, z: str, row: int, col: int, media_type: str,
+             time: str | None) -> Encoded:
+        """Encoded tile (parameters already checked with :func:`check_tile`)."""
+        tms = get_tms(tms_id)
+        matrix = tms.matrix(z)
+        view = tile_view(tms, matrix, row, col)
+        if self._outside(tms, tile_bounds(tms, matrix, row, col)):
+            meta = self.graph.meta
+            cube = empty(view, meta.bands, None if meta.reduced else ())
+            cube = cube.with_data(cube.data, kind=meta.kind)
+        else:
+            cube = self.evaluate(view, time)
+        fmt = FORMATS[media_type][0]
+        if fmt == "GTiff":
+            return encode_gtiff(cube)
+        return encode_image(cube, fmt, style=self.style)
+
+    def _outside(self, tms: TileMatrixSet, bounds) -> bool:
+        from tileserver.core.tiles import extent_in  # noqa: PLC0415
+
+        ext = extent_in(tms, *self.extent)
+        if ext is None:
+            return True
+        return bounds[2] <= ext[0] or bounds[0] >= ext[2] or bounds[3] <= ext[1] \
+            or bounds[1] >= ext[3]
+
+
+def make_layer(engine: Engine, job: dict, service_args: dict | None = None) -> Layer:
+    """The layer of a job (its stored graph, re-validated against the current catalog)."""
+    graph = engine.parse(job["process_graph"])
+    return Layer(job["job_id"], job.get("title") or job["job_id"], job, graph, engine,
+                 _style_args(job, service_args))
+
+
+def check_tile(tms_id: str, z: str, row: str, col: str) -> tuple[str, str, int, int]:
+    """Validate a tile address; raises the WMTS errors with their locators."""
+    tms = get_tms(tms_id)
+    if tms is None:
+        raise InvalidParameterValue(
+            f"unknown TileMatrixSet {tms_id!r}; use GoogleMapsCompatible or WorldCRS84Quad",
+            locator="tilematrixset")
+    matrix = tms.matrix(z)
+    if matrix is None:
+        raise InvalidParameterValue(
+            f"TileMatrix {z!r} is not in {tms_id} (0..{len(tms.matrices) - 1})",
+            locator="tilematrix")
+    indices = []
+    for name, value in (("tilerow", row), ("tilecol", col)):
+        try:
+            indices.append(int(value))
+        except (TypeError, ValueError):
+            raise InvalidParameterValue(f"{name.upper()} must be an integer, got {value!r}",
+                                        locator=name) from None
+    r, c = indices
+    if not tile_in_matrix(matrix, r, c):
+        locator = "tilerow" if not 0 <= r < matrix.matrix_height else "tilecol"
+        raise TileOutOfRange(
+            f"tile row {r} col {c} is outside TileMatrix {z} of {tms_id} "
+            f"({matrix.matrix_height} rows x {matrix.matrix_width} cols)", locator=locator)
+    return tms_id, z, r, c
+
+
+def check_format(media_type: str | None, locator: str = "format") -> str:
+    """A supported tile media type."""
+    if media_type not in FORMATS:
+        raise InvalidParameterValue(
+            f"FORMAT {media_type!r} is not supported; use one of {', '.join(FORMATS)}",
+            locator=locator)
+    return media_type
+
+
+def check_style(style: str | None) -> None:
+    """Only the ``default`` style exists (its look is set by the service args)."""
+    if style not in (None, "", STYLE_ID):
+        raise InvalidParameterValue(f"STYLE {style!r} does not exist; use '{STYLE_ID}'",
+                                    locator="style")
+
+
+def layer_or_none(engine: Engine, job: dict, service_args: dict | None = None) -> Layer | None:
+    """The layer, or ``None`` when the stored graph no longer validates (logged)."""
+    try:
+        return make_layer(engine, job, service_args)
+    except TileserverError as exc:
+        log.warning("job %s is not a valid layer any more: %s", job["job_id"], exc.message)
+        return None

@@ -1,0 +1,266 @@
+"""WMTS 1.0.0: one layer per ``wmts`` service at ``/service/wmts/<id>``, and every job of the
+user at the global ``/wmts``. KVP and RESTful GetCapabilities/GetTile, byte-identical."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, g, render_template, request
+
+from tileserver.core.tiles import tile_matrix_sets
+from tileserver.errors import (
+    InvalidParameterValue,
+    MissingParameterValue,
+    NotFound,
+    OperationNotSupported,
+    VersionNegotiationFailed,
+)
+from tileserver.web.common import (
+    REVOKED_STATUSES,
+    base_url,
+    current_user,
+    live_service,
+    runtime,
+)
+from tileserver.web.layers import (
+    EXTENSIONS,
+    FORMATS,
+    STYLE_ID,
+    Layer,
+    check_format,
+    check_style,
+    check_tile,
+    layer_or_none,
+    make_layer,
+)
+
+bp = Blueprint("wmts", __name__)
+
+CACHE_CONTROL = "public, max-age=300"
+
+
+@bp.before_request
+def _ogc() -> None:
+    g.ogc = True
+    g.ogc_version = "1.0.0"
+
+
+# -- where layers come from ------------------------------------------------------------
+
+
+def service_layers(service_id: str) -> tuple[str, list[Layer]]:
+    """``(root URL, [layer])`` of a ``wmts`` service (404 when gone)."""
+    service, job = live_service(service_id, "wmts")
+    layer = make_layer(runtime().engine, job, service.get("service_args"))
+    if service.get("title"):
+        layer.title = service["title"]
+    return f"{base_url()}/service/wmts/{service_id}", [layer]
+
+
+def user_layers() -> tuple[str, list[Layer]]:
+    """``(root URL, [layer])``: every job of the current user that is a valid layer."""
+    engine = runtime().engine
+    layers = []
+    for summary in runtime().store.list_jobs(current_user()):
+        if summary["status"] in REVOKED_STATUSES:
+            continue
+        job = runtime().store.get_job(summary["job_id"])
+        layer = layer_or_none(engine, job)
+        if layer is not None:
+            layers.append(layer)
+    return f"{base_url()}/wmts", layers
+
+
+def user_layer(layer_id: str) -> Layer:
+    """One job of the current user as a layer (InvalidParameterValue when unknown)."""
+    store = runtime().store
+    try:
+        job = store.get_job(layer_id, current_user())
+    except NotFound:
+        job = None
+    if job is None or job["status"] in REVOKED_STATUSES:
+        raise InvalidParameterValue(f"LAYER {layer_id!r} does not exist", locator="layer")
+    return make_layer(runtime().engine, job)
+
+
+# -- capabilities ----------------------------------------------------------------------
+
+
+def _layer_context(root: str, layer: Layer) -> dict:
+    links = []
+    for tms in tile_matrix_sets().values():
+        lim = layer.limits(tms)
+        if lim is not None:
+            links.append({"tms": tms.identifier, "limits": lim})
+    dim = None
+    rest = f"{root}/1.0.0/{layer.identifier}/{{Style}}/"
+    if layer.time_values is not None:
+        dim = {"default": layer.time_values[-1] if layer.time_values else "",
+               "values": layer.time_values or [""]}
+        rest += "{Time}/"
+    rest += "{TileMatrixSet}/{TileMatrix}/{TileRow}/{TileCol}"
+    w, s, e, n = layer.wgs84
+    return {
+        "identifier": layer.identifier,
+        "title": layer.title,
+        "abstract": layer.job.get("description") or "",
+        "lower": f"{max(w, -180.0)!r} {max(s, -90.0)!r}",
+        "upper": f"{min(e, 180.0)!r} {min(n, 90.0)!r}",
+        "style": STYLE_ID,
+        "style_title": _style_title(layer),
+        "formats": list(FORMATS),
+        "dimension": dim,
+        "links": links,
+        "resource_urls": [(fmt, f"{rest}.{ext}") for fmt, (_, ext) in FORMATS.items()],
+    }
+
+
+def _style_title(layer: Layer) -> str:
+    style = layer.style
+    return f"{style.colormap or 'RGB'} {style.vmin:g} to {style.vmax:g}"
+
+
+def capabilities(root: str, layers: list[Layer], title: str) -> Response:
+    """The capabilities document of ``layers`` served under ``root``."""
+    xml = render_template(
+        "wmts_capabilities.xml",
+        title=title,
+        kvp_url=f"{root}?",
+        capabilities_url=f"{root}/1.0.0/WMTSCapabilities.xml",
+        layers=[_layer_context(root, layer) for layer in layers],
+        tile_matrix_sets=list(tile_matrix_sets().values()),
+    )
+    return Response(xml, mimetype="application/xml")
+
+
+# -- tiles -----------------------------------------------------------------------------
+
+
+def tile_response(layer: Layer, style: str | None, media_type: str, tms_id: str, z: str,
+                  row: str, col: str, time: str | None) -> Response:
+    """A tile with ETag/Cache-Control, or 304 when the client has it."""
+    check_style(style)
+    check_format(media_type)
+    tms_id, z, r, c = check_tile(tms_id, z, row, col)
+    day = layer.select_time(time)
+    etag = layer.etag(tms_id, z, r, c, media_type, day)
+    headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
+    if etag in request.if_none_match or f"W/{etag}" in request.if_none_match:
+        return Response(status=304, headers=headers)
+    encoded = layer.tile(tms_id, z, r, c, media_type, day)
+    return Response(encoded.content, mimetype=encoded.media_type, headers=headers)
+
+
+def _kvp() -> dict[str, str]:
+    return {k.lower(): v for k, v in request.args.items()}
+
+
+def _required(params: dict, name: str) -> str:
+    value = params.get(name)
+    if value is None or value == "":
+        raise MissingParameterValue(f"missing parameter {name.upper()}", locator=name)
+    return value
+
+
+def kvp(layers_of, title: str) -> Response:
+    """Dispatch a KVP request (``layers_of()`` -> ``(root, layers)``)."""
+    params = _kvp()
+    service = _required(params, "service")
+    if service.upper() != "WMTS":
+        raise InvalidParameterValue(f"SERVICE must be WMTS, got {service!r}", locator="service")
+    req = _required(params, "request")
+    if req.lower() == "getcapabilities":
+        accept = params.get("acceptversions")
+        if accept and "1.0.0" not in [v.strip() for v in accept.split(",")]:
+            raise VersionNegotiationFailed(
+                f"only version 1.0.0 is supported, not {accept!r}", locator="acceptversions")
+        root, layers = layers_of()
+        return capabilities(root, layers, title)
+    if req.lower() != "gettile":
+        raise OperationNotSupported(
+            f"REQUEST {req!r} is not supported; use GetCapabilities or GetTile",
+            locator="request")
+    version = params.get("version")
+    if version and version != "1.0.0":
+        raise InvalidParameterValue(f"VERSION must be 1.0.0, got {version!r}",
+                                    locator="version")
+    names = ("layer", "style", "format", "tilematrixset", "tilematrix", "tilerow", "tilecol")
+    values = {n: _required(params, n) if n != "style" else params.get(n) for n in names}
+    layer = _pick_layer(layers_of, values["layer"])
+    return tile_response(layer, values["style"], values["format"], values["tilematrixset"],
+                         values["tilematrix"], values["tilerow"], values["tilecol"],
+                         params.get("time"))
+
+
+def _pick_layer(layers_of, layer_id: str) -> Layer:
+    if layers_of is user_layers:
+        return user_layer(layer_id)
+    _root, layers = layers_of()
+    for layer in layers:
+        if layer.identifier == layer_id:
+            return layer
+    raise InvalidParameterValue(f"LAYER {layer_id!r} does not exist", locator="layer")
+
+
+def rest_tile(layers_of, layer_id: str, style: str, tms_id: str, z: str, last: str,
+              row: str, time: str | None = None) -> Response:
+    """A RESTful GetTile (``last`` is ``{TileCol}.{ext}``)."""
+    col, _, ext = last.rpartition(".")
+    if not col or ext.lower() not in EXTENSIONS:
+        raise InvalidParameterValue(
+            f"tile URL must end in {{TileCol}}.png|jpg|tif, got {last!r}", locator="format")
+    layer = _pick_layer(layers_of, layer_id)
+    return tile_response(layer, style, EXTENSIONS[ext.lower()], tms_id, z, row, col, time)
+
+
+# -- routes: one service ---------------------------------------------------------------
+
+_SERVICE = "/service/wmts/<service_id>"
+_TILE = "/1.0.0/<layer>/<style>/<tms>/<z>/<row>/<last>"
+_TIME_TILE = "/1.0.0/<layer>/<style>/<time>/<tms>/<z>/<row>/<last>"
+
+
+def _service_source(service_id: str):
+    return lambda: service_layers(service_id)
+
+
+@bp.get(_SERVICE)
+def service_kvp(service_id: str):
+    """KVP GetCapabilities / GetTile of one service."""
+    live_service(service_id, "wmts")
+    return kvp(_service_source(service_id), "tileserver WMTS service")
+
+
+@bp.get(f"{_SERVICE}/1.0.0/WMTSCapabilities.xml")
+def service_capabilities(service_id: str):
+    """RESTful capabilities of one service."""
+    root, layers = service_layers(service_id)
+    return capabilities(root, layers, "tileserver WMTS service")
+
+
+@bp.get(_SERVICE + _TILE)
+@bp.get(_SERVICE + _TIME_TILE)
+def service_tile(service_id: str, layer, style, tms, z, row, last, time=None):
+    """RESTful tile of one service."""
+    return rest_tile(_service_source(service_id), layer, style, tms, z, last, row, time)
+
+
+# -- routes: every job of the user -----------------------------------------------------
+
+
+@bp.get("/wmts")
+def global_kvp():
+    """KVP GetCapabilities / GetTile over all the user's jobs."""
+    return kvp(user_layers, f"tileserver: jobs of {current_user()}")
+
+
+@bp.get("/wmts/1.0.0/WMTSCapabilities.xml")
+def global_capabilities():
+    """RESTful capabilities over all the user's jobs."""
+    root, layers = user_layers()
+    return capabilities(root, layers, f"tileserver: jobs of {current_user()}")
+
+
+@bp.get("/wmts" + _TILE)
+@bp.get("/wmts" + _TIME_TILE)
+def global_tile(layer, style, tms, z, row, last, time=None):
+    """RESTful tile of one of the user's jobs."""
+    return rest_tile(user_layers, layer, style, tms, z, last, row, time)
