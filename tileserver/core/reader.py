@@ -21,6 +21,12 @@ from tileserver.errors import TileserverError
 #: Extra source pixels read around the window so that resampling has its neighbours.
 PAD = 2
 
+# rasterio's in-memory datasets (ndarray sources of reproject) guard a spurious
+# NotGeoreferencedWarning with ``warnings.catch_warnings``, which is not thread-safe: under
+# concurrent reads it leaks out at random. Ignore it once, process-wide (a per-call
+# ``catch_warnings`` here would race the same way).
+warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+
 
 class SourceReadError(TileserverError):
     """A source file that cannot be read."""
@@ -101,17 +107,15 @@ def read_band(
     if band.scale != 1.0 or band.offset != 0.0:
         values = values * np.float32(band.scale) + np.float32(band.offset)
     out = np.full((view.height, view.width), np.nan, dtype=np.float32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        reproject(
-            values,
-            out,
-            src_transform=win_transform,
-            src_crs=src_crs,
-            src_nodata=np.nan,
-            dst_transform=view.transform,
-            dst_crs=view.crs,
-            dst_nodata=np.nan,
-            resampling=resampling,
-        )
+    reproject(
+        values,
+        out,
+        src_transform=win_transform,
+        src_crs=src_crs,
+        src_nodata=np.nan,
+        dst_transform=view.transform,
+        dst_crs=view.crs,
+        dst_nodata=np.nan,
+        resampling=resampling,
+    )
     return out

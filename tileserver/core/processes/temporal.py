@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from tileserver.core.graph import IMAGERY
@@ -42,9 +40,12 @@ def _mean(data):
 def _median(data):
     if not data.shape[0]:
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices -> NaN, as wanted
-        return np.nanmedian(data, axis=0).astype(np.float32)
+    # all-NaN pixels would make nanmedian warn; fill them, then put nodata back (no
+    # warnings.catch_warnings: it is not thread-safe and evaluations run in threads)
+    empty = ~_valid(data).any(axis=0)
+    out = np.nanmedian(np.where(empty, np.float32(0), data), axis=0).astype(np.float32)
+    out[empty] = np.nan
+    return out
 
 
 def _count(data):
