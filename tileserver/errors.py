@@ -198,3 +198,22 @@ class InvalidExtent(OGCError):
 
     status = 404
     ogc_code = code = "InvalidExtent"
+
+
+class NoSuchField(OGCError):
+    """A RANGESUBSET field the coverage does not have (WCS range subsetting)."""
+
+    status = 404
+    ogc_code = code = "NoSuchField"
+
+
+class SubsettingCrsNotSupported(OGCError):
+    """A SUBSETTINGCRS the server cannot use (WCS CRS extension)."""
+
+    ogc_code = code = "SubsettingCrs-NotSupported"
+
+
+class OutputCrsNotSupported(OGCError):
+    """An OUTPUTCRS the server cannot produce (WCS CRS extension)."""
+
+    ogc_code = code = "OutputCrs-NotSupported"
