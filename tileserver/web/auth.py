@@ -131,7 +131,14 @@ class Authenticator:
         self._serializer: URLSafeTimedSerializer | None = None
         # verified (user, password digest, hash) -> True: scrypt costs ~0.1 s per check
         self._verified: TTLCache = TTLCache(maxsize=1024, ttl=300)
-        self._dummy_hash = generate_password_hash(secrets.token_hex(8))
+        self._dummy: str | None = None
+
+    @property
+    def dummy_hash(self) -> str:
+        """A hash checked for unknown users, so that they cost as much as known ones."""
+        if self._dummy is None:
+            self._dummy = generate_password_hash(secrets.token_hex(8))
+        return self._dummy
 
     def users(self) -> dict[str, dict[str, Any]]:
         """Current users (the file is re-read when it changes)."""
@@ -157,7 +164,7 @@ class Authenticator:
     def check_password(self, user_id: str, password: str) -> bool:
         """Whether the password is the user's (constant work for unknown users)."""
         user = self.users().get(user_id)
-        stored = (user or {}).get("password") or self._dummy_hash
+        stored = (user or {}).get("password") or self.dummy_hash
         key = (user_id, hashlib.sha256(password.encode()).hexdigest(), stored)
         if key in self._verified:
             return True
