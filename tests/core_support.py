@@ -31,7 +31,12 @@ def stac_items(catalog_json: Path | str, product_id: str) -> list[pystac.Item]:
     cat = pystac.read_file(str(catalog_json))
     col = cat if isinstance(cat, pystac.Collection) else next(
         c for c in cat.get_all_collections() if c.id == product_id)
-    return sorted(col.get_items(recursive=True), key=lambda i: (i.datetime, i.id))
+    return sorted(col.get_items(recursive=True), key=lambda i: (when(i), i.id))
+
+
+def when(item: pystac.Item) -> datetime:
+    """``datetime`` or, when null, ``start_datetime``."""
+    return item.datetime or item.common_metadata.start_datetime
 
 
 def warp_file(href: str, view: View, band_meta: dict | None = None) -> np.ndarray:
@@ -57,9 +62,9 @@ def reference_stack(catalog_json, product_id: str, view: View, bands: list[str],
     """``(days, array (t, b, y, x))``: the mosaic per UTC day, first acquisition wins."""
     by_day: dict[str, list[pystac.Item]] = defaultdict(list)
     for item in stac_items(catalog_json, product_id):
-        if (start and item.datetime < start) or (end and item.datetime > end):
+        if (start and when(item) < start) or (end and when(item) > end):
             continue
-        by_day[item.datetime.strftime("%Y-%m-%d")].append(item)
+        by_day[when(item).strftime("%Y-%m-%d")].append(item)
     days = sorted(by_day)
     out = np.full((len(days), len(bands), view.height, view.width), np.nan)
     for ti, day in enumerate(days):

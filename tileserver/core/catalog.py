@@ -280,12 +280,15 @@ class Catalog:
                 products[col.id] = _load_collection(col)
         return cls(products)
 
-    def get(self, product_id: str) -> Product:
-        """The product or :class:`ProductNotFound`."""
+    def get(self, product_id: str, path: str | None = None) -> Product:
+        """The product or :class:`ProductNotFound` (``path``: where the graph names it)."""
         try:
             return self.products[product_id]
         except (KeyError, TypeError):
-            raise ProductNotFound(f"unknown product_id {product_id!r}") from None
+            where = f"{path}: " if path else ""
+            raise ProductNotFound(
+                f"{where}unknown product_id {product_id!r}; available: "
+                f"{', '.join(sorted(self.products))}", path=path) from None
 
     def __iter__(self):
         return iter(self.products.values())
