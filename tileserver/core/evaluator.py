@@ -70,6 +70,11 @@ class _MetaContext:
 
 
 class _EvalContext(_MetaContext):
+    def __init__(self, engine: Engine, context: dict | None = None):
+        super().__init__(engine)
+        #: Caller facts some processes need (``user_id``, ``files_root`` for user files).
+        self.context = dict(context or {})
+
     def eval(self, node: Node, query: Query) -> Any:
         return self.engine.evaluate_node(node, query, self)
 
@@ -160,17 +165,24 @@ class Engine:
         *,
         time_range: tuple[datetime, datetime] | None = None,
         purpose: str = "execute",
+        context: dict | None = None,
     ) -> Any:
-        """Values of the graph on ``view`` (optionally only for ``time_range``)."""
+        """Values of the graph on ``view`` (optionally only for ``time_range``).
+
+        ``context`` carries facts about the caller that some processes need, e.g.
+        ``{"user_id": ..., "files_root": ...}`` for ``zonal_statistics``.
+        """
         root = graph.root if isinstance(graph, Graph) else graph
         if view.width <= 0 or view.height <= 0:
             raise ProcessGraphError(f"empty view {view.width}x{view.height}")
         started = time.perf_counter()
         if self.limiter is None:
-            result = self.evaluate_node(root, Query(view, time_range), _EvalContext(self))
+            result = self.evaluate_node(root, Query(view, time_range),
+                                        _EvalContext(self, context))
         else:
             with self.limiter.slot(purpose):
-                result = self.evaluate_node(root, Query(view, time_range), _EvalContext(self))
+                result = self.evaluate_node(root, Query(view, time_range),
+                                            _EvalContext(self, context))
         metrics.EVALUATIONS.labels(purpose).inc()
         metrics.EVALUATION_SECONDS.labels(purpose).observe(time.perf_counter() - started)
         return result
@@ -185,6 +197,8 @@ class Engine:
                 return self._load(ctx.meta(node).product, query)
             return REGISTRY[node.process_id].evaluate(ctx, node, query)
 
+        if not node.is_product and REGISTRY[node.process_id].returns != "imagery":
+            return compute()  # tables depend on user files and the caller: never cached
         return self.cache.get_or_compute(key, compute)
 
     def _load(self, product: Product, query: Query) -> Cube:

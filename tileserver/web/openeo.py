@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tileserver import __version__
 from tileserver.core.encoders import encode, output_formats, validate_output
 from tileserver.core.processes import REGISTRY
+from tileserver.core.userfiles import eval_context
 from tileserver.errors import LimitExceeded, NotFound, TileserverError
 from tileserver.jobs.store import SERVICE_TYPES
 from tileserver.web.common import (
@@ -127,13 +128,16 @@ def execute_graph(graph, output):
     rt = runtime()
     engine = rt.engine
     view = engine.native_view(graph)
+    root = REGISTRY.get(graph.root.process_id)
     limit = rt.settings.max_output_pixels
-    if view.pixels > limit:
+    # tables (zonal statistics) choose their own views: the native view is only nominal
+    if (root is None or root.returns == "imagery") and view.pixels > limit:
         raise LimitExceeded(
             f"the result would be {view.width}x{view.height} = {view.pixels} pixels, more than "
             f"the limit of {limit} for synchronous execution; use a batch job or a smaller bbox"
         )
-    result = engine.evaluate(graph, view, purpose="execute")
+    context = eval_context(rt.settings.home, current_user())
+    result = engine.evaluate(graph, view, purpose="execute", context=context)
     return encode(result, output)
 
 

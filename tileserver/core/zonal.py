@@ -1,0 +1,401 @@
+"""Zonal statistics: one value per region, date and band of an imagery subgraph.
+
+Which pixels belong to a region: those whose **centre** lies inside the polygon (GDAL's
+rasterisation rule with ``all_touched=False``), on the product's native pixel grid in its
+native CRS. Holes are excluded, the parts of a multipolygon are united. A polygon that
+contains no pixel centre (smaller than a pixel, or a thin sliver) has **no value** (null):
+we do not fall back to the pixel under its centroid, so that every value is computed with
+the same rule and a null says honestly "no pixel of this region". Nodata pixels are left
+out; a region, date and band with no valid pixel is null for every ``func`` (also for
+``count`` and ``sum``: no value, not zero). Regions wholly outside the data extent (the
+product's footprint cut by any ``filter_bbox``) are null and cost no read.
+
+Laziness: the imagery is evaluated on small views, never on its whole extent. Each
+region's envelope is snapped outward to the native pixel grid; nearby regions are grouped
+(a cluster's view is the union of its members' envelopes, kept only while it is not much
+larger than the members themselves), and the imagery subgraph is evaluated once per
+cluster view at native resolution, so only the pixels under the regions' envelopes are
+read.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import shapely
+from pyproj import CRS as ProjCRS
+from pyproj import Transformer
+from rasterio.features import geometry_mask
+from shapely.geometry import box
+
+from tileserver.core.catalog import Product
+from tileserver.core.cube import Cube
+from tileserver.core.query import CubeMeta
+from tileserver.core.tables import Regions, ZonalTable
+from tileserver.core.view import View
+from tileserver.errors import LimitExceeded, ProcessGraphError
+
+#: The statistics ``func`` may name.
+FUNCS = ("avg", "min", "max", "median", "q25", "q75", "count", "sum", "std")
+#: Files of a folder that are read as regions (others are ignored).
+REGION_SUFFIXES = (".geojson", ".json", ".gpkg", ".zip", ".shp", ".fgb", ".kml", ".gml")
+MAX_REGIONS = 100_000
+#: Regions whose envelopes start in the same block of BLOCK x BLOCK pixels share a view...
+BLOCK = 256
+#: ...as long as that view has at most this many times the pixels of their envelopes
+#: (or is smaller than SMALL pixels anyway).
+OVERREAD = 4
+SMALL = 128 * 128
+WGS84 = ProjCRS.from_epsg(4326)
+
+
+class RegionsError(ProcessGraphError):
+    """A regions file or folder that cannot be used (unreadable, empty, not polygons…)."""
+
+    code = "RegionsInvalid"
+
+
+# -- reading regions -----------------------------------------------------------------
+
+
+def region_files(target: Path, base: Path) -> list[tuple[str, str]]:
+    """``(OGR path, label)`` of a regions file, or of every region file in a folder."""
+    base = base.resolve()
+
+    def entry(p: Path) -> tuple[str, str]:
+        label = p.resolve().relative_to(base).as_posix()
+        ogr = f"/vsizip/{p}" if p.suffix.lower() == ".zip" else str(p)
+        return ogr, label
+
+    if target.is_file():
+        return [entry(target)]
+    found = sorted(
+        p for p in target.rglob("*")
+        if p.is_file() and not p.is_symlink() and p.suffix.lower() in REGION_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(target).parts)
+    )
+    if not found:
+        raise RegionsError(
+            f"the folder {target.relative_to(base).as_posix() or '/'} holds no region file "
+            f"({', '.join(REGION_SUFFIXES)})")
+    return [entry(p) for p in found]
+
+
+def _read_layer(ogr_path: str, layer: str, label: str):
+    import pyogrio.raw  # noqa: PLC0415
+
+    try:
+        meta, _, wkb, fields = pyogrio.raw.read(ogr_path, layer=layer, datetime_as_string=True)
+    except Exception as exc:  # noqa: BLE001 - pyogrio/OGR errors of many kinds
+        raise RegionsError(f"{label}: cannot be read as a vector file ({exc})") from None
+    if meta.get("geometry_type") is None or wkb is None:
+        return None
+    if meta.get("crs"):
+        crs = ProjCRS.from_user_input(meta["crs"])
+    else:
+        crs = None
+    geoms = shapely.from_wkb(wkb)
+    return crs, geoms, list(meta["fields"]), fields
+
+
+def _polygonal(geom, label: str, index: int):
+    if geom is None or geom.is_empty:
+        raise RegionsError(f"{label}: feature {index + 1} has no geometry")
+    if geom.geom_type not in ("Polygon", "MultiPolygon"):
+        raise RegionsError(
+            f"{label}: feature {index + 1} is a {geom.geom_type}; regions must be polygons")
+    if not geom.is_valid:
+        fixed = shapely.make_valid(geom)
+        parts = [g for g in getattr(fixed, "geoms", [fixed])
+                 if g.geom_type in ("Polygon", "MultiPolygon")]
+        geom = shapely.union_all(parts) if parts else geom
+    return geom
+
+
+def read_regions(files: list[tuple[str, str]]) -> Regions:
+    """Every polygon of every layer of ``files``, in one CRS (theirs if they agree, else
+    WGS84), with their attributes. Unreadable, empty or non-polygon files raise
+    :class:`RegionsError` (400) naming the file."""
+    import pyogrio  # noqa: PLC0415
+
+    parts = []
+    for ogr_path, label in files:
+        try:
+            layers = [str(name) for name, _ in pyogrio.list_layers(ogr_path)]
+        except Exception as exc:  # noqa: BLE001
+            raise RegionsError(f"{label}: not a vector file OGR can read ({exc})") from None
+        found = 0
+        for layer in layers:
+            got = _read_layer(ogr_path, layer, label)
+            if got is None:
+                continue
+            crs, geoms, names, values = got
+            tag = label if len(layers) == 1 else f"{label}:{layer}"
+            if crs is None:
+                bounds = shapely.total_bounds(geoms) if len(geoms) else None
+                if bounds is None or not (-180 <= bounds[0] and bounds[2] <= 180
+                                          and -90 <= bounds[1] and bounds[3] <= 90):
+                    raise RegionsError(f"{tag}: no CRS (a .prj file is missing?)")
+                crs = WGS84
+            geoms = [_polygonal(g, tag, i) for i, g in enumerate(geoms)]
+            found += len(geoms)
+            parts.append((tag, crs, geoms, names, values))
+        if not found:
+            raise RegionsError(f"{label}: no polygon in this file (empty, or no geometry)")
+    total = sum(len(p[2]) for p in parts)
+    if total > MAX_REGIONS:
+        raise LimitExceeded(f"{total} regions, more than the limit of {MAX_REGIONS}")
+    crss = [p[1] for p in parts]
+    common = crss[0] if all(c.equals(crss[0], ignore_axis_order=True) for c in crss) else WGS84
+    regions = Regions([], common, [])
+    attrs: dict[str, list] = defaultdict(list)
+    for tag, crs, geoms, names, values in parts:
+        start = len(regions.geoms)
+        regions.geoms.extend(_transform(geoms, crs, common))
+        regions.sources.extend([tag] * len(geoms))
+        for name, column in zip(names, values, strict=True):
+            col = attrs[str(name)]
+            col.extend([None] * (start - len(col)))
+            col.extend(_py(v) for v in column)
+    for col in attrs.values():
+        col.extend([None] * (len(regions.geoms) - len(col)))
+    regions.attributes = dict(attrs)
+    return regions
+
+
+def _py(v):
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v
+
+
+def _transform(geoms, src: ProjCRS, dst: ProjCRS) -> list:
+    if src.equals(dst, ignore_axis_order=True):
+        return list(geoms)
+    tr = Transformer.from_crs(src, dst, always_xy=True)
+    arr = shapely.transform(np.array(geoms, dtype=object),
+                            lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+    return list(arr)
+
+
+# -- the native grid -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A pixel grid: origin ``(x0, y0)`` (top left) and pixel size ``(rx, ry)`` in ``crs``."""
+
+    crs: rasterio.crs.CRS
+    x0: float
+    y0: float
+    rx: float
+    ry: float
+
+    def window(self, bounds) -> tuple[int, int, int, int]:
+        """``(col0, row0, col1, row1)``: ``bounds`` snapped outward to whole pixels."""
+        minx, miny, maxx, maxy = bounds
+        c0 = math.floor((minx - self.x0) / self.rx)
+        c1 = math.ceil((maxx - self.x0) / self.rx)
+        r0 = math.floor((self.y0 - maxy) / self.ry)
+        r1 = math.ceil((self.y0 - miny) / self.ry)
+        return c0, r0, max(c1, c0 + 1), max(r1, r0 + 1)
+
+    def view(self, window) -> View:
+        """The view of a window of the grid."""
+        c0, r0, c1, r1 = window
+        return View(self.crs, (self.x0 + c0 * self.rx, self.y0 - r1 * self.ry,
+                               self.x0 + c1 * self.rx, self.y0 - r0 * self.ry), c1 - c0, r1 - r0)
+
+
+@lru_cache(maxsize=64)
+def _file_grid(href: str) -> tuple[str, float, float, float, float]:
+    with rasterio.open(href) as src:
+        t = src.transform
+        return src.crs.to_wkt(), t.c, t.f, t.a, -t.e
+
+
+def native_grid(product: Product, bands: tuple[str, ...]) -> Grid:
+    """The grid of the finest of ``bands`` in the product's CRS, read from one of its files."""
+    band = min(bands, key=lambda b: product.bands[b].res_m)
+    for item in product.items:
+        href = item.assets.get(band)
+        if href and item.crs == product.crs:
+            wkt, x0, y0, rx, ry = _file_grid(href)
+            return Grid(rasterio.crs.CRS.from_wkt(wkt), x0, y0, rx, ry)
+    raise ProcessGraphError(f"product {product.id} has no file of band {band}")
+
+
+def data_extent(meta: CubeMeta, crs) -> shapely.Geometry:
+    """The product's footprint, cut by the graph's bbox filter, as a polygon in ``crs``."""
+    dst = ProjCRS.from_user_input(crs.to_wkt())
+    extent = _densified(box(*meta.product.bbox), WGS84, dst)
+    if meta.bbox is not None and meta.srs is not None:
+        bbox = _densified(box(*meta.bbox), ProjCRS.from_user_input(meta.srs.to_wkt()), dst)
+        extent = extent.intersection(bbox)
+    return extent
+
+
+def _densified(geom, src: ProjCRS, dst: ProjCRS):
+    minx, miny, maxx, maxy = geom.bounds
+    geom = shapely.segmentize(geom, max(maxx - minx, maxy - miny) / 64)
+    return _transform([geom], src, dst)[0]
+
+
+# -- planning the views --------------------------------------------------------------
+
+
+@dataclass
+class Cluster:
+    """One view to evaluate and the regions (index, window) computed from it."""
+
+    window: tuple[int, int, int, int]
+    members: list[tuple[int, tuple[int, int, int, int]]]
+
+
+def _area(w) -> int:
+    return (w[2] - w[0]) * (w[3] - w[1])
+
+
+def _union(ws) -> tuple[int, int, int, int]:
+    return (min(w[0] for w in ws), min(w[1] for w in ws),
+            max(w[2] for w in ws), max(w[3] for w in ws))
+
+
+def plan_views(windows: dict[int, tuple[int, int, int, int]]) -> list[Cluster]:
+    """Group region windows into clusters of nearby regions (see the module docstring)."""
+    buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
+    clusters = []
+    for ri, w in windows.items():
+        if w[2] - w[0] > BLOCK or w[3] - w[1] > BLOCK:
+            clusters.append(Cluster(w, [(ri, w)]))
+        else:
+            buckets[(w[0] // BLOCK, w[1] // BLOCK)].append(ri)
+    for members in buckets.values():
+        ws = [windows[ri] for ri in members]
+        union = _union(ws)
+        if _area(union) <= max(OVERREAD * sum(_area(w) for w in ws), SMALL):
+            clusters.append(Cluster(union, [(ri, windows[ri]) for ri in members]))
+        else:
+            clusters.extend(Cluster(windows[ri], [(ri, windows[ri])]) for ri in members)
+    return clusters
+
+
+# -- statistics ----------------------------------------------------------------------
+
+
+def statistic(values: np.ndarray, func: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(stat, valid count)`` over the last axis of ``values``, NaN = nodata.
+
+    ``std`` is the population standard deviation (ddof=0); ``median``/``q25``/``q75`` are
+    numpy's linear-interpolation percentiles; with no valid value the result is NaN.
+    """
+    values = values.astype(np.float64, copy=False)
+    valid = np.isfinite(values)
+    count = valid.sum(axis=-1)
+    shape = values.shape[:-1]
+    if values.shape[-1] == 0 or not count.any():
+        return np.full(shape, np.nan), count
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices -> NaN, wanted
+        if func == "count":
+            out = count.astype(np.float64)
+        elif func == "sum":
+            out = np.nansum(values, axis=-1)
+        elif func == "avg":
+            out = np.nansum(values, axis=-1) / np.maximum(count, 1)
+        elif func == "min":
+            out = np.nanmin(values, axis=-1)
+        elif func == "max":
+            out = np.nanmax(values, axis=-1)
+        elif func == "std":
+            out = np.nanstd(values, axis=-1)
+        else:
+            q = {"median": 50, "q25": 25, "q75": 75}[func]
+            out = np.nanpercentile(values, q, axis=-1)
+    out = np.where(count > 0, out, np.nan)
+    return out, count
+
+
+def zonal_statistics(
+    evaluate: Callable[[View], Cube],
+    meta: CubeMeta,
+    regions: Regions,
+    func: str,
+    grid: Grid,
+) -> ZonalTable:
+    """Statistics of the imagery (``evaluate(view) -> Cube``, ``meta`` its description)
+    per region, on the native ``grid``."""
+    if func not in FUNCS:
+        raise ProcessGraphError(f"unknown func {func!r}; one of {', '.join(FUNCS)}")
+    geoms = _transform(regions.geoms, regions.crs, ProjCRS.from_user_input(grid.crs.to_wkt()))
+    extent = data_extent(meta, grid.crs)
+    ext_win = grid.window(extent.bounds) if not extent.is_empty else None
+    windows: dict[int, tuple[int, int, int, int]] = {}
+    for ri, geom in enumerate(geoms):
+        if ext_win is None or not geom.intersects(extent):
+            continue
+        c0, r0, c1, r1 = grid.window(geom.bounds)
+        w = (max(c0, ext_win[0]), max(r0, ext_win[1]), min(c1, ext_win[2]),
+             min(r1, ext_win[3]))
+        if w[2] > w[0] and w[3] > w[1]:
+            windows[ri] = w
+    if not windows:
+        raise RegionsError(
+            f"none of the {len(geoms)} regions intersects the data: {meta.product.id}"
+            + (" cut by the filter_bbox" if meta.bbox is not None else "")
+            + f" covers {_fmt_bounds(extent.bounds)} in {grid.crs.to_string()}, the regions "
+            f"{_fmt_bounds(shapely.total_bounds(geoms))}")
+    _check_acquisitions(meta, [geoms[ri] for ri in windows], grid)
+
+    per_day: dict[str | None, dict[int, tuple[np.ndarray, np.ndarray]]] = defaultdict(dict)
+    day_time = {}
+    bands: tuple[str, ...] = meta.bands
+    kind = meta.kind
+    for cluster in plan_views(windows):
+        cube = evaluate(grid.view(cluster.window))
+        bands, kind = cube.bands, cube.kind
+        keys = [None] if cube.times is None else [t.strftime("%Y-%m-%d") for t in cube.times]
+        for key, t in zip(keys, cube.times or [None], strict=True):
+            day_time.setdefault(key, t)
+        C0, R0 = cluster.window[0], cluster.window[1]
+        for ri, w in cluster.members:
+            view = grid.view(w)
+            inside = geometry_mask([geoms[ri]], (view.height, view.width), view.transform,
+                                   invert=True, all_touched=False)
+            sub = cube.data[:, :, w[1] - R0:w[3] - R0, w[0] - C0:w[2] - C0][:, :, inside]
+            stat, count = statistic(sub, func)
+            for ti, key in enumerate(keys):
+                per_day[key][ri] = (stat[ti], count[ti])
+    reduced = None in day_time
+    days = [None] if reduced else sorted(day_time)
+    n, nb = len(geoms), len(bands)
+    values = np.full((n, len(days), nb), np.nan)
+    pixels = np.zeros((n, len(days), nb), dtype=np.int64)
+    for ti, key in enumerate(days):
+        for ri, (stat, count) in per_day[key].items():
+            values[ri, ti], pixels[ri, ti] = stat, count
+    dates = None if reduced else tuple(day_time[k] for k in days)
+    return ZonalTable(regions, func, tuple(bands), dates, values, pixels, kind)
+
+
+def _check_acquisitions(meta: CubeMeta, geoms: list, grid: Grid) -> None:
+    bounds = shapely.total_bounds(np.array(geoms, dtype=object))
+    wgs = _densified(box(*bounds), ProjCRS.from_user_input(grid.crs.to_wkt()), WGS84).bounds
+    if not meta.product.items_for(tuple(wgs), meta.time_range):
+        t = meta.time_range
+        when = f" between {t[0]:%Y-%m-%d} and {t[1]:%Y-%m-%d}" if t else ""
+        raise RegionsError(f"no acquisition of {meta.product.id} covers the regions{when}")
+
+
+def _fmt_bounds(b) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in b) + ")"
