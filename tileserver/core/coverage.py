@@ -12,7 +12,10 @@ fields to return. Rules:
   grid is never shifted); trims in another CRS are taken as given;
 - the output CRS is ``OUTPUTCRS``, else ``SUBSETTINGCRS``, else the native CRS;
 - with no scaling, the output has the native resolution (estimated in another CRS);
-- a slice on x or y gives one pixel; a slice on time picks the date of that UTC day.
+- a slice on x or y gives one pixel; a slice on time picks the date of that UTC day;
+- a coverage with dates answers its latest date unless the request subsets time (the
+  default value of its time dimension, as GeoServer does; a GeoTIFF is two-dimensional),
+  a trim over several dates answers one band per date and field.
 """
 
 from __future__ import annotations
@@ -520,7 +523,7 @@ def request_20(cov: Coverage, kvp: Kvp, limits: tuple[int, int]) -> CoverageRequ
                if out_text else sub_crs)
     full = _extent_in(cov, sub_crs)
     spatial: dict[str, _Subset] = {}
-    times = cov.times
+    times = cov.times[-1:] if cov.times else None
     seen: set[str] = set()
     for sub in subsets:
         if sub.crs and parse_crs(sub.crs, locator="subset",
@@ -573,7 +576,7 @@ def request_10(cov: Coverage, kvp: Kvp, limits: tuple[int, int]) -> CoverageRequ
     crs = parse_crs(kvp.require("CRS"), locator="crs")
     out_text = kvp.get("RESPONSE_CRS")
     out_crs = parse_crs(out_text, locator="response_crs") if out_text else crs
-    times = cov.times
+    times = cov.times[-1:] if cov.times else None
     if kvp.get("TIME"):
         if cov.times is None:
             raise InvalidParameterValue(f"coverage {cov.id} has no time axis",
