@@ -5,8 +5,9 @@ scrypt password hashes, written by ``tileserver users add NAME``. With no users 
 runs in single-user mode as ``me`` (and ``tileserver serve`` binds only to loopback).
 
 With users, every request needs credentials except the public parts: capabilities, data,
-processes, the OpenAPI document, metrics, static files and the public service URLs
-``/service/...`` (capability URLs with unguessable ids, so GIS clients need no password).
+processes, the OpenAPI document, metrics, static files, the public service URLs
+``/service/...`` and batch result files ``/jobs/<id>/results/<token>/...`` (capability URLs
+with unguessable ids, so GIS clients need no password).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 PUBLIC_EXACT = ("/", "/openapi.json", "/metrics", "/auth/login", "/capabilities", "/data",
                 "/processes")
 PUBLIC_PREFIXES = ("/capabilities/", "/data/", "/processes/", "/service/", "/static/")
+#: Batch result files carry an unguessable token in their URL (for GDAL's /vsicurl/).
+PUBLIC_PATTERN = re.compile(r"^/jobs/[^/]+/results/[^/]+/.+")
 #: Paths of the global OGC endpoints (their errors are ``ows:ExceptionReport``).
 OGC_PREFIXES = ("/wmts", "/wcs")
 
@@ -241,7 +244,8 @@ def request_user() -> str:
 
 def is_public(path: str) -> bool:
     """Whether ``path`` answers without credentials."""
-    return path in PUBLIC_EXACT or path.startswith(PUBLIC_PREFIXES)
+    return (path in PUBLIC_EXACT or path.startswith(PUBLIC_PREFIXES)
+            or PUBLIC_PATTERN.match(path) is not None)
 
 
 def _require_credentials():
