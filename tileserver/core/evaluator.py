@@ -61,7 +61,7 @@ class _MetaContext:
         key = id(node)
         if key not in self._memo:
             if node.is_product:
-                product = self.catalog.get(node.args["product_id"])
+                product = self.catalog.get(node.args["product_id"], f"{node.path}.product_id")
                 bands = tuple(product.bands)
                 self._memo[key] = CubeMeta(product, bands, bands)
             else:
