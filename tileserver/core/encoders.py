@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,6 +141,18 @@ def gtiff_profile(opts: dict, float_data: bool) -> tuple[dict, bool]:
         if compress != "zstd":
             raise OutputFormatError("option 'zstd_level' needs compress=zstd")
         profile["zstd_level"] = zstd
+    webp = _int_option(opts, "webp_level", 1, 100)
+    if webp is not None:
+        if compress != "webp":
+            raise OutputFormatError("option 'webp_level' needs compress=webp")
+        profile["webp_level"] = webp
+    if "max_z_error" in opts:
+        mze = opts["max_z_error"]
+        if compress != "lerc":
+            raise OutputFormatError("option 'max_z_error' needs compress=lerc")
+        if isinstance(mze, bool) or not isinstance(mze, int | float) or not 0 <= mze < 1e30:
+            raise OutputFormatError(f"option 'max_z_error' must be a number >= 0, got {mze!r}")
+        profile["max_z_error"] = float(mze)
     if "bigtiff" in opts:
         val = str(opts["bigtiff"]).upper()
         if val in ("TRUE", "1"):
@@ -199,22 +210,20 @@ def encode_gtiff(cube: Cube, opts: dict | None = None, style: Style | None = Non
         mask = None
         base.update(count=data.shape[0], dtype="float32", nodata=float("nan"))
     base.update(profile)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), MemoryFile() as mem:
-            try:
-                with mem.open(**base) as dst:
-                    dst.write(data)
-                    if mask is not None:
-                        dst.write_mask(mask)
-                    if not styled:
-                        for i, desc in enumerate(_band_descriptions(cube), start=1):
-                            if i <= dst.count:
-                                dst.set_band_description(i, desc)
-                    dst.update_tags(TILESERVER_KIND=cube.kind)
-            except rasterio.errors.RasterioError as exc:
-                raise OutputFormatError(f"GDAL refused the GTiff options: {exc}") from exc
-            return Encoded(mem.read(), "image/tiff", "tif")
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), MemoryFile() as mem:
+        try:
+            with mem.open(**base) as dst:
+                dst.write(data)
+                if mask is not None:
+                    dst.write_mask(mask)
+                if not styled:
+                    for i, desc in enumerate(_band_descriptions(cube), start=1):
+                        if i <= dst.count:
+                            dst.set_band_description(i, desc)
+                dst.update_tags(TILESERVER_KIND=cube.kind)
+        except rasterio.errors.RasterioError as exc:
+            raise OutputFormatError(f"GDAL refused the GTiff options: {exc}") from exc
+        return Encoded(mem.read(), "image/tiff", "tif")
 
 
 def _image(cube: Cube) -> np.ndarray:
@@ -347,6 +356,7 @@ def _builtin_formats() -> dict:
                     "tiled": "boolean", "compress": sorted(_COMPRESS),
                     "photometric": ["MINISBLACK", "RGB", "YCBCR"], "jpeg_quality": "1-100",
                     "predictor": "1-3", "zlevel": "1-12", "zstd_level": "1-22",
+                    "webp_level": "1-100", "max_z_error": "number >= 0 (lerc)",
                     "blockxsize": "multiple of 16", "blockysize": "multiple of 16",
                     "bigtiff": ["YES", "NO", "IF_NEEDED", "IF_SAFER"],
                     "interleave": ["BAND", "PIXEL"],
