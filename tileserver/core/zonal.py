@@ -95,7 +95,7 @@ def _read_layer(ogr_path: str, layer: str, label: str):
     try:
         meta, _, wkb, fields = pyogrio.raw.read(ogr_path, layer=layer, datetime_as_string=True)
     except Exception as exc:  # noqa: BLE001 - pyogrio/OGR errors of many kinds
-        raise RegionsError(f"{label}: cannot be read as a vector file ({exc})") from None
+        raise _unreadable(label, ogr_path, exc) from None
     if meta.get("geometry_type") is None or wkb is None:
         return None
     if meta.get("crs"):
@@ -104,6 +104,13 @@ def _read_layer(ogr_path: str, layer: str, label: str):
         crs = None
     geoms = shapely.from_wkb(wkb)
     return crs, geoms, list(meta["fields"]), fields
+
+
+def _unreadable(label: str, ogr_path: str, exc: Exception) -> RegionsError:
+    """A 400 naming the user's file, without the server's paths."""
+    reason = str(exc).replace(ogr_path.removeprefix("/vsizip/"), label)
+    reason = reason.replace(ogr_path, label).split(" It might help")[0].strip()
+    return RegionsError(f"{label}: not a vector file OGR can read ({reason})")
 
 
 def _polygonal(geom, label: str, index: int):
@@ -131,7 +138,7 @@ def read_regions(files: list[tuple[str, str]]) -> Regions:
         try:
             layers = [str(name) for name, _ in pyogrio.list_layers(ogr_path)]
         except Exception as exc:  # noqa: BLE001
-            raise RegionsError(f"{label}: not a vector file OGR can read ({exc})") from None
+            raise _unreadable(label, ogr_path, exc) from None
         found = 0
         for layer in layers:
             got = _read_layer(ogr_path, layer, label)
