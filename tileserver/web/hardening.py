@@ -27,23 +27,28 @@ PREFLIGHT_MAX_AGE = 3600
 UPLOAD_PATH = re.compile(r"^/users/[^/]+/files/.+")
 
 
-def body_limit(method: str, path: str) -> int:
-    """The largest request body accepted for ``method path`` (bytes)."""
-    settings = current_app.extensions["tileserver"].settings
-    if method == "PUT" and UPLOAD_PATH.match(path):
-        return settings.max_upload_bytes
-    return settings.max_body_bytes
+def is_upload(method: str, path: str) -> bool:
+    """Whether the request is a user file upload (streamed, with its own limit)."""
+    return method == "PUT" and UPLOAD_PATH.match(path) is not None
 
 
 def _limit_body():
-    limit = body_limit(request.method, request.path)
+    settings = current_app.extensions["tileserver"].settings
+    upload = is_upload(request.method, request.path)
+    limit = settings.max_upload_bytes if upload else settings.max_body_bytes
     length = request.content_length
     if length is not None and length > limit:
         raise LimitExceeded(
             f"the request body has {length} bytes, more than the limit of {limit}",
             locator="body")
-    # also enforced while reading bodies without Content-Length (chunked)
-    request.max_content_length = limit
+    # Bodies without Content-Length (chunked): werkzeug stops reading at the maximum without
+    # an error, so allow one byte more and look whether it came. Uploads are streamed and
+    # count their bytes themselves; JSON bodies are read here.
+    request.max_content_length = limit + 1
+    if length is None and not upload and request.environ.get("wsgi.input_terminated"):
+        if len(request.get_data(cache=True)) > limit:
+            raise LimitExceeded(f"the request body is larger than the limit of {limit} bytes",
+                                locator="body")
     return None
 
 
