@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tileserver.settings import load_settings
+from tileserver.settings import SettingsError, load_settings
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -86,7 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except SettingsError as exc:
+        print(f"tileserver: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -61,6 +61,13 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+class SettingsError(ValueError):
+    """A setting (YAML key or ``TILESERVER_*`` variable) with an impossible value."""
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
 def _coerce(name: str, value: Any) -> Any:
     fields = {f.name: f for f in dataclasses.fields(Settings)}
     if name not in fields or value is None:
@@ -73,9 +80,17 @@ def _coerce(name: str, value: Any) -> Any:
             return tuple(str(v) for v in value)
         return tuple(p.strip() for p in str(value).split(",") if p.strip())
     if isinstance(default, bool):
-        return str(value).lower() in ("1", "true", "yes", "on")
+        text = str(value).strip().lower()
+        if text not in _TRUE + _FALSE:
+            raise SettingsError(f"setting {name} (TILESERVER_{name.upper()}): expected a "
+                                f"boolean (true/false), got {value!r}")
+        return text in _TRUE
     if isinstance(default, int):
-        return int(value)
+        try:
+            return int(str(value).strip().replace("_", ""))
+        except ValueError:
+            raise SettingsError(f"setting {name} (TILESERVER_{name.upper()}): expected an "
+                                f"integer, got {value!r}") from None
     return str(value) if value != "" else None
 
 
@@ -85,10 +100,18 @@ def load_settings(config_file: str | os.PathLike | None = None, **overrides: Any
     path = Path(config_file) if config_file else None
     if path is None:
         path = Path(os.environ["TILESERVER_CONFIG"]) if os.environ.get("TILESERVER_CONFIG") else None
+    if path is not None and not path.is_file():
+        raise SettingsError(f"configuration file {path} does not exist")
     if path is None:
         path = DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else _PACKAGED_CONFIG
     if path.exists():
-        values.update(yaml.safe_load(path.read_text()) or {})
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"configuration file {path} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict | None):
+            raise SettingsError(f"configuration file {path} must be a mapping of settings")
+        values.update(loaded or {})
     known = {f.name for f in dataclasses.fields(Settings)} - {"extra"}
     extra = {k: v for k, v in values.items() if k not in known}
     values = {k: v for k, v in values.items() if k in known}
