@@ -32,6 +32,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from tileserver.errors import JobNotFound, ServiceNotFound
 
@@ -111,7 +112,13 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine)
+    for attempt in range(5):
+        try:
+            metadata.create_all(engine)
+            break
+        except OperationalError:  # another worker process created the tables meanwhile
+            if attempt == 4:
+                raise
     return engine
 
 

@@ -113,10 +113,10 @@ class Layer:
 
     def etag(self, tms_id: str, z: str, row: int, col: int, media_type: str,
              time: str | None) -> str:
-        """A strong validator of a tile (graph hash, style, tile, format, date)."""
+        """The (unquoted) entity tag of a tile: graph hash, style, tile, format, date."""
         key = "|".join(map(str, (self.graph.root.hash, self.style.to_json(), tms_id, z, row,
                                  col, media_type, time)))
-        return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
+        return hashlib.sha256(key.encode()).hexdigest()[:32]
 
     def evaluate(self, view, time: str | None) -> Cube:
         """The graph on ``view`` (only ``time``'s day when given)."""

@@ -59,10 +59,9 @@ def user_layers() -> tuple[str, list[Layer]]:
     """``(root URL, [layer])``: every job of the current user that is a valid layer."""
     engine = runtime().engine
     layers = []
-    for summary in runtime().store.list_jobs(current_user()):
-        if summary["status"] in REVOKED_STATUSES:
+    for job in runtime().store.list_jobs(current_user()):
+        if job["status"] in REVOKED_STATUSES:
             continue
-        job = runtime().store.get_job(summary["job_id"])
         layer = layer_or_none(engine, job)
         if layer is not None:
             layers.append(layer)
@@ -89,7 +88,10 @@ def _layer_context(root: str, layer: Layer) -> dict:
     for tms in tile_matrix_sets().values():
         lim = layer.limits(tms)
         if lim is not None:
-            links.append({"tms": tms.identifier, "limits": lim})
+            # the WMTS 1.0.0 schema types the indices as xs:positiveInteger: a matrix whose
+            # limits would contain index 0 is listed without limits (its whole matrix)
+            links.append({"tms": tms.identifier,
+                          "limits": [row for row in lim if min(row[1:]) > 0]})
     dim = None
     rest = f"{root}/1.0.0/{layer.identifier}/{{Style}}/"
     if layer.time_values is not None:
@@ -142,11 +144,14 @@ def tile_response(layer: Layer, style: str | None, media_type: str, tms_id: str,
     tms_id, z, r, c = check_tile(tms_id, z, row, col)
     day = layer.select_time(time)
     etag = layer.etag(tms_id, z, r, c, media_type, day)
-    headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
-    if etag in request.if_none_match or f"W/{etag}" in request.if_none_match:
-        return Response(status=304, headers=headers)
-    encoded = layer.tile(tms_id, z, r, c, media_type, day)
-    return Response(encoded.content, mimetype=encoded.media_type, headers=headers)
+    if request.if_none_match.contains_weak(etag):
+        resp = Response(status=304)
+    else:
+        encoded = layer.tile(tms_id, z, r, c, media_type, day)
+        resp = Response(encoded.content, mimetype=encoded.media_type)
+    resp.set_etag(etag)
+    resp.headers["Cache-Control"] = CACHE_CONTROL
+    return resp
 
 
 def _kvp() -> dict[str, str]:

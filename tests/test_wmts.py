@@ -1,0 +1,338 @@
+"""WMTS 1.0.0 of lazy jobs: capabilities (XSD, XPath, OWSLib, GDAL), tiles as data, errors,
+time dimension, styles, HTTP caching, and the global /wmts endpoint."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import rasterio
+from PIL import Image
+from rasterio.io import MemoryFile
+
+from tests.wmts_support import (
+    NS,
+    LiveServer,
+    assert_ows_exception,
+    assert_valid,
+    create_job,
+    create_service,
+    ndvi_graph,
+    reference_ndvi,
+)
+from tileserver.core.styles import colormap_lut
+from tileserver.core.tiles import get_tms, tile_view
+
+CAPS_XSD = "wmts/1.0/wmtsGetCapabilities_response.xsd"
+Z, ROW, COL = "14", 5826, 8602  # a tile inside the synthetic area
+ITEMS = [("2020-05-01", "test_0"), ("2020-05-11", "test_1"), ("2020-05-11", "test_2"),
+         ("2020-05-21", "test_3")]
+
+
+@pytest.fixture
+def wmts(client):
+    """A min_time(NDVI) job and an NDVI job (with a time axis), each with a WMTS service."""
+    reduced = create_job(client, ndvi_graph(reduce="min_time"), title="min NDVI")
+    timed = create_job(client, ndvi_graph(), title="NDVI by date")
+    return {
+        "reduced": (reduced, create_service(client, reduced)),
+        "timed": (timed, create_service(client, timed)),
+    }
+
+
+def _path(service):
+    return service["service_url"].replace("http://localhost", "")
+
+
+def _kvp_tile(client, service, layer, fmt="image/png", tms="GoogleMapsCompatible", z=Z,
+              row=ROW, col=COL, extra=""):
+    return client.get(
+        f"{_path(service)}?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER={layer}"
+        f"&STYLE=default&FORMAT={fmt}&TILEMATRIXSET={tms}&TILEMATRIX={z}&TILEROW={row}"
+        f"&TILECOL={col}{extra}")
+
+
+def _tile_ref(catalog_dir, tms_id, z, row, col, items, reduce=None):
+    tms = get_tms(tms_id)
+    view = tile_view(tms, tms.matrix(z), row, col)
+    return reference_ndvi(catalog_dir, items, "B04", "B08", view.crs, view.transform,
+                          (view.height, view.width), reduce=reduce), view
+
+
+def _assert_close_mostly(actual, expected, max_bad=0.002):
+    """Equal values and nodata, allowing a few pixels on nearest-neighbour ties."""
+    both = np.isfinite(actual) & np.isfinite(expected)
+    same_mask = np.isfinite(actual) == np.isfinite(expected)
+    close = np.isclose(actual, expected, atol=1e-6, equal_nan=True)
+    assert both.sum() > 1000
+    assert (~same_mask).mean() <= max_bad, (~same_mask).mean()
+    assert (~close).mean() <= max_bad, (~close).mean()
+
+
+# -- capabilities ----------------------------------------------------------------------
+
+
+def test_capabilities_kvp_and_rest_identical_and_schema_valid(client, wmts):
+    job, service = wmts["reduced"]
+    kvp = client.get(f"{_path(service)}?SERVICE=WMTS&REQUEST=GetCapabilities")
+    rest = client.get(f"{_path(service)}/1.0.0/WMTSCapabilities.xml")
+    assert kvp.status_code == rest.status_code == 200
+    assert kvp.data == rest.data
+    doc = assert_valid(kvp.data, CAPS_XSD)
+    assert doc.tag == "{http://www.opengis.net/wmts/1.0}Capabilities"  # default namespace
+    assert b"<Layer>" in kvp.data and b"<ows:Identifier>" in kvp.data  # QGIS reads literally
+    layers = doc.findall("wmts:Contents/wmts:Layer", NS)
+    assert [lyr.findtext("ows:Identifier", namespaces=NS) for lyr in layers] == [job]
+    assert layers[0].find("wmts:Dimension", NS) is None  # time axis reduced
+    tms_ids = [t.findtext("ows:Identifier", namespaces=NS)
+               for t in doc.findall("wmts:Contents/wmts:TileMatrixSet", NS)]
+    assert tms_ids == ["GoogleMapsCompatible", "WorldCRS84Quad"]
+    g = doc.find("wmts:Contents/wmts:TileMatrixSet", NS)
+    assert g.findtext("wmts:WellKnownScaleSet", namespaces=NS).endswith("GoogleMapsCompatible")
+    m0 = g.find("wmts:TileMatrix", NS)
+    assert float(m0.findtext("wmts:ScaleDenominator", namespaces=NS)) == pytest.approx(
+        559082264.0287178)
+    crs84 = doc.findall("wmts:Contents/wmts:TileMatrixSet", NS)[1]
+    assert crs84.findtext("wmts:TileMatrix/wmts:TopLeftCorner", namespaces=NS) == "-180.0 90.0"
+    limits = layers[0].find("wmts:TileMatrixSetLink/wmts:TileMatrixSetLimits", NS)
+    z14 = [lim for lim in limits if lim.findtext("wmts:TileMatrix", namespaces=NS) == Z][0]
+    rows = (int(z14.findtext("wmts:MinTileRow", namespaces=NS)),
+            int(z14.findtext("wmts:MaxTileRow", namespaces=NS)))
+    assert rows[0] <= ROW <= rows[1]
+    templates = [r.get("template") for r in layers[0].findall("wmts:ResourceURL", NS)]
+    assert f"/1.0.0/{job}/{{Style}}/{{TileMatrixSet}}/{{TileMatrix}}/{{TileRow}}/{{TileCol}}.png" \
+        in templates[0]
+
+
+def test_time_dimension_lists_the_dates_latest_default(client, wmts):
+    job, service = wmts["timed"]
+    doc = assert_valid(client.get(f"{_path(service)}/1.0.0/WMTSCapabilities.xml").data,
+                       CAPS_XSD)
+    dim = doc.find("wmts:Contents/wmts:Layer/wmts:Dimension", NS)
+    assert dim.findtext("ows:Identifier", namespaces=NS) == "Time"
+    values = [v.text for v in dim.findall("wmts:Value", NS)]
+    assert values == sorted({d for d, _ in ITEMS})
+    assert dim.findtext("wmts:Default", namespaces=NS) == values[-1]
+    template = doc.find("wmts:Contents/wmts:Layer/wmts:ResourceURL", NS).get("template")
+    assert "/{Style}/{Time}/{TileMatrixSet}/" in template
+
+
+def test_global_wmts_lists_every_job_of_the_user(client, wmts):
+    extra = create_job(client, ndvi_graph(reduce="max_time"), title="no service")
+    for url in ("/wmts?service=WMTS&request=GetCapabilities", "/wmts/1.0.0/WMTSCapabilities.xml"):
+        resp = client.get(url)
+        doc = assert_valid(resp.data, CAPS_XSD)
+        ids = {lyr.findtext("ows:Identifier", namespaces=NS)
+               for lyr in doc.findall("wmts:Contents/wmts:Layer", NS)}
+        assert ids == {wmts["reduced"][0], wmts["timed"][0], extra}
+    tile = client.get(f"/wmts/1.0.0/{extra}/default/GoogleMapsCompatible/{Z}/{ROW}/{COL}.png")
+    assert tile.status_code == 200 and tile.mimetype == "image/png"
+    kvp = client.get(f"/wmts?SERVICE=WMTS&REQUEST=GetTile&LAYER={extra}&STYLE=default"
+                     f"&FORMAT=image/png&TILEMATRIXSET=GoogleMapsCompatible&TILEMATRIX={Z}"
+                     f"&TILEROW={ROW}&TILECOL={COL}")
+    assert kvp.data == tile.data
+
+
+# -- tiles as data ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tms_id,z,row,col", [
+    ("GoogleMapsCompatible", Z, ROW, COL),
+    ("WorldCRS84Quad", "15", 8004, 34412),
+])
+def test_tiff_tile_equals_reference_and_png_alpha_is_the_nodata(
+        client, wmts, small_catalog, tms_id, z, row, col):
+    job, service = wmts["reduced"]
+    resp = _kvp_tile(client, service, job, "image/tiff", tms_id, z, row, col)
+    assert resp.status_code == 200, resp.data[:300]
+    expected, view = _tile_ref(small_catalog.parent / "TEST", tms_id, z, row, col, ITEMS,
+                               reduce="min_time")
+    with MemoryFile(resp.data) as mem, mem.open() as ds:
+        assert ds.dtypes == ("float32",) and ds.count == 1
+        assert ds.crs == view.crs
+        assert ds.transform.almost_equals(view.transform)
+        assert np.isnan(ds.nodata)
+        actual = ds.read(1)
+    _assert_close_mostly(actual, expected)
+    png = _kvp_tile(client, service, job, "image/png", tms_id, z, row, col)
+    alpha = np.asarray(Image.open(io.BytesIO(png.data)))[..., 3]
+    np.testing.assert_array_equal(alpha == 0, np.isnan(actual))
+    rest = client.get(f"{_path(service)}/1.0.0/{job}/default/{tms_id}/{z}/{row}/{col}.png")
+    assert rest.data == png.data  # byte-identical KVP and REST
+
+
+def test_time_selects_one_date_and_reads_only_it(client, wmts, small_catalog):
+    from tileserver.core import metrics
+
+    job, service = wmts["timed"]
+    reads = metrics.SOURCE_READS
+    before = sum(s.value for s in reads.collect()[0].samples if s.name.endswith("_total"))
+    resp = _kvp_tile(client, service, job, "image/tiff", extra="&TIME=2020-05-01")
+    after = sum(s.value for s in reads.collect()[0].samples if s.name.endswith("_total"))
+    assert after - before == 2  # B04 and B08 of the one item of that day
+    expected, _ = _tile_ref(small_catalog.parent / "TEST", "GoogleMapsCompatible", Z, ROW, COL,
+                            ITEMS[:1])
+    with MemoryFile(resp.data) as mem, mem.open() as ds:
+        _assert_close_mostly(ds.read(1), expected)
+    # the default is the latest date; REST with {Time} is the same tile
+    latest, _ = _tile_ref(small_catalog.parent / "TEST", "GoogleMapsCompatible", Z, ROW, COL,
+                          ITEMS[3:])
+    default = _kvp_tile(client, service, job, "image/tiff")
+    with MemoryFile(default.data) as mem, mem.open() as ds:
+        _assert_close_mostly(ds.read(1), latest)
+    rest = client.get(f"{_path(service)}/1.0.0/{job}/default/2020-05-21/GoogleMapsCompatible/"
+                      f"{Z}/{ROW}/{COL}.tif")
+    assert rest.data == default.data
+
+
+def test_tile_outside_the_data_is_transparent(client, wmts):
+    job, service = wmts["reduced"]
+    resp = _kvp_tile(client, service, job, row=100, col=100)
+    assert resp.status_code == 200
+    rgba = np.asarray(Image.open(io.BytesIO(resp.data)))
+    assert rgba.shape == (256, 256, 4) and (rgba[..., 3] == 0).all()
+
+
+def test_jpeg_tile_and_colormap_style(client, small_catalog):
+    job = create_job(client, ndvi_graph(reduce="min_time"))
+    service = create_service(client, job, args={"colormap": "viridis", "range": [0, 0.8]})
+    tif = _kvp_tile(client, service, job, "image/tiff")
+    with MemoryFile(tif.data) as mem, mem.open() as ds:
+        values = ds.read(1)
+    png = np.asarray(Image.open(io.BytesIO(_kvp_tile(client, service, job).data)))
+    lut = colormap_lut("viridis")
+    idx = np.clip(np.nan_to_num((values - 0.0) / 0.8 * 255.0), 0, 255).astype(np.uint8)
+    valid = np.isfinite(values)
+    np.testing.assert_array_equal(png[valid][:, :3], lut[idx[valid]][:, :3])
+    jpeg = _kvp_tile(client, service, job, "image/jpeg")
+    assert jpeg.mimetype == "image/jpeg"
+    assert Image.open(io.BytesIO(jpeg.data)).size == (256, 256)
+
+
+def test_etag_and_304(client, wmts):
+    job, service = wmts["reduced"]
+    first = _kvp_tile(client, service, job)
+    assert first.headers["ETag"] and "max-age" in first.headers["Cache-Control"]
+    path = f"{_path(service)}/1.0.0/{job}/default/GoogleMapsCompatible/{Z}/{ROW}/{COL}.png"
+    again = client.get(path, headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304 and again.data == b""
+    other = client.get(path.replace(f"/{COL}.png", f"/{COL + 1}.png"),
+                       headers={"If-None-Match": first.headers["ETag"]})
+    assert other.status_code == 200
+
+
+# -- errors ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("query,code,locator,status", [
+    ("REQUEST=GetCapabilities", "MissingParameterValue", "service", 400),
+    ("SERVICE=WMTS", "MissingParameterValue", "request", 400),
+    ("SERVICE=WMS&REQUEST=GetCapabilities", "InvalidParameterValue", "service", 400),
+    ("SERVICE=WMTS&REQUEST=GetCapabilities&ACCEPTVERSIONS=2.0.0",
+     "VersionNegotiationFailed", "acceptversions", 400),
+    ("SERVICE=WMTS&REQUEST=GetFeatureInfo", "OperationNotSupported", "request", 501),
+    ("SERVICE=WMTS&REQUEST=GetTile&LAYER={job}&STYLE=default&FORMAT=image/png"
+     "&TILEMATRIXSET=GoogleMapsCompatible&TILEMATRIX=14&TILEROW=5826",
+     "MissingParameterValue", "tilecol", 400),
+    ("SERVICE=WMTS&REQUEST=GetTile&LAYER=nope&STYLE=default&FORMAT=image/png"
+     "&TILEMATRIXSET=GoogleMapsCompatible&TILEMATRIX=14&TILEROW=5826&TILECOL=1",
+     "InvalidParameterValue", "layer", 400),
+    ("SERVICE=WMTS&REQUEST=GetTile&LAYER={job}&STYLE=fancy&FORMAT=image/png"
+     "&TILEMATRIXSET=GoogleMapsCompatible&TILEMATRIX=14&TILEROW=5826&TILECOL=1",
+     "InvalidParameterValue", "style", 400),
+    ("SERVICE=WMTS&REQUEST=GetTile&LAYER={job}&STYLE=default&FORMAT=image/gif"
+     "&TILEMATRIXSET=GoogleMapsCompatible&TILEMATRIX=14&TILEROW=5826&TILECOL=1",
+     "InvalidParameterValue", "format", 400),
+    ("SERVICE=WMTS&REQUEST=GetTile&LAYER={job}&STYLE=default&FORMAT=image/png"
+     "&TILEMATRIXSET=EPSG:999&TILEMATRIX=14&TILEROW=5826&TILECOL=1",
+     "InvalidParameterValue", "tilematrixset", 400),
+    ("SERVICE=WMTS&REQUEST=GetTile&LAYER={job}&STYLE=default&FORMAT=image/png"
+     "&TILEMATRIXSET=GoogleMapsCompatible&TILEMATRIX=40&TILEROW=5826&TILECOL=1",
+     "InvalidParameterValue", "tilematrix", 400),
+    ("SERVICE=WMTS&REQUEST=GetTile&LAYER={job}&STYLE=default&FORMAT=image/png"
+     "&TILEMATRIXSET=GoogleMapsCompatible&TILEMATRIX=14&TILEROW=x&TILECOL=1",
+     "InvalidParameterValue", "tilerow", 400),
+    ("SERVICE=WMTS&REQUEST=GetTile&LAYER={job}&STYLE=default&FORMAT=image/png"
+     "&TILEMATRIXSET=GoogleMapsCompatible&TILEMATRIX=2&TILEROW=1&TILECOL=4",
+     "TileOutOfRange", "tilecol", 400),
+    ("SERVICE=WMTS&REQUEST=GetTile&LAYER={job}&STYLE=default&FORMAT=image/png"
+     "&TILEMATRIXSET=GoogleMapsCompatible&TILEMATRIX=2&TILEROW=-1&TILECOL=0",
+     "TileOutOfRange", "tilerow", 400),
+])
+def test_errors_are_valid_exception_reports(client, wmts, query, code, locator, status):
+    job, service = wmts["reduced"]
+    resp = client.get(f"{_path(service)}?{query.format(job=job)}")
+    assert_ows_exception(resp, code, locator, status)
+
+
+def test_time_not_a_date_of_the_layer(client, wmts):
+    job, service = wmts["timed"]
+    resp = _kvp_tile(client, service, job, extra="&TIME=1999-01-01")
+    assert_ows_exception(resp, "InvalidParameterValue", "time")
+
+
+def test_rest_bad_extension_and_deleted_or_canceled_is_404(client, wmts):
+    job, service = wmts["reduced"]
+    base = f"{_path(service)}/1.0.0/{job}/default/GoogleMapsCompatible/{Z}/{ROW}"
+    assert_ows_exception(client.get(f"{base}/{COL}.bmp"), "InvalidParameterValue", "format")
+    assert client.delete(f"/services/{service['service_id']}").status_code == 204
+    assert client.get(f"{base}/{COL}.png").status_code == 404
+    assert client.get(f"{_path(service)}?SERVICE=WMTS&REQUEST=GetCapabilities"
+                      ).status_code == 404
+    job2, service2 = wmts["timed"]
+    assert client.delete(f"/jobs/{job2}").status_code == 204
+    assert client.get(f"{_path(service2)}/1.0.0/WMTSCapabilities.xml").status_code == 404
+
+
+# -- real clients ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def live(small_app):
+    server = LiveServer(small_app)
+    yield server
+    server.close()
+
+
+def test_owslib_reads_capabilities_and_tiles_of_several_jobs(live, small_app):
+    from owslib.wmts import WebMapTileService
+
+    client = small_app.test_client()
+    jobs = [create_job(client, ndvi_graph(reduce=r)) for r in ("min_time", "max_time")]
+    for job in jobs:
+        create_service(client, job)
+    wmts = WebMapTileService(f"{live.url}/wmts/1.0.0/WMTSCapabilities.xml")
+    assert set(jobs) <= set(wmts.contents)
+    assert {"GoogleMapsCompatible", "WorldCRS84Quad"} <= set(wmts.tilematrixsets)
+    tiles = []
+    for job in jobs:
+        layer = wmts.contents[job]
+        assert "image/tiff" in layer.formats
+        tile = wmts.gettile(layer=job, tilematrixset="GoogleMapsCompatible", tilematrix=Z,
+                            row=ROW, column=COL, format="image/tiff", style="default")
+        with MemoryFile(tile.read()) as mem, mem.open() as ds:
+            tiles.append(ds.read(1))
+    assert np.nanmin(tiles[1] - tiles[0]) >= 0  # max >= min pixel-wise
+    assert np.nanmax(tiles[1] - tiles[0]) > 0
+
+
+def test_gdal_wmts_driver_reads_the_layer(live, small_app, small_catalog):
+    client = small_app.test_client()
+    job = create_job(client, ndvi_graph(reduce="min_time"))
+    service = create_service(client, job)
+    url = service["service_url"].replace("http://localhost", live.url)
+    tms = get_tms("GoogleMapsCompatible")
+    view = tile_view(tms, tms.matrix(Z), ROW, COL)
+    expected, _ = _tile_ref(small_catalog.parent / "TEST", "GoogleMapsCompatible", Z, ROW, COL,
+                            ITEMS, reduce="min_time")
+    with rasterio.Env(GDAL_ENABLE_WMS_CACHE="NO", GDAL_HTTP_UNSAFESSL="YES"):
+        with rasterio.open(f"WMTS:{url}/1.0.0/WMTSCapabilities.xml,layer={job},"
+                           f"tilematrixset=GoogleMapsCompatible,tilematrix={Z}") as ds:
+            assert ds.crs.to_epsg() == 3857
+            assert ds.res[0] == pytest.approx(view.res[0])
+            window = rasterio.windows.from_bounds(*view.bounds, transform=ds.transform)
+            data = ds.read(window=window.round_offsets().round_lengths())
+    assert data.shape[0] == 4  # RGBA from the PNG tiles
+    np.testing.assert_array_equal(data[3] == 0, np.isnan(expected) | (data[3] == 0))
+    assert ((data[3] == 0) == np.isnan(expected)).mean() > 0.998
