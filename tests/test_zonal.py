@@ -463,3 +463,107 @@ def test_table_formats_refuse_images_and_image_formats_refuse_tables(engine, hom
     assert err.value.status == 400 and "tables" in err.value.message
     with pytest.raises(TileserverError):
         encode(table, {"format": "CSV", "parameters": {"sep": ";"}})
+
+
+# -- through HTTP ------------------------------------------------------------------------
+
+#: The second /execute example of the issue, verbatim.
+EXAMPLE = {"process_graph": {"process_id": "zonal_statistics", "args": {"imagery": {
+    "process_id": "filter_daterange", "args": {"imagery": {
+        "process_id": "filter_bbox", "args": {"imagery": {
+            "process_id": "filter_bands", "args": {"imagery": {"product_id": "Sentinel2-L1C"},
+                                                   "bands": 8}},
+            "left": 16.1, "right": 16.6, "top": 48.6, "bottom": 47.2, "srs": "EPSG:4326"}},
+        "from": "2017-01-01", "to": "2017-01-31"}},
+    "regions": "/users/me/files/", "func": "avg"}},
+    "output": {"format": "GPKG"}}
+
+#: Fields around Vienna (lon/lat), one with a hole, one multipolygon, one off the data.
+VIENNA = [
+    Polygon([(16.30, 48.10), (16.32, 48.10), (16.32, 48.115), (16.30, 48.115)],
+            [[(16.305, 48.104), (16.312, 48.104), (16.312, 48.110), (16.305, 48.110)]]),
+    MultiPolygon([box(16.40, 48.20, 16.405, 48.204), box(16.45, 48.30, 16.452, 48.302)]),
+    Polygon([(16.2, 48.0), (16.25, 48.0), (16.22, 48.03)]),
+    box(16.0, 47.0, 16.01, 47.01),  # outside the bbox and the data
+]
+
+
+def _l1c_reference(demo_catalog, geoms_lonlat):
+    """Mean B08 per region and date: rasterio reads of the files (the window around each
+    polygon, from ``geometry_window``), polygons rasterised on that window, numpy means."""
+    import pystac
+    import rasterio
+    from rasterio.errors import WindowError
+    from rasterio.features import geometry_window
+
+    col = next(c for c in pystac.read_file(str(demo_catalog)).get_all_collections()
+               if c.id == "Sentinel2-L1C")
+    items = sorted(col.get_items(recursive=True), key=lambda i: i.datetime)
+    out = []
+    for item in items:
+        with rasterio.open(item.assets["B08"].get_absolute_href()) as src:
+            geoms = reproject_geoms(geoms_lonlat, src.crs.to_string(), "EPSG:4326")
+            row = []
+            for g in geoms:
+                try:
+                    win = geometry_window(src, [mapping(g)], pad_x=1, pad_y=1)
+                except WindowError:  # outside the file
+                    row.append(np.nan)
+                    continue
+                arr = src.read(1, window=win).astype(np.float64)
+                arr[arr == src.nodata] = np.nan
+                inside = rasterize([(mapping(g), 1)], out_shape=arr.shape,
+                                   transform=src.window_transform(win),
+                                   all_touched=False).astype(bool)
+                vals = arr[inside]
+                vals = vals[np.isfinite(vals)]
+                row.append(vals.mean() if len(vals) else np.nan)
+        out.append((item.datetime.strftime("%Y-%m-%d"), row))
+    return out
+
+
+def test_the_issue_example_returns_a_geopackage(make_app, demo_catalog, tmp_path):
+    app = make_app([demo_catalog])
+    client = app.test_client()
+    src = write_vector(tmp_path / "vienna.geojson", VIENNA, crs="EPSG:4326",
+                       props={"field": ["a", "b", "c", "off"], "ha": [3, 1, 40, 1]})
+    r = client.put("/users/me/files/vienna.geojson", data=src.read_bytes())
+    assert r.status_code == 201
+    r = client.post("/execute", json=EXAMPLE)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert r.mimetype == "application/geopackage+sqlite3"
+    assert r.data[:16] == b"SQLite format 3\x00"
+    path = tmp_path / "result.gpkg"
+    path.write_bytes(r.data)
+    meta, _, _, fields = pyogrio.raw.read(path, layer="regions")
+    cols = dict(zip(meta["fields"], fields, strict=True))
+    assert list(cols["field"]) == ["a", "b", "c", "off"] and list(cols["ha"]) == [3, 1, 40, 1]
+    expected = _l1c_reference(demo_catalog, VIENNA)
+    assert [f"avg_{d.replace('-', '_')}" for d, _ in expected] == [
+        c for c in meta["fields"] if c.startswith("avg_")]
+    for day, row in expected:
+        got = cols[f"avg_{day.replace('-', '_')}"]
+        assert np.isfinite(row[:3]).all() and np.isnan(got[3])
+        assert_allclose(got[:3], row[:3], rtol=1e-9, err_msg=day)
+    _, _, _, ts = pyogrio.raw.read(path, layer="timeseries")
+    assert len(ts[0]) == 4 * 3
+
+
+def test_execute_errors_are_json_400s(client, tmp_path):
+    graph = {"process_id": "zonal_statistics", "args": {
+        "imagery": b04(), "regions": "/users/me/files/nothing.geojson", "func": "avg"}}
+    r = client.post("/execute", json={"process_graph": graph, "output": {"format": "GPKG"}})
+    assert r.status_code == 400 and r.json["code"] == "RegionsInvalid"
+    assert r.json["path"] == "process_graph.args.regions"
+    graph["args"]["func"] = "mode"
+    r = client.post("/execute", json={"process_graph": graph, "output": {"format": "GPKG"}})
+    assert r.status_code == 400 and r.json["code"] == "ProcessGraphInvalid"
+    assert "avg" in r.json["message"] and r.json["path"] == "process_graph.args.func"
+    src = write_vector(tmp_path / "f.geojson", [REGIONS[0][1]])
+    client.put("/users/me/files/f.geojson", data=src.read_bytes())
+    graph["args"].update(func="avg", regions="/users/me/files/f.geojson")
+    r = client.post("/execute", json={"process_graph": graph, "output": {"format": "PNG"}})
+    assert r.status_code == 400 and r.json["code"] == "FormatUnsupported"
+    r = client.post("/execute", json={"process_graph": graph, "output": {"format": "CSV"}})
+    assert r.status_code == 200 and r.mimetype == "text/csv"
+    assert r.data.decode().count("\n") == 1 + 3
