@@ -4,7 +4,11 @@ reference computed with pystac + plain rasterio + numpy (``tests/core_support.py
 
 from __future__ import annotations
 
+import json
+import subprocess
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -469,3 +473,76 @@ def test_global_endpoint_lists_every_job(wcs_app, jobs, small_catalog):
     assert len(desc.findall("wcs:CoverageDescription", NS)) == 2
     labels = desc.xpath("//gml:Envelope/@axisLabels", namespaces=NS)
     assert labels == ["E N", "Lat Long"]
+
+
+# -- QGIS (its WCS 1.0.0 provider, headless) --------------------------------------------
+
+QGIS_TOOL = Path(__file__).resolve().parents[2] / "shared" / "tools" / "qgis_render.py"
+
+
+@pytest.mark.skipif(not (QGIS_TOOL.exists() and Path("/usr/bin/python3").exists()),
+                    reason="the QGIS render tool (shared/tools) is not beside the checkout")
+@pytest.mark.parametrize("name, crs, bounds", [
+    ("utm_min", "EPSG:32632", UTM_BBOX), ("geo_max", "EPSG:4326", GEO_BBOX)])
+def test_qgis_adds_and_renders_the_coverage(jobs, name, crs, bounds):
+    cid, _, url, _ = jobs[name]
+    proc = subprocess.run(["/usr/bin/python3", str(QGIS_TOOL), "wcs", url, cid, crs,
+                           *map(str, bounds)], capture_output=True, text=True, timeout=240,
+                          check=False)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if not lines and "No module named 'qgis'" in proc.stderr:
+        pytest.skip("python3-qgis is not installed")
+    out = json.loads(lines[-1])
+    assert out["valid"], out["error"]
+    assert out["crs"] == crs
+    assert out["extent"] == pytest.approx(bounds, abs=1e-9)
+    assert out["render_errors"] == []
+    # the rendered map shows data (NDVI is valid on most pixels of the synthetic scenes)
+    width, height = bounds[2] - bounds[0], bounds[3] - bounds[1]
+    assert out["opaque_fraction"] > 0.6 * min(width, height) / max(width, height)
+
+
+# -- openEO use case 1 on the demo catalog ----------------------------------------------
+
+EXAMPLE = {"process_id": "min_time", "args": {"imagery": {"process_id": "NDVI", "args": {
+    "imagery": {"process_id": "filter_daterange", "args": {"imagery": {
+        "process_id": "filter_bbox", "args": {
+            "imagery": {"product_id": "S2_L2A_T32TPS_20M"}, "left": 652000, "right": 672000,
+            "top": 5161000, "bottom": 5181000, "srs": "EPSG:32632"}},
+        "from": "2017-01-01", "to": "2017-01-31"}},
+    "red": "B04", "nir": "B8A"}}}}
+
+
+def test_openeo_use_case_1(make_app, demo_catalog):
+    """POST /jobs with the NDVI minimum, POST /services wcs, then the three operations."""
+    client = make_app([demo_catalog]).test_client()
+    job = client.post("/jobs", json={"process_graph": EXAMPLE, "title": "NDVI min Jan 2017"})
+    assert job.status_code == 201
+    service = client.post("/services", json={"job_id": job.get_json()["job_id"],
+                                             "type": "wcs"}).get_json()
+    assert service["service_type"] == "wcs"
+    path = service["service_url"].removeprefix("http://localhost")
+    caps = etree.fromstring(client.get(f"{path}?service=WCS&request=GetCapabilities").data)
+    (cid,) = caps.xpath("//wcs:CoverageSummary/wcs:CoverageId/text()", namespaces=NS)
+    assert caps.xpath("//wcs:CoverageSummary/ows:Title/text()",
+                      namespaces=NS) == ["NDVI min Jan 2017"]
+    desc = etree.fromstring(client.get(f"{path}?service=WCS&request=DescribeCoverage"
+                                       f"&version=2.0.1&coverageId={cid}").data)
+    env = desc.find(".//gml:boundedBy/gml:Envelope", NS)  # reduced: no time period
+    assert env.findtext("gml:lowerCorner", namespaces=NS) == "652000.0 5161000.0"
+    assert env.findtext("gml:upperCorner", namespaces=NS) == "672000.0 5181000.0"
+    assert desc.findtext(".//gml:GridEnvelope/gml:high", namespaces=NS) == "999 999"  # 20 m
+    resp = client.get(f"{path}?service=WCS&request=GetCoverage&version=2.0.1"
+                      f"&coverageId={cid}&format=image/tiff")
+    assert resp.status_code == 200, resp.data[:300]
+    with MemoryFile(resp.data) as mem, mem.open() as ds:
+        assert ds.crs == CRS.from_epsg(32632) and ds.shape == (1000, 1000)
+        assert tuple(ds.bounds) == (652000, 5161000, 672000, 5181000)
+        start = datetime(2017, 1, 1, tzinfo=UTC)
+        end = datetime(2017, 1, 31, 23, 59, 59, tzinfo=UTC)
+        days, stack = reference_stack(demo_catalog, "S2_L2A_T32TPS_20M", view_of(ds),
+                                      ["B04", "B8A"], start, end)
+        assert days  # January has acquisitions
+        with np.errstate(all="ignore"):
+            expected = np.fmin.reduce(ndvi(stack[:, 0], stack[:, 1]), axis=0)
+        assert_values(ds.read(1), expected)
