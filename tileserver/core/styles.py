@@ -94,14 +94,16 @@ def _scale(values: np.ndarray, style: Style) -> np.ndarray:
 def render_rgba(image: np.ndarray, style: Style) -> np.ndarray:
     """``(b, y, x)`` float values to ``(y, x, 4)`` uint8; nodata is transparent."""
     if image.shape[0] >= 3 and style.colormap is None:
-        rgb = np.stack([_scale(image[i], style) for i in range(3)], axis=-1)
         valid = np.isfinite(image[:3]).all(axis=0)
+        rgba = np.empty((*image.shape[1:], 4), dtype=np.uint8)
+        for i in range(3):
+            rgba[..., i] = _scale(image[i], style)
     else:
         band = image[0]
-        lut = colormap_lut(style.colormap or "gray")
-        rgb = lut[_scale(band, style)][..., :3]
         valid = np.isfinite(band)
-    alpha = np.where(valid, 255, 0).astype(np.uint8)
-    rgba = np.concatenate([rgb, alpha[..., None]], axis=-1)
-    rgba[~valid, :3] = 0
+        lut = colormap_lut(style.colormap or "gray")
+        rgba = np.take(lut, _scale(band, style), axis=0)  # one gather, (y, x, 4)
+    rgba[..., 3] = valid
+    rgba[..., 3] *= 255
+    rgba[~valid] = 0
     return rgba
