@@ -1,0 +1,212 @@
+"""Property-based tests: malformed graphs, parameters and uploads give 4xx, never 500, and
+the server keeps serving.
+
+* schemathesis generates requests for every operation of ``/openapi.json``;
+* hypothesis mutates a valid process graph (random subtrees, types, numbers), fuzzes the
+  OGC key-value parameters of the WMTS and WCS services and uploads random files.
+
+Bounded: a few dozen examples per property, so the module stays around a minute.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+
+from tests.hardening_support import ndvi_graph
+from tests.synthetic import make_catalog
+from tileserver.settings import load_settings
+from tileserver.web.app import create_app
+
+FUZZ = settings(max_examples=80, deadline=None, derandomize=True,
+                suppress_health_check=list(HealthCheck))
+SCHEMA_FUZZ = settings(FUZZ, max_examples=8)
+
+
+@pytest.fixture(scope="module")
+def fuzz_app(tmp_path_factory):
+    """One app for the whole module (hypothesis runs many examples on it)."""
+    root = tmp_path_factory.mktemp("fuzz")
+    catalog = make_catalog(root / "catalog")
+    app = create_app(load_settings(home=str(root / "home"), catalog=str(catalog),
+                                   max_output_pixels=1_000_000, evaluation_timeout=60))
+    app.config["TESTING"] = True
+    c = app.test_client()
+    job = c.post("/jobs", json={"process_graph": ndvi_graph()}).json["job_id"]
+    app.fuzz_ids = {"job_id": job}
+    for kind in ("wmts", "wcs", "xyz"):
+        resp = c.post("/services", json={"job_id": job, "type": kind})
+        app.fuzz_ids[kind] = resp.json["service_id"]
+    yield app
+    app.extensions["tileserver"].close()
+
+
+def test_openapi_operations_never_500(fuzz_app):
+    """schemathesis cases for every operation of /openapi.json (through WSGI)."""
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", fuzz_app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 20
+    statuses: dict[str, set[int]] = {}
+    real = {"job_id": fuzz_app.fuzz_ids["job_id"], "service_id": fuzz_app.fuzz_ids["xyz"],
+            "user_id": "me"}
+
+    for operation in operations:
+        @given(case=operation.as_strategy())
+        @SCHEMA_FUZZ
+        def check(case):
+            resp = case.call_and_validate(checks=[not_a_server_error])
+            statuses.setdefault(operation.label, set()).add(resp.status_code)
+            # again with ids that exist, to get past the 404 into the validation
+            params = case.path_parameters or {}
+            # (not DELETE, which would remove them, nor queue, which starts a Dask cluster)
+            if (case.method != "DELETE" and not case.path.endswith("/queue")
+                    and set(params) & set(real)):
+                case.path_parameters = {k: real.get(k, v) for k, v in params.items()}
+                resp = case.call_and_validate(checks=[not_a_server_error])
+                statuses[operation.label].add(resp.status_code)
+
+        check()
+    assert set(statuses) == {op.label for op in operations}
+    # the generated requests reached the views, not only 404s
+    reached = [label for label, codes in statuses.items() if codes - {404, 405}]
+    assert len(reached) >= 15, statuses
+
+
+# -- graphs ------------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.sampled_from(["process_id", "args", "imagery", "product_id",
+                                       "left", "right", "top", "bottom", "srs", "from", "to",
+                                       "red", "nir", "bands", "x"]) | st.text(max_size=8),
+                      children, max_size=5),
+    max_leaves=20)
+
+
+def _paths(node, prefix=()):
+    yield prefix
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, (*prefix, k))
+
+
+def _replace(node, path, value):
+    if not path:
+        return value
+    out = dict(node)
+    out[path[0]] = _replace(node[path[0]], path[1:], value)
+    return out
+
+
+@st.composite
+def mutated_graphs(draw):
+    """The valid graph with one subtree replaced by random JSON or a hostile value."""
+    graph = ndvi_graph()
+    paths = list(_paths(graph))
+    path = draw(st.sampled_from(paths))
+    value = draw(json_values | st.sampled_from([
+        1e308, -1e308, 0, -1, 10**30, "EPSG:999999", "9999-99-99", "", "B99",
+        {"product_id": "NOPE"}, {"process_id": "min_time"}, [], {}]))
+    return _replace(graph, path, value)
+
+
+@given(graph=mutated_graphs(), output=st.none() | json_values | st.fixed_dictionaries(
+    {"format": st.sampled_from(["GTiff", "PNG", "JPEG", "JSON", "nope", 3])},
+    optional={"parameters": json_values}))
+@FUZZ
+def test_malformed_graphs_never_500(fuzz_app, graph, output):
+    c = fuzz_app.test_client()
+    body = {"process_graph": graph, **({"output": output} if output is not None else {})}
+    for path in ("/jobs", "/execute"):
+        resp = c.post(path, json=body)
+        assert resp.status_code < 500, (path, resp.status_code, resp.data[:300])
+
+
+@given(body=st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()))
+@FUZZ
+def test_random_bodies_never_500(fuzz_app, body):
+    c = fuzz_app.test_client()
+    job = fuzz_app.fuzz_ids["job_id"]
+    for method, path in (("POST", "/jobs"), ("POST", "/execute"), ("POST", "/services"),
+                         ("PATCH", f"/jobs/{job}"), ("PATCH",
+                                                     f"/services/{fuzz_app.fuzz_ids['xyz']}")):
+        resp = c.open(path, method=method, data=body, content_type="application/json")
+        assert resp.status_code < 500, (method, path, resp.data[:300])
+
+
+# -- OGC parameters ----------------------------------------------------------------------
+
+OGC_KEYS = ["SERVICE", "REQUEST", "VERSION", "LAYER", "STYLE", "FORMAT", "TILEMATRIXSET",
+            "TILEMATRIX", "TILEROW", "TILECOL", "TIME", "COVERAGEID", "COVERAGE", "SUBSET",
+            "SCALESIZE", "SCALEFACTOR", "BBOX", "CRS", "RESPONSE_CRS", "WIDTH", "HEIGHT",
+            "RESX", "RESY", "IDENTIFIERS", "ACCEPTVERSIONS", "OUTPUTCRS", "SUBSETTINGCRS",
+            "MEDIATYPE"]
+ogc_values = st.sampled_from([
+    "WMTS", "WCS", "GetCapabilities", "GetTile", "GetCoverage", "DescribeCoverage", "1.0.0",
+    "2.0.1", "1.1.1", "image/png", "image/tiff", "image/jpeg", "GoogleMapsCompatible",
+    "WorldCRS84Quad", "0", "-1", "99", "1e309", "nan", "E(500000,501000)", "N(0,1)",
+    "x(1,0)", "i(100000)", "EPSG:4326", "EPSG:32632", "urn:ogc:def:crs:EPSG::3857",
+    "2020-05-01", "2020-13-45", "0,0,1,1", "1,1,0,0"]) | st.text(max_size=15)
+
+
+@given(params=st.dictionaries(st.sampled_from(OGC_KEYS), ogc_values, max_size=8),
+       kind=st.sampled_from(["wmts", "wcs"]), fix=st.booleans())
+@FUZZ
+def test_ogc_parameters_never_500(fuzz_app, params, kind, fix):
+    if fix:  # reach deeper than SERVICE/REQUEST checks
+        params = {"SERVICE": kind.upper(), "REQUEST": "GetTile" if kind == "wmts"
+                  else "GetCoverage", **params}
+        params.setdefault("LAYER" if kind == "wmts" else "COVERAGEID",
+                          fuzz_app.fuzz_ids["job_id"])
+    c = fuzz_app.test_client()
+    for url in (f"/service/{kind}/{fuzz_app.fuzz_ids[kind]}", f"/{kind}"):
+        resp = c.get(url, query_string=params)
+        assert resp.status_code < 500, (url, params, resp.status_code, resp.data[:400])
+
+
+@given(z=st.integers(-2, 40) | st.text(max_size=4), x=st.integers(-5, 10**12)
+       | st.text(max_size=4), y=st.integers(-5, 10**12) | st.text(max_size=6),
+       ext=st.sampled_from(["png", "jpg", "tif", "gif", ""]))
+@FUZZ
+def test_xyz_coordinates_never_500(fuzz_app, z, x, y, ext):
+    url = f"/service/xyz/{fuzz_app.fuzz_ids['xyz']}/{z}/{x}/{y}.{ext}"
+    resp = fuzz_app.test_client().get(url)
+    assert resp.status_code < 500, (url, resp.data[:300])
+
+
+# -- uploads -----------------------------------------------------------------------------
+
+path_parts = st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=12)
+
+
+@given(parts=st.lists(path_parts | st.sampled_from(["..", ".", "", "%2e%2e", "~", "/etc"]),
+                      min_size=1, max_size=4), data=st.binary(max_size=2000))
+@FUZZ
+def test_uploads_never_500(fuzz_app, parts, data):
+    c = fuzz_app.test_client()
+    url = "/users/me/files/" + "/".join(parts)
+    put = c.put(url, data=data)
+    assert put.status_code < 500, (url, put.data[:300])
+    with c.get(url) as got:
+        assert got.status_code < 500
+        if put.status_code in (200, 201) and got.status_code == 200 and not got.is_json:
+            assert got.data == data
+    assert c.delete(url).status_code < 500
+
+
+def test_server_keeps_serving(fuzz_app):
+    """After all the fuzzing the app still answers, with correct results."""
+    c = fuzz_app.test_client()
+    assert c.get("/").status_code == 200
+    resp = c.post("/execute", json={"process_graph": ndvi_graph(),
+                                    "output": {"format": "GTiff"}})
+    assert resp.status_code == 200 and resp.data[:2] in (b"II", b"MM")
+    limiter = fuzz_app.extensions["tileserver"].engine.limiter
+    assert limiter.inflight == 0
