@@ -137,6 +137,10 @@ def _operations() -> dict[str, dict[str, dict]]:
             "delete": _op("Delete a job and its services", _NO_CONTENT, "Unauthorized",
                           "NotFound", status="204"),
         },
+        **_batch_operations(),
+        "/jobs/{job_id}/viewer": {"get": _op(
+            "Leaflet viewer page of the job", {"description": "HTML page", "content": {
+                "text/html": {"schema": {"type": "string"}}}}, "Unauthorized", "NotFound")},
         "/services": {"post": _op("Expose a job as WMTS, XYZ or WCS",
                                   _json(_ref("Service"), "created"), "BadRequest",
                                   "Unauthorized", "NotFound", status="201",
@@ -171,6 +175,32 @@ def _operations() -> dict[str, dict[str, dict]]:
                                                         "content": {"text/plain": {}}},
                                 **PUBLIC)},
     }
+
+
+def _batch_operations() -> dict[str, dict[str, dict]]:
+    """Batch job control (0.0.2 documents PATCH, its examples use GET: both work)."""
+    out: dict[str, dict[str, dict]] = {}
+    for action, summary, status in (
+            ("queue", "Start or resume the batch computation", "202"),
+            ("pause", "Pause; finished blocks are kept", "200"),
+            ("cancel", "Cancel; partial results are deleted, services stop", "200")):
+        op = _op(summary, _json(_ref("Job")), "Unauthorized", "NotFound", "Conflict",
+                 status=status)
+        out[f"/jobs/{{job_id}}/{action}"] = {"get": op, "patch": op}
+    out["/jobs/{job_id}/logs"] = {"get": _op(
+        "The job's log, oldest first", _json({"type": "array", "items": {
+            "type": "object", "properties": {"time": {"type": "string"},
+                                             "level": {"type": "string"},
+                                             "message": {"type": "string"}}}}),
+        "Unauthorized", "NotFound")}
+    out["/jobs/{job_id}/download"] = {"get": _op(
+        "URLs of the result files of a finished job",
+        _json({"type": "array", "items": {"type": "string", "format": "uri"}}),
+        "Unauthorized", "NotFound", "Conflict")}
+    out["/jobs/{job_id}/results/{token}/{name}"] = {"get": _op(
+        "A result file (the URL's token is the credential; Range requests answer 206)",
+        _FILE, "NotFound", security=[])}
+    return out
 
 
 def openapi_path(rule: str) -> str:
