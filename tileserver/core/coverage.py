@@ -423,12 +423,12 @@ def _scaling(cov: Coverage, kvp: Kvp) -> _Sizes:
         for axis, value in _axis_values(cov, text, "SCALESIZE"):
             setattr(sizes, "width" if axis == "x" else "height", _positive_int(value, axis))
     if "SCALEFACTOR" in kvp:
-        sizes.fx = sizes.fy = _factor(kvp.get("SCALEFACTOR"), "scalefactor")
+        sizes.fx = sizes.fy = _factor(kvp.require("SCALEFACTOR"), "scalefactor")
     for text in kvp.getall("SCALEAXES"):
         for axis, value in _axis_values(cov, text, "SCALEAXES"):
             setattr(sizes, "fx" if axis == "x" else "fy", _factor(value, axis))
     if "SCALEEXTENT" in kvp:
-        for axis, value in _axis_values(cov, kvp.get("SCALEEXTENT"), "SCALEEXTENT"):
+        for axis, value in _axis_values(cov, kvp.require("SCALEEXTENT"), "SCALEEXTENT"):
             lo, _, hi = value.partition(":")
             n = _positive_int(str(_number(hi, axis, InvalidExtent)
                                   - _number(lo, axis, InvalidExtent) + 1), axis)
@@ -510,7 +510,7 @@ def check_budget(cov: Coverage, req: CoverageRequest, max_output_pixels: int,
 
 def request_20(cov: Coverage, kvp: Kvp, limits: tuple[int, int]) -> CoverageRequest:
     """A WCS 2.0.1 GetCoverage (with the CRS, scaling and range-subsetting extensions)."""
-    fmt = kvp.get("FORMAT", "image/tiff")
+    fmt = kvp.get("FORMAT") or "image/tiff"
     if fmt.lower() not in ("image/tiff", "image/geotiff", "geotiff", "gtiff", "tiff"):
         raise InvalidParameterValue(f"FORMAT {fmt!r} is not supported; use image/tiff",
                                     locator="format")
@@ -577,18 +577,18 @@ def request_10(cov: Coverage, kvp: Kvp, limits: tuple[int, int]) -> CoverageRequ
     out_text = kvp.get("RESPONSE_CRS")
     out_crs = parse_crs(out_text, locator="response_crs") if out_text else crs
     times = cov.times[-1:] if cov.times else None
-    if kvp.get("TIME"):
+    text = kvp.get("TIME")
+    if text:
         if cov.times is None:
             raise InvalidParameterValue(f"coverage {cov.id} has no time axis",
                                         locator="time")
-        text = kvp.get("TIME")
         if "/" in text:
             lo, hi = text.split("/")[:2]
             times = select_times(cov, _Subset("time", None, lo, hi, None))
         else:
             times = select_times(cov, text.split(","))
     if "BBOX" in kvp:
-        parts = kvp.get("BBOX").split(",")
+        parts = kvp.require("BBOX").split(",")
         if len(parts) < 4:
             raise InvalidParameterValue("BBOX must be minx,miny,maxx,maxy", locator="bbox")
         bounds = tuple(_number(p, "bbox", InvalidParameterValue) for p in parts[:4])

@@ -78,9 +78,9 @@ def _version_for(kvp: Kvp) -> str:
     """The version of a request: negotiated for GetCapabilities, given otherwise."""
     accept = kvp.get("ACCEPTVERSIONS")
     if accept:
-        for version in (v.strip() for v in accept.split(",")):
-            if version in VERSIONS:
-                return version
+        for offered in (v.strip() for v in accept.split(",")):
+            if offered in VERSIONS:
+                return offered
         raise VersionNegotiationFailed(
             f"none of the versions {accept} is supported; this server speaks "
             f"{', '.join(VERSIONS)}", locator="acceptversions")
