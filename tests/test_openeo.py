@@ -317,3 +317,52 @@ def test_example_request_png_jpeg(demo_client, demo_reference, fmt, media, mode)
     if fmt == "PNG":
         alpha = np.asarray(img)[..., 3]
         assert ((alpha > 0) == np.isfinite(demo_reference)).all()
+
+
+def test_mutated_graphs_never_500(client):
+    """Random mutations of a valid graph: each answer is a 200 or a 4xx JSON error."""
+    import copy
+    import random
+
+    rng = random.Random(20170101)
+    values = [None, True, 0, -1, 1e308, 1.5, 2**70, "", "x", "EPSG:4326", "EPSG:3857",
+              "EPSG:32633", "2020-05-01", "2020-13-01", "2020-05-01T10:00:00+05:00", [], [1],
+              ["B04"], ["B04", "B04"], {}, {"product_id": "TEST"}, {"process_id": "min_time"},
+              "B04", "B11", 3, 9.0, 46.0, 500_100, 5_099_000, "+proj=longlat", "🙂"]
+    keys = ["left", "right", "top", "bottom", "srs", "from", "to", "bands", "red", "nir"]
+    processes = ["filter_bbox", "filter_daterange", "filter_bands", "NDVI", "min_time",
+                 "count_time", "median_time"]
+    base = call("min_time", call("NDVI", daterange(
+        bbox(leaf(), 500_100, 502_000, 5_099_000, 5_097_000), "2020-05-01", "2020-05-31"),
+        red="B04", nir="B08"))
+
+    def nodes(g, acc):
+        if isinstance(g, dict):
+            acc.append(g)
+            args = g.get("args")
+            for v in args.values() if isinstance(args, dict) else ():
+                nodes(v, acc)
+        return acc
+
+    statuses = []
+    for _ in range(150):
+        g = copy.deepcopy(base)
+        for _ in range(rng.randint(1, 3)):
+            node = rng.choice(nodes(g, []))
+            r = rng.random()
+            if r < 0.45 and isinstance(node.get("args"), dict):
+                node["args"][rng.choice(keys)] = rng.choice(values)
+            elif r < 0.65 and "process_id" in node:
+                node["process_id"] = rng.choice(processes)
+            elif r < 0.8 and isinstance(node.get("args"), dict) and node["args"]:
+                node["args"].pop(rng.choice(list(node["args"])))
+            elif node:
+                node.pop(rng.choice(list(node)))
+        output = rng.choice([None, {"format": "PNG"}, {"format": "GTiff", "compress": "lzw"}])
+        resp = client.post("/execute", json={"process_graph": g, "output": output})
+        statuses.append(resp.status_code)
+        assert resp.status_code == 200 or 400 <= resp.status_code < 500, (
+            resp.status_code, resp.get_data(as_text=True)[:300], g)
+        if resp.status_code != 200:
+            assert resp.is_json and resp.get_json()["message"]
+    assert statuses.count(200) >= 5 and len(set(statuses)) >= 2

@@ -267,3 +267,14 @@ def test_scale_offset_applied(engine, small_catalog):
     assert_allclose(cube.data, ref, rtol=1e-6, equal_nan=True)
     assert np.nanmin(cube.data) == 10.0 and np.nanmax(cube.data) == 0.5 * 999 + 10
     assert np.isnan(cube.data).sum() == 100
+
+
+@pytest.mark.parametrize("left, right, top, bottom, srs, match", [
+    # UTM metres given as degrees: a 400 naming srs, not a NaN grid and a 500
+    (500_100, 504_000, 5_099_000, 5_096_000, "EPSG:4326", "outside the longitude/latitude"),
+    (9.0, 9.05, 91.0, 46.0, "EPSG:4326", "outside the longitude/latitude"),
+])
+def test_filter_bbox_outside_its_crs(engine, left, right, top, bottom, srs, match):
+    with pytest.raises(ProcessGraphError, match=match) as exc:
+        engine.parse(bbox(leaf(), left, right, top, bottom, srs))
+    assert exc.value.path == "process_graph.args.srs"

@@ -35,9 +35,30 @@ def bbox_of(node) -> tuple[tuple[float, float, float, float], CRS, bool]:
     return (left, bottom, right, top), CRS.from_user_input(a.get("srs") or "EPSG:4326"), swapped
 
 
+def _check_bbox_area(node, bounds, crs: CRS, product_crs: CRS) -> None:
+    """A 400 when the bbox is outside its CRS's valid range or cannot reach the data's CRS
+    (e.g. UTM metres given with ``srs`` EPSG:4326)."""
+    path = f"{node.path}.args"
+    if crs.is_geographic and not (-360 <= bounds[0] and bounds[2] <= 360
+                                  and -90 <= bounds[1] and bounds[3] <= 90):
+        raise ProcessGraphError(
+            f"{path}: bbox {bounds} is outside the longitude/latitude range of "
+            f"{node.args.get('srs') or 'EPSG:4326'} (are these projected coordinates? "
+            "then set 'srs')", path=f"{path}.srs")
+    try:
+        moved = transform_bounds(crs, product_crs, *bounds, densify_pts=21)
+    except Exception:  # noqa: BLE001 - PROJ refuses
+        moved = (float("nan"),) * 4
+    if not all(np.isfinite(moved)):
+        raise ProcessGraphError(
+            f"{path}: bbox {bounds} in {node.args.get('srs') or 'EPSG:4326'} cannot be "
+            f"transformed to the data's CRS {product_crs.to_string()}", path=f"{path}.srs")
+
+
 def _bbox_meta(ctx, node):
     child = ctx.meta(node.args[IMAGERY])
     bounds, crs, swapped = bbox_of(node)
+    _check_bbox_area(node, bounds, crs, child.product.crs)
     notes = child.notes
     if swapped:
         notes += (
