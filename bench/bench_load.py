@@ -1,0 +1,77 @@
+"""One-minute load benchmark (issue 7). Prints JSON; no assertions.
+
+    .venv/bin/python bench/bench_load.py [--clients 16] [--seconds 60] [--cache-mb 128]
+
+A real ``tileserver serve`` (gunicorn, one worker, 8 threads) runs on loopback over the
+synthetic test catalog (``tests/synthetic.py``). After a warm-up, one client alone runs for
+``--baseline`` seconds (the latency of an idle server), then ``--clients`` clients run for
+``--seconds`` mixing XYZ tiles, WCS 1.0.0 GetCoverage, ``POST /execute`` and job calls
+(create, read, patch, list, delete). Reported: medians and 95th percentiles per kind, the
+ratio of loaded to idle medians, requests per second, failures, the worker's file
+descriptors before/after and its resident memory before/peak/after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.load_support import (  # noqa: E402
+    KINDS,
+    Sampler,
+    Target,
+    fd_count,
+    rss_bytes,
+    run_load,
+    serve,
+)
+from tests.synthetic import make_catalog  # noqa: E402
+
+
+def main() -> int:
+    """Run the benchmark and print its JSON report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--baseline", type=float, default=15.0)
+    parser.add_argument("--cache-mb", type=int, default=128)
+    args = parser.parse_args()
+    cache = args.cache_mb * 1024 * 1024
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        catalog = make_catalog(root / "catalog")
+        with serve(root / "home", catalog, cache) as (base, pid):
+            target = Target.create(base)
+            run_load(target, clients=args.clients, seconds=5, seed=1)  # warm-up
+            time.sleep(2)
+            fds_before, rss_before = fd_count(pid), rss_bytes(pid)
+            idle = run_load(target, clients=1, seconds=args.baseline, seed=2)
+            with Sampler(pid) as sampler:
+                loaded = run_load(target, clients=args.clients, seconds=args.seconds, seed=3)
+            time.sleep(2)
+            fds_after, rss_after = fd_count(pid), rss_bytes(pid)
+    idle_s, loaded_s = idle.summary(), loaded.summary()
+    report = {
+        "clients": args.clients, "seconds": args.seconds, "cache_mb": args.cache_mb,
+        "idle": idle_s, "loaded": loaded_s,
+        "median_ratio_loaded_vs_idle": {
+            k: round(loaded_s[k]["median_ms"] / idle_s[k]["median_ms"], 2)
+            for k in KINDS if k in loaded_s and k in idle_s},
+        "throughput_ratio": round(loaded_s["requests_per_s"] / idle_s["requests_per_s"], 2),
+        "fds": {"before": fds_before, "after": fds_after},
+        "rss_mb": {"before": rss_before >> 20, "peak": sampler.peak >> 20,
+                   "after": rss_after >> 20},
+        "failures_sample": loaded.failures[:5],
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
