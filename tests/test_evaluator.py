@@ -275,3 +275,28 @@ def test_cache_makes_repeats_free(big_catalog):
     assert pixels_read() == before
     assert second is first
 
+
+
+def test_concurrent_evaluations_equal_sequential_ones(small_catalog):
+    """Threads evaluating overlapping graphs and views (shared cache, shared read pool)
+    get exactly what a lone evaluation gets."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    graphs = [call(p, call("NDVI", leaf(), red="B04", nir="B08"))
+              for p in ("min_time", "max_time", "median_time", "count_time")]
+    views = [View("EPSG:32632", TEST_BOUNDS_32632, s, s) for s in (64, 128, 200)] + [
+        View("EPSG:32633", (35_600.0, 5_112_600.0, 41_600.0, 5_117_400.0), 150, 120)]
+    jobs = [(g, v) for g in graphs for v in views] * 2
+    expected = {}
+    lone = make_engine(small_catalog)
+    for g, v in jobs[: len(jobs) // 2]:
+        expected[(id(g), v.key)] = lone.evaluate(lone.parse(g), v).data
+    shared = make_engine(small_catalog)
+
+    def run(job):
+        g, v = job
+        return job, shared.evaluate(shared.parse(g), v).data
+
+    with ThreadPoolExecutor(8) as pool:
+        for (g, v), data in pool.map(run, jobs):
+            np.testing.assert_array_equal(data, expected[(id(g), v.key)])
