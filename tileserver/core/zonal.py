@@ -11,11 +11,13 @@ out; a region, date and band with no valid pixel is null for every ``func`` (als
 product's footprint cut by any ``filter_bbox``) are null and cost no read.
 
 Laziness: the imagery is evaluated on small views, never on its whole extent. Each
-region's envelope is snapped outward to the native pixel grid; nearby regions are grouped
-(a cluster's view is the union of its members' envelopes, kept only while it is not much
-larger than the members themselves), and the imagery subgraph is evaluated once per
-cluster view at native resolution, so only the pixels under the regions' envelopes are
-read.
+region's envelope is snapped outward to the native pixel grid; regions whose envelopes
+start in the same source tile are grouped (a cluster's view is the union of its members'
+envelopes, split further when that union would be much larger than the envelopes; see
+:func:`plan_views`), and the imagery subgraph is evaluated once per cluster view at
+native resolution. Reads therefore stay within the regions' envelopes, or the source
+tiles that hold them, which GDAL decompresses whole in any case; regions far apart never
+cause the pixels between them to be read.
 """
 
 from __future__ import annotations
@@ -48,12 +50,11 @@ FUNCS = ("avg", "min", "max", "median", "q25", "q75", "count", "sum", "std")
 #: Files of a folder that are read as regions (others are ignored).
 REGION_SUFFIXES = (".geojson", ".json", ".gpkg", ".zip", ".shp", ".fgb", ".kml", ".gml")
 MAX_REGIONS = 100_000
-#: Regions whose envelopes start in the same block of BLOCK x BLOCK pixels share a view...
-BLOCK = 256
-#: ...as long as that view has at most this many times the pixels of their envelopes
-#: (or is smaller than SMALL pixels anyway).
+#: Block size used to group regions when the files are not tiled (strips).
+DEFAULT_BLOCK = 512
+#: A cluster's view may hold this many times the pixels of its members' envelopes, or up
+#: to two source blocks: below that, one more view costs more than the extra pixels.
 OVERREAD = 4
-SMALL = 128 * 128
 WGS84 = ProjCRS.from_epsg(4326)
 
 
@@ -200,13 +201,15 @@ def _transform(geoms, src: ProjCRS, dst: ProjCRS) -> list:
 
 @dataclass(frozen=True)
 class Grid:
-    """A pixel grid: origin ``(x0, y0)`` (top left) and pixel size ``(rx, ry)`` in ``crs``."""
+    """A pixel grid: origin ``(x0, y0)`` (top left) and pixel size ``(rx, ry)`` in ``crs``;
+    ``block`` is the size of the source files' tiles (what GDAL decompresses at once)."""
 
     crs: rasterio.crs.CRS
     x0: float
     y0: float
     rx: float
     ry: float
+    block: int = DEFAULT_BLOCK
 
     def window(self, bounds) -> tuple[int, int, int, int]:
         """``(col0, row0, col1, row1)``: ``bounds`` snapped outward to whole pixels."""
@@ -225,10 +228,12 @@ class Grid:
 
 
 @lru_cache(maxsize=64)
-def _file_grid(href: str) -> tuple[str, float, float, float, float]:
+def _file_grid(href: str) -> tuple[str, float, float, float, float, int]:
     with rasterio.open(href) as src:
         t = src.transform
-        return src.crs.to_wkt(), t.c, t.f, t.a, -t.e
+        bh, bw = src.block_shapes[0]
+        tiled = bh == bw and bw >= 64 and bw < src.width
+        return src.crs.to_wkt(), t.c, t.f, t.a, -t.e, bw if tiled else DEFAULT_BLOCK
 
 
 def native_grid(product: Product, bands: tuple[str, ...]) -> Grid:
@@ -237,8 +242,8 @@ def native_grid(product: Product, bands: tuple[str, ...]) -> Grid:
     for item in product.items:
         href = item.assets.get(band)
         if href and item.crs == product.crs:
-            wkt, x0, y0, rx, ry = _file_grid(href)
-            return Grid(rasterio.crs.CRS.from_wkt(wkt), x0, y0, rx, ry)
+            wkt, x0, y0, rx, ry, block = _file_grid(href)
+            return Grid(rasterio.crs.CRS.from_wkt(wkt), x0, y0, rx, ry, block)
     raise ProcessGraphError(f"product {product.id} has no file of band {band}")
 
 
@@ -278,23 +283,41 @@ def _union(ws) -> tuple[int, int, int, int]:
             max(w[2] for w in ws), max(w[3] for w in ws))
 
 
-def plan_views(windows: dict[int, tuple[int, int, int, int]]) -> list[Cluster]:
-    """Group region windows into clusters of nearby regions (see the module docstring)."""
+def plan_views(windows: dict[int, tuple[int, int, int, int]], block: int) -> list[Cluster]:
+    """Group region windows into clusters of nearby regions.
+
+    Regions larger than a source block get a view of their own. The others are grouped
+    by the source block (tile) their envelope starts in: the reader decompresses whole
+    tiles anyway, so one view per tile costs about the same I/O as one per region, with
+    a fraction of the per-read overhead. A group whose union would be much larger than
+    its members' envelopes (more than ``OVERREAD`` times, and more than two blocks) is
+    split in quadrants, recursively.
+    """
     buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
     clusters = []
     for ri, w in windows.items():
-        if w[2] - w[0] > BLOCK or w[3] - w[1] > BLOCK:
+        if w[2] - w[0] > block or w[3] - w[1] > block:
             clusters.append(Cluster(w, [(ri, w)]))
         else:
-            buckets[(w[0] // BLOCK, w[1] // BLOCK)].append(ri)
+            buckets[(w[0] // block, w[1] // block)].append(ri)
+    budget = 2 * block * block
     for members in buckets.values():
-        ws = [windows[ri] for ri in members]
-        union = _union(ws)
-        if _area(union) <= max(OVERREAD * sum(_area(w) for w in ws), SMALL):
-            clusters.append(Cluster(union, [(ri, windows[ri]) for ri in members]))
-        else:
-            clusters.extend(Cluster(windows[ri], [(ri, windows[ri])]) for ri in members)
+        clusters.extend(_group(members, windows, block, budget))
     return clusters
+
+
+def _group(members: list[int], windows, size: int, budget: int) -> list[Cluster]:
+    ws = [windows[ri] for ri in members]
+    union = _union(ws)
+    if len(members) == 1 or _area(union) <= max(OVERREAD * sum(map(_area, ws)), budget):
+        return [Cluster(union, [(ri, windows[ri]) for ri in members])]
+    if size <= 16:
+        return [Cluster(windows[ri], [(ri, windows[ri])]) for ri in members]
+    half = size // 2
+    quads: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for ri in members:
+        quads[(windows[ri][0] // half, windows[ri][1] // half)].append(ri)
+    return [c for q in quads.values() for c in _group(q, windows, half, budget)]
 
 
 # -- statistics ----------------------------------------------------------------------
@@ -368,7 +391,7 @@ def zonal_statistics(
     day_time = {}
     bands: tuple[str, ...] = meta.bands
     kind = meta.kind
-    for cluster in plan_views(windows):
+    for cluster in plan_views(windows, grid.block):
         cube = evaluate(grid.view(cluster.window))
         bands, kind = cube.bands, cube.kind
         keys = [None] if cube.times is None else [t.strftime("%Y-%m-%d") for t in cube.times]
