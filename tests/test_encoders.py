@@ -14,7 +14,7 @@ from PIL import Image
 from rasterio.io import MemoryFile
 
 from tileserver.core.cube import Cube
-from tileserver.core.encoders import encode, encode_gtiff, validate_output
+from tileserver.core.encoders import encode, validate_output
 from tileserver.core.styles import Style, render_rgba
 from tileserver.core.view import View
 from tileserver.errors import OutputFormatError
@@ -185,7 +185,8 @@ def test_count_cube_and_empty_cube():
     ({"format": "GTiff", "compress": "deflate", "predictor": 4}, r"'predictor' must be .*\[1, 3\]"),
     ({"format": "GTiff", "compress": "jpeg", "photometric": "RGB", "predictor": 3},
      "'predictor'"),
-    ({"format": "GTiff", "tiled": True, "blockxsize": 100}, "'blockxsize' must be a multiple of 16"),
+    ({"format": "GTiff", "tiled": True, "blockxsize": 100},
+     "'blockxsize' must be a multiple of 16"),
     ({"format": "GTiff", "blockysize": 8}, r"'blockysize' must be an integer in \[16, 4096\]"),
     ({"format": "GTiff", "tiled": False, "blockxsize": 256}, "need tiled=true"),
     ({"format": "GTiff", "tiled": "maybe"}, "'tiled' must be a boolean"),

@@ -131,7 +131,8 @@ def test_errors_name_path_and_expectation(engine, where, value, error, path, mat
     ("min_time", "expected a process node object, got string"),
     (None, "expected a process node object, got null"),
     ({}, "expected 'process_id' .* or 'product_id'"),
-    ({"product_id": "TEST", "args": {}}, r"a data leaf has only 'product_id', unexpected \['args'\]"),
+    ({"product_id": "TEST", "args": {}},
+     r"a data leaf has only 'product_id', unexpected \['args'\]"),
 ])
 def test_non_graphs(engine, graph, match):
     with pytest.raises(ProcessGraphError, match=match) as exc:

@@ -98,8 +98,8 @@ def load_settings(config_file: str | os.PathLike | None = None, **overrides: Any
     """Read the YAML defaults, then ``TILESERVER_*`` variables, then ``overrides``."""
     values: dict[str, Any] = {}
     path = Path(config_file) if config_file else None
-    if path is None:
-        path = Path(os.environ["TILESERVER_CONFIG"]) if os.environ.get("TILESERVER_CONFIG") else None
+    if path is None and os.environ.get("TILESERVER_CONFIG"):
+        path = Path(os.environ["TILESERVER_CONFIG"])
     if path is not None and not path.is_file():
         raise SettingsError(f"configuration file {path} does not exist")
     if path is None:

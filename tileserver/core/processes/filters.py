@@ -93,7 +93,8 @@ def filter_bbox(ctx, node, query):
     view = query.view
     try:
         vb = transform_bounds(view.crs, crs, *view.bounds, densify_pts=21)
-        inside = vb[0] >= bounds[0] and vb[1] >= bounds[1] and vb[2] <= bounds[2] and vb[3] <= bounds[3]
+        inside = (vb[0] >= bounds[0] and vb[1] >= bounds[1]
+                  and vb[2] <= bounds[2] and vb[3] <= bounds[3])
     except Exception:  # noqa: BLE001 - view not representable in the bbox CRS
         inside = False
     if inside:
