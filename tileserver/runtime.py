@@ -66,6 +66,14 @@ class Runtime:
         """The job and service registry."""
         return JobStore(self.settings.db_url)
 
+    @cached_property
+    def batch(self):
+        """The batch job runner (its Dask cluster starts with the first queued job)."""
+        from tileserver.jobs.batch import BatchRunner  # noqa: PLC0415
+
+        return BatchRunner(self.settings, self.store, lambda: self.engine,
+                           lambda: catalog_paths(self.settings))
+
     def close(self) -> None:
         """Release resources (database connections, batch cluster)."""
         if "store" in self.__dict__:

@@ -1,0 +1,523 @@
+"""The batch runner: drives queued jobs over their whole extent on dask.distributed.
+
+Lifecycle (statuses of :mod:`tileserver.jobs.store`)::
+
+    submitted -> queued -> running -> finished | error
+    queued | running -> paused -> (queue) -> queued ...   finished blocks are kept
+    queued | running | paused -> canceled                 work is deleted
+    error | canceled -> (queue) -> queued ...             error resumes, canceled restarts
+    finished -> (queue) -> 409 Conflict                   results stay; delete to recompute
+
+Every status change is a compare-and-set in the database, so several server processes
+(gunicorn workers) can serve the same jobs. The process that wins the ``queued ->
+running`` transition *drives* the job from a background thread: it owns the run token
+``extra.run``, submits one Dask task per block (a bounded number in flight), records
+progress and a heartbeat in ``extra``, and watches the database for ``pause``/``cancel``
+coming through any process. A job whose driver died (server killed, restarted) keeps a
+stale heartbeat; every process runs a small watchdog that takes such jobs over (a
+compare-and-set on the old token and heartbeat) and resumes them from their finished
+blocks. A clean shutdown hands its jobs back (``queued``, heartbeat cleared) so the next
+process resumes them at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import update
+
+from tileserver.core.encoders import gtiff_profile, normalise_format
+from tileserver.core.evaluator import Engine, day_key
+from tileserver.core.processes import REGISTRY
+from tileserver.core.styles import style_from_args
+from tileserver.core.userfiles import eval_context
+from tileserver.errors import Conflict, JobNotFound
+from tileserver.jobs import batch_tasks
+from tileserver.jobs.batch_tasks import SINGLE, JobSpec
+from tileserver.jobs.store import JobStore, jobs, now
+from tileserver.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Defaults of the ``batch_*`` keys of the configuration file (``settings.extra``).
+DEFAULTS = {
+    "batch_block_size": 1024,  # pixels per block side (shrunk to respect max_pixels)
+    "batch_workers": 2,  # workers of the embedded LocalCluster
+    "batch_worker_memory": "2GiB",  # memory limit per embedded worker
+    "batch_poll_seconds": 0.5,  # how often a driver checks the database for pause/cancel
+    "batch_heartbeat_seconds": 2.0,  # how often a driver proves it is alive
+    "batch_stale_seconds": 30.0,  # a job whose heartbeat is older is taken over
+    "batch_watchdog_seconds": 5.0,  # how often each process looks for orphaned jobs
+    "batch_inflight": 0,  # blocks in flight per job; 0 = 2 x the cluster's threads
+}
+
+QUEUEABLE = ("submitted", "paused", "error", "canceled")
+PAUSABLE = ("queued", "running")
+CANCELABLE = ("queued", "running", "paused")
+
+
+class _Stop(Exception):
+    """The driver must stop: the job was paused, canceled, deleted or taken over."""
+
+
+class BatchRunner:
+    """Batch jobs of one server process (see the module docstring)."""
+
+    def __init__(self, settings: Settings, store: JobStore,
+                 engine: Callable[[], Engine], catalogs: Callable[[], list[str]]):
+        self.settings = settings
+        self.store = store
+        self._engine = engine
+        self._catalogs = catalogs
+        self.options = {k: type(v)(settings.extra.get(k, v)) for k, v in DEFAULTS.items()}
+        self.results_root = settings.home / "results"
+        self._lock = threading.Lock()
+        self._drivers: dict[str, threading.Thread] = {}
+        self._closing = threading.Event()
+        self._wakeup: dict[str, threading.Event] = {}
+        self._watchdog: threading.Thread | None = None
+        self._client = None
+        self._cluster = None
+
+    # -- paths -----------------------------------------------------------------------------
+
+    def result_dir(self, job_id: str) -> Path:
+        """Published results of a finished job."""
+        return self.results_root / job_id
+
+    def work_root(self, job_id: str) -> Path:
+        """Scratch space of a job (blocks, temporary outputs)."""
+        return self.results_root / ".work" / job_id
+
+    # -- dask ------------------------------------------------------------------------------
+
+    @property
+    def client(self):
+        """The Dask client: of ``settings.dask_scheduler``, or of an embedded LocalCluster."""
+        with self._lock:
+            if self._client is None:
+                from distributed import Client, LocalCluster  # noqa: PLC0415
+
+                if self.settings.dask_scheduler:
+                    self._client = Client(self.settings.dask_scheduler, timeout=30,
+                                          set_as_default=False)
+                else:
+                    self._cluster = LocalCluster(
+                        n_workers=self.options["batch_workers"], threads_per_worker=1,
+                        processes=True, memory_limit=self.options["batch_worker_memory"],
+                        dashboard_address=":0", silence_logs=logging.ERROR)
+                    self._client = Client(self._cluster, set_as_default=False)
+            return self._client
+
+    def _inflight(self) -> int:
+        if self.options["batch_inflight"] > 0:
+            return self.options["batch_inflight"]
+        threads = sum(self.client.nthreads().values()) or 1
+        return 2 * threads
+
+    # -- lifecycle (called by the web layer) -----------------------------------------------
+
+    def queue(self, job: dict) -> dict:
+        """``queued`` and start driving it in the background; 409 from other states."""
+        job_id = job["job_id"]
+        if job["status"] == "finished":
+            raise Conflict(f"job {job_id} is finished; its results stay available at "
+                           f"/jobs/{job_id}/download (delete the job to compute it anew)")
+        token = uuid.uuid4().hex
+        extra = dict(job.get("extra") or {})
+        extra.update(run=token, heartbeat=_beat())
+        restart = job["status"] == "canceled"
+        if restart:
+            extra.update(blocks_done=0)
+        if not self.store.update_job(job_id, expect_status=QUEUEABLE, status="queued",
+                                     extra=extra, error=None,
+                                     **({"progress": 0.0} if restart else {})):
+            raise self._conflict(job_id, "queue")
+        self.store.log(job_id, "queued" + (" (restarting)" if restart else ""))
+        self._start(job_id, token)
+        return self.store.get_job(job_id)
+
+    def pause(self, job: dict) -> dict:
+        """``paused``: in-flight blocks are canceled, finished blocks are kept."""
+        if not self.store.update_job(job["job_id"], expect_status=PAUSABLE, status="paused"):
+            raise self._conflict(job["job_id"], "pause")
+        self.store.log(job["job_id"], "paused; finished blocks are kept")
+        self._wake(job["job_id"])
+        return self.store.get_job(job["job_id"])
+
+    def cancel(self, job: dict) -> dict:
+        """``canceled``: tasks stop, partial work is deleted, lazy services stop answering."""
+        job_id = job["job_id"]
+        if not self.store.update_job(job_id, expect_status=CANCELABLE, status="canceled"):
+            raise self._conflict(job_id, "cancel")
+        self.store.log(job_id, "canceled; partial results deleted")
+        self._wake(job_id)
+        shutil.rmtree(self.work_root(job_id), ignore_errors=True)
+        return self.store.get_job(job_id)
+
+    def on_delete(self, job_id: str) -> None:
+        """Before a job is deleted: stop its work and remove its files."""
+        self._wake(job_id)
+        shutil.rmtree(self.work_root(job_id), ignore_errors=True)
+        shutil.rmtree(self.result_dir(job_id), ignore_errors=True)
+
+    def _conflict(self, job_id: str, action: str) -> Conflict:
+        status = self.store.get_job(job_id)["status"]
+        allowed = {"queue": QUEUEABLE, "pause": PAUSABLE, "cancel": CANCELABLE}[action]
+        return Conflict(f"cannot {action} job {job_id}: it is {status} "
+                        f"({action} is possible from {', '.join(allowed)})")
+
+    def _wake(self, job_id: str) -> None:
+        event = self._wakeup.get(job_id)
+        if event is not None:
+            event.set()
+
+    # -- drivers ---------------------------------------------------------------------------
+
+    def _start(self, job_id: str, token: str) -> None:
+        with self._lock:
+            previous = self._drivers.get(job_id)
+            self._wakeup[job_id] = threading.Event()
+            thread = threading.Thread(target=self._drive, args=(job_id, token, previous),
+                                      name=f"batch-{job_id[:8]}", daemon=True)
+            self._drivers[job_id] = thread
+        thread.start()
+
+    def _cas(self, job_id: str, token: str, statuses: tuple[str, ...], **fields: Any) -> bool:
+        """Update only if the job is in ``statuses`` and still driven by ``token``."""
+        q = (update(jobs).where(jobs.c.job_id == job_id, jobs.c.status.in_(statuses),
+                                jobs.c.extra["run"].as_string() == token))
+        with self.store.engine.begin() as conn:
+            return conn.execute(q.values(updated=now(), **fields)).rowcount > 0
+
+    def _drive(self, job_id: str, token: str, previous: threading.Thread | None) -> None:
+        if previous is not None and previous is not threading.current_thread():
+            previous.join()
+        run = _Run(self, job_id, token)
+        try:
+            run.execute()
+        except _Stop:
+            pass
+        except Exception as exc:  # noqa: BLE001 - any failure becomes the job's error
+            try:
+                run.fail(exc)
+            except Exception:  # noqa: BLE001 - e.g. the database went away at shutdown
+                log.exception("batch job %s: cannot record its failure", job_id)
+        finally:
+            with self._lock:
+                if self._drivers.get(job_id) is threading.current_thread():
+                    self._drivers.pop(job_id, None)
+                    self._wakeup.pop(job_id, None)
+
+    # -- orphans ---------------------------------------------------------------------------
+
+    def start_watchdog(self) -> None:
+        """Look for orphaned jobs now and every ``batch_watchdog_seconds``."""
+        if self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._watch, name="batch-watchdog",
+                                              daemon=True)
+            self._watchdog.start()
+
+    def _watch(self) -> None:
+        while not self._closing.is_set():
+            try:
+                self.recover()
+            except Exception:  # noqa: BLE001 - the watchdog must survive a database hiccup
+                log.exception("batch watchdog")
+            self._closing.wait(self.options["batch_watchdog_seconds"])
+
+    def recover(self) -> list[str]:
+        """Take over ``queued``/``running`` jobs whose driver stopped beating; returns them."""
+        taken = []
+        stale = self.options["batch_stale_seconds"]
+        for job in self.store.jobs_with_status(("queued", "running")):
+            extra = dict(job.get("extra") or {})
+            beat = float(extra.get("heartbeat") or 0)
+            if time.time() - beat < stale:
+                continue
+            token = uuid.uuid4().hex
+            q = update(jobs).where(jobs.c.job_id == job["job_id"],
+                                   jobs.c.status == job["status"])
+            if extra.get("run") is not None:
+                q = q.where(jobs.c.extra["run"].as_string() == extra["run"])
+            if extra.get("heartbeat") is not None:
+                q = q.where(jobs.c.extra["heartbeat"].as_string() == extra["heartbeat"])
+            extra.update(run=token, heartbeat=_beat())
+            with self.store.engine.begin() as conn:
+                won = conn.execute(q.values(status="queued", extra=extra)).rowcount > 0
+            if won:
+                self.store.log(job["job_id"], "the server that ran this job stopped; "
+                               "resuming from the finished blocks")
+                self._start(job["job_id"], token)
+                taken.append(job["job_id"])
+        return taken
+
+    def close(self) -> None:
+        """Stop the drivers (handing their jobs back as ``queued``) and the cluster."""
+        self._closing.set()
+        with self._lock:
+            drivers = list(self._drivers.items())
+            for event in self._wakeup.values():
+                event.set()
+        for _job_id, thread in drivers:
+            thread.join(timeout=30)
+        if self._watchdog is not None:
+            self._watchdog.join(timeout=30)
+        with self._lock:
+            client, cluster, self._client, self._cluster = self._client, self._cluster, None, None
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+        self.store.dispose()
+
+
+def _beat() -> str:
+    return f"{time.time():.6f}"
+
+
+class _Run:
+    """One run of a driver over a job (from ``queued`` to a final or paused state)."""
+
+    def __init__(self, runner: BatchRunner, job_id: str, token: str):
+        self.runner = runner
+        self.store = runner.store
+        self.job_id = job_id
+        self.token = token
+        self.wakeup = runner._wakeup.get(job_id) or threading.Event()
+        self.futures: dict = {}
+        self.extra: dict = {}
+        self.last_beat = 0.0
+
+    def log(self, message: str, level: str = "info") -> None:
+        self.store.log(self.job_id, message, level)
+
+    # -- state -----------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise :class:`_Stop` unless the job is still ours and running; beat."""
+        if self.runner._closing.is_set():
+            self.cancel_futures()
+            if self.runner._cas(self.job_id, self.token, ("running", "queued"), status="queued",
+                                extra={**self.extra, "heartbeat": "0"}):
+                self.log("server shutting down; the job will resume on the next start")
+            raise _Stop
+        try:
+            job = self.store.get_job(self.job_id)
+        except JobNotFound:
+            self.cancel_futures()
+            raise _Stop from None
+        extra = job.get("extra") or {}
+        if job["status"] != "running" or extra.get("run") != self.token:
+            self.cancel_futures()
+            if job["status"] == "canceled":
+                shutil.rmtree(self.runner.work_root(self.job_id), ignore_errors=True)
+            raise _Stop
+        if time.time() - self.last_beat >= self.runner.options["batch_heartbeat_seconds"]:
+            self.save()
+
+    def save(self, **fields: Any) -> None:
+        self.extra["heartbeat"] = _beat()
+        self.last_beat = time.time()
+        done, total = self.extra.get("blocks_done", 0), self.extra.get("blocks_total", 0)
+        progress = 100.0 * done / total if total else 0.0
+        if not self.runner._cas(self.job_id, self.token, ("running",), extra=dict(self.extra),
+                                progress=progress, **fields):
+            self.check()
+
+    def _ping(self, _future) -> None:
+        self.wakeup.set()
+
+    def wait(self, timeout: float) -> list:
+        """The finished futures, waiting up to ``timeout`` (or a ping) for one."""
+        done = [f for f in self.futures if f.done()]
+        if not done:
+            self.wakeup.wait(timeout)
+            self.wakeup.clear()
+            done = [f for f in self.futures if f.done()]
+        return done
+
+    def cancel_futures(self) -> None:
+        if self.futures:
+            try:
+                self.runner.client.cancel(list(self.futures))
+            except Exception:  # noqa: BLE001 - the cluster may be gone already
+                log.debug("cancel failed", exc_info=True)
+            self.futures.clear()
+
+    def fail(self, exc: BaseException) -> None:
+        self.cancel_futures()
+        message = _reason(exc)
+        if self.runner._cas(self.job_id, self.token, ("running", "queued"), status="error",
+                            error=message):
+            self.log(message, "error")
+        log.info("batch job %s failed: %s", self.job_id, message)
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def execute(self) -> None:
+        job = self.store.get_job(self.job_id)
+        self.extra = dict(job.get("extra") or {})
+        if not self.runner._cas(self.job_id, self.token, ("queued",), status="running"):
+            raise _Stop
+        spec, times = self.plan(job)
+        client = self.runner.client
+        workers = len(client.scheduler_info().get("workers", {}))
+        if spec.mode != "whole":
+            self.run_blocks(spec)
+            self.log(f"all {self.extra['blocks_total']} blocks done; writing the result files")
+            outputs = self.finish(spec, batch_tasks.mosaic, *times)
+        else:
+            self.extra.update(blocks_total=1, blocks_done=0)
+            self.log(f"running the graph once over its extent on {workers} worker(s)")
+            outputs = self.finish(spec, batch_tasks.run_whole)
+        self.log("finished: " + ", ".join(a["name"] for a in outputs))
+
+    def plan(self, job: dict) -> tuple[JobSpec, tuple[dict[str, str], tuple[str, str]]]:
+        """The job's spec: native view, blocks, layers, style; prepares the work dir."""
+        runner = self.runner
+        engine = runner._engine()
+        graph = engine.parse(job["process_graph"])
+        output = dict(job.get("output") or {"format": "GTiff"})
+        fmt = normalise_format(output.get("format", "GTiff"))
+        view = engine.native_view(graph)
+        root = REGISTRY.get(graph.root.process_id) if not graph.root.is_product else None
+        raster = root is None or root.returns == "imagery"
+        times = engine.times(graph)
+        layers = (SINGLE,) if times is None else tuple(day_key(t) for t in times)
+        stamps = {} if times is None else {day_key(t): t.isoformat() for t in times}
+        t0, t1 = graph.meta.time_range or graph.meta.product.time_range
+        span = (t0.isoformat(), t1.isoformat())
+        mode, style = "float", None
+        params = {**{k: v for k, v in output.items() if k not in ("format", "parameters")},
+                  **(output.get("parameters") or {})}
+        if not raster:
+            mode = "whole"
+        elif fmt in ("PNG", "JPEG") or (fmt == "GTiff" and gtiff_profile(params, True)[1]):
+            mode = "rgba"
+            style = style_from_args({k: params[k] for k in ("colormap", "range") if k in params},
+                                    graph.meta.kind, len(graph.meta.bands), len(layers))
+        block = self.block_size(engine, graph, len(layers))
+        key = hashlib.sha256(json.dumps([job["process_graph"], output, block, mode],
+                                        sort_keys=True, default=str).encode()).hexdigest()[:16]
+        work = runner.work_root(self.job_id) / key
+        if work.parent.exists():
+            for other in work.parent.iterdir():  # blocks of an older graph are useless now
+                if other.name != key:
+                    shutil.rmtree(other, ignore_errors=True)
+        spec = JobSpec(
+            job_id=self.job_id, catalogs=tuple(runner._catalogs()),
+            engine_opts=(("max_pixels", engine.max_pixels),
+                         ("max_graph_nodes", runner.settings.max_graph_nodes),
+                         ("max_graph_depth", runner.settings.max_graph_depth),
+                         ("resampling", engine.resampling.name)),
+            graph=job["process_graph"], output=output, crs=view.crs_key,
+            bounds=view.bounds, width=view.width, height=view.height, block=block,
+            work_dir=str(work), fmt=fmt, mode=mode, style=style, layers=layers,
+            context=eval_context(runner.settings.home.resolve(), job["user_id"]))
+        spec.blocks_dir.mkdir(parents=True, exist_ok=True)
+        rows, cols = spec.grid()
+        if mode != "whole":
+            self.log(f"running on {view.width}x{view.height} pixels in {rows}x{cols} blocks "
+                     f"of {block} px, {len(layers)} output file(s)")
+        return spec, (stamps, span)
+
+    def block_size(self, engine: Engine, graph, ndates: int) -> int:
+        """The configured block side, shrunk so one block stays under ``max_pixels``."""
+        nbands = max(1, len(graph.meta.source_bands))
+        meta = graph.meta
+        days = {day_key(i.datetime) for i in meta.product.items_for(None, meta.time_range)}
+        per_pixel = nbands * max(1, len(days), ndates)
+        side = self.runner.options["batch_block_size"]
+        while side > 16 and side * side * per_pixel > engine.max_pixels:
+            side //= 2
+        return side
+
+    def run_blocks(self, spec: JobSpec) -> None:
+        """Submit the missing blocks, a bounded number at a time, and follow them."""
+        client = self.runner.client
+        todo = [b for b in spec.all_blocks() if not spec.block_path(*b).exists()]
+        total = len(spec.all_blocks())
+        self.extra.update(blocks_total=total, blocks_done=total - len(todo))
+        self.save()
+        if len(todo) < total:
+            self.log(f"resuming: {total - len(todo)} of {total} blocks already done")
+        limit = self.runner._inflight()
+        poll = self.runner.options["batch_poll_seconds"]
+        pending = list(reversed(todo))
+        while pending or self.futures:
+            self.check()
+            while pending and len(self.futures) < limit:
+                row, col = pending.pop()
+                fut = client.submit(batch_tasks.run_block, spec, row, col, pure=False,
+                                    key=f"batch-{self.job_id}-{self.token[:8]}-r{row}c{col}")
+                fut.add_done_callback(self._ping)
+                self.futures[fut] = (row, col)
+            done = self.wait(poll)
+            for fut in done:
+                row, col = self.futures.pop(fut)
+                if fut.status == "error":
+                    exc = fut.exception()
+                    raise BlockFailed(f"block row {row} col {col} failed: {_reason(exc)}")
+                if fut.status == "cancelled":
+                    raise BlockFailed(f"block row {row} col {col} was lost by the cluster")
+                self.extra["blocks_done"] = self.extra.get("blocks_done", 0) + 1
+            if done:
+                self.save()
+
+    def finish(self, spec: JobSpec, task, *args) -> list[dict]:
+        """Run the final task into a temp dir, publish it by renaming, mark ``finished``."""
+        runner = self.runner
+        tmp = Path(spec.work_dir) / f"out-{self.token[:8]}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        fut = runner.client.submit(task, spec, str(tmp), *args, pure=False,
+                                   key=f"batch-{self.job_id}-{self.token[:8]}-final")
+        fut.add_done_callback(self._ping)
+        self.futures = {fut: None}
+        while not self.wait(runner.options["batch_poll_seconds"]):
+            self.check()
+        self.futures = {}
+        if fut.status != "finished":
+            raise BlockFailed(f"writing the result failed: {_reason(fut.exception())}")
+        assets = fut.result()
+        final = runner.result_dir(self.job_id)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        done = self.extra.get("blocks_total", 1)
+        self.extra.update(blocks_done=done, results_token=uuid.uuid4().hex, results=assets,
+                          heartbeat=_beat())
+        if not runner._cas(self.job_id, self.token, ("running",), status="finished",
+                           progress=100.0, extra=dict(self.extra), error=None):
+            shutil.rmtree(final, ignore_errors=True)
+            raise _Stop
+        shutil.rmtree(runner.work_root(self.job_id), ignore_errors=True)
+        return assets
+
+
+class BlockFailed(Exception):
+    """A task of the job failed; the message is what the user sees."""
+
+
+def _reason(exc: BaseException | None) -> str:
+    """A one-line explanation for the job log."""
+    if exc is None:
+        return "unknown error"
+    if isinstance(exc, BlockFailed):
+        return str(exc)
+    name = type(exc).__name__
+    if name == "KilledWorker":
+        return ("a Dask worker died while computing this task (out of memory or killed): "
+                f"{exc}")
+    if name in ("OSError", "TimeoutError", "CommClosedError") and "connect" in str(exc).lower():
+        return f"the Dask scheduler cannot be reached: {exc}"
+    message = getattr(exc, "message", None) or str(exc) or name
+    return f"{name}: {message}"

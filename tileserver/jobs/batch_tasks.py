@@ -1,0 +1,342 @@
+"""What the Dask workers of a batch job run: one block, the final mosaic, a non-raster result.
+
+Everything here takes a picklable :class:`JobSpec` and plain numbers, and works on files
+under the job's work directory (which the server and the workers must share, e.g. the
+same ``$TILESERVER_HOME`` on a network file system for a remote cluster). Each worker
+process builds its own :class:`~tileserver.core.evaluator.Engine` once per catalog and
+keeps it (:func:`worker_engine`).
+
+Each block task evaluates the graph on its window of the native view with the same core
+as tiles and coverages, and writes ``blocks/r{row}_c{col}.tif`` atomically (temp file,
+then rename), so a block file exists only when it is complete: pausing or restarting a
+job keeps them, and the next run skips them. The mosaic task assembles the blocks through
+a VRT into one Cloud-Optimized GeoTIFF per date (GDAL streams block by block, so memory
+stays bounded by the block size) and writes a STAC item describing the files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pystac
+import rasterio
+import rasterio.shutil
+from lxml import etree
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window
+from shapely.geometry import box, mapping
+
+from tileserver.core.cache import NodeCache
+from tileserver.core.catalog import Catalog
+from tileserver.core.cube import Cube
+from tileserver.core.encoders import encode, gtiff_profile
+from tileserver.core.evaluator import Engine, day_key
+from tileserver.core.styles import Style, render_rgba
+from tileserver.core.view import View
+
+#: Layer name of a result without a time axis.
+SINGLE = "result"
+
+#: Media types of the result files.
+COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+MEDIA_TYPES = {".tif": COG_TYPE, ".png": "image/png", ".jpg": "image/jpeg",
+               ".json": "application/geo+json"}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a worker needs to compute a job (picklable, no open handles)."""
+
+    job_id: str
+    catalogs: tuple[str, ...]
+    engine_opts: tuple[tuple[str, Any], ...]
+    graph: dict
+    output: dict
+    crs: str  # WKT or EPSG code of the native view
+    bounds: tuple[float, float, float, float]
+    width: int
+    height: int
+    block: int
+    work_dir: str
+    fmt: str  # GTiff | PNG | JPEG (or another registered format for non-raster results)
+    mode: str  # "float" (values), "rgba" (styled 8-bit)
+    style: Style | None = None
+    layers: tuple[str, ...] = (SINGLE,)  # day keys of the result, or (SINGLE,) when reduced
+    context: dict | None = None  # caller facts for processes (user_id, files_root)
+
+    @property
+    def view(self) -> View:
+        """The native view of the whole job."""
+        return View(self.crs, self.bounds, self.width, self.height)
+
+    @property
+    def blocks_dir(self) -> Path:
+        """Where finished blocks are kept."""
+        return Path(self.work_dir) / "blocks"
+
+    def grid(self) -> tuple[int, int]:
+        """``(rows, cols)`` of blocks."""
+        return -(-self.height // self.block), -(-self.width // self.block)
+
+    def all_blocks(self) -> list[tuple[int, int]]:
+        """Every block index, row-major."""
+        rows, cols = self.grid()
+        return [(r, c) for r in range(rows) for c in range(cols)]
+
+    def block_path(self, row: int, col: int) -> Path:
+        """File of a finished block."""
+        return self.blocks_dir / f"r{row:05d}_c{col:05d}.tif"
+
+    def block_window(self, row: int, col: int) -> Window:
+        """Pixel window of a block in the native view."""
+        x0, y0 = col * self.block, row * self.block
+        return Window(x0, y0, min(self.block, self.width - x0), min(self.block, self.height - y0))
+
+    def block_view(self, row: int, col: int) -> View:
+        """The view a block is evaluated on: its window of the native grid."""
+        win = self.block_window(row, col)
+        t = self.view.transform
+        left, top = t * (win.col_off, win.row_off)
+        right, bottom = t * (win.col_off + win.width, win.row_off + win.height)
+        return View(self.crs, (left, bottom, right, top), int(win.width), int(win.height))
+
+
+_ENGINES: dict[tuple, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def worker_engine(spec: JobSpec) -> Engine:
+    """The engine of this worker process for the job's catalogs (built once, then reused)."""
+    key = (spec.catalogs, spec.engine_opts)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            opts = dict(spec.engine_opts)
+            engine = Engine(Catalog.load(list(spec.catalogs)), NodeCache(0), **opts)
+            _ENGINES[key] = engine
+        return engine
+
+
+def _atomic_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def run_block(spec: JobSpec, row: int, col: int) -> str:
+    """Evaluate one block and write its file; returns the file name.
+
+    The file holds one layer per date of the block (float32 bands, NaN nodata, or the
+    styled RGBA rendering); its ``TILESERVER_LAYERS`` tag lists the layers in order.
+    """
+    engine = worker_engine(spec)
+    graph = engine.parse(spec.graph)
+    view = spec.block_view(row, col)
+    cube = engine.evaluate(graph, view, purpose="batch", context=spec.context)
+    if not isinstance(cube, Cube):
+        raise TypeError("the graph did not return an image for a block")
+    layers = [SINGLE] if cube.times is None else [day_key(t) for t in cube.times]
+    if spec.mode == "rgba":
+        stacks = [np.moveaxis(render_rgba(cube.data[i], spec.style), -1, 0)
+                  for i in range(len(layers))]
+        dtype, nodata = "uint8", None
+    else:
+        stacks = [cube.data[i] for i in range(len(layers))]
+        dtype, nodata = "float32", float("nan")
+    per_layer = 4 if spec.mode == "rgba" else len(cube.bands)
+    data = np.concatenate(stacks) if stacks else np.zeros((per_layer, 1, 1), dtype)
+    count = data.shape[0]
+    target = spec.block_path(row, col)
+    tmp = _atomic_path(target)
+    profile = dict(driver="GTiff", width=view.width, height=view.height, count=count,
+                   dtype=dtype, crs=view.crs, transform=view.transform, nodata=nodata,
+                   tiled=True, blockxsize=256, blockysize=256, compress="zstd", zstd_level=1)
+    if not stacks:
+        profile.update(width=1, height=1, tiled=False)
+        profile.pop("blockxsize")
+        profile.pop("blockysize")
+    try:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(data.astype(dtype, copy=False))
+            dst.update_tags(TILESERVER_LAYERS=json.dumps(layers if stacks else []),
+                            TILESERVER_PER_LAYER=str(per_layer))
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target.name
+
+
+# -- mosaic ------------------------------------------------------------------------------
+
+
+def _vrt(spec: JobSpec, layer: str, sources: list[tuple[Path, int, Window]], nbands: int,
+         dtype: str, band_offset: int = 0) -> bytes:
+    """A VRT of one layer from the block files (``sources``: file, first band, window)."""
+    view = spec.view
+    root = etree.Element("VRTDataset", rasterXSize=str(view.width), rasterYSize=str(view.height))
+    etree.SubElement(root, "SRS").text = view.crs.to_wkt()
+    etree.SubElement(root, "GeoTransform").text = ", ".join(
+        repr(v) for v in view.transform.to_gdal())
+    gdal_type = {"float32": "Float32", "uint8": "Byte"}[dtype]
+    for b in range(nbands):
+        band = etree.SubElement(root, "VRTRasterBand", dataType=gdal_type, band=str(b + 1))
+        if dtype == "float32":
+            etree.SubElement(band, "NoDataValue").text = "nan"
+        elif nbands == 4:
+            etree.SubElement(band, "ColorInterp").text = ("Red", "Green", "Blue", "Alpha")[b]
+        for path, first, win in sources:
+            src = etree.SubElement(band, "SimpleSource")
+            etree.SubElement(src, "SourceFilename", relativeToVRT="0").text = str(path)
+            etree.SubElement(src, "SourceBand").text = str(first + band_offset + b)
+            rect = {"xOff": "0", "yOff": "0", "xSize": str(int(win.width)),
+                    "ySize": str(int(win.height))}
+            etree.SubElement(src, "SrcRect", **rect)
+            etree.SubElement(src, "DstRect", **{**rect, "xOff": str(int(win.col_off)),
+                                                "yOff": str(int(win.row_off))})
+    return etree.tostring(root, pretty_print=True)
+
+
+def cog_options(output: dict) -> dict:
+    """GDAL COG creation options for the ``/execute`` GTiff options of ``output``."""
+    params = {k: v for k, v in output.items() if k not in ("format", "parameters")}
+    params.update(output.get("parameters") or {})
+    profile, styled = gtiff_profile(params, float_data=True)
+    opts: dict[str, Any] = {"compress": profile.get("compress", "deflate").upper(),
+                            "overview_resampling": "nearest", "num_threads": "1"}
+    if "blockxsize" in profile:
+        opts["blocksize"] = profile["blockxsize"]
+    if "jpeg_quality" in profile:
+        opts["quality"] = profile["jpeg_quality"]
+    for key in ("zlevel", "zstd_level"):
+        if key in profile:
+            opts["level"] = profile[key]
+    if "predictor" in profile:
+        opts["predictor"] = {1: "NO", 2: "STANDARD", 3: "FLOATING_POINT"}[profile["predictor"]]
+    if "bigtiff" in profile:
+        opts["bigtiff"] = profile["bigtiff"]
+    else:
+        opts["bigtiff"] = "IF_SAFER"
+    return opts
+
+
+def _layer_sources(spec: JobSpec) -> tuple[dict[str, list], int]:
+    sources: dict[str, list] = {layer: [] for layer in spec.layers}
+    per_layer = 0
+    for row, col in spec.all_blocks():
+        path = spec.block_path(row, col)
+        with rasterio.open(path) as src:
+            tags = src.tags()
+        layers = json.loads(tags["TILESERVER_LAYERS"])
+        per_layer = int(tags["TILESERVER_PER_LAYER"])
+        for i, layer in enumerate(layers):
+            if layer in sources:
+                sources[layer].append((path, 1 + i * per_layer, spec.block_window(row, col)))
+    return sources, per_layer
+
+
+def mosaic(spec: JobSpec, out_dir: str, times: dict[str, str] | None = None,
+           span: tuple[str, str] | None = None) -> list[dict]:
+    """Assemble the finished blocks into the result files and a STAC item in ``out_dir``.
+
+    Returns the assets: ``[{"name", "type", "layer"}]``. ``times`` maps layer keys to
+    ISO datetimes and ``span`` is the time range of the data (for the STAC item).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sources, per_layer = _layer_sources(spec)
+    if not per_layer:
+        per_layer = 4 if spec.mode == "rgba" else 1
+    assets = []
+    for layer, srcs in sources.items():
+        stem = "result" if layer == SINGLE else f"result_{layer}"
+        vrt_path = Path(spec.work_dir) / f"{stem}.vrt"
+        if spec.fmt == "JPEG":
+            nbands, ext = 3, ".jpg"
+        else:
+            nbands, ext = per_layer, (".png" if spec.fmt == "PNG" else ".tif")
+        dtype = "uint8" if spec.mode == "rgba" else "float32"
+        vrt_path.write_bytes(_vrt(spec, layer, srcs, nbands, dtype))
+        target = out / f"{stem}{ext}"
+        with rasterio.Env(GDAL_NUM_THREADS="1", GDAL_CACHEMAX=64):
+            if spec.fmt == "GTiff":
+                rasterio.shutil.copy(vrt_path, target, driver="COG", **cog_options(spec.output))
+            elif spec.fmt == "PNG":
+                rasterio.shutil.copy(vrt_path, target, driver="PNG", zlevel=6)
+            else:
+                quality = _quality(spec.output)
+                rasterio.shutil.copy(vrt_path, target, driver="JPEG", quality=quality)
+        for aux in out.glob(f"{target.name}.aux.xml"):
+            aux.unlink()
+        vrt_path.unlink()
+        assets.append({"name": target.name, "type": MEDIA_TYPES[ext], "layer": layer})
+    write_item(spec, out, assets, times or {}, span)
+    return assets
+
+
+def _quality(output: dict) -> int:
+    params = {**output, **(output.get("parameters") or {})}
+    return int(params.get("jpeg_quality") or params.get("quality") or 85)
+
+
+def run_whole(spec: JobSpec, out_dir: str) -> list[dict]:
+    """A graph whose result is not an image (e.g. a table): evaluate once, encode, store."""
+    engine = worker_engine(spec)
+    graph = engine.parse(spec.graph)
+    result = engine.evaluate(graph, engine.native_view(graph), purpose="batch",
+                             context=spec.context)
+    encoded = encode(result, spec.output)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"result.{encoded.extension}"
+    (out / name).write_bytes(encoded.content)
+    assets = [{"name": name, "type": encoded.media_type, "layer": SINGLE}]
+    write_item(spec, out, assets, {})
+    return assets
+
+
+# -- STAC ----------------------------------------------------------------------------------
+
+
+def write_item(spec: JobSpec, out: Path, assets: list[dict], times: dict[str, str],
+               span: tuple[str, str] | None = None) -> Path:
+    """``item.json``: a STAC item with one asset per result file (relative hrefs)."""
+    view = spec.view
+    bbox = list(transform_bounds(view.crs, "EPSG:4326", *view.bounds, densify_pts=21))
+    dates = sorted(datetime.fromisoformat(t) for t in (*times.values(), *(span or ())))
+    props: dict[str, Any] = {"title": f"Result of batch job {spec.job_id}",
+                             "tileserver:block_size": spec.block}
+    when = None
+    if len(dates) == 1:
+        when = dates[0]
+    elif dates:
+        props["start_datetime"] = dates[0].isoformat()
+        props["end_datetime"] = dates[-1].isoformat()
+    else:
+        when = datetime.now().astimezone()
+    item = pystac.Item(spec.job_id, mapping(box(*bbox)), bbox, when, props)
+    epsg = view.crs.to_epsg()
+    for a in assets:
+        extra: dict[str, Any] = {}
+        if a["name"].endswith((".tif", ".png", ".jpg")):
+            extra = {"proj:shape": [view.height, view.width],
+                     "proj:transform": list(view.transform)[:6]}
+            if epsg:
+                extra["proj:code"] = f"EPSG:{epsg}"
+            else:
+                extra["proj:wkt2"] = view.crs.to_wkt()
+        if a["layer"] in times:
+            extra["datetime"] = times[a["layer"]]
+        item.add_asset(a["name"].rsplit(".", 1)[0], pystac.Asset(
+            a["name"], media_type=a["type"], roles=["data"], extra_fields=extra))
+    item.stac_extensions.append(
+        "https://stac-extensions.github.io/projection/v2.0.0/schema.json")
+    path = out / "item.json"
+    path.write_text(json.dumps(item.to_dict(include_self_link=False), indent=2))
+    return path
