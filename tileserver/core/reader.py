@@ -58,6 +58,22 @@ def _view_bounds_in(view: View, crs: CRS) -> tuple[float, float, float, float] |
         return None
 
 
+def aligned_offset(src_transform, src_crs: CRS, view: View) -> tuple[int, int] | None:
+    """``(col, row)`` of the view's upper-left pixel in the source array when the view is
+    a pixel-aligned part of the same grid (same CRS, same pixel size, integer shift)."""
+    vt = view.transform
+    if src_transform.b or src_transform.d or vt.b or vt.d:
+        return None
+    if not (math.isclose(src_transform.a, vt.a, rel_tol=1e-9)
+            and math.isclose(src_transform.e, vt.e, rel_tol=1e-9)):
+        return None
+    col = (vt.c - src_transform.c) / src_transform.a
+    row = (vt.f - src_transform.f) / src_transform.e
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6 or src_crs != view.crs:
+        return None
+    return round(col), round(row)
+
+
 def read_band(
     href: str,
     band: Band,
@@ -107,6 +123,14 @@ def read_band(
     if band.scale != 1.0 or band.offset != 0.0:
         values = values * np.float32(band.scale) + np.float32(band.offset)
     out = np.full((view.height, view.width), np.nan, dtype=np.float32)
+    offset = aligned_offset(win_transform, src_crs, view)
+    if offset is not None:  # same grid: copy, no warp (exactly what nearest would give)
+        col, row = offset
+        r0, c0 = max(0, -row), max(0, -col)
+        r1, c1 = min(view.height, values.shape[0] - row), min(view.width, values.shape[1] - col)
+        if r1 > r0 and c1 > c0:
+            out[r0:r1, c0:c1] = values[r0 + row : r1 + row, c0 + col : c1 + col]
+        return out
     reproject(
         values,
         out,
