@@ -366,3 +366,31 @@ def test_mutated_graphs_never_500(client):
         if resp.status_code != 200:
             assert resp.is_json and resp.get_json()["message"]
     assert statuses.count(200) >= 5 and len(set(statuses)) >= 2
+
+
+def _counter(client, name: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = client.get("/metrics").get_data(as_text=True)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                return sample.value
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_execute_small_bbox_of_a_large_scene_reads_little(demo_client):
+    """A 2.56 km bbox of the 56 x 31 km L1C scene: the /metrics counter of source pixels
+    grows by about the view's pixels x bands x dates, not by the scene's."""
+    graph = call("NDVI", bbox(leaf("Sentinel2-L1C"), 600_000, 602_560, 5_335_560, 5_333_000,
+                              "EPSG:32633"), red="B04", nir="B08")
+    before = _counter(demo_client, "tileserver_source_pixels_read_total")
+    resp = demo_client.post("/execute", json={"process_graph": graph})
+    assert resp.status_code == 200
+    read = _counter(demo_client, "tileserver_source_pixels_read_total") - before
+    with MemoryFile(resp.data) as mem, mem.open() as src:
+        assert (src.width, src.height) == (256, 256)
+        dates = src.count  # one band per date
+    assert dates >= 3
+    needed = 256 * 256 * 2 * dates
+    assert needed <= read <= 1.2 * needed, read / needed
