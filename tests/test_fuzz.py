@@ -23,9 +23,9 @@ from tests.synthetic import make_catalog
 from tileserver.settings import load_settings
 from tileserver.web.app import create_app
 
-FUZZ = settings(max_examples=80, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=50, deadline=None, derandomize=True,
                 suppress_health_check=list(HealthCheck))
-SCHEMA_FUZZ = settings(FUZZ, max_examples=8)
+SCHEMA_FUZZ = settings(FUZZ, max_examples=6)
 
 
 @pytest.fixture(scope="module")

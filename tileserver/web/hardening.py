@@ -1,4 +1,5 @@
-"""Cross-cutting protections of every request: CORS, body size limits, retry hints.
+"""Cross-cutting protections of every request: CORS, body size limits, retry hints, and a
+bounded GDAL block cache.
 
 CORS follows the openEO 0.0.2 specification: the request's ``Origin`` is echoed in
 ``Access-Control-Allow-Origin`` with ``Access-Control-Allow-Credentials: true``; preflight
@@ -8,9 +9,11 @@ path. Tiles and coverages get the same headers, so web maps on other origins can
 
 from __future__ import annotations
 
+import os
 import re
 
 from flask import Flask, current_app, make_response, request
+from rasterio.env import set_gdal_config
 from werkzeug.exceptions import HTTPException
 
 from tileserver.errors import LimitExceeded, TooManyRequests
@@ -23,6 +26,8 @@ EXPOSE_HEADERS = ("Location", "OpenEO-Identifier", "OpenEO-Costs", "Content-Disp
 ALLOW_HEADERS = ("Authorization", "Content-Type", "Accept", "Range", "If-None-Match")
 #: How long a browser may cache a preflight answer (seconds).
 PREFLIGHT_MAX_AGE = 3600
+#: GDAL block cache of a server process (MB) unless ``GDAL_CACHEMAX`` is set.
+GDAL_CACHE_MB = 128
 #: Uploads of user files may be larger than JSON bodies.
 UPLOAD_PATH = re.compile(r"^/users/[^/]+/files/.+")
 
@@ -88,8 +93,16 @@ def _too_many(exc: TooManyRequests):
     return resp
 
 
+def bound_gdal_cache() -> None:
+    """Cap GDAL's block cache (by default 5 % of the machine's RAM) so that a worker's
+    memory is bounded by our own cache limit plus this; ``GDAL_CACHEMAX`` overrides it."""
+    if "GDAL_CACHEMAX" not in os.environ:
+        set_gdal_config("GDAL_CACHEMAX", GDAL_CACHE_MB)
+
+
 def init_app(app: Flask) -> None:
     """Install CORS, the preflight answer, the body limits and the 503 retry hint."""
+    bound_gdal_cache()
     app.before_request_funcs.setdefault(None, []).insert(0, _preflight)
     app.before_request(_limit_body)
     app.after_request(_cors)
