@@ -101,12 +101,15 @@ def test_upload_over_the_limit_is_413_and_keeps_the_old_file(make_app, small_cat
              headers={"Transfer-Encoding": "chunked"},
              environ_overrides={"wsgi.input_terminated": True})
     assert r.status_code == 413
+    r = _put(client, "small.bin", io.BytesIO(b"s" * 900), headers={"Transfer-Encoding": "chunked"},
+             environ_overrides={"wsgi.input_terminated": True})
+    assert r.status_code == 201 and r.json["size"] == 900
     # without a length and a server that delimits the body: refused, not stored empty
     r = _put(client, "data.bin", io.BytesIO(b"y" * 10), headers={"Transfer-Encoding": "chunked"})
     assert r.status_code == 411 and r.json["code"] == "LengthRequired"
     assert _read(client, "/users/me/files/data.bin") == (200, b"v1")
     home = app.extensions["tileserver"].settings.home
-    assert sorted(p.name for p in (home / "files" / "me").iterdir()) == ["data.bin"]
+    assert sorted(p.name for p in (home / "files" / "me").iterdir()) == ["data.bin", "small.bin"]
 
 
 def test_put_on_a_folder_is_a_conflict(client):

@@ -567,3 +567,29 @@ def test_execute_errors_are_json_400s(client, tmp_path):
     r = client.post("/execute", json={"process_graph": graph, "output": {"format": "CSV"}})
     assert r.status_code == 200 and r.mimetype == "text/csv"
     assert r.data.decode().count("\n") == 1 + 3
+
+
+def test_views_are_grouped_by_source_tile_and_cover_their_regions():
+    from tileserver.core.zonal import plan_views
+
+    windows = {
+        0: (10, 10, 20, 20), 1: (100, 90, 130, 120),  # same 128-px tile: one view
+        2: (300, 10, 310, 20),  # another tile
+        3: (0, 200, 400, 260),  # larger than a tile: its own view
+        4: (130, 5, 140, 15), 5: (250, 120, 256, 126),  # tile (1, 0)
+    }
+    clusters = plan_views(windows, block=128)
+    members = sorted(ri for c in clusters for ri, _ in c.members)
+    assert members == sorted(windows)
+    for c in clusters:
+        for ri, w in c.members:
+            assert w == windows[ri]
+            assert c.window[0] <= w[0] and c.window[1] <= w[1]
+            assert w[2] <= c.window[2] and w[3] <= c.window[3]
+    by_members = {tuple(sorted(ri for ri, _ in c.members)): c.window for c in clusters}
+    assert by_members[(0, 1)] == (10, 10, 130, 120)
+    assert by_members[(3,)] == windows[3] and by_members[(2,)] == windows[2]
+    assert by_members[(4, 5)] == (130, 5, 256, 126)
+    # a view never spans more than 2 x 2 tiles
+    assert all(c.window[2] - c.window[0] <= 256 and c.window[3] - c.window[1] <= 256
+               for c in clusters if len(c.members) > 1)

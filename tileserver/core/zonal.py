@@ -13,11 +13,10 @@ product's footprint cut by any ``filter_bbox``) are null and cost no read.
 Laziness: the imagery is evaluated on small views, never on its whole extent. Each
 region's envelope is snapped outward to the native pixel grid; regions whose envelopes
 start in the same source tile are grouped (a cluster's view is the union of its members'
-envelopes, split further when that union would be much larger than the envelopes; see
-:func:`plan_views`), and the imagery subgraph is evaluated once per cluster view at
-native resolution. Reads therefore stay within the regions' envelopes, or the source
-tiles that hold them, which GDAL decompresses whole in any case; regions far apart never
-cause the pixels between them to be read.
+envelopes, at most 2 x 2 tiles; see :func:`plan_views`), and the imagery subgraph is
+evaluated once per cluster view at native resolution. Reads therefore stay within the
+regions' envelopes, or the source tiles that hold them, which GDAL decompresses whole in
+any case; regions in different tiles never cause the pixels between them to be read.
 """
 
 from __future__ import annotations
@@ -52,9 +51,6 @@ REGION_SUFFIXES = (".geojson", ".json", ".gpkg", ".zip", ".shp", ".fgb", ".kml",
 MAX_REGIONS = 100_000
 #: Block size used to group regions when the files are not tiled (strips).
 DEFAULT_BLOCK = 512
-#: A cluster's view may hold this many times the pixels of its members' envelopes, or up
-#: to two source blocks: below that, one more view costs more than the extra pixels.
-OVERREAD = 4
 WGS84 = ProjCRS.from_epsg(4326)
 
 
@@ -287,11 +283,10 @@ def plan_views(windows: dict[int, tuple[int, int, int, int]], block: int) -> lis
     """Group region windows into clusters of nearby regions.
 
     Regions larger than a source block get a view of their own. The others are grouped
-    by the source block (tile) their envelope starts in: the reader decompresses whole
-    tiles anyway, so one view per tile costs about the same I/O as one per region, with
-    a fraction of the per-read overhead. A group whose union would be much larger than
-    its members' envelopes (more than ``OVERREAD`` times, and more than two blocks) is
-    split in quadrants, recursively.
+    by the source block (tile) their envelope starts in, and each group is evaluated on
+    the union of its members' envelopes, which spans at most 2 x 2 blocks: the reader
+    decompresses whole tiles anyway, so one view per tile costs about the I/O of one per
+    region, without the per-read overhead repeated for every region.
     """
     buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
     clusters = []
@@ -300,24 +295,10 @@ def plan_views(windows: dict[int, tuple[int, int, int, int]], block: int) -> lis
             clusters.append(Cluster(w, [(ri, w)]))
         else:
             buckets[(w[0] // block, w[1] // block)].append(ri)
-    budget = 2 * block * block
     for members in buckets.values():
-        clusters.extend(_group(members, windows, block, budget))
+        union = _union([windows[ri] for ri in members])
+        clusters.append(Cluster(union, [(ri, windows[ri]) for ri in members]))
     return clusters
-
-
-def _group(members: list[int], windows, size: int, budget: int) -> list[Cluster]:
-    ws = [windows[ri] for ri in members]
-    union = _union(ws)
-    if len(members) == 1 or _area(union) <= max(OVERREAD * sum(map(_area, ws)), budget):
-        return [Cluster(union, [(ri, windows[ri]) for ri in members])]
-    if size <= 16:
-        return [Cluster(windows[ri], [(ri, windows[ri])]) for ri in members]
-    half = size // 2
-    quads: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for ri in members:
-        quads[(windows[ri][0] // half, windows[ri][1] // half)].append(ri)
-    return [c for q in quads.values() for c in _group(q, windows, half, budget)]
 
 
 # -- statistics ----------------------------------------------------------------------
