@@ -1,0 +1,314 @@
+"""WMTS tile throughput (issue 3). Prints a table; no assertions.
+
+    .venv/bin/python bench/bench_wmts.py [--demo-dir DIR] [--per-zoom 24] [--clients 8]
+                                         [--titiler-venv /tmp/titiler-venv]
+
+Against a ``tileserver serve`` process (gunicorn, 1 worker x 8 threads) on loopback, with
+8 concurrent clients (a thread pool of ``requests`` sessions), over GoogleMapsCompatible
+tiles spread through zoom levels 9-14 of the job's extent (taken from the layer's
+TileMatrixSetLimits in the capabilities; the same tiles for every server):
+
+(a) a single-date single-band layer (``filter_bands`` B04 of the 2017-01-15 L2A scene) vs
+    TiTiler (``titiler.core`` ``TilerFactory`` under uvicorn, installed in a SEPARATE venv:
+    ``python3 -m venv /tmp/titiler-venv && /tmp/titiler-venv/bin/pip install titiler.core
+    uvicorn``) serving the same COG, in the same run. A priming pass (untimed) reads the
+    file once so that both servers find it in the OS page cache.
+(b) the openEO example ``min_time(NDVI(...))`` over January 2017: a cold pass (fresh node
+    cache) and a warm pass over the same tiles, with the cache hit ratio from ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import requests
+from lxml import etree
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tileserver.demo import write_demo_catalog  # noqa: E402
+
+EXAMPLE = {"process_id": "min_time", "args": {"imagery": {
+    "process_id": "NDVI", "args": {"imagery": {
+        "process_id": "filter_daterange", "args": {"imagery": {
+            "process_id": "filter_bbox", "args": {
+                "imagery": {"product_id": "S2_L2A_T32TPS_20M"},
+                "left": 652000, "right": 672000, "top": 5161000, "bottom": 5181000,
+                "srs": "EPSG:32632"}},
+            "from": "2017-01-01", "to": "2017-01-31"}},
+        "red": "B04", "nir": "B8A"}}}}
+SCENE_DAY = "2017-01-15"
+SINGLE = {"process_id": "filter_bands", "args": {"bands": ["B04"], "imagery": {
+    "process_id": "filter_daterange", "args": {
+        "imagery": {"product_id": "S2_L2A_T32TPS_20M"}, "from": SCENE_DAY, "to": SCENE_DAY}}}}
+NS = {"w": "http://www.opengis.net/wmts/1.0", "ows": "http://www.opengis.net/ows/1.1"}
+
+
+def free_port() -> int:
+    """An unused loopback port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_up(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Poll ``url`` until it answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            requests.get(url, timeout=10)
+            return
+        except requests.RequestException:
+            time.sleep(0.5)
+    raise SystemExit(f"{url} did not come up")
+
+
+def start(cmd: list[str], env: dict, url: str, log: Path) -> subprocess.Popen:
+    """Start a server in its own process group and wait for it."""
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    wait_up(url, proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a server started by :func:`start` (its whole process group)."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def tiles_from_capabilities(caps: bytes, layer: str, per_zoom: int, seed: int = 3):
+    """``[(z, row, col)]``: up to ``per_zoom`` tiles per zoom 9-14 inside the layer's limits."""
+    doc = etree.fromstring(caps)
+    rng = random.Random(seed)
+    out = []
+    for lyr in doc.findall("w:Contents/w:Layer", NS):
+        if lyr.findtext("ows:Identifier", namespaces=NS) != layer:
+            continue
+        for link in lyr.findall("w:TileMatrixSetLink", NS):
+            if link.findtext("w:TileMatrixSet", namespaces=NS) != "GoogleMapsCompatible":
+                continue
+            for lim in link.findall("w:TileMatrixSetLimits/w:TileMatrixLimits", NS):
+                z = int(lim.findtext("w:TileMatrix", namespaces=NS))
+                if not 9 <= z <= 14:
+                    continue
+                r0, r1, c0, c1 = (int(lim.findtext(f"w:{k}", namespaces=NS)) for k in
+                                  ("MinTileRow", "MaxTileRow", "MinTileCol", "MaxTileCol"))
+                cells = [(z, r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
+                out += rng.sample(cells, min(per_zoom, len(cells)))
+    rng.shuffle(out)
+    return out
+
+
+def load(urls: list[str], clients: int) -> dict:
+    """Fetch every URL once with ``clients`` concurrent sessions; latency stats."""
+    lock = threading.Lock()
+    queue = list(reversed(urls))
+    latencies: list[float] = []
+    failures: list[str] = []
+    retries: list[str] = []
+
+    def worker() -> None:
+        session = requests.Session()
+        while True:
+            with lock:
+                if not queue:
+                    return
+                url = queue.pop()
+            t0 = time.perf_counter()
+            try:
+                try:
+                    status = session.get(url, timeout=300).status_code
+                except requests.ConnectionError:  # a keep-alive connection closed under us
+                    with lock:
+                        retries.append(url)
+                    status = session.get(url, timeout=300).status_code
+            except requests.RequestException as exc:
+                status = f"{type(exc).__name__}"
+            dt = time.perf_counter() - t0
+            with lock:
+                latencies.append(dt)
+                if status != 200:
+                    failures.append(f"{status} {url}")
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    lat = sorted(latencies)
+    return {"n": len(lat), "tiles_s": len(lat) / wall, "p50_ms": 1000 * statistics.median(lat),
+            "p95_ms": 1000 * lat[max(0, int(round(0.95 * len(lat))) - 1)],
+            "failures": failures[:3], "n_failed": len(failures), "retries": len(retries)}
+
+
+def cache_counters(base: str) -> tuple[float, float]:
+    """``(hits, misses)`` of the node cache from ``/metrics``."""
+    hits = misses = 0.0
+    for line in requests.get(f"{base}/metrics", timeout=30).text.splitlines():
+        if line.startswith("tileserver_cache_hits_total"):
+            hits = float(line.split()[-1])
+        elif line.startswith("tileserver_cache_misses_total"):
+            misses = float(line.split()[-1])
+    return hits, misses
+
+
+def job_service(base: str, graph: dict, args: dict | None = None) -> tuple[str, str]:
+    """Create a job and a wmts service; ``(job_id, service_url)``."""
+    job = requests.post(f"{base}/jobs", json={"process_graph": graph}, timeout=60)
+    job.raise_for_status()
+    job_id = job.json()["job_id"]
+    svc = requests.post(f"{base}/services", json={"job_id": job_id, "type": "wmts",
+                                                  "args": args or {}}, timeout=60)
+    svc.raise_for_status()
+    return job_id, svc.json()["service_url"]
+
+
+TITILER_APP = textwrap.dedent("""
+    from fastapi import FastAPI
+    from titiler.core.factory import TilerFactory
+
+    app = FastAPI()
+    app.include_router(TilerFactory().router, prefix="/cog")
+""")
+
+
+def row(name: str, r: dict) -> str:
+    """One table row."""
+    fail = f"  FAILED {r['n_failed']}: {r['failures']}" if r["n_failed"] else ""
+    fail += f"  ({r['retries']} retried after a connection reset)" if r["retries"] else ""
+    return (f"{name:<46} {r['n']:>5} {r['tiles_s']:>9.1f} {r['p50_ms']:>9.1f} "
+            f"{r['p95_ms']:>9.1f}{fail}")
+
+
+def main() -> None:
+    """Run the benchmark and print the table."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--demo-dir", default=os.environ.get(
+        "TILESERVER_TEST_DEMO_DIR", str(Path.home() / ".cache" / "tileserver-bench" / "demo")))
+    ap.add_argument("--per-zoom", type=int, default=24)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--titiler-venv", default="/tmp/titiler-venv")
+    args = ap.parse_args()
+
+    catalog = write_demo_catalog(Path(args.demo_dir))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-wmts-"))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "TILESERVER_HOME": str(tmp / "home"),
+           "TILESERVER_CATALOG": str(catalog)}
+    ts = start([sys.executable, "-m", "tileserver.cli", "serve", "--port", str(port),
+                "--workers", str(args.workers)], env, f"{base}/", tmp / "tileserver.log")
+    titiler = None
+    results = []
+    try:
+        # (a) single date, single band vs TiTiler
+        job, url = job_service(base, SINGLE, {"colormap": "gray", "range": [0, 3000]})
+        caps = requests.get(f"{url}/1.0.0/WMTSCapabilities.xml", timeout=60).content
+        tiles = tiles_from_capabilities(caps, job, args.per_zoom)
+        ts_urls = [f"{url}/1.0.0/{job}/default/GoogleMapsCompatible/{z}/{r}/{c}.png"
+                   for z, r, c in tiles]
+        items = json.loads((catalog.parent / "S2_L2A_T32TPS_20M" / "collection.json")
+                           .read_text())
+        cog = _scene_cog(catalog.parent, items, SCENE_DAY, "B04")
+        tiles = inside_cog(tiles, cog)  # TiTiler answers 500 for tiles outside the file
+        ts_urls = [f"{url}/1.0.0/{job}/default/GoogleMapsCompatible/{z}/{r}/{c}.png"
+                   for z, r, c in tiles]
+        tt_bin = Path(args.titiler_venv) / "bin" / "uvicorn"
+        if tt_bin.exists():
+            (tmp / "titiler_app.py").write_text(TITILER_APP)
+            tport = free_port()
+            titiler = start([str(tt_bin), "titiler_app:app", "--app-dir", str(tmp),
+                             "--port", str(tport), "--log-level", "warning"],
+                            dict(os.environ), f"http://127.0.0.1:{tport}/docs",
+                            tmp / "titiler.log")
+            tt_urls = [f"http://127.0.0.1:{tport}/cog/tiles/WebMercatorQuad/{z}/{c}/{r}.png"
+                       f"?url={cog}&rescale=0,3000&colormap_name=gray" for z, r, c in tiles]
+            load(tt_urls, args.clients)  # priming: the COG into the OS page cache
+        results.append(row("(a) tileserver single band, cold cache", load(ts_urls, args.clients)))
+        if titiler is not None:
+            results.append(row("(a) TiTiler same COG", load(tt_urls, args.clients)))
+        else:
+            results.append(f"(a) TiTiler skipped: {tt_bin} not found")
+        results.append(row("(a) tileserver single band, warm cache", load(ts_urls, args.clients)))
+
+        # (b) the openEO example
+        job, url = job_service(base, EXAMPLE)
+        caps = requests.get(f"{url}/1.0.0/WMTSCapabilities.xml", timeout=60).content
+        tiles = tiles_from_capabilities(caps, job, args.per_zoom)
+        urls = [f"{url}/1.0.0/{job}/default/GoogleMapsCompatible/{z}/{r}/{c}.png"
+                for z, r, c in tiles]
+        for label in ("cold", "warm"):
+            h0, m0 = cache_counters(base)
+            res = load(urls, args.clients)
+            h1, m1 = cache_counters(base)
+            ratio = (h1 - h0) / max(1.0, (h1 - h0) + (m1 - m0))
+            results.append(row(f"(b) min_time(NDVI) Jan 2017, {label} cache", res)
+                           + f"   hit ratio {ratio:.2f}")
+    finally:
+        stop(ts)
+        if titiler is not None:
+            stop(titiler)
+    print(f"{args.clients} clients, {args.per_zoom} tiles per zoom 9-14, "
+          f"tileserver workers={args.workers}")
+    print(f"{'':<46} {'tiles':>5} {'tiles/s':>9} {'p50 ms':>9} {'p95 ms':>9}")
+    for line in results:
+        print(line)
+
+
+def inside_cog(tiles, cog: str):
+    """The tiles whose centre lies inside the file's footprint."""
+    import rasterio  # noqa: PLC0415
+    from rasterio.warp import transform_bounds  # noqa: PLC0415
+
+    from tileserver.core.tiles import get_tms, tile_bounds  # noqa: PLC0415
+
+    with rasterio.open(cog) as ds:
+        left, bottom, right, top = transform_bounds(ds.crs, "EPSG:3857", *ds.bounds)
+    tms = get_tms("GoogleMapsCompatible")
+    out = []
+    for z, r, c in tiles:
+        b = tile_bounds(tms, tms.matrix(str(z)), r, c)
+        x, y = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+        if left < x < right and bottom < y < top:
+            out.append((z, r, c))
+    return out
+
+
+def _scene_cog(root: Path, collection: dict, day: str, band: str) -> str:
+    """Path of ``band`` of the collection's item acquired on ``day``."""
+    for link in collection["links"]:
+        if link["rel"] != "item":
+            continue
+        item_path = (root / "S2_L2A_T32TPS_20M" / link["href"]).resolve()
+        item = json.loads(item_path.read_text())
+        if item["properties"]["datetime"].startswith(day):
+            return str((item_path.parent / item["assets"][band]["href"]).resolve())
+    raise SystemExit(f"no {day} item")
+
+
+if __name__ == "__main__":
+    main()
