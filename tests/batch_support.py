@@ -32,7 +32,7 @@ def batch_settings(home: Path, catalogs, scheduler: str | None, **extra):
     """Settings of a test server whose batch jobs run on ``scheduler``."""
     settings = load_settings(home=str(home), catalog=",".join(str(c) for c in catalogs),
                              dask_scheduler=scheduler)
-    options = {"batch_block_size": 128, "batch_poll_seconds": 0.1,
+    options = {"batch_block_size": 256, "batch_poll_seconds": 0.1,
                "batch_heartbeat_seconds": 0.5, "batch_stale_seconds": 3.0,
                "batch_watchdog_seconds": 0.5, "batch_inflight": 2}
     options.update(extra)

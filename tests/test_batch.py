@@ -117,7 +117,7 @@ def test_min_ndvi_result_equals_core_and_is_a_cog(apps):
     job_id, job = _run(client, graph, {"format": "GTiff", "parameters": {"blockxsize": 256}})
     assert job["status"] == "finished", client.get(f"/jobs/{job_id}/logs").get_json()
     assert job["progress"] == 100.0
-    assert job["blocks"] == {"done": 16, "total": 16}  # 512 x 512 px in 128 px blocks
+    assert job["blocks"] == {"done": 4, "total": 4}  # 512 x 512 px in 256 px blocks
     urls = client.get(f"/jobs/{job_id}/download").get_json()
     assert [u.rsplit("/", 1)[1] for u in urls] == ["result.tif", "item.json"]
     assert all(u.startswith("http://localhost/jobs/") for u in urls)
@@ -245,7 +245,7 @@ def test_invalid_transitions_are_409_with_the_current_status(apps):
 
 
 def test_pause_keeps_blocks_and_queue_resumes(apps):
-    app = apps(batch_block_size=64, batch_inflight=2)  # 64 blocks: takes a few seconds
+    app = apps(batch_block_size=128, batch_inflight=1)  # 16 blocks, one at a time
     client = app.test_client()
     graph = ndvi_graph("min_time")
     job_id = create_job(client, graph)
@@ -258,7 +258,7 @@ def test_pause_keeps_blocks_and_queue_resumes(apps):
     paused = client.get(f"/jobs/{job_id}").get_json()
     assert paused["status"] == "paused"
     kept = done_blocks(paused)
-    assert 3 <= kept < 64 and 0 < paused["progress"] < 100
+    assert 3 <= kept < 16 and 0 < paused["progress"] < 100
     work = app.extensions["tileserver"].settings.home / "results" / ".work" / job_id
     assert len(list(work.glob("*/blocks/r*.tif"))) >= kept
     assert client.get(f"/jobs/{job_id}/download").status_code == 409
@@ -274,7 +274,7 @@ def test_pause_keeps_blocks_and_queue_resumes(apps):
 
 
 def test_cancel_while_running_stops_and_revokes_services(apps):
-    app = apps(batch_block_size=64, batch_inflight=2)
+    app = apps(batch_block_size=128, batch_inflight=1)
     client = app.test_client()
     job_id = create_job(client, ndvi_graph("min_time"))
     service = client.post("/services", json={"job_id": job_id, "type": "xyz"}).get_json()
@@ -300,7 +300,7 @@ def test_cancel_while_running_stops_and_revokes_services(apps):
 
 
 def test_delete_running_job_removes_its_files(apps):
-    app = apps(batch_block_size=64, batch_inflight=2)
+    app = apps(batch_block_size=128, batch_inflight=1)
     client = app.test_client()
     job_id = create_job(client, ndvi_graph("min_time"))
     client.patch(f"/jobs/{job_id}/queue")
@@ -342,14 +342,14 @@ def test_failing_task_marks_error_with_the_reason(apps, tmp_path, catalog):
 
 def test_clean_restart_resumes_the_job(apps, tmp_path):
     home = tmp_path / "shared-home"
-    first = apps(home=home, batch_block_size=64, batch_inflight=2)
+    first = apps(home=home, batch_block_size=128, batch_inflight=1)
     client = first.test_client()
     graph = ndvi_graph("min_time")
     job_id = create_job(client, graph)
     client.patch(f"/jobs/{job_id}/queue")
     wait_job(client, job_id, lambda j: done_blocks(j) >= 3)
     first.extensions["tileserver"].close()  # the server stops while the job runs
-    second = apps(home=home, batch_block_size=64, batch_inflight=4)
+    second = apps(home=home, batch_block_size=128, batch_inflight=4)
     client = second.test_client()
     job = wait_job(client, job_id, status_is("finished", "error"))
     assert job["status"] == "finished"
@@ -367,8 +367,8 @@ from tileserver.web.app import create_app
 
 def main():
     home, catalog, scheduler, job_id = sys.argv[1:5]
-    app = create_app(batch_settings(home, [catalog], scheduler, batch_block_size=64,
-                                    batch_inflight=2))
+    app = create_app(batch_settings(home, [catalog], scheduler, batch_block_size=128,
+                                    batch_inflight=1))
     client = app.test_client()
     assert client.patch(f"/jobs/{job_id}/queue").status_code == 202
     while done_blocks(client.get(f"/jobs/{job_id}").get_json()) < 3:
@@ -382,7 +382,7 @@ if __name__ == "__main__":
 
 def test_killed_server_leaves_no_job_running_forever(apps, tmp_path, cluster, catalog):
     home = tmp_path / "crash-home"
-    setup = apps(home=home, batch_block_size=64)
+    setup = apps(home=home, batch_block_size=128)
     job_id = create_job(setup.test_client(), ndvi_graph("min_time"))
     setup.extensions["tileserver"].close()
     script = tmp_path / "crash.py"
@@ -394,7 +394,7 @@ def test_killed_server_leaves_no_job_running_forever(apps, tmp_path, cluster, ca
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     # the database still says "running": the next server takes the job over once the
     # dead server's heartbeat is stale, and resumes it
-    app = apps(home=home, batch_block_size=64, batch_inflight=4)
+    app = apps(home=home, batch_block_size=128, batch_inflight=4)
     client = app.test_client()
     job = wait_job(client, job_id, status_is("finished", "error"))
     assert job["status"] == "finished"
