@@ -12,16 +12,8 @@ from dataclasses import dataclass
 
 from flask import Blueprint, Response, g, render_template, request
 
-from tileserver.core.coverage import (
-    Coverage,
-    CoverageRequest,
-    Kvp,
-    crs_code,
-    crs_uri,
-    describe,
-    request_10,
-    request_20,
-)
+from tileserver.core.coverage import Coverage, CoverageRequest, Kvp, crs_code, crs_uri, describe
+from tileserver.core.coverage_request import request_10, request_20
 from tileserver.core.cube import Cube
 from tileserver.core.encoders import encode_gtiff
 from tileserver.core.evaluator import Graph
