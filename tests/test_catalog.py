@@ -120,6 +120,10 @@ def odd_collection(tmp_path_factory) -> Path:
     with rasterio.open(d / "c.tif", "w", driver="GTiff", width=67, height=100,
                        dtype="float32", transform=from_origin(*ORIGIN, 30, 30), **common) as dst:
         dst.write(coarse, 1)
+    stac_nodata = (np.arange(300 * 200) % 7).reshape(300, 200).astype(np.uint16)
+    with rasterio.open(d / "d.tif", "w", driver="GTiff", width=200, height=300, dtype="uint16",
+                       transform=from_origin(*ORIGIN, 10, 10), **common) as dst:
+        dst.write(stac_nodata, 1)
     col = pystac.Collection("ODD", "odd files", pystac.Extent(
         pystac.SpatialExtent([[0, 0, 1, 1]]), pystac.TemporalExtent([[WHEN, WHEN]])),
         title="Odd formats")
@@ -134,6 +138,9 @@ def odd_collection(tmp_path_factory) -> Path:
                                      roles=["data"]))
     item.add_asset("c", pystac.Asset(str(d / "c.tif"), media_type=pystac.MediaType.GEOTIFF,
                                      roles=["data"]))
+    item.add_asset("d", pystac.Asset(str(d / "d.tif"), media_type=pystac.MediaType.GEOTIFF,
+                                     roles=["data"],
+                                     extra_fields={"raster:bands": [{"nodata": 0}]}))
     item.add_asset("thumbnail", pystac.Asset(str(d / "a.tif"), media_type="image/png",
                                              roles=["thumbnail"]))
     col.add_item(item)
@@ -145,11 +152,12 @@ def odd_collection(tmp_path_factory) -> Path:
 
 def test_odd_collection_loads(odd_collection):
     product = Catalog.load([str(odd_collection)]).get("ODD")
-    assert product.band_ids() == ["a", "b", "c"]  # the thumbnail is not a band
+    assert product.band_ids() == ["a", "b", "c", "d"]  # the thumbnail is not a band
     a, b, c = (product.bands[k] for k in "abc")
     assert (a.dtype, a.nodata, a.res_m) == ("int16", -9999.0, 10.0)
     assert (b.dtype, b.nodata) == ("uint16", None)
     assert (c.dtype, c.res_m) == ("float32", 30.0)
+    assert product.bands["d"].nodata == 0.0  # from raster:bands, the file has none
     assert product.items[0].datetime == WHEN
     assert product.crs.to_epsg() == 32633
     assert product.to_json()["title"] == "Odd formats"
@@ -162,11 +170,16 @@ def test_odd_collection_values(odd_collection):
                 200, 300)
     cube = engine.evaluate(graph, view)
     _, ref = reference_stack(odd_collection, "ODD", view, ["a", "b", "c"])
-    assert_allclose(cube.data, ref, equal_nan=True)
+    assert_allclose(cube.data[:, :3], ref, equal_nan=True)
     assert np.isnan(cube.data[0, 0, :50, :50]).all()  # int16 nodata -9999 from the file
     assert not np.isnan(cube.data[0, 1]).any()  # the JPEG 2000 has no nodata
     with rasterio.open(odd_collection.parent / "item1" / "b.jp2") as src:
         assert_array_equal(cube.data[0, 1], src.read(1))  # lossless round trip
+    with rasterio.open(odd_collection.parent / "item1" / "d.tif") as src:
+        raw = src.read(1).astype(np.float32)
+        assert src.nodata is None
+    # nodata declared only in raster:bands masks the file's zeros
+    assert_array_equal(cube.data[0, 3], np.where(raw == 0, np.nan, raw))
 
 
 def test_file_without_overviews_read_at_coarse_view(catalog, small_catalog):

@@ -114,12 +114,15 @@ def read_band(
                 return None
             window = Window(col0, row0, col1 - col0, row1 - row0)
             arr = src.read(1, window=window, masked=True)
+            file_nodata = src.nodata
             win_transform = src.window_transform(window)
             metrics.PIXELS_READ.inc(window.width * window.height)
             metrics.SOURCE_READS.labels(str(0 if level is None else level + 1)).inc()
     except rasterio.RasterioIOError as exc:
         raise SourceReadError(f"cannot read {href}: {exc}") from exc
     values = arr.astype(np.float32).filled(np.nan)
+    if file_nodata is None and band.nodata is not None:  # declared only in raster:bands
+        values[values == np.float32(band.nodata)] = np.nan
     if band.scale != 1.0 or band.offset != 0.0:
         values = values * np.float32(band.scale) + np.float32(band.offset)
     out = np.full((view.height, view.width), np.nan, dtype=np.float32)
