@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.jobs_support import writer
 from tests.wmts_support import create_job, create_service, ndvi_graph
 from tileserver.jobs.store import JobStore
 
@@ -122,23 +123,13 @@ def test_jobs_and_services_survive_an_app_restart(make_app, small_catalog):
 # -- several processes -----------------------------------------------------------------
 
 
-def _writer(url: str, worker: int, n: int, shared_job: str, queue) -> None:
-    store = JobStore(url)
-    ids = [store.create_job("me", {"product_id": "TEST"}, title=f"w{worker}-{i}")["job_id"]
-           for i in range(n)]
-    won = store.update_job(shared_job, expect_status=("submitted",), status="queued",
-                           extra={"winner": worker})
-    queue.put((ids, won))
-    store.dispose()
-
-
 def test_concurrent_writers_from_several_processes(tmp_path):
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     store = JobStore(url)
     shared = store.create_job("me", {"product_id": "TEST"})["job_id"]
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_writer, args=(url, w, 25, shared, queue)) for w in range(4)]
+    procs = [ctx.Process(target=writer, args=(url, w, 25, shared, queue)) for w in range(4)]
     for p in procs:
         p.start()
     results = [queue.get(timeout=120) for _ in procs]

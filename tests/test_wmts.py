@@ -336,3 +336,38 @@ def test_gdal_wmts_driver_reads_the_layer(live, small_app, small_catalog):
     assert data.shape[0] == 4  # RGBA from the PNG tiles
     np.testing.assert_array_equal(data[3] == 0, np.isnan(expected) | (data[3] == 0))
     assert ((data[3] == 0) == np.isnan(expected)).mean() > 0.998
+
+
+# -- laziness and the shared cache -----------------------------------------------------
+
+
+def _counter(metric) -> float:
+    return sum(s.value for m in metric.collect() for s in m.samples if s.name.endswith("_total"))
+
+
+def test_a_tile_reads_only_its_window_at_its_overview_level(client, wmts):
+    from tileserver.core import metrics
+
+    job, service = wmts["reduced"]
+    full_res = 4 * 2 * 512 * 512  # 4 items x 2 bands of 512x512 at 10 m
+    before = _counter(metrics.PIXELS_READ)
+    assert _kvp_tile(client, service, job, z="11", row=728, col=1075).status_code == 200
+    zoomed_out = _counter(metrics.PIXELS_READ) - before
+    assert 0 < zoomed_out < full_res / 8  # ~76 m pixels: read from the 40 m overview
+    before = _counter(metrics.PIXELS_READ)
+    assert _kvp_tile(client, service, job).status_code == 200
+    zoomed_in = _counter(metrics.PIXELS_READ) - before
+    assert 0 < zoomed_in < full_res / 2  # one 2.4 km tile of the 5 km square
+
+
+def test_jobs_sharing_a_subgraph_share_the_cache(client, wmts):
+    from tileserver.core import metrics
+
+    job, service = wmts["reduced"]  # min_time(NDVI(TEST))
+    other = create_job(client, ndvi_graph(reduce="max_time"))
+    other_service = create_service(client, other)
+    assert _kvp_tile(client, service, job, "image/tiff").status_code == 200
+    reads, hits = _counter(metrics.SOURCE_READS), _counter(metrics.CACHE_HITS)
+    assert _kvp_tile(client, other_service, other, "image/tiff").status_code == 200
+    assert _counter(metrics.SOURCE_READS) == reads  # NDVI of this tile came from the cache
+    assert _counter(metrics.CACHE_HITS) > hits
