@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import signal
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import requests  # noqa: E402
 from prometheus_client import REGISTRY  # noqa: E402
 
 import tileserver.core.reader as reader  # noqa: E402
@@ -45,6 +50,13 @@ EXAMPLE = {
     "output": {"format": "GTiff", "tiled": True, "compress": "jpeg", "photometric": "YCBCR",
                "jpeg_quality": 80},
 }
+EXEC_COLD = "POST /execute example, cold cache"
+EXEC_WARM = "POST /execute example, warm cache"
+HTTP_WARM = "POST /execute over HTTP (gunicorn), warm"
+FULL = "eval 256x256 full resolution (10 m), cold"
+ZOOM = "eval 256x256 at 1/64 (80 m, 64x extent), cold"
+NOOVR = "  same 1/64 view WITHOUT overviews, cold"
+WARM = "eval 256x256 full resolution, warm cache"
 L1C_NDVI = {"process_id": "NDVI", "args": {"imagery": {"product_id": "Sentinel2-L1C"},
                                            "red": "B04", "nir": "B08"}}
 
@@ -80,12 +92,41 @@ def without_overviews():
         reader.choose_overview = real
 
 
+@contextlib.contextmanager
+def served(catalog: Path, home: str):
+    """``tileserver serve`` on a free port (a separate process with its own cache)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "TILESERVER_HOME": home, "TILESERVER_CATALOG": str(catalog),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "tileserver.cli", "serve", "--port",
+                             str(port)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            with contextlib.suppress(requests.ConnectionError):
+                requests.get(url, timeout=5)
+                break
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def main() -> int:
     """Run the benchmark and print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--demo-dir", default=None, help="demo catalog directory "
                     "(default: $TILESERVER_HOME/demo, written if missing)")
     ap.add_argument("-n", type=int, default=7, help="repetitions per measurement")
+    ap.add_argument("--no-http", action="store_true", help="skip the gunicorn measurement")
     args = ap.parse_args()
 
     base = load_settings()
@@ -96,16 +137,25 @@ def main() -> int:
     rt = app.extensions["tileserver"]
     engine, cache = rt.engine, rt.cache
     n = args.n
-    rows: list[tuple[str, list[float], float]] = []
+    rows: list[tuple[str, list[float], float | None]] = []
 
     def execute():
         resp = client.post("/execute", json=EXAMPLE)
         assert resp.status_code == 200 and resp.mimetype == "image/tiff", resp.data[:300]
 
     execute()  # warm up imports, GDAL drivers, file handles
-    rows.append(("POST /execute example, cold cache", *timed(execute, n, cache.clear)))
+    rows.append((EXEC_COLD, *timed(execute, n, cache.clear)))
     execute()  # fill the cache
-    rows.append(("POST /execute example, warm cache", *timed(execute, n)))
+    rows.append((EXEC_WARM, *timed(execute, n)))
+
+    if not args.no_http:
+        with served(demo, home) as url:
+            def post():
+                resp = requests.post(f"{url}/execute", json=EXAMPLE, timeout=120)
+                assert resp.status_code == 200, resp.text[:300]
+
+            post()  # warm: the server's cache now holds the result's nodes
+            rows.append((HTTP_WARM, timed(post, n)[0], None))  # reads happen in the server
 
     graph = engine.parse(L1C_NDVI)
     product = engine.catalog.get("Sentinel2-L1C")
@@ -122,14 +172,14 @@ def main() -> int:
     def run(v: View) -> Callable[[], object]:
         return lambda: engine.evaluate(graph, v)
 
-    rows.append(("eval 256x256 full resolution (10 m), cold", *timed(run(full), n, cache.clear)))
-    rows.append(("eval 256x256 at 1/64 (80 m, 64x extent), cold",
+    rows.append((FULL, *timed(run(full), n, cache.clear)))
+    rows.append((ZOOM,
                  *timed(run(zoomed), n, cache.clear)))
     with without_overviews():
-        rows.append(("  same 1/64 view WITHOUT overviews, cold",
+        rows.append((NOOVR,
                      *timed(run(zoomed), max(2, n // 3), cache.clear)))
     run(full)()  # fill the cache
-    rows.append(("eval 256x256 full resolution, warm cache", *timed(run(full), n)))
+    rows.append((WARM, *timed(run(full), n)))
 
     print(f"\ntileserver core benchmark (n={n}, demo catalog {demo.parent})\n")
     print(f"{'measurement':<50} {'median ms':>10} {'min ms':>9} {'px read/run':>12}")
@@ -137,17 +187,15 @@ def main() -> int:
     med = {}
     for name, times, read in rows:
         med[name] = statistics.median(times) * 1000
-        print(f"{name:<50} {med[name]:>10.1f} {min(times) * 1000:>9.1f} {read:>12,.0f}")
-    names = [r[0] for r in rows]
+        px = "n/a" if read is None else f"{read:,.0f}"
+        print(f"{name:<50} {med[name]:>10.1f} {min(times) * 1000:>9.1f} {px:>12}")
     print("\nratios of medians")
-    print(f"  1/64 view vs full-resolution view (overviews):   "
-          f"{med[names[3]] / med[names[2]]:.2f}x  (goal: within 2x)")
-    print(f"  1/64 view without vs with overviews:             "
-          f"{med[names[4]] / med[names[3]]:.1f}x")
-    print(f"  cold vs warm cache (256x256 full resolution):    "
-          f"{med[names[2]] / med[names[5]]:.0f}x")
+    print(f"  1/64 view vs full-resolution view (overviews):   {med[ZOOM] / med[FULL]:.2f}x"
+          "  (goal: within 2x)")
+    print(f"  1/64 view without vs with overviews:             {med[NOOVR] / med[ZOOM]:.1f}x")
+    print(f"  cold vs warm cache (256x256 full resolution):    {med[FULL] / med[WARM]:.0f}x")
     print(f"  /execute cold vs warm cache:                     "
-          f"{med[names[0]] / med[names[1]]:.1f}x")
+          f"{med[EXEC_COLD] / med[EXEC_WARM]:.1f}x")
     rt.close()
     return 0
 
