@@ -300,3 +300,14 @@ def test_concurrent_evaluations_equal_sequential_ones(small_catalog):
     with ThreadPoolExecutor(8) as pool:
         for (g, v), data in pool.map(run, jobs):
             np.testing.assert_array_equal(data, expected[(id(g), v.key)])
+
+
+def test_time_range_argument_narrows_the_reads(engine, reads):
+    """``evaluate(..., time_range=)`` (a WMTS Time dimension) reads only that day."""
+    day = (datetime(2020, 5, 11, tzinfo=UTC), datetime(2020, 5, 11, 23, 59, 59, tzinfo=UTC))
+    g = engine.parse(call("NDVI", leaf(), red="B04", nir="B08"))
+    cube = engine.evaluate(g, VIEW, time_range=day)
+    assert [t.day for t in cube.times] == [11]
+    assert {item for item, _ in _names(reads)} == {"test_1", "test_2"}
+    full = engine.evaluate(g, VIEW)
+    np.testing.assert_array_equal(cube.data[0], full.data[1])
