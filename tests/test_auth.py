@@ -15,6 +15,7 @@ from tests.hardening_support import (  # noqa: F401 - users_yaml is a fixture
     PASSWORDS,
     basic,
     bearer,
+    fill_rule,
     ndvi_graph,
     users_yaml,
     with_users,
@@ -157,22 +158,49 @@ def test_tokens_shared_between_apps_of_one_home(app, make_app, small_catalog):
         == 200
 
 
-def test_global_wmts_takes_basic_and_lists_the_callers_jobs(app, client):
-    if "/wmts" not in {r.rule for r in app.url_map.iter_rules()}:
-        pytest.skip("the global /wmts endpoint is not there yet")
+GLOBAL_KVP = {"/wmts": "SERVICE=WMTS&REQUEST=GetCapabilities",
+              "/wcs": "SERVICE=WCS&REQUEST=GetCapabilities&VERSION=2.0.1"}
+
+
+def test_global_ogc_endpoints_take_basic_and_list_the_callers_jobs(app, client):
+    rules = {r.rule for r in app.url_map.iter_rules()}
+    present = [p for p in GLOBAL_KVP if p in rules]
+    if not present:
+        pytest.skip("no global OGC endpoint yet")
     jobs = {u: client.post("/jobs", json={"process_graph": ndvi_graph(), "title": u},
                            headers=basic(u)).json["job_id"] for u in ("alice", "bob")}
-    caps = "/wmts?SERVICE=WMTS&REQUEST=GetCapabilities"
-    anon = client.get(caps)
-    assert anon.status_code == 401
-    assert anon.headers["WWW-Authenticate"].startswith("Basic ")
-    root = etree.fromstring(anon.data)
-    assert etree.QName(root).localname == "ExceptionReport"
-    for user, other in (("alice", "bob"), ("bob", "alice")):
-        resp = client.get(caps, headers=basic(user))
-        assert resp.status_code == 200
-        text = resp.data.decode()
-        assert jobs[user] in text and jobs[other] not in text
+    for path in present:
+        url = f"{path}?{GLOBAL_KVP[path]}"
+        anon = client.get(url)
+        assert anon.status_code == 401, url
+        assert anon.headers["WWW-Authenticate"].startswith("Basic ")
+        assert etree.QName(etree.fromstring(anon.data)).localname.endswith("ExceptionReport")
+        for user, other in (("alice", "bob"), ("bob", "alice")):
+            resp = client.get(url, headers=basic(user))
+            assert resp.status_code == 200, url
+            text = resp.data.decode()
+            assert jobs[user] in text and jobs[other] not in text, url
+
+
+def test_every_global_ogc_route_needs_credentials(app, client):
+    """The global OGC views ask for the user themselves: every route of theirs is tried."""
+    job = client.post("/jobs", json={"process_graph": ndvi_graph()},
+                      headers=basic("alice")).json["job_id"]
+    values = {"layer": job, "style": "default", "tms": "WebMercatorQuad", "z": "14",
+              "row": "5000", "last": "8000.png", "time": "2020-05-01"}
+    tried = 0
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith(("/wmts", "/wcs")):
+            continue
+        url = fill_rule(rule.rule, values)
+        assert url, f"cannot fill {rule.rule}"
+        url += "?" + GLOBAL_KVP.get(rule.rule, "")
+        anon = client.get(url)
+        assert anon.status_code == 401, (rule.rule, anon.status_code)
+        assert anon.headers["WWW-Authenticate"].startswith("Basic ")
+        tried += 1
+    if not tried:
+        pytest.skip("no global OGC endpoint yet")
 
 
 def test_cli_users_add_list_remove(tmp_path, monkeypatch):

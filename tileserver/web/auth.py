@@ -249,11 +249,16 @@ def is_public(path: str) -> bool:
 
 
 def _require_credentials():
+    """Default deny: every non-public request needs a user before its view runs.
+
+    The global OGC endpoints are the exception: their views ask for the user themselves
+    (after their blueprint has chosen the exception report format of the protocol version);
+    ``tests/test_auth.py`` checks that each of their routes answers 401 without credentials.
+    """
     if request.method == "OPTIONS" or is_public(request.path):
         return None
-    if request.path.startswith(OGC_PREFIXES) or any(k.lower() == "service"
-                                                    for k in request.args):
-        g.ogc = True
+    if request.path.startswith(OGC_PREFIXES):
+        return None
     request_user()
     return None
 
