@@ -297,6 +297,15 @@ BAD_FILES = {
         {"type": "Feature", "properties": {"a": 1}, "geometry": None}]}).encode(),
         "no geometry"),
     "broken.zip": (b"PK\x03\x04 truncated", "not a vector file OGR can read"),
+    # an OGR VRT disguised as GeoJSON would make the server read its own files
+    "sneaky.geojson": (b"""<OGRVRTDataSource><OGRVRTLayer name="p">
+        <SrcDataSource>CSV:/etc/passwd</SrcDataSource>
+        <SrcSQL dialect="SQLite">SELECT *, 'POLYGON((9 46,9.1 46,9.1 46.1,9 46))' AS wkt
+            FROM passwd</SrcSQL>
+        <GeometryField encoding="WKT" field="wkt"/></OGRVRTLayer></OGRVRTDataSource>""",
+                       "OGR_VRT files are not accepted"),
+    "table.csv": (b"id,WKT\n1,\"POLYGON((9 46,9.1 46,9.1 46.1,9 46))\"\n",
+                  "CSV files are not accepted"),
 }
 
 
@@ -593,3 +602,12 @@ def test_views_are_grouped_by_source_tile_and_cover_their_regions():
     # a view never spans more than 2 x 2 tiles
     assert all(c.window[2] - c.window[0] <= 256 and c.window[3] - c.window[1] <= 256
                for c in clusters if len(c.members) > 1)
+
+
+def test_a_table_cannot_feed_an_image_process(engine):
+    zonal_node = {"process_id": "zonal_statistics", "args": {
+        "imagery": b04(), "regions": "/users/me/files/", "func": "avg"}}
+    with pytest.raises(TileserverError) as err:
+        engine.parse(call("min_time", zonal_node))
+    assert err.value.status == 400 and err.value.path == "process_graph.args.imagery"
+    assert "only be the root" in err.value.message

@@ -113,6 +113,12 @@ class Engine:
     def parse(self, obj: Any) -> Graph:
         """Parse and validate a ``process_graph`` (raises :class:`ProcessGraphError`)."""
         root = self.parser.parse(obj)
+        for node in root.walk():
+            returns = "imagery" if node.is_product else REGISTRY[node.process_id].returns
+            if node is not root and returns != "imagery":
+                raise ProcessGraphError(
+                    f"{node.path}: {node.process_id} returns a {returns}, not imagery; it can "
+                    "only be the root of a graph", path=node.path)
         meta = _MetaContext(self).meta(root)
         return Graph(root, meta, obj)
 

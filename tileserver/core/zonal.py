@@ -47,7 +47,11 @@ from tileserver.errors import LimitExceeded, ProcessGraphError
 #: The statistics ``func`` may name.
 FUNCS = ("avg", "min", "max", "median", "q25", "q75", "count", "sum", "std")
 #: Files of a folder that are read as regions (others are ignored).
-REGION_SUFFIXES = (".geojson", ".json", ".gpkg", ".zip", ".shp", ".fgb", ".kml", ".gml")
+REGION_SUFFIXES = (".geojson", ".json", ".gpkg", ".zip", ".shp", ".fgb", ".kml")
+#: OGR drivers region files may be read with. Formats that can point at other files or
+#: URLs (OGR VRT, CSV, GML with xlinks, LIBKML network links, SQLite…) are refused: a
+#: user file must never make the server read something else.
+ALLOWED_DRIVERS = ("GeoJSON", "GeoJSONSeq", "GPKG", "ESRI Shapefile", "FlatGeobuf", "KML")
 MAX_REGIONS = 100_000
 #: Block size used to group regions when the files are not tiled (strips).
 DEFAULT_BLOCK = 512
@@ -134,8 +138,12 @@ def read_regions(files: list[tuple[str, str]]) -> Regions:
     for ogr_path, label in files:
         try:
             layers = [str(name) for name, _ in pyogrio.list_layers(ogr_path)]
+            driver = pyogrio.read_info(ogr_path, layer=layers[0])["driver"] if layers else None
         except Exception as exc:  # noqa: BLE001
             raise _unreadable(label, ogr_path, exc) from None
+        if driver not in ALLOWED_DRIVERS:
+            raise RegionsError(f"{label}: {driver or 'unknown'} files are not accepted as "
+                               f"regions; use one of {', '.join(ALLOWED_DRIVERS)}")
         found = 0
         for layer in layers:
             got = _read_layer(ogr_path, layer, label)
