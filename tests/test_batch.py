@@ -434,3 +434,32 @@ def test_json_logs_and_meta_shape(apps):
     assert logs[0]["message"] == "queued" and logs[-1]["message"].startswith("finished")
     assert all(set(e) == {"time", "level", "message"} for e in logs)
     json.dumps(job)
+
+
+def test_table_result_runs_once_and_equals_execute(apps):
+    # zonal_statistics returns a table, not an image: the job runs whole, once, and its
+    # encoded table is the single result file
+    from rasterio.warp import transform_geom
+    from shapely.geometry import box, mapping
+
+    client = apps().test_client()
+    fields = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": name},
+         "geometry": transform_geom("EPSG:32632", "EPSG:4326", mapping(box(*bounds)))}
+        for name, bounds in (("a", (500500, 5095500, 501500, 5096500)),
+                             ("b", (503000, 5098000, 504800, 5099800)))]}
+    assert client.put("/users/me/files/fields.geojson",
+                      data=json.dumps(fields)).status_code in (200, 201, 204)
+    graph = {"process_id": "zonal_statistics", "args": {
+        "imagery": ndvi_graph(None), "regions": "/users/me/files/fields.geojson",
+        "func": "avg"}}
+    output = {"format": "JSON"}
+    job_id, job = _run(client, graph, output)
+    assert job["status"] == "finished", client.get(f"/jobs/{job_id}/logs").get_json()
+    urls = client.get(f"/jobs/{job_id}/download").get_json()
+    assert [u.rsplit("/", 1)[1] for u in urls] == ["result.json", "item.json"]
+    batch = json.loads(fetch(client, urls[0]))
+    resp = client.post("/execute", json={"process_graph": graph, "output": output})
+    assert resp.status_code == 200
+    assert batch == json.loads(resp.data)
+    assert batch  # the table is not empty
