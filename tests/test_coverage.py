@@ -78,7 +78,8 @@ def test_describe_matches_the_engine(small_catalog):
     assert c.bands == ("ndvi",) and c.source_bands == 2
     assert [t.strftime("%Y-%m-%d") for t in c.times] == ["2020-05-01", "2020-05-11",
                                                          "2020-05-21"]
+    assert c.source_dates == 3
     reduced = describe(engine, engine.parse(call("min_time", graph.source)), "r", "r")
-    assert reduced.times is None
+    assert reduced.times is None and reduced.source_dates == 3
 
 

@@ -12,7 +12,7 @@ from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
 from tests.coverage_support import DAYS, GEO, LIMITS, UTM, cov
-from tileserver.core.coverage import Kvp
+from tileserver.core.coverage import Coverage, Kvp
 from tileserver.core.coverage_request import parse_subset, request_10, request_20
 from tileserver.errors import (
     InvalidAxisLabel,
@@ -220,6 +220,12 @@ def test_budget():
     with pytest.raises(LimitExceeded) as exc:
         req20(c, limits, SUBSET=["time(*,*)"])
     assert "3 dates" in exc.value.message
+    # a reduced coverage reads every date of its time range for any answer
+    reduced = Coverage("r", "r", UTM, ("ndvi",), 2, None, "ndvi", source_dates=3)
+    with pytest.raises(LimitExceeded) as exc:
+        req20(reduced, limits)
+    assert "3 dates" in exc.value.message
+    assert req20(reduced, limits, SCALEFACTOR="2").view.width == 200
 
 
 # -- WCS 1.0.0 GetCoverage -------------------------------------------------------------

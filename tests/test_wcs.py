@@ -433,6 +433,15 @@ def test_budget_limits_pixels_bands_and_dates(make_app, small_catalog):
     text = assert_ows20_exception(client.get(path + query + "&SUBSET=time(*,*)"),
                                   "InvalidParameterValue", 413)
     assert "3 dates" in text
+    # the minimum over time reads all three dates for any answer
+    job = client.post("/jobs", json={"process_graph": GRAPHS["utm_min"]}).get_json()
+    service = client.post("/services", json={"job_id": job["job_id"], "type": "wcs"})
+    path = f"/service/wcs/{service.get_json()['service_id']}"
+    query = (f"?SERVICE=WCS&REQUEST=GetCoverage&VERSION=1.0.0&COVERAGE=job_{job['job_id']}"
+             "&CRS=EPSG:32632&FORMAT=GeoTIFF&BBOX=500500,5095500,504500,5099500")
+    assert client.get(path + query + "&WIDTH=200&HEIGHT=200").status_code == 200
+    resp = client.get(path + query + "&WIDTH=400&HEIGHT=400")
+    assert "3 dates" in assert_wcs10_exception(resp, "InvalidParameterValue", 413)
 
 
 def test_revoked_services_answer_404(wcs_app, jobs):

@@ -16,7 +16,7 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError
 from rasterio.warp import transform_bounds
 
-from tileserver.core.evaluator import Engine, Graph
+from tileserver.core.evaluator import Engine, Graph, day_key
 from tileserver.core.view import View
 from tileserver.errors import InvalidParameterValue, LimitExceeded, MissingParameterValue
 
@@ -119,6 +119,7 @@ class Coverage:
     source_bands: int
     times: tuple[datetime, ...] | None
     kind: str
+    source_dates: int = 1  # acquisition days read to compute one answer (all, if reduced)
 
     @cached_property
     def axes(self) -> tuple[tuple[str, str], bool, tuple[str, str]]:
@@ -173,8 +174,10 @@ def describe(engine: Engine, graph: Graph, coverage_id: str, title: str) -> Cove
     view = engine.native_view(graph)
     times = engine.times(graph)
     meta = graph.meta
+    wgs84 = transform_bounds(view.crs, WGS84, *view.bounds, densify_pts=21)
+    days = {day_key(i.datetime) for i in meta.product.items_for(wgs84, meta.time_range)}
     return Coverage(coverage_id, title, view, tuple(meta.bands), len(meta.source_bands),
-                    None if times is None else tuple(times), meta.kind)
+                    None if times is None else tuple(times), meta.kind, max(1, len(days)))
 
 
 # -- requests --------------------------------------------------------------------------
@@ -199,9 +202,10 @@ def check_budget(cov: Coverage, req: CoverageRequest, max_output_pixels: int,
             f"the coverage would be {v.width}x{v.height} = {v.pixels} pixels, more than the "
             f"limit of {max_output_pixels}; request a smaller area or scale it down",
             locator="scalesize")
-    total = v.pixels * max(1, cov.source_bands) * req.dates
+    dates = req.dates if cov.times is not None else cov.source_dates
+    total = v.pixels * max(1, cov.source_bands) * dates
     if total > max_pixels:
         raise LimitExceeded(
-            f"the evaluation would be {v.width}x{v.height} pixels x {cov.source_bands} bands "
-            f"x {req.dates} dates = {total}, more than the budget of {max_pixels}; request a "
-            "smaller area, a coarser scale or fewer dates", locator="subset")
+            f"the evaluation would read {v.width}x{v.height} pixels x {cov.source_bands} "
+            f"bands x {dates} dates = {total}, more than the budget of {max_pixels}; request "
+            "a smaller area, a coarser scale or fewer dates", locator="subset")
