@@ -43,6 +43,7 @@ def test_crs84_and_bad_crs():
 def test_axis_order_of_crs():
     assert axes_of(CRS.from_epsg(32632))[:2] == (("E", "N"), False)
     assert axes_of(CRS.from_epsg(4326))[:2] == (("Lat", "Long"), True)
+    assert axes_of(CRS.from_epsg(3035))[:2] == (("Y", "X"), True)  # northing first
 
 
 # -- descriptions ----------------------------------------------------------------------

@@ -36,6 +36,7 @@ from tileserver.settings import load_settings
 
 UTM_BBOX = (500_500.0, 5_095_500.0, 504_500.0, 5_099_500.0)  # left, bottom, right, top
 GEO_BBOX = (9.01, 46.015, 9.05, 46.045)
+LAEA_BBOX = (4_244_500.0, 2_545_500.0, 4_247_500.0, 2_548_500.0)  # EPSG:3035: northing first
 
 
 def _bbox(b, srs):
@@ -49,6 +50,7 @@ def _ndvi(imagery):
 GRAPHS = {
     "utm_min": call("min_time", _ndvi(_bbox(UTM_BBOX, "EPSG:32632"))),
     "geo_max": call("max_time", _ndvi(_bbox(GEO_BBOX, "EPSG:4326"))),
+    "laea_min": call("min_time", _ndvi(_bbox(LAEA_BBOX, "EPSG:3035"))),
     "series": _ndvi(_bbox(UTM_BBOX, "EPSG:32632")),
     "bands": call("mean_time", call("filter_bands", _bbox(UTM_BBOX, "EPSG:32632"),
                                     bands=["B04", "B08"])),
@@ -122,6 +124,7 @@ def view_of(ds, window=None, shape=None) -> View:
 @pytest.mark.parametrize("name, crs, bounds, reducer, day", [
     ("utm_min", "EPSG:32632", UTM_BBOX, np.fmin, None),
     ("geo_max", "EPSG:4326", GEO_BBOX, np.fmax, None),
+    ("laea_min", "EPSG:3035", LAEA_BBOX, np.fmin, None),
     ("series", "EPSG:32632", UTM_BBOX, None, "2020-05-21"),  # the default: latest date
 ])
 def test_gdal_reads_the_coverage(jobs, small_catalog, tmp_path, version, name, crs, bounds,
@@ -482,6 +485,12 @@ def test_global_endpoint_lists_every_job(wcs_app, jobs, small_catalog):
     assert len(desc.findall("wcs:CoverageDescription", NS)) == 2
     labels = desc.xpath("//gml:Envelope/@axisLabels", namespaces=NS)
     assert labels == ["E N", "Lat Long"]
+    laea = etree.fromstring(client.get(
+        f"/wcs?SERVICE=WCS&REQUEST=DescribeCoverage&VERSION=2.0.1"
+        f"&COVERAGEID={jobs['laea_min'][0]}").data)
+    env = laea.find(".//gml:Envelope", NS)
+    assert env.get("axisLabels") == "Y X"
+    assert env.findtext("gml:lowerCorner", namespaces=NS) == "2545500.0 4244500.0"
 
 
 # -- QGIS (its WCS 1.0.0 provider, headless) --------------------------------------------
