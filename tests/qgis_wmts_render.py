@@ -1,0 +1,61 @@
+"""Run by Debian's ``/usr/bin/python3`` (python3-qgis) from ``tests/test_wmts_qgis.py``: add
+WMTS layers the way QGIS's data source manager does, render them headless, print JSON.
+
+Argument: a JSON list of ``{caps, layer, tms, crs, extent: [xmin, ymin, xmax, ymax], png}``.
+"""
+
+import json
+import os
+import sys
+import tempfile
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+_scratch = tempfile.TemporaryDirectory(prefix="ts-qgis-")
+for var in ("XDG_RUNTIME_DIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "QGIS_CUSTOM_CONFIG_PATH"):
+    os.environ[var] = os.path.join(_scratch.name, var.lower())
+    os.makedirs(os.environ[var], mode=0o700, exist_ok=True)
+
+from qgis.core import (  # noqa: E402
+    QgsApplication,
+    QgsCoordinateReferenceSystem,
+    QgsDataSourceUri,
+    QgsMapRendererParallelJob,
+    QgsMapSettings,
+    QgsRasterLayer,
+    QgsRectangle,
+)
+from qgis.PyQt.QtCore import QSize  # noqa: E402
+from qgis.PyQt.QtGui import QColor  # noqa: E402
+
+app = QgsApplication([], False)
+app.setPrefixPath("/usr", True)
+app.initQgis()
+
+
+def render(caps, layer, tms, crs, extent, png):
+    """Add the layer, render ``extent`` to ``png``; a JSON-able result."""
+    uri = QgsDataSourceUri()
+    for k, v in (("contextualWMSLegend", "0"), ("crs", crs), ("dpiMode", "7"),
+                 ("format", "image/png"), ("layers", layer), ("styles", "default"),
+                 ("tileMatrixSet", tms), ("url", caps)):
+        uri.setParam(k, v)
+    lyr = QgsRasterLayer(bytes(uri.encodedUri()).decode(), "wmts", "wms")
+    # (error().summary() of a valid layer crashes QGIS 3.22)
+    result = {"valid": lyr.isValid(), "error": "" if lyr.isValid() else lyr.error().summary()}
+    if lyr.isValid():
+        ms = QgsMapSettings()
+        ms.setLayers([lyr])
+        ms.setDestinationCrs(QgsCoordinateReferenceSystem(crs))
+        ms.setExtent(QgsRectangle(*extent))
+        ms.setOutputSize(QSize(256, 256))
+        ms.setBackgroundColor(QColor(0, 0, 0, 0))
+        job = QgsMapRendererParallelJob(ms)
+        job.start()
+        job.waitForFinished()
+        job.renderedImage().save(png)
+        result["errors"] = [e.message for e in job.errors()]
+    return result
+
+
+print(json.dumps([render(**spec) for spec in json.loads(sys.argv[1])]))
+app.exitQgis()
