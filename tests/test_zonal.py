@@ -249,6 +249,13 @@ def test_reduced_time_axis_gives_one_value_per_region(engine, reference, home, t
     vals = per_pixel[inside]
     assert_allclose(table.values[0, 0, 0], np.median(vals[np.isfinite(vals)]), rtol=1e-6)
     assert [c for c, _, _ in table.wide_columns()] == ["median"]
+    path = tmp_path / "reduced.gpkg"
+    path.write_bytes(_encode(table, "GPKG"))
+    meta, _, _, fields = pyogrio.raw.read(path, layer="regions")
+    assert list(meta["fields"])[-1] == "median"
+    assert_allclose(fields[-1], table.values[:, 0, 0])
+    _, _, _, (rid, date, band, value, pixels) = pyogrio.raw.read(path, layer="timeseries")
+    assert list(rid) == [1] and np.isnat(date[0]) and value[0] == fields[-1][0]
 
 
 def test_several_bands_give_one_column_per_band_and_date(engine, reference, home, tmp_path):
@@ -611,3 +618,46 @@ def test_a_table_cannot_feed_an_image_process(engine):
         engine.parse(call("min_time", zonal_node))
     assert err.value.status == 400 and err.value.path == "process_graph.args.imagery"
     assert "only be the root" in err.value.message
+
+
+def test_batch_job_queue_poll_download_gpkg(small_catalog, reference, tmp_path):
+    """openEO use case 3: queue a zonal job on a real Dask cluster, poll, download."""
+    from distributed import LocalCluster
+
+    from tests.batch_support import batch_settings, create_job, fetch, status_is, wait_job
+    from tileserver.web.app import create_app
+
+    geoms = [g for _, g in REGIONS]
+    src = write_vector(tmp_path / "f.geojson", geoms, props={"name": [n for n, _ in REGIONS]})
+    graph = {"process_id": "zonal_statistics", "args": {
+        "imagery": b04(), "regions": "/users/me/files/fields/", "func": "median"}}
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      memory_limit="1GiB", dashboard_address=":0") as cluster:
+        app = create_app(batch_settings(tmp_path / "home", [small_catalog],
+                                        cluster.scheduler_address))
+        try:
+            client = app.test_client()
+            assert client.put("/users/me/files/fields/f.geojson",
+                              data=src.read_bytes()).status_code == 201
+            job_id = create_job(client, graph, {"format": "GPKG"})
+            assert client.patch(f"/jobs/{job_id}/queue").status_code == 202
+            job = wait_job(client, job_id, status_is("finished", "error"))
+            assert job["status"] == "finished", client.get(f"/jobs/{job_id}/logs").get_json()
+            urls = client.get(f"/jobs/{job_id}/download").get_json()
+            gpkg = [u for u in urls if u.endswith(".gpkg")]
+            assert len(gpkg) == 1
+            path = tmp_path / "batch.gpkg"
+            path.write_bytes(fetch(client, gpkg[0]))
+        finally:
+            app.extensions["tileserver"].close()
+    meta, _, _, fields = pyogrio.raw.read(path, layer="regions")
+    cols = dict(zip(meta["fields"], fields, strict=True))
+    assert list(cols["name"]) == [n for n, _ in REGIONS]
+    days = reference[0]
+    for ti, day in enumerate(days):
+        got = cols[f"median_{day.replace('-', '_')}"]
+        for ri, geom in enumerate(geoms):
+            value, _ = ref_values(reference, geom, "median")[ti]
+            rtol = 0.05 if ti == WARPED_DATE else 1e-9
+            assert_allclose(got[ri], value, rtol=rtol, err_msg=f"{REGIONS[ri][0]} {day}")
+    assert len(pyogrio.raw.read(path, layer="timeseries")[3][0]) == 3 * len(days)
