@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
@@ -17,6 +17,7 @@ from tileserver.core.evaluator import Engine, Graph
 from tileserver.core.styles import Style, style_from_args
 from tileserver.core.tiles import (
     TileMatrixSet,
+    extent_in,
     get_tms,
     limits,
     tile_bounds,
@@ -87,8 +88,10 @@ class Layer:
     def style(self) -> Style:
         """The style of PNG/JPEG tiles."""
         meta = self.graph.meta
-        ndates = len(self.engine.times(self.graph.__class__(
-            self.graph.root, meta.but(reduced=False), self.graph.source)) or ())
+        ndates = 1
+        if meta.kind == "count":  # the default range of a count is 0..number of dates
+            unreduced = replace(self.graph, meta=meta.but(reduced=False))
+            ndates = len(self.engine.times(unreduced) or ())
         return style_from_args(self.style_args, meta.kind, len(meta.bands), ndates)
 
     def limits(self, tms: TileMatrixSet):
@@ -147,8 +150,6 @@ class Layer:
         return encode_image(cube, fmt, style=self.style)
 
     def _outside(self, tms: TileMatrixSet, bounds) -> bool:
-        from tileserver.core.tiles import extent_in  # noqa: PLC0415
-
         ext = extent_in(tms, *self.extent)
         if ext is None:
             return True
