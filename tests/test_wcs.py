@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 from numpy.testing import assert_allclose
 from owslib.wcs import WebCoverageService
@@ -564,3 +566,49 @@ def test_openeo_use_case_1(make_app, demo_catalog):
         with np.errstate(all="ignore"):
             expected = np.fmin.reduce(ndvi(stack[:, 0], stack[:, 1]), axis=0)
         assert_values(ds.read(1), expected)
+
+
+# -- robustness: any parameter value gives an answer or a 4xx exception, never a 500 -----
+
+_TEXT = st.text(alphabet="0123456789.,-:*()\"' eENijxyt/abcTZ", max_size=24)
+
+
+def _or_garbage(*valid: str):
+    return st.one_of(st.sampled_from(valid), _TEXT)
+
+
+_PARAMS = st.fixed_dictionaries({
+    "VERSION": st.sampled_from(["2.0.1", "1.0.0", "2.0.1", "1.0.0", "1.1.0", ""]),
+}, optional={
+    "SUBSET": st.lists(_or_garbage("E(501000,502000)", "N(5096000,5096500)", "E(501234)",
+                                   'time("2020-05-11")', "time(2020-05-01,2020-05-12)",
+                                   "N(5099000,5095000)", "x,EPSG:4326(9.02,9.03)"),
+                       max_size=3),
+    "SCALESIZE": _or_garbage("i(10),j(20)", "E(7)", "i(0)"),
+    "SCALEFACTOR": _or_garbage("2", "0.5", "-1", "1e400"),
+    "SCALEAXES": _or_garbage("i(2),j(3)", "N(0.5)"),
+    "RANGESUBSET": _or_garbage("ndvi", "1", "ndvi:ndvi", "2"),
+    "OUTPUTCRS": _or_garbage("EPSG:4326", "http://www.opengis.net/def/crs/EPSG/0/3857"),
+    "SUBSETTINGCRS": _or_garbage("EPSG:4326", "EPSG:32632"),
+    "BBOX": _or_garbage("501000,5096000,502000,5097000", "1,2,3,4", "9,46,9.01,46.01"),
+    "WIDTH": _or_garbage("10", "0", "100000"),
+    "HEIGHT": _or_garbage("10", "-5"),
+    "TIME": _or_garbage("2020-05-11", "2020-05-01/2020-05-21", "1999-01-01"),
+    "CRS": _or_garbage("EPSG:32632", "EPSG:4326", "EPSG:3857"),
+})
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(params=_PARAMS)
+def test_garbage_parameters_never_give_500(wcs_app, jobs, params):
+    cid, path, _, _ = jobs["series"]
+    pairs = [("SERVICE", "WCS"), ("REQUEST", "GetCoverage"), ("COVERAGEID", cid),
+             ("COVERAGE", cid), ("FORMAT", "GeoTIFF"), ("CRS", "EPSG:32632")]
+    for key, value in params.items():
+        pairs += [(key, v) for v in (value if isinstance(value, list) else [value])]
+    resp = wcs_app.test_client().get(path, query_string=pairs)
+    assert resp.status_code in (200, 400, 404, 413, 501), resp.data[:500]
+    if resp.status_code != 200:
+        assert b"internal server error" not in resp.data
+        assert etree.fromstring(resp.data).tag.endswith("ExceptionReport")
