@@ -37,10 +37,13 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def cluster():
     """A real LocalCluster with two worker processes, shared by the module's apps."""
+    import dask
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      memory_limit="1GiB", dashboard_address=":0") as cl:
+    # no retries: a task whose worker dies fails at once (test_dead_workers_...)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                         memory_limit="1GiB", dashboard_address=":0") as cl:
         yield cl
 
 
@@ -463,3 +466,18 @@ def test_table_result_runs_once_and_equals_execute(apps):
     assert resp.status_code == 200
     assert batch == json.loads(resp.data)
     assert batch  # the table is not empty
+
+
+def test_dead_workers_mark_the_job_error_with_the_reason(apps, cluster):
+    # keep this test last: it kills the module's workers (their nannies restart them)
+    client = apps(batch_block_size=128, batch_inflight=2).test_client()
+    job_id = create_job(client, ndvi_graph("min_time"))
+    client.patch(f"/jobs/{job_id}/queue")
+    wait_job(client, job_id, lambda j: done_blocks(j) >= 1)
+    for nanny in list(cluster.workers.values()):
+        os.kill(nanny.process.pid, signal.SIGKILL)
+    job = wait_job(client, job_id, status_is("finished", "error"))
+    assert job["status"] == "error"
+    assert "worker died" in job["error"], job["error"]
+    logs = client.get(f"/jobs/{job_id}/logs").get_json()
+    assert logs[-1]["level"] == "error" and "worker died" in logs[-1]["message"]

@@ -62,6 +62,8 @@ def download(job_id: str):
     if job["status"] != "finished":
         raise Conflict(f"job {job_id} is {job['status']}; results exist once it is finished")
     extra = job.get("extra") or {}
+    if not extra.get("results_token"):
+        raise Conflict(f"job {job_id} has no batch results; queue it to compute them")
     root = f"{base_url()}/jobs/{job_id}/results/{extra['results_token']}"
     names = [a["name"] for a in extra.get("results", [])] + ["item.json"]
     return jsonify([f"{root}/{name}" for name in names])
