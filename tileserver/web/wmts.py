@@ -46,38 +46,57 @@ def _ogc() -> None:
 # -- where layers come from ------------------------------------------------------------
 
 
-def service_layers(service_id: str) -> tuple[str, list[Layer]]:
-    """``(root URL, [layer])`` of a ``wmts`` service (404 when gone)."""
-    service, job = live_service(service_id, "wmts")
-    layer = make_layer(runtime().engine, job, service.get("service_args"))
-    if service.get("title"):
-        layer.title = service["title"]
-    return f"{base_url()}/service/wmts/{service_id}", [layer]
+class ServiceLayers:
+    """The one layer of a ``wmts`` service (404 when the service or its job is gone)."""
 
+    def __init__(self, service_id: str):
+        self.service_id = service_id
+        self.root = f"{base_url()}/service/wmts/{service_id}"
+        self.title = "tileserver WMTS service"
 
-def user_layers() -> tuple[str, list[Layer]]:
-    """``(root URL, [layer])``: every job of the current user that is a valid layer."""
-    engine = runtime().engine
-    layers = []
-    for job in runtime().store.list_jobs(current_user()):
-        if job["status"] in REVOKED_STATUSES:
-            continue
-        layer = layer_or_none(engine, job)
-        if layer is not None:
-            layers.append(layer)
-    return f"{base_url()}/wmts", layers
+    def layers(self) -> list[Layer]:
+        """The service's job as a layer, styled by the service args."""
+        service, job = live_service(self.service_id, "wmts")
+        layer = make_layer(runtime().engine, job, service.get("service_args"))
+        if service.get("title"):
+            layer.title = service["title"]
+        return [layer]
 
-
-def user_layer(layer_id: str) -> Layer:
-    """One job of the current user as a layer (InvalidParameterValue when unknown)."""
-    store = runtime().store
-    try:
-        job = store.get_job(layer_id, current_user())
-    except NotFound:
-        job = None
-    if job is None or job["status"] in REVOKED_STATUSES:
+    def layer(self, layer_id: str) -> Layer:
+        """The layer called ``layer_id`` (InvalidParameterValue otherwise)."""
+        for layer in self.layers():
+            if layer.identifier == layer_id:
+                return layer
         raise InvalidParameterValue(f"LAYER {layer_id!r} does not exist", locator="layer")
-    return make_layer(runtime().engine, job)
+
+
+class UserLayers:
+    """Every job of the current user (the global ``/wmts``)."""
+
+    def __init__(self):
+        self.root = f"{base_url()}/wmts"
+        self.title = f"tileserver: jobs of {current_user()}"
+
+    def layers(self) -> list[Layer]:
+        """The jobs whose graph still validates, newest first."""
+        engine = runtime().engine
+        layers = []
+        for job in runtime().store.list_jobs(current_user()):
+            if job["status"] not in REVOKED_STATUSES:
+                layer = layer_or_none(engine, job)
+                if layer is not None:
+                    layers.append(layer)
+        return layers
+
+    def layer(self, layer_id: str) -> Layer:
+        """One job of the user (InvalidParameterValue when unknown)."""
+        try:
+            job = runtime().store.get_job(layer_id, current_user())
+        except NotFound:
+            job = None
+        if job is None or job["status"] in REVOKED_STATUSES:
+            raise InvalidParameterValue(f"LAYER {layer_id!r} does not exist", locator="layer")
+        return make_layer(runtime().engine, job)
 
 
 # -- capabilities ----------------------------------------------------------------------
@@ -120,14 +139,15 @@ def _style_title(layer: Layer) -> str:
     return f"{style.colormap or 'RGB'} {style.vmin:g} to {style.vmax:g}"
 
 
-def capabilities(root: str, layers: list[Layer], title: str) -> Response:
-    """The capabilities document of ``layers`` served under ``root``."""
+def capabilities(source) -> Response:
+    """The capabilities document of a layer source (:class:`ServiceLayers`/:class:`UserLayers`)."""
+    root = source.root
     xml = render_template(
         "wmts_capabilities.xml",
-        title=title,
+        title=source.title,
         kvp_url=f"{root}?",
         capabilities_url=f"{root}/1.0.0/WMTSCapabilities.xml",
-        layers=[_layer_context(root, layer) for layer in layers],
+        layers=[_layer_context(root, layer) for layer in source.layers()],
         tile_matrix_sets=list(tile_matrix_sets().values()),
     )
     return Response(xml, mimetype="application/xml")
@@ -165,8 +185,8 @@ def _required(params: dict, name: str) -> str:
     return value
 
 
-def kvp(layers_of, title: str) -> Response:
-    """Dispatch a KVP request (``layers_of()`` -> ``(root, layers)``)."""
+def kvp(source) -> Response:
+    """Dispatch a KVP request over a layer source."""
     params = _kvp()
     service = _required(params, "service")
     if service.upper() != "WMTS":
@@ -177,8 +197,7 @@ def kvp(layers_of, title: str) -> Response:
         if accept and "1.0.0" not in [v.strip() for v in accept.split(",")]:
             raise VersionNegotiationFailed(
                 f"only version 1.0.0 is supported, not {accept!r}", locator="acceptversions")
-        root, layers = layers_of()
-        return capabilities(root, layers, title)
+        return capabilities(source)
     if req.lower() != "gettile":
         raise OperationNotSupported(
             f"REQUEST {req!r} is not supported; use GetCapabilities or GetTile",
@@ -189,30 +208,20 @@ def kvp(layers_of, title: str) -> Response:
                                     locator="version")
     names = ("layer", "style", "format", "tilematrixset", "tilematrix", "tilerow", "tilecol")
     values = {n: _required(params, n) if n != "style" else params.get(n) for n in names}
-    layer = _pick_layer(layers_of, values["layer"])
+    layer = source.layer(values["layer"])
     return tile_response(layer, values["style"], values["format"], values["tilematrixset"],
                          values["tilematrix"], values["tilerow"], values["tilecol"],
                          params.get("time"))
 
 
-def _pick_layer(layers_of, layer_id: str) -> Layer:
-    if layers_of is user_layers:
-        return user_layer(layer_id)
-    _root, layers = layers_of()
-    for layer in layers:
-        if layer.identifier == layer_id:
-            return layer
-    raise InvalidParameterValue(f"LAYER {layer_id!r} does not exist", locator="layer")
-
-
-def rest_tile(layers_of, layer_id: str, style: str, tms_id: str, z: str, last: str,
+def rest_tile(source, layer_id: str, style: str, tms_id: str, z: str, last: str,
               row: str, time: str | None = None) -> Response:
     """A RESTful GetTile (``last`` is ``{TileCol}.{ext}``)."""
     col, _, ext = last.rpartition(".")
     if not col or ext.lower() not in EXTENSIONS:
         raise InvalidParameterValue(
             f"tile URL must end in {{TileCol}}.png|jpg|tif, got {last!r}", locator="format")
-    layer = _pick_layer(layers_of, layer_id)
+    layer = source.layer(layer_id)
     return tile_response(layer, style, EXTENSIONS[ext.lower()], tms_id, z, row, col, time)
 
 
@@ -223,29 +232,24 @@ _TILE = "/1.0.0/<layer>/<style>/<tms>/<z>/<row>/<last>"
 _TIME_TILE = "/1.0.0/<layer>/<style>/<time>/<tms>/<z>/<row>/<last>"
 
 
-def _service_source(service_id: str):
-    return lambda: service_layers(service_id)
-
-
 @bp.get(_SERVICE)
 def service_kvp(service_id: str):
     """KVP GetCapabilities / GetTile of one service."""
-    live_service(service_id, "wmts")
-    return kvp(_service_source(service_id), "tileserver WMTS service")
+    live_service(service_id, "wmts")  # 404 before any parameter error
+    return kvp(ServiceLayers(service_id))
 
 
 @bp.get(f"{_SERVICE}/1.0.0/WMTSCapabilities.xml")
 def service_capabilities(service_id: str):
     """RESTful capabilities of one service."""
-    root, layers = service_layers(service_id)
-    return capabilities(root, layers, "tileserver WMTS service")
+    return capabilities(ServiceLayers(service_id))
 
 
 @bp.get(_SERVICE + _TILE)
 @bp.get(_SERVICE + _TIME_TILE)
 def service_tile(service_id: str, layer, style, tms, z, row, last, time=None):
     """RESTful tile of one service."""
-    return rest_tile(_service_source(service_id), layer, style, tms, z, last, row, time)
+    return rest_tile(ServiceLayers(service_id), layer, style, tms, z, last, row, time)
 
 
 # -- routes: every job of the user -----------------------------------------------------
@@ -254,18 +258,17 @@ def service_tile(service_id: str, layer, style, tms, z, row, last, time=None):
 @bp.get("/wmts")
 def global_kvp():
     """KVP GetCapabilities / GetTile over all the user's jobs."""
-    return kvp(user_layers, f"tileserver: jobs of {current_user()}")
+    return kvp(UserLayers())
 
 
 @bp.get("/wmts/1.0.0/WMTSCapabilities.xml")
 def global_capabilities():
     """RESTful capabilities over all the user's jobs."""
-    root, layers = user_layers()
-    return capabilities(root, layers, f"tileserver: jobs of {current_user()}")
+    return capabilities(UserLayers())
 
 
 @bp.get("/wmts" + _TILE)
 @bp.get("/wmts" + _TIME_TILE)
 def global_tile(layer, style, tms, z, row, last, time=None):
     """RESTful tile of one of the user's jobs."""
-    return rest_tile(user_layers, layer, style, tms, z, last, row, time)
+    return rest_tile(UserLayers(), layer, style, tms, z, last, row, time)
