@@ -661,3 +661,43 @@ def test_batch_job_queue_poll_download_gpkg(small_catalog, reference, tmp_path):
             rtol = 0.05 if ti == WARPED_DATE else 1e-9
             assert_allclose(got[ri], value, rtol=rtol, err_msg=f"{REGIONS[ri][0]} {day}")
     assert len(pyogrio.raw.read(path, layer="timeseries")[3][0]) == 3 * len(days)
+
+
+def _system_qgis() -> bool:
+    try:
+        return subprocess.run(["/usr/bin/python3", "-c", "import qgis.core"],
+                              capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.skipif(not _system_qgis(), reason="python3-qgis is not installed")
+def test_qgis_opens_both_layers_and_reads_the_series(engine, home, tmp_path):
+    import os
+
+    geoms = [g for _, g in REGIONS] + [box(X0 - 9000, Y0 - 9000, X0 - 8000, Y0 - 8000)]
+    upload(home, "f.geojson", write_vector(tmp_path / "f.geojson", geoms))
+    table = zonal(engine, home, b04())
+    path = tmp_path / "out.gpkg"
+    path.write_bytes(_encode(table, "GPKG"))
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("GDAL_", "PROJ_", "PYTHON", "VIRTUAL_ENV", "CPL_"))}
+    proc = subprocess.run(["/usr/bin/python3", str(Path(__file__).parent / "qgis_gpkg_read.py"),
+                           str(path)], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    regions, ts = doc["regions"], doc["timeseries"]
+    assert regions["valid"] and regions["count"] == 4 and regions["crs"] == "EPSG:32632"
+    assert regions["geometry"] == "MultiPolygon"
+    assert regions["fields"]["avg_2020_05_01"].lower() in ("real", "double")
+    assert ts["valid"] and ts["geometry"] in ("NoGeometry", "Unknown") and ts["count"] == 12
+    assert ts["fields"]["date"].lower() == "date"
+    labels = table.date_labels()
+    for rid, series in doc["series"].items():
+        ri = int(rid) - 1
+        assert [d for d, _ in series] == labels
+        for ti, (_, value) in enumerate(series):
+            if np.isnan(table.values[ri, ti, 0]):
+                assert value is None
+            else:
+                assert value == pytest.approx(table.values[ri, ti, 0])

@@ -1,0 +1,52 @@
+"""Run by Debian's ``/usr/bin/python3`` (python3-qgis) from ``tests/test_zonal.py``: open a
+zonal statistics GeoPackage the way QGIS's browser does and read what a plot would use.
+
+Argument: the GeoPackage path. Prints JSON: per layer its validity, geometry type, feature
+count and field types, and per ``region_id`` the series ``[[date, value], ...]`` read from
+``timeseries`` with a QGIS filter expression, ordered by date (DataPlotly's input).
+"""
+
+import json
+import os
+import sys
+import tempfile
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+_scratch = tempfile.TemporaryDirectory(prefix="ts-qgis-")
+for var in ("XDG_RUNTIME_DIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "QGIS_CUSTOM_CONFIG_PATH"):
+    os.environ[var] = os.path.join(_scratch.name, var.lower())
+    os.makedirs(os.environ[var], mode=0o700, exist_ok=True)
+
+from qgis.core import (  # noqa: E402
+    QgsApplication,
+    QgsFeatureRequest,
+    QgsVectorLayer,
+    QgsWkbTypes,
+)
+
+app = QgsApplication([], False)
+app.setPrefixPath("/usr", True)
+app.initQgis()
+
+path = sys.argv[1]
+out = {}
+for name in ("regions", "timeseries"):
+    lyr = QgsVectorLayer(f"{path}|layername={name}", name, "ogr")
+    out[name] = {
+        "valid": lyr.isValid(),
+        "geometry": QgsWkbTypes.displayString(lyr.wkbType()),
+        "count": lyr.featureCount(),
+        "crs": lyr.crs().authid(),
+        "fields": {f.name(): f.typeName() for f in lyr.fields()},
+    }
+    if name == "timeseries":
+        series = {}
+        for rid in sorted({f["region_id"] for f in lyr.getFeatures()}):
+            req = QgsFeatureRequest().setFilterExpression(f'"region_id" = {rid}')
+            req.addOrderBy('"date"')
+            # a NULL is a null QVariant, not a float
+            series[rid] = [[f["date"].toString("yyyy-MM-dd"),
+                            f["value"] if isinstance(f["value"], float) else None]
+                           for f in lyr.getFeatures(req)]
+        out["series"] = series
+print(json.dumps(out, default=str))
