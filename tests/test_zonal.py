@@ -95,14 +95,14 @@ def reproject_geoms(geoms, dst: str, src: str = "EPSG:32632"):
             for g in geoms]
 
 
-def zipped_shapefile(folder: Path, name: str, geoms, crs: str) -> Path:
+def zipped_shapefile(folder: Path, name: str, geoms, crs: str, inner: str = "") -> Path:
     tmp = folder / f"_{name}"
     tmp.mkdir()
     write_vector(tmp / f"{name}.shp", geoms, crs=crs)
     target = folder / f"{name}.zip"
     with zipfile.ZipFile(target, "w") as zf:
         for f in sorted(tmp.iterdir()):
-            zf.write(f, f.name)
+            zf.write(f, inner + f.name)
     shutil.rmtree(tmp)
     return target
 
@@ -279,7 +279,7 @@ def test_folder_of_geojson_gpkg_and_zipped_shapefile_in_any_crs(engine, home, tm
     upload(home, "all/b.gpkg", write_vector(tmp_path / "b.gpkg", reproject_geoms(
         geoms, "EPSG:4326"), crs="EPSG:4326", driver="GPKG"))
     upload(home, "all/sub/c.zip", zipped_shapefile(tmp_path, "c", reproject_geoms(
-        geoms, "EPSG:3857"), "EPSG:3857"))
+        geoms, "EPSG:3857"), "EPSG:3857", inner="fields/"))  # zipped with its folder
     upload(home, "all/notes.txt", b"not a region file, ignored")
     table = zonal(engine, home, b04(), regions="/users/me/files/all/")
     assert table.regions.sources == ["all/a.geojson"] * 3 + ["all/b.gpkg"] * 3 + [
@@ -294,6 +294,14 @@ def test_folder_of_geojson_gpkg_and_zipped_shapefile_in_any_crs(engine, home, tm
     assert one.regions.crs.to_epsg() == 3857 and len(one.regions) == 3
 
 
+def _zip_of(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
 BAD_FILES = {
     "garbage.geojson": (b"\x00\x01 this is not json", "not a vector file OGR can read"),
     "empty.geojson": (b'{"type": "FeatureCollection", "features": []}', "no polygon"),
@@ -304,6 +312,7 @@ BAD_FILES = {
         {"type": "Feature", "properties": {"a": 1}, "geometry": None}]}).encode(),
         "no geometry"),
     "broken.zip": (b"PK\x03\x04 truncated", "not a vector file OGR can read"),
+    "docs.zip": (_zip_of({"readme.txt": b"no regions here"}), "holds no region file"),
     # an OGR VRT disguised as GeoJSON would make the server read its own files
     "sneaky.geojson": (b"""<OGRVRTDataSource><OGRVRTLayer name="p">
         <SrcDataSource>CSV:/etc/passwd</SrcDataSource>

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import zipfile
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,13 +72,12 @@ def region_files(target: Path, base: Path) -> list[tuple[str, str]]:
     """``(OGR path, label)`` of a regions file, or of every region file in a folder."""
     base = base.resolve()
 
-    def entry(p: Path) -> tuple[str, str]:
+    def entries(p: Path) -> list[tuple[str, str]]:
         label = p.resolve().relative_to(base).as_posix()
-        ogr = f"/vsizip/{p}" if p.suffix.lower() == ".zip" else str(p)
-        return ogr, label
+        return _zip_members(p, label) if p.suffix.lower() == ".zip" else [(str(p), label)]
 
     if target.is_file():
-        return [entry(target)]
+        return entries(target)
     found = sorted(
         p for p in target.rglob("*")
         if p.is_file() and not p.is_symlink() and p.suffix.lower() in REGION_SUFFIXES
@@ -87,7 +87,27 @@ def region_files(target: Path, base: Path) -> list[tuple[str, str]]:
         raise RegionsError(
             f"the folder {target.relative_to(base).as_posix() or '/'} holds no region file "
             f"({', '.join(REGION_SUFFIXES)})")
-    return [entry(p) for p in found]
+    return [e for p in found for e in entries(p)]
+
+
+def _zip_members(path: Path, label: str) -> list[tuple[str, str]]:
+    """The region files inside a zip (a zipped shapefile, possibly in a sub-folder)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = sorted(n for n in zf.namelist()
+                           if Path(n).suffix.lower() in REGION_SUFFIXES
+                           and Path(n).suffix.lower() != ".zip"
+                           and not any(part.startswith((".", "__MACOSX"))
+                                       for part in Path(n).parts))
+    except (zipfile.BadZipFile, OSError):
+        raise RegionsError(f"{label}: not a vector file OGR can read (not a valid zip "
+                           "archive)") from None
+    if not names:
+        raise RegionsError(f"{label}: the zip archive holds no region file "
+                           f"({', '.join(s for s in REGION_SUFFIXES if s != '.zip')})")
+    if len(names) == 1:
+        return [(f"/vsizip/{path}/{names[0]}", label)]
+    return [(f"/vsizip/{path}/{n}", f"{label}/{n}") for n in names]
 
 
 def _read_layer(ogr_path: str, layer: str, label: str):
