@@ -179,6 +179,7 @@ def main() -> None:
     ap.add_argument("--polygons", type=int, default=1000)
     ap.add_argument("--rasterstats-python", default=None)
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)
 
     catalog_json = write_demo_catalog(Path(args.demo_dir))
     catalog = Catalog.load([str(catalog_json)])
@@ -202,20 +203,23 @@ def main() -> None:
                               crs="EPSG:32632", geometry_type="Polygon")
             UserFiles(home / "files", "me", 10**9).write("parcels.geojson",
                                                          [geojson.read_bytes()])
-            runs = [run_tileserver(catalog, home) for _ in range(args.n)]
+            # the methods take turns in every round, so that a busy machine slows them alike
+            runs, whole, wins, rs = [], [], [], []
+            for _ in range(args.n):
+                runs.append(run_tileserver(catalog, home))
+                whole.append(run_whole_band(files, geoms))
+                wins.append(run_windows(files, geoms))
+                if args.rasterstats_python:
+                    rs.append(run_rasterstats(args.rasterstats_python, geojson, files))
             ref = runs[0][0]
             ts = med([r[1] for r in runs])
             rows = [("tileserver zonal_statistics", ts, runs[0][2], ref),
-                    ("  + GPKG encoding (extra)", med([r[3] for r in runs]), 0.0, None)]
-            whole = [run_whole_band(files, geoms) for _ in range(args.n)]
-            rows.append(("rasterio+numpy, whole band", med([w[1] for w in whole]),
-                         whole[0][2], whole[0][0]))
-            wins = [run_windows(files, geoms) for _ in range(args.n)]
-            rows.append(("rasterio, window per polygon", med([w[1] for w in wins]),
-                         wins[0][2], wins[0][0]))
-            if args.rasterstats_python:
-                rs = [run_rasterstats(args.rasterstats_python, geojson, files)
-                      for _ in range(args.n)]
+                    ("  + GPKG encoding (extra)", med([r[3] for r in runs]), 0.0, None),
+                    ("rasterio+numpy, whole band", med([w[1] for w in whole]), whole[0][2],
+                     whole[0][0]),
+                    ("rasterio, window per polygon", med([w[1] for w in wins]), wins[0][2],
+                     wins[0][0])]
+            if rs:
                 rows.append(("rasterstats.zonal_stats", med([r[1] for r in rs]), float("nan"),
                              rs[0][0]))
             for method, seconds, read, values in rows:
@@ -223,7 +227,7 @@ def main() -> None:
                 if values is not None and not np.array_equal(np.isnan(values), np.isnan(ref)):
                     diff += " (nulls differ)"
                 print(f"{name:18} {method:34} {seconds:9.3f} {seconds / ts:12.2f}x "
-                      f"{read / 1e6:9.2f} {diff:>10}")
+                      f"{read / 1e6:9.2f} {diff:>10}", flush=True)
     print("\nratio > 1: slower than tileserver.")
 
 
