@@ -234,3 +234,13 @@ def test_metrics_endpoint(client):
         "tileserver_evaluations_total", 0) + 2
     assert after["tileserver_evaluation_seconds_count"] == before.get(
         "tileserver_evaluation_seconds_count", 0) + 2
+
+
+def test_cached_results_are_read_only(small_catalog):
+    engine = make_engine(small_catalog)
+    cube = engine.evaluate(engine.parse(call("NDVI", SUB, red="B04", nir="B08")), VIEW)
+    with pytest.raises(ValueError, match="read-only"):
+        cube.data[0, 0, 0, 0] = 1.0
+    cache = NodeCache(1000)
+    value = cache.get_or_compute("k", lambda: arr(10))
+    assert not value.flags.writeable

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Any
 
+import numpy as np
 from cachetools import LRUCache
 
 from tileserver.core import metrics
@@ -13,6 +14,14 @@ from tileserver.core import metrics
 
 def _sizeof(value: Any) -> int:
     return max(1, int(getattr(value, "nbytes", 1024)))
+
+
+def _freeze(value: Any) -> None:
+    """Make a shared result's arrays read-only: a consumer that writes into a cached cube
+    would corrupt every later request, so it fails loudly instead."""
+    for arr in (value, getattr(value, "data", None)):
+        if isinstance(arr, np.ndarray):
+            arr.setflags(write=False)
 
 
 class NodeCache:
@@ -46,6 +55,7 @@ class NodeCache:
         """Store a value unless it alone exceeds the cache."""
         if self.max_bytes <= 0 or _sizeof(value) > self.max_bytes:
             return
+        _freeze(value)
         with self._lock:
             self._lru[key] = value
             metrics.CACHE_BYTES.set(self._lru.currsize)
