@@ -152,14 +152,23 @@ def select_times(cov: Coverage, subset: _Subset | list[str]) -> tuple[datetime, 
     return keep
 
 
-def _extent_in(cov: Coverage, crs: CRS) -> tuple[float, float, float, float]:
-    if crs == cov.view.crs:
-        return cov.view.bounds
+def reproject_bounds(bounds, src: CRS, dst: CRS, error=InvalidSubsetting,
+                     locator: str = "subsettingcrs") -> tuple[float, float, float, float]:
+    """``bounds`` from ``src`` to ``dst``, or ``error`` when ``dst`` cannot express them."""
+    if src == dst:
+        return tuple(bounds)  # type: ignore[return-value]
     try:
-        return transform_bounds(cov.view.crs, crs, *cov.view.bounds, densify_pts=21)
+        out = transform_bounds(src, dst, *bounds, densify_pts=21)
     except Exception as exc:  # noqa: BLE001 - outside the CRS's area of use
-        raise InvalidSubsetting(f"the coverage cannot be expressed in {crs_code(crs)}: {exc}",
-                                locator="subsettingcrs") from None
+        raise error(f"the area cannot be expressed in {crs_code(dst)}: {exc}",
+                    locator=locator) from None
+    if not all(math.isfinite(v) for v in out) or out[0] >= out[2] or out[1] >= out[3]:
+        raise error(f"the area cannot be expressed in {crs_code(dst)}", locator=locator)
+    return out
+
+
+def _extent_in(cov: Coverage, crs: CRS) -> tuple[float, float, float, float]:
+    return reproject_bounds(cov.view.bounds, cov.view.crs, crs)
 
 
 def _trim(axis: str, full: tuple[float, float], sub: _Subset) -> tuple[float, float, bool]:
@@ -370,7 +379,8 @@ def request_20(cov: Coverage, kvp: Kvp, limits: tuple[int, int]) -> CoverageRequ
     else:
         bounds = _sliced_bounds(xs, ys, full, native)
         if out_crs != sub_crs:
-            bounds = transform_bounds(sub_crs, out_crs, *bounds, densify_pts=21)
+            bounds = reproject_bounds(bounds, sub_crs, out_crs, OutputCrsNotSupported,
+                                      "outputcrs")
     sizes = _scaling(cov, kvp)
     fields = fields_of(cov, kvp.get("RANGESUBSET"))
     return _finish(cov, out_crs, bounds, sizes, (xs[2], ys[2]), times, fields, limits)
@@ -416,7 +426,7 @@ def request_10(cov: Coverage, kvp: Kvp, limits: tuple[int, int]) -> CoverageRequ
     else:
         bounds = _extent_in(cov, crs)
     if out_crs != crs:
-        bounds = transform_bounds(crs, out_crs, *bounds, densify_pts=21)
+        bounds = reproject_bounds(bounds, crs, out_crs, InvalidParameterValue, "response_crs")
     sizes = _Sizes()
     if "WIDTH" in kvp or "HEIGHT" in kvp:
         sizes.width = _positive_int(kvp.require("WIDTH"), "width")
