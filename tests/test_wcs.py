@@ -151,6 +151,14 @@ def test_gdal_reads_the_coverage(jobs, small_catalog, tmp_path, version, name, c
         assert_values(scaled, reference(small_catalog, view_of(ds, shape=shape), reducer, day))
 
 
+def test_gdal_wcs10_reads_the_date_it_is_given(jobs, small_catalog, tmp_path):
+    """GDAL sends the ``time`` of the dataset name first, then its default (the last
+    timePosition of the description): the first one is the one asked for."""
+    cid, _, url, _ = jobs["series"]
+    with gdal_open(url, cid, "1.0.0", tmp_path, "&time=2020-05-11T10:00:00Z") as ds:
+        assert_values(ds.read(1), reference(small_catalog, view_of(ds), day="2020-05-11"))
+
+
 def test_gdal_lists_coverages_of_the_global_endpoint(jobs, server, tmp_path):
     with rasterio.open(f"WCS:{server.url}/wcs?version=2.0.1",
                        CACHE_DIR=str(tmp_path)) as ds:
