@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -89,21 +88,3 @@ def read_result(client, url: str) -> tuple[np.ndarray, dict]:
         return src.read(), {"crs": src.crs, "transform": src.transform, "profile": src.profile,
                             "tags": src.tags(), "media_type": resp.mimetype,
                             "count": src.count, "is_tiled": src.profile.get("tiled")}
-
-
-class LiveServer:
-    """The app on a real HTTP server (werkzeug, threaded) on a free port."""
-
-    def __init__(self, app):
-        from werkzeug.serving import make_server  # noqa: PLC0415
-
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        """Stop serving."""
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()

@@ -18,7 +18,6 @@ import rasterio
 import requests
 
 from tests.batch_support import (
-    LiveServer,
     batch_settings,
     create_job,
     done_blocks,
@@ -29,6 +28,7 @@ from tests.batch_support import (
     wait_job,
 )
 from tests.synthetic import make_catalog
+from tests.wmts_support import LiveServer
 from tileserver.web.app import create_app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -407,9 +407,9 @@ def test_killed_server_leaves_no_job_running_forever(apps, tmp_path, cluster, ca
 
 
 def test_batch_extent_may_exceed_max_pixels(apps):
-    # one evaluation may hold at most 100 000 pixels x bands x dates; the job is 512 x 512
+    # one evaluation may hold at most 400 000 pixels x bands x dates; the job is 512 x 512
     # x 2 bands x 3 dates, so the runner shrinks its blocks until each one fits
-    app = apps(batch_block_size=1024, batch_inflight=4, max_pixels=100_000)
+    app = apps(batch_block_size=1024, batch_inflight=4, max_pixels=400_000)
     client = app.test_client()
     graph = ndvi_graph("min_time")
     assert client.post("/execute", json={"process_graph": graph}).status_code == 413
