@@ -371,3 +371,23 @@ def test_jobs_sharing_a_subgraph_share_the_cache(client, wmts):
     assert _kvp_tile(client, other_service, other, "image/tiff").status_code == 200
     assert _counter(metrics.SOURCE_READS) == reads  # NDVI of this tile came from the cache
     assert _counter(metrics.CACHE_HITS) > hits
+
+
+def test_patching_the_job_or_the_service_changes_the_tiles(client, wmts):
+    job, service = wmts["reduced"]
+    before = _kvp_tile(client, service, job, "image/tiff")
+    patched = client.patch(f"/jobs/{job}", json={"process_graph": ndvi_graph(reduce="max_time")})
+    assert patched.status_code == 200
+    after = _kvp_tile(client, service, job, "image/tiff")
+    assert after.headers["ETag"] != before.headers["ETag"]
+    with MemoryFile(before.data) as m1, m1.open() as a, MemoryFile(after.data) as m2, \
+            m2.open() as b:
+        diff = b.read(1) - a.read(1)
+    assert np.nanmin(diff) >= 0 and np.nanmax(diff) > 0  # max_time >= min_time
+    png_before = _kvp_tile(client, service, job)
+    resp = client.patch(f"/services/{service['service_id']}",
+                        json={"args": {"colormap": "magma", "range": [0, 1]}})
+    assert resp.status_code == 200
+    png_after = _kvp_tile(client, service, job)
+    assert png_after.headers["ETag"] != png_before.headers["ETag"]
+    assert png_after.data != png_before.data

@@ -4,11 +4,15 @@ the viewer). Tiles are evaluated lazily by the core for the tile's view only."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import threading
+import weakref
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
+from cachetools import LRUCache
 from rasterio.crs import CRS
 
 from tileserver.core.cube import Cube, empty
@@ -157,11 +161,30 @@ class Layer:
             or bounds[1] >= ext[3]
 
 
-def make_layer(engine: Engine, job: dict, service_args: dict | None = None) -> Layer:
-    """The layer of a job (its stored graph, re-validated against the current catalog)."""
-    graph = engine.parse(job["process_graph"])
-    return Layer(job["job_id"], job.get("title") or job["job_id"], job, graph, engine,
-                 _style_args(job, service_args))
+#: Recently used layers per engine: parsing, extents, dates and styles once per job version.
+_LAYERS: weakref.WeakKeyDictionary[Engine, LRUCache] = weakref.WeakKeyDictionary()
+_LAYERS_LOCK = threading.Lock()
+
+
+def make_layer(engine: Engine, job: dict, service_args: dict | None = None,
+               title: str | None = None) -> Layer:
+    """The layer of a job (its stored graph, validated against the current catalog).
+
+    Memoised per engine, job version (``updated``), service args and title, so that a tile
+    request does not parse the graph or recompute the layer's extent and dates again.
+    """
+    title = title or job.get("title") or job["job_id"]
+    key = (job["job_id"], str(job.get("updated")), title,
+           json.dumps([job.get("output"), service_args], sort_keys=True, default=str))
+    with _LAYERS_LOCK:
+        cache = _LAYERS.setdefault(engine, LRUCache(maxsize=256))
+        layer = cache.get(key)
+    if layer is None:
+        graph = engine.parse(job["process_graph"])
+        layer = Layer(job["job_id"], title, job, graph, engine, _style_args(job, service_args))
+        with _LAYERS_LOCK:
+            cache[key] = layer
+    return layer
 
 
 def check_tile(tms_id: str, z: str, row: str, col: str) -> tuple[str, str, int, int]:

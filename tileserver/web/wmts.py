@@ -57,10 +57,8 @@ class ServiceLayers:
     def layers(self) -> list[Layer]:
         """The service's job as a layer, styled by the service args."""
         service, job = live_service(self.service_id, "wmts")
-        layer = make_layer(runtime().engine, job, service.get("service_args"))
-        if service.get("title"):
-            layer.title = service["title"]
-        return [layer]
+        return [make_layer(runtime().engine, job, service.get("service_args"),
+                           service.get("title"))]
 
     def layer(self, layer_id: str) -> Layer:
         """The layer called ``layer_id`` (InvalidParameterValue otherwise)."""
