@@ -710,3 +710,21 @@ def test_qgis_opens_both_layers_and_reads_the_series(engine, home, tmp_path):
                 assert value is None
             else:
                 assert value == pytest.approx(table.values[ri, ti, 0])
+
+
+def test_clashing_attribute_names_get_unique_columns(engine, home, tmp_path):
+    # GeoPackage column names are case-insensitive: 'Name' and 'name' cannot both exist
+    upload(home, "a.geojson", write_vector(tmp_path / "a.geojson", [REGIONS[0][1]], props={
+        "Name": ["x"], "AVG_2020_05_01": [1.5], "REGION_ID": [7]}))
+    upload(home, "b.geojson", write_vector(tmp_path / "b.geojson", [REGIONS[1][1]], props={
+        "name": ["y"]}))
+    table = zonal(engine, home, b04())
+    path = tmp_path / "out.gpkg"
+    path.write_bytes(_encode(table, "GPKG"))
+    meta, _, _, fields = pyogrio.raw.read(path, layer="regions")
+    names = list(meta["fields"])
+    assert len({n.lower() for n in names}) == len(names)
+    cols = dict(zip(names, fields, strict=True))
+    assert list(cols["Name"]) == ["x", None] and list(cols["attr_name"]) == [None, "y"]
+    assert cols["attr_AVG_2020_05_01"][0] == 1.5 and cols["attr_REGION_ID"][0] == 7
+    assert_allclose(cols["avg_2020_05_01"], table.values[:, 0, 0])

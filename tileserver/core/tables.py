@@ -103,12 +103,18 @@ class ZonalTable:
         return out
 
     def attribute_columns(self) -> list[tuple[str, str]]:
-        """``(output name, attribute name)``, renaming those that clash with ours."""
-        wide = {c for c, _, _ in self.wide_columns()}
+        """``(output name, attribute name)``, renaming those that clash with ours or with
+        each other (GeoPackage column names are case-insensitive)."""
+        taken = RESERVED | {c.lower() for c, _, _ in self.wide_columns()}
         out = []
         for name in self.regions.attributes:
-            clash = name.lower() in RESERVED or name in wide
-            out.append((f"attr_{name}" if clash else name, name))
+            out_name = f"attr_{name}" if name.lower() in taken else name
+            n = 2
+            while out_name.lower() in taken:
+                out_name = f"attr_{name}_{n}"
+                n += 1
+            taken.add(out_name.lower())
+            out.append((out_name, name))
         return out
 
 
