@@ -479,6 +479,24 @@ def test_revoked_services_answer_404(wcs_app, jobs):
                            "NotFound", 404)
 
 
+def test_a_job_computing_a_table_is_no_coverage(wcs_app, jobs):
+    client = wcs_app.test_client()
+    graph = {"process_id": "zonal_statistics", "args": {
+        "imagery": GRAPHS["series"], "regions": "/users/me/files/fields.geojson",
+        "func": "avg"}}
+    job = client.post("/jobs", json={"process_graph": graph})
+    assert job.status_code == 201, job.data
+    job_id = job.get_json()["job_id"]
+    sid = client.post("/services", json={"job_id": job_id, "type": "wcs"}).get_json()[
+        "service_id"]
+    text = assert_ows20_exception(
+        client.get(f"/service/wcs/{sid}?service=WCS&request=GetCapabilities"),
+        "NoSuchCoverage", 404)
+    assert "not a coverage" in text
+    caps = client.get("/wcs?service=WCS&request=GetCapabilities")
+    assert caps.status_code == 200 and job_id.encode() not in caps.data
+
+
 def test_global_endpoint_lists_every_job(wcs_app, jobs, small_catalog):
     client = wcs_app.test_client()
     doc = etree.fromstring(client.get("/wcs?service=WCS&request=GetCapabilities").data)

@@ -42,7 +42,9 @@ PROFILES = (
     "record-subsetting",
 )
 EXTRA_CRS = (4326, 3857)
-QUANTITY = "http://www.opengis.net/def/property/OGC/0/Radiance"
+QUANTITY = "http://www.opengis.net/def/dataType/OGC/0/float32"
+#: Result kinds that are not rasters (their jobs are no coverages).
+NOT_RASTERS = ("table",)
 
 
 @dataclass
@@ -62,6 +64,9 @@ def coverage_id(job: dict) -> str:
 def _entry(job: dict) -> Entry:
     engine = runtime().engine
     graph = engine.parse(job["process_graph"])
+    if graph.meta.kind in NOT_RASTERS:
+        raise NoSuchCoverage(f"job {job['job_id']} computes a {graph.meta.kind} (e.g. zonal "
+                             "statistics), not a coverage", locator="coverageid")
     title = job.get("title") or f"job {job['job_id']}"
     return Entry(describe(engine, graph, coverage_id(job), title), graph, job)
 
