@@ -1,7 +1,7 @@
 """WMTS tile throughput (issue 3). Prints a table; no assertions.
 
     .venv/bin/python bench/bench_wmts.py [--demo-dir DIR] [--per-zoom 24] [--clients 8]
-                                         [--titiler-venv /tmp/titiler-venv]
+                                         [--rounds 3] [--titiler-venv /tmp/titiler-venv]
 
 Against a ``tileserver serve`` process (gunicorn, 1 worker x 8 threads) on loopback, with
 8 concurrent clients (a thread pool of ``requests`` sessions), over GoogleMapsCompatible
@@ -12,7 +12,8 @@ TileMatrixSetLimits in the capabilities; the same tiles for every server):
     TiTiler (``titiler.core`` ``TilerFactory`` under uvicorn, installed in a SEPARATE venv:
     ``python3 -m venv /tmp/titiler-venv && /tmp/titiler-venv/bin/pip install titiler.core
     uvicorn``) serving the same COG, in the same run. A priming pass (untimed) reads the
-    file once so that both servers find it in the OS page cache.
+    file once so that both servers find it in the OS page cache; each round starts a fresh
+    tileserver (cold node cache) and alternates which server goes first; medians are shown.
 (b) the openEO example ``min_time(NDVI(...))`` over January 2017: a cold pass (fresh node
     cache) and a warm pass over the same tiles, with the cache hit ratio from ``/metrics``.
 """
@@ -211,72 +212,106 @@ def main() -> None:
     ap.add_argument("--per-zoom", type=int, default=24)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--titiler-venv", default="/tmp/titiler-venv")
     args = ap.parse_args()
 
     catalog = write_demo_catalog(Path(args.demo_dir))
     tmp = Path(tempfile.mkdtemp(prefix="bench-wmts-"))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "TILESERVER_HOME": str(tmp / "home"),
-           "TILESERVER_CATALOG": str(catalog)}
-    ts = start([sys.executable, "-m", "tileserver.cli", "serve", "--port", str(port),
-                "--workers", str(args.workers)], env, f"{base}/", tmp / "tileserver.log")
-    titiler = None
-    results = []
+    cog = _scene_cog(catalog.parent, SCENE_DAY, "B04")
+    titiler, tport = None, free_port()
+    tt_bin = Path(args.titiler_venv) / "bin" / "uvicorn"
+    if tt_bin.exists():
+        (tmp / "titiler_app.py").write_text(TITILER_APP)
+        titiler = start([str(tt_bin), "titiler_app:app", "--app-dir", str(tmp), "--port",
+                         str(tport), "--log-level", "warning"], dict(os.environ),
+                        f"http://127.0.0.1:{tport}/docs", tmp / "titiler.log")
+    runs: dict[str, list[dict]] = {}
+    ratios: dict[str, list[float]] = {}
     try:
-        # (a) single date, single band vs TiTiler
-        job, url = job_service(base, SINGLE, {"colormap": "gray", "range": [0, 3000]})
-        caps = requests.get(f"{url}/1.0.0/WMTSCapabilities.xml", timeout=60).content
-        tiles = tiles_from_capabilities(caps, job, args.per_zoom)
-        ts_urls = [f"{url}/1.0.0/{job}/default/GoogleMapsCompatible/{z}/{r}/{c}.png"
-                   for z, r, c in tiles]
-        items = json.loads((catalog.parent / "S2_L2A_T32TPS_20M" / "collection.json")
-                           .read_text())
-        cog = _scene_cog(catalog.parent, items, SCENE_DAY, "B04")
-        tiles = inside_cog(tiles, cog)  # TiTiler answers 500 for tiles outside the file
-        ts_urls = [f"{url}/1.0.0/{job}/default/GoogleMapsCompatible/{z}/{r}/{c}.png"
-                   for z, r, c in tiles]
-        tt_bin = Path(args.titiler_venv) / "bin" / "uvicorn"
-        if tt_bin.exists():
-            (tmp / "titiler_app.py").write_text(TITILER_APP)
-            tport = free_port()
-            titiler = start([str(tt_bin), "titiler_app:app", "--app-dir", str(tmp),
-                             "--port", str(tport), "--log-level", "warning"],
-                            dict(os.environ), f"http://127.0.0.1:{tport}/docs",
-                            tmp / "titiler.log")
-            tt_urls = [f"http://127.0.0.1:{tport}/cog/tiles/WebMercatorQuad/{z}/{c}/{r}.png"
-                       f"?url={cog}&rescale=0,3000&colormap_name=gray" for z, r, c in tiles]
-            load(tt_urls, args.clients)  # priming: the COG into the OS page cache
-        results.append(row("(a) tileserver single band, cold cache", load(ts_urls, args.clients)))
-        if titiler is not None:
-            results.append(row("(a) TiTiler same COG", load(tt_urls, args.clients)))
-        else:
-            results.append(f"(a) TiTiler skipped: {tt_bin} not found")
-        results.append(row("(a) tileserver single band, warm cache", load(ts_urls, args.clients)))
-
-        # (b) the openEO example
-        job, url = job_service(base, EXAMPLE)
-        caps = requests.get(f"{url}/1.0.0/WMTSCapabilities.xml", timeout=60).content
-        tiles = tiles_from_capabilities(caps, job, args.per_zoom)
-        urls = [f"{url}/1.0.0/{job}/default/GoogleMapsCompatible/{z}/{r}/{c}.png"
-                for z, r, c in tiles]
-        for label in ("cold", "warm"):
-            h0, m0 = cache_counters(base)
-            res = load(urls, args.clients)
-            h1, m1 = cache_counters(base)
-            ratio = (h1 - h0) / max(1.0, (h1 - h0) + (m1 - m0))
-            results.append(row(f"(b) min_time(NDVI) Jan 2017, {label} cache", res)
-                           + f"   hit ratio {ratio:.2f}")
+        for rnd in range(args.rounds):
+            with Tileserver(catalog, tmp / f"home{rnd}", args.workers) as base:
+                # (a) single date, single band vs TiTiler; the order alternates per round
+                job, url = job_service(base, SINGLE, {"colormap": "gray", "range": [0, 3000]})
+                caps = requests.get(f"{url}/1.0.0/WMTSCapabilities.xml", timeout=60).content
+                # TiTiler answers 500 for tiles outside the file: keep tiles inside it
+                tiles = inside_cog(tiles_from_capabilities(caps, job, args.per_zoom), cog)
+                ts_urls = [f"{url}/1.0.0/{job}/default/GoogleMapsCompatible/{z}/{r}/{c}.png"
+                           for z, r, c in tiles]
+                tt_urls = [f"http://127.0.0.1:{tport}/cog/tiles/WebMercatorQuad/{z}/{c}/{r}"
+                           f".png?url={cog}&rescale=0,3000&colormap_name=gray"
+                           for z, r, c in tiles]
+                if rnd == 0 and titiler is not None:
+                    load(tt_urls, args.clients)  # priming: the COG into the OS page cache
+                order = [("ts", ts_urls), ("tt", tt_urls)]
+                if rnd % 2:
+                    order.reverse()
+                for name, urls in order:
+                    if name == "tt" and titiler is None:
+                        continue
+                    label = ("(a) tileserver single band, cold cache" if name == "ts"
+                             else "(a) TiTiler, same COG and tiles")
+                    runs.setdefault(label, []).append(load(urls, args.clients))
+                runs.setdefault("(a) tileserver single band, warm cache", []).append(
+                    load(ts_urls, args.clients))
+                # (b) the openEO example, cold then warm
+                job, url = job_service(base, EXAMPLE)
+                caps = requests.get(f"{url}/1.0.0/WMTSCapabilities.xml", timeout=60).content
+                tiles = tiles_from_capabilities(caps, job, args.per_zoom)
+                urls = [f"{url}/1.0.0/{job}/default/GoogleMapsCompatible/{z}/{r}/{c}.png"
+                        for z, r, c in tiles]
+                for temp in ("cold", "warm"):
+                    label = f"(b) min_time(NDVI) Jan 2017, {temp} cache"
+                    h0, m0 = cache_counters(base)
+                    runs.setdefault(label, []).append(load(urls, args.clients))
+                    h1, m1 = cache_counters(base)
+                    ratios.setdefault(label, []).append(
+                        (h1 - h0) / max(1.0, (h1 - h0) + (m1 - m0)))
     finally:
-        stop(ts)
         if titiler is not None:
             stop(titiler)
-    print(f"{args.clients} clients, {args.per_zoom} tiles per zoom 9-14, "
-          f"tileserver workers={args.workers}")
+    print(f"{args.clients} clients, {args.per_zoom} tiles per zoom 9-14, tileserver "
+          f"workers={args.workers}, median of {args.rounds} rounds (fresh server per round)"
+          + ("" if titiler else f"; TiTiler skipped: {tt_bin} not found"))
     print(f"{'':<46} {'tiles':>5} {'tiles/s':>9} {'p50 ms':>9} {'p95 ms':>9}")
-    for line in results:
+    for label, results in runs.items():
+        line = row(label, median_result(results))
+        if label in ratios:
+            line += f"   hit ratio {statistics.median(ratios[label]):.2f}"
         print(line)
+
+
+def median_result(results: list[dict]) -> dict:
+    """The per-metric median of several rounds (failures summed)."""
+    out = {k: statistics.median(r[k] for r in results)
+           for k in ("n", "tiles_s", "p50_ms", "p95_ms")}
+    out["n"] = int(out["n"])
+    out["n_failed"] = sum(r["n_failed"] for r in results)
+    out["retries"] = sum(r["retries"] for r in results)
+    out["failures"] = [f for r in results for f in r["failures"]][:3]
+    return out
+
+
+class Tileserver:
+    """``tileserver serve`` on a free port with its own home (a fresh cache)."""
+
+    def __init__(self, catalog: Path, home: Path, workers: int):
+        self.port = free_port()
+        self.env = {**os.environ, "TILESERVER_HOME": str(home),
+                    "TILESERVER_CATALOG": str(catalog)}
+        self.workers = workers
+        self.log = home.parent / f"{home.name}.log"
+        self.proc = None
+
+    def __enter__(self) -> str:
+        base = f"http://127.0.0.1:{self.port}"
+        self.proc = start([sys.executable, "-m", "tileserver.cli", "serve", "--port",
+                           str(self.port), "--workers", str(self.workers)], self.env,
+                          f"{base}/", self.log)
+        return base
+
+    def __exit__(self, *exc) -> None:
+        stop(self.proc)
 
 
 def inside_cog(tiles, cog: str):
@@ -298,8 +333,9 @@ def inside_cog(tiles, cog: str):
     return out
 
 
-def _scene_cog(root: Path, collection: dict, day: str, band: str) -> str:
-    """Path of ``band`` of the collection's item acquired on ``day``."""
+def _scene_cog(root: Path, day: str, band: str) -> str:
+    """Path of ``band`` of the L2A item acquired on ``day``."""
+    collection = json.loads((root / "S2_L2A_T32TPS_20M" / "collection.json").read_text())
     for link in collection["links"]:
         if link["rel"] != "item":
             continue
