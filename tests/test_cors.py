@@ -49,6 +49,20 @@ def test_preflight_needs_no_credentials(app, path, method):
     assert int(resp.headers["Access-Control-Max-Age"]) > 0
 
 
+def test_plain_options_is_204_with_the_methods(app):
+    """The openEO compliance tests send OPTIONS with only an Origin."""
+    c = app.test_client()
+    resp = c.options("/jobs/abc", headers={"Origin": ORIGIN})
+    assert resp.status_code == 204
+    _cors_ok(resp)
+    assert set(resp.headers["Access-Control-Allow-Methods"].split(", ")) >= {
+        "GET", "PATCH", "DELETE", "OPTIONS"}
+    assert resp.headers["Content-Type"] == "application/json"
+    bare = c.options("/processes")
+    assert bare.status_code == 204 and "GET" in bare.headers["Allow"]
+    assert "Access-Control-Allow-Origin" not in bare.headers
+
+
 def test_preflight_of_unknown_path_is_404(app):
     resp = app.test_client().options("/nothing-here", headers={
         "Origin": ORIGIN, "Access-Control-Request-Method": "GET"})

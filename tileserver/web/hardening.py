@@ -2,9 +2,9 @@
 bounded GDAL block cache.
 
 CORS follows the openEO 0.0.2 specification: the request's ``Origin`` is echoed in
-``Access-Control-Allow-Origin`` with ``Access-Control-Allow-Credentials: true``; preflight
-``OPTIONS`` requests are answered (with no credentials needed) with the methods of the
-path. Tiles and coverages get the same headers, so web maps on other origins can use them.
+``Access-Control-Allow-Origin`` with ``Access-Control-Allow-Credentials: true`` (no CORS
+headers without an ``Origin``); every ``OPTIONS`` request is answered 204 (with no
+credentials needed) with the methods of the path. Tiles and coverages get the same headers, so web maps on other origins can use them.
 """
 
 from __future__ import annotations
@@ -58,13 +58,16 @@ def _limit_body():
 
 
 def _preflight():
-    if request.method != "OPTIONS" or "Access-Control-Request-Method" not in request.headers:
+    """Every ``OPTIONS`` request on a route: 204 with the route's methods (the openEO CORS
+    page: "all endpoints must respond to the OPTIONS HTTP method ... with 204")."""
+    if request.method != "OPTIONS":
         return None
     if isinstance(request.routing_exception, HTTPException):
         raise request.routing_exception
     adapter = current_app.url_map.bind_to_environ(request.environ)
     methods = sorted(set(adapter.allowed_methods(request.path)) | {"OPTIONS"})
-    resp = current_app.response_class(status=204)
+    resp = current_app.response_class(status=204, content_type="application/json")
+    resp.headers["Allow"] = ", ".join(methods)
     resp.headers["Access-Control-Allow-Methods"] = ", ".join(methods)
     requested = request.headers.get("Access-Control-Request-Headers", "")
     allowed = list(ALLOW_HEADERS) + [h.strip() for h in requested.split(",")
