@@ -728,3 +728,31 @@ def test_clashing_attribute_names_get_unique_columns(engine, home, tmp_path):
     assert list(cols["Name"]) == ["x", None] and list(cols["attr_name"]) == [None, "y"]
     assert cols["attr_AVG_2020_05_01"][0] == 1.5 and cols["attr_REGION_ID"][0] == 7
     assert_allclose(cols["avg_2020_05_01"], table.values[:, 0, 0])
+
+
+def test_odd_but_usable_region_files(engine, home):
+    """3-D coordinates, list/object/bool attributes, a bow-tie, a degenerate polygon and
+    one on the other side of the globe: values or nulls, never a crash."""
+    tr = Transformer.from_crs("EPSG:32632", "EPSG:4326", always_xy=True)
+    (a, b), (c, d) = tr.transform(X0 + 1000, Y0 - 1000), tr.transform(X0 + 1500, Y0 - 1500)
+    ring = [[a, b], [c, b], [c, d], [a, d], [a, b]]
+
+    def feat(coords, **props):
+        return {"type": "Feature", "properties": props,
+                "geometry": {"type": "Polygon", "coordinates": [coords]}}
+
+    fc = {"type": "FeatureCollection", "features": [
+        feat([[x, y, 250.0] for x, y in ring], tags=[1, 2], meta={"k": "v"}, ok=True),
+        feat([ring[0], ring[2], ring[1], ring[3], ring[0]]),  # bow-tie
+        feat([ring[0], ring[1], ring[0], ring[0]]),  # no area
+        feat([[170, 10], [171, 10], [171, 11], [170, 10]]),  # outside the UTM zone
+    ]}
+    upload(home, "odd.geojson", json.dumps(fc).encode())
+    table = zonal(engine, home, b04())
+    assert np.isfinite(table.values[0]).all() and np.isfinite(table.values[1]).all()
+    assert np.isnan(table.values[2:]).all()
+    assert table.regions.attributes["tags"][0] == [1, 2]
+    for fmt in ("GPKG", "GeoJSON", "CSV", "JSON"):
+        assert _encode(table, fmt)
+    doc = json.loads(_encode(table, "JSON"))
+    assert doc["regions"][0]["properties"]["tags"] == [1, 2]

@@ -134,7 +134,9 @@ def _column_array(values: list) -> tuple[np.ndarray, np.ndarray | None]:
         return np.array([int(v) if v is not None else 0 for v in values], np.int64), mask
     if present and all(isinstance(v, int | float | np.number) for v in present):
         return np.array([float(v) if v is not None else np.nan for v in values]), mask
-    return np.array([None if v is None else str(v) for v in values], dtype=object), mask
+    text = [v if v is None or isinstance(v, str) else json.dumps(v, default=str)
+            for v in values]
+    return np.array(text, dtype=object), mask
 
 
 def _geometry_type(geoms: list) -> str:

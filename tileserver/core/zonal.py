@@ -114,7 +114,8 @@ def _read_layer(ogr_path: str, layer: str, label: str):
     import pyogrio.raw  # noqa: PLC0415
 
     try:
-        meta, _, wkb, fields = pyogrio.raw.read(ogr_path, layer=layer, datetime_as_string=True)
+        meta, _, wkb, fields = pyogrio.raw.read(ogr_path, layer=layer, force_2d=True,
+                                                datetime_as_string=True)
     except Exception as exc:  # noqa: BLE001 - pyogrio/OGR errors of many kinds
         raise _unreadable(label, ogr_path, exc) from None
     if meta.get("geometry_type") is None or wkb is None:
@@ -204,6 +205,8 @@ def read_regions(files: list[tuple[str, str]]) -> Regions:
 
 
 def _py(v):
+    if isinstance(v, np.ndarray):  # OGR list fields
+        return [_py(x) for x in v.tolist()]
     if isinstance(v, np.generic):
         v = v.item()
     if isinstance(v, float) and math.isnan(v):
