@@ -27,6 +27,7 @@ from tests.load_support import (  # noqa: E402
     Sampler,
     Target,
     fd_count,
+    metric,
     rss_bytes,
     run_load,
     serve,
@@ -56,6 +57,9 @@ def main() -> int:
                 loaded = run_load(target, clients=args.clients, seconds=args.seconds, seed=3)
             time.sleep(2)
             fds_after, rss_after = fd_count(pid), rss_bytes(pid)
+            cache_held = metric(base, "tileserver_cache_bytes")
+            hits, misses = (metric(base, f"tileserver_cache_{k}_total")
+                            for k in ("hits", "misses"))
     idle_s, loaded_s = idle.summary(), loaded.summary()
     report = {
         "clients": args.clients, "seconds": args.seconds, "cache_mb": args.cache_mb,
@@ -67,6 +71,8 @@ def main() -> int:
         "fds": {"before": fds_before, "after": fds_after},
         "rss_mb": {"before": rss_before >> 20, "peak": sampler.peak >> 20,
                    "after": rss_after >> 20},
+        "cache": {"held_mb": round(cache_held / 2**20, 1),
+                  "hit_ratio": round(hits / max(1.0, hits + misses), 3)},
         "failures_sample": loaded.failures[:5],
     }
     print(json.dumps(report, indent=2))

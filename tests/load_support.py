@@ -231,6 +231,14 @@ def run_load(target: Target, clients: int, seconds: float, seed: int = 0) -> Loa
     return result
 
 
+def metric(base: str, name: str) -> float:
+    """The value of an unlabelled metric of the server's ``/metrics``."""
+    for line in requests.get(f"{base}/metrics", timeout=30).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise KeyError(name)
+
+
 class Sampler:
     """Samples the RSS of a process every ``interval`` seconds in a thread."""
 
