@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import subprocess
@@ -35,11 +36,14 @@ def live(small_app):
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
 @pytest.mark.skipif(not (leaflet_dir() / "leaflet.js").exists(),
                     reason="Leaflet is not installed (python -m tileserver.web.assets install)")
-@pytest.mark.parametrize("reduce", [None, "min_time"])
-def test_viewer_loads_all_tiles_in_headless_chromium(live, small_app, tmp_path, reduce):
+@pytest.mark.parametrize("reduce,query", [(None, ""), (None, "?time=2020-05-01"),
+                                          ("min_time", "")])
+def test_viewer_loads_all_tiles_in_headless_chromium(live, small_app, tmp_path, caplog,
+                                                     reduce, query):
     client = small_app.test_client()
     job = create_job(client, ndvi_graph(reduce=reduce), title="viewer test")
-    dom = _dump_dom(f"{live.url}/jobs/{job}/viewer", tmp_path / "profile")
+    caplog.set_level(logging.INFO, logger="werkzeug")
+    dom = _dump_dom(f"{live.url}/jobs/{job}/viewer{query}", tmp_path / "profile")
     body = re.search(r"<body([^>]*)>", dom).group(1)
     attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body))
     assert attrs["ready"] == "true", attrs
@@ -47,10 +51,15 @@ def test_viewer_loads_all_tiles_in_headless_chromium(live, small_app, tmp_path, 
     assert int(attrs["tiles-loaded"]) >= 4
     assert re.search(r'<div class="ts-panel[^>]*>.*<input id="opacity"', dom)
     slider = re.search(r'<input id="time" type="range" min="0" max="(\d+)"', dom)
-    if reduce is None:  # a time slider over the three dates, at the latest one
-        assert slider and slider.group(1) == "2" and ">2020-05-21</span>" in dom
+    tiles = re.findall(rf"GET (/wmts/1\.0\.0/{job}/default/\S*\.png) HTTP", caplog.text)
+    assert len(tiles) == int(attrs["tiles-loaded"])
+    if reduce is None:  # a time slider over the three dates, at the chosen/latest one
+        day = query.removeprefix("?time=") or "2020-05-21"
+        assert slider and slider.group(1) == "2" and f">{day}</span>" in dom
+        assert all(f"/default/{day}/GoogleMapsCompatible/" in t for t in tiles)
     else:
         assert slider is None
+        assert all("/default/GoogleMapsCompatible/" in t for t in tiles)
 
 
 def test_leaflet_is_served_locally(client):
@@ -108,3 +117,10 @@ def test_point_query_errors_and_outside(client):
     assert out["inside"] is False and out["values"] is None
     assert client.get("/jobs/nope/point?lon=1&lat=1").status_code == 404
     assert client.get("/jobs/nope/viewer").status_code == 404
+
+
+def test_viewer_time_must_be_a_date_of_the_job(client):
+    job = create_job(client, ndvi_graph())
+    assert client.get(f"/jobs/{job}/viewer?time=2020-05-11").status_code == 200
+    resp = client.get(f"/jobs/{job}/viewer?time=1999-01-01")
+    assert resp.status_code == 400 and resp.json["locator"] == "time"

@@ -33,8 +33,10 @@ def leaflet(filename: str):
 
 @bp.get("/jobs/<job_id>/viewer")
 def viewer(job_id: str):
-    """An HTML map of the job: opacity control, time slider, value on click."""
+    """An HTML map of the job: opacity control, time slider (``?time=`` picks the first
+    date shown, default the latest), value on click."""
     layer = _layer(job_id)
+    start = layer.select_time(request.args.get("time"))
     west, south, east, north = layer.wgs84
     tiles = f"/wmts/1.0.0/{job_id}/default/{{time}}GoogleMapsCompatible/{{z}}/{{y}}/{{x}}.png"
     return render_template(
@@ -46,6 +48,7 @@ def viewer(job_id: str):
             "point": f"/jobs/{job_id}/point",
             "bounds": [[south, west], [north, east]],
             "times": layer.time_values,
+            "time": start,
             "style": layer.style.to_json(),
         },
     )
