@@ -12,12 +12,13 @@ Every status change is a compare-and-set in the database, so several server proc
 (gunicorn workers) can serve the same jobs. The process that wins the ``queued ->
 running`` transition *drives* the job from a background thread: it owns the run token
 ``extra.run``, submits one Dask task per block (a bounded number in flight), records
-progress and a heartbeat in ``extra``, and watches the database for ``pause``/``cancel``
-coming through any process. A job whose driver died (server killed, restarted) keeps a
-stale heartbeat; every process runs a small watchdog that takes such jobs over (a
-compare-and-set on the old token and heartbeat) and resumes them from their finished
-blocks. A clean shutdown hands its jobs back (``queued``, heartbeat cleared) so the next
-process resumes them at once.
+progress in ``extra``, and watches the database for ``pause``/``cancel`` coming through
+any process. Each process's watchdog thread touches the ``updated`` time of the jobs it
+drives every ``batch_heartbeat_seconds`` (a heartbeat that no slow step of a driver can
+delay). A job whose driver died (server killed) stops being touched; the watchdogs take
+such a job over (a compare-and-set on the old token and ``updated``) and resume it from its
+finished blocks. A clean shutdown hands its jobs back (``queued``, ``extra.handed_back``)
+so the next process resumes them at once.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +56,8 @@ DEFAULTS = {
     "batch_workers": 2,  # workers of the embedded LocalCluster
     "batch_worker_memory": "2GiB",  # memory limit per embedded worker
     "batch_poll_seconds": 0.5,  # how often a driver checks the database for pause/cancel
-    "batch_heartbeat_seconds": 2.0,  # how often a driver proves it is alive
-    "batch_stale_seconds": 30.0,  # a job whose heartbeat is older is taken over
+    "batch_heartbeat_seconds": 2.0,  # how often the watchdog touches the jobs it drives
+    "batch_stale_seconds": 30.0,  # a job not touched for longer is taken over
     "batch_watchdog_seconds": 5.0,  # how often each process looks for orphaned jobs
     "batch_inflight": 0,  # blocks in flight per job; 0 = 2 x the cluster's threads
 }
@@ -81,9 +83,11 @@ class BatchRunner:
         self.options = {k: type(v)(settings.extra.get(k, v)) for k, v in DEFAULTS.items()}
         self.results_root = settings.home / "results"
         self._lock = threading.Lock()
+        self._client_lock = threading.Lock()
         self._drivers: dict[str, threading.Thread] = {}
         self._closing = threading.Event()
         self._wakeup: dict[str, threading.Event] = {}
+        self._tokens: dict[str, str] = {}  # job id -> run token of the jobs driven here
         self._watchdog: threading.Thread | None = None
         self._client = None
         self._cluster = None
@@ -103,7 +107,7 @@ class BatchRunner:
     @property
     def client(self):
         """The Dask client: of ``settings.dask_scheduler``, or of an embedded LocalCluster."""
-        with self._lock:
+        with self._client_lock:  # not self._lock: starting a cluster takes seconds
             if self._client is None:
                 from distributed import Client, LocalCluster  # noqa: PLC0415
 
@@ -134,7 +138,8 @@ class BatchRunner:
                            f"/jobs/{job_id}/download (delete the job to compute it anew)")
         token = uuid.uuid4().hex
         extra = dict(job.get("extra") or {})
-        extra.update(run=token, heartbeat=_beat())
+        extra.update(run=token)
+        extra.pop("handed_back", None)
         restart = job["status"] == "canceled"
         if restart:
             extra.update(blocks_done=0)
@@ -187,6 +192,7 @@ class BatchRunner:
         with self._lock:
             previous = self._drivers.get(job_id)
             self._wakeup[job_id] = threading.Event()
+            self._tokens[job_id] = token
             thread = threading.Thread(target=self._drive, args=(job_id, token, previous),
                                       name=f"batch-{job_id[:8]}", daemon=True)
             self._drivers[job_id] = thread
@@ -217,6 +223,7 @@ class BatchRunner:
                 if self._drivers.get(job_id) is threading.current_thread():
                     self._drivers.pop(job_id, None)
                     self._wakeup.pop(job_id, None)
+                    self._tokens.pop(job_id, None)
 
     # -- orphans ---------------------------------------------------------------------------
 
@@ -228,12 +235,24 @@ class BatchRunner:
             self._watchdog.start()
 
     def _watch(self) -> None:
+        every = self.options["batch_heartbeat_seconds"]
+        last_scan = 0.0
         while not self._closing.is_set():
             try:
-                self.recover()
+                self.beat()
+                if time.monotonic() - last_scan >= self.options["batch_watchdog_seconds"]:
+                    last_scan = time.monotonic()
+                    self.recover()
             except Exception:  # noqa: BLE001 - the watchdog must survive a database hiccup
                 log.exception("batch watchdog")
-            self._closing.wait(self.options["batch_watchdog_seconds"])
+            self._closing.wait(every)
+
+    def beat(self) -> None:
+        """Touch ``updated`` of the jobs driven by this process (their heartbeat)."""
+        with self._lock:
+            driven = list(self._tokens.items())
+        for job_id, token in driven:
+            self._cas(job_id, token, ("queued", "running"))
 
     def recover(self) -> list[str]:
         """Take over ``queued``/``running`` jobs whose driver stopped beating; returns them."""
@@ -241,19 +260,21 @@ class BatchRunner:
         stale = self.options["batch_stale_seconds"]
         for job in self.store.jobs_with_status(("queued", "running")):
             extra = dict(job.get("extra") or {})
-            beat = float(extra.get("heartbeat") or 0)
-            if time.time() - beat < stale:
+            if job["job_id"] in self._tokens:
+                continue  # driven here
+            if not extra.get("handed_back") and _age(job["updated"]) < stale:
                 continue
             token = uuid.uuid4().hex
             q = update(jobs).where(jobs.c.job_id == job["job_id"],
-                                   jobs.c.status == job["status"])
+                                   jobs.c.status == job["status"],
+                                   jobs.c.updated == job["updated"])
             if extra.get("run") is not None:
                 q = q.where(jobs.c.extra["run"].as_string() == extra["run"])
-            if extra.get("heartbeat") is not None:
-                q = q.where(jobs.c.extra["heartbeat"].as_string() == extra["heartbeat"])
-            extra.update(run=token, heartbeat=_beat())
+            extra.update(run=token)
+            extra.pop("handed_back", None)
             with self.store.engine.begin() as conn:
-                won = conn.execute(q.values(status="queued", extra=extra)).rowcount > 0
+                won = conn.execute(q.values(status="queued", extra=extra,
+                                            updated=now())).rowcount > 0
             if won:
                 self.store.log(job["job_id"], "the server that ran this job stopped; "
                                "resuming from the finished blocks")
@@ -272,7 +293,7 @@ class BatchRunner:
             thread.join(timeout=30)
         if self._watchdog is not None:
             self._watchdog.join(timeout=30)
-        with self._lock:
+        with self._client_lock:
             client, cluster, self._client, self._cluster = self._client, self._cluster, None, None
         if client is not None:
             client.close()
@@ -281,8 +302,11 @@ class BatchRunner:
         self.store.dispose()
 
 
-def _beat() -> str:
-    return f"{time.time():.6f}"
+def _age(updated) -> float:
+    """Seconds since a ``updated`` time (naive values are UTC, as SQLite returns them)."""
+    if updated.tzinfo is None:
+        updated = updated.replace(tzinfo=UTC)
+    return time.time() - updated.timestamp()
 
 
 class _Run:
@@ -296,7 +320,6 @@ class _Run:
         self.wakeup = runner._wakeup.get(job_id) or threading.Event()
         self.futures: dict = {}
         self.extra: dict = {}
-        self.last_beat = 0.0
 
     def log(self, message: str, level: str = "info") -> None:
         self.store.log(self.job_id, message, level)
@@ -308,7 +331,7 @@ class _Run:
         if self.runner._closing.is_set():
             self.cancel_futures()
             if self.runner._cas(self.job_id, self.token, ("running", "queued"), status="queued",
-                                extra={**self.extra, "heartbeat": "0"}):
+                                extra={**self.extra, "handed_back": True}):
                 self.log("server shutting down; the job will resume on the next start")
             raise _Stop
         try:
@@ -322,12 +345,8 @@ class _Run:
             if job["status"] == "canceled":
                 shutil.rmtree(self.runner.work_root(self.job_id), ignore_errors=True)
             raise _Stop
-        if time.time() - self.last_beat >= self.runner.options["batch_heartbeat_seconds"]:
-            self.save()
 
     def save(self, **fields: Any) -> None:
-        self.extra["heartbeat"] = _beat()
-        self.last_beat = time.time()
         done, total = self.extra.get("blocks_done", 0), self.extra.get("blocks_total", 0)
         progress = 100.0 * done / total if total else 0.0
         if not self.runner._cas(self.job_id, self.token, ("running",), extra=dict(self.extra),
@@ -493,8 +512,7 @@ class _Run:
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
         done = self.extra.get("blocks_total", 1)
-        self.extra.update(blocks_done=done, results_token=uuid.uuid4().hex, results=assets,
-                          heartbeat=_beat())
+        self.extra.update(blocks_done=done, results_token=uuid.uuid4().hex, results=assets)
         if not runner._cas(self.job_id, self.token, ("running",), status="finished",
                            progress=100.0, extra=dict(self.extra), error=None):
             shutil.rmtree(final, ignore_errors=True)
