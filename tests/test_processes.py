@@ -278,3 +278,21 @@ def test_filter_bbox_outside_its_crs(engine, left, right, top, bottom, srs, matc
     with pytest.raises(ProcessGraphError, match=match) as exc:
         engine.parse(bbox(leaf(), left, right, top, bottom, srs))
     assert exc.value.path == "process_graph.args.srs"
+
+
+def test_nested_bboxes_intersect(engine, small_catalog):
+    inner = bbox(leaf(), 500_100, 502_000, 5_099_000, 5_097_000)
+    outer = engine.parse(bbox(inner, 501_000, 504_000, 5_098_500, 5_096_000))
+    assert outer.meta.bbox == (501_000, 5_097_000, 502_000, 5_098_500)
+    view = engine.native_view(outer)
+    assert (view.width, view.height) == (100, 150)
+    cube = engine.evaluate(outer, view)
+    _, ref = reference_stack(small_catalog, "TEST", view, ALL_BANDS)
+    assert_allclose(cube.data, ref, equal_nan=True)
+    # a geographic bbox around a UTM one: the overlap, in the outer bbox's CRS
+    geo = engine.parse(bbox(inner, 8.9, 9.2, 46.1, 45.9, "EPSG:4326"))
+    west, south, east, north = geo.meta.bbox
+    assert 9.0 < west < east < 9.04 and 46.02 < south < north < 46.05
+    with pytest.raises(ProcessGraphError, match="does not overlap") as exc:
+        engine.parse(bbox(inner, 503_000, 504_000, 5_099_000, 5_096_000))
+    assert exc.value.path == "process_graph.args"

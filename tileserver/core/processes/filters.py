@@ -55,10 +55,32 @@ def _check_bbox_area(node, bounds, crs: CRS, product_crs: CRS) -> None:
             f"transformed to the data's CRS {product_crs.to_string()}", path=f"{path}.srs")
 
 
+def _intersect_inner(node, bounds, crs: CRS, child) -> tuple[float, float, float, float]:
+    """A filter_bbox below this one narrows the extent: the native extent is the overlap."""
+    if child.bbox is None or child.srs is None:
+        return bounds
+    inner = child.bbox
+    if child.srs != crs:
+        try:
+            inner = transform_bounds(child.srs, crs, *inner, densify_pts=21)
+        except Exception:  # noqa: BLE001 - not representable: keep this bbox
+            return bounds
+        if not all(np.isfinite(inner)):
+            return bounds
+    out = (max(bounds[0], inner[0]), max(bounds[1], inner[1]),
+           min(bounds[2], inner[2]), min(bounds[3], inner[3]))
+    if out[0] >= out[2] or out[1] >= out[3]:
+        raise ProcessGraphError(
+            f"{node.path}.args: the bbox does not overlap the bbox of the filter_bbox below it "
+            "(the result would be empty)", path=f"{node.path}.args")
+    return out
+
+
 def _bbox_meta(ctx, node):
     child = ctx.meta(node.args[IMAGERY])
     bounds, crs, swapped = bbox_of(node)
     _check_bbox_area(node, bounds, crs, child.product.crs)
+    bounds = _intersect_inner(node, bounds, crs, child)
     notes = child.notes
     if swapped:
         notes += (
