@@ -96,7 +96,8 @@ def _bbox_meta(ctx, node):
     "Keeps the pixels whose centre lies inside the bounding box given in `srs` "
     "(default EPSG:4326); the others become nodata. The bbox also defines the native extent "
     "of the result. A bbox whose top is below its bottom is normalised (the two are swapped) "
-    "and the response says so; an empty bbox is an error.",
+    "and the response says so; an empty bbox is an error. Nested filter_bbox nodes keep "
+    "their overlap.",
     [
         _IMAGERY,
         Param("left", "number", "Western boundary (minimum x) in `srs`."),
