@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+import pyproj
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
 
@@ -111,10 +112,11 @@ class Param:
             if not isinstance(value, str):
                 raise bad()
             try:
-                crs = CRS.from_user_input(value)
-            except CRSError:
+                # pyproj first: it fails quietly, where GDAL logs "ERROR 1: PROJ" to stderr
+                pyproj.CRS.from_user_input(value)
+                CRS.from_user_input(value)
+            except (CRSError, pyproj.exceptions.CRSError):
                 raise bad(f"{value!r} is not a known CRS (use 'EPSG:<code>')") from None
-            del crs
             return value
         if kind == "date":
             if not isinstance(value, str):
