@@ -7,8 +7,6 @@ import re
 import shutil
 from pathlib import Path
 
-import pytest
-
 from tileserver.settings import load_settings
 from tileserver.web.auth import add_user, users_path
 
@@ -40,22 +38,26 @@ def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
-@pytest.fixture(scope="session")
-def users_yaml(tmp_path_factory) -> Path:
-    """A users file with alice and bob, hashed once per session (scrypt is slow)."""
-    home = tmp_path_factory.mktemp("users")
-    settings = load_settings(home=str(home))
-    for user, password in PASSWORDS.items():
-        add_user(settings, user, password)
-    return users_path(settings)
+_USERS_FILES: dict[Path, Path] = {}
 
 
-def with_users(app, users_file: Path):
-    """Configure the users of ``users_file`` on an app built by ``make_app`` (a copy in the
+def users_file(tmp_path_factory) -> Path:
+    """A users file with alice and bob, hashed once per test session (scrypt is slow)."""
+    base = tmp_path_factory.getbasetemp()
+    if base not in _USERS_FILES:
+        settings = load_settings(home=str(tmp_path_factory.mktemp("users")))
+        for user, password in PASSWORDS.items():
+            add_user(settings, user, password)
+        _USERS_FILES[base] = users_path(settings)
+    return _USERS_FILES[base]
+
+
+def with_users(app, source: Path):
+    """Configure the users of ``source`` on an app built by ``make_app`` (a copy in the
     app's home, so that a test may change it)."""
     target = users_path(app.extensions["tileserver"].settings)
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(users_file, target)
+    shutil.copyfile(source, target)
     return app
 
 

@@ -11,13 +11,13 @@ import pytest
 import yaml
 from lxml import etree
 
-from tests.hardening_support import (  # noqa: F401 - users_yaml is a fixture
+from tests.hardening_support import (
     PASSWORDS,
     basic,
     bearer,
     fill_rule,
     ndvi_graph,
-    users_yaml,
+    users_file,
     with_users,
 )
 from tileserver.cli import main as cli_main
@@ -29,8 +29,8 @@ PUBLIC = ["/", "/capabilities", "/capabilities/output_formats", "/capabilities/s
 
 
 @pytest.fixture
-def app(make_app, small_catalog, users_yaml):
-    return with_users(make_app([small_catalog]), users_yaml)
+def app(make_app, small_catalog, tmp_path_factory):
+    return with_users(make_app([small_catalog]), users_file(tmp_path_factory))
 
 
 @pytest.fixture

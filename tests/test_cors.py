@@ -13,11 +13,11 @@ import threading
 import pytest
 from werkzeug.serving import make_server
 
-from tests.hardening_support import (  # noqa: F401 - users_yaml is a fixture
+from tests.hardening_support import (
     PASSWORDS,
     basic,
     ndvi_graph,
-    users_yaml,
+    users_file,
     with_users,
 )
 
@@ -25,8 +25,8 @@ ORIGIN = "http://viewer.example.org:8000"
 
 
 @pytest.fixture
-def app(make_app, small_catalog, users_yaml):
-    return with_users(make_app([small_catalog]), users_yaml)
+def app(make_app, small_catalog, tmp_path_factory):
+    return with_users(make_app([small_catalog]), users_file(tmp_path_factory))
 
 
 def _cors_ok(resp, origin=ORIGIN):

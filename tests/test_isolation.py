@@ -13,12 +13,12 @@ import uuid
 
 import pytest
 
-from tests.hardening_support import (  # noqa: F401 - users_yaml is a fixture
+from tests.hardening_support import (
     basic,
     fill_rule,
     ndvi_graph,
     route_args,
-    users_yaml,
+    users_file,
     with_users,
 )
 from tileserver.web.auth import is_public
@@ -28,8 +28,8 @@ FILE_BODY = b'{"type": "FeatureCollection", "features": []}'
 
 
 @pytest.fixture
-def app(make_app, small_catalog, users_yaml):
-    return with_users(make_app([small_catalog]), users_yaml)
+def app(make_app, small_catalog, tmp_path_factory):
+    return with_users(make_app([small_catalog]), users_file(tmp_path_factory))
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ bounded GDAL block cache.
 CORS follows the openEO 0.0.2 specification: the request's ``Origin`` is echoed in
 ``Access-Control-Allow-Origin`` with ``Access-Control-Allow-Credentials: true`` (no CORS
 headers without an ``Origin``); every ``OPTIONS`` request is answered 204 (with no
-credentials needed) with the methods of the path. Tiles and coverages get the same headers, so web maps on other origins can use them.
+credentials needed) with the methods of the path. Tiles and coverages get the same
+headers, so web maps on other origins can use them.
 """
 
 from __future__ import annotations
