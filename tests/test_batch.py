@@ -468,6 +468,14 @@ def test_table_result_runs_once_and_equals_execute(apps):
     assert batch  # the table is not empty
 
 
+def test_no_acquisition_is_an_error_not_an_empty_result(apps):
+    client = apps().test_client()
+    job_id, job = _run(client, ndvi_graph(None, ("2019-01-01", "2019-01-31")))
+    assert job["status"] == "error"
+    assert "no acquisition" in job["error"]
+    assert client.get(f"/jobs/{job_id}/download").status_code == 409
+
+
 def test_dead_workers_mark_the_job_error_with_the_reason(apps, cluster):
     # keep this test last: it kills the module's workers (their nannies restart them)
     client = apps(batch_block_size=128, batch_inflight=2).test_client()

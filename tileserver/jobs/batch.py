@@ -412,6 +412,9 @@ class _Run:
         root = REGISTRY.get(graph.root.process_id) if not graph.root.is_product else None
         raster = root is None or root.returns == "imagery"
         times = engine.times(graph)
+        if times == [] and raster:
+            raise BlockFailed("no acquisition lies in the job's extent and dates: there is "
+                              "nothing to compute (check filter_bbox and filter_daterange)")
         layers = (SINGLE,) if times is None else tuple(day_key(t) for t in times)
         stamps = {} if times is None else {day_key(t): t.isoformat() for t in times}
         t0, t1 = graph.meta.time_range or graph.meta.product.time_range

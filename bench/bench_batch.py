@@ -1,0 +1,317 @@
+"""Batch NDVI minimum over a large synthetic scene (issue 5). Prints a table; no assertions.
+
+    .venv/bin/python bench/bench_batch.py [--size 10240] [--dates 4] [--block 1024]
+                                          [--data-dir DIR] [--workers 1,2] [--no-plain]
+
+1. Writes (once, cached in ``--data-dir``, default ``$XDG_CACHE_HOME/tileserver-bench``)
+   a STAC catalog with one product ``BIG``: ``--dates`` acquisitions of a
+   ``--size`` x ``--size`` px scene at 10 m in EPSG:32632, bands B04 and B08 as uint16
+   COGs (zstd, 512 px tiles, overviews), with nodata holes that move with the date.
+2. For each worker count, starts ``tileserver serve`` (gunicorn, 1 web worker) with an
+   embedded LocalCluster of that many worker processes (1 thread each), creates the job
+   ``min_time(NDVI(BIG, B04, B08))`` over the whole scene, queues it and polls until it is
+   finished. Wall time is from the queue request to ``finished`` (mosaic and COG included;
+   the cluster is started and warmed on a small job first). Peak memory is the peak RSS
+   (``VmHWM``) of the gunicorn worker that drives the job, and of each Dask worker process.
+3. The plain reference: one process, rasterio + numpy, block by block (same block size):
+   read the 2 bands x dates windows, NDVI, ``fmin`` over dates, write a tiled GTiff, then
+   GDAL's COG copy. Its values are compared with the batch result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import psutil
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+ORIGIN = (600_000.0, 5_200_000.0)
+RES = 10.0
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+def band_block(date: int, band: str, rows: slice, cols: slice) -> np.ndarray:
+    """Deterministic uint16 values of a window (0 = nodata), cheap to make (broadcasting)."""
+    y = np.arange(rows.start, rows.stop, dtype=np.int64)[:, None]
+    x = np.arange(cols.start, cols.stop, dtype=np.int64)[None, :]
+    base = 900 if band == "B04" else 3200
+    wave = (np.sin(x / 97.0 + date) * np.cos(y / 61.0 - date)).astype(np.float32)
+    noise = ((x * 7919 + y * 104729 + date * 13 + len(band)) % 211 - 105).astype(np.float32)
+    vals = np.clip(base + 700 * wave + noise + 120 * date, 1, 10000).astype(np.uint16)
+    vals[(x + y + 300 * date) % 1500 < 40] = 0
+    return vals
+
+
+def write_scene(root: Path, size: int, dates: int) -> Path:
+    """The catalog (written once); returns the catalog.json path."""
+    import pystac
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.transform import from_origin
+    from rasterio.warp import transform_bounds
+    from shapely.geometry import box, mapping
+
+    marker = root / f"done-{size}-{dates}"
+    if marker.exists():
+        return root / "catalog.json"
+    transform = from_origin(*ORIGIN, RES, RES)
+    start = datetime(2021, 6, 1, 10, tzinfo=UTC)
+    catalog = pystac.Catalog("bench", "batch benchmark scene")
+    col = pystac.Collection("BIG", "synthetic scene", pystac.Extent(
+        pystac.SpatialExtent([[-180, -90, 180, 90]]),
+        pystac.TemporalExtent([[start, start + timedelta(days=10 * dates)]])))
+    for d in range(dates):
+        item_dir = root / "BIG" / f"big_{d}"
+        item_dir.mkdir(parents=True, exist_ok=True)
+        assets = {}
+        for band in ("B04", "B08"):
+            path = item_dir / f"{band}.tif"
+            profile = dict(driver="GTiff", width=size, height=size, count=1, dtype="uint16",
+                           crs="EPSG:32632", transform=transform, nodata=0, tiled=True,
+                           blockxsize=512, blockysize=512, compress="zstd", bigtiff="YES")
+            with rasterio.open(path, "w", **profile) as dst:
+                for r0 in range(0, size, 512):
+                    rows = slice(r0, min(size, r0 + 512))
+                    dst.write(band_block(d, band, rows, slice(0, size)), 1,
+                              window=((rows.start, rows.stop), (0, size)))
+                dst.build_overviews([2, 4, 8, 16, 32], Resampling.nearest)
+            assets[band] = pystac.Asset(str(path), media_type=pystac.MediaType.COG)
+            print(f"  wrote {path}", file=sys.stderr)
+        bounds = transform_bounds("EPSG:32632", "EPSG:4326", ORIGIN[0], ORIGIN[1] - size * RES,
+                                  ORIGIN[0] + size * RES, ORIGIN[1])
+        item = pystac.Item(f"big_{d}", mapping(box(*bounds)), list(bounds),
+                           start + timedelta(days=10 * d), {"proj:epsg": 32632})
+        for k, a in assets.items():
+            item.add_asset(k, a)
+        col.add_item(item)
+    catalog.add_child(col)
+    catalog.normalize_hrefs(str(root))
+    catalog.make_all_asset_hrefs_relative()
+    catalog.save(pystac.CatalogType.SELF_CONTAINED)
+    marker.touch()
+    return root / "catalog.json"
+
+
+# -- the plain reference ---------------------------------------------------------------------
+
+
+PLAIN = textwrap.dedent("""
+    import resource, sys, time, numpy as np, rasterio, rasterio.shutil
+    from rasterio.windows import Window
+    root, out, block, dates = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    t0 = time.perf_counter()
+    srcs = [[rasterio.open(f"{root}/BIG/big_{d}/{b}.tif") for b in ("B04", "B08")]
+            for d in range(dates)]
+    ref = srcs[0][0]
+    profile = dict(driver="GTiff", width=ref.width, height=ref.height, count=1,
+                   dtype="float32", crs=ref.crs, transform=ref.transform, nodata=float("nan"),
+                   tiled=True, blockxsize=512, blockysize=512, bigtiff="YES")
+    with rasterio.open(out + ".tmp.tif", "w", **profile) as dst:
+        for r in range(0, ref.height, block):
+            for c in range(0, ref.width, block):
+                win = Window(c, r, min(block, ref.width - c), min(block, ref.height - r))
+                acc = None
+                for red_src, nir_src in srcs:
+                    red = red_src.read(1, window=win).astype(np.float32)
+                    nir = nir_src.read(1, window=win).astype(np.float32)
+                    bad = (red == 0) | (nir == 0) | (red + nir == 0)
+                    ndvi = (nir - red) / np.where(bad, 1, nir + red)
+                    ndvi[bad] = np.nan
+                    acc = ndvi if acc is None else np.fmin(acc, ndvi)
+                dst.write(acc, 1, window=win)
+    rasterio.shutil.copy(out + ".tmp.tif", out, driver="COG", compress="DEFLATE",
+                         overview_resampling="nearest", bigtiff="IF_SAFER")
+    wall = time.perf_counter() - t0
+    print(wall, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+""")
+
+
+def run_plain(root: Path, out: Path, block: int, dates: int) -> tuple[float, int]:
+    """Wall time and peak RSS (bytes) of the plain script."""
+    proc = subprocess.run([sys.executable, "-c", PLAIN, str(root), str(out), str(block),
+                           str(dates)], capture_output=True, text=True, check=True)
+    wall, rss = proc.stdout.split()
+    return float(wall), int(rss)
+
+
+# -- the server ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def peak_rss(pid: int) -> int:
+    """Peak resident set size of a process (``VmHWM``), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def process_roles(server: psutil.Process) -> dict[str, list[int]]:
+    """PIDs of the gunicorn worker(s) and of the Dask worker processes they spawned."""
+    web = [c.pid for c in server.children()]
+    dask = [c.pid for pid in web for c in psutil.Process(pid).children(recursive=True)
+            if "spawn_main" in " ".join(c.cmdline())]
+    return {"web": web, "dask": dask}
+
+
+def wait_finished(api: requests.Session, url: str, job_id: str, timeout: float = 7200) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = api.get(f"{url}/jobs/{job_id}").json()
+        if job["status"] in ("finished", "error", "canceled"):
+            return job
+        time.sleep(0.5)
+    raise TimeoutError(job_id)
+
+
+def graph(bbox: dict | None = None) -> dict:
+    node: dict = {"product_id": "BIG"}
+    if bbox:
+        node = {"process_id": "filter_bbox", "args": {"imagery": node, **bbox}}
+    return {"process_id": "min_time", "args": {"imagery": {
+        "process_id": "NDVI", "args": {"imagery": node, "red": "B04", "nir": "B08"}}}}
+
+
+def catalog_size(catalog: Path) -> int:
+    """Width of the scene (from its first file)."""
+    import rasterio
+
+    with rasterio.open(catalog.parent / "BIG" / "big_0" / "B04.tif") as src:
+        return src.width
+
+
+def run_batch(catalog: Path, workers: int, block: int, home: Path) -> dict:
+    """Serve, warm up, run the big job; returns timings, peak RSS and the result path."""
+    port = free_port()
+    config = home / "bench.yaml"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TILESERVER_HOME": str(home), "TILESERVER_CATALOG": str(catalog),
+           "TILESERVER_CONFIG": str(config), "PYTHONPATH": str(REPO)}
+    env.pop("TILESERVER_DASK_SCHEDULER", None)
+    # the default settings of config/default.yaml, plus the batch keys
+    config.write_text((REPO / "config" / "default.yaml").read_text()
+                      + f"\nbatch_workers: {workers}\nbatch_block_size: {block}\n"
+                      "batch_worker_memory: 2GiB\n")
+    server = subprocess.Popen([sys.executable, "-m", "tileserver.cli", "serve", "--port",
+                               str(port), "--workers", "1"], env=env, cwd=home,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    api = requests.Session()
+    try:
+        for _ in range(600):
+            try:
+                api.get(url + "/", timeout=30)
+                break
+            except requests.RequestException:
+                time.sleep(0.5)
+        # warm-up: starts the cluster and imports in every worker
+        small = {"left": ORIGIN[0], "right": ORIGIN[0] + 2 * block * RES,
+                 "top": ORIGIN[1], "bottom": ORIGIN[1] - 2 * block * RES, "srs": "EPSG:32632"}
+        warm = api.post(f"{url}/jobs", json={"process_graph": graph(small)}).json()["job_id"]
+        api.patch(f"{url}/jobs/{warm}/queue")
+        wait_finished(api, url, warm)
+        size = int(catalog_size(catalog))
+        whole = {"left": ORIGIN[0], "right": ORIGIN[0] + size * RES, "top": ORIGIN[1],
+                 "bottom": ORIGIN[1] - size * RES, "srs": "EPSG:32632"}
+        job_id = api.post(f"{url}/jobs", json={"process_graph": graph(whole)}).json()["job_id"]
+        t0 = time.perf_counter()
+        api.patch(f"{url}/jobs/{job_id}/queue")
+        job = wait_finished(api, url, job_id)
+        wall = time.perf_counter() - t0
+        if job["status"] != "finished":
+            raise RuntimeError(api.get(f"{url}/jobs/{job_id}/logs").json())
+        roles = process_roles(psutil.Process(server.pid))
+        result = {
+            "wall": wall, "blocks": job["blocks"]["total"],
+            "web_rss": max(peak_rss(p) for p in roles["web"]),
+            "dask_rss": [peak_rss(p) for p in roles["dask"]],
+            "result": home / "results" / job_id / "result.tif",
+        }
+        return result
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=10240)
+    parser.add_argument("--dates", type=int, default=4)
+    parser.add_argument("--block", type=int, default=1024)
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--no-plain", action="store_true")
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    parser.add_argument("--data-dir", type=Path, default=cache / "tileserver-bench" / "batch")
+    args = parser.parse_args()
+
+    t = time.perf_counter()
+    catalog = write_scene(args.data_dir, args.size, args.dates)
+    print(f"scene {args.size}x{args.size} px x {args.dates} dates x 2 bands "
+          f"(ready in {time.perf_counter() - t:.0f} s)")
+    mib = 1024 * 1024
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
+        plain = None
+        if not args.no_plain:
+            out = Path(tmp) / "plain.tif"
+            wall, rss = run_plain(args.data_dir, out, args.block, args.dates)
+            plain = (wall, rss, out)
+            rows.append(("plain rasterio+numpy (1 process)", wall, rss / mib, "-"))
+            print(f"  plain: {wall:.1f} s, peak RSS {rss / mib:.0f} MiB", flush=True)
+        for n in [int(w) for w in args.workers.split(",")]:
+            res = run_batch(catalog, n, args.block, Path(tmp) / f"home{n}")
+            rows.append((f"batch, {n} worker(s), {res['blocks']} blocks", res["wall"],
+                         res["web_rss"] / mib,
+                         "/".join(f"{r / mib:.0f}" for r in res["dask_rss"])))
+            print(f"  batch with {n} worker(s): {res['wall']:.1f} s, server peak RSS "
+                  f"{res['web_rss'] / mib:.0f} MiB, workers {rows[-1][3]} MiB", flush=True)
+            if plain is not None:
+                compare(plain[2], res["result"])
+        print(f"{'run':44} {'wall s':>8} {'server MiB':>11} {'workers MiB':>12}")
+        for name, wall, web, dask in rows:
+            print(f"{name:44} {wall:8.1f} {web:11.0f} {dask:>12}")
+        if plain is not None:
+            for name, wall, *_ in rows[1:]:
+                print(f"{name}: {wall / plain[0]:.2f}x the plain script's wall time")
+    print(json.dumps({"size": args.size, "dates": args.dates, "block": args.block}))
+
+
+def compare(plain: Path, batch: Path) -> None:
+    """Check the batch result against the plain one, window by window."""
+    import rasterio
+
+    with rasterio.open(plain) as a, rasterio.open(batch) as b:
+        assert (a.width, a.height) == (b.width, b.height), (a.shape, b.shape)
+        worst = 0
+        for _, win in a.block_windows(1):
+            x, y = a.read(1, window=win), b.read(1, window=win)
+            same = (x == y) | (np.isnan(x) & np.isnan(y))
+            close = np.isclose(x, y, rtol=1e-6, equal_nan=True)
+            worst = max(worst, int((~close).sum()))
+            if not same.all() and (~close).any():
+                break
+    print(f"  values vs plain: {'identical' if worst == 0 else f'{worst} pixels differ'}",
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()
