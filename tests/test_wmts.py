@@ -133,6 +133,7 @@ def test_global_wmts_lists_every_job_of_the_user(client, wmts):
                      f"&FORMAT=image/png&TILEMATRIXSET=GoogleMapsCompatible&TILEMATRIX={Z}"
                      f"&TILEROW={ROW}&TILECOL={COL}")
     assert kvp.data == tile.data
+    assert tile.headers["Cache-Control"].startswith("private")  # per-user endpoint
 
 
 # -- tiles as data ---------------------------------------------------------------------
@@ -220,7 +221,7 @@ def test_jpeg_tile_and_colormap_style(client, small_catalog):
 def test_etag_and_304(client, wmts):
     job, service = wmts["reduced"]
     first = _kvp_tile(client, service, job)
-    assert first.headers["ETag"] and "max-age" in first.headers["Cache-Control"]
+    assert first.headers["ETag"] and first.headers["Cache-Control"] == "public, max-age=300"
     path = f"{_path(service)}/1.0.0/{job}/default/GoogleMapsCompatible/{Z}/{ROW}/{COL}.png"
     again = client.get(path, headers={"If-None-Match": first.headers["ETag"]})
     assert again.status_code == 304 and again.data == b""

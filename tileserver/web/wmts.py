@@ -34,7 +34,9 @@ from tileserver.web.layers import (
 
 bp = Blueprint("wmts", __name__)
 
-CACHE_CONTROL = "public, max-age=300"
+#: Tiles of public service URLs may sit in shared caches; the global /wmts is per user.
+PUBLIC_CACHE = "public, max-age=300"
+PRIVATE_CACHE = "private, max-age=300"
 
 
 @bp.before_request
@@ -53,6 +55,7 @@ class ServiceLayers:
         self.service_id = service_id
         self.root = f"{base_url()}/service/wmts/{service_id}"
         self.title = "tileserver WMTS service"
+        self.cache_control = PUBLIC_CACHE
 
     def layers(self) -> list[Layer]:
         """The service's job as a layer, styled by the service args."""
@@ -74,6 +77,7 @@ class UserLayers:
     def __init__(self):
         self.root = f"{base_url()}/wmts"
         self.title = f"tileserver: jobs of {current_user()}"
+        self.cache_control = PRIVATE_CACHE
 
     def layers(self) -> list[Layer]:
         """The jobs whose graph still validates, newest first."""
@@ -155,7 +159,8 @@ def capabilities(source) -> Response:
 
 
 def tile_response(layer: Layer, style: str | None, media_type: str, tms_id: str, z: str,
-                  row: str, col: str, time: str | None) -> Response:
+                  row: str, col: str, time: str | None,
+                  cache_control: str = PUBLIC_CACHE) -> Response:
     """A tile with ETag/Cache-Control, or 304 when the client has it."""
     check_style(style)
     check_format(media_type)
@@ -168,7 +173,7 @@ def tile_response(layer: Layer, style: str | None, media_type: str, tms_id: str,
         encoded = layer.tile(tms_id, z, r, c, media_type, day)
         resp = Response(encoded.content, mimetype=encoded.media_type)
     resp.set_etag(etag)
-    resp.headers["Cache-Control"] = CACHE_CONTROL
+    resp.headers["Cache-Control"] = cache_control
     return resp
 
 
@@ -209,7 +214,7 @@ def kvp(source) -> Response:
     layer = source.layer(values["layer"])
     return tile_response(layer, values["style"], values["format"], values["tilematrixset"],
                          values["tilematrix"], values["tilerow"], values["tilecol"],
-                         params.get("time"))
+                         params.get("time"), source.cache_control)
 
 
 def rest_tile(source, layer_id: str, style: str, tms_id: str, z: str, last: str,
@@ -220,7 +225,8 @@ def rest_tile(source, layer_id: str, style: str, tms_id: str, z: str, last: str,
         raise InvalidParameterValue(
             f"tile URL must end in {{TileCol}}.png|jpg|tif, got {last!r}", locator="format")
     layer = source.layer(layer_id)
-    return tile_response(layer, style, EXTENSIONS[ext.lower()], tms_id, z, row, col, time)
+    return tile_response(layer, style, EXTENSIONS[ext.lower()], tms_id, z, row, col, time,
+                         source.cache_control)
 
 
 # -- routes: one service ---------------------------------------------------------------
