@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -182,6 +183,13 @@ def test_jobs_survive_kill_9_of_the_server(tmp_path, small_catalog):
         path = svc["service_url"].removeprefix(base) + "/" + TILE.format(job=job)
         before = requests.get(base + path, timeout=60)
         assert before.status_code == 200
+        # concurrent writes through both gunicorn worker processes
+        with ThreadPoolExecutor(8) as pool:
+            posted = list(pool.map(lambda i: requests.post(
+                f"{base}/jobs", json={"process_graph": ndvi_graph(), "title": f"c{i}"},
+                timeout=60), range(24)))
+        assert all(r.status_code == 201 for r in posted)
+        written = {r.json()["job_id"] for r in posted} | {job}
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -190,6 +198,8 @@ def test_jobs_survive_kill_9_of_the_server(tmp_path, small_catalog):
     try:
         base = f"http://127.0.0.1:{port}"
         assert requests.get(f"{base}/jobs/{job}", timeout=30).json()["job_id"] == job
+        listed = {j["job_id"] for j in requests.get(f"{base}/users/me/jobs", timeout=30).json()}
+        assert listed == written
         after = requests.get(base + path, timeout=60)
         assert after.status_code == 200 and after.content == before.content
     finally:
