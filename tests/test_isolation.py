@@ -156,3 +156,33 @@ def test_service_urls_are_public_and_revocable(app, alice):
         sid = alice["services"][kind]["service_id"]
         assert c.delete(f"/services/{sid}", headers=ALICE).status_code == 204
         assert c.get(url).status_code == 404, url
+
+
+REGION = (b'{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": '
+          b'{"name": "alices-secret-field"}, "geometry": {"type": "Polygon", "coordinates": '
+          b'[[[9.0, 46.04], [9.01, 46.04], [9.01, 46.05], [9.0, 46.05], [9.0, 46.04]]]}}]}')
+
+
+def _zonal(path: str) -> dict:
+    return {"process_graph": {"process_id": "zonal_statistics", "args": {
+        "imagery": ndvi_graph(), "regions": path, "func": "avg"}},
+        "output": {"format": "JSON"}}
+
+
+def test_region_files_of_graphs_are_the_callers_only(app):
+    """A graph naming another user's region file is answered like a missing file, also
+    after the owner computed the same graph (no result comes from the shared cache)."""
+    if "zonal_statistics" not in app.test_client().get("/processes/zonal_statistics") \
+            .get_data(as_text=True):
+        pytest.skip("no zonal_statistics yet")
+    c = app.test_client()
+    assert c.put("/users/alice/files/fields.geojson", data=REGION,
+                 headers=ALICE).status_code == 201
+    mine = c.post("/execute", json=_zonal("/users/alice/files/fields.geojson"), headers=ALICE)
+    assert mine.status_code == 200, mine.data[:300]
+    assert b"alices-secret-field" in mine.data
+    theirs = c.post("/execute", json=_zonal("/users/alice/files/fields.geojson"), headers=BOB)
+    missing = c.post("/execute", json=_zonal("/users/alice/files/none.geojson"), headers=BOB)
+    assert 400 <= theirs.status_code < 500, theirs.data[:300]
+    assert _answer(theirs) == _answer(missing)
+    assert b"alices-secret-field" not in theirs.data
