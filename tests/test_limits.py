@@ -214,3 +214,23 @@ def test_evaluation_timeout_on_ogc_request(make_app, small_catalog, monkeypatch)
     assert resp.status_code == 200
     with MemoryFile(resp.data) as mem, mem.open() as ds:
         assert ds.driver == "PNG" and ds.width == 256
+
+
+def test_coverage_size_limit_is_an_ogc_exception(make_app, small_catalog):
+    c = make_app([small_catalog], max_output_pixels=100_000).test_client()
+    job = c.post("/jobs", json={"process_graph": ndvi_graph()}).json["job_id"]
+    service = c.post("/services", json={"job_id": job, "type": "wcs"}).json
+    url = f"/service/wcs/{service['service_id']}"
+    if c.get(url).status_code == 404:
+        pytest.skip("no WCS module yet")
+    params = {"SERVICE": "WCS", "VERSION": "1.0.0", "REQUEST": "GetCoverage",
+              "COVERAGE": f"job_{job}", "CRS": "EPSG:32632", "FORMAT": "GeoTIFF",
+              "BBOX": "500000,5097440,502560,5100000"}
+    big = c.get(url, query_string={**params, "WIDTH": 100_000, "HEIGHT": 100_000})
+    assert big.status_code == 413
+    root = etree.fromstring(big.data)
+    assert etree.QName(root).localname.endswith("ExceptionReport")
+    ok = c.get(url, query_string={**params, "WIDTH": 256, "HEIGHT": 256})
+    assert ok.status_code == 200
+    with MemoryFile(ok.data) as mem, mem.open() as ds:
+        assert (ds.width, ds.height) == (256, 256)
