@@ -756,3 +756,17 @@ def test_odd_but_usable_region_files(engine, home):
         assert _encode(table, fmt)
     doc = json.loads(_encode(table, "JSON"))
     assert doc["regions"][0]["properties"]["tags"] == [1, 2]
+
+
+@pytest.mark.parametrize("func", sorted(REFERENCE))
+def test_statistic_null_for_empty_slices_without_warnings(func):
+    from tileserver.core.zonal import statistic
+
+    values = np.array([[[np.nan, np.nan, np.nan]], [[3.0, np.nan, 5.0]], [[7.0, 7.0, 1.0]]])
+    out, count = statistic(values, func)
+    assert out.shape == count.shape == (3, 1) and list(count[:, 0]) == [0, 2, 3]
+    assert np.isnan(out[0, 0])
+    assert out[1, 0] == pytest.approx(REFERENCE[func](np.array([3.0, 5.0])))
+    assert out[2, 0] == pytest.approx(REFERENCE[func](np.array([7.0, 7.0, 1.0])))
+    empty, zero = statistic(np.empty((2, 1, 0)), func)
+    assert np.isnan(empty).all() and (zero == 0).all()

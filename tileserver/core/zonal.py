@@ -22,7 +22,6 @@ any case; regions in different tiles never cause the pixels between them to be r
 from __future__ import annotations
 
 import math
-import warnings
 import zipfile
 from collections import defaultdict
 from collections.abc import Callable
@@ -340,31 +339,30 @@ def statistic(values: np.ndarray, func: str) -> tuple[np.ndarray, np.ndarray]:
 
     ``std`` is the population standard deviation (ddof=0); ``median``/``q25``/``q75`` are
     numpy's linear-interpolation percentiles; with no valid value the result is NaN.
+    Only slices with a valid value are computed (no all-NaN warnings to silence, which
+    would not be thread-safe).
     """
     values = values.astype(np.float64, copy=False)
-    valid = np.isfinite(values)
-    count = valid.sum(axis=-1)
-    shape = values.shape[:-1]
-    if values.shape[-1] == 0 or not count.any():
-        return np.full(shape, np.nan), count
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices -> NaN, wanted
-        if func == "count":
-            out = count.astype(np.float64)
-        elif func == "sum":
-            out = np.nansum(values, axis=-1)
-        elif func == "avg":
-            out = np.nansum(values, axis=-1) / np.maximum(count, 1)
-        elif func == "min":
-            out = np.nanmin(values, axis=-1)
-        elif func == "max":
-            out = np.nanmax(values, axis=-1)
-        elif func == "std":
-            out = np.nanstd(values, axis=-1)
-        else:
-            q = {"median": 50, "q25": 25, "q75": 75}[func]
-            out = np.nanpercentile(values, q, axis=-1)
-    out = np.where(count > 0, out, np.nan)
+    count = np.isfinite(values).sum(axis=-1)
+    out = np.full(values.shape[:-1], np.nan)
+    ok = count > 0
+    if not ok.any():
+        return out, count
+    v = values[ok]  # (slices with data, pixels)
+    if func == "count":
+        out[ok] = count[ok]
+    elif func == "sum":
+        out[ok] = np.nansum(v, axis=-1)
+    elif func == "avg":
+        out[ok] = np.nansum(v, axis=-1) / count[ok]
+    elif func == "min":
+        out[ok] = np.nanmin(v, axis=-1)
+    elif func == "max":
+        out[ok] = np.nanmax(v, axis=-1)
+    elif func == "std":
+        out[ok] = np.nanstd(v, axis=-1)
+    else:
+        out[ok] = np.nanpercentile(v, {"median": 50, "q25": 25, "q75": 75}[func], axis=-1)
     return out, count
 
 
