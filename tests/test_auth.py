@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 import time
@@ -9,6 +10,8 @@ import time
 import itsdangerous
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from tests.hardening_support import (
@@ -228,3 +231,14 @@ def test_serve_refuses_remote_bind_in_single_user_mode(tmp_path, monkeypatch, ca
     monkeypatch.delenv("TILESERVER_ALLOW_REMOTE", raising=False)
     assert cli_main(["serve", "--host", "0.0.0.0", "--port", "1"]) == 2
     assert "loopback" in capsys.readouterr().err
+
+
+@given(scheme=st.sampled_from(["Basic", "Bearer", "basic", "BEARER", "Digest", ""]),
+       value=st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=80)
+       | st.binary(max_size=60).map(lambda b: base64.b64encode(b).decode()))
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_random_authorization_headers_are_401(client, scheme, value):
+    resp = client.get("/users/alice/jobs", headers={"Authorization": f"{scheme} {value}"})
+    assert resp.status_code == 401
+    assert resp.json["code"] == "AuthenticationRequired"

@@ -13,6 +13,7 @@ with unguessable ids, so GIS clients need no password).
 from __future__ import annotations
 
 import argparse
+import base64
 import getpass
 import hashlib
 import hmac
@@ -188,7 +189,7 @@ class Authenticator:
         """The user of a valid token, else ``None``."""
         try:
             data = self.serializer.loads(token, max_age=self.ttl)
-        except (BadSignature, SignatureExpired):
+        except (BadSignature, SignatureExpired, ValueError):
             return None
         if not isinstance(data, dict):
             return None
@@ -205,15 +206,29 @@ class Authenticator:
         scheme, _, value = header.partition(" ")
         scheme = scheme.lower()
         if scheme == "basic":
-            auth = request.authorization
-            if auth is None or not auth.username or auth.password is None:
+            basic = basic_credentials(header)
+            if basic is None or not basic[0]:
                 return None
-            return auth.username if self.check_password(auth.username, auth.password) else None
+            return basic[0] if self.check_password(*basic) else None
         if scheme == "bearer" and value.strip():
             token = value.strip()
             # openEO 1.x clients send "basic//<token>"; accept that form too
             return self.verify_token(token.rsplit("/", 1)[-1])
         return None
+
+
+def basic_credentials(header: str) -> tuple[str, str] | None:
+    """``(user, password)`` of an ``Authorization: Basic`` header, or ``None`` when it is
+    another scheme or malformed (werkzeug's parser raises on non-ASCII values)."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        raw = base64.b64decode(value.strip().encode("ascii"), validate=True).decode("utf-8")
+    except (ValueError, UnicodeError):  # binascii.Error is a ValueError
+        return None
+    user, sep, password = raw.partition(":")
+    return (user, password) if sep else None
 
 
 def _auth() -> Authenticator:
@@ -278,12 +293,12 @@ def login():
     if not auth.users():
         user = SINGLE_USER
     else:
-        basic = request.authorization
-        if basic is None or basic.type != "basic":
+        basic = basic_credentials(request.headers.get("Authorization", ""))
+        if basic is None:
             raise Unauthorized("GET /auth/login needs HTTP Basic credentials")
-        if not auth.check_password(basic.username or "", basic.password or ""):
+        if not basic[0] or not auth.check_password(*basic):
             raise Unauthorized("wrong user id or password")
-        user = basic.username
+        user = basic[0]
     return jsonify({"user_id": user, "token": auth.issue_token(user),
                     "expires_in": auth.ttl})
 
