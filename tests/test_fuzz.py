@@ -215,6 +215,25 @@ def test_uploads_never_500(fuzz_app, parts, data):
     assert no_server_error(c.delete(url))
 
 
+latin1 = st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=40)
+
+
+@given(headers=st.fixed_dictionaries({}, optional={
+    "Origin": latin1, "Content-Type": latin1 | st.sampled_from(
+        ["application/json", "multipart/form-data", "application/x-www-form-urlencoded"]),
+    "Accept": latin1, "Access-Control-Request-Method": latin1,
+    "Access-Control-Request-Headers": latin1, "Authorization": latin1,
+    "Range": latin1, "If-None-Match": latin1}),
+    method=st.sampled_from(["GET", "POST", "OPTIONS", "PATCH", "PUT", "DELETE"]),
+    path=st.sampled_from(["/", "/jobs", "/execute", "/services", "/users/me/files/x.bin",
+                          "/openapi.json", "/data/TEST"]),
+    body=st.binary(max_size=200))
+@FUZZ
+def test_random_headers_never_500(fuzz_app, headers, method, path, body):
+    with fuzz_app.test_client().open(path, method=method, headers=headers, data=body) as resp:
+        assert no_server_error(resp), (method, path, headers, resp.data[:300])
+
+
 def test_server_keeps_serving(fuzz_app):
     """After all the fuzzing the app still answers, with correct results."""
     c = fuzz_app.test_client()
