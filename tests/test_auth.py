@@ -242,3 +242,11 @@ def test_random_authorization_headers_are_401(client, scheme, value):
     resp = client.get("/users/alice/jobs", headers={"Authorization": f"{scheme} {value}"})
     assert resp.status_code == 401
     assert resp.json["code"] == "AuthenticationRequired"
+
+
+def test_unreadable_users_file_fails_closed(app, client, caplog):
+    path = users_path(app.extensions["tileserver"].settings)
+    path.write_text("users: [not: a mapping")  # broken YAML
+    assert client.get("/users/me/jobs").status_code == 401  # not single-user mode
+    assert client.get("/users/alice/jobs", headers=basic("alice")).status_code == 401
+    assert "cannot read the users file" in caplog.text

@@ -17,6 +17,7 @@ import base64
 import getpass
 import hashlib
 import hmac
+import logging
 import os
 import re
 import secrets
@@ -35,9 +36,12 @@ from tileserver.errors import TileserverError, Unauthorized
 from tileserver.settings import Settings, load_settings
 
 bp = Blueprint("auth", __name__)
+log = logging.getLogger(__name__)
 
 #: The user of single-user mode.
 SINGLE_USER = "me"
+#: Stands for the users while the users file cannot be read: nobody can log in.
+LOCKED = "\0locked"
 USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 #: Paths anyone may call (exact, or prefixes ending with ``/``).
 PUBLIC_EXACT = ("/", "/openapi.json", "/metrics", "/auth/login", "/capabilities", "/data",
@@ -153,7 +157,12 @@ class Authenticator:
             stamp = None
         with self._lock:
             if stamp != self._stamp:
-                self._users = read_users(self.path) if stamp else {}
+                try:
+                    self._users = read_users(self.path) if stamp else {}
+                except (OSError, ValueError, yaml.YAMLError) as exc:
+                    # fail closed: keep the last good users, or let nobody in
+                    log.error("cannot read the users file %s: %s", self.path, exc)
+                    self._users = self._users or {LOCKED: {}}
                 self._stamp = stamp
             return self._users
 
