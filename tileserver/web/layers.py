@@ -153,8 +153,14 @@ class Layer:
             return encode_gtiff(cube)
         return encode_image(cube, fmt, style=self.style)
 
+    @cached_property
+    def _tms_extents(self) -> dict[str, tuple | None]:
+        return {}
+
     def _outside(self, tms: TileMatrixSet, bounds) -> bool:
-        ext = extent_in(tms, *self.extent)
+        if tms.identifier not in self._tms_extents:
+            self._tms_extents[tms.identifier] = extent_in(tms, *self.extent)
+        ext = self._tms_extents[tms.identifier]
         if ext is None:
             return True
         return bounds[2] <= ext[0] or bounds[0] >= ext[2] or bounds[3] <= ext[1] \
