@@ -325,6 +325,26 @@ def test_owslib_reads_capabilities_and_tiles_of_several_jobs(live, small_app):
     assert np.nanmax(tiles[1] - tiles[0]) > 0
 
 
+@pytest.mark.filterwarnings("ignore:Truth-testing of elements:FutureWarning")  # OWSLib's
+def test_owslib_reads_the_time_dimension_and_selects_a_date(live, small_app, small_catalog):
+    from owslib.wmts import WebMapTileService
+
+    client = small_app.test_client()
+    job = create_job(client, ndvi_graph())
+    service = create_service(client, job)
+    url = service["service_url"].replace("http://localhost", live.url)
+    wmts = WebMapTileService(f"{url}?SERVICE=WMTS&REQUEST=GetCapabilities")
+    dim = wmts.contents[job].dimensions["Time"]
+    assert dim["values"] == ["2020-05-01", "2020-05-11", "2020-05-21"]
+    assert dim["default"] == "2020-05-21"
+    tile = wmts.gettile(layer=job, tilematrixset="GoogleMapsCompatible", tilematrix=Z, row=ROW,
+                        column=COL, format="image/tiff", style="default", TIME="2020-05-11")
+    expected, _ = _tile_ref(small_catalog.parent / "TEST", "GoogleMapsCompatible", Z, ROW, COL,
+                            ITEMS[1:3])  # the two acquisitions of that day, mosaicked
+    with MemoryFile(tile.read()) as mem, mem.open() as ds:
+        _assert_close_mostly(ds.read(1), expected)
+
+
 def test_gdal_wmts_driver_reads_the_layer(live, small_app, small_catalog):
     client = small_app.test_client()
     job = create_job(client, ndvi_graph(reduce="min_time"))
