@@ -770,3 +770,26 @@ def test_statistic_null_for_empty_slices_without_warnings(func):
     assert out[2, 0] == pytest.approx(REFERENCE[func](np.array([7.0, 7.0, 1.0])))
     empty, zero = statistic(np.empty((2, 1, 0)), func)
     assert np.isnan(empty).all() and (zero == 0).all()
+
+
+def test_overlapping_touching_and_nested_regions_each_get_their_own_pixels(
+        engine, reference, home, tmp_path):
+    """Regions are rasterised in layers of non-touching polygons: the result must equal
+    one rasterisation per polygon, even where they overlap, nest, or share an edge that
+    runs through pixel centres."""
+    a = poly((200.5, 200.5), (230.5, 200.5), (230.5, 230.5), (200.5, 230.5))
+    geoms = [
+        a,
+        poly((220.2, 220.2), (250.2, 220.2), (250.2, 250.2), (220.2, 250.2)),  # overlaps a
+        poly((230.5, 200.5), (260.5, 200.5), (245.5, 215.5)),  # shares a's edge x=230.5
+        poly((190.3, 190.3), (240.3, 190.3), (240.3, 240.3), (190.3, 240.3)),  # contains a
+        a,  # the same polygon twice
+    ]
+    upload(home, "f.geojson", write_vector(tmp_path / "f.geojson", geoms))
+    table = zonal(engine, home, b04(), func="sum")
+    for ri, geom in enumerate(geoms):
+        for ti, (value, count) in enumerate(ref_values(reference, geom, "sum")):
+            assert table.pixels[ri, ti, 0] == count, (ri, ti)
+            rtol = 0.05 if ti == WARPED_DATE else 1e-9
+            assert_allclose(table.values[ri, ti, 0], value, rtol=rtol)
+    assert_allclose(table.values[4], table.values[0])

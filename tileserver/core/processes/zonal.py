@@ -78,7 +78,7 @@ def zonal_statistics(ctx, node, query):
         grid = zonal.native_grid(meta.product, meta.source_bands)
         return zonal.zonal_statistics(
             lambda view: ctx.eval(imagery, Query(view, query.time)),
-            meta, regions, node.args["func"], grid)
+            meta, regions, node.args["func"], grid, ctx.engine.max_pixels)
     except (FileNotFound, InvalidPath) as exc:
         raise zonal.RegionsError(f"{where}: {exc.message}", path=where) from None
     except zonal.RegionsError as exc:
