@@ -793,3 +793,17 @@ def test_overlapping_touching_and_nested_regions_each_get_their_own_pixels(
             rtol = 0.05 if ti == WARPED_DATE else 1e-9
             assert_allclose(table.values[ri, ti, 0], value, rtol=rtol)
     assert_allclose(table.values[4], table.values[0])
+
+
+def test_dense_regions_are_read_as_one_view_within_the_pixel_budget():
+    from tileserver.core.zonal import plan_views
+
+    # a 4 x 4 grid of 100-px regions covering a 400 x 400 area, 128-px tiles
+    dense = {i: (100 * (i % 4), 100 * (i // 4), 100 * (i % 4) + 90, 100 * (i // 4) + 90)
+             for i in range(16)}
+    one = plan_views(dense, block=128, max_view_pixels=400 * 400)
+    assert len(one) == 1 and one[0].window == (0, 0, 390, 390)
+    assert sorted(ri for ri, _ in one[0].members) == list(range(16))
+    assert len(plan_views(dense, block=128, max_view_pixels=390 * 390 - 1)) > 1  # budget
+    sparse = {0: (0, 0, 10, 10), 1: (5000, 5000, 5010, 5010)}
+    assert len(plan_views(sparse, block=128, max_view_pixels=10**9)) == 2
