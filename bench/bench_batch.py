@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_batch.py [--size 10240] [--dates 4] [--block 1024]
                                           [--data-dir DIR] [--workers 1,2] [--no-plain]
+                                          [--repeat 3]
 
 1. Writes (once, cached in ``--data-dir``, default ``$XDG_CACHE_HOME/tileserver-bench``)
    a STAC catalog with one product ``BIG``: ``--dates`` acquisitions of a
@@ -24,6 +25,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -259,6 +261,7 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=1024)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--no-plain", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of everything (medians)")
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     parser.add_argument("--data-dir", type=Path, default=cache / "tileserver-bench" / "batch")
     args = parser.parse_args()
@@ -268,30 +271,43 @@ def main() -> None:
     print(f"scene {args.size}x{args.size} px x {args.dates} dates x 2 bands "
           f"(ready in {time.perf_counter() - t:.0f} s)")
     mib = 1024 * 1024
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
-        plain = None
-        if not args.no_plain:
-            out = Path(tmp) / "plain.tif"
-            wall, rss = run_plain(args.data_dir, out, args.block, args.dates)
-            plain = (wall, rss, out)
-            rows.append(("plain rasterio+numpy (1 process)", wall, rss / mib, "-"))
-            print(f"  plain: {wall:.1f} s, peak RSS {rss / mib:.0f} MiB", flush=True)
-        for n in [int(w) for w in args.workers.split(",")]:
-            res = run_batch(catalog, n, args.block, Path(tmp) / f"home{n}")
-            rows.append((f"batch, {n} worker(s), {res['blocks']} blocks", res["wall"],
-                         res["web_rss"] / mib,
-                         "/".join(f"{r / mib:.0f}" for r in res["dask_rss"])))
-            print(f"  batch with {n} worker(s): {res['wall']:.1f} s, server peak RSS "
-                  f"{res['web_rss'] / mib:.0f} MiB, workers {rows[-1][3]} MiB", flush=True)
-            if plain is not None:
-                compare(plain[2], res["result"])
-        print(f"{'run':44} {'wall s':>8} {'server MiB':>11} {'workers MiB':>12}")
-        for name, wall, web, dask in rows:
-            print(f"{name:44} {wall:8.1f} {web:11.0f} {dask:>12}")
-        if plain is not None:
-            for name, wall, *_ in rows[1:]:
-                print(f"{name}: {wall / plain[0]:.2f}x the plain script's wall time")
+    counts = [int(w) for w in args.workers.split(",")]
+    walls: dict[str, list[float]] = {}
+    peaks: dict[str, list[str]] = {}
+    for i in range(args.repeat):
+        with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
+            plain = None
+            if not args.no_plain:
+                out = Path(tmp) / "plain.tif"
+                wall, rss = run_plain(args.data_dir, out, args.block, args.dates)
+                plain = out
+                walls.setdefault("plain", []).append(wall)
+                peaks.setdefault("plain", []).append(f"{rss / mib:.0f}")
+                print(f"  [{i + 1}] plain: {wall:.1f} s, peak RSS {rss / mib:.0f} MiB",
+                      flush=True)
+            for n in counts:
+                res = run_batch(catalog, n, args.block, Path(tmp) / f"home{n}")
+                workers = "/".join(f"{r / mib:.0f}" for r in res["dask_rss"])
+                walls.setdefault(f"batch{n}", []).append(res["wall"])
+                peaks.setdefault(f"batch{n}", []).append(
+                    f"{res['web_rss'] / mib:.0f} | {workers}")
+                print(f"  [{i + 1}] batch with {n} worker(s), {res['blocks']} blocks: "
+                      f"{res['wall']:.1f} s, peak RSS server {res['web_rss'] / mib:.0f} MiB, "
+                      f"workers {workers} MiB", flush=True)
+                if plain is not None:
+                    compare(plain, res["result"])
+    print(f"\n{'run':34} {'median wall s':>14}  {'runs':24} peak RSS MiB (server | workers)")
+    for key, values in walls.items():
+        name = "plain rasterio+numpy, 1 process" if key == "plain" else (
+            f"batch, {key[5:]} worker(s)")
+        runs = ", ".join(f"{v:.0f}" for v in values)
+        print(f"{name:34} {statistics.median(values):14.1f}  {runs:24} "
+              f"{'; '.join(peaks[key])}")
+    if "plain" in walls:
+        base = statistics.median(walls["plain"])
+        for n in counts:
+            ratio = statistics.median(walls[f"batch{n}"]) / base
+            print(f"batch with {n} worker(s): {ratio:.2f}x the plain script's median wall time")
     print(json.dumps({"size": args.size, "dates": args.dates, "block": args.block}))
 
 
