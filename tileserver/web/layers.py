@@ -176,12 +176,13 @@ def make_layer(engine: Engine, job: dict, service_args: dict | None = None,
                title: str | None = None) -> Layer:
     """The layer of a job (its stored graph, validated against the current catalog).
 
-    Memoised per engine, job version (``updated``), service args and title, so that a tile
-    request does not parse the graph or recompute the layer's extent and dates again.
+    Memoised per engine, job graph and output, service args and title (``updated`` has
+    only second resolution), so that a tile request does not parse the graph or recompute
+    the layer's extent and dates again.
     """
     title = title or job.get("title") or job["job_id"]
-    key = (job["job_id"], str(job.get("updated")), title,
-           json.dumps([job.get("output"), service_args], sort_keys=True, default=str))
+    key = (job["job_id"], title, json.dumps(
+        [job["process_graph"], job.get("output"), service_args], sort_keys=True, default=str))
     with _LAYERS_LOCK:
         cache = _LAYERS.setdefault(engine, LRUCache(maxsize=256))
         layer = cache.get(key)
