@@ -640,8 +640,10 @@ def test_batch_job_queue_poll_download_gpkg(small_catalog, reference, tmp_path):
     src = write_vector(tmp_path / "f.geojson", geoms, props={"name": [n for n, _ in REGIONS]})
     graph = {"process_id": "zonal_statistics", "args": {
         "imagery": b04(), "regions": "/users/me/files/fields/", "func": "median"}}
+    # an in-process worker shares the test process's memory: a limit there would measure
+    # pytest (over 1 GiB late in a full run) and pause the worker, so none is set
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                      memory_limit="1GiB", dashboard_address=":0") as cluster:
+                      memory_limit=0, dashboard_address=":0") as cluster:
         app = create_app(batch_settings(tmp_path / "home", [small_catalog],
                                         cluster.scheduler_address))
         try:
