@@ -1,4 +1,5 @@
-"""What is pushed down a graph (:class:`Query`) and what is known without reading (:class:`CubeMeta`)."""
+"""What is pushed down a graph (:class:`Query`) and what is known without reading
+(:class:`CubeMeta`)."""
 
 from __future__ import annotations
 
