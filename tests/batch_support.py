@@ -35,7 +35,8 @@ def batch_settings(home: Path, catalogs, scheduler: str | None, **extra):
                "batch_heartbeat_seconds": 0.5, "batch_stale_seconds": 3.0,
                "batch_watchdog_seconds": 0.5, "batch_inflight": 2}
     options.update(extra)
-    return settings.replace(extra=options)
+    fields = {k: options.pop(k) for k in list(options) if hasattr(settings, k)}
+    return settings.replace(extra=options, **fields)
 
 
 def create_job(client, graph: dict, output: dict | None = None) -> str:

@@ -50,17 +50,25 @@ from tileserver.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: Defaults of the ``batch_*`` keys of the configuration file (``settings.extra``).
+#: Batch options: ``Settings`` fields (``batch_block_size``, ``batch_workers``,
+#: ``batch_worker_memory``, ``batch_stale_seconds``: YAML keys or ``TILESERVER_*``), and
+#: finer knobs read from the configuration file only (``settings.extra``), with defaults.
 DEFAULTS = {
     "batch_block_size": 1024,  # pixels per block side (shrunk to respect max_pixels)
     "batch_workers": 2,  # workers of the embedded LocalCluster
     "batch_worker_memory": "2GiB",  # memory limit per embedded worker
+    "batch_stale_seconds": 30.0,  # a job not touched for longer is taken over
     "batch_poll_seconds": 0.5,  # how often a driver checks the database for pause/cancel
     "batch_heartbeat_seconds": 2.0,  # how often the watchdog touches the jobs it drives
-    "batch_stale_seconds": 30.0,  # a job not touched for longer is taken over
     "batch_watchdog_seconds": 5.0,  # how often each process looks for orphaned jobs
     "batch_inflight": 0,  # blocks in flight per job; 0 = 2 x the cluster's threads
 }
+
+
+def batch_options(settings: Settings) -> dict[str, Any]:
+    """The batch options of ``settings`` (fields first, then ``extra``, then defaults)."""
+    return {k: type(v)(getattr(settings, k) if hasattr(settings, k) else
+                       settings.extra.get(k, v)) for k, v in DEFAULTS.items()}
 
 QUEUEABLE = ("submitted", "paused", "error", "canceled")
 PAUSABLE = ("queued", "running")
@@ -80,7 +88,7 @@ class BatchRunner:
         self.store = store
         self._engine = engine
         self._catalogs = catalogs
-        self.options = {k: type(v)(settings.extra.get(k, v)) for k, v in DEFAULTS.items()}
+        self.options = batch_options(settings)
         self.results_root = settings.home / "results"
         self._lock = threading.Lock()
         self._client_lock = threading.Lock()
