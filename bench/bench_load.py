@@ -1,14 +1,16 @@
 """One-minute load benchmark (issue 7). Prints JSON; no assertions.
 
-    .venv/bin/python bench/bench_load.py [--clients 16] [--seconds 60] [--cache-mb 128]
+    .venv/bin/python bench/bench_load.py [--clients 16] [--seconds 60] [--workers 1]
 
-A real ``tileserver serve`` (gunicorn, one worker, 8 threads) runs on loopback over the
-synthetic test catalog (``tests/synthetic.py``). After a warm-up, one client alone runs for
-``--baseline`` seconds (the latency of an idle server), then ``--clients`` clients run for
-``--seconds`` mixing XYZ tiles, WCS 1.0.0 GetCoverage, ``POST /execute`` and job calls
-(create, read, patch, list, delete). Reported: medians and 95th percentiles per kind, the
-ratio of loaded to idle medians, requests per second, failures, the worker's file
-descriptors before/after and its resident memory before/peak/after.
+A real ``tileserver serve`` (gunicorn, ``--workers`` processes of 8 threads) runs on
+loopback over the synthetic test catalog (``tests/synthetic.py``). After a warm-up, one
+client alone runs for ``--baseline`` seconds (the latency of an idle server), then
+``--clients`` clients run for ``--seconds`` mixing XYZ tiles, WCS 1.0.0 GetCoverage,
+``POST /execute`` and job calls (create, read, patch, list, delete). Reported: medians and
+95th percentiles per kind, the ratio of loaded to idle medians, requests per second,
+failures, the workers' file descriptors before/after and their resident memory
+before/peak/after (summed), the cache held and its hit ratio (of the worker that answered
+``/metrics``).
 """
 
 from __future__ import annotations
@@ -42,27 +44,31 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--baseline", type=float, default=15.0)
     parser.add_argument("--cache-mb", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=1, help="gunicorn worker processes")
     args = parser.parse_args()
     cache = args.cache_mb * 1024 * 1024
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         catalog = make_catalog(root / "catalog")
-        with serve(root / "home", catalog, cache) as (base, pid):
+        with serve(root / "home", catalog, cache, workers=args.workers) as (base, pids):
             target = Target.create(base)
             run_load(target, clients=args.clients, seconds=5, seed=1)  # warm-up
             time.sleep(2)
-            fds_before, rss_before = fd_count(pid), rss_bytes(pid)
+            fds_before = sum(fd_count(p) for p in pids)
+            rss_before = sum(rss_bytes(p) for p in pids)
             idle = run_load(target, clients=1, seconds=args.baseline, seed=2)
-            with Sampler(pid) as sampler:
+            with Sampler(pids) as sampler:
                 loaded = run_load(target, clients=args.clients, seconds=args.seconds, seed=3)
             time.sleep(2)
-            fds_after, rss_after = fd_count(pid), rss_bytes(pid)
+            fds_after = sum(fd_count(p) for p in pids)
+            rss_after = sum(rss_bytes(p) for p in pids)
             cache_held = metric(base, "tileserver_cache_bytes")
             hits, misses = (metric(base, f"tileserver_cache_{k}_total")
                             for k in ("hits", "misses"))
     idle_s, loaded_s = idle.summary(), loaded.summary()
     report = {
         "clients": args.clients, "seconds": args.seconds, "cache_mb": args.cache_mb,
+        "workers": args.workers,
         "idle": idle_s, "loaded": loaded_s,
         "median_ratio_loaded_vs_idle": {
             k: round(loaded_s[k]["median_ms"] / idle_s[k]["median_ms"], 2)

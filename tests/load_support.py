@@ -65,8 +65,9 @@ def rss_bytes(pid: int) -> int:
 
 
 @contextmanager
-def serve(home: Path, catalog: Path, cache_bytes: int, threads: int = 8, **env: str):
-    """``tileserver serve`` on a free loopback port; yields ``(base_url, worker_pid)``."""
+def serve(home: Path, catalog: Path, cache_bytes: int, threads: int = 8, workers: int = 1,
+          **env: str):
+    """``tileserver serve`` on a free loopback port; yields ``(base_url, worker_pids)``."""
     port = free_port()
     environ = {**os.environ, "TILESERVER_HOME": str(home), "TILESERVER_CATALOG": str(catalog),
                "TILESERVER_CACHE_BYTES": str(cache_bytes), "TILESERVER_THREADS": str(threads),
@@ -74,7 +75,7 @@ def serve(home: Path, catalog: Path, cache_bytes: int, threads: int = 8, **env: 
     log = open(home.parent / f"serve-{port}.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "tileserver.cli", "serve", "--host", "127.0.0.1", "--port",
-         str(port), "--workers", "1"], env=environ, stdout=log, stderr=subprocess.STDOUT,
+         str(port), "--workers", str(workers)], env=environ, stdout=log, stderr=subprocess.STDOUT,
         cwd=str(home.parent))
     base = f"http://127.0.0.1:{port}"
     try:
@@ -90,9 +91,12 @@ def serve(home: Path, catalog: Path, cache_bytes: int, threads: int = 8, **env: 
             if time.monotonic() > deadline:
                 raise RuntimeError("tileserver serve did not start")
             time.sleep(0.3)
-        workers = children(proc.pid)
-        assert len(workers) == 1, workers
-        yield base, workers[0]
+        pids: list[int] = []
+        while len(pids) < workers and time.monotonic() < deadline:
+            pids = children(proc.pid)
+            time.sleep(0.1)
+        assert len(pids) == workers, pids
+        yield base, sorted(pids)
     finally:
         proc.terminate()
         try:
@@ -240,17 +244,17 @@ def metric(base: str, name: str) -> float:
 
 
 class Sampler:
-    """Samples the RSS of a process every ``interval`` seconds in a thread."""
+    """Samples the summed RSS of processes every ``interval`` seconds in a thread."""
 
-    def __init__(self, pid: int, interval: float = 0.25):
-        self.pid, self.interval = pid, interval
+    def __init__(self, pids: list[int], interval: float = 0.25):
+        self.pids, self.interval = pids, interval
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes(self.pid))
+            self.peak = max(self.peak, sum(rss_bytes(p) for p in self.pids))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> Sampler:

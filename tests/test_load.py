@@ -42,12 +42,12 @@ def _settle(pid: int, seconds: float = 5.0) -> int:
 
 @pytest.mark.slow
 def test_sixteen_clients_no_errors_no_leaks(small_catalog, tmp_path):
-    with serve(tmp_path / "home", small_catalog, CACHE_BYTES) as (base, pid):
+    with serve(tmp_path / "home", small_catalog, CACHE_BYTES) as (base, (pid,)):
         target = Target.create(base)
         warm = run_load(target, clients=16, seconds=3, seed=1)
         assert not warm.failures, warm.failures[:5]
         fds_before, rss_before = _settle(pid), rss_bytes(pid)
-        with Sampler(pid) as sampler:
+        with Sampler([pid]) as sampler:
             result = run_load(target, clients=16, seconds=10, seed=2)
         fds_after = _settle(pid)
         summary = result.summary()
