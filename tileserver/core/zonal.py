@@ -28,6 +28,7 @@ import zipfile
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -447,11 +448,11 @@ def zonal_statistics(
             + (" cut by the filter_bbox" if meta.bbox is not None else "")
             + f" covers {_fmt_bounds(extent.bounds)} in {grid.crs.to_string()}, the regions "
             f"{_fmt_bounds(shapely.total_bounds(geoms))}")
-    days = _check_acquisitions(meta, [geoms[ri] for ri in windows], grid)
-    max_view = max_pixels // max(1, days * len(meta.source_bands))
+    n_days = _check_acquisitions(meta, [geoms[ri] for ri in windows], grid)
+    max_view = max_pixels // max(1, n_days * len(meta.source_bands))
 
     per_day: dict[str | None, dict[int, tuple[np.ndarray, np.ndarray]]] = defaultdict(dict)
-    day_time = {}
+    day_time: dict[str | None, datetime | None] = {}
     bands: tuple[str, ...] = meta.bands
     kind = meta.kind
     for cluster in plan_views(windows, grid.block, max_view):
@@ -467,14 +468,16 @@ def zonal_statistics(
             for ti, key in enumerate(keys):
                 per_day[key][ri] = (stat[ti], count[ti])
     reduced = None in day_time
-    days = [None] if reduced else sorted(day_time)
+    days: list[str | None] = [None]
+    if not reduced:
+        days = list(sorted(k for k in day_time if k))
     n, nb = len(geoms), len(bands)
     values = np.full((n, len(days), nb), np.nan)
     pixels = np.zeros((n, len(days), nb), dtype=np.int64)
     for ti, key in enumerate(days):
         for ri, (stat, count) in per_day[key].items():
             values[ri, ti], pixels[ri, ti] = stat, count
-    dates = None if reduced else tuple(day_time[k] for k in days)
+    dates = None if reduced else tuple(t for k in days if (t := day_time[k]) is not None)
     return ZonalTable(regions, func, tuple(bands), dates, values, pixels, kind)
 
 
