@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +54,19 @@ def children(pid: int) -> list[int]:
 def fd_count(pid: int) -> int:
     """Open file descriptors of a process."""
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def fd_targets(pid: int) -> Counter:
+    """What the open file descriptors of a process point to (sockets and pipes by kind)."""
+    out: Counter = Counter()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        out[target.split(":")[0] if target.startswith(("socket:", "pipe:", "anon_inode:"))
+            else target] += 1
+    return out
 
 
 def rss_bytes(pid: int) -> int:
