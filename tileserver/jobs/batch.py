@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 #: Batch options: ``Settings`` fields (``batch_block_size``, ``batch_workers``,
 #: ``batch_worker_memory``, ``batch_stale_seconds``: YAML keys or ``TILESERVER_*``), and
 #: finer knobs read from the configuration file only (``settings.extra``), with defaults.
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "batch_block_size": 1024,  # pixels per block side (shrunk to respect max_pixels)
     "batch_workers": 2,  # workers of the embedded LocalCluster
     "batch_worker_memory": "2GiB",  # memory limit per embedded worker
@@ -151,9 +151,10 @@ class BatchRunner:
         restart = job["status"] == "canceled"
         if restart:
             extra.update(blocks_done=0)
-        if not self.store.update_job(job_id, expect_status=QUEUEABLE, status="queued",
-                                     extra=extra, error=None,
-                                     **({"progress": 0.0} if restart else {})):
+        fields: dict[str, Any] = {"status": "queued", "extra": extra, "error": None}
+        if restart:
+            fields["progress"] = 0.0
+        if not self.store.update_job(job_id, expect_status=QUEUEABLE, **fields):
             raise self._conflict(job_id, "queue")
         self.store.log(job_id, "queued" + (" (restarting)" if restart else ""))
         self._start(job_id, token)

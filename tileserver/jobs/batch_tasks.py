@@ -143,6 +143,7 @@ def run_block(spec: JobSpec, row: int, col: int) -> str:
         raise TypeError("the graph did not return an image for a block")
     layers = [SINGLE] if cube.times is None else [day_key(t) for t in cube.times]
     if spec.mode == "rgba":
+        assert spec.style is not None
         stacks = [np.moveaxis(render_rgba(cube.data[i], spec.style), -1, 0)
                   for i in range(len(layers))]
         dtype, nodata = "uint8", None
