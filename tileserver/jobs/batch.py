@@ -23,6 +23,7 @@ so the next process resumes them at once.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
@@ -30,6 +31,7 @@ import shutil
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
@@ -128,6 +130,10 @@ class BatchRunner:
                         processes=True, memory_limit=self.options["batch_worker_memory"],
                         dashboard_address=":0", silence_logs=logging.ERROR)
                     self._client = Client(self._cluster, set_as_default=False)
+                # after distributed's own exit handlers, so this one runs first: a process
+                # that exits (a gunicorn worker stopping) hands its jobs back while its
+                # client still works
+                atexit.register(_close_at_exit, weakref.ref(self))
             return self._client
 
     def _inflight(self) -> int:
@@ -291,6 +297,11 @@ class BatchRunner:
                 taken.append(job["job_id"])
         return taken
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closing.is_set()
+
     def close(self) -> None:
         """Stop the drivers (handing their jobs back as ``queued``) and the cluster."""
         self._closing.set()
@@ -309,6 +320,12 @@ class BatchRunner:
         if cluster is not None:
             cluster.close()
         self.store.dispose()
+
+
+def _close_at_exit(ref: weakref.ref) -> None:
+    runner = ref()
+    if runner is not None and not runner.closed:
+        runner.close()
 
 
 def _age(updated) -> float:
@@ -338,7 +355,7 @@ class _Run:
     def check(self) -> None:
         """Raise :class:`_Stop` unless the job is still ours and running; beat."""
         if self.runner._closing.is_set():
-            self.cancel_futures()
+            self.futures.clear()  # closing the client releases them
             if self.runner._cas(self.job_id, self.token, ("running", "queued"), status="queued",
                                 extra={**self.extra, "handed_back": True}):
                 self.log("server shutting down; the job will resume on the next start")
@@ -362,17 +379,18 @@ class _Run:
                                 progress=progress, **fields):
             self.check()
 
-    def _ping(self, _future) -> None:
-        self.wakeup.set()
-
     def wait(self, timeout: float) -> list:
-        """The finished futures, waiting up to ``timeout`` (or a ping) for one."""
-        done = [f for f in self.futures if f.done()]
-        if not done:
-            self.wakeup.wait(timeout)
-            self.wakeup.clear()
+        """The finished futures, waiting up to ``timeout`` for one (or a pause/cancel).
+
+        Futures are polled (a local check every 20 ms) rather than given done-callbacks:
+        distributed runs those in a thread pool that is gone while the process exits.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
             done = [f for f in self.futures if f.done()]
-        return done
+            if done or time.monotonic() >= deadline or self.wakeup.wait(0.02):
+                self.wakeup.clear()
+                return done
 
     def cancel_futures(self) -> None:
         if self.futures:
@@ -491,7 +509,6 @@ class _Run:
                 row, col = pending.pop()
                 fut = client.submit(batch_tasks.run_block, spec, row, col, pure=False,
                                     key=f"batch-{self.job_id}-{self.token[:8]}-r{row}c{col}")
-                fut.add_done_callback(self._ping)
                 self.futures[fut] = (row, col)
             done = self.wait(poll)
             for fut in done:
@@ -500,6 +517,7 @@ class _Run:
                     exc = fut.exception()
                     raise BlockFailed(f"block row {row} col {col} failed: {_reason(exc)}")
                 if fut.status == "cancelled":
+                    self.check()  # a shutdown cancels the futures: hand the job back
                     raise BlockFailed(f"block row {row} col {col} was lost by the cluster")
                 self.extra["blocks_done"] = self.extra.get("blocks_done", 0) + 1
             if done:
@@ -512,7 +530,6 @@ class _Run:
         shutil.rmtree(tmp, ignore_errors=True)
         fut = runner.client.submit(task, spec, str(tmp), *args, pure=False,
                                    key=f"batch-{self.job_id}-{self.token[:8]}-final")
-        fut.add_done_callback(self._ping)
         self.futures = {fut: None}
         while not self.wait(runner.options["batch_poll_seconds"]):
             self.check()
