@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -404,6 +405,59 @@ def test_killed_server_leaves_no_job_running_forever(apps, tmp_path, cluster, ca
     messages = [e["message"] for e in client.get(f"/jobs/{job_id}/logs").get_json()]
     assert any("stopped; resuming" in m for m in messages), messages
     assert any(m.startswith("resuming:") for m in messages), messages
+
+
+def test_stopping_a_real_server_hands_its_job_back(tmp_path, cluster, catalog):
+    # `tileserver serve` (gunicorn) stopped with SIGTERM while a job runs: its worker hands
+    # the job back (queued) on exit instead of leaving it running or failing it
+    import socket
+
+    from tileserver.jobs.store import JobStore
+
+    home = tmp_path / "served"
+    home.mkdir()
+    config = home / "config.yaml"
+    config.write_text((REPO / "config" / "default.yaml").read_text() + textwrap.dedent(f"""
+        dask_scheduler: {cluster.scheduler_address}
+        batch_block_size: 64
+        batch_inflight: 1
+        batch_poll_seconds: 0.1
+    """))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "TILESERVER_HOME": str(home), "TILESERVER_CATALOG": str(catalog),
+           "TILESERVER_CONFIG": str(config), "PYTHONPATH": str(REPO)}
+    server = subprocess.Popen([sys.executable, "-m", "tileserver.cli", "serve", "--port",
+                               str(port)], env=env, cwd=home, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        api = requests.Session()
+        for _ in range(600):
+            try:
+                api.get(url + "/", timeout=30)
+                break
+            except requests.RequestException:
+                time.sleep(0.1)
+        job_id = api.post(f"{url}/jobs", json={"process_graph": ndvi_graph()}).json()["job_id"]
+        assert api.patch(f"{url}/jobs/{job_id}/queue").status_code == 202
+        deadline = time.monotonic() + 120
+        while done_blocks(api.get(f"{url}/jobs/{job_id}").json()) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        api.close()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=120)
+    assert b"Traceback" not in err, err.decode()[-2000:]
+    store = JobStore(f"sqlite:///{home / 'tileserver.db'}")
+    try:
+        job = store.get_job(job_id)
+        assert job["status"] == "queued" and job["extra"]["handed_back"] is True
+        assert store.logs(job_id)[-1]["message"].startswith("server shutting down")
+    finally:
+        store.dispose()
 
 
 def test_batch_extent_may_exceed_max_pixels(apps):
