@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
+from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import rasterio
@@ -74,6 +77,33 @@ def aligned_offset(src_transform, src_crs: CRS, view: View) -> tuple[int, int] |
     return round(col), round(row)
 
 
+@dataclass(frozen=True)
+class FileInfo:
+    """What the reader needs to know of a file before choosing a window and a level."""
+
+    crs: CRS
+    bounds: tuple[float, float, float, float]
+    res: float
+    overviews: tuple[int, ...]
+
+
+@lru_cache(maxsize=4096)
+def _file_info(href: str, signature: tuple) -> FileInfo:
+    with rasterio.open(href) as src:
+        return FileInfo(src.crs, tuple(src.bounds), abs(src.res[0]), tuple(src.overviews(1)))
+
+
+def file_info(href: str) -> FileInfo:
+    """Header facts of ``href``, cached (keyed on size and mtime for local files) so that
+    a read opens the file once, at the level it needs."""
+    try:
+        st = os.stat(href)
+        signature: tuple = (st.st_size, st.st_mtime_ns)
+    except OSError:  # a URL or a GDAL virtual path
+        signature = ()
+    return _file_info(href, signature)
+
+
 def read_band(
     href: str,
     band: Band,
@@ -87,22 +117,22 @@ def read_band(
     Returns ``None`` when the file does not intersect the view.
     """
     try:
-        with rasterio.open(href) as src:
-            src_crs = src.crs
-            bounds = _view_bounds_in(view, src_crs)
-            if bounds is None:
-                return None
-            left = max(bounds[0], src.bounds.left)
-            right = min(bounds[2], src.bounds.right)
-            bottom = max(bounds[1], src.bounds.bottom)
-            top = min(bounds[3], src.bounds.top)
-            if left >= right or bottom >= top:
-                return None
-            view_res = min(
-                (bounds[2] - bounds[0]) / view.width, (bounds[3] - bounds[1]) / view.height
-            )
-            factor = view_res / abs(src.res[0])
-            level = choose_overview(factor, src.overviews(1))
+        info = file_info(href)
+        src_crs = info.crs
+        bounds = _view_bounds_in(view, src_crs)
+        if bounds is None:
+            return None
+        left = max(bounds[0], info.bounds[0])
+        right = min(bounds[2], info.bounds[2])
+        bottom = max(bounds[1], info.bounds[1])
+        top = min(bounds[3], info.bounds[3])
+        if left >= right or bottom >= top:
+            return None
+        view_res = min(
+            (bounds[2] - bounds[0]) / view.width, (bounds[3] - bounds[1]) / view.height
+        )
+        factor = view_res / info.res
+        level = choose_overview(factor, info.overviews)
         opts = {} if level is None else {"overview_level": level}
         with rasterio.open(href, **opts) as src:
             win = from_bounds(left, bottom, right, top, transform=src.transform)
