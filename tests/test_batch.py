@@ -248,6 +248,27 @@ def test_invalid_transitions_are_409_with_the_current_status(apps):
     assert client.get(f"/jobs/{job_id}").get_json()["status"] == "finished"
 
 
+def test_patching_a_finished_job_discards_its_results(apps):
+    client = apps(batch_block_size=256).test_client()
+    job_id, job = _run(client, ndvi_graph("min_time"))
+    assert job["status"] == "finished"
+    urls = client.get(f"/jobs/{job_id}/download").get_json()
+    resp = client.patch(f"/jobs/{job_id}", json={"process_graph": ndvi_graph("max_time")})
+    assert resp.status_code == 200
+    assert resp.get_json()["status"] == "submitted" and resp.get_json()["progress"] == 0.0
+    assert client.get(f"/jobs/{job_id}/download").status_code == 409
+    assert client.get(urls[0]).status_code == 404  # the old file is gone
+    assert client.patch(f"/jobs/{job_id}/queue").status_code == 202
+    job = wait_job(client, job_id, status_is("finished", "error"))
+    assert job["status"] == "finished"
+    data, _ = read_result(client, client.get(f"/jobs/{job_id}/download").get_json()[0])
+    assert_matches_core(data[0], _core(client.application,
+                                       ndvi_graph("max_time")).data[0, 0])
+    # a title change alone keeps the results
+    assert client.patch(f"/jobs/{job_id}", json={"title": "t"}).get_json()["status"] == \
+        "finished"
+
+
 def test_pause_keeps_blocks_and_queue_resumes(apps):
     app = apps(batch_block_size=128, batch_inflight=1)  # 16 blocks, one at a time
     client = app.test_client()

@@ -189,6 +189,16 @@ def patch_job(job_id: str):
 
         raise Conflict(f"job {job_id} is {job['status']}; pause or cancel it before changing it")
     fields = _job_fields(json_body(), partial=True)
+    changes_result = ("process_graph" in fields and fields["process_graph"] != job[
+        "process_graph"]) or ("output" in fields and fields["output"] != job["output"])
+    if changes_result and job["status"] != "submitted":
+        # the stored results and finished blocks belong to the old graph: drop them, and
+        # the job starts its lifecycle again
+        hook = current_app.extensions.get("tileserver.on_job_change")
+        if hook:
+            hook(job_id)
+        fields.update(status="submitted", progress=0.0, error=None, extra={})
+        store.log(job_id, "graph or output changed: previous results discarded")
     if fields:
         store.update_job(job_id, user, **fields)
     return jsonify(job_json(store.get_job(job_id, user)))
