@@ -238,6 +238,7 @@ class Engine:
                     if href:
                         jobs.append((ti, bi, self._pool.submit(
                             read_band, href, band, view, self.resampling)))
+        filled: set[tuple[int, int]] = set()
         for ti, bi, fut in jobs:
             try:
                 arr = fut.result(timeout=remaining())
@@ -248,7 +249,11 @@ class Engine:
                 raise
             if arr is None:
                 continue
-            target = data[ti, bi]
+            if (ti, bi) not in filled:  # first file of this date and band: take it whole
+                data[ti, bi] = arr
+                filled.add((ti, bi))
+                continue
+            target = data[ti, bi]  # a mosaic of several files: first valid pixel wins
             fill = np.isnan(target)
             target[fill] = arr[fill]
         times = tuple(groups[d][0].datetime for d in days)

@@ -11,7 +11,7 @@ from functools import lru_cache
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window, from_bounds
@@ -143,14 +143,19 @@ def read_band(
             if col1 <= col0 or row1 <= row0:
                 return None
             window = Window(col0, row0, col1 - col0, row1 - row0)
-            arr = src.read(1, window=window, masked=True)
+            # float32 straight from GDAL; nodata (value or mask) becomes NaN below
+            values = src.read(1, window=window, out_dtype="float32")
             file_nodata = src.nodata
+            flags = src.mask_flag_enums[0]
+            if MaskFlags.per_dataset in flags or MaskFlags.alpha in flags:
+                values[src.read_masks(1, window=window) == 0] = np.nan
+            elif file_nodata is not None and not math.isnan(file_nodata):
+                values[values == np.float32(file_nodata)] = np.nan
             win_transform = src.window_transform(window)
             metrics.PIXELS_READ.inc(window.width * window.height)
             metrics.SOURCE_READS.labels(str(0 if level is None else level + 1)).inc()
     except rasterio.RasterioIOError as exc:
         raise SourceReadError(f"cannot read {href}: {exc}") from exc
-    values = arr.astype(np.float32).filled(np.nan)
     if file_nodata is None and band.nodata is not None:  # declared only in raster:bands
         values[values == np.float32(band.nodata)] = np.nan
     if band.scale != 1.0 or band.offset != 0.0:
