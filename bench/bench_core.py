@@ -33,23 +33,11 @@ from prometheus_client import REGISTRY  # noqa: E402
 
 import tileserver.core.reader as reader  # noqa: E402
 from tileserver.core.view import View  # noqa: E402
-from tileserver.demo import write_demo_catalog  # noqa: E402
+from tileserver.demo import example_request, write_demo_catalog  # noqa: E402
 from tileserver.settings import load_settings  # noqa: E402
 from tileserver.web.app import create_app  # noqa: E402
 
-EXAMPLE = {
-    "process_graph": {"process_id": "min_time", "args": {"imagery": {
-        "process_id": "NDVI", "args": {"imagery": {
-            "process_id": "filter_daterange", "args": {"imagery": {
-                "process_id": "filter_bbox", "args": {
-                    "imagery": {"product_id": "S2_L2A_T32TPS_20M"},
-                    "left": 652000, "right": 672000, "top": 5161000, "bottom": 5181000,
-                    "srs": "EPSG:32632"}},
-                "from": "2017-01-01", "to": "2017-01-31"}},
-            "red": "B04", "nir": "B8A"}}}},
-    "output": {"format": "GTiff", "tiled": True, "compress": "jpeg", "photometric": "YCBCR",
-               "jpeg_quality": 80},
-}
+EXAMPLE = example_request()
 EXEC_COLD = "POST /execute example, cold cache"
 EXEC_WARM = "POST /execute example, warm cache"
 HTTP_WARM = "POST /execute over HTTP (gunicorn), warm"

@@ -40,17 +40,9 @@ from lxml import etree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tileserver.demo import write_demo_catalog  # noqa: E402
+from tileserver.demo import example_graph, write_demo_catalog  # noqa: E402
 
-EXAMPLE = {"process_id": "min_time", "args": {"imagery": {
-    "process_id": "NDVI", "args": {"imagery": {
-        "process_id": "filter_daterange", "args": {"imagery": {
-            "process_id": "filter_bbox", "args": {
-                "imagery": {"product_id": "S2_L2A_T32TPS_20M"},
-                "left": 652000, "right": 672000, "top": 5161000, "bottom": 5181000,
-                "srs": "EPSG:32632"}},
-            "from": "2017-01-01", "to": "2017-01-31"}},
-        "red": "B04", "nir": "B8A"}}}}
+EXAMPLE = example_graph()
 SCENE_DAY = "2017-01-15"
 SINGLE = {"process_id": "filter_bands", "args": {"bands": ["B04"], "imagery": {
     "process_id": "filter_daterange", "args": {

@@ -18,20 +18,9 @@ from rasterio.warp import transform_bounds
 
 from tests.core_support import bbox, call, daterange, leaf, ndvi, reference_stack, stac_items
 from tileserver.core.view import View
+from tileserver.demo import example_request
 
-EXAMPLE = {
-    "process_graph": {"process_id": "min_time", "args": {"imagery": {
-        "process_id": "NDVI", "args": {"imagery": {
-            "process_id": "filter_daterange", "args": {"imagery": {
-                "process_id": "filter_bbox", "args": {
-                    "imagery": {"product_id": "S2_L2A_T32TPS_20M"},
-                    "left": 652000, "right": 672000, "top": 5161000, "bottom": 5181000,
-                    "srs": "EPSG:32632"}},
-                "from": "2017-01-01", "to": "2017-01-31"}},
-            "red": "B04", "nir": "B8A"}}}},
-    "output": {"format": "GTiff", "tiled": True, "compress": "jpeg", "photometric": "YCBCR",
-               "jpeg_quality": 80},
-}
+EXAMPLE = example_request()
 BOUNDS = (652000.0, 5161000.0, 672000.0, 5181000.0)
 
 

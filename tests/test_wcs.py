@@ -34,6 +34,7 @@ from tests.wcs_support import (
 )
 from tests.wmts_support import LiveServer
 from tileserver.core.view import View
+from tileserver.demo import example_graph
 from tileserver.settings import load_settings
 
 UTM_BBOX = (500_500.0, 5_095_500.0, 504_500.0, 5_099_500.0)  # left, bottom, right, top
@@ -550,13 +551,7 @@ def test_qgis_adds_and_renders_the_coverage(jobs, name, crs, bounds):
 
 # -- openEO use case 1 on the demo catalog ----------------------------------------------
 
-EXAMPLE = {"process_id": "min_time", "args": {"imagery": {"process_id": "NDVI", "args": {
-    "imagery": {"process_id": "filter_daterange", "args": {"imagery": {
-        "process_id": "filter_bbox", "args": {
-            "imagery": {"product_id": "S2_L2A_T32TPS_20M"}, "left": 652000, "right": 672000,
-            "top": 5161000, "bottom": 5181000, "srs": "EPSG:32632"}},
-        "from": "2017-01-01", "to": "2017-01-31"}},
-    "red": "B04", "nir": "B8A"}}}}
+EXAMPLE = example_graph()
 
 
 def test_openeo_use_case_1(make_app, demo_catalog):

@@ -68,6 +68,8 @@ __all__ = [
     "PRODUCTS",
     "L2A_PRODUCT_ID",
     "L1C_PRODUCT_ID",
+    "example_graph",
+    "example_request",
     "band_grid",
     "generate_band",
     "write_demo_catalog",
@@ -91,6 +93,30 @@ PROJ_SCHEMA = "https://stac-extensions.github.io/projection/v1.1.0/schema.json"
 
 L2A_PRODUCT_ID = "S2_L2A_T32TPS_20M"
 L1C_PRODUCT_ID = "Sentinel2-L1C"
+
+
+
+def example_graph() -> dict:
+    """The openEO 0.0.2 documentation's example over the demo's L2A product: the minimum
+    NDVI of January 2017 in a bbox (whose ``top`` lies south of its ``bottom``, as written
+    there). A new dict on every call."""
+    return {"process_id": "min_time", "args": {"imagery": {
+        "process_id": "NDVI", "args": {"imagery": {
+            "process_id": "filter_daterange", "args": {"imagery": {
+                "process_id": "filter_bbox", "args": {
+                    "imagery": {"product_id": L2A_PRODUCT_ID},
+                    "left": 652000, "right": 672000, "top": 5161000, "bottom": 5181000,
+                    "srs": "EPSG:32632"}},
+                "from": "2017-01-01", "to": "2017-01-31"}},
+            "red": "B04", "nir": "B8A"}}}}
+
+
+def example_request() -> dict:
+    """The documentation's ``POST /execute`` body: :func:`example_graph` as a tiled,
+    JPEG-compressed YCbCr GeoTIFF."""
+    return {"process_graph": example_graph(),
+            "output": {"format": "GTiff", "tiled": True, "compress": "jpeg",
+                       "photometric": "YCBCR", "jpeg_quality": 80}}
 
 #: ESA Sentinel-2 L2A scene classification codes used in the ``SCL`` band.
 SCL_CLASSES: Mapping[int, str] = MappingProxyType(
