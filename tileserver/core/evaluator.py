@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -182,13 +183,10 @@ class Engine:
         if view.width <= 0 or view.height <= 0:
             raise ProcessGraphError(f"empty view {view.width}x{view.height}")
         started = time.perf_counter()
-        if self.limiter is None:
+        slot = nullcontext() if self.limiter is None else self.limiter.slot(purpose)
+        with slot:
             result = self.evaluate_node(root, Query(view, time_range),
                                         _EvalContext(self, context))
-        else:
-            with self.limiter.slot(purpose):
-                result = self.evaluate_node(root, Query(view, time_range),
-                                            _EvalContext(self, context))
         metrics.EVALUATIONS.labels(purpose).inc()
         metrics.EVALUATION_SECONDS.labels(purpose).observe(time.perf_counter() - started)
         return result

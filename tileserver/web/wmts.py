@@ -53,15 +53,16 @@ class ServiceLayers:
 
     def __init__(self, service_id: str):
         self.service_id = service_id
+        # looked up once per request, before any parameter is checked (404 comes first)
+        self.service, self.job = live_service(service_id, "wmts")
         self.root = f"{base_url()}/service/wmts/{service_id}"
         self.title = "tileserver WMTS service"
         self.cache_control = PUBLIC_CACHE
 
     def layers(self) -> list[Layer]:
         """The service's job as a layer, styled by the service args."""
-        service, job = live_service(self.service_id, "wmts")
-        return [make_layer(runtime().engine, job, service.get("service_args"),
-                           service.get("title"))]
+        return [make_layer(runtime().engine, self.job, self.service.get("service_args"),
+                           self.service.get("title"))]
 
     def layer(self, layer_id: str) -> Layer:
         """The layer called ``layer_id`` (InvalidParameterValue otherwise)."""
@@ -239,7 +240,6 @@ _TIME_TILE = "/1.0.0/<layer>/<style>/<time>/<tms>/<z>/<row>/<last>"
 @bp.get(_SERVICE)
 def service_kvp(service_id: str):
     """KVP GetCapabilities / GetTile of one service."""
-    live_service(service_id, "wmts")  # 404 before any parameter error
     return kvp(ServiceLayers(service_id))
 
 
