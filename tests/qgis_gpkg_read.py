@@ -7,26 +7,17 @@ count and field types, and per ``region_id`` the series ``[[date, value], ...]``
 """
 
 import json
-import os
 import sys
-import tempfile
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-_scratch = tempfile.TemporaryDirectory(prefix="ts-qgis-")
-for var in ("XDG_RUNTIME_DIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "QGIS_CUSTOM_CONFIG_PATH"):
-    os.environ[var] = os.path.join(_scratch.name, var.lower())
-    os.makedirs(os.environ[var], mode=0o700, exist_ok=True)
+from qgis_boot import start_qgis  # beside this script
+
+app = start_qgis()
 
 from qgis.core import (  # noqa: E402
-    QgsApplication,
     QgsFeatureRequest,
     QgsVectorLayer,
     QgsWkbTypes,
 )
-
-app = QgsApplication([], False)
-app.setPrefixPath("/usr", True)
-app.initQgis()
 
 path = sys.argv[1]
 out = {}

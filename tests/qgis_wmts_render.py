@@ -5,18 +5,13 @@ Argument: a JSON list of ``{caps, layer, tms, crs, extent: [xmin, ymin, xmax, ym
 """
 
 import json
-import os
 import sys
-import tempfile
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-_scratch = tempfile.TemporaryDirectory(prefix="ts-qgis-")
-for var in ("XDG_RUNTIME_DIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "QGIS_CUSTOM_CONFIG_PATH"):
-    os.environ[var] = os.path.join(_scratch.name, var.lower())
-    os.makedirs(os.environ[var], mode=0o700, exist_ok=True)
+from qgis_boot import start_qgis  # beside this script
+
+app = start_qgis()
 
 from qgis.core import (  # noqa: E402
-    QgsApplication,
     QgsCoordinateReferenceSystem,
     QgsDataSourceUri,
     QgsMapRendererParallelJob,
@@ -26,10 +21,6 @@ from qgis.core import (  # noqa: E402
 )
 from qgis.PyQt.QtCore import QSize  # noqa: E402
 from qgis.PyQt.QtGui import QColor  # noqa: E402
-
-app = QgsApplication([], False)
-app.setPrefixPath("/usr", True)
-app.initQgis()
 
 
 def render(caps, layer, tms, crs, extent, png):
