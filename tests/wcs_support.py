@@ -10,17 +10,13 @@ checked with XPath, and the documents are parsed by OWSLib and GDAL.
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 import threading
-import zipfile
 from pathlib import Path
 
-import pytest
 import rasterio
 from lxml import etree
 
-from tests.wmts_support import CACHE
+from tests.wmts_support import CACHE, unpack_wheel
 
 PYCSW = "pycsw==2.6.2"
 NS = {
@@ -43,21 +39,9 @@ def pycsw_schemas() -> Path:
     """``pycsw/`` with ``core/schemas`` (OGC XSDs) unpacked from pycsw's wheel."""
     target = CACHE / "pycsw-schemas"
     root = target / "pycsw"
-    if (root / "core" / "schemas" / "ogc" / "gml" / "3.2.1" / "gml.xsd").exists():
-        return root
-    CACHE.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(CACHE.glob("pycsw-2.6.2-*.whl"))
-    if not wheels:
-        proc = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-             PYCSW, "-d", str(CACHE)], capture_output=True, text=True, check=False)
-        wheels = sorted(CACHE.glob("pycsw-2.6.2-*.whl"))
-        if not wheels:
-            pytest.skip(f"cannot download pycsw's wheel for the XSDs: {proc.stderr[-300:]}")
-    with zipfile.ZipFile(wheels[-1]) as zf:
-        for name in zf.namelist():
-            if name.endswith(".xsd") and "/schemas/" in name:
-                zf.extract(name, target)
+    if not (root / "core" / "schemas" / "ogc" / "gml" / "3.2.1" / "gml.xsd").exists():
+        unpack_wheel(PYCSW, "pycsw-2.6.2-*.whl",
+                     lambda name: name.endswith(".xsd") and "/schemas/" in name, target, "pycsw")
     return root
 
 

@@ -25,25 +25,32 @@ _schemas: dict[str, etree.XMLSchema] = {}
 _lock = threading.Lock()
 
 
+def unpack_wheel(requirement: str, wheel_glob: str, keep, target: Path, what: str) -> None:
+    """Download ``requirement``'s wheel from PyPI into ``CACHE`` (once) and extract the
+    members for which ``keep(name)`` is true under ``target``; skips the test when PyPI
+    cannot be reached."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(CACHE.glob(wheel_glob))
+    if not wheels:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+             requirement, "-d", str(CACHE)], capture_output=True, text=True, check=False)
+        wheels = sorted(CACHE.glob(wheel_glob))
+        if not wheels:
+            pytest.skip(f"cannot download {what}'s wheel for the XSDs: {proc.stderr[-300:]}")
+    with zipfile.ZipFile(wheels[-1]) as zf:
+        for name in zf.namelist():
+            if keep(name):
+                zf.extract(name, target)
+
+
 def schema_dir() -> Path:
     """``mapproxy/test/schemas`` unpacked from MapProxy's wheel (downloaded from PyPI once)."""
     target = CACHE / "mapproxy-schemas"
     done = target / "mapproxy" / "test" / "schemas"
-    if (done / "wmts" / "1.0" / "wmtsGetCapabilities_response.xsd").exists():
-        return done
-    CACHE.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(CACHE.glob("mapproxy-*.whl"))
-    if not wheels:
-        proc = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-             "mapproxy", "-d", str(CACHE)], capture_output=True, text=True, check=False)
-        wheels = sorted(CACHE.glob("mapproxy-*.whl"))
-        if not wheels:
-            pytest.skip(f"cannot download MapProxy's wheel for the XSDs: {proc.stderr[-300:]}")
-    with zipfile.ZipFile(wheels[-1]) as zf:
-        for name in zf.namelist():
-            if name.startswith("mapproxy/test/schemas/"):
-                zf.extract(name, target)
+    if not (done / "wmts" / "1.0" / "wmtsGetCapabilities_response.xsd").exists():
+        unpack_wheel("mapproxy", "mapproxy-*.whl",
+                     lambda name: name.startswith("mapproxy/test/schemas/"), target, "MapProxy")
     return done
 
 
