@@ -18,8 +18,8 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port),
                                    ("workers", args.workers)) if v is not None}
     settings = load_settings(**overrides)
-    if settings.host not in ("127.0.0.1", "localhost", "::1") and not (
-            settings.allow_remote or settings.extra.get("allow_remote", False)) and not _has_users(settings):
+    loopback = settings.host in ("127.0.0.1", "localhost", "::1")
+    if not loopback and not settings.allow_remote and not _has_users(settings):
         print(
             "refusing to listen on a non-loopback address in single-user mode; add users "
             "(tileserver users add) or set allow_remote: true in the configuration",

@@ -38,6 +38,12 @@ from tileserver.errors import LimitExceeded, ProcessGraphError
 WGS84 = CRS.from_epsg(4326)
 
 
+def node_returns(node: Node) -> str:
+    """What a node's result is: ``imagery`` (a cube) for data leaves and image processes,
+    or the ``returns`` of its process (``table`` for ``zonal_statistics``)."""
+    return "imagery" if node.is_product else REGISTRY[node.process_id].returns
+
+
 @dataclass(frozen=True)
 class Graph:
     """A parsed and validated process graph."""
@@ -50,6 +56,11 @@ class Graph:
     def notes(self) -> tuple[str, ...]:
         """Normalisations applied (e.g. a swapped bbox)."""
         return self.meta.notes
+
+    @property
+    def is_raster(self) -> bool:
+        """Whether the result is a cube (else a table that chooses its own views)."""
+        return node_returns(self.root) == "imagery"
 
 
 class _MetaContext:
@@ -115,7 +126,7 @@ class Engine:
         """Parse and validate a ``process_graph`` (raises :class:`ProcessGraphError`)."""
         root = self.parser.parse(obj)
         for node in root.walk():
-            returns = "imagery" if node.is_product else REGISTRY[node.process_id].returns
+            returns = node_returns(node)
             if node is not root and returns != "imagery":
                 raise ProcessGraphError(
                     f"{node.path}: {node.process_id} returns a {returns}, not imagery; it can "
@@ -201,7 +212,7 @@ class Engine:
                 return self._load(ctx.meta(node).product, query)
             return REGISTRY[node.process_id].evaluate(ctx, node, query)
 
-        if not node.is_product and REGISTRY[node.process_id].returns != "imagery":
+        if node_returns(node) != "imagery":
             return compute()  # tables depend on user files and the caller: never cached
         return self.cache.get_or_compute(key, compute)
 

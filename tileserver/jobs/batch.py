@@ -41,7 +41,6 @@ from sqlalchemy import update
 
 from tileserver.core.encoders import gtiff_profile, normalise_format
 from tileserver.core.evaluator import Engine, day_key
-from tileserver.core.processes import REGISTRY
 from tileserver.core.styles import style_from_args
 from tileserver.core.userfiles import eval_context
 from tileserver.errors import Conflict, JobNotFound
@@ -436,8 +435,7 @@ class _Run:
         output = dict(job.get("output") or {"format": "GTiff"})
         fmt = normalise_format(output.get("format", "GTiff"))
         view = engine.native_view(graph)
-        root = REGISTRY.get(graph.root.process_id) if not graph.root.is_product else None
-        raster = root is None or root.returns == "imagery"
+        raster = graph.is_raster
         times = engine.times(graph)
         if times == [] and raster:
             raise BlockFailed("no acquisition lies in the job's extent and dates: there is "

@@ -124,14 +124,13 @@ def execute():
 
 
 def execute_graph(graph, output):
-    """Evaluate on the native view and encode (shared with batch and zonal statistics)."""
+    """Evaluate on the native view and encode (images and zonal statistics tables)."""
     rt = runtime()
     engine = rt.engine
     view = engine.native_view(graph)
-    root = REGISTRY.get(graph.root.process_id)
     limit = rt.settings.max_output_pixels
     # tables (zonal statistics) choose their own views: the native view is only nominal
-    if (root is None or root.returns == "imagery") and view.pixels > limit:
+    if graph.is_raster and view.pixels > limit:
         raise LimitExceeded(
             f"the result would be {view.width}x{view.height} = {view.pixels} pixels, more than "
             f"the limit of {limit} for synchronous execution; use a batch job or a smaller bbox"
