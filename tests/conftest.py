@@ -1,4 +1,15 @@
-"""Shared fixtures: synthetic catalogs, the demo catalog, apps and clients."""
+"""Shared fixtures: synthetic catalogs, the demo catalog, apps and clients.
+
+Hypothesis runs under one global settings profile, loaded here before any test module is
+imported (so it covers every test file, including ones added later):
+
+- ``ci`` (default): ``derandomize=True`` (the examples are a function of the test alone:
+  the same on every run and every machine), no example database, no deadline. A test
+  cannot pass on one run and fail on the next.
+- ``fuzz`` (``HYPOTHESIS_PROFILE=fuzz``, used by ``make fuzz``): random search, examples
+  multiplied by ``TILESERVER_FUZZ_SCALE`` (see :func:`tests.fuzz_support.examples`),
+  failures kept in ``.hypothesis/``. What it finds becomes an explicit ``@example``.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +17,20 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.synthetic import make_catalog
 from tileserver.settings import load_settings
+
+settings.register_profile(
+    "ci", derandomize=True, database=None, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                           HealthCheck.data_too_large, HealthCheck.filter_too_much])
+settings.register_profile(
+    "fuzz", derandomize=False, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                           HealthCheck.data_too_large, HealthCheck.filter_too_much])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import time
 import itsdangerous
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
@@ -236,8 +236,7 @@ def test_serve_refuses_remote_bind_in_single_user_mode(tmp_path, monkeypatch, ca
 @given(scheme=st.sampled_from(["Basic", "Bearer", "basic", "BEARER", "Digest", ""]),
        value=st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=80)
        | st.binary(max_size=60).map(lambda b: base64.b64encode(b).decode()))
-@settings(max_examples=60, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60)
 def test_random_authorization_headers_are_401(client, scheme, value):
     resp = client.get("/users/alice/jobs", headers={"Authorization": f"{scheme} {value}"})
     assert resp.status_code == 401

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
+from tests.fuzz_support import examples
 from tests.hardening_support import ndvi_graph
 from tests.synthetic import make_catalog
 from tileserver.settings import load_settings
@@ -34,9 +35,9 @@ def no_server_error(resp) -> bool:
     return resp.status_code in (503, 504) and b"nternal" not in resp.data
 
 
-FUZZ = settings(max_examples=50, deadline=None, derandomize=True,
-                suppress_health_check=list(HealthCheck))
-SCHEMA_FUZZ = settings(FUZZ, max_examples=6)
+# deterministic in CI through the global profile of tests/conftest.py; `make fuzz` scales
+FUZZ = settings(max_examples=examples(50), suppress_health_check=list(HealthCheck))
+SCHEMA_FUZZ = settings(FUZZ, max_examples=examples(6))
 
 
 @pytest.fixture(scope="module")

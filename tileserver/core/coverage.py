@@ -13,9 +13,9 @@ from functools import cached_property
 
 from pyproj import CRS as ProjCRS
 from rasterio.crs import CRS
-from rasterio.errors import CRSError
 from rasterio.warp import transform_bounds
 
+from tileserver.core import params
 from tileserver.core.evaluator import Engine, Graph, day_key
 from tileserver.core.view import View
 from tileserver.errors import InvalidParameterValue, LimitExceeded, MissingParameterValue
@@ -32,10 +32,14 @@ class Kvp:
     def __init__(self, pairs):
         self._data: dict[str, list[str]] = {}
         for key, value in pairs:
-            key = key.upper()
+            key = params.text(key, "request", max_length=100, name="a parameter name").upper()
             if re.fullmatch(r"SUBSET\d+", key):  # GDAL numbers extra subsets
                 key = "SUBSET"
-            self._data.setdefault(key, []).append(value)
+            values = self._data.setdefault(key, [])
+            values.append(params.text(value, key.lower()))
+            if len(values) > params.MAX_ITEMS:
+                raise InvalidParameterValue(f"{key} is given {len(values)} times",
+                                            locator=key.lower())
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """The first value of ``key`` (or ``default``)."""
@@ -63,18 +67,8 @@ class Kvp:
 
 def parse_crs(text: str, *, locator: str, error=InvalidParameterValue) -> CRS:
     """``EPSG:n``, ``urn:ogc:def:crs:EPSG::n``, ``http://www.opengis.net/def/crs/EPSG/0/n``
-    or CRS84 forms; anything else raises ``error``."""
-    value = text.strip()
-    match = re.search(r"(?:/EPSG/[^/]*/|EPSG::?|EPSG:[\d.]*:)(\d+)$", value, re.IGNORECASE)
-    try:
-        if match:
-            return CRS.from_epsg(int(match.group(1)))
-        if re.search(r"CRS:?84$", value, re.IGNORECASE):
-            return CRS.from_user_input("OGC:CRS84")
-    except CRSError:
-        pass
-    raise error(f"unsupported CRS {text!r}; use e.g. http://www.opengis.net/def/crs/EPSG/0/4326",
-                locator=locator)
+    or CRS84 forms (:func:`tileserver.core.params.crs`); anything else raises ``error``."""
+    return params.crs(text, locator, error=error)
 
 
 def crs_uri(crs: CRS) -> str:

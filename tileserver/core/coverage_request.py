@@ -27,6 +27,7 @@ from datetime import UTC, datetime, time, timedelta
 from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
+from tileserver.core import params
 from tileserver.core.coverage import (
     Coverage,
     CoverageRequest,
@@ -36,7 +37,6 @@ from tileserver.core.coverage import (
     parse_crs,
 )
 from tileserver.core.evaluator import day_key
-from tileserver.core.processes.base import parse_date
 from tileserver.core.view import View
 from tileserver.errors import (
     InvalidAxisLabel,
@@ -107,13 +107,7 @@ def _axis_kind(cov: Coverage, label: str, locator: str) -> str:
 
 
 def _number(text: str, locator: str, error=InvalidSubsetting) -> float:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise error(f"{text!r} is not a number", locator=locator) from None
-    if not math.isfinite(value):
-        raise error(f"{text!r} is not a finite number", locator=locator)
-    return value
+    return params.number(text, locator, error=error)
 
 
 def _day_range(day: datetime) -> tuple[datetime, datetime]:
@@ -126,11 +120,7 @@ def select_times(cov: Coverage, subset: _Subset | list[str]) -> tuple[datetime, 
     times = cov.times or ()
 
     def date(text: str, end: bool = False) -> datetime:
-        try:
-            return parse_date(text, end=end)
-        except ValueError:
-            raise InvalidSubsetting(f"{text!r} is not an ISO 8601 date",
-                                    locator="time") from None
+        return params.date(text, "time", end=end, error=InvalidSubsetting)
 
     if isinstance(subset, list):
         days = {day_key(date(t)) for t in subset}
@@ -214,30 +204,20 @@ class _Sizes:
     fy: float | None = None
 
 
-def _positive_int(text: str, locator: str) -> int:
-    try:
-        value = float(text)
-    except ValueError:
-        raise InvalidExtent(f"size {text!r} on {locator} is not an integer",
-                            locator=locator) from None
-    if value != int(value) or value < 1:
-        raise InvalidExtent(f"size {text!r} on {locator} must be a positive integer",
-                            locator=locator)
-    return int(value)
+def _positive_int(value: str | float, locator: str, name: str | None = None) -> int:
+    return params.size(value, locator, error=InvalidExtent,
+                       name=name or f"size on {locator}")
 
 
-def _factor(text: str, locator: str) -> float:
-    value = _number(text, locator, InvalidScaleFactor)
-    if value <= 0:
-        raise InvalidScaleFactor(f"scale factor {text!r} must be positive", locator=locator)
-    return value
+def _factor(text: str, locator: str, name: str = "SCALEFACTOR") -> float:
+    return params.number(text, locator, error=InvalidScaleFactor, positive=True, name=name)
 
 
 _AXIS_VALUE = re.compile(r"\s*([^,()\s]+)\s*\(\s*([^()]*)\s*\)\s*")
 
 
-def _axis_values(cov: Coverage, text: str, key: str) -> list[tuple[str, str]]:
-    """``a(1),b(2)`` -> ``[('x', '1'), ('y', '2')]``."""
+def _axis_values(cov: Coverage, text: str, key: str) -> list[tuple[str, str, str]]:
+    """``E(1),N(2)`` -> ``[('x', 'E', '1'), ('y', 'N', '2')]`` (axis kind, label, value)."""
     out, pos = [], 0
     text = text.strip()
     while pos < len(text):
@@ -249,7 +229,7 @@ def _axis_values(cov: Coverage, text: str, key: str) -> list[tuple[str, str]]:
         if axis == "time":
             raise InvalidAxisLabel(f"{key}: the time axis cannot be scaled",
                                    locator=key.lower())
-        out.append((axis, match.group(2)))
+        out.append((axis, match.group(1), match.group(2)))
         pos = match.end()
         if pos < len(text) and text[pos] == ",":
             pos += 1
@@ -264,18 +244,21 @@ def _scaling(cov: Coverage, kvp: Kvp) -> _Sizes:
         raise InvalidParameterValue(f"give only one of {', '.join(given)}",
                                     locator=given[1].lower())
     for text in kvp.getall("SCALESIZE") + kvp.getall("SIZE"):
-        for axis, value in _axis_values(cov, text, "SCALESIZE"):
-            setattr(sizes, "width" if axis == "x" else "height", _positive_int(value, axis))
+        for axis, label, value in _axis_values(cov, text, "SCALESIZE"):
+            n = _positive_int(value, axis, name=f"SCALESIZE on {label}")
+            setattr(sizes, "width" if axis == "x" else "height", n)
     if "SCALEFACTOR" in kvp:
         sizes.fx = sizes.fy = _factor(kvp.require("SCALEFACTOR"), "scalefactor")
     for text in kvp.getall("SCALEAXES"):
-        for axis, value in _axis_values(cov, text, "SCALEAXES"):
-            setattr(sizes, "fx" if axis == "x" else "fy", _factor(value, axis))
+        for axis, label, value in _axis_values(cov, text, "SCALEAXES"):
+            factor = _factor(value, axis, f"SCALEAXES on {label}")
+            setattr(sizes, "fx" if axis == "x" else "fy", factor)
     if "SCALEEXTENT" in kvp:
-        for axis, value in _axis_values(cov, kvp.require("SCALEEXTENT"), "SCALEEXTENT"):
+        for axis, label, value in _axis_values(cov, kvp.require("SCALEEXTENT"), "SCALEEXTENT"):
             lo, _, hi = value.partition(":")
-            n = _positive_int(str(_number(hi, axis, InvalidExtent)
-                                  - _number(lo, axis, InvalidExtent) + 1), axis)
+            n = _positive_int(_number(hi, axis, InvalidExtent)
+                              - _number(lo, axis, InvalidExtent) + 1, axis,
+                              name=f"SCALEEXTENT on {label}")
             setattr(sizes, "width" if axis == "x" else "height", n)
     return sizes
 
@@ -290,13 +273,13 @@ def fields_of(cov: Coverage, text: str | None) -> tuple[int, ...] | None:
         name = name.strip()
         if name in names:
             return names.index(name)
-        if name.isdigit() and 1 <= int(name) <= len(names):
+        if re.fullmatch(r"\d{1,9}", name, re.ASCII) and 1 <= int(name) <= len(names):
             return int(name) - 1
         raise NoSuchField(f"field {name!r} is not in coverage {cov.id}; its fields are "
                           f"{', '.join(names)}", locator="rangesubset")
 
     out: list[int] = []
-    for part in text.split(","):
+    for part in params.items(text, "rangesubset", error=NoSuchField):
         if part.strip() == "*":
             out.extend(range(len(names)))
         elif ":" in part:
@@ -323,9 +306,10 @@ def _finish(cov: Coverage, out_crs: CRS, bounds, sizes: _Sizes, sliced: tuple[bo
     left, bottom, right, top = bounds
     rx, ry = _native_size(cov, out_crs, bounds)
     nx, ny = (right - left) / rx, (top - bottom) / ry
-    width = sizes.width or (1 if sliced[0] else round(nx / (sizes.fx or 1.0)))
-    height = sizes.height or (1 if sliced[1] else round(ny / (sizes.fy or 1.0)))
-    width, height = max(1, width), max(1, height)
+    width = sizes.width or (1 if sliced[0] else
+                            params.computed_size(nx / (sizes.fx or 1.0), "scalefactor"))
+    height = sizes.height or (1 if sliced[1] else
+                              params.computed_size(ny / (sizes.fy or 1.0), "scalefactor"))
     view = View(out_crs, bounds, width, height)
     time_range = None
     if times is not None:
@@ -343,7 +327,8 @@ def request_20(cov: Coverage, kvp: Kvp, limits: tuple[int, int]) -> CoverageRequ
                                     locator="format")
     subsets = [parse_subset(s) for s in kvp.getall("SUBSET")]
     sub_crs_text = kvp.get("SUBSETTINGCRS") or next((s.crs for s in subsets if s.crs), None)
-    sub_crs = (parse_crs(sub_crs_text, locator="subsettingcrs",
+    sub_crs_locator = "subsettingcrs" if kvp.get("SUBSETTINGCRS") else "subset"
+    sub_crs = (parse_crs(sub_crs_text, locator=sub_crs_locator,
                          error=SubsettingCrsNotSupported) if sub_crs_text else cov.view.crs)
     out_text = kvp.get("OUTPUTCRS")
     out_crs = (parse_crs(out_text, locator="outputcrs", error=OutputCrsNotSupported)
@@ -411,33 +396,25 @@ def request_10(cov: Coverage, kvp: Kvp, limits: tuple[int, int]) -> CoverageRequ
             raise InvalidParameterValue(f"coverage {cov.id} has no time axis",
                                         locator="time")
         if "/" in text:
-            lo, hi = text.split("/")[:2]
+            lo, hi = (params.items(text, "time", sep="/", max_items=3) + [""])[:2]
             times = select_times(cov, _Subset("time", None, lo, hi, None))
         else:
-            times = select_times(cov, text.split(","))
+            times = select_times(cov, params.items(text, "time"))
     if "BBOX" in kvp:
-        parts = kvp.require("BBOX").split(",")
-        if len(parts) < 4:
-            raise InvalidParameterValue("BBOX must be minx,miny,maxx,maxy", locator="bbox")
-        bounds = tuple(_number(p, "bbox", InvalidParameterValue) for p in parts[:4])
-        if bounds[0] >= bounds[2] or bounds[1] >= bounds[3]:
-            raise InvalidParameterValue(f"BBOX {kvp.get('BBOX')} is empty or inverted",
-                                        locator="bbox")
+        bounds = params.bbox(kvp.require("BBOX"), "bbox")
     else:
         bounds = _extent_in(cov, crs)
     if out_crs != crs:
         bounds = reproject_bounds(bounds, crs, out_crs, InvalidParameterValue, "response_crs")
     sizes = _Sizes()
     if "WIDTH" in kvp or "HEIGHT" in kvp:
-        sizes.width = _positive_int(kvp.require("WIDTH"), "width")
-        sizes.height = _positive_int(kvp.require("HEIGHT"), "height")
+        sizes.width = params.size(kvp.require("WIDTH"), "width")
+        sizes.height = params.size(kvp.require("HEIGHT"), "height")
     elif "RESX" in kvp or "RESY" in kvp:
-        resx = _number(kvp.require("RESX"), "resx", InvalidParameterValue)
-        resy = _number(kvp.require("RESY"), "resy", InvalidParameterValue)
-        if resx <= 0 or resy <= 0:
-            raise InvalidParameterValue("RESX and RESY must be positive", locator="resx")
-        sizes.width = max(1, round((bounds[2] - bounds[0]) / resx))
-        sizes.height = max(1, round((bounds[3] - bounds[1]) / resy))
+        resx = params.number(kvp.require("RESX"), "resx", positive=True)
+        resy = params.number(kvp.require("RESY"), "resy", positive=True)
+        sizes.width = params.computed_size((bounds[2] - bounds[0]) / resx, "resx")
+        sizes.height = params.computed_size((bounds[3] - bounds[1]) / resy, "resy")
     else:
         raise MissingParameterValue("WIDTH and HEIGHT (or RESX and RESY) are required",
                                     locator="width")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
+from tileserver.core import params
 from tileserver.errors import OutputFormatError
 
 _lock = threading.Lock()
@@ -73,14 +75,13 @@ def style_from_args(args: dict | None, kind: str, nbands: int = 1, ndates: int =
     vmin, vmax = style.vmin, style.vmax
     rng = args.get("range")
     if rng is not None:
-        if (
-            not isinstance(rng, list | tuple)
-            or len(rng) != 2
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in rng)
-            or not rng[0] < rng[1]
-        ):
+        if not isinstance(rng, list | tuple) or len(rng) != 2 or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in rng):
             raise OutputFormatError("'range' must be [min, max] with min < max")
-        vmin, vmax = float(rng[0]), float(rng[1])
+        vmin, vmax = (params.number(v, "range", error=OutputFormatError,
+                                    name="'range' values") for v in rng)
+        if not vmin < vmax or not math.isfinite(vmax - vmin):
+            raise OutputFormatError("'range' must be [min, max] with min < max")
     return Style(cmap, vmin, vmax, "custom")
 
 

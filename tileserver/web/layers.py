@@ -15,6 +15,7 @@ from functools import cached_property
 from cachetools import LRUCache
 from rasterio.crs import CRS
 
+from tileserver.core import params
 from tileserver.core.cube import Cube, empty
 from tileserver.core.encoders import Encoded, encode_gtiff, encode_image
 from tileserver.core.evaluator import Engine, Graph
@@ -196,24 +197,18 @@ def make_layer(engine: Engine, job: dict, service_args: dict | None = None,
 
 def check_tile(tms_id: str, z: str, row: str, col: str) -> tuple[str, str, int, int]:
     """Validate a tile address; raises the WMTS errors with their locators."""
-    tms = get_tms(tms_id)
+    tms = get_tms(params.text(tms_id, "tilematrixset", max_length=100))
     if tms is None:
         raise InvalidParameterValue(
             f"unknown TileMatrixSet {tms_id!r}; use GoogleMapsCompatible or WorldCRS84Quad",
             locator="tilematrixset")
-    matrix = tms.matrix(z)
+    matrix = tms.matrix(params.text(z, "tilematrix", max_length=100))
     if matrix is None:
         raise InvalidParameterValue(
             f"TileMatrix {z!r} is not in {tms_id} (0..{len(tms.matrices) - 1})",
             locator="tilematrix")
-    indices = []
-    for name, value in (("tilerow", row), ("tilecol", col)):
-        try:
-            indices.append(int(value))
-        except (TypeError, ValueError):
-            raise InvalidParameterValue(f"{name.upper()} must be an integer, got {value!r}",
-                                        locator=name) from None
-    r, c = indices
+    r, c = (params.integer(value, name) for name, value in (("tilerow", row),
+                                                              ("tilecol", col)))
     if not tile_in_matrix(matrix, r, c):
         locator = "tilerow" if not 0 <= r < matrix.matrix_height else "tilecol"
         raise TileOutOfRange(

@@ -8,6 +8,7 @@ import math
 from flask import Blueprint, abort, jsonify, render_template, request, send_from_directory
 from pyproj import Transformer
 
+from tileserver.core import params
 from tileserver.core.view import View
 from tileserver.errors import TileserverError
 from tileserver.web.assets import leaflet_dir
@@ -56,13 +57,10 @@ def viewer(job_id: str):
 
 def _float_arg(name: str, lo: float, hi: float) -> float:
     raw = request.args.get(name)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise TileserverError(f"'{name}' must be a number, got {raw!r}", locator=name) from None
-    if not (math.isfinite(value) and lo <= value <= hi):
-        raise TileserverError(f"'{name}' must be in [{lo}, {hi}], got {value}", locator=name)
-    return value
+    if raw is None:
+        raise TileserverError(f"'{name}' is required", locator=name)
+    return params.number(raw, name, error=TileserverError, minimum=lo, maximum=hi,
+                         name=f"'{name}'")
 
 
 @bp.get("/jobs/<job_id>/point")

@@ -173,7 +173,8 @@ def dispatch(entries, href: str, title: str):
     if operation == "describecoverage":
         return _xml(f"wcs/describe_{_tag(version)}.xml", [by_id[i] for i in wanted])
     if len(wanted) != 1:
-        raise InvalidParameterValue("GetCoverage takes exactly one coverage", locator=ids_key)
+        raise InvalidParameterValue("GetCoverage takes exactly one coverage",
+                                    locator=ids_key.lower())
     return get_coverage(by_id[wanted[0]], kvp, version)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, g, render_template, request
 
+from tileserver.core import params
 from tileserver.core.tiles import tile_matrix_sets
 from tileserver.errors import (
     InvalidParameterValue,
@@ -179,7 +180,10 @@ def tile_response(layer: Layer, style: str | None, media_type: str, tms_id: str,
 
 
 def _kvp() -> dict[str, str]:
-    return {k.lower(): v for k, v in request.args.items()}
+    """The query parameters, lower-case keys, first value of repeated keys; every name and
+    value checked by :func:`tileserver.core.params.text` (length, control characters)."""
+    return {params.text(k, "request", max_length=100, name="a parameter name").lower():
+            params.text(v, k.lower()) for k, v in request.args.items()}
 
 
 def _required(params: dict, name: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pyproj
@@ -12,6 +12,7 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError
 
 from tileserver.core.graph import json_type
+from tileserver.core.params import parse_iso_date
 from tileserver.errors import ProcessGraphError
 
 _KIND_DOC = {
@@ -47,17 +48,9 @@ _JSON_SCHEMA = {
 
 
 def parse_date(value: str, *, end: bool = False) -> datetime:
-    """An ISO date or date-time in UTC; a plain date is its first (or last, ``end``) instant."""
-    text = value.strip()
-    try:
-        if len(text) == 10:
-            day = datetime.fromisoformat(text).date()
-            t = time.max if end else time.min
-            return datetime.combine(day, t, tzinfo=UTC)
-        parsed = datetime.fromisoformat(text.replace("z", "Z"))
-    except ValueError:
-        raise ValueError(f"{value!r} is not an ISO 8601 date") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    """An ISO date or date-time in UTC; a plain date is its first (or last, ``end``) instant
+    (:func:`tileserver.core.params.parse_iso_date`)."""
+    return parse_iso_date(value, end=end)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,42 @@
+"""Hostile values and the parameters they are thrown at (shared by the fuzz tests).
+
+:data:`EDGES` are the values every parameter of every route gets in the deterministic
+suite (``tests/test_hostile_params.py``); ``make fuzz`` searches randomly for more, and
+what it finds is added here. :func:`examples` scales Hypothesis example counts for
+``make fuzz`` (``TILESERVER_FUZZ_SCALE``), the CI run uses the counts as written.
+"""
+
+from __future__ import annotations
+
+import os
+
+from lxml import etree
+
+#: Hostile texts for any query parameter or path segment (numbers and otherwise).
+EDGES = [
+    "NaN", "nan", "-nan", "inf", "-inf", "Infinity", "1e309", "-1e309", "-0", "0", "-1",
+    "0.5", "1e-400", "5e-324", "9" * 400, "1" * 5000, "0x10", "1_000", "²", "١٢", "𝟙",
+    "", " ", "1,2", "[1]", "null", "true", "1e3", "\u202e1", "a\x00b", "é" * 3000,
+    "E(1,2)", "../../etc/passwd", "%00", "2020-13-45", "9999-12-31T23:59:59-01:00",
+    "0001-01-01T00:00:00+01:00",
+]
+#: Hostile JSON values for JSON fields.
+JSON_EDGES = [
+    None, True, 0, -0.0, -1, 0.5, 10**400, -(10**400), 1e308, -1e308, float("nan"),
+    float("inf"), float("-inf"), "", "NaN", "x" * 5000, "²", [], [1, 2], {}, {"a": 1},
+    [float("nan"), 1], [0, float("inf")],
+]
+
+
+def examples(n: int) -> int:
+    """``n`` Hypothesis examples, times ``TILESERVER_FUZZ_SCALE`` under ``make fuzz``."""
+    return n * max(1, int(os.environ.get("TILESERVER_FUZZ_SCALE", "1")))
+
+
+def exception_of(resp) -> tuple[str, str | None]:
+    """``(exceptionCode, locator)`` of an OWS 1.1/2.0 or WCS 1.0 exception report."""
+    doc = etree.fromstring(resp.data)
+    assert doc.tag.endswith("ExceptionReport"), resp.data[:300]
+    exc = next(e for e in doc.iter() if isinstance(e.tag, str)
+               and e.tag.rsplit("}", 1)[-1] in ("Exception", "ServiceException"))
+    return exc.get("exceptionCode") or exc.get("code"), exc.get("locator")
