@@ -217,3 +217,24 @@ class OutputCrsNotSupported(OGCError):
     """An OUTPUTCRS the server cannot produce (WCS CRS extension)."""
 
     ogc_code = code = "OutputCrs-NotSupported"
+
+
+# --- openEO 1.x process arguments ----------------------------------------------------
+
+
+class ProcessArgumentInvalid(ProcessGraphError):
+    """An argument a 1.x process cannot work with (openEO ``ProcessArgumentInvalid``).
+
+    ``code`` may be one of the exceptions a process specification names (e.g.
+    ``ArrayElementNotAvailable``); ``process`` and ``argument`` say where.
+    """
+
+    code = "ProcessArgumentInvalid"
+
+    def __init__(self, message: str, *, process: str | None = None,
+                 argument: str | None = None, code: str | None = None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.process = process
+        self.argument = argument
+        if code is not None:
+            self.code = code
