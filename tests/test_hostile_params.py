@@ -210,3 +210,122 @@ def test_server_still_answers_correctly(hostile):
     assert resp.status_code == 200 and resp.data[:2] in (b"II", b"MM")
     assert c.get(_tile_url(hostile, "xyz", "z", "14")).status_code == 200
     assert hostile.extensions["tileserver"].engine.limiter.inflight == 0
+
+
+# -- JSON fields of the REST routes --------------------------------------------------------
+
+#: (method, route, dotted field). ``process_graph.<process>.<arg>`` is an argument of a
+#: process node; ``output.parameters.<option>`` an output option.
+JSON_FIELDS = [
+    *[(method, route, field) for method, route in (("POST", "/jobs"), ("PATCH", "/jobs/{job}"))
+      for field in ("process_graph", "output", "output.format", "output.parameters", "title",
+                    "description")],
+    *[("POST", "/execute", field) for field in ("process_graph", "output", "output.format",
+                                                "output.parameters")],
+    *[("POST", "/services", field) for field in ("job_id", "type", "args", "args.colormap",
+                                                 "args.range", "title")],
+    *[("PATCH", "/services/{service}", field) for field in ("args", "args.colormap",
+                                                             "args.range", "title")],
+]
+
+
+def _set(body: dict, dotted: str, value) -> dict:
+    """A copy of ``body`` with the dotted field set (intermediate objects created)."""
+    head, _, rest = dotted.partition(".")
+    out = dict(body)
+    if not rest:
+        out[head] = value
+    else:
+        inner = out.get(head)
+        out[head] = _set(inner if isinstance(inner, dict) else {}, rest, value)
+    return out
+
+
+def _send(client, method: str, path: str, body: dict):
+    import json
+
+    data = json.dumps(body, allow_nan=True)  # NaN/Infinity: what Python's parser accepts
+    return client.open(path, method=method, data=data, content_type="application/json")
+
+
+def _check_json(resp, field: str, what) -> None:
+    assert resp.status_code < 500 or (resp.status_code in (503, 504)
+                                      and b"nternal" not in resp.data), \
+        (what, resp.status_code, resp.data[:300])
+    if resp.status_code >= 400:
+        assert resp.is_json, (what, resp.data[:300])
+        err = resp.json
+        assert err["code"] and err["message"], (what, err)
+        if resp.status_code == 413:
+            return  # a limit: the combination of valid values asks for too much
+        named = f"{err.get('locator', '')} {err.get('path', '')} {err['message']}"
+        names = {*field.split("."), field.removesuffix("_id")}
+        edge = what[-1]
+        if isinstance(edge, dict):  # an object with unknown keys: the keys are named
+            names |= {repr(k) for k in edge}
+        assert any(n in named for n in names), (what, err)
+
+
+@pytest.mark.parametrize(("method", "route", "field"), JSON_FIELDS,
+                         ids=[f"{m}-{r}-{f}" for m, r, f in JSON_FIELDS])
+def test_every_json_field_rejects_hostile_values(hostile, method, route, field):
+    from tests.fuzz_support import JSON_EDGES
+
+    c = hostile.test_client()
+    ids = hostile.ids
+    graph = ndvi_graph(SMALL)
+    bases = {"/jobs": {"process_graph": graph}, "/execute": {"process_graph": graph},
+             "/services": {"job_id": ids["job"], "type": "xyz"}}
+    for edge in JSON_EDGES:
+        # a fresh job/service each time, so that a PATCH that succeeds changes nothing else
+        if route in ("/jobs/{job}", "/services/{service}"):
+            job = c.post("/jobs", json={"process_graph": graph}).json["job_id"]
+            service = c.post("/services", json={"job_id": job, "type": "wmts"}).json
+            path = route.format(job=job, service=service["service_id"])
+            base: dict = {}
+        else:
+            path, base = route, bases[route]
+        body = _set(base, field, edge)
+        if field.startswith("output.") and field != "output.format":
+            body["output"].setdefault("format", "GTiff")
+        _check_json(_send(c, method, path, body), field, (method, route, field, edge))
+
+
+def _process_cases():
+    from tileserver.core.processes import REGISTRY
+
+    return [(pid, p.name) for pid, proc in sorted(REGISTRY.items()) for p in proc.params]
+
+
+def _graph_for(process_id: str) -> dict:
+    """A valid small graph whose root is ``process_id``."""
+    leaf = {"product_id": "TEST"}
+    box = {"process_id": "filter_bbox", "args": {"imagery": leaf, **SMALL}}
+    ndvi = ndvi_graph(SMALL, reduce=None)
+    args = {
+        "filter_bbox": {"imagery": leaf, **SMALL},
+        "filter_daterange": {"imagery": box, "from": "2020-05-01", "to": "2020-05-12"},
+        "filter_bands": {"imagery": box, "bands": ["B04"]},
+        "NDVI": {"imagery": box, "red": "B04", "nir": "B08"},
+        "zonal_statistics": {"imagery": ndvi, "regions": "/users/me/files/zones.geojson",
+                             "func": "avg"},
+    }.get(process_id, {"imagery": ndvi})
+    return {"process_id": process_id, "args": args}
+
+
+@pytest.mark.parametrize(("process_id", "arg"), _process_cases())
+def test_every_process_argument_rejects_hostile_values(hostile, process_id, arg):
+    from tests.fuzz_support import JSON_EDGES
+
+    c = hostile.test_client()
+    zones = ('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {},'
+             ' "geometry": {"type": "Polygon", "coordinates": [[[9.0005, 46.049], [9.004, 46.049],'
+             ' [9.004, 46.052], [9.0005, 46.052], [9.0005, 46.049]]]}}]}')
+    c.put("/users/me/files/zones.geojson", data=zones)
+    graph = _graph_for(process_id)
+    output = {"format": "JSON" if process_id == "zonal_statistics" else "GTiff"}
+    ok = c.post("/execute", json={"process_graph": graph, "output": output})
+    assert ok.status_code == 200, ok.data[:300]  # the base graph is valid
+    for edge in [*JSON_EDGES, {"product_id": "TEST"}, {"process_id": "min_time"}]:
+        body = {"process_graph": _set(graph, f"args.{arg}", edge), "output": output}
+        _check_json(_send(c, "POST", "/execute", body), arg, (process_id, arg, edge))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,8 +57,8 @@ def _int_option(opts: dict, key: str, lo: int, hi: int) -> int | None:
     if key not in opts:
         return None
     value = opts[key]
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*\d{1,9}\s*", value, re.ASCII):
+        value = int(value)  # (str.isdigit() also accepts '²', which int() does not)
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise OutputFormatError(f"option {key!r} must be an integer in [{lo}, {hi}], got {value!r}")
     return value

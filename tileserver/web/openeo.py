@@ -6,6 +6,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tileserver import __version__
+from tileserver.core import params
 from tileserver.core.encoders import encode, output_formats, validate_output
 from tileserver.core.processes import REGISTRY
 from tileserver.core.userfiles import eval_context
@@ -153,10 +154,23 @@ def _job_fields(body: dict, partial: bool = False) -> dict:
         fields["output"] = validate_output(body["output"])
     for key in ("title", "description"):
         if key in body:
-            if body[key] is not None and not isinstance(body[key], str):
-                raise TileserverError(f"'{key}' must be a string", locator=key)
-            fields[key] = body[key]
+            fields[key] = _optional_text(body, key)
     return fields
+
+
+#: Longest accepted title and description of a job or service (characters).
+TEXT_LIMITS = {"title": 1000, "description": 100_000}
+
+
+def _optional_text(body: dict, key: str) -> str | None:
+    """A ``title``/``description`` field: a string of bounded length, or null."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TileserverError(f"'{key}' must be a string", locator=key)
+    return params.text(value, key, error=TileserverError, max_length=TEXT_LIMITS[key],
+                       name=f"'{key}'")
 
 
 @bp.post("/jobs")
@@ -260,7 +274,7 @@ def create_service():
         raise TileserverError("'job_id' must be a job id string", locator="job_id")
     args = _service_args(kind, body.get("args"))
     service = runtime().store.create_service(current_user(), job_id, kind, args,
-                                             body.get("title"))
+                                             _optional_text(body, "title"))
     resp = jsonify(service_json(service))
     resp.status_code = 201
     resp.headers["Location"] = f"/services/{service['service_id']}"
@@ -285,7 +299,7 @@ def patch_service(service_id: str):
     if "args" in body:
         fields["service_args"] = _service_args(service["service_type"], body["args"])
     if "title" in body:
-        fields["title"] = body["title"]
+        fields["title"] = _optional_text(body, "title")
     if fields:
         store.update_service(service_id, user, **fields)
     return jsonify(service_json(store.get_service(service_id, user)))

@@ -11,9 +11,10 @@ import pyproj
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
 
+from tileserver.core import params
 from tileserver.core.graph import json_type
 from tileserver.core.params import parse_iso_date
-from tileserver.errors import ProcessGraphError
+from tileserver.errors import ProcessGraphError, TileserverError
 
 _KIND_DOC = {
     "imagery": "a process node or a data leaf",
@@ -84,9 +85,10 @@ class Param:
         if kind == "number":
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise bad()
-            if value != value or value in (float("inf"), float("-inf")):
-                raise bad("expected a finite number")
-            return float(value)
+            try:
+                return params.number(value, path)
+            except TileserverError:  # NaN, +-inf, or an integer beyond the float range
+                raise bad("expected a finite number") from None
         if kind == "integer":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise bad()
