@@ -219,7 +219,19 @@ class OutputCrsNotSupported(OGCError):
     ogc_code = code = "OutputCrs-NotSupported"
 
 
-# --- openEO 1.x process arguments ----------------------------------------------------
+# --- openEO 1.x process graph codes (errors.json of the openEO API) -------------------
+
+
+class ProcessArgumentRequired(ProcessGraphError):
+    """A required argument of a process is missing."""
+
+    code = "ProcessArgumentRequired"
+
+
+class ProcessArgumentUnsupported(ProcessGraphError):
+    """An argument the process does not have."""
+
+    code = "ProcessArgumentUnsupported"
 
 
 class ProcessArgumentInvalid(ProcessGraphError):
@@ -238,3 +250,15 @@ class ProcessArgumentInvalid(ProcessGraphError):
         self.argument = argument
         if code is not None:
             self.code = code
+
+
+class ProcessParameterMissing(ProcessGraphError):
+    """A ``from_parameter`` reference to a parameter that nobody defines."""
+
+    code = "ProcessParameterMissing"
+
+
+class CollectionNotFound(ProductNotFound):
+    """A collection id (1.x) the catalog does not have."""
+
+    code = "CollectionNotFound"

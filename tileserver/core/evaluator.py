@@ -27,9 +27,11 @@ from tileserver.core import metrics
 from tileserver.core.cache import NodeCache
 from tileserver.core.catalog import Catalog, Product
 from tileserver.core.cube import Cube
+from tileserver.core.encoders import validate_output
 from tileserver.core.graph import GraphParser, Node
+from tileserver.core.graph_flat import V1, FlatGraphParser, is_flat_graph
 from tileserver.core.limits import Limiter, check_deadline, remaining
-from tileserver.core.processes import REGISTRY
+from tileserver.core.processes import REGISTRY, V1_REGISTRY, array_processes
 from tileserver.core.query import CubeMeta, Query
 from tileserver.core.reader import read_band
 from tileserver.core.view import View
@@ -38,10 +40,19 @@ from tileserver.errors import LimitExceeded, ProcessGraphError
 WGS84 = CRS.from_epsg(4326)
 
 
+def process_of(node: Node):
+    """The registered process of a node, from the registry of its dialect."""
+    return (V1_REGISTRY if node.dialect == V1 else REGISTRY)[node.process_id]
+
+
 def node_returns(node: Node) -> str:
     """What a node's result is: ``imagery`` (a cube) for data leaves and image processes,
     or the ``returns`` of its process (``table`` for ``zonal_statistics``)."""
-    return "imagery" if node.is_product else REGISTRY[node.process_id].returns
+    if node.is_product:
+        return "imagery"
+    if node.dialect == V1 and node.process_id not in V1_REGISTRY:
+        return "value"  # a scalar computed by an array process outside any callback
+    return process_of(node).returns
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,11 @@ class Graph:
     root: Node
     meta: CubeMeta
     source: dict
+    #: ``"0.0.2"`` (nested graph) or ``"1.x"`` (flat graph).
+    dialect: str = "0.0.2"
+    #: The validated ``output`` (``{"format", "parameters"}``, as ``encode`` takes it) of a
+    #: 1.x graph whose result node is ``save_result``.
+    save_result: dict | None = None
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -77,7 +93,7 @@ class _MetaContext:
                 bands = tuple(product.bands)
                 self._memo[key] = CubeMeta(product, bands, bands)
             else:
-                self._memo[key] = REGISTRY[node.process_id].meta(self, node)
+                self._memo[key] = process_of(node).meta(self, node)
         return self._memo[key]
 
 
@@ -115,6 +131,8 @@ class Engine:
         self.cache = cache if cache is not None else NodeCache(256 * 1024 * 1024)
         self.max_pixels = max_pixels
         self.parser = GraphParser(REGISTRY, max_graph_nodes, max_graph_depth)
+        self.flat_parser = FlatGraphParser(V1_REGISTRY, array_processes, max_graph_nodes,
+                                           max_graph_depth)
         self.resampling = Resampling[resampling]
         self._pool = ThreadPoolExecutor(max_workers=read_threads, thread_name_prefix="read")
         #: Evaluations in flight and their deadline (None: unlimited).
@@ -122,9 +140,20 @@ class Engine:
 
     # -- graphs -------------------------------------------------------------------------
 
-    def parse(self, obj: Any) -> Graph:
-        """Parse and validate a ``process_graph`` (raises :class:`ProcessGraphError`)."""
-        root = self.parser.parse(obj)
+    def parse(self, obj: Any, dialect: str | None = None) -> Graph:
+        """Parse and validate a ``process_graph`` of either dialect: the 0.0.2 nested form
+        or the 1.x flat form, told apart by their shape unless ``dialect`` says which
+        (raises :class:`ProcessGraphError`)."""
+        flat = is_flat_graph(obj) if dialect is None else dialect == V1
+        root = self.flat_parser.parse(obj) if flat else self.parser.parse(obj)
+        if not isinstance(root, Node) or node_returns(root) == "value":
+            raise ProcessGraphError(
+                "the graph's result is not a data cube: it must load a collection (e.g. "
+                "load_collection) and process it", path="process_graph")
+        save = None
+        if root.dialect == V1 and root.process_id == "save_result":
+            save = validate_output({"format": root.args["format"],
+                                    "parameters": root.args.get("options") or {}})
         for node in root.walk():
             returns = node_returns(node)
             if node is not root and returns != "imagery":
@@ -132,7 +161,7 @@ class Engine:
                     f"{node.path}: {node.process_id} returns a {returns}, not imagery; it can "
                     "only be the root of a graph", path=node.path)
         meta = _MetaContext(self).meta(root)
-        return Graph(root, meta, obj)
+        return Graph(root, meta, obj, V1 if flat else "0.0.2", save)
 
     def meta(self, node: Node) -> CubeMeta:
         """What a node's result is, without reading data."""
@@ -150,11 +179,26 @@ class Engine:
     def native_view(self, graph: Graph) -> View:
         """The bbox in its ``srs`` at the finest resolution of the bands used."""
         bounds, crs = self.extent(graph)
-        product = graph.meta.product
-        res = min(product.bands[b].res_m for b in graph.meta.source_bands)
+        meta = graph.meta
+        product = meta.product
+        res = min(product.bands[b].res_m for b in meta.source_bands or tuple(product.bands))
         pcrs = product.crs
+        if graph.dialect == V1:
+            # 1.x: the result is in the data's CRS (or resample_spatial's), whatever CRS the
+            # spatial extent was given in
+            target = meta.native_crs or pcrs
+            if target != crs:
+                bounds = transform_bounds(crs, target, *bounds, densify_pts=21)
+                crs = target
+            if meta.native_res:
+                res = meta.native_res
+                pcrs = crs
+            elif target.is_geographic != pcrs.is_geographic:
+                pcrs = target
+                res = res / 111_320.0 if target.is_geographic else res
         pb = bounds if crs == pcrs else transform_bounds(crs, pcrs, *bounds, densify_pts=21)
-        if pcrs.is_geographic:
+        if pcrs.is_geographic and pcrs == product.crs and not (
+                graph.dialect == V1 and meta.native_res):
             res = res / 111_320.0
         width = max(1, round((pb[2] - pb[0]) / res))
         height = max(1, round((pb[3] - pb[1]) / res))
@@ -210,11 +254,15 @@ class Engine:
             check_deadline()
             if node.is_product:
                 return self._load(ctx.meta(node).product, query)
-            return REGISTRY[node.process_id].evaluate(ctx, node, query)
+            return process_of(node).evaluate(ctx, node, query)
 
         if node_returns(node) != "imagery":
             return compute()  # tables depend on user files and the caller: never cached
         return self.cache.get_or_compute(key, compute)
+
+    def load(self, product: Product, query: Query) -> Cube:
+        """Read a product for a query (the data leaves of both dialects)."""
+        return self._load(product, query)
 
     def _load(self, product: Product, query: Query) -> Cube:
         view = query.view

@@ -60,6 +60,11 @@ class CubeMeta:
     kind: str = "reflectance"
     dtype: str = "float32"
     notes: tuple[str, ...] = ()
+    #: False once a 1.x process dropped the bands dimension (``ndvi``, a band reducer).
+    has_bands: bool = True
+    #: A 1.x ``resample_spatial``: the native resolution (in ``native_crs`` units) and CRS.
+    native_res: float | None = None
+    native_crs: CRS | None = None
 
     def but(self, **changes) -> CubeMeta:
         """A copy with some fields changed."""

@@ -201,3 +201,48 @@ def register(
 
 
 ONE_DAY = timedelta(days=1)
+
+
+# --- openEO 1.x processes --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class V1Param:
+    """One parameter of a 1.x cube process.
+
+    ``kind`` is ``cube`` (a data cube from another node), ``callback`` (a child process
+    graph receiving ``callback_params``) or ``value`` (anything else, checked by ``meta``).
+    """
+
+    name: str
+    kind: str = "value"
+    required: bool = True
+    default: Any = None
+    callback_params: tuple[str, ...] = ()
+
+
+@dataclass
+class V1Process:
+    """A 1.x process that works on data cubes: ``meta(ctx, node)`` and
+    ``evaluate(ctx, node, query)``, like the 0.0.2 processes."""
+
+    id: str
+    params: tuple[V1Param, ...]
+    evaluate: Callable
+    meta: Callable
+    returns: str = "imagery"
+
+
+V1_REGISTRY: dict[str, V1Process] = {}
+
+
+def register_v1(
+    process_id: str, params: list[V1Param], meta: Callable, returns: str = "imagery"
+) -> Callable[[Callable], Callable]:
+    """Register the cube-level 1.x process ``evaluate(ctx, node, query)``."""
+
+    def deco(fn: Callable) -> Callable:
+        V1_REGISTRY[process_id] = V1Process(process_id, tuple(params), fn, meta, returns)
+        return fn
+
+    return deco

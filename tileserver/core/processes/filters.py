@@ -113,18 +113,26 @@ def filter_bbox(ctx, node, query):
     """Mask the pixels outside the bbox."""
     cube = ctx.eval(node.args[IMAGERY], query)
     bounds, crs, _ = bbox_of(node)
-    view = query.view
+    return mask_outside(cube, bounds, crs)
+
+
+def mask_outside(cube, bounds, crs: CRS, geometry: dict | None = None):
+    """Pixels whose centre lies outside ``bounds`` (or ``geometry``, GeoJSON in ``crs``)
+    become nodata; a view entirely inside is returned untouched (no copy)."""
+    view = cube.view
     try:
         vb = transform_bounds(view.crs, crs, *view.bounds, densify_pts=21)
         inside = (vb[0] >= bounds[0] and vb[1] >= bounds[1]
                   and vb[2] <= bounds[2] and vb[3] <= bounds[3])
     except Exception:  # noqa: BLE001 - view not representable in the bbox CRS
         inside = False
-    if inside:
+    if inside and geometry is None:
         return cube
-    geom = mapping(box(*bounds).segmentize(max(bounds[2] - bounds[0], bounds[3] - bounds[1]) / 64))
+    if geometry is None:
+        geometry = mapping(box(*bounds).segmentize(
+            max(bounds[2] - bounds[0], bounds[3] - bounds[1]) / 64))
     try:
-        geom = transform_geom(crs, view.crs, geom)
+        geom = transform_geom(crs, view.crs, geometry)
         outside = geometry_mask([geom], (view.height, view.width), view.transform)
     except Exception:  # noqa: BLE001
         outside = np.ones((view.height, view.width), dtype=bool)

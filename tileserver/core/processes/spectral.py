@@ -42,7 +42,13 @@ def ndvi(ctx, node, query):
     cube = ctx.eval(node.args[IMAGERY], query.with_bands((red_id, nir_id)))
     red = cube.data[:, cube.bands.index(red_id)]
     nir = cube.data[:, cube.bands.index(nir_id)]
-    den = nir + red
-    out = np.full(red.shape, np.nan, dtype=np.float32)
-    np.divide(nir - red, den, out=out, where=np.isfinite(den) & (den != 0))
-    return cube.with_data(out[:, None], bands=("ndvi",), kind="ndvi")
+    return cube.with_data(normalized_difference(nir, red)[:, None], bands=("ndvi",),
+                          kind="ndvi")
+
+
+def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(a - b) / (a + b)`` as float32; nodata where either is nodata or both are 0."""
+    den = a + b
+    out = np.full(np.shape(den), np.nan, dtype=np.float32)
+    np.divide(a - b, den, out=out, where=np.isfinite(den) & (den != 0))
+    return out

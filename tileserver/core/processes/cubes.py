@@ -1,0 +1,821 @@
+"""openEO 1.x processes on data cubes.
+
+Each process has a ``meta`` (what the result is, from the graph and the catalog alone, with
+the errors a client should get before any read) and an ``evaluate`` that pushes its
+constraints (time, bands, the view) down to the reads, exactly like the 0.0.2 processes:
+``load_collection`` reads only the window, dates and bands that the processes above it
+need, from the overview level that fits the view. Callbacks run vectorised through
+:mod:`tileserver.core.callbacks`.
+
+Dimensions are named as ``GET /collections`` describes them: ``x``, ``y``, ``t`` and
+``bands``.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from rasterio.crs import CRS
+from rasterio.errors import CRSError
+from shapely.geometry import shape
+
+from tileserver.core.callbacks import labels_used, root_process, run_callback
+from tileserver.core.cube import Cube
+from tileserver.core.graph import Callback, Node
+from tileserver.core.processes.base import V1Param, parse_date, register_v1
+from tileserver.core.processes.filters import _check_bbox_area, _intersect_inner, mask_outside
+from tileserver.core.processes.spectral import normalized_difference
+from tileserver.core.query import CubeMeta
+from tileserver.errors import (
+    BandNotFound,
+    CollectionNotFound,
+    ProcessArgumentInvalid,
+    ProductNotFound,
+)
+
+TIME_DIMS = ("t", "time", "temporal")
+BAND_DIMS = ("bands", "band", "spectral")
+WGS84 = CRS.from_epsg(4326)
+
+_DATA = V1Param("data", "cube")
+_CONTEXT = V1Param("context", required=False)
+
+
+def _invalid(node: Node, name: str, why: str) -> ProcessArgumentInvalid:
+    return ProcessArgumentInvalid(
+        f"node '{node.path}': argument {name!r} of {node.process_id}: {why}",
+        path=node.arg_path(name))
+
+
+def _context(value: Any) -> Any:
+    return value if not isinstance(value, Node) else None
+
+
+# -- arguments: extents, bands, dimensions -----------------------------------------------
+
+
+def _crs(node: Node, name: str, value: Any) -> CRS:
+    if value is None:
+        return WGS84
+    if isinstance(value, bool):
+        raise _invalid(node, name, f"crs {value!r} is not a CRS")
+    try:
+        return CRS.from_epsg(value) if isinstance(value, int) else CRS.from_user_input(value)
+    except (CRSError, TypeError, ValueError):
+        raise _invalid(node, name, f"crs {value!r} is not a known CRS (an EPSG code such as "
+                       "32632)") from None
+
+
+def spatial_extent(node: Node, name: str, value: Any):
+    """``(bounds, crs, geometry)`` of a bounding box object or a GeoJSON geometry."""
+    if not isinstance(value, dict):
+        raise _invalid(node, name, "expected a bounding box {west, south, east, north, crs} "
+                       "or a GeoJSON object")
+    if "type" in value:
+        geoms = _geojson_geometries(node, name, value)
+        union = shape(geoms[0])
+        for g in geoms[1:]:
+            union = union.union(shape(g))
+        if union.is_empty:
+            raise _invalid(node, name, "the geometry is empty")
+        geometry = {"type": "GeometryCollection", "geometries": geoms} if len(geoms) > 1 \
+            else geoms[0]
+        return tuple(union.bounds), WGS84, geometry
+    missing = [k for k in ("west", "south", "east", "north") if k not in value]
+    if missing:
+        raise _invalid(node, name, f"missing {', '.join(missing)}")
+    nums = []
+    for key in ("west", "south", "east", "north"):
+        v = value[key]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise _invalid(node, name, f"{key} must be a finite number, got {v!r}")
+        nums.append(float(v))
+    west, south, east, north = nums
+    if west >= east or south >= north:
+        raise _invalid(node, name, f"empty or inverted extent: west {west} must be < east "
+                       f"{east} and south {south} < north {north}")
+    return (west, south, east, north), _crs(node, name, value.get("crs")), None
+
+
+def _geojson_geometries(node: Node, name: str, obj: dict) -> list[dict]:
+    kind = obj.get("type")
+    if kind == "FeatureCollection":
+        out = []
+        for f in obj.get("features") or []:
+            out += _geojson_geometries(node, name, f)
+        if not out:
+            raise _invalid(node, name, "the FeatureCollection has no features")
+        return out
+    if kind == "Feature":
+        return _geojson_geometries(node, name, obj.get("geometry") or {})
+    if kind in ("Polygon", "MultiPolygon"):
+        try:
+            geom = shape(obj)
+        except Exception:  # noqa: BLE001 - shapely's errors vary with the input
+            raise _invalid(node, name, "not a valid GeoJSON polygon") from None
+        if not geom.is_valid or geom.is_empty:
+            raise _invalid(node, name, "not a valid GeoJSON polygon")
+        return [obj]
+    raise _invalid(node, name, f"GeoJSON type {kind!r} is not supported (Polygon, "
+                   "MultiPolygon, Feature or FeatureCollection of polygons)")
+
+
+def temporal_extent(node: Node, name: str, value: Any) -> tuple[datetime, datetime] | None:
+    """An inclusive ``(start, end)`` for a 1.x ``[start, end)`` interval (``None`` = open)."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise _invalid(node, name, "expected an interval [start, end] (either may be null)")
+    start, end = value
+    if start is None and end is None:
+        raise _invalid(node, name, "start and end cannot both be null")
+    try:
+        t0 = parse_date(start) if start is not None else datetime(1, 1, 1, tzinfo=UTC)
+        t1 = (parse_date(end) - timedelta(microseconds=1)) if end is not None else datetime(
+            9999, 12, 31, tzinfo=UTC)
+    except (ValueError, AttributeError, TypeError):
+        raise _invalid(node, name, f"{value!r} is not an interval of ISO 8601 dates") from None
+    if t0 > t1:
+        raise _invalid(node, name, f"start {start} is not before end {end} (the end is "
+                       "excluded)")
+    return t0, t1
+
+
+def resolve_band(product, available: tuple[str, ...], name: Any, node: Node, arg: str) -> str:
+    """A band id from a band name or a common name (``red``, ``nir``)."""
+    if isinstance(name, str):
+        if name in available:
+            return name
+        matches = [b for b in available
+                   if (product.bands[b].common_name if b in product.bands else None) == name]
+        if matches:
+            return matches[0]
+    names = [f"{b} ({product.bands[b].common_name})" if b in product.bands and
+             product.bands[b].common_name else b for b in available]
+    raise BandNotFound(f"node '{node.path}': argument {arg!r}: band {name!r} is not in the "
+                       f"data; available: {', '.join(names)}", path=node.arg_path(arg))
+
+
+def _dimension(node: Node, meta: CubeMeta, name: str = "dimension") -> str:
+    dim = node.args.get(name)
+    if dim in TIME_DIMS:
+        if meta.reduced:
+            raise _invalid(node, name, "the temporal dimension was already reduced")
+        return "t"
+    if dim in BAND_DIMS:
+        if not meta.has_bands:
+            raise _invalid(node, name, "the bands dimension was already reduced")
+        return "bands"
+    if dim in ("x", "y"):
+        raise _invalid(node, name, f"dimension {dim!r} cannot be used here (spatial "
+                       "dimensions are kept for tiles and coverages)")
+    dims = [d for d, present in (("t", not meta.reduced), ("bands", meta.has_bands))
+            if present]
+    raise _invalid(node, name, f"the data cube has no dimension {dim!r}; its dimensions are "
+                   f"x, y{''.join(', ' + d for d in dims)}")
+
+
+def _labels(cube: Cube, dim: str) -> tuple:
+    if dim == "t":
+        return tuple(t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in (cube.times or ()))
+    return tuple(cube.bands)
+
+
+def _labeled(values: np.ndarray, labels: tuple):
+    from tileserver.core.processes.arraylib import LabeledArray  # noqa: PLC0415
+
+    return LabeledArray(values, labels)
+
+
+def _as_float32(value: Any, shape: tuple[int, ...], node: Node) -> np.ndarray:
+    out = np.asarray(value.values if hasattr(value, "values") and not isinstance(
+        value, np.ndarray) else value)
+    if out.dtype == object:
+        raise _invalid(node, "process", "the callback returned something that is not a "
+                       "number or an array of numbers")
+    try:
+        return np.broadcast_to(out.astype(np.float32, copy=False), shape)
+    except ValueError:
+        raise _invalid(node, "process", f"the callback returned an array of shape "
+                       f"{out.shape}, expected {shape}") from None
+
+
+# -- load_collection / load_stac / save_result -------------------------------------------
+
+
+def _load_meta(ctx, node: Node) -> CubeMeta:
+    a = node.args
+    cid = a.get("id") if node.process_id == "load_collection" else _stac_id(node, ctx)
+    try:
+        product = ctx.catalog.get(cid, node.arg_path("id"))
+    except ProductNotFound:
+        raise CollectionNotFound(
+            f"node '{node.path}': collection {cid!r} does not exist; available: "
+            f"{', '.join(p.id for p in ctx.catalog)}", path=node.arg_path("id")) from None
+    bands = tuple(product.bands)
+    if a.get("bands") is not None:
+        wanted = a["bands"]
+        if not isinstance(wanted, list) or not wanted:
+            raise _invalid(node, "bands", "expected a non-empty list of band names")
+        bands = tuple(resolve_band(product, bands, b, node, "bands") for b in wanted)
+        if len(set(bands)) != len(bands):
+            raise _invalid(node, "bands", "a band is listed twice")
+    meta = CubeMeta(product, bands, bands)
+    if a.get("spatial_extent") is not None:
+        bounds, crs, _ = spatial_extent(node, "spatial_extent", a["spatial_extent"])
+        _check_extent(node, "spatial_extent", bounds, crs, product.crs)
+        meta = meta.but(bbox=bounds, srs=crs)
+    if a.get("temporal_extent") is not None:
+        meta = meta.but(time_range=temporal_extent(node, "temporal_extent",
+                                                   a["temporal_extent"]))
+    return meta
+
+
+def _check_extent(node: Node, name: str, bounds, crs: CRS, product_crs: CRS) -> None:
+    try:
+        _check_bbox_area(node, bounds, crs, product_crs)
+    except ProcessArgumentInvalid:
+        raise
+    except Exception as exc:  # the 0.0.2 checker words its messages for 0.0.2 arguments
+        raise _invalid(node, name, getattr(exc, "message", str(exc)).split(": ", 1)[-1]) \
+            from None
+
+
+def _geometry_of(node: Node):
+    """The GeoJSON geometry of a spatial filter (None for a bounding box)."""
+    value = node.args.get("spatial_extent" if node.process_id.startswith("load_") else
+                          "geometries" if node.process_id == "filter_spatial" else "extent")
+    if isinstance(value, dict) and "type" in value:
+        return spatial_extent(node, "geometries", value)[2]
+    return None
+
+
+def _read(ctx, node: Node, query) -> Cube:
+    meta = ctx.meta(node)
+    q = query
+    if meta.time_range is not None:
+        q = q.narrow_time(*meta.time_range)
+    wanted = meta.bands if query.bands is None else tuple(
+        b for b in meta.bands if b in query.bands) or meta.bands[:1]
+    cube = ctx.engine.load(meta.product, q.with_bands(wanted))
+    if meta.bbox is not None and meta.srs is not None:
+        cube = mask_outside(cube, meta.bbox, meta.srs, _geometry_of(node))
+    return cube
+
+
+@register_v1(
+    "load_collection",
+    [V1Param("id"), V1Param("spatial_extent", required=False),
+     V1Param("temporal_extent", required=False), V1Param("bands", required=False),
+     V1Param("properties", required=False)],
+    meta=_load_meta,
+)
+def load_collection(ctx, node, query):
+    """Read the window, dates and bands that the processes above need."""
+    return _read(ctx, node, query)
+
+
+def _stac_id(node: Node, ctx) -> str:
+    """The collection of our catalog that a ``load_stac`` URL names."""
+    url = node.args.get("url")
+    if not isinstance(url, str) or not url:
+        raise _invalid(node, "url", "expected the URL of a STAC collection")
+    parts = [p for p in url.rstrip("/").split("/") if p]
+    if parts and parts[-1] in ("collection.json", "catalog.json") and len(parts) > 1:
+        parts = parts[:-1]
+    ids = {p.id for p in ctx.catalog}
+    for candidate in reversed(parts[-2:]):
+        if candidate in ids:
+            return candidate
+    raise _invalid(node, "url", f"{url!r} is not a collection of this back-end's catalog "
+                   f"(one of: {', '.join(sorted(ids))}); other STAC sources are not read")
+
+
+def _stac_meta(ctx, node):
+    return _load_meta(ctx, node)
+
+
+@register_v1(
+    "load_stac",
+    [V1Param("url"), V1Param("spatial_extent", required=False),
+     V1Param("temporal_extent", required=False), V1Param("bands", required=False),
+     V1Param("properties", required=False)],
+    meta=_stac_meta,
+)
+def load_stac(ctx, node, query):
+    """``load_collection`` for a collection named by its STAC URL."""
+    return _read(ctx, node, query)
+
+
+def _save_meta(ctx, node):
+    fmt = node.args.get("format")
+    if not isinstance(fmt, str) or not fmt:
+        raise _invalid(node, "format", "expected an output format name such as 'GTiff'")
+    if node.args.get("options") is not None and not isinstance(node.args["options"], dict):
+        raise _invalid(node, "options", "expected an object")
+    return ctx.meta(node.args["data"])
+
+
+@register_v1(
+    "save_result",
+    [_DATA, V1Param("format"), V1Param("options", required=False)],
+    meta=_save_meta,
+)
+def save_result(ctx, node, query):
+    """The data; the format is applied by the encoder (``Graph.save_result``)."""
+    return ctx.eval(node.args["data"], query)
+
+
+# -- filters -----------------------------------------------------------------------------
+
+
+def _bbox_meta(ctx, node):
+    child = ctx.meta(node.args["data"])
+    name = "extent" if node.process_id == "filter_bbox" else "geometries"
+    bounds, crs, _ = spatial_extent(node, name, node.args[name])
+    _check_extent(node, name, bounds, crs, child.product.crs)
+    try:
+        bounds = _intersect_inner(node, bounds, crs, child)
+    except Exception:  # noqa: BLE001 - worded for 0.0.2
+        raise _invalid(node, name, "the extent does not overlap the spatial extent of the "
+                       "data below (the result would be empty)") from None
+    return child.but(bbox=bounds, srs=crs)
+
+
+def _spatial_filter(ctx, node, query):
+    meta = ctx.meta(node)
+    cube = ctx.eval(node.args["data"], query)
+    return mask_outside(cube, meta.bbox, meta.srs, _geometry_of(node))
+
+
+register_v1("filter_bbox", [_DATA, V1Param("extent")], meta=_bbox_meta)(_spatial_filter)
+register_v1("filter_spatial", [_DATA, V1Param("geometries")], meta=_bbox_meta)(
+    _spatial_filter)
+
+
+def _temporal_meta(ctx, node):
+    child = ctx.meta(node.args["data"])
+    if node.args.get("dimension") not in (None, *TIME_DIMS):
+        raise _invalid(node, "dimension", f"no temporal dimension {node.args['dimension']!r}")
+    if child.reduced:
+        raise _invalid(node, "data", "the temporal dimension was already reduced")
+    start, end = temporal_extent(node, "extent", node.args["extent"])
+    if child.time_range:
+        start, end = max(start, child.time_range[0]), min(end, child.time_range[1])
+    return child.but(time_range=(start, end))
+
+
+@register_v1("filter_temporal", [_DATA, V1Param("extent"), V1Param("dimension", required=False)],
+             meta=_temporal_meta)
+def filter_temporal(ctx, node, query):
+    """Narrow the time range pushed down to the reads."""
+    start, end = ctx.meta(node).time_range
+    return ctx.eval(node.args["data"], query.narrow_time(start, end))
+
+
+def _bands_meta(ctx, node):
+    child = ctx.meta(node.args["data"])
+    if not child.has_bands:
+        raise _invalid(node, "data", "the bands dimension was already reduced")
+    wanted = node.args.get("bands")
+    if node.args.get("wavelengths") is not None:
+        raise _invalid(node, "wavelengths", "selecting bands by wavelength is not supported; "
+                       "use band names")
+    if not isinstance(wanted, list) or not wanted:
+        raise _invalid(node, "bands", "expected a non-empty list of band names")
+    bands = tuple(resolve_band(child.product, child.bands, b, node, "bands") for b in wanted)
+    return child.but(bands=bands, source_bands=tuple(
+        b for b in bands if b in child.product.bands) or child.source_bands)
+
+
+@register_v1("filter_bands", [_DATA, V1Param("bands", required=False),
+                              V1Param("wavelengths", required=False)], meta=_bands_meta)
+def filter_bands(ctx, node, query):
+    """Select bands, pushing the selection down."""
+    meta = ctx.meta(node)
+    wanted = meta.bands if query.bands is None else tuple(
+        b for b in meta.bands if b in query.bands) or meta.bands[:1]
+    cube = ctx.eval(node.args["data"], query.with_bands(wanted))
+    return cube.with_data(cube.data[:, [cube.bands.index(b) for b in wanted]], bands=wanted)
+
+
+# -- spectral ----------------------------------------------------------------------------
+
+
+def _ndvi_bands(ctx, node) -> tuple[str, str]:
+    child = ctx.meta(node.args["data"])
+    if not child.has_bands:
+        raise _invalid(node, "data", "the bands dimension was already reduced")
+    return (resolve_band(child.product, child.bands, node.args.get("red", "red"), node, "red"),
+            resolve_band(child.product, child.bands, node.args.get("nir", "nir"), node, "nir"))
+
+
+def _ndvi_meta(ctx, node):
+    child = ctx.meta(node.args["data"])
+    red, nir = _ndvi_bands(ctx, node)
+    target = node.args.get("target_band")
+    if target is not None:
+        if not isinstance(target, str) or not target or target in child.bands:
+            raise _invalid(node, "target_band", f"{target!r} must be a new band name")
+        return child.but(bands=child.bands + (target,))
+    return child.but(bands=("ndvi",), source_bands=(red, nir), kind="ndvi", has_bands=False)
+
+
+@register_v1("ndvi", [_DATA, V1Param("nir", required=False, default="nir"),
+                      V1Param("red", required=False, default="red"),
+                      V1Param("target_band", required=False)], meta=_ndvi_meta)
+def ndvi(ctx, node, query):
+    """(nir - red) / (nir + red), reading only the two bands unless they are kept."""
+    red, nir = _ndvi_bands(ctx, node)
+    target = node.args.get("target_band")
+    if target is None:
+        cube = ctx.eval(node.args["data"], query.with_bands((red, nir)))
+        out = normalized_difference(cube.data[:, cube.bands.index(nir)],
+                                    cube.data[:, cube.bands.index(red)])
+        return cube.with_data(out[:, None], bands=("ndvi",), kind="ndvi")
+    meta = ctx.meta(node)
+    keep = meta.bands[:-1] if query.bands is None else tuple(
+        b for b in meta.bands[:-1] if b in query.bands)
+    cube = ctx.eval(node.args["data"], query.with_bands(tuple(dict.fromkeys(
+        keep + (red, nir)))))
+    out = normalized_difference(cube.data[:, cube.bands.index(nir)],
+                                cube.data[:, cube.bands.index(red)])
+    data = np.concatenate([cube.data[:, [cube.bands.index(b) for b in keep]], out[:, None]],
+                          axis=1)
+    return cube.with_data(data, bands=keep + (target,))
+
+
+# -- callbacks over dimensions -----------------------------------------------------------
+
+
+def _callback_kind(cb: Callback, child_kind: str) -> str:
+    root = root_process(cb)
+    if root == "count":
+        return "count"
+    if root == "normalized_difference" or (root == "divide" and {
+            getattr(v, "process_id", None) for v in cb.root.args.values()} == {
+            "subtract", "add"}):
+        return "ndvi"
+    if root in ("linear_scale_range", "clip") or child_kind == "ndvi":
+        return child_kind if root not in ("linear_scale_range",) else "scaled"
+    return child_kind
+
+
+def _needed_bands(cb: Callback, meta: CubeMeta) -> tuple[str, ...] | None:
+    """The bands a band callback reads (``None``: all of them)."""
+    used = labels_used(cb)
+    if not used:
+        return None
+    out = []
+    for how, value in used:
+        if how == "label" and value in meta.bands:
+            out.append(value)
+        elif how == "index" and isinstance(value, int) and 0 <= value < len(meta.bands):
+            out.append(meta.bands[value])
+        else:
+            return None
+    return tuple(dict.fromkeys(out))
+
+
+def _reduce_meta(ctx, node):
+    child = ctx.meta(node.args["data"])
+    dim = _dimension(node, child)
+    kind = _callback_kind(node.args["reducer"], child.kind)
+    if dim == "t":
+        return child.but(reduced=True, kind=kind)
+    needed = _needed_bands(node.args["reducer"], child)
+    source = child.source_bands
+    if needed is not None and all(b in child.product.bands for b in needed):
+        source = needed
+    return child.but(bands=("value",) if kind != "ndvi" else ("ndvi",), source_bands=source,
+                     has_bands=False, kind=kind)
+
+
+def _empty_time(cube: Cube) -> Cube:
+    """A cube without acquisitions, reduced as if it had one all-nodata date."""
+    data = np.full((1,) + cube.data.shape[1:], np.nan, np.float32)
+    return cube.with_data(data, times=(datetime(1970, 1, 1, tzinfo=UTC),))
+
+
+@register_v1("reduce_dimension", [_DATA, V1Param("reducer", "callback",
+                                                 callback_params=("data", "context")),
+                                  V1Param("dimension"), _CONTEXT], meta=_reduce_meta)
+def reduce_dimension(ctx, node, query):
+    """Run the reducer once on the whole window, the reduced dimension first."""
+    meta = ctx.meta(node)
+    child_meta = ctx.meta(node.args["data"])
+    dim = _dimension(node, child_meta)
+    cb = node.args["reducer"]
+    context = _context(node.args.get("context"))
+    if dim == "t":
+        cube = ctx.eval(node.args["data"], query)
+        if cube.data.shape[0] == 0:
+            cube = _empty_time(cube)
+        out = run_callback(cb, {"data": _labeled(cube.data, _labels(cube, "t")),
+                                "context": context})
+        data = _as_float32(out, cube.data.shape[1:], node)[None]
+        return cube.with_data(np.ascontiguousarray(data), times=None, kind=meta.kind)
+    needed = _needed_bands(cb, child_meta)
+    cube = ctx.eval(node.args["data"], query.with_bands(needed) if needed else query)
+    values = np.moveaxis(cube.data, 1, 0)
+    out = run_callback(cb, {"data": _labeled(values, _labels(cube, "bands")),
+                            "context": context})
+    shape = (cube.data.shape[0],) + cube.data.shape[2:]
+    data = _as_float32(out, shape, node)[:, None]
+    return cube.with_data(np.ascontiguousarray(data), bands=meta.bands, kind=meta.kind)
+
+
+def _apply_meta(ctx, node):
+    child = ctx.meta(node.args["data"])
+    return child.but(kind=_callback_kind(node.args["process"], child.kind))
+
+
+@register_v1("apply", [_DATA, V1Param("process", "callback", callback_params=("x", "context")),
+                       _CONTEXT], meta=_apply_meta)
+def apply(ctx, node, query):
+    """Run the process on every value at once (elementwise processes broadcast)."""
+    cube = ctx.eval(node.args["data"], query)
+    out = run_callback(node.args["process"], {"x": cube.data,
+                                              "context": _context(node.args.get("context"))})
+    data = _as_float32(out, cube.data.shape, node)
+    return cube.with_data(np.ascontiguousarray(data), kind=ctx.meta(node).kind)
+
+
+def _apply_dim_meta(ctx, node):
+    child = ctx.meta(node.args["data"])
+    _dimension(node, child)
+    if node.args.get("target_dimension") not in (None, node.args.get("dimension")):
+        raise _invalid(node, "target_dimension", "only null (the same dimension) is "
+                       "supported")
+    return child.but(kind=_callback_kind(node.args["process"], child.kind))
+
+
+@register_v1("apply_dimension", [_DATA, V1Param("process", "callback",
+                                                callback_params=("data", "context")),
+                                 V1Param("dimension"),
+                                 V1Param("target_dimension", required=False), _CONTEXT],
+             meta=_apply_dim_meta)
+def apply_dimension(ctx, node, query):
+    """Run the process on the arrays along ``t`` or ``bands``; the labels are kept, so the
+    process must return as many values as it received."""
+    child_meta = ctx.meta(node.args["data"])
+    dim = _dimension(node, child_meta)
+    cube = ctx.eval(node.args["data"], query)
+    axis = 0 if dim == "t" else 1
+    values = np.moveaxis(cube.data, axis, 0)
+    out = run_callback(node.args["process"], {
+        "data": _labeled(values, _labels(cube, dim)),
+        "context": _context(node.args.get("context"))})
+    data = _as_float32(out, values.shape, node)
+    return cube.with_data(np.ascontiguousarray(np.moveaxis(data, 0, axis)),
+                          kind=ctx.meta(node).kind)
+
+
+# -- combining cubes ---------------------------------------------------------------------
+
+
+def _align(a: Cube, b: Cube) -> tuple[np.ndarray, np.ndarray]:
+    """``b``'s values on ``a``'s time steps and bands (one band/date broadcasts)."""
+    bd = b.data
+    if b.times is not None and a.times is not None and b.times != a.times:
+        index = {t.date(): i for i, t in enumerate(b.times)}
+        rows = [index.get(t.date()) for t in a.times]
+        bd = np.stack([b.data[i] if i is not None else np.full(b.data.shape[1:], np.nan,
+                                                                np.float32) for i in rows]) \
+            if rows else b.data[:0]
+    if bd.shape[1] not in (1, a.data.shape[1]):
+        idx = [b.bands.index(x) if x in b.bands else None for x in a.bands]
+        if None in idx:
+            raise ProcessArgumentInvalid(
+                f"the mask has bands {list(b.bands)}, the data {list(a.bands)}: they must be "
+                "the same, or the mask must have one band")
+        bd = bd[:, idx]
+    return a.data, np.broadcast_to(bd, a.data.shape)
+
+
+def _mask_meta(ctx, node):
+    ctx.meta(node.args["mask"])
+    return ctx.meta(node.args["data"])
+
+
+@register_v1("mask", [_DATA, V1Param("mask", "cube"), V1Param("replacement", required=False)],
+             meta=_mask_meta)
+def mask(ctx, node, query):
+    """Replace the values where the mask is true (non-zero, not nodata) by ``replacement``
+    (nodata by default)."""
+    cube = ctx.eval(node.args["data"], query)
+    mcube = ctx.eval(node.args["mask"], query.with_bands(None))
+    data, m = _align(cube, mcube)
+    repl = node.args.get("replacement")
+    fill = np.float32(np.nan if repl is None else repl)
+    hit = np.isfinite(m) & (m != 0)
+    if not hit.any():
+        return cube
+    return cube.with_data(np.where(hit, fill, data).astype(np.float32, copy=False))
+
+
+def _merge_meta(ctx, node):
+    a, b = ctx.meta(node.args["cube1"]), ctx.meta(node.args["cube2"])
+    overlap = [x for x in b.bands if x in a.bands]
+    if overlap and node.args.get("overlap_resolver") is None:
+        raise _invalid(node, "overlap_resolver", f"both cubes have the bands {overlap}: an "
+                       "overlap_resolver is required")
+    if a.reduced != b.reduced:
+        raise _invalid(node, "cube2", "one cube has a temporal dimension and the other not")
+    bands = a.bands + tuple(x for x in b.bands if x not in a.bands)
+    return a.but(bands=bands, source_bands=tuple(dict.fromkeys(
+        a.source_bands + b.source_bands)), time_range=None if (a.time_range is None or
+                                                                b.time_range is None) else (
+        min(a.time_range[0], b.time_range[0]), max(a.time_range[1], b.time_range[1])))
+
+
+@register_v1("merge_cubes", [V1Param("cube1", "cube"), V1Param("cube2", "cube"),
+                             V1Param("overlap_resolver", "callback", required=False,
+                                     callback_params=("x", "y", "context")), _CONTEXT],
+             meta=_merge_meta)
+def merge_cubes(ctx, node, query):
+    """Bands of both cubes on the union of their dates; overlapping values resolved."""
+    ma, mb = ctx.meta(node.args["cube1"]), ctx.meta(node.args["cube2"])
+
+    def part(child, meta):
+        wanted = None if query.bands is None else tuple(b for b in meta.bands
+                                                         if b in query.bands)
+        if wanted == ():
+            return None
+        return ctx.eval(child, query.with_bands(wanted))
+
+    a, b = part(node.args["cube1"], ma), part(node.args["cube2"], mb)
+    if a is None or b is None:
+        return a if b is None else b
+    if a.times is None:
+        times = None
+    else:
+        days = sorted({t.date(): t for t in (*a.times, *b.times)}.items())
+        times = tuple(t for _, t in days)
+    bands = a.bands + tuple(x for x in b.bands if x not in a.bands)
+    nt = 1 if times is None else len(times)
+    out = np.full((nt, len(bands)) + a.data.shape[2:], np.nan, np.float32)
+
+    def rows(cube):
+        if times is None:
+            return [0]
+        index = {t.date(): i for i, t in enumerate(times)}
+        return [index[t.date()] for t in cube.times]
+
+    ra, rb = rows(a), rows(b)
+    for i, band in enumerate(a.bands):
+        out[ra, bands.index(band)] = a.data[:, i]
+    resolver = node.args.get("overlap_resolver")
+    for i, band in enumerate(b.bands):
+        j = bands.index(band)
+        if band in a.bands:
+            current = out[rb, j]
+            other = b.data[:, i]
+            both = np.isfinite(current) & np.isfinite(other)
+            merged = np.where(np.isfinite(current), current, other)
+            if both.any():
+                value = run_callback(resolver, {"x": current, "y": other, "context": _context(
+                    node.args.get("context"))})
+                merged = np.where(both, _as_float32(value, current.shape, node), merged)
+            out[rb, j] = merged
+        else:
+            out[rb, j] = b.data[:, i]
+    return Cube(out, times, bands, a.view, a.kind)
+
+
+def _rename_meta(ctx, node):
+    child = ctx.meta(node.args["data"])
+    if node.args.get("dimension") not in BAND_DIMS:
+        raise _invalid(node, "dimension", "only the bands dimension can be renamed")
+    target, source = node.args.get("target"), node.args.get("source") or []
+    if not isinstance(target, list) or not all(isinstance(t, str) for t in target):
+        raise _invalid(node, "target", "expected a list of new band names")
+    if not source:
+        if len(target) != len(child.bands):
+            raise _invalid(node, "target", f"{len(target)} names for {len(child.bands)} bands")
+        mapping = dict(zip(child.bands, target, strict=True))
+    else:
+        if len(source) != len(target):
+            raise _invalid(node, "source", "source and target must have the same length")
+        missing = [s for s in source if s not in child.bands]
+        if missing:
+            raise _invalid(node, "source", f"unknown bands {missing}")
+        mapping = dict(zip(source, target, strict=True))
+    bands = tuple(mapping.get(b, b) for b in child.bands)
+    if len(set(bands)) != len(bands):
+        raise _invalid(node, "target", "the new band names are not unique")
+    return child.but(bands=bands)
+
+
+@register_v1("rename_labels", [_DATA, V1Param("dimension"), V1Param("target"),
+                               V1Param("source", required=False)], meta=_rename_meta)
+def rename_labels(ctx, node, query):
+    """New band names (the reads below still use the old ones)."""
+    old, new = ctx.meta(node.args["data"]).bands, ctx.meta(node).bands
+    back = dict(zip(new, old, strict=True))
+    wanted = None if query.bands is None else tuple(back[b] for b in query.bands if b in back)
+    cube = ctx.eval(node.args["data"], query.with_bands(wanted))
+    return cube.with_data(cube.data, bands=tuple(dict(zip(old, new, strict=True))[b]
+                                                 for b in cube.bands))
+
+
+def _resample_meta(ctx, node):
+    child = ctx.meta(node.args["data"])
+    res = node.args.get("resolution", 0)
+    values = res if isinstance(res, list) else [res]
+    if not values or any(isinstance(v, bool) or not isinstance(v, int | float)
+                         or not math.isfinite(v) or v < 0 for v in values):
+        raise _invalid(node, "resolution", "expected a number >= 0 or [x, y] numbers")
+    proj = node.args.get("projection")
+    crs = _crs(node, "projection", proj) if proj is not None else None
+    if node.args.get("method", "near") not in ("near", "bilinear", "cubic", "average",
+                                               "mode", "min", "max", "med", "q1", "q3",
+                                               "cubicspline", "lanczos", "rms", "sum"):
+        raise _invalid(node, "method", f"unknown method {node.args['method']!r}")
+    return child.but(native_res=float(max(values)) or None, native_crs=crs)
+
+
+@register_v1("resample_spatial", [_DATA, V1Param("resolution", required=False, default=0),
+                                  V1Param("projection", required=False),
+                                  V1Param("method", required=False, default="near"),
+                                  V1Param("align", required=False, default="upper-left")],
+             meta=_resample_meta)
+def resample_spatial(ctx, node, query):
+    """The native grid of the result changes (for /result and batch jobs); tiles and
+    coverages keep choosing their own grid, read from the fitting overview."""
+    return ctx.eval(node.args["data"], query)
+
+
+# -- temporal aggregation ----------------------------------------------------------------
+
+
+def _period_start(t: datetime, period: str) -> datetime:
+    if period in ("hour",):
+        return t.replace(minute=0, second=0, microsecond=0)
+    day = datetime(t.year, t.month, t.day, tzinfo=UTC)
+    if period == "day":
+        return day
+    if period == "week":
+        return day - timedelta(days=day.weekday())
+    if period == "dekad":
+        return day.replace(day=min(21, (day.day - 1) // 10 * 10 + 1))
+    if period == "month":
+        return day.replace(day=1)
+    if period == "season":  # DJF, MAM, JJA, SON
+        if t.month == 12:
+            return datetime(t.year, 12, 1, tzinfo=UTC)
+        if t.month <= 2:
+            return datetime(t.year - 1, 12, 1, tzinfo=UTC)
+        return datetime(t.year, (t.month - 3) // 3 * 3 + 3, 1, tzinfo=UTC)
+    if period == "tropical-season":  # NDJFMA, MJJASO
+        if t.month >= 11:
+            return datetime(t.year, 11, 1, tzinfo=UTC)
+        if t.month <= 4:
+            return datetime(t.year - 1, 11, 1, tzinfo=UTC)
+        return datetime(t.year, 5, 1, tzinfo=UTC)
+    if period == "year":
+        return datetime(t.year, 1, 1, tzinfo=UTC)
+    if period == "decade":
+        return datetime(t.year // 10 * 10, 1, 1, tzinfo=UTC)
+    if period == "decade-ad":
+        return datetime((t.year - 1) // 10 * 10 + 1, 1, 1, tzinfo=UTC)
+    raise ValueError(period)
+
+
+PERIODS = ("hour", "day", "week", "dekad", "month", "season", "tropical-season", "year",
+           "decade", "decade-ad")
+
+
+def _period_meta(ctx, node):
+    child = ctx.meta(node.args["data"])
+    if node.args.get("period") not in PERIODS:
+        raise _invalid(node, "period", f"expected one of {', '.join(PERIODS)}")
+    if node.args.get("dimension") not in (None, *TIME_DIMS):
+        raise _invalid(node, "dimension", f"no temporal dimension {node.args['dimension']!r}")
+    if child.reduced:
+        raise _invalid(node, "data", "the temporal dimension was already reduced")
+    return child.but(kind=_callback_kind(node.args["reducer"], child.kind))
+
+
+@register_v1("aggregate_temporal_period", [
+    _DATA, V1Param("period"), V1Param("reducer", "callback",
+                                      callback_params=("data", "context")),
+    V1Param("dimension", required=False), _CONTEXT], meta=_period_meta)
+def aggregate_temporal_period(ctx, node, query):
+    """One time step per period that has data, labelled with the period's start."""
+    cube = ctx.eval(node.args["data"], query)
+    period = node.args["period"]
+    groups: dict[datetime, list[int]] = {}
+    for i, t in enumerate(cube.times or ()):
+        groups.setdefault(_period_start(t, period), []).append(i)
+    starts = sorted(groups)
+    out = np.full((len(starts),) + cube.data.shape[1:], np.nan, np.float32)
+    context = _context(node.args.get("context"))
+    for k, start in enumerate(starts):
+        rows = groups[start]
+        value = run_callback(node.args["reducer"], {
+            "data": _labeled(cube.data[rows], tuple(_labels(cube, "t")[i] for i in rows)),
+            "context": context})
+        out[k] = _as_float32(value, cube.data.shape[1:], node)
+    return cube.with_data(out, times=tuple(starts), kind=ctx.meta(node).kind)
