@@ -221,7 +221,7 @@ def test_jpeg_tile_and_colormap_style(client, small_catalog):
 def test_etag_and_304(client, wmts):
     job, service = wmts["reduced"]
     first = _kvp_tile(client, service, job)
-    assert first.headers["ETag"] and first.headers["Cache-Control"] == "public, max-age=300"
+    assert first.headers["ETag"] and first.headers["Cache-Control"] == "public, max-age=60"
     path = f"{_path(service)}/1.0.0/{job}/default/GoogleMapsCompatible/{Z}/{ROW}/{COL}.png"
     again = client.get(path, headers={"If-None-Match": first.headers["ETag"]})
     assert again.status_code == 304 and again.data == b""

@@ -13,6 +13,7 @@ from tileserver.core.cache import NodeCache
 from tileserver.core.catalog import Catalog
 from tileserver.core.evaluator import Engine
 from tileserver.core.limits import Limiter
+from tileserver.core.shared_cache import SharedTier, open_tier
 from tileserver.jobs.store import JobStore
 from tileserver.settings import Settings
 
@@ -48,6 +49,15 @@ class Runtime:
         return NodeCache(self.settings.cache_bytes)
 
     @cached_property
+    def shared_cache(self) -> SharedTier | None:
+        """The cache tier shared by every process (disk by default, or Redis)."""
+        s = self.settings
+        tier = open_tier(s.cache_url, s.home, s.cache_shared_bytes, s.cache_shared_ttl)
+        if tier is not None:
+            log.info("shared cache tier: %s", tier.describe())
+        return tier
+
+    @cached_property
     def engine(self) -> Engine:
         """The graph evaluator."""
         s = self.settings
@@ -59,6 +69,9 @@ class Runtime:
             max_graph_depth=s.max_graph_depth,
             resampling=s.resampling,
             limiter=Limiter.from_settings(s),
+            shared=self.shared_cache,
+            shared_min_seconds=s.cache_shared_min_ms / 1000.0,
+            shared_max_bytes=s.cache_shared_max_entry,
         )
 
     @cached_property
@@ -81,3 +94,6 @@ class Runtime:
         runner = self.__dict__.get("batch")
         if runner is not None and hasattr(runner, "close"):
             runner.close()
+        tier = self.__dict__.get("shared_cache")
+        if tier is not None:
+            tier.close()

@@ -25,6 +25,11 @@ class Settings:
     catalog: tuple[str, ...] = ()
     dask_scheduler: str | None = None
     cache_bytes: int = 512 * 1024 * 1024
+    cache_url: str | None = None  # shared tier: None = disk under $home/cache, redis://…, none
+    cache_shared_bytes: int = 2 * 1024 * 1024 * 1024  # size of the disk tier
+    cache_shared_max_entry: int = 32 * 1024 * 1024  # larger answers are not shared
+    cache_shared_min_ms: int = 30  # node results cheaper than this are not shared
+    cache_shared_ttl: int = 7 * 86400  # Redis entries expire after this (0: never)
     database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8080

@@ -13,6 +13,8 @@ from tileserver.core import metrics
 
 
 def _sizeof(value: Any) -> int:
+    if isinstance(value, bytes):
+        return max(1, len(value))
     return max(1, int(getattr(value, "nbytes", 1024)))
 
 
@@ -46,9 +48,11 @@ class NodeCache:
             if value is None:
                 self.misses += 1
                 metrics.CACHE_MISSES.inc()
+                metrics.TIER_MISSES.labels("memory").inc()
             else:
                 self.hits += 1
                 metrics.CACHE_HITS.inc()
+                metrics.TIER_HITS.labels("memory").inc()
             return value
 
     def put(self, key: Hashable, value: Any) -> None:
@@ -59,6 +63,7 @@ class NodeCache:
         with self._lock:
             self._lru[key] = value
             metrics.CACHE_BYTES.set(self._lru.currsize)
+            metrics.TIER_BYTES.labels("memory").set(self._lru.currsize)
             metrics.CACHE_ENTRIES.set(len(self._lru))
 
     def get_or_compute(self, key: Hashable, compute: Callable[[], Any]) -> Any:
@@ -69,12 +74,14 @@ class NodeCache:
                 if value is not None:
                     self.hits += 1
                     metrics.CACHE_HITS.inc()
+                    metrics.TIER_HITS.labels("memory").inc()
                     return value
                 event = self._inflight.get(key)
                 if event is None:
                     event = self._inflight[key] = threading.Event()
                     self.misses += 1
                     metrics.CACHE_MISSES.inc()
+                    metrics.TIER_MISSES.labels("memory").inc()
                     break
             event.wait(timeout=600)
             with self._lock:

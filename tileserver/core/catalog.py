@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -138,6 +140,30 @@ class Product:
                 continue
             out.append(item)
         return out
+
+    def version_key(
+        self,
+        bbox_wgs84: tuple[float, float, float, float] | None = None,
+        time: tuple[datetime, datetime] | None = None,
+    ) -> str:
+        """A token of what a read over ``bbox_wgs84`` and ``time`` depends on: the band
+        definitions, and each matching item's id, date and files (href, size, mtime).
+
+        It changes when an item is added, removed or moved in time, or a file is rewritten,
+        so cache keys that include it never serve bytes of an older catalog. Files that are
+        not local (URLs) count by their href only.
+        """
+        h = hashlib.sha256(f"{self.id}\x1f{sorted(self.bands.items())!r}".encode())
+        for item in self.items_for(bbox_wgs84, time):
+            h.update(f"\x1e{item.id}\x1f{item.datetime.isoformat()}".encode())
+            for band, href in sorted(item.assets.items()):
+                try:
+                    st = os.stat(href)
+                    stamp = f"{st.st_size}:{st.st_mtime_ns}"
+                except (OSError, ValueError):
+                    stamp = ""
+                h.update(f"\x1f{band}={href}@{stamp}".encode())
+        return h.hexdigest()[:24]
 
     def to_json(self, full: bool = False) -> dict[str, Any]:
         """The 0.0.2 ``/data`` entry (``full`` adds extent, time and bands)."""

@@ -23,7 +23,7 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import transform_bounds
 
-from tileserver.core import metrics
+from tileserver.core import metrics, serial
 from tileserver.core.cache import NodeCache
 from tileserver.core.catalog import Catalog, Product
 from tileserver.core.cube import Cube
@@ -34,6 +34,7 @@ from tileserver.core.limits import Limiter, check_deadline, remaining
 from tileserver.core.processes import REGISTRY, V1_REGISTRY, array_processes
 from tileserver.core.query import CubeMeta, Query
 from tileserver.core.reader import read_band
+from tileserver.core.shared_cache import SharedTier, digest_key
 from tileserver.core.view import View
 from tileserver.errors import LimitExceeded, ProcessGraphError
 
@@ -98,10 +99,14 @@ class _MetaContext:
 
 
 class _EvalContext(_MetaContext):
-    def __init__(self, engine: Engine, context: dict | None = None):
+    def __init__(self, engine: Engine, context: dict | None = None, version: str = ""):
         super().__init__(engine)
         #: Caller facts some processes need (``user_id``, ``files_root`` for user files).
         self.context = dict(context or {})
+        #: The catalog's version for this evaluation (part of every cache key).
+        self.version = version
+        #: Seconds spent in the children of the nodes being computed (innermost last).
+        self.child_seconds: list[float] = []
 
     def eval(self, node: Node, query: Query) -> Any:
         return self.engine.evaluate_node(node, query, self)
@@ -126,6 +131,9 @@ class Engine:
         resampling: str = "nearest",
         read_threads: int = 4,
         limiter: Limiter | None = None,
+        shared: SharedTier | None = None,
+        shared_min_seconds: float = 0.03,
+        shared_max_bytes: int = 32 * 1024 * 1024,
     ):
         self.catalog = catalog
         self.cache = cache if cache is not None else NodeCache(256 * 1024 * 1024)
@@ -137,6 +145,12 @@ class Engine:
         self._pool = ThreadPoolExecutor(max_workers=read_threads, thread_name_prefix="read")
         #: Evaluations in flight and their deadline (None: unlimited).
         self.limiter = limiter
+        #: The cache tier shared by every process (None: only the per-process LRU).
+        self.shared = shared
+        #: Node results that took at least this long and are at most this big go to the
+        #: shared tier (cheaper ones are recomputed rather than serialised).
+        self.shared_min_seconds = shared_min_seconds
+        self.shared_max_bytes = shared_max_bytes
 
     # -- graphs -------------------------------------------------------------------------
 
@@ -218,6 +232,29 @@ class Engine:
             seen.setdefault(day_key(item.datetime), item.datetime)
         return sorted(seen.values())
 
+    # -- versions -----------------------------------------------------------------------
+
+    def version(self, graph: Graph | Node, view: View | None = None,
+                time_range: tuple[datetime, datetime] | None = None) -> str:
+        """The catalog's version for an evaluation of ``graph`` on ``view``: a token of
+        the items and files it can read (:meth:`Product.version_key`). Part of every cache
+        key, so a changed item or file never serves older bytes."""
+        root = graph.root if isinstance(graph, Graph) else graph
+        bbox = None
+        if view is not None:
+            try:
+                bbox = transform_bounds(view.crs, WGS84, *view.bounds, densify_pts=21)
+            except Exception:  # noqa: BLE001
+                bbox = None
+            if bbox is not None and not all(math.isfinite(v) for v in bbox):
+                bbox = None
+        ids = sorted({n.args["product_id"] for n in root.walk() if n.is_product})
+        parts = []
+        for pid in ids:
+            product = self.catalog.products.get(pid)
+            parts.append(f"{pid}:{product.version_key(bbox, time_range) if product else '-'}")
+        return digest_key(*parts)[:24]
+
     # -- evaluation ---------------------------------------------------------------------
 
     def evaluate(
@@ -240,15 +277,15 @@ class Engine:
         started = time.perf_counter()
         slot = nullcontext() if self.limiter is None else self.limiter.slot(purpose)
         with slot:
-            result = self.evaluate_node(root, Query(view, time_range),
-                                        _EvalContext(self, context))
+            ctx = _EvalContext(self, context, self.version(root, view))
+            result = self.evaluate_node(root, Query(view, time_range), ctx)
         metrics.EVALUATIONS.labels(purpose).inc()
         metrics.EVALUATION_SECONDS.labels(purpose).observe(time.perf_counter() - started)
         return result
 
     def evaluate_node(self, node: Node, query: Query, ctx: _EvalContext) -> Any:
-        """One node, through the cache."""
-        key = (node.hash, query.key)
+        """One node, through the cache tiers (the LRU, then the shared tier)."""
+        key = (node.hash, query.key, ctx.version)
 
         def compute():
             check_deadline()
@@ -258,7 +295,40 @@ class Engine:
 
         if node_returns(node) != "imagery":
             return compute()  # tables depend on user files and the caller: never cached
-        return self.cache.get_or_compute(key, compute)
+        if self.shared is None:
+            return self.cache.get_or_compute(key, compute)
+        started = time.perf_counter()
+        try:
+            return self.cache.get_or_compute(
+                key, lambda: self._through_shared(key, compute, ctx))
+        finally:
+            if ctx.child_seconds:
+                ctx.child_seconds[-1] += time.perf_counter() - started
+
+    def _through_shared(self, key: tuple, compute, ctx: _EvalContext) -> Any:
+        """A node result from the shared tier, or computed and (when computing this node
+        itself, without its children, was costly enough, and the result is small enough)
+        stored there."""
+        shared = self.shared
+        assert shared is not None
+        skey = digest_key("node", *key)
+        blob = shared.get(skey)
+        if blob is not None:
+            cube = serial.load_cube(blob)
+            if cube is not None:
+                return cube
+            shared.delete(skey)
+        started = time.perf_counter()
+        ctx.child_seconds.append(0.0)
+        try:
+            value = compute()
+        finally:
+            children = ctx.child_seconds.pop()
+        cost = time.perf_counter() - started - children
+        if isinstance(value, Cube) and cost >= self.shared_min_seconds \
+                and value.nbytes <= self.shared_max_bytes:
+            shared.put(skey, serial.dump_cube(value))
+        return value
 
     def load(self, product: Product, query: Query) -> Cube:
         """Read a product for a query (the data leaves of both dialects)."""

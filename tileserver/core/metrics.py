@@ -19,3 +19,15 @@ EVALUATION_SECONDS = Histogram(
     ["purpose"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+
+# -- the shared cache tier (tileserver.core.shared_cache) and per-tier counts ---------------
+TIER_HITS = Counter("tileserver_cache_tier_hits", "Cache hits per tier (memory, disk, redis)",
+                    ["tier"])
+TIER_MISSES = Counter("tileserver_cache_tier_misses", "Cache misses per tier", ["tier"])
+TIER_BYTES = Gauge("tileserver_cache_tier_bytes", "Bytes held per cache tier", ["tier"])
+SHARED_SECONDS = Histogram(
+    "tileserver_cache_shared_seconds", "Time spent in the shared cache tier", ["tier", "op"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+SHARED_ERRORS = Counter("tileserver_cache_shared_errors",
+                        "Failed operations and invalid entries of the shared tier",
+                        ["tier", "op"])

@@ -109,8 +109,10 @@ def read_band(
     band: Band,
     view: View,
     resampling: Resampling = Resampling.nearest,
+    index: int = 1,
 ) -> np.ndarray | None:
-    """Values of ``href`` on the ``view`` grid as float32 with NaN for nodata.
+    """Values of band ``index`` of ``href`` on the ``view`` grid as float32 with NaN for
+    nodata.
 
     Only the window of the file that the view covers is read, from the overview level
     whose resolution matches the view's (never finer than needed by more than 2x).
@@ -144,11 +146,11 @@ def read_band(
                 return None
             window = Window(col0, row0, col1 - col0, row1 - row0)
             # float32 straight from GDAL; nodata (value or mask) becomes NaN below
-            values = src.read(1, window=window, out_dtype="float32")
+            values = src.read(index, window=window, out_dtype="float32")
             file_nodata = src.nodata
-            flags = src.mask_flag_enums[0]
+            flags = src.mask_flag_enums[index - 1]
             if MaskFlags.per_dataset in flags or MaskFlags.alpha in flags:
-                values[src.read_masks(1, window=window) == 0] = np.nan
+                values[src.read_masks(index, window=window) == 0] = np.nan
             elif file_nodata is not None and not math.isnan(file_nodata):
                 values[values == np.float32(file_nodata)] = np.nan
             win_transform = src.window_transform(window)

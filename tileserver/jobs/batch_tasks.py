@@ -34,6 +34,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 from shapely.geometry import box, mapping
 
+from tileserver.core import stored
 from tileserver.core.cache import NodeCache
 from tileserver.core.catalog import Catalog
 from tileserver.core.cube import Cube
@@ -312,7 +313,10 @@ def write_item(spec: JobSpec, out: Path, assets: list[dict], times: dict[str, st
     bbox = list(transform_bounds(view.crs, "EPSG:4326", *view.bounds, densify_pts=21))
     dates = sorted(datetime.fromisoformat(t) for t in (*times.values(), *(span or ())))
     props: dict[str, Any] = {"title": f"Result of batch job {spec.job_id}",
-                             "tileserver:block_size": spec.block}
+                             "tileserver:block_size": spec.block,
+                             # what tiles and coverages check before serving these files
+                             stored.FINGERPRINT: stored.fingerprint(spec.graph, spec.output),
+                             stored.VALUES: spec.mode}
     when = None
     if len(dates) == 1:
         when = dates[0]

@@ -3,7 +3,6 @@ the viewer). Tiles are evaluated lazily by the core for the tile's view only."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -11,14 +10,19 @@ import weakref
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from pathlib import Path
 
 from cachetools import LRUCache
+from flask import has_request_context
 from rasterio.crs import CRS
 
 from tileserver.core import params
+from tileserver.core.answers import cached_answer
 from tileserver.core.cube import Cube, empty
 from tileserver.core.encoders import Encoded, encode_gtiff, encode_image
 from tileserver.core.evaluator import Engine, Graph
+from tileserver.core.shared_cache import digest_key
+from tileserver.core.stored import StoredResult, evaluate_stored
 from tileserver.core.styles import Style, style_from_args
 from tileserver.core.tiles import (
     TileMatrixSet,
@@ -36,6 +40,7 @@ from tileserver.errors import (
     TileOutOfRange,
     TileserverError,
 )
+from tileserver.web.common import runtime
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,8 @@ class Layer:
     graph: Graph
     engine: Engine
     style_args: dict
+    #: A finished job's stored result matching its graph and output (tiles read it).
+    stored: StoredResult | None = None
 
     @cached_property
     def extent(self) -> tuple[tuple[float, float, float, float], CRS]:
@@ -119,27 +126,45 @@ class Layer:
                 f"TIME {value!r} is not one of the layer's dates: {shown}", locator=locator)
         return day
 
+    def tile_key(self, tms_id: str, z: str, row: int, col: int, media_type: str,
+                 time: str | None) -> str:
+        """The cache key of a tile (hex): everything its bytes depend on. The graph hash,
+        style, tile, format and date, and the version of what it is read from (the stored
+        result's files, or the catalog items and files under the tile). The same in every
+        process and host, so it is also the tile's ETag."""
+        if self.stored is not None:
+            source = f"stored:{self.stored.version}"
+        else:
+            tms = get_tms(tms_id)
+            matrix = tms.matrix(z) if tms is not None else None
+            assert tms is not None and matrix is not None  # checked by check_tile
+            view = tile_view(tms, matrix, row, col)
+            source = "catalog:" + self.engine.version(self.graph, view, _day_range(time))
+        return digest_key("tile", self.graph.root.hash, self.style.to_json(), tms_id, z, row,
+                          col, media_type, time, source)
+
     def etag(self, tms_id: str, z: str, row: int, col: int, media_type: str,
              time: str | None) -> str:
-        """The (unquoted) entity tag of a tile: graph hash, style, tile, format, date."""
-        key = "|".join(map(str, (self.graph.root.hash, self.style.to_json(), tms_id, z, row,
-                                 col, media_type, time)))
-        return hashlib.sha256(key.encode()).hexdigest()[:32]
+        """The (unquoted) entity tag of a tile: a hash of its cache key."""
+        return self.tile_key(tms_id, z, row, col, media_type, time)[:32]
 
     def evaluate(self, view, time: str | None) -> Cube:
-        """The graph on ``view`` (only ``time``'s day when given)."""
-        time_range = None
-        if time is not None:
-            day = datetime.strptime(time, "%Y-%m-%d").replace(tzinfo=UTC)
-            time_range = (day, day + timedelta(days=1) - timedelta(microseconds=1))
+        """The graph on ``view`` (only ``time``'s day when given); read from the stored
+        result of a finished job when it can answer."""
+        time_range = _day_range(time)
+        if self.stored is not None:
+            cube = evaluate_stored(self.stored, self.graph.meta, view, time_range,
+                                   self.engine.resampling)
+            if cube is not None:
+                return cube
         result = self.engine.evaluate(self.graph, view, time_range=time_range, purpose="tile")
         if not isinstance(result, Cube):
             raise OutputFormatError("this job's result is not an image; it has no tiles")
         return result
 
-    def tile(self, tms_id: str, z: str, row: int, col: int, media_type: str,
-             time: str | None) -> Encoded:
-        """Encoded tile (parameters already checked with :func:`check_tile`)."""
+    def render(self, tms_id: str, z: str, row: int, col: int, media_type: str,
+               time: str | None) -> Encoded:
+        """Encoded tile, computed (parameters already checked with :func:`check_tile`)."""
         tms = get_tms(tms_id)
         matrix = tms.matrix(z)
         view = tile_view(tms, matrix, row, col)
@@ -153,6 +178,18 @@ class Layer:
         if fmt == "GTiff":
             return encode_gtiff(cube)
         return encode_image(cube, fmt, style=self.style)
+
+    def tile(self, tms_id: str, z: str, row: int, col: int, media_type: str,
+             time: str | None, key: str | None = None) -> tuple[Encoded, str]:
+        """Encoded tile and where it came from (``memory``, ``disk``/``redis``: a cache
+        tier; ``stored``: read from the stored result; ``computed``)."""
+        key = key or self.tile_key(tms_id, z, row, col, media_type, time)
+
+        def produce() -> tuple[Encoded, str]:
+            return (self.render(tms_id, z, row, col, media_type, time),
+                    "stored" if self.stored is not None else "computed")
+
+        return cached_answer(self.engine, ("tile", key), produce)
 
     @cached_property
     def _tms_extents(self) -> dict[str, tuple | None]:
@@ -168,28 +205,46 @@ class Layer:
             or bounds[1] >= ext[3]
 
 
+def _day_range(day: str | None) -> tuple[datetime, datetime] | None:
+    if day is None:
+        return None
+    start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
+    return start, start + timedelta(days=1) - timedelta(microseconds=1)
+
+
 #: Recently used layers per engine: parsing, extents, dates and styles once per job version.
 _LAYERS: weakref.WeakKeyDictionary[Engine, LRUCache] = weakref.WeakKeyDictionary()
 _LAYERS_LOCK = threading.Lock()
 
 
 def make_layer(engine: Engine, job: dict, service_args: dict | None = None,
-               title: str | None = None) -> Layer:
+               title: str | None = None, results_dir: Path | None = None) -> Layer:
     """The layer of a job (its stored graph, validated against the current catalog).
 
-    Memoised per engine, job graph and output, service args and title (``updated`` has
-    only second resolution), so that a tile request does not parse the graph or recompute
-    the layer's extent and dates again.
+    Memoised per engine, job graph and output, service args, title and batch results
+    (``updated`` has only second resolution), so that a tile request does not parse the
+    graph or recompute the layer's extent and dates again. ``results_dir``: where a
+    finished job's stored result lives (its tiles then read it).
     """
     title = title or job.get("title") or job["job_id"]
+    token = (job.get("extra") or {}).get("results_token")
+    if results_dir is None and token and has_request_context():
+        results_dir = runtime().batch.result_dir(job["job_id"])
+    finished = job.get("status") == "finished" and token and results_dir is not None
     key = (job["job_id"], title, json.dumps(
-        [job["process_graph"], job.get("output"), service_args], sort_keys=True, default=str))
+        [job["process_graph"], job.get("output"), service_args], sort_keys=True, default=str),
+        token if finished else None)
     with _LAYERS_LOCK:
         cache = _LAYERS.setdefault(engine, LRUCache(maxsize=256))
         layer = cache.get(key)
     if layer is None:
         graph = engine.parse(job["process_graph"])
-        layer = Layer(job["job_id"], title, job, graph, engine, _style_args(job, service_args))
+        stored = None
+        if finished and graph.is_raster:
+            stored = StoredResult.find(results_dir, job["process_graph"],  # type: ignore[arg-type]
+                                       job.get("output"), tuple(graph.meta.bands))
+        layer = Layer(job["job_id"], title, job, graph, engine, _style_args(job, service_args),
+                      stored)
         with _LAYERS_LOCK:
             cache[key] = layer
     return layer

@@ -12,11 +12,14 @@ from dataclasses import dataclass
 
 from flask import Blueprint, Response, g, render_template, request
 
+from tileserver.core.answers import cached_answer
 from tileserver.core.coverage import Coverage, CoverageRequest, Kvp, crs_code, crs_uri, describe
 from tileserver.core.coverage_request import request_10, request_20
 from tileserver.core.cube import Cube
 from tileserver.core.encoders import encode_gtiff
 from tileserver.core.evaluator import Graph
+from tileserver.core.shared_cache import digest_key
+from tileserver.core.stored import StoredResult, evaluate_stored
 from tileserver.errors import (
     InvalidParameterValue,
     MissingParameterValue,
@@ -54,6 +57,7 @@ class Entry:
     coverage: Coverage
     graph: Graph
     job: dict
+    stored: StoredResult | None = None  # a finished job's result matching its graph
 
 
 def coverage_id(job: dict) -> str:
@@ -68,7 +72,12 @@ def _entry(job: dict) -> Entry:
         raise NoSuchCoverage(f"job {job['job_id']} computes a {graph.meta.kind} (e.g. zonal "
                              "statistics), not a coverage", locator="coverageid")
     title = job.get("title") or f"job {job['job_id']}"
-    return Entry(describe(engine, graph, coverage_id(job), title), graph, job)
+    stored = None
+    if job.get("status") == "finished" and (job.get("extra") or {}).get("results_token"):
+        stored = StoredResult.find(runtime().batch.result_dir(job["job_id"]),
+                                   job["process_graph"], job.get("output"),
+                                   tuple(graph.meta.bands))
+    return Entry(describe(engine, graph, coverage_id(job), title), graph, job, stored)
 
 
 def _version_for(kvp: Kvp) -> str:
@@ -215,14 +224,41 @@ def get_coverage(entry: Entry, kvp: Kvp, version: str) -> Response:
     limits = (rt.settings.max_output_pixels, rt.settings.max_pixels)
     parse = request_20 if version.startswith("2") else request_10
     req: CoverageRequest = parse(entry.coverage, kvp, limits)
-    cube = rt.engine.evaluate(entry.graph, req.view, time_range=req.time_range,
-                              purpose="coverage")
-    if not isinstance(cube, Cube):
-        raise InvalidParameterValue("this job's result is not a raster", locator="coverageid")
-    if req.fields is not None:
-        cube = cube.with_data(cube.data[:, list(req.fields)],
-                              bands=tuple(cube.bands[i] for i in req.fields))
-    encoded = encode_gtiff(cube)
-    resp = Response(encoded.content, mimetype="image/tiff")
+    engine = rt.engine
+    source = (f"stored:{entry.stored.version}" if entry.stored is not None else
+              "catalog:" + engine.version(entry.graph, req.view, req.time_range))
+    key = ("coverage", digest_key(entry.graph.root.hash, req.view.key, req.time_range,
+                                  req.fields, source))
+
+    def produce():
+        cube = None
+        if entry.stored is not None:
+            cube = evaluate_stored(entry.stored, entry.graph.meta, req.view, req.time_range,
+                                   engine.resampling)
+        origin = "stored" if cube is not None else "computed"
+        if cube is None:
+            cube = engine.evaluate(entry.graph, req.view, time_range=req.time_range,
+                                   purpose="coverage")
+        if not isinstance(cube, Cube):
+            raise InvalidParameterValue("this job's result is not a raster",
+                                        locator="coverageid")
+        if req.fields is not None:
+            cube = cube.with_data(cube.data[:, list(req.fields)],
+                                  bands=tuple(cube.bands[i] for i in req.fields))
+        return encode_gtiff(cube), origin
+
+    etag = key[1][:32]
+    if request.if_none_match.contains_weak(etag):
+        resp = Response(status=304)
+    else:
+        encoded, origin = cached_answer(engine, key, produce)
+        resp = Response(encoded.content, mimetype="image/tiff")
+        resp.headers["X-Tileserver-Cache"] = origin
+    resp.set_etag(etag)
+    resp.headers["Cache-Control"] = ("private, max-age=60" if request.authorization else
+                                     "public, max-age=60")
+    if entry.stored is not None:
+        resp.headers["Cache-Control"] = resp.headers["Cache-Control"].replace(
+            "max-age=60", "max-age=86400, immutable")
     resp.headers["Content-Disposition"] = f'inline; filename="{entry.coverage.id}.tif"'
     return resp

@@ -36,8 +36,14 @@ from tileserver.web.layers import (
 bp = Blueprint("wmts", __name__)
 
 #: Tiles of public service URLs may sit in shared caches; the global /wmts is per user.
-PUBLIC_CACHE = "public, max-age=300"
-PRIVATE_CACHE = "private, max-age=300"
+#: A lazy job's tiles change when its catalog grows: short, revalidated by ETag.
+PUBLIC_CACHE = "public, max-age=60"
+PRIVATE_CACHE = "private, max-age=60"
+#: Tiles read from a finished job's stored result do not change (a PATCH of the job
+#: discards the result, and its tiles get other ETags).
+STORED_MAX_AGE = "max-age=86400, immutable"
+#: Response header naming where a tile came from (memory, disk, redis, stored, computed).
+CACHE_HEADER = "X-Tileserver-Cache"
 
 
 @bp.before_request
@@ -168,13 +174,17 @@ def tile_response(layer: Layer, style: str | None, media_type: str, tms_id: str,
     check_format(media_type)
     tms_id, z, r, c = check_tile(tms_id, z, row, col)
     day = layer.select_time(time)
-    etag = layer.etag(tms_id, z, r, c, media_type, day)
+    key = layer.tile_key(tms_id, z, r, c, media_type, day)
+    etag = key[:32]
     if request.if_none_match.contains_weak(etag):
         resp = Response(status=304)
     else:
-        encoded = layer.tile(tms_id, z, r, c, media_type, day)
+        encoded, source = layer.tile(tms_id, z, r, c, media_type, day, key)
         resp = Response(encoded.content, mimetype=encoded.media_type)
+        resp.headers[CACHE_HEADER] = source
     resp.set_etag(etag)
+    if layer.stored is not None:
+        cache_control = f"{cache_control.split(',')[0]}, {STORED_MAX_AGE}"
     resp.headers["Cache-Control"] = cache_control
     return resp
 

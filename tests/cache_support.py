@@ -1,0 +1,49 @@
+"""Helpers of the shared-cache tests: a real ``redis-server`` subprocess on a free loopback
+port (Debian's package; ``.ci/run`` installs it)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.load_support import free_port
+
+
+@contextmanager
+def redis_server(workdir: Path, maxmemory: str = "64mb"):
+    """A redis-server subprocess; yields ``(url, process)``. Stopped (killed) at exit."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not installed (.ci/run installs it)")
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--maxmemory", maxmemory, "--maxmemory-policy", "allkeys-lru", "--dir", str(workdir),
+         "--protected-mode", "yes"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url, socket_timeout=1)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if client.ping():
+                    break
+            except redis.ConnectionError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+        yield url, proc
+    finally:
+        client.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
