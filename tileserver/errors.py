@@ -93,12 +93,28 @@ class Conflict(TileserverError):
     code = "Conflict"
 
 
+class JobLocked(Conflict):
+    """A change to a job while it is queued or running."""
+
+
+class JobNotFinished(Conflict):
+    """Results asked for before the job finished."""
+
+
 class Unauthorized(TileserverError):
     """Missing or wrong credentials."""
 
     status = 401
     code = "AuthenticationRequired"
     ogc_code = "NotAuthorized"
+
+
+class InvalidCredentials(Unauthorized):
+    """A token that was sent but is wrong or expired."""
+
+
+class WrongPassword(InvalidCredentials):
+    """HTTP Basic credentials that were sent but are wrong."""
 
 
 class LimitExceeded(TileserverError):
@@ -262,3 +278,9 @@ class CollectionNotFound(ProductNotFound):
     """A collection id (1.x) the catalog does not have."""
 
     code = "CollectionNotFound"
+
+
+class ProcessGraphMissing(TileserverError):
+    """A request without the process (graph) it needs (openEO 1.x)."""
+
+    code = "ProcessGraphMissing"

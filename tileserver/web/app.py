@@ -16,8 +16,8 @@ from tileserver.settings import Settings, load_settings
 from tileserver.web import errors
 
 #: Protocol modules; each exposes a Flask blueprint ``bp`` (and optionally ``init_app``).
-PROTOCOL_MODULES = ("openeo", "auth", "files", "jobs", "wmts", "xyz", "wcs", "viewer", "openapi",
-                    "hardening")
+PROTOCOL_MODULES = ("openeo", "openeo_v1", "auth", "files", "jobs", "wmts", "xyz", "wcs",
+                    "viewer", "openapi", "hardening")
 
 
 def templates_dir() -> Path:

@@ -32,7 +32,7 @@ from flask import Blueprint, Flask, current_app, g, jsonify, make_response, requ
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from tileserver.errors import TileserverError, Unauthorized
+from tileserver.errors import InvalidCredentials, TileserverError, Unauthorized, WrongPassword
 from tileserver.settings import Settings, load_settings
 
 bp = Blueprint("auth", __name__)
@@ -257,11 +257,11 @@ def request_user() -> str:
         user = SINGLE_USER
     else:
         user = auth.from_request()
+        if user is None and "Authorization" not in request.headers:
+            raise Unauthorized("this request needs credentials: HTTP Basic, or the Bearer "
+                               "token of GET /auth/login")
         if user is None:
-            raise Unauthorized(
-                "this request needs credentials: HTTP Basic, or the Bearer token of "
-                "GET /auth/login" if "Authorization" not in request.headers else
-                "invalid credentials or expired token")
+            raise InvalidCredentials("invalid credentials or expired token")
     g.tileserver_user = user
     return user
 
@@ -281,6 +281,8 @@ def _require_credentials():
     """
     if request.method == "OPTIONS" or is_public(request.path):
         return None
+    if request.endpoint in current_app.extensions.get("tileserver.public_endpoints", ()):
+        return None
     if request.path.startswith(OGC_PREFIXES):
         return None
     request_user()
@@ -298,18 +300,23 @@ def _unauthorized(exc: Unauthorized):
 @bp.get("/auth/login")
 def login():
     """HTTP Basic in, ``{user_id, token}`` out (0.0.2 ``GET /auth/login``)."""
+    user, token = basic_login()
+    return jsonify({"user_id": user, "token": token, "expires_in": _auth().ttl})
+
+
+def basic_login() -> tuple[str, str]:
+    """``(user, token)`` for the request's HTTP Basic credentials (``me`` with no users)."""
     auth = _auth()
     if not auth.users():
         user = SINGLE_USER
     else:
         basic = basic_credentials(request.headers.get("Authorization", ""))
         if basic is None:
-            raise Unauthorized("GET /auth/login needs HTTP Basic credentials")
+            raise Unauthorized(f"GET {request.path} needs HTTP Basic credentials")
         if not basic[0] or not auth.check_password(*basic):
-            raise Unauthorized("wrong user id or password")
+            raise WrongPassword("wrong user id or password")
         user = basic[0]
-    return jsonify({"user_id": user, "token": auth.issue_token(user),
-                    "expires_in": auth.ttl})
+    return user, auth.issue_token(user)
 
 
 def init_app(app: Flask) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app, jsonify, request, url_for
 
 from tileserver.errors import ServiceNotFound, TileserverError
 from tileserver.jobs.store import iso
@@ -26,6 +26,28 @@ def base_url() -> str:
     """Public base URL without trailing slash."""
     public = runtime().settings.public_url
     return (public or request.host_url).rstrip("/")
+
+
+def root_api_rules() -> list:
+    """The URL rules of the root (0.0.2) API: not ``static``, not another API version's
+    (their blueprints are listed in ``app.extensions["tileserver.versioned_blueprints"]``)."""
+    other = current_app.extensions.get("tileserver.versioned_blueprints", ())
+    return [r for r in current_app.url_map.iter_rules()
+            if r.endpoint != "static" and r.endpoint.split(".")[0] not in other]
+
+
+def external_url(endpoint: str, **values: Any) -> str:
+    """Public URL of a route (``url_for`` below :func:`base_url`)."""
+    return base_url() + url_for(endpoint, **values)
+
+
+def created(body: Any, endpoint: str, identifier: str, **values: Any):
+    """A 201 answer with ``Location`` and ``OpenEO-Identifier``."""
+    resp = jsonify(body) if body is not None else current_app.response_class(status=201)
+    resp.status_code = 201
+    resp.headers["Location"] = external_url(endpoint, **values)
+    resp.headers["OpenEO-Identifier"] = identifier
+    return resp
 
 
 def json_body(required: bool = True) -> dict[str, Any]:

@@ -1,19 +1,74 @@
 """Every error becomes a response here, and only here.
 
-REST requests get openEO JSON ``{"code", "message"}``; OGC requests (views that set
-``g.ogc``) get an ``ows:ExceptionReport`` rendered from ``templates/ows_exception.xml``.
+REST requests of the root API get openEO 0.0.2 JSON ``{"code", "message"}``; requests under
+an openEO 1.x base (``/openeo/<version>/``) get ``{"id", "code", "message", "links"}`` with the
+1.x codes of :data:`V1_ERRORS`; OGC requests (views that set ``g.ogc``) get an
+``ows:ExceptionReport`` rendered from ``templates/ows_exception.xml``.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 
 from flask import Flask, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from tileserver.errors import TileserverError
+from tileserver.errors import (
+    BandNotFound,
+    CollectionNotFound,
+    Conflict,
+    InvalidCredentials,
+    JobLocked,
+    JobNotFinished,
+    ProductNotFound,
+    TileserverError,
+    WrongPassword,
+)
 
 log = logging.getLogger(__name__)
+
+#: Path prefix of the openEO 1.x bases; their errors use the 1.x format.
+V1_PREFIX = "/openeo/"
+
+#: The one table from our exception classes to openEO 1.x error codes (and the HTTP status
+#: where 1.x differs). A class not listed uses the ``code`` and ``status`` of the nearest
+#: class in its MRO that sets them or is listed (``JobNotFound``, ``ProcessUnsupported``,
+#: ``FormatUnsupported``, ``AuthenticationRequired``… are the same in both dialects).
+V1_ERRORS: dict[type, tuple[str, int | None]] = {
+    TileserverError: ("BadRequest", None),
+    ProductNotFound: ("CollectionNotFound", 404),
+    CollectionNotFound: ("CollectionNotFound", 404),
+    BandNotFound: ("ProcessParameterInvalid", None),
+    InvalidCredentials: ("TokenInvalid", 403),
+    WrongPassword: ("CredentialsInvalid", 403),
+    JobLocked: ("JobLocked", 400),
+    JobNotFinished: ("JobNotFinished", 400),
+    Conflict: ("Conflict", 409),
+}
+
+#: Werkzeug's errors (404 routing, 405, 413…) by status, for both JSON dialects.
+HTTP_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
+
+
+def v1_code(exc: TileserverError) -> tuple[str, int]:
+    """``(code, status)`` of one of our errors in openEO 1.x."""
+    for cls in type(exc).__mro__:
+        if cls in V1_ERRORS:
+            code, status = V1_ERRORS[cls]
+            return code, status or exc.status
+        if "code" in cls.__dict__ or "status" in cls.__dict__:
+            return exc.code, exc.status
+    return exc.code, exc.status
+
+
+def v1_body(code: str, message: str) -> dict:
+    """An openEO 1.x error object."""
+    return {"id": uuid.uuid4().hex, "code": code, "message": message, "links": []}
+
+
+def _wants_v1() -> bool:
+    return request.path.startswith(V1_PREFIX)
 
 
 def ogc_response(code: str, message: str, status: int, locator: str | None = None):
@@ -41,18 +96,21 @@ def handle_tileserver_error(exc: TileserverError):
     """Our own errors: status and code come from the class."""
     if _wants_ogc():
         return ogc_response(exc.ogc_code, exc.message, exc.status, exc.locator)
+    if _wants_v1():
+        code, status = v1_code(exc)
+        return jsonify(v1_body(code, exc.message)), status
     return jsonify(exc.to_json()), exc.status
 
 
 def handle_http_error(exc: HTTPException):
     """Werkzeug's errors (404 routing, 405, 413, bad JSON…)."""
     status = exc.code or 500
-    names = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
-    code = names.get(status, exc.name.replace(" ", ""))
+    code = HTTP_CODES.get(status, exc.name.replace(" ", ""))
     if _wants_ogc():
         ogc = {404: "NotFound", 413: "InvalidParameterValue"}.get(status, "NoApplicableCode")
         return ogc_response(ogc, exc.description or exc.name, status)
-    resp = jsonify({"code": code, "message": exc.description or exc.name})
+    message = exc.description or exc.name
+    resp = jsonify(v1_body(code, message) if _wants_v1() else {"code": code, "message": message})
     resp.status_code = status
     if status == 405 and getattr(exc, "valid_methods", None):
         resp.headers["Allow"] = ", ".join(exc.valid_methods)
@@ -64,6 +122,8 @@ def handle_unexpected(exc: Exception):
     log.exception("unhandled error on %s %s", request.method, request.path)
     if _wants_ogc():
         return ogc_response("NoApplicableCode", "internal server error", 500)
+    if _wants_v1():
+        return jsonify(v1_body("Internal", "internal server error")), 500
     return jsonify({"code": "InternalServerError", "message": "internal server error"}), 500
 
 

@@ -30,7 +30,7 @@ PREFLIGHT_MAX_AGE = 3600
 #: GDAL block cache of a server process (MB) unless ``GDAL_CACHEMAX`` is set.
 GDAL_CACHE_MB = 128
 #: Uploads of user files may be larger than JSON bodies.
-UPLOAD_PATH = re.compile(r"^/users/[^/]+/files/.+")
+UPLOAD_PATH = re.compile(r"^/(users/[^/]+|openeo/[^/]+)/files/.+")
 
 
 def is_upload(method: str, path: str) -> bool:

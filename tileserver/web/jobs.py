@@ -96,9 +96,5 @@ def result_file(job_id: str, token: str, name: str):
 
 
 def init_app(app: Flask) -> None:
-    """Hook job deletion and start the watchdog that resumes orphaned jobs."""
-    rt = app.extensions["tileserver"]
-    app.extensions["tileserver.on_job_delete"] = lambda job_id: rt.batch.on_delete(job_id)
-    # a changed graph or output makes stored blocks and results stale: the same clean-up
-    app.extensions["tileserver.on_job_change"] = lambda job_id: rt.batch.on_delete(job_id)
-    rt.batch.start_watchdog()
+    """Start the watchdog that resumes orphaned jobs."""
+    app.extensions["tileserver"].batch.start_watchdog()

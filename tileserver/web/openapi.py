@@ -15,6 +15,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify
 
 from tileserver import __version__
+from tileserver.web.common import root_api_rules
 
 bp = Blueprint("openapi", __name__)
 
@@ -211,8 +212,8 @@ def openapi_path(rule: str) -> str:
 def rest_routes() -> dict[str, tuple[set[str], str]]:
     """The app's REST routes: ``{openapi path: (methods, docstring)}``."""
     routes: dict[str, tuple[set[str], str]] = {}
-    for rule in current_app.url_map.iter_rules():
-        if rule.endpoint == "static" or NOT_REST.match(rule.rule):
+    for rule in root_api_rules():
+        if NOT_REST.match(rule.rule):
             continue
         path = openapi_path(rule.rule)
         methods = {m.lower() for m in (rule.methods or ())} - {"head", "options"}

@@ -1,0 +1,109 @@
+"""Jobs: validation of a graph and its output, create/patch/delete, synchronous execution."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tileserver.core import params
+from tileserver.core.encoders import Encoded, encode, validate_output
+from tileserver.core.userfiles import eval_context
+from tileserver.errors import JobLocked, LimitExceeded, TileserverError
+from tileserver.runtime import Runtime
+
+#: Job states in which the graph or output of a job may not change.
+LOCKED_STATUSES = ("queued", "running")
+
+
+#: Longest accepted title and description of a job or service (characters).
+TEXT_LIMITS = {"title": 1000, "description": 100_000}
+
+
+def optional_text(body: dict, key: str) -> str | None:
+    """A ``title``/``description`` field: a string of bounded length, or null."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TileserverError(f"'{key}' must be a string", locator=key)
+    return params.text(value, key, error=TileserverError, max_length=TEXT_LIMITS[key],
+                       name=f"'{key}'")
+
+
+def text_fields(body: dict, keys: tuple[str, ...] = ("title", "description")) -> dict:
+    """The optional text fields present in a request body."""
+    return {key: optional_text(body, key) for key in keys if key in body}
+
+
+def output_of(graph) -> dict:
+    """The output of a 1.x graph: its ``save_result`` format and options (GTiff without)."""
+    save = getattr(graph, "save_result", None)
+    if not save:
+        return validate_output(None)
+    return validate_output({"format": save["format"], "parameters": save.get("options") or {}})
+
+
+def parse(rt: Runtime, process_graph: Any, output: Any = None, *, from_graph: bool = False):
+    """``(graph, output)``: the parsed graph and the validated output.
+
+    ``from_graph``: the output comes from the graph's ``save_result`` (openEO 1.x).
+    """
+    graph = rt.engine.parse(process_graph)
+    return graph, output_of(graph) if from_graph else validate_output(output)
+
+
+def create_job(rt: Runtime, user: str, graph, output: dict, **text: Any) -> dict:
+    """Store a lazy job (its WMTS/WCS/XYZ services and batch runs come later)."""
+    return rt.store.create_job(user, graph.source, output, **text)
+
+
+def unlocked_job(rt: Runtime, user: str, job_id: str) -> dict:
+    """The user's job, or :class:`JobLocked` while it is queued or running."""
+    job = rt.store.get_job(job_id, user)
+    if job["status"] in LOCKED_STATUSES:
+        raise JobLocked(f"job {job_id} is {job['status']}; pause or cancel it before "
+                        "changing it")
+    return job
+
+
+def patch_job(rt: Runtime, user: str, job_id: str, fields: dict) -> dict:
+    """Change a job's graph, output, title or description.
+
+    A new graph or output discards stored batch results: the job starts its lifecycle
+    again. Refused (:class:`JobLocked`) while the job is queued or running.
+    """
+    store = rt.store
+    job = unlocked_job(rt, user, job_id)
+    fields = dict(fields)
+    changes_result = ("process_graph" in fields and fields["process_graph"] != job[
+        "process_graph"]) or ("output" in fields and fields["output"] != job["output"])
+    if changes_result and job["status"] != "submitted":
+        # the stored results and finished blocks belong to the old graph: drop them
+        rt.batch.on_delete(job_id)
+        fields.update(status="submitted", progress=0.0, error=None, extra={})
+        store.log(job_id, "graph or output changed: previous results discarded")
+    if fields:
+        store.update_job(job_id, user, **fields)
+    return store.get_job(job_id, user)
+
+
+def delete_job(rt: Runtime, user: str, job_id: str) -> None:
+    """Delete a job, its batch work and results, and its services."""
+    rt.store.get_job(job_id, user)
+    rt.batch.on_delete(job_id)
+    rt.store.delete_job(job_id, user)
+
+
+def execute(rt: Runtime, user: str, graph, output: dict) -> Encoded:
+    """Evaluate on the graph's native view and encode (images and zonal statistics)."""
+    engine = rt.engine
+    view = engine.native_view(graph)
+    limit = rt.settings.max_output_pixels
+    # tables (zonal statistics) choose their own views: the native view is only nominal
+    if graph.is_raster and view.pixels > limit:
+        raise LimitExceeded(
+            f"the result would be {view.width}x{view.height} = {view.pixels} pixels, more than "
+            f"the limit of {limit} for synchronous execution; use a batch job or a smaller bbox"
+        )
+    context = eval_context(rt.settings.home, user)
+    result = engine.evaluate(graph, view, purpose="execute", context=context)
+    return encode(result, output)

@@ -1,0 +1,111 @@
+"""openEO 1.2 JSON of our objects: collections, jobs, services, logs, files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rasterio.warp import transform_bounds
+
+from tileserver.jobs.store import iso
+
+#: STAC version of the collections and of the API's catalog fields.
+STAC_VERSION = "1.0.0"
+DATACUBE_EXT = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json"
+EO_EXT = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
+
+#: STAC ``eo`` common band names by wavelength range (nm), used when the catalog names none.
+COMMON_NAMES = (
+    ("coastal", 400, 450), ("blue", 450, 530), ("green", 530, 600), ("red", 620, 690),
+    ("rededge", 690, 790), ("nir", 790, 1000), ("cirrus", 1350, 1410),
+    ("swir16", 1550, 1750), ("swir22", 2080, 2350), ("lwir11", 10500, 11500),
+    ("lwir12", 11500, 12500),
+)  # fmt: skip
+
+#: 1.x job status of each stored status (paused jobs wait to be started again).
+JOB_STATUS = {"submitted": "created", "paused": "created"}
+
+#: 1.x log levels of the job log's levels.
+LOG_LEVELS = {"warn": "warning", "critical": "error"}
+
+
+def common_name(band) -> str | None:
+    """The band's common name: the catalog's, or the one of its centre wavelength."""
+    if band.common_name:
+        return band.common_name
+    wl = band.wavelength_nm
+    if wl is None:
+        return None
+    return next((name for name, lo, hi in COMMON_NAMES if lo <= wl < hi), None)
+
+
+def collection_json(product, links: list[dict]) -> dict[str, Any]:
+    """A STAC collection with ``cube:dimensions`` (x, y, t, bands) and ``eo:bands``."""
+    west, south, east, north = product.bbox
+    t0, t1 = product.time_range
+    crs = product.crs
+    epsg = crs.to_epsg()
+    left, bottom, right, top = transform_bounds("EPSG:4326", crs, west, south, east, north,
+                                                densify_pts=21)
+    eo_bands = []
+    for band in product.bands.values():
+        entry: dict[str, Any] = {"name": band.id}
+        name = common_name(band)
+        if name:
+            entry["common_name"] = name
+        if band.wavelength_nm is not None:
+            entry["center_wavelength"] = round(band.wavelength_nm / 1000.0, 4)
+        eo_bands.append(entry)
+    step = min(b.res_m for b in product.bands.values())
+    reference = epsg if epsg else crs.to_wkt()
+    return {
+        "stac_version": STAC_VERSION,
+        "stac_extensions": [DATACUBE_EXT, EO_EXT],
+        "type": "Collection",
+        "id": product.id,
+        "title": product.title or product.id,
+        "description": product.description,
+        "license": product.license or "proprietary",
+        "extent": {
+            "spatial": {"bbox": [[west, south, east, north]]},
+            "temporal": {"interval": [[iso(t0), iso(t1)]]},
+        },
+        "cube:dimensions": {
+            "x": {"type": "spatial", "axis": "x", "extent": [left, right], "step": step,
+                  "reference_system": reference},
+            "y": {"type": "spatial", "axis": "y", "extent": [bottom, top], "step": step,
+                  "reference_system": reference},
+            "t": {"type": "temporal", "extent": [iso(t0), iso(t1)], "step": None},
+            "bands": {"type": "bands", "values": list(product.bands)},
+        },
+        "summaries": {"eo:bands": eo_bands, "constellation": [], "platform": []},
+        "links": links,
+    }
+
+
+def job_json(job: dict, full: bool = True) -> dict[str, Any]:
+    """A batch job (``GET /jobs/{id}`` with ``full``, an entry of ``GET /jobs`` without)."""
+    out: dict[str, Any] = {
+        "id": job["job_id"],
+        "title": job.get("title"),
+        "description": job.get("description"),
+        "status": JOB_STATUS.get(job["status"], job["status"]),
+        "created": iso(job["submitted"]),
+        "updated": iso(job["updated"]),
+    }
+    if job["status"] in ("running", "finished", "queued", "canceled", "error"):
+        out["progress"] = round(float(job.get("progress") or 0.0), 1)
+    if full:
+        out["process"] = {"process_graph": job["process_graph"]}
+    return out
+
+
+def log_json(entries: list[dict]) -> list[dict]:
+    """Job log entries with ids (their position) and 1.x levels."""
+    return [{"id": str(i), "level": LOG_LEVELS.get(e["level"], e["level"]),
+             "message": e["message"], "time": e["time"]} for i, e in enumerate(entries)]
+
+
+def file_json(info) -> dict[str, Any]:
+    """A user file (``path``, ``size``, ``modified``)."""
+    entry = info.to_json()
+    return {k: entry[k] for k in ("path", "size", "modified")}
