@@ -72,7 +72,20 @@ def test_small_documents(client):
     assert {"XYZ", "WMTS"} <= set(client.get(f"{V1}/service_types").json)
     assert client.get(f"{V1}/udf_runtimes").json == {}
     assert client.get(f"{V1}/me").json["user_id"] == "me"
-    assert client.get(f"{V1}/processes").json["links"] == []
+
+
+
+def test_processes_are_the_official_descriptions_of_what_the_engine_runs(client):
+    from tileserver.core.processes import supported_v1
+    from tileserver.core.processes.specs import load_spec
+
+    body = client.get(f"{V1}/processes").json
+    by_id = {p["id"]: p for p in body["processes"]}
+    assert set(by_id) == set(supported_v1())
+    for pid in ("load_collection", "save_result", "ndvi", "reduce_dimension", "apply",
+                "array_element", "linear_scale_range", "add", "min"):
+        assert by_id[pid] == load_spec(pid), pid
+        assert by_id[pid]["parameters"] and by_id[pid]["returns"]
 
 
 # -- collections -----------------------------------------------------------------------

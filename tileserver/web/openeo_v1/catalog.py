@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import jsonify
 
+from tileserver.core.processes import supported_v1
+from tileserver.core.processes.specs import load_spec
 from tileserver.errors import CollectionNotFound
 from tileserver.web.common import external_url, runtime
 from tileserver.web.openeo_v1.capabilities import NAME
@@ -37,11 +39,6 @@ def collection(collection_id: str):
 
 def process_descriptions() -> list[dict]:
     """The official description of every 1.x process the engine runs."""
-    try:
-        from tileserver.core.processes import supported_v1  # type: ignore[attr-defined]  # noqa: PLC0415
-        from tileserver.core.processes.specs import load_spec  # noqa: PLC0415
-    except ImportError:  # the 1.x process library has not landed in this checkout yet
-        return []
     specs = (load_spec(pid) for pid in supported_v1())
     return [spec for spec in specs if spec]
 
