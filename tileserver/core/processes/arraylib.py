@@ -767,7 +767,8 @@ def _variance(pid: str, data, ignore_nodata):
         else:
             n = a.shape[0]
         dev *= dev
-        return np.add.reduce(dev, axis=0) / (np.asarray(n, dtype=a.dtype) - 1)
+        # n - 1 degrees of freedom; no valid value (n = 0) gives 0/0 = NaN as well
+        return np.add.reduce(dev, axis=0) / np.maximum(np.asarray(n, dtype=a.dtype) - 1, 0)
 
 
 @_register("variance", "data", ("ignore_nodata", True))
@@ -783,28 +784,66 @@ def sd(data, ignore_nodata=True):
         return _result(np.sqrt(_variance("sd", data, ignore_nodata)))
 
 
+_NETWORK_MAX = 12
+
+
+def _sort0(a: np.ndarray) -> tuple[np.ndarray, np.ndarray | int]:
+    """``a`` sorted along axis 0 with no-data (NaN) last, and the number of valid values
+    (an int when every pixel has all, else an array).
+
+    Short axes (the dates or bands of a tile) go through an odd-even transposition network
+    of whole-slice min/max (vectorised over the pixels); ``np.sort`` along axis 0 of a cube
+    slice pays per pixel and is ~20x slower for 4 dates of a 256x256 tile.
+    """
+    n = a.shape[0]
+    nan = np.isnan(a)
+    valid: np.ndarray | int = n - np.count_nonzero(nan, axis=0) if nan.any() else n
+    if a.ndim == 1 or n > _NETWORK_MAX:
+        return np.sort(a, axis=0), valid
+    s = np.where(nan, np.inf, a) if not isinstance(valid, int) else a.copy()
+    tmp = np.empty_like(s[0])
+    for p in range(n):
+        for i in range(p % 2, n - 1, 2):
+            np.minimum(s[i], s[i + 1], out=tmp)
+            np.maximum(s[i], s[i + 1], out=s[i + 1])
+            s[i] = tmp
+    if not isinstance(valid, int):  # the +inf stand-ins of no-data back to NaN
+        rank = np.arange(n).reshape((n,) + (1,) * (a.ndim - 1))
+        s[rank >= valid] = np.nan
+    return s, valid
+
+
 def _quantiles(a: np.ndarray, probabilities, ignore_nodata: bool) -> np.ndarray:
     """Type-7 sample quantiles along axis 0, one row per probability, NaN-aware."""
-    if a.shape[0] == 0:
-        return np.full((len(probabilities), *a.shape[1:]), np.nan, dtype=a.dtype)
-    s = np.sort(a, axis=0)  # NaN sorts last
-    nodata = np.isnan(s[-1])
-    n = np.count_nonzero(~np.isnan(s), axis=0) if nodata.any() else np.full(
-        a.shape[1:], a.shape[0])
-    last = np.maximum(n - 1, 0)
     out = np.empty((len(probabilities), *a.shape[1:]), dtype=a.dtype)
+    if a.shape[0] == 0:
+        out.fill(np.nan)
+        return out
+    s, valid = _sort0(a)
     with np.errstate(all="ignore"):
+        if isinstance(valid, int):  # the same ranks for every pixel: plain slices
+            for i, p in enumerate(probabilities):
+                h = (valid - 1) * p
+                lo = math.floor(h)
+                frac = h - lo
+                out[i] = s[lo] if frac == 0 else (1 - frac) * s[lo] + frac * s[lo + 1]
+            return out
+        last = np.maximum(valid - 1, 0)
+        # gather s[rank, pixel] through flat indices (take_along_axis is ~10x slower here)
+        flat = np.ascontiguousarray(s).reshape(-1)
+        pixels = math.prod(a.shape[1:])
+        pixel = np.arange(pixels, dtype=np.intp).reshape(a.shape[1:])
         for i, p in enumerate(probabilities):
             h = last * p
             lo = np.floor(h).astype(np.intp)
             hi = np.minimum(lo + 1, last)
             frac = (h - lo).astype(a.dtype)
-            vlo = np.take_along_axis(s, lo[None], axis=0)[0] if s.ndim > 1 else s[lo]
-            vhi = np.take_along_axis(s, hi[None], axis=0)[0] if s.ndim > 1 else s[hi]
+            vlo = flat.take(lo * pixels + pixel)
+            vhi = flat.take(hi * pixels + pixel)
             q = np.where(frac == 0, vlo, (1 - frac) * vlo + frac * vhi)
-            out[i] = np.where(n == 0, np.nan, q)
-    if not ignore_nodata and nodata.any():
-        out[:, nodata] = np.nan
+            out[i] = np.where(valid == 0, np.nan, q)
+        if not ignore_nodata:
+            out[:, valid < a.shape[0]] = np.nan
     return out
 
 
@@ -974,10 +1013,8 @@ def array_find(data, value, reverse=False):
 
 
 @_register("array_create", ("data", []), ("repeat", 1))
-def array_create(data=None, repeat=1):
+def array_create(data=[], repeat=1):  # noqa: B006  (never mutated)
     """``data`` repeated ``repeat`` times."""
-    if data is None:
-        data = []
     if not isinstance(repeat, numbers.Integral) or isinstance(repeat, bool) or repeat < 1:
         raise _invalid("array_create", "repeat", "expected an integer >= 1")
     if isinstance(data, np.ndarray):
