@@ -202,3 +202,20 @@ def test_every_registered_process_takes_its_declared_parameters():
         for param in proc.params:
             if not param.required:
                 assert sig.parameters[param.name].default == param.default, (pid, param)
+
+
+def test_labelled_arrays_and_lists_of_slices():
+    """apply_dimension's data (labelled) through elementwise processes keeps its labels; a
+    list of band slices is an array along axis 0; integer stacks have no no-data."""
+    bands = np.array([[[0.2, 0.4]], [[0.6, np.nan]]], dtype=np.float32)
+    data = LabeledArray(bands, ("B04", "B08"))
+    scaled = run("linear_scale_range", x=data, inputMin=0, inputMax=0.8, outputMax=100)
+    assert isinstance(scaled, LabeledArray) and scaled.labels == ("B04", "B08")
+    np.testing.assert_allclose(scaled.values[:, 0, 0], [25, 75], rtol=1e-6)
+    assert run("array_element", data=scaled, label="B08").shape == (1, 2)
+    mean = run("mean", data=[bands[0], bands[1], None])
+    np.testing.assert_allclose(mean, [[0.4, 0.4]], rtol=1e-6)
+    ints = np.arange(12).reshape(3, 2, 2)
+    assert run("first", data=ints).tolist() == [[0, 1], [2, 3]]
+    assert run("last", data=ints).tolist() == [[8, 9], [10, 11]]
+    assert run("median", data=ints).tolist() == [[4, 5], [6, 7]]

@@ -226,7 +226,13 @@ def _check_number(pid: str, name: str, v) -> None:
 
 
 def _elementwise(pid: str, names: tuple[str, ...], func, values, *, nodata_in=True):
-    """Apply ``func`` to numbers or arrays; a ``None`` argument gives no-data."""
+    """Apply ``func`` to numbers or arrays; a ``None`` argument gives no-data. A labelled
+    array (``apply_dimension``'s data) is computed on its values and keeps its labels."""
+    labelled = next((v for v in values if isinstance(v, LabeledArray)), None)
+    if labelled is not None:
+        values = tuple(_data(pid, v)[0] if isinstance(v, LabeledArray) else v for v in values)
+        return LabeledArray(_elementwise(pid, names, func, values, nodata_in=nodata_in),
+                            labelled.labels)
     for name, v in zip(names, values, strict=True):
         _check_number(pid, name, v)
     if all(_is_scalar(v) for v in values):
@@ -898,7 +904,8 @@ def _first_last(pid: str, data, ignore_nodata: bool, last: bool):
             out = a[idx]
         else:
             out = np.take_along_axis(a, idx[None], axis=0)[0]
-            out[~valid.any(axis=0)] = np.nan if a.dtype.kind == "f" else None
+            if a.dtype.kind in "fO":  # other dtypes have no no-data
+                out[~valid.any(axis=0)] = np.nan if a.dtype.kind == "f" else None
             return out
     out = _py(out)
     return None if isinstance(out, float) and math.isnan(out) and a.dtype.kind == "O" else out
