@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test install lint bench clean
+.PHONY: serve test fuzz install lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,16 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Randomised search (before each release): the property tests with many more examples,
+# random seeds and the example database in .hypothesis/; schemathesis runs every operation
+# of /openapi.json. Whatever it finds goes into the deterministic suite as an @example or an
+# entry of tests/fuzz_support.py. FUZZ_SCALE multiplies the example counts.
+FUZZ_SCALE ?= 20
+FUZZ_TESTS := tests/test_fuzz.py tests/test_params.py tests/test_wcs.py::test_garbage_parameters_never_give_500
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz TILESERVER_FUZZ_SCALE=$(FUZZ_SCALE) \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider $(FUZZ_TESTS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/pip install ruff mypy

@@ -40,3 +40,35 @@ def exception_of(resp) -> tuple[str, str | None]:
     exc = next(e for e in doc.iter() if isinstance(e.tag, str)
                and e.tag.rsplit("}", 1)[-1] in ("Exception", "ServiceException"))
     return exc.get("exceptionCode") or exc.get("code"), exc.get("locator")
+
+
+#: Where query parameters are read (the web layer and the WCS request parser).
+QUERY_SOURCES = ("tileserver/web", "tileserver/core/coverage_request.py")
+_QUERY_READS = [
+    r"request\.args\.get(?:list)?\(\s*[\"']([^\"']+)[\"']",
+    r"request\.args\[\s*[\"']([^\"']+)[\"']",
+    r"kvp\.(?:get|require|getall)\(\s*[\"']([^\"']+)[\"']",
+    r"[\"']([A-Z_]+)[\"']\s+in\s+kvp\b",
+    r"_required\(params,\s*[\"'](\w+)[\"']",
+    r"\bparams\.get\(\s*[\"'](\w+)[\"']",
+    r"_float_arg\(\s*[\"'](\w+)[\"']",
+]
+
+
+def query_parameters_in_source(root) -> dict[str, set[str]]:
+    """``{PARAMETER: {files reading it}}`` found by reading the source (upper-case names)."""
+    import re
+    from pathlib import Path
+
+    root = Path(root)
+    files: list[Path] = []
+    for source in QUERY_SOURCES:
+        path = root / source
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    found: dict[str, set[str]] = {}
+    for file in files:
+        code = file.read_text()
+        for pattern in _QUERY_READS:
+            for name in re.findall(pattern, code):
+                found.setdefault(name.upper(), set()).add(str(file.relative_to(root)))
+    return found

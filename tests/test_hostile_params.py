@@ -100,20 +100,24 @@ KVP_PARAMS = [
     ("wcs10", "TIME", "{}", {"time"}),
     ("wcs10", "TIME", "2020-05-01/{}", {"time"}),
     ("wcs10", "BAND", "{}", {"band", "rangesubset"}),
+    ("wcs10", "PARAMETER", "{}", {"parameter", "rangesubset"}),
 ]
+#: The few values also sent to the global endpoints (/wmts, /wcs: same parsers).
+GLOBAL_EDGES = ["NaN", "1e309", "", "²", "é" * 3000]
 
 
-def _kvp_request(app, protocol: str, key: str, value: str) -> tuple[str, list]:
+def _kvp_request(app, protocol: str, key: str, value: str,
+                 global_endpoint: bool = False) -> tuple[str, list]:
     ids = app.ids
     if protocol == "wmts":
         base = {**WMTS_TILE, "LAYER": ids["job"]}
-        path = f"/service/wmts/{ids['wmts']}"
+        path = "/wmts" if global_endpoint else f"/service/wmts/{ids['wmts']}"
     elif protocol == "wcs20":
         base = {**WCS20, "COVERAGEID": f"job_{ids['job']}"}
-        path = f"/service/wcs/{ids['wcs']}"
+        path = "/wcs" if global_endpoint else f"/service/wcs/{ids['wcs']}"
     else:
         base = {**WCS10, "COVERAGE": f"job_{ids['job']}"}
-        path = f"/service/wcs/{ids['wcs']}"
+        path = "/wcs" if global_endpoint else f"/service/wcs/{ids['wcs']}"
     if key in ("RESX", "RESY"):
         base = {k: v for k, v in base.items() if k not in ("WIDTH", "HEIGHT")}
         base.update(RESX="80", RESY="80")
@@ -148,6 +152,10 @@ def test_every_ogc_parameter_rejects_hostile_values(hostile, protocol, key, temp
     _check_ogc(c.get(path, query_string=pairs + pairs[-1:]), locators, (key, "twice"))
     _check_ogc(c.get(path, query_string=pairs[:-1] + [(key, "1,2,3,NaN")]), locators,
                (key, "list"))
+    for edge in GLOBAL_EDGES:
+        path, pairs = _kvp_request(hostile, protocol, key, template.replace("{}", edge),
+                                   global_endpoint=True)
+        _check_ogc(c.get(path, query_string=pairs), locators, ("global", key, edge))
 
 
 #: RESTful WMTS tile URL segments, XYZ path segments: (route, segment index, locators).
@@ -188,6 +196,14 @@ def test_every_tile_path_segment_rejects_hostile_values(hostile, route, segment,
         _check_ogc(resp, locators, (segment, edge))
 
 
+@pytest.mark.parametrize("key", ["time", "TIME"])
+def test_xyz_time_rejects_hostile_values(hostile, key):
+    c = hostile.test_client()
+    for edge in EDGES:
+        resp = c.get(_tile_url(hostile, "xyz", "z", "14"), query_string={key: edge})
+        _check_ogc(resp, {"time"}, (key, edge))
+
+
 VIEWER_PARAMS = [("point", "lon"), ("point", "lat"), ("point", "time"), ("viewer", "time")]
 
 
@@ -221,7 +237,7 @@ JSON_FIELDS = [
       for field in ("process_graph", "output", "output.format", "output.parameters", "title",
                     "description")],
     *[("POST", "/execute", field) for field in ("process_graph", "output", "output.format",
-                                                "output.parameters")],
+                                                "output.parameters", "title", "description")],
     *[("POST", "/services", field) for field in ("job_id", "type", "args", "args.colormap",
                                                  "args.range", "title")],
     *[("PATCH", "/services/{service}", field) for field in ("args", "args.colormap",
@@ -329,3 +345,80 @@ def test_every_process_argument_rejects_hostile_values(hostile, process_id, arg)
     for edge in [*JSON_EDGES, {"product_id": "TEST"}, {"process_id": "min_time"}]:
         body = {"process_graph": _set(graph, f"args.{arg}", edge), "output": output}
         _check_json(_send(c, "POST", "/execute", body), arg, (process_id, arg, edge))
+
+
+# -- query parameters of REST routes, found in the source ------------------------------------
+
+#: Files whose query parameters have their own tables above (OGC protocols).
+OGC_SOURCES = {"tileserver/web/wmts.py", "tileserver/web/wcs.py", "tileserver/web/xyz.py",
+               "tileserver/core/coverage_request.py"}
+
+
+def rest_query_cases(app) -> list[tuple[str, str]]:
+    """``(parameter, rule)``: each query parameter read by a REST module, with the GET
+    routes of that module (or of its package, for a helper module without routes)."""
+    import inspect
+    from pathlib import Path
+
+    from tests.fuzz_support import query_parameters_in_source
+
+    root = Path(__file__).resolve().parents[1]
+    by_file: dict[str, list[str]] = {}
+    for rule in app.url_map.iter_rules():
+        if "GET" not in (rule.methods or ()) or rule.endpoint == "static":
+            continue
+        source = inspect.getsourcefile(app.view_functions[rule.endpoint])
+        by_file.setdefault(str(Path(source).resolve().relative_to(root)), []).append(rule.rule)
+    cases = []
+    for name, files in sorted(query_parameters_in_source(root).items()):
+        for file in sorted(files - OGC_SOURCES):
+            rules = by_file.get(file) or [r for f, rs in by_file.items()
+                                          if Path(f).parent == Path(file).parent for r in rs]
+            cases += [(name, rule) for rule in sorted(set(rules))]
+    return cases
+
+
+def _concrete(app, rule: str) -> str:
+    import re
+
+    values = {"job_id": app.ids["job"], "service_id": app.ids["wmts"], "user_id": "me",
+              "product_id": "TEST", "process_id": "NDVI", "path": "zones.geojson"}
+    return re.sub(r"<(?:[a-z]+:)?(\w+)>", lambda m: values.get(m.group(1), "x"), rule)
+
+
+def test_rest_query_parameters_reject_hostile_values(hostile):
+    c = hostile.test_client()
+    cases = rest_query_cases(hostile)
+    assert {"LON", "LAT", "TIME"} <= {name for name, _ in cases}
+    for name, rule in cases:
+        path = _concrete(hostile, rule)
+        for key in (name, name.lower()):
+            for edge in EDGES:
+                resp = c.get(path, query_string={key: edge})
+                assert resp.status_code < 500 or (resp.status_code in (501, 503, 504)
+                                                  and b"nternal" not in resp.data), \
+                    (rule, key, edge, resp.status_code, resp.data[:300])
+
+
+#: Output options of every format (``output.parameters``), validated when a job is posted.
+OUTPUT_OPTIONS = {
+    "GTiff": ["tiled", "compress", "photometric", "jpeg_quality", "predictor", "zlevel",
+              "zstd_level", "webp_level", "max_z_error", "blockxsize", "blockysize", "bigtiff",
+              "interleave", "colormap", "range"],
+    "PNG": ["colormap", "range"],
+    "JPEG": ["colormap", "range", "jpeg_quality"],
+}
+OUTPUT_OPTIONS_FLAT = sorted({o for opts in OUTPUT_OPTIONS.values() for o in opts})
+
+
+@pytest.mark.parametrize("fmt", sorted(OUTPUT_OPTIONS))
+def test_every_output_option_rejects_hostile_values(hostile, fmt):
+    from tests.fuzz_support import JSON_EDGES
+
+    c = hostile.test_client()
+    graph = ndvi_graph(SMALL)
+    for option in OUTPUT_OPTIONS[fmt]:
+        for edge in [*JSON_EDGES, *EDGES[:20]]:
+            body = {"process_graph": graph,
+                    "output": {"format": fmt, "parameters": {option: edge}}}
+            _check_json(_send(c, "POST", "/jobs", body), option, (fmt, option, edge))
