@@ -11,7 +11,7 @@ from pyproj import Transformer
 from tileserver.core import params
 from tileserver.core.view import View
 from tileserver.errors import TileserverError
-from tileserver.web.assets import leaflet_dir
+from tileserver.web.assets import MISSING, leaflet_available, leaflet_dir
 from tileserver.web.common import current_user, runtime
 from tileserver.web.layers import Layer, make_layer
 
@@ -28,7 +28,7 @@ def leaflet(filename: str):
     """Leaflet's ``dist/`` files (404 when Leaflet is not installed)."""
     root = leaflet_dir()
     if not root.is_dir():
-        abort(404, "Leaflet is not installed: run python -m tileserver.web.assets install")
+        abort(404, MISSING)
     return send_from_directory(root, filename, max_age=86400)
 
 
@@ -44,6 +44,7 @@ def viewer(job_id: str):
         "viewer.html",
         job_id=job_id,
         title=layer.title,
+        leaflet_missing=None if leaflet_available() else MISSING,
         config={
             "tiles": tiles,
             "point": f"/jobs/{job_id}/point",

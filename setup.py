@@ -1,0 +1,44 @@
+"""Build hook: the wheel carries Leaflet's files, taken from its npm package at build time
+(see ``tileserver/web/assets.py``); they are never part of the repository.
+
+``TILESERVER_BUILD_WITHOUT_LEAFLET=1`` builds without them (e.g. offline); the viewer page
+then says what is missing. ``TILESERVER_BUILD_CACHE`` keeps the checked npm tarball between
+builds.
+"""
+
+import importlib.util
+import os
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).resolve().parent
+
+
+def _assets():
+    spec = importlib.util.spec_from_file_location(
+        "_tileserver_assets", HERE / "tileserver" / "web" / "assets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class BuildWithLeaflet(build_py):
+    """``build_py`` plus Leaflet's ``dist/`` files under ``tileserver/web/static/leaflet``."""
+
+    def run(self):
+        """Build the package, then add Leaflet (not for editable installs)."""
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return  # an editable install uses `python -m tileserver.web.assets install`
+        if os.environ.get("TILESERVER_BUILD_WITHOUT_LEAFLET"):
+            self.announce("building without Leaflet: the viewer will say it is missing", 2)
+            return
+        target = Path(self.build_lib) / "tileserver" / "web" / "static" / "leaflet"
+        cache = os.environ.get("TILESERVER_BUILD_CACHE")
+        files = _assets().build_into(target, Path(cache) if cache else None)
+        self.announce(f"Leaflet: {len(files)} files into {target}", 2)
+
+
+setup(cmdclass={"build_py": BuildWithLeaflet})
