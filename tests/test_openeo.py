@@ -76,7 +76,7 @@ def test_data_detail_matches_the_files(client, small_catalog):
     bands = {b["band_id"]: b for b in body["bands"]}
     assert list(bands) == ["B04", "B08", "B11"]
     assert bands["B04"] == {"band_id": "B04", "type": "uint16", "nodata": 0.0, "res_m": 10.0,
-                            "wavelength_nm": 665}
+                            "wavelength_nm": 665, "name": "red"}
     assert bands["B11"]["res_m"] == 20.0 and bands["B08"]["wavelength_nm"] == 842
     floats = client.get("/data/FLOATS").get_json()["bands"][0]
     assert floats["type"] == "float32" and floats["nodata"] == "nan"

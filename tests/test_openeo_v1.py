@@ -144,10 +144,10 @@ def test_bad_processes_are_400_with_the_spec_codes(client, body, code):
 
 
 def test_validation_reports_errors_in_a_200(client):
-    ok = client.post(f"{V1}/validation", json=process())
+    ok = client.post(f"{V1}/validation", json=process()["process"])
     assert ok.status_code == 200 and ok.json == {"errors": []}
     bad = client.post(f"{V1}/validation",
-                      json=process({"process_id": "nope", "args": {}}))
+                      json={"process_graph": {"process_id": "nope", "args": {}}})
     assert bad.status_code == 200
     assert bad.json["errors"][0]["code"] == "ProcessUnsupported"
     missing = client.post(f"{V1}/validation", json={})

@@ -26,6 +26,22 @@ S2_WAVELENGTHS_NM = {
     "B08": 842, "B8A": 865, "B09": 945, "B10": 1375, "B11": 1610, "B12": 2190,
 }  # fmt: skip
 
+#: STAC ``eo`` common band names by centre wavelength range (nm), for bands whose catalog
+#: names none (so that ``ndvi`` and the clients find ``red`` and ``nir`` by themselves).
+COMMON_NAMES = (
+    ("coastal", 400, 450), ("blue", 450, 530), ("green", 530, 600), ("red", 620, 690),
+    ("rededge", 690, 790), ("nir", 790, 1000), ("cirrus", 1350, 1410),
+    ("swir16", 1550, 1750), ("swir22", 2080, 2350), ("lwir11", 10500, 11500),
+    ("lwir12", 11500, 12500),
+)  # fmt: skip
+
+
+def common_name_for(wavelength_nm: float | None) -> str | None:
+    """The STAC common name of a centre wavelength, if it falls in one of the ranges."""
+    if wavelength_nm is None:
+        return None
+    return next((name for name, lo, hi in COMMON_NAMES if lo <= wavelength_nm < hi), None)
+
 
 class CatalogError(TileserverError):
     """A catalog that cannot be loaded."""
@@ -225,7 +241,7 @@ def _band_from_asset(key: str, asset_href: str, asset: pystac.Asset, summaries: 
         nodata=None if nodata is None else float(nodata),
         res_m=float(res),
         wavelength_nm=wavelength,
-        common_name=eo.get("common_name"),
+        common_name=eo.get("common_name") or common_name_for(wavelength),
         scale=float(raster.get("scale", 1.0)),
         offset=float(raster.get("offset", 0.0)),
     )

@@ -53,8 +53,9 @@ def result():
 
 
 def validation():
-    """Validate a process graph: ``{"errors": [...]}``, empty when it is valid."""
-    graph = process_graph(json_body())
+    """Validate a process (the body is the process itself, with its ``process_graph``):
+    ``{"errors": [...]}``, empty when it is valid."""
+    graph = process_graph({"process": json_body()})
     try:
         jobs.parse(runtime(), graph, from_graph=True)
     except TileserverError as exc:

@@ -13,29 +13,11 @@ STAC_VERSION = "1.0.0"
 DATACUBE_EXT = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json"
 EO_EXT = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
 
-#: STAC ``eo`` common band names by wavelength range (nm), used when the catalog names none.
-COMMON_NAMES = (
-    ("coastal", 400, 450), ("blue", 450, 530), ("green", 530, 600), ("red", 620, 690),
-    ("rededge", 690, 790), ("nir", 790, 1000), ("cirrus", 1350, 1410),
-    ("swir16", 1550, 1750), ("swir22", 2080, 2350), ("lwir11", 10500, 11500),
-    ("lwir12", 11500, 12500),
-)  # fmt: skip
-
 #: 1.x job status of each stored status (paused jobs wait to be started again).
 JOB_STATUS = {"submitted": "created", "paused": "created"}
 
 #: 1.x log levels of the job log's levels.
 LOG_LEVELS = {"warn": "warning", "critical": "error"}
-
-
-def common_name(band) -> str | None:
-    """The band's common name: the catalog's, or the one of its centre wavelength."""
-    if band.common_name:
-        return band.common_name
-    wl = band.wavelength_nm
-    if wl is None:
-        return None
-    return next((name for name, lo, hi in COMMON_NAMES if lo <= wl < hi), None)
 
 
 def collection_json(product, links: list[dict]) -> dict[str, Any]:
@@ -49,9 +31,8 @@ def collection_json(product, links: list[dict]) -> dict[str, Any]:
     eo_bands = []
     for band in product.bands.values():
         entry: dict[str, Any] = {"name": band.id}
-        name = common_name(band)
-        if name:
-            entry["common_name"] = name
+        if band.common_name:
+            entry["common_name"] = band.common_name
         if band.wavelength_nm is not None:
             entry["center_wavelength"] = round(band.wavelength_nm / 1000.0, 4)
         eo_bands.append(entry)

@@ -1,0 +1,203 @@
+"""The official ``openeo`` Python client drives a real ``tileserver serve`` (gunicorn) over
+HTTP through the 1.2 API, from the bare root URL; values are compared with plain rasterio +
+numpy references computed here."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from datetime import UTC, datetime
+
+import numpy as np
+import openeo
+import pytest
+import rasterio
+import requests
+from numpy.testing import assert_allclose
+from openeo.rest import OpenEoApiError
+from owslib.wmts import WebMapTileService
+
+from tests.core_support import ndvi, reference_stack
+from tests.hardening_support import PASSWORDS, users_file
+from tests.load_support import serve
+from tileserver.core.view import View
+from tileserver.settings import load_settings
+from tileserver.web.auth import users_path
+
+pytestmark = pytest.mark.slow
+
+#: A window of the synthetic TEST collection (both UTM zones' items cover it).
+EXTENT = {"west": 500_000, "south": 5_096_000, "east": 503_000, "north": 5_099_000,
+          "crs": "EPSG:32632"}
+DATES = ["2020-05-01", "2020-05-31"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, small_catalog):
+    home = tmp_path_factory.mktemp("client") / "home"
+    home.mkdir()
+    shutil.copyfile(users_file(tmp_path_factory), users_path(load_settings(home=str(home))))
+    with serve(home, small_catalog, 256 * 1024 * 1024, threads=4) as (base, _pids):
+        yield base
+
+
+@pytest.fixture(scope="module")
+def con(server):
+    connection = openeo.connect(server)
+    connection.authenticate_basic("alice", PASSWORDS["alice"])
+    return connection
+
+
+def reference(catalog, path, bands=("B04", "B08")):
+    """``(dataset profile, (t, b, y, x) reference)`` on the grid of the file at ``path``."""
+    with rasterio.open(path) as src:
+        view = View(src.crs, tuple(src.bounds), src.width, src.height)
+        data = src.read().astype("float64")
+        data[~np.isfinite(data)] = np.nan
+    _days, stack = reference_stack(catalog, "TEST", view, list(bands),
+                                   datetime(2020, 5, 1, tzinfo=UTC),
+                                   datetime(2020, 5, 31, 23, 59, tzinfo=UTC))
+    return data, stack
+
+
+def reduce_t(stack: np.ndarray, fn) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
+        return fn(stack, axis=0)
+
+
+def assert_same(actual: np.ndarray, expected: np.ndarray) -> None:
+    assert actual.shape == expected.shape
+    assert np.isfinite(expected).mean() > 0.5  # the comparison is about real values
+    assert_allclose(actual, expected, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+def load(con, bands=("B04", "B08")):
+    return con.load_collection("TEST", spatial_extent=EXTENT, temporal_extent=DATES,
+                               bands=list(bands))
+
+
+# -- discovery, auth, collections ------------------------------------------------------
+
+
+def test_bare_root_finds_the_12_api(server):
+    con = openeo.connect(server)
+    assert con.root_url.rstrip("/").endswith("/openeo/1.2")
+    assert con.capabilities().api_version() == "1.2.0"
+    assert {"XYZ", "WMTS"} <= set(con.list_service_types())
+    assert "GTiff" in con.list_output_formats()
+    with pytest.raises(OpenEoApiError) as err:
+        con.describe_account()
+    assert err.value.http_status_code == 401
+
+
+def test_authenticate_basic(server, con):
+    assert con.describe_account()["user_id"] == "alice"
+    other = openeo.connect(server)
+    with pytest.raises(OpenEoApiError) as err:
+        other.authenticate_basic("alice", "not-her-password")
+    assert err.value.http_status_code == 403 and err.value.code == "CredentialsInvalid"
+
+
+def test_collections(con):
+    assert {"TEST", "FLOATS"} <= set(con.list_collection_ids())
+    meta = con.describe_collection("TEST")
+    assert set(meta["cube:dimensions"]) == {"x", "y", "t", "bands"}
+    cube = con.load_collection("TEST")
+    assert cube.metadata.band_names == ["B04", "B08", "B11"]
+    assert cube.metadata.band_dimension.band_index("red") == 0
+    assert cube.metadata.band_dimension.band_index("nir") == 1
+    assert "ndvi" in {p["id"] for p in con.list_processes()}
+
+
+# -- synchronous processing ------------------------------------------------------------
+
+
+def test_ndvi_min_over_time_download(con, small_catalog, tmp_path):
+    path = tmp_path / "ndvi.tif"
+    load(con).ndvi().reduce_dimension(dimension="t", reducer="min").download(
+        path, format="GTiff")
+    data, stack = reference(small_catalog, path)
+    assert data.shape[0] == 1
+    expected = reduce_t(ndvi(stack[:, 0], stack[:, 1]), np.nanmin)
+    assert_same(data[0], expected)
+
+
+def test_band_math_with_cube_band(con, small_catalog, tmp_path):
+    cube = load(con)
+    red, nir = cube.band("red"), cube.band("B08")
+    path = tmp_path / "bandmath.tif"
+    ((nir - red) / (nir + red)).reduce_dimension(dimension="t", reducer="max").download(
+        path, format="GTiff")
+    data, stack = reference(small_catalog, path)
+    expected = reduce_t(ndvi(stack[:, 0], stack[:, 1]), np.nanmax)
+    assert_same(data[0], expected)
+
+
+def test_apply_linear_scale_range(con, small_catalog, tmp_path):
+    cube = load(con, bands=["B08"]).apply(lambda x: x.linear_scale_range(0, 4000, 0, 1))
+    path = tmp_path / "scaled.tif"
+    cube.reduce_dimension(dimension="t", reducer="mean").download(path, format="GTiff")
+    data, stack = reference(small_catalog, path, bands=["B08"])
+    scaled = np.clip(stack[:, 0], 0, 4000) / 4000.0
+    assert_same(data[0], reduce_t(scaled, np.nanmean))
+
+
+def test_bad_graph_is_a_clear_400(con):
+    with pytest.raises(OpenEoApiError) as err:
+        con.load_collection("NOPE").download(format="GTiff")
+    assert err.value.http_status_code in (400, 404)
+    assert err.value.code == "CollectionNotFound"
+    assert "NOPE" in err.value.message
+
+
+# -- batch jobs ------------------------------------------------------------------------
+
+
+def test_batch_job_start_and_wait_download_files(con, small_catalog, tmp_path):
+    cube = load(con).ndvi().reduce_dimension(dimension="t", reducer="min")
+    job = cube.create_job(out_format="GTiff", title="ndvi min")
+    assert job.status() == "created"
+    job.start_and_wait(max_poll_interval=1, connection_retry_interval=1, print=lambda *a: None)
+    assert job.status() == "finished"
+    files = [p for p in job.get_results().download_files(tmp_path / "out")
+             if p.suffix == ".tif"]
+    assert len(files) == 1
+    data, stack = reference(small_catalog, files[0])
+    assert_same(data[0], reduce_t(ndvi(stack[:, 0], stack[:, 1]), np.nanmin))
+    assert any("finished" in entry.message for entry in job.logs())
+    assert job.job_id in {j["id"] for j in con.list_jobs()}
+    job.delete()
+    assert job.job_id not in {j["id"] for j in con.list_jobs()}
+
+
+# -- secondary services ----------------------------------------------------------------
+
+
+def test_xyz_service(con, server):
+    cube = load(con).ndvi().reduce_dimension(dimension="t", reducer="min")
+    service = cube.tiled_viewing_service(type="XYZ", title="ndvi tiles")
+    meta = service.describe_service()
+    assert meta["type"] == "XYZ" and "{z}" in meta["url"]
+    # a tile over the extent (web mercator z=14 at 9.02E 46.03N)
+    tile = requests.get(meta["url"].format(z=14, x=8602, y=5826), timeout=60)
+    assert tile.status_code == 200 and tile.content.startswith(b"\x89PNG")
+    service.delete_service()
+    assert requests.get(meta["url"].format(z=14, x=8602, y=5826), timeout=60).status_code == 404
+
+
+def test_wmts_service_is_a_lazy_job_with_a_layer(con, server):
+    cube = load(con).ndvi().reduce_dimension(dimension="t", reducer="min")
+    service = cube.tiled_viewing_service(type="WMTS", configuration={"colormap": "RdYlGn"})
+    meta = service.describe_service()
+    (layer,) = meta["attributes"]["layers"]
+    wmts = WebMapTileService(meta["url"])
+    assert layer in wmts.contents
+    tile = wmts.gettile(layer=layer, tilematrixset="GoogleMapsCompatible", tilematrix="14",
+                        row=5826, column=8602, format="image/png")
+    assert tile.read().startswith(b"\x89PNG")
+    # the job behind it is a job like any other: listed, with a viewer
+    assert layer in {j["id"] for j in con.list_jobs()}
+    viewer = requests.get(f"{server}/jobs/{layer}/viewer",
+                          auth=("alice", PASSWORDS["alice"]), timeout=60)
+    assert viewer.status_code == 200 and layer in viewer.text
