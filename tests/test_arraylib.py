@@ -219,3 +219,17 @@ def test_labelled_arrays_and_lists_of_slices():
     assert run("first", data=ints).tolist() == [[0, 1], [2, 3]]
     assert run("last", data=ints).tolist() == [[8, 9], [10, 11]]
     assert run("median", data=ints).tolist() == [[4, 5], [6, 7]]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 12, 13, 40])
+def test_quantiles_without_nodata_match_numpy(n):
+    """Type 7 is numpy's default ('linear'); both ways of sorting (network, np.sort)."""
+    rng = np.random.default_rng(n)
+    data = rng.normal(size=(n, 4, 5)).astype(np.float32)
+    probs = [0.0, 0.1, 0.5, 0.93, 1.0]
+    ref = np.quantile(data.astype(np.float64), probs, axis=0)
+    for ignore in (True, False):
+        out = run("quantiles", data=data, probabilities=probs, ignore_nodata=ignore)
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(run("median", data=data), np.median(data, axis=0), rtol=1e-6)

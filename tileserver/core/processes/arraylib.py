@@ -225,9 +225,26 @@ def _check_number(pid: str, name: str, v) -> None:
     raise _invalid(pid, name, f"expected a number, got {type(v).__name__}")
 
 
+def _plain_arrays(values) -> bool:
+    """Numeric arrays (at least one) and Python numbers only: nothing to convert or check."""
+    seen_array = False
+    for v in values:
+        t = type(v)
+        if t is np.ndarray:
+            if not v.ndim or v.dtype.kind not in "fiub":
+                return False
+            seen_array = True
+        elif t is not float and t is not int:
+            return False
+    return seen_array
+
+
 def _elementwise(pid: str, names: tuple[str, ...], func, values, *, nodata_in=True):
     """Apply ``func`` to numbers or arrays; a ``None`` argument gives no-data. A labelled
     array (``apply_dimension``'s data) is computed on its values and keeps its labels."""
+    if _plain_arrays(values):  # the per-tile case: numeric arrays and Python numbers
+        with np.errstate(all="ignore"):
+            return func(*values)
     labelled = next((v for v in values if isinstance(v, LabeledArray)), None)
     if labelled is not None:
         values = tuple(_data(pid, v)[0] if isinstance(v, LabeledArray) else v for v in values)
@@ -370,15 +387,16 @@ def linear_scale_range(x, inputMin, inputMax, outputMin=0, outputMax=1):  # noqa
     """``x`` clipped to the input range and mapped linearly onto the output range."""
     args = (x, inputMin, inputMax, outputMin, outputMax)
     names = ("x", "inputMin", "inputMax", "outputMin", "outputMax")
-    if isinstance(x, np.ndarray) and x.ndim and all(_is_number(v) for v in args[1:]):
-        for name, v in zip(names, args, strict=True):
-            _check_number("linear_scale_range", name, v)
+    if (type(x) is np.ndarray and x.ndim and x.dtype.kind in "fiu"
+            and all(type(v) is float or type(v) is int for v in args[1:])):
+        # the per-tile case: one new array, changed in place (no float64 upcast of float32)
         i0, i1, o0, o1 = (float(v) for v in args[1:])
         with np.errstate(all="ignore"):
             scale = (o1 - o0) / (i1 - i0) if i1 != i0 else math.nan
-            out = np.clip(x, min(i0, i1), max(i0, i1))
+            out = np.maximum(x, min(i0, i1))
             if out.dtype.kind != "f":
                 out = out.astype(np.float64)
+            np.minimum(out, max(i0, i1), out=out)
             out -= i0
             out *= scale
             out += o0
@@ -793,50 +811,72 @@ def sd(data, ignore_nodata=True):
 _NETWORK_MAX = 12
 
 
-def _sort0(a: np.ndarray) -> tuple[np.ndarray, np.ndarray | int]:
-    """``a`` sorted along axis 0 with no-data (NaN) last, and the number of valid values
-    (an int when every pixel has all, else an array).
-
-    Short axes (the dates or bands of a tile) go through an odd-even transposition network
-    of whole-slice min/max (vectorised over the pixels); ``np.sort`` along axis 0 of a cube
-    slice pays per pixel and is ~20x slower for 4 dates of a 256x256 tile.
-    """
+def _network_sort(a: np.ndarray) -> tuple[np.ndarray, np.ndarray | int]:
+    """``a`` (a short axis 0: the dates or bands of a tile) sorted along axis 0 by an
+    odd-even transposition network of whole-slice min/max, vectorised over the pixels
+    (``np.sort`` along axis 0 pays per pixel: ~20x slower for 4 dates of 256x256). No-data
+    is sorted last as +inf stand-ins; also returns the number of valid values per pixel
+    (an int when no pixel has no-data)."""
     n = a.shape[0]
     nan = np.isnan(a)
-    valid: np.ndarray | int = n - np.count_nonzero(nan, axis=0) if nan.any() else n
-    if a.ndim == 1 or n > _NETWORK_MAX:
-        return np.sort(a, axis=0), valid
-    s = np.where(nan, np.inf, a) if not isinstance(valid, int) else a.copy()
+    if nan.any():
+        valid: np.ndarray | int = n - np.count_nonzero(nan, axis=0)
+        s = np.where(nan, np.inf, a)
+    else:
+        valid, s = n, a.copy()
     tmp = np.empty_like(s[0])
     for p in range(n):
         for i in range(p % 2, n - 1, 2):
             np.minimum(s[i], s[i + 1], out=tmp)
             np.maximum(s[i], s[i + 1], out=s[i + 1])
             s[i] = tmp
-    if not isinstance(valid, int):  # the +inf stand-ins of no-data back to NaN
-        rank = np.arange(n).reshape((n,) + (1,) * (a.ndim - 1))
-        s[rank >= valid] = np.nan
     return s, valid
 
 
 def _quantiles(a: np.ndarray, probabilities, ignore_nodata: bool) -> np.ndarray:
     """Type-7 sample quantiles along axis 0, one row per probability, NaN-aware."""
-    out = np.empty((len(probabilities), *a.shape[1:]), dtype=a.dtype)
-    if a.shape[0] == 0:
-        out.fill(np.nan)
+    out = np.full((len(probabilities), *a.shape[1:]), np.nan, dtype=a.dtype)
+    n = a.shape[0]
+    if n == 0:
         return out
-    s, valid = _sort0(a)
     with np.errstate(all="ignore"):
-        if isinstance(valid, int):  # the same ranks for every pixel: plain slices
+        if a.ndim > 1 and n <= _NETWORK_MAX:
+            s, valid = _network_sort(a)
+            # the pixels with k valid values at once: their ranks are the same constants
+            full = isinstance(valid, int) or not ignore_nodata
+            for k in [n] if full else range(1, n + 1):
+                where = None if isinstance(valid, int) else valid == k
+                if where is not None and not where.any():
+                    continue
+                for i, p in enumerate(probabilities):
+                    h = (k - 1) * p
+                    lo = math.floor(h)
+                    frac = h - lo
+                    v = s[lo] if frac == 0 else (1 - frac) * s[lo] + frac * s[lo + 1]
+                    if where is None:
+                        out[i] = v
+                    else:
+                        np.copyto(out[i], v, where=where)
+            return out
+        s = np.sort(a, axis=0)  # NaN last
+        nan = np.isnan(s[-1])
+        if not np.any(nan):
+            valid_all = n
+        else:
+            valid_all = n - np.count_nonzero(np.isnan(s), axis=0)
+        if a.ndim == 1 or isinstance(valid_all, int):
+            k = int(valid_all)
+            if k == 0 or (k < n and not ignore_nodata):
+                return out
             for i, p in enumerate(probabilities):
-                h = (valid - 1) * p
+                h = (k - 1) * p
                 lo = math.floor(h)
                 frac = h - lo
                 out[i] = s[lo] if frac == 0 else (1 - frac) * s[lo] + frac * s[lo + 1]
             return out
-        last = np.maximum(valid - 1, 0)
+        last = np.maximum(valid_all - 1, 0)
         # gather s[rank, pixel] through flat indices (take_along_axis is ~10x slower here)
-        flat = np.ascontiguousarray(s).reshape(-1)
+        flat = s.reshape(-1)
         pixels = math.prod(a.shape[1:])
         pixel = np.arange(pixels, dtype=np.intp).reshape(a.shape[1:])
         for i, p in enumerate(probabilities):
@@ -847,9 +887,9 @@ def _quantiles(a: np.ndarray, probabilities, ignore_nodata: bool) -> np.ndarray:
             vlo = flat.take(lo * pixels + pixel)
             vhi = flat.take(hi * pixels + pixel)
             q = np.where(frac == 0, vlo, (1 - frac) * vlo + frac * vhi)
-            out[i] = np.where(valid == 0, np.nan, q)
+            out[i] = np.where(valid_all == 0, np.nan, q)
         if not ignore_nodata:
-            out[:, valid < a.shape[0]] = np.nan
+            out[:, valid_all < n] = np.nan
     return out
 
 
