@@ -47,3 +47,22 @@ def redis_server(workdir: Path, maxmemory: str = "64mb"):
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+def single_zone_catalog(root: Path) -> Path:
+    """The synthetic catalog without its EPSG:32633 items: two dates whose files share
+    the 10 m grid of the test bbox (a batch result on that grid holds the sources'
+    pixels, so its tiles can be compared with the lazy path value for value)."""
+    import pystac
+
+    from tests.synthetic import make_catalog
+
+    path = make_catalog(root)
+    catalog = pystac.Catalog.from_file(str(path))
+    col = catalog.get_child("TEST")
+    for item in list(col.get_items()):
+        if item.properties.get("proj:epsg") == 32633 or item.id in ("test_2", "test_3"):
+            col.remove_item(item.id)
+    catalog.normalize_hrefs(str(root))
+    catalog.save(pystac.CatalogType.SELF_CONTAINED)
+    return path

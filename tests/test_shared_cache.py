@@ -107,6 +107,13 @@ def test_disk_tier_directory_deleted_mid_run(disk):
     disk.put("b", b"2" * 50_000)
     assert disk.get("b") == b"2" * 50_000
     assert disk.directory.is_dir()
+    # two processes: one creates the directory again, the other must use the new one too
+    other = DiskTier(disk.directory, disk.max_bytes)
+    assert other.get("b") == b"2" * 50_000
+    shutil.rmtree(disk.directory)
+    disk.put("c", b"3")
+    assert other.get("c") == b"3"
+    other.close()
 
 
 def test_disk_tier_that_cannot_write_degrades(tmp_path, caplog):

@@ -188,21 +188,30 @@ class DiskTier(SharedTier):
         self.max_bytes = int(max_bytes)
         self._cache = None
         self._pid = 0
+        self._ino = 0
         self._open_lock = threading.Lock()
 
     def describe(self) -> str:
         """The directory."""
         return f"disk {self.directory}"
 
+    def _current(self) -> bool:
+        """Whether this process's handle is open on the index file that is there now (a
+        deleted directory, even if another process created it again, needs a new one)."""
+        if self._cache is None or self._pid != os.getpid():
+            return False
+        try:
+            return os.stat(self.directory / "cache.db").st_ino == self._ino
+        except OSError:
+            return False
+
     def _handle(self):
-        cache = self._cache
-        if cache is not None and self._pid == os.getpid() and self.directory.is_dir():
-            return cache
+        if self._current():
+            return self._cache
         import diskcache  # noqa: PLC0415 - only the processes that use it
 
         with self._open_lock:
-            if self._cache is not None and self._pid == os.getpid() \
-                    and self.directory.is_dir():
+            if self._current():
                 return self._cache
             old, self._cache = self._cache, None
             if old is not None and self._pid == os.getpid():
@@ -215,6 +224,7 @@ class DiskTier(SharedTier):
                 str(self.directory), size_limit=self.max_bytes, timeout=2,
                 eviction_policy="least-recently-stored", statistics=False)
             self._pid = os.getpid()
+            self._ino = os.stat(self.directory / "cache.db").st_ino
             return self._cache
 
     def _get(self, key: str) -> bytes | None:
