@@ -5,15 +5,37 @@ in ``tests/test_openeo_client.py``)."""
 from __future__ import annotations
 
 import pytest
+from rasterio.io import MemoryFile
 
-from tests.hardening_support import basic, bearer, ndvi_graph, users_file, with_users
+from tests.hardening_support import BBOX, basic, bearer, users_file, with_users
 
 V1 = "/openeo/1.2"
 
 
+def ndvi_graph(reducer: str = "min", fmt: str = "GTiff") -> dict:
+    """A 1.x flat graph: NDVI of ``TEST`` over a small bbox in May 2020, reduced over time."""
+    extent = {"west": BBOX["left"], "east": BBOX["right"], "south": BBOX["bottom"],
+              "north": BBOX["top"], "crs": "EPSG:32632"}
+    return {
+        "load": {"process_id": "load_collection", "arguments": {
+            "id": "TEST", "spatial_extent": extent,
+            "temporal_extent": ["2020-05-01", "2020-06-01"], "bands": ["B04", "B08"]}},
+        "ndvi": {"process_id": "ndvi", "arguments": {"data": {"from_node": "load"}}},
+        "reduce": {"process_id": "reduce_dimension", "arguments": {
+            "data": {"from_node": "ndvi"}, "dimension": "t", "reducer": {"process_graph": {
+                "r": {"process_id": reducer, "arguments": {"data": {"from_parameter": "data"}},
+                      "result": True}}}}},
+        "save": {"process_id": "save_result", "arguments": {
+            "data": {"from_node": "reduce"}, "format": fmt}, "result": True},
+    }
+
+
 def process(graph: dict | None = None) -> dict:
-    """A 1.x request body around a graph (the engine takes both graph forms)."""
+    """A 1.x request body around a graph."""
     return {"process": {"process_graph": graph or ndvi_graph()}}
+
+
+UNKNOWN_PROCESS = {"a": {"process_id": "nope", "arguments": {}, "result": True}}
 
 
 @pytest.fixture
@@ -133,7 +155,9 @@ def test_errors_use_the_1x_format_only_under_the_base(client):
     ({}, "ProcessGraphMissing"),
     ({"process": {}}, "ProcessGraphMissing"),
     ({"process": {"process_graph": {}}}, "ProcessGraphMissing"),
-    ({"process": {"process_graph": {"process_id": "nope", "args": {}}}}, "ProcessUnsupported"),
+    ({"process": {"process_graph": UNKNOWN_PROCESS}}, "ProcessUnsupported"),
+    ({"process": {"process_graph": {"process_id": "min_time", "args": {}}}},
+     "ProcessGraphInvalid"),
 ])
 def test_bad_processes_are_400_with_the_spec_codes(client, body, code):
     for path in ("/jobs", "/result", "/services"):
@@ -147,7 +171,7 @@ def test_validation_reports_errors_in_a_200(client):
     ok = client.post(f"{V1}/validation", json=process()["process"])
     assert ok.status_code == 200 and ok.json == {"errors": []}
     bad = client.post(f"{V1}/validation",
-                      json={"process_graph": {"process_id": "nope", "args": {}}})
+                      json={"process_graph": UNKNOWN_PROCESS})
     assert bad.status_code == 200
     assert bad.json["errors"][0]["code"] == "ProcessUnsupported"
     missing = client.post(f"{V1}/validation", json={})
@@ -224,10 +248,11 @@ def test_job_crud(client):
     assert job["id"] == job_id and job["status"] == "created" and job["title"] == "ndvi"
     assert job["process"]["process_graph"] == ndvi_graph()
     patched = client.patch(f"{V1}/jobs/{job_id}", json={"title": "new", **process(
-        ndvi_graph(reduce="max_time"))})
+        ndvi_graph(reducer="max", fmt="PNG"))})
     assert patched.status_code == 204
     job = client.get(f"{V1}/jobs/{job_id}").json
-    assert job["title"] == "new" and job["process"]["process_graph"]["process_id"] == "max_time"
+    assert job["title"] == "new" and job["process"]["process_graph"] == ndvi_graph("max", "PNG")
+    assert client.get(f"/jobs/{job_id}").json["output"]["format"] == "PNG"  # from save_result
     assert client.patch(f"{V1}/jobs/{job_id}", json={"title": 5}).status_code == 400
     results = client.get(f"{V1}/jobs/{job_id}/results")
     assert results.status_code == 400 and results.json["code"] == "JobNotFinished"
@@ -285,3 +310,19 @@ def test_files_share_the_store_of_the_root_api(client):
     missing = client.get(f"{V1}/files/regions/a.geojson")
     assert missing.status_code == 404 and missing.json["code"] == "FileNotFound"
     assert client.put(f"{V1}/files/../x", data=b"x").status_code in (400, 404)
+
+
+def test_result_format_and_options_come_from_save_result(client):
+    png = client.post(f"{V1}/result", json=process(ndvi_graph(fmt="PNG")))
+    assert png.status_code == 200 and png.mimetype == "image/png"
+    assert png.data.startswith(b"\x89PNG")
+    graph = ndvi_graph()
+    graph["save"]["arguments"]["options"] = {"compress": "deflate", "tiled": True}
+    tif = client.post(f"{V1}/result", json=process(graph))
+    assert tif.status_code == 200 and tif.mimetype == "image/tiff"
+    with MemoryFile(tif.data) as mem, mem.open() as src:
+        assert src.compression.name.lower() == "deflate" and src.block_shapes[0][0] > 1
+        assert src.crs.to_epsg() == 32632 and src.dtypes[0] == "float32"
+    graph["save"]["arguments"]["format"] = "NETCDF4"
+    bad = client.post(f"{V1}/result", json=process(graph))
+    assert bad.status_code == 400 and bad.json["code"] == "FormatUnsupported"

@@ -34,21 +34,16 @@ def text_fields(body: dict, keys: tuple[str, ...] = ("title", "description")) ->
     return {key: optional_text(body, key) for key in keys if key in body}
 
 
-def output_of(graph) -> dict:
-    """The output of a 1.x graph: its ``save_result`` format and options (GTiff without)."""
-    save = getattr(graph, "save_result", None)
-    if not save:
-        return validate_output(None)
-    return validate_output({"format": save["format"], "parameters": save.get("options") or {}})
-
-
-def parse(rt: Runtime, process_graph: Any, output: Any = None, *, from_graph: bool = False):
+def parse(rt: Runtime, process_graph: Any, output: Any = None, *, v1: bool = False):
     """``(graph, output)``: the parsed graph and the validated output.
 
-    ``from_graph``: the output comes from the graph's ``save_result`` (openEO 1.x).
+    ``v1``: an openEO 1.x flat graph whose output comes from its ``save_result`` (GTiff
+    when it has none); otherwise the graph of either form and the ``output`` object.
     """
-    graph = rt.engine.parse(process_graph)
-    return graph, output_of(graph) if from_graph else validate_output(output)
+    if v1:
+        graph = rt.engine.parse(process_graph, dialect="1.x")
+        return graph, graph.save_result or validate_output(None)
+    return rt.engine.parse(process_graph), validate_output(output)
 
 
 def create_job(rt: Runtime, user: str, graph, output: dict, **text: Any) -> dict:

@@ -38,7 +38,7 @@ def process_graph(body: dict) -> dict:
 
 def parse_process(body: dict):
     """``(graph, output)`` of a request's process; the output comes from ``save_result``."""
-    return jobs.parse(runtime(), process_graph(body), from_graph=True)
+    return jobs.parse(runtime(), process_graph(body), v1=True)
 
 
 def result():
@@ -57,7 +57,7 @@ def validation():
     ``{"errors": [...]}``, empty when it is valid."""
     graph = process_graph({"process": json_body()})
     try:
-        jobs.parse(runtime(), graph, from_graph=True)
+        jobs.parse(runtime(), graph, v1=True)
     except TileserverError as exc:
         code, _status = v1_code(exc)
         return jsonify({"errors": [{"code": code, "message": exc.message}]})
