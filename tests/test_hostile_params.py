@@ -8,6 +8,8 @@ keeps answering correctly afterwards.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.fuzz_support import EDGES, exception_of
@@ -166,6 +168,8 @@ TILE_SEGMENTS = [
     ("wmts-rest", "z", {"tilematrix", "tilerow", "tilecol"}),
     ("wmts-rest", "row", {"tilerow"}),
     ("wmts-rest", "col", {"tilecol", "format"}),
+    ("wmts-legend", "layer", {"layer"}),
+    ("wmts-legend", "style", {"style"}),
     ("xyz", "z", {"tilematrix", "tilerow", "tilecol"}),
     ("xyz", "x", {"tilecol"}),
     ("xyz", "y", {"tilerow", "y"}),
@@ -176,9 +180,12 @@ def _tile_url(app, route: str, segment: str, value: str) -> str:
     from urllib.parse import quote
 
     parts = {"style": "default", "time": "2020-05-11", "tms": "GoogleMapsCompatible",
-             "z": "14", "row": "5825", "col": "8602", "x": "8602", "y": "5825"}
+             "z": "14", "row": "5825", "col": "8602", "x": "8602", "y": "5825",
+             "layer": app.ids["job"]}
     parts[segment] = quote(value, safe="") or "%20"
     p = parts
+    if route == "wmts-legend":
+        return f"/service/wmts/{app.ids['wmts']}/1.0.0/{p['layer']}/{p['style']}/legend.png"
     if route == "xyz":
         return f"/service/xyz/{app.ids['xyz']}/{p['z']}/{p['x']}/{p['y']}.png"
     return (f"/service/wmts/{app.ids['wmts']}/1.0.0/{app.ids['job']}/{p['style']}/{p['time']}"
@@ -422,3 +429,98 @@ def test_every_output_option_rejects_hostile_values(hostile, fmt):
             body = {"process_graph": graph,
                     "output": {"format": fmt, "parameters": {option: edge}}}
             _check_json(_send(c, "POST", "/jobs", body), option, (fmt, option, edge))
+
+
+# -- the versioned APIs (openEO 1.2 under /openeo/1.2/, /.well-known/openeo) ----------------
+
+_BODY_READS = [r"body\.get\(\s*[\"'](\w+)[\"']", r"body\[\s*[\"'](\w+)[\"']\s*\]",
+               r"text_fields\(body,\s*\(([^)]*)\)"]
+
+
+def versioned_rules(app) -> list:
+    """URL rules of the blueprints of other API versions (not in /openapi.json)."""
+    versioned = app.extensions.get("tileserver.versioned_blueprints", ())
+    return sorted((r for r in app.url_map.iter_rules()
+                   if r.endpoint.split(".")[0] in versioned), key=lambda r: r.rule)
+
+
+def versioned_body_fields() -> list[str]:
+    """JSON body fields read by the versioned APIs and their use cases (from the source)."""
+    import re
+
+    root = Path(__file__).resolve().parents[1] / "tileserver"
+    fields: set[str] = {"process", "type", "configuration", "title", "description"}
+    for folder in ("web/openeo_v1", "services"):
+        for file in sorted((root / folder).glob("*.py")) if (root / folder).is_dir() else []:
+            code = file.read_text()
+            for pattern in _BODY_READS:
+                for found in re.findall(pattern, code):
+                    fields |= set(re.findall(r"\w+", found))
+    return sorted(fields)
+
+
+def _v1_bases(app) -> dict[tuple[str, str], dict]:
+    graph = {"process_graph": ndvi_graph(SMALL)}
+    return {("POST", "/result"): {"process": graph}, ("POST", "/validation"): graph,
+            ("POST", "/jobs"): {"process": graph},
+            ("POST", "/services"): {"process": graph, "type": "XYZ"}}
+
+
+def _fill(rule: str, values: dict) -> str:
+    import re
+
+    return re.sub(r"<(?:[a-z]+:)?(\w+)>", lambda m: values[m.group(1)], rule)
+
+
+def test_versioned_api_rejects_hostile_input(hostile):
+    """Every route of the other API versions: hostile path segments, hostile JSON bodies
+    and each body field with each hostile JSON value; never a 5xx."""
+    import re
+    from urllib.parse import quote
+
+    from tests.fuzz_support import JSON_EDGES
+
+    c = hostile.test_client()
+    rules = versioned_rules(hostile)
+    if not rules:
+        pytest.skip("no versioned API in this build")
+    fields = versioned_body_fields()
+    bases = _v1_bases(hostile)
+    job = c.post("/jobs", json={"process_graph": ndvi_graph(SMALL)}).json["job_id"]
+    real = {"job_id": job, "service_id": hostile.ids["wmts"], "collection_id": "TEST",
+            "path": "zones.geojson"}
+
+    seen: dict[int, int] = {}
+
+    def ok(resp, what):
+        seen[resp.status_code] = seen.get(resp.status_code, 0) + 1
+        assert resp.status_code < 500 or (resp.status_code in (501, 503, 504)
+                                          and b"nternal" not in resp.data), \
+            (what, resp.status_code, resp.data[:300])
+
+    for rule in rules:
+        local = re.sub(r"^/openeo/[^/]+", "", rule.rule) or "/"
+        variables = re.findall(r"<(?:[a-z]+:)?(\w+)>", rule.rule)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            starts_batch = method == "POST" and local.endswith("/results")
+            for var in variables:
+                for edge in ["", "NaN", "..", "%00", "é" * 3000, "1" * 400]:
+                    values = {v: quote(real.get(v, "x")) for v in variables}
+                    values[var] = quote(edge, safe="") or "%20"
+                    path = _fill(rule.rule, values)
+                    ok(c.open(path, method=method, json={}), (method, rule.rule, var, edge))
+            if method in ("GET", "DELETE") or starts_batch:
+                continue
+            path = _fill(rule.rule, {v: real.get(v, "x") for v in variables})
+            if "<path:" in rule.rule:  # file uploads: the body is the file
+                ok(c.open(path, method=method, data=b"\x00\xff" * 100), (method, rule.rule))
+                continue
+            base = bases.get((method, local), {})
+            for edge in JSON_EDGES:
+                ok(_send(c, method, path, edge), (method, rule.rule, "body", edge))
+                for field in fields:
+                    body = {**base, field: edge}
+                    ok(_send(c, method, path, body), (method, rule.rule, field, edge))
+    # the requests reached the views: validation errors, and some hostile values were valid
+    assert seen.get(400, 0) > 100 and sum(n for s, n in seen.items() if s < 300) > 10, seen
+    print(f"\nversioned API sweep: {sum(seen.values())} requests, statuses {sorted(seen)}")

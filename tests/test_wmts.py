@@ -419,3 +419,53 @@ def test_patching_the_job_or_the_service_changes_the_tiles(client, wmts):
     png_after = _kvp_tile(client, service, job)
     assert png_after.headers["ETag"] != png_before.headers["ETag"]
     assert png_after.data != png_before.data
+
+
+def test_each_style_has_a_legend_url_with_the_ramp_range_and_unit(client):
+    """LegendURL (schema-valid, as OWSLib and QGIS read it) -> a PNG whose ramp has the
+    colours of the style (matplotlib's own colormap, sampled independently)."""
+    import matplotlib
+    from owslib.wmts import WebMapTileService
+
+    from tileserver.core.legend import ramp_pixels
+
+    job = create_job(client, ndvi_graph(reduce="min_time"), title="min NDVI")
+    service = create_service(client, job, args={"colormap": "magma", "range": [0, 0.8]})
+    caps = client.get(f"{_path(service)}/1.0.0/WMTSCapabilities.xml")
+    doc = assert_valid(caps.data, CAPS_XSD)
+    (legend,) = doc.findall(".//wmts:Style/wmts:LegendURL", NS)
+    href = legend.get("{http://www.w3.org/1999/xlink}href")
+    assert href == f"{service['service_url']}/1.0.0/{job}/default/legend.png"
+    assert legend.get("format") == "image/png"
+    style = WebMapTileService(url="x", xml=caps.data).contents[job].styles["default"]
+    assert style["legend"] == href and style["format"] == "image/png"
+    resp = client.get(href.replace("http://localhost", ""))
+    assert resp.status_code == 200 and resp.mimetype == "image/png"
+    img = Image.open(io.BytesIO(resp.data))
+    assert img.size == (int(legend.get("width")), int(legend.get("height")))
+    ramp = ramp_pixels(resp.data).astype(int)
+    expected = (matplotlib.colormaps["magma"](np.linspace(0, 1, len(ramp)))[:, :3] * 255)
+    assert np.abs(ramp - expected).max() <= 6  # low to high, the tiles' colours
+    # the global endpoint shows the job's own style (the NDVI default); unknown styles and
+    # layers are OGC errors
+    own = client.get(f"/wmts/1.0.0/{job}/default/legend.png")
+    ramp = ramp_pixels(own.data).astype(int)
+    expected = (matplotlib.colormaps["RdYlGn"](np.linspace(0, 1, len(ramp)))[:, :3] * 255)
+    assert np.abs(ramp - expected).max() <= 6
+    assert_ows_exception(client.get(f"{_path(service)}/1.0.0/{job}/nope/legend.png"),
+                         "InvalidParameterValue", "style")
+    assert_ows_exception(client.get(f"{_path(service)}/1.0.0/nope/default/legend.png"),
+                         "InvalidParameterValue", "layer")
+
+
+def test_legend_says_what_the_values_are():
+    from tileserver.core.legend import legend_of
+    from tileserver.core.styles import Style, default_style
+
+    ndvi = legend_of(default_style("ndvi"), "ndvi").to_json()
+    assert ndvi["title"] == "NDVI (unitless)" and ndvi["range"] == [-1.0, 1.0]
+    assert ndvi["ticks"] == [-1.0, 0.0, 1.0] and ndvi["colors"][0] == "#a50026"
+    count = legend_of(default_style("count", ndates=4), "count").to_json()
+    assert count["unit"] == "number of dates" and count["range"] == [0.0, 4.0]
+    rgb = legend_of(Style(None, 0.0, 3000.0), "reflectance").to_json()
+    assert rgb["rgb"] and rgb["title"].startswith("RGB composite")

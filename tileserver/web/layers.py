@@ -21,6 +21,7 @@ from tileserver.core.answers import cached_answer
 from tileserver.core.cube import Cube, empty
 from tileserver.core.encoders import Encoded, encode_gtiff, encode_image
 from tileserver.core.evaluator import Engine, Graph
+from tileserver.core.legend import Legend, legend_of
 from tileserver.core.shared_cache import digest_key
 from tileserver.core.stored import StoredResult, evaluate_stored
 from tileserver.core.styles import Style, style_from_args
@@ -105,6 +106,11 @@ class Layer:
             unreduced = replace(self.graph, meta=meta.but(reduced=False))
             ndates = len(self.engine.times(unreduced) or ())
         return style_from_args(self.style_args, meta.kind, len(meta.bands), ndates)
+
+    @cached_property
+    def legend(self) -> Legend:
+        """What the colours of the PNG/JPEG tiles mean."""
+        return legend_of(self.style, self.graph.meta.kind)
 
     def limits(self, tms: TileMatrixSet):
         """``TileMatrixSetLimits`` of the layer in ``tms`` (``None``: no overlap)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, g, render_template, request
 
-from tileserver.core import params
+from tileserver.core import legend, params
 from tileserver.core.tiles import tile_matrix_sets
 from tileserver.errors import (
     InvalidParameterValue,
@@ -137,6 +137,8 @@ def _layer_context(root: str, layer: Layer) -> dict:
         "upper": f"{min(e, 180.0)!r} {min(n, 90.0)!r}",
         "style": STYLE_ID,
         "style_title": _style_title(layer),
+        "legend": {"url": f"{root}/1.0.0/{layer.identifier}/{STYLE_ID}/legend.png",
+                   "width": legend.WIDTH, "height": legend.HEIGHT},
         "formats": list(FORMATS),
         "dimension": dim,
         "links": links,
@@ -244,6 +246,15 @@ def rest_tile(source, layer_id: str, style: str, tms_id: str, z: str, last: str,
                          source.cache_control)
 
 
+def legend_response(source, layer_id: str, style: str) -> Response:
+    """The legend of a layer's style: colour ramp, value range and unit (a PNG)."""
+    layer = source.layer(layer_id)
+    check_style(style)
+    resp = Response(legend.legend_png(layer.legend), mimetype="image/png")
+    resp.headers["Cache-Control"] = source.cache_control
+    return resp
+
+
 # -- routes: one service ---------------------------------------------------------------
 
 _SERVICE = "/service/wmts/<service_id>"
@@ -261,6 +272,12 @@ def service_kvp(service_id: str):
 def service_capabilities(service_id: str):
     """RESTful capabilities of one service."""
     return capabilities(ServiceLayers(service_id))
+
+
+@bp.get(f"{_SERVICE}/1.0.0/<layer>/<style>/legend.png")
+def service_legend(service_id: str, layer: str, style: str):
+    """The ``LegendURL`` of a style of the service's layer."""
+    return legend_response(ServiceLayers(service_id), layer, style)
 
 
 @bp.get(_SERVICE + _TILE)
@@ -283,6 +300,12 @@ def global_kvp():
 def global_capabilities():
     """RESTful capabilities over all the user's jobs."""
     return capabilities(UserLayers())
+
+
+@bp.get("/wmts/1.0.0/<layer>/<style>/legend.png")
+def global_legend(layer: str, style: str):
+    """The ``LegendURL`` of a style of one of the user's jobs."""
+    return legend_response(UserLayers(), layer, style)
 
 
 @bp.get("/wmts" + _TILE)
