@@ -67,7 +67,7 @@ def write_scene(root: Path, size: int, dates: int) -> Path:
     from rasterio.warp import transform_bounds
     from shapely.geometry import box, mapping
 
-    marker = root / f"done-{size}-{dates}"
+    marker = root / f"done-{size}-{dates}-deflate"
     if marker.exists():
         return root / "catalog.json"
     transform = from_origin(*ORIGIN, RES, RES)
@@ -84,7 +84,7 @@ def write_scene(root: Path, size: int, dates: int) -> Path:
             path = item_dir / f"{band}.tif"
             profile = dict(driver="GTiff", width=size, height=size, count=1, dtype="uint16",
                            crs="EPSG:32632", transform=transform, nodata=0, tiled=True,
-                           blockxsize=512, blockysize=512, compress="zstd", bigtiff="YES")
+                           blockxsize=512, blockysize=512, compress="deflate", bigtiff="YES")
             with rasterio.open(path, "w", **profile) as dst:
                 for r0 in range(0, size, 512):
                     rows = slice(r0, min(size, r0 + 512))

@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 #: ``batch_worker_memory``, ``batch_stale_seconds``: YAML keys or ``TILESERVER_*``), and
 #: finer knobs read from the configuration file only (``settings.extra``), with defaults.
 DEFAULTS: dict[str, Any] = {
-    "batch_block_size": 1024,  # pixels per block side (shrunk to respect max_pixels)
+    "batch_block_size": 2048,  # pixels per block side (shrunk to respect max_pixels)
     "batch_workers": 2,  # workers of the embedded LocalCluster
     "batch_worker_memory": "2GiB",  # memory limit per embedded worker
     "batch_stale_seconds": 30.0,  # a job not touched for longer is taken over
@@ -70,6 +70,16 @@ def batch_options(settings: Settings) -> dict[str, Any]:
     """The batch options of ``settings`` (fields first, then ``extra``, then defaults)."""
     return {k: type(v)(getattr(settings, k) if hasattr(settings, k) else
                        settings.extra.get(k, v)) for k, v in DEFAULTS.items()}
+
+#: Values (pixels x bands x dates) of one block at most, whatever ``max_pixels`` allows: the
+#: block's float32 cube (128 MiB) and its intermediate results keep a worker under 1 GiB.
+BLOCK_VALUES = 32 * 1024 * 1024
+
+#: Share of the progress given to the blocks; writing the result files is the rest.
+BLOCKS_SHARE = 90.0
+
+#: Version of the scratch block files (a change makes older scratch files useless).
+SCRATCH_VERSION = 2
 
 QUEUEABLE = ("submitted", "paused", "error", "canceled")
 PAUSABLE = ("queued", "running")
@@ -373,7 +383,7 @@ class _Run:
 
     def save(self, **fields: Any) -> None:
         done, total = self.extra.get("blocks_done", 0), self.extra.get("blocks_total", 0)
-        progress = 100.0 * done / total if total else 0.0
+        progress = round(BLOCKS_SHARE * done / total, 1) if total else 0.0
         if not self.runner._cas(self.job_id, self.token, ("running",), extra=dict(self.extra),
                                 progress=progress, **fields):
             self.check()
@@ -418,9 +428,13 @@ class _Run:
         client = self.runner.client
         workers = len(client.scheduler_info().get("workers", {}))
         if spec.mode != "whole":
+            started = time.monotonic()
             self.run_blocks(spec)
-            self.log(f"all {self.extra['blocks_total']} blocks done; writing the result files")
+            self.log(f"all {self.extra['blocks_total']} blocks done "
+                     f"({time.monotonic() - started:.1f} s); writing the result files")
+            started = time.monotonic()
             outputs = self.finish(spec, batch_tasks.mosaic, *times)
+            self.log(f"result files written ({time.monotonic() - started:.1f} s)")
         else:
             self.extra.update(blocks_total=1, blocks_done=0)
             self.log(f"running the graph once over its extent on {workers} worker(s)")
@@ -454,8 +468,14 @@ class _Run:
             style = style_from_args({k: params[k] for k in ("colormap", "range") if k in params},
                                     graph.meta.kind, len(graph.meta.bands), len(layers))
         block = self.block_size(engine, graph, len(layers))
-        key = hashlib.sha256(json.dumps([job["process_graph"], output, block, mode],
-                                        sort_keys=True, default=str).encode()).hexdigest()[:16]
+        tile, overviews = 512, ()  # type: tuple[int, tuple[int, ...]]
+        if fmt == "GTiff":
+            tile = int(batch_tasks.cog_options(output).get("blocksize", 512))
+            if mode == "float":  # styled results: GDAL makes the overviews (and masks)
+                overviews = batch_tasks.cog_overview_factors(view.width, view.height, tile)
+        key = hashlib.sha256(json.dumps([job["process_graph"], output, block, mode, tile,
+                                         overviews, SCRATCH_VERSION], sort_keys=True,
+                                        default=str).encode()).hexdigest()[:16]
         work = runner.work_root(self.job_id) / key
         if work.parent.exists():
             for other in work.parent.iterdir():  # blocks of an older graph are useless now
@@ -470,7 +490,8 @@ class _Run:
             graph=job["process_graph"], output=output, crs=view.crs_key,
             bounds=view.bounds, width=view.width, height=view.height, block=block,
             work_dir=str(work), fmt=fmt, mode=mode, style=style, layers=layers,
-            context=eval_context(runner.settings.home.resolve(), job["user_id"]))
+            context=eval_context(runner.settings.home.resolve(), job["user_id"]),
+            tile=tile, overviews=overviews)
         spec.blocks_dir.mkdir(parents=True, exist_ok=True)
         rows, cols = spec.grid()
         if mode != "whole":
@@ -479,13 +500,16 @@ class _Run:
         return spec, (stamps, span)
 
     def block_size(self, engine: Engine, graph, ndates: int) -> int:
-        """The configured block side, shrunk so one block stays under ``max_pixels``."""
+        """The configured block side, shrunk so one block stays under ``max_pixels`` and
+        :data:`BLOCK_VALUES` (the memory of a worker is bounded by the block, not by the
+        extent)."""
         nbands = max(1, len(graph.meta.source_bands))
         meta = graph.meta
         days = {day_key(i.datetime) for i in meta.product.items_for(None, meta.time_range)}
         per_pixel = nbands * max(1, len(days), ndates)
         side = self.runner.options["batch_block_size"]
-        while side > 16 and side * side * per_pixel > engine.max_pixels:
+        budget = min(engine.max_pixels, BLOCK_VALUES)
+        while side > 16 and side * side * per_pixel > budget:
             side //= 2
         return side
 

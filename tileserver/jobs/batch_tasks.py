@@ -9,15 +9,20 @@ keeps it (:func:`worker_engine`).
 Each block task evaluates the graph on its window of the native view with the same core
 as tiles and coverages, and writes ``blocks/r{row}_c{col}.tif`` atomically (temp file,
 then rename), so a block file exists only when it is complete: pausing or restarting a
-job keeps them, and the next run skips them. The mosaic task assembles the blocks through
-a VRT into one Cloud-Optimized GeoTIFF per date (GDAL streams block by block, so memory
-stays bounded by the block size) and writes a STAC item describing the files.
+job keeps them, and the next run skips them. A block task also decimates its values into
+the COG's overview levels while they are in memory (nearest neighbour, GDAL's rule: pixel
+``j`` of the level of factor ``f`` is pixel ``j * f`` of the full grid), so nothing has to
+read the full-resolution result again to build them. The mosaic task assembles the blocks
+and their overviews through VRTs into one Cloud-Optimized GeoTIFF per date, compressed
+once, on every core of its worker (GDAL streams the VRT swath by swath, so memory stays
+bounded by the block size and GDAL's cache), and writes a STAC item describing the files.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import uuid
 from dataclasses import dataclass
@@ -72,6 +77,8 @@ class JobSpec:
     style: Style | None = None
     layers: tuple[str, ...] = (SINGLE,)  # day keys of the result, or (SINGLE,) when reduced
     context: dict | None = None  # caller facts for processes (user_id, files_root)
+    tile: int = 512  # tile side of the result COG (and of the scratch block files)
+    overviews: tuple[int, ...] = ()  # decimation factors of the COG overviews made by blocks
 
     @property
     def view(self) -> View:
@@ -92,9 +99,19 @@ class JobSpec:
         rows, cols = self.grid()
         return [(r, c) for r in range(rows) for c in range(cols)]
 
-    def block_path(self, row: int, col: int) -> Path:
-        """File of a finished block."""
-        return self.blocks_dir / f"r{row:05d}_c{col:05d}.tif"
+    def block_path(self, row: int, col: int, factor: int = 1) -> Path:
+        """File of a finished block (``factor`` > 1: its part of that overview level)."""
+        suffix = "" if factor == 1 else f"_o{factor}"
+        return self.blocks_dir / f"r{row:05d}_c{col:05d}{suffix}.tif"
+
+    def overview_window(self, row: int, col: int, factor: int) -> Window:
+        """The pixels of the overview level ``factor`` that a block provides: pixel ``j``
+        of the level is pixel ``j * factor`` of the full grid (GDAL's nearest rule)."""
+        win = self.block_window(row, col)
+        x0, y0 = -(-int(win.col_off) // factor), -(-int(win.row_off) // factor)
+        x1 = -(-int(win.col_off + win.width) // factor)
+        y1 = -(-int(win.row_off + win.height) // factor)
+        return Window(x0, y0, x1 - x0, y1 - y0)
 
     def block_window(self, row: int, col: int) -> Window:
         """Pixel window of a block in the native view."""
@@ -130,11 +147,37 @@ def _atomic_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
 
 
+def cog_overview_factors(width: int, height: int, tile: int) -> tuple[int, ...]:
+    """The overview factors GDAL's COG driver makes by default: halve until the level
+    fits in one tile (``[2]`` for 512 px in 256 px tiles, ``[2, 4, 8, 16]`` for 8192 in
+    512)."""
+    factors: list[int] = []
+    f = 1
+    while -(-width // f) > tile or -(-height // f) > tile:
+        f *= 2
+        factors.append(f)
+    return tuple(factors)
+
+
+def _write_atomic(target: Path, data: np.ndarray, profile: dict, tags: dict) -> None:
+    tmp = _atomic_path(target)
+    try:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(data)
+            dst.update_tags(**tags)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def run_block(spec: JobSpec, row: int, col: int) -> str:
     """Evaluate one block and write its file; returns the file name.
 
     The file holds one layer per date of the block (float32 bands, NaN nodata, or the
-    styled RGBA rendering); its ``TILESERVER_LAYERS`` tag lists the layers in order.
+    styled RGBA rendering); its ``TILESERVER_LAYERS`` tag lists the layers in order. Its
+    parts of the overview levels (``spec.overviews``) are written first, so that the block
+    file exists only when everything of the block is there.
     """
     engine = worker_engine(spec)
     graph = engine.parse(spec.graph)
@@ -155,37 +198,52 @@ def run_block(spec: JobSpec, row: int, col: int) -> str:
     data = np.concatenate(stacks) if stacks else np.zeros((per_layer, 1, 1), dtype)
     count = data.shape[0]
     target = spec.block_path(row, col)
-    tmp = _atomic_path(target)
-    profile = dict(driver="GTiff", width=view.width, height=view.height, count=count,
-                   dtype=dtype, crs=view.crs, transform=view.transform, nodata=nodata,
-                   tiled=True, blockxsize=256, blockysize=256)  # uncompressed: fastest
+    tags = {"TILESERVER_LAYERS": json.dumps(layers if stacks else []),
+            "TILESERVER_PER_LAYER": str(per_layer)}
     if not stacks:
-        profile.update(width=1, height=1, tiled=False)
-        profile.pop("blockxsize")
-        profile.pop("blockysize")
-    try:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(data.astype(dtype, copy=False))
-            dst.update_tags(TILESERVER_LAYERS=json.dumps(layers if stacks else []),
-                            TILESERVER_PER_LAYER=str(per_layer))
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        profile = dict(driver="GTiff", width=1, height=1, count=count, dtype=dtype,
+                       nodata=nodata)
+        _write_atomic(target, data.astype(dtype, copy=False), profile, tags)
+        return target.name
+    data = data.astype(dtype, copy=False)
+    for factor in spec.overviews:
+        win = spec.overview_window(row, col, factor)
+        if win.width <= 0 or win.height <= 0:
+            continue
+        block = spec.block_window(row, col)
+        dy = int(win.row_off) * factor - int(block.row_off)
+        dx = int(win.col_off) * factor - int(block.col_off)
+        part = np.ascontiguousarray(data[:, dy::factor, dx::factor])
+        _write_atomic(spec.block_path(row, col, factor), part,
+                      _scratch_profile(part, dtype, nodata, spec.tile), {})
+    # uncompressed, tiled like the COG: cheap to write, and read once by the mosaic
+    _write_atomic(target, data, {**_scratch_profile(data, dtype, nodata, spec.tile),
+                                 "crs": view.crs, "transform": view.transform}, tags)
     return target.name
+
+
+def _scratch_profile(data: np.ndarray, dtype: str, nodata, tile: int) -> dict:
+    count, height, width = data.shape
+    profile = dict(driver="GTiff", width=width, height=height, count=count, dtype=dtype,
+                   nodata=nodata)
+    if width > tile or height > tile:
+        profile.update(tiled=True, blockxsize=tile, blockysize=tile)
+    return profile
 
 
 # -- mosaic ------------------------------------------------------------------------------
 
 
-def _vrt(spec: JobSpec, layer: str, sources: list[tuple[Path, int, Window]], nbands: int,
-         dtype: str, band_offset: int = 0) -> bytes:
-    """A VRT of one layer from the block files (``sources``: file, first band, window)."""
+def _vrt(spec: JobSpec, sources: list[tuple[Path, int, Window]], nbands: int, dtype: str,
+         factor: int = 1, overviews: tuple[Path, ...] = ()) -> bytes:
+    """A VRT of one layer from the block files (``sources``: file, first band, window), at
+    the overview level ``factor``, listing the VRTs of its ``overviews`` levels."""
     view = spec.view
-    root = etree.Element("VRTDataset", rasterXSize=str(view.width), rasterYSize=str(view.height))
+    width, height = -(-view.width // factor), -(-view.height // factor)
+    root = etree.Element("VRTDataset", rasterXSize=str(width), rasterYSize=str(height))
     etree.SubElement(root, "SRS").text = view.crs.to_wkt()
     etree.SubElement(root, "GeoTransform").text = ", ".join(
-        repr(v) for v in view.transform.to_gdal())
+        repr(v) for v in (view.transform * view.transform.scale(factor)).to_gdal())
     gdal_type = {"float32": "Float32", "uint8": "Byte"}[dtype]
     for b in range(nbands):
         band = etree.SubElement(root, "VRTRasterBand", dataType=gdal_type, band=str(b + 1))
@@ -196,12 +254,16 @@ def _vrt(spec: JobSpec, layer: str, sources: list[tuple[Path, int, Window]], nba
         for path, first, win in sources:
             src = etree.SubElement(band, "SimpleSource")
             etree.SubElement(src, "SourceFilename", relativeToVRT="0").text = str(path)
-            etree.SubElement(src, "SourceBand").text = str(first + band_offset + b)
+            etree.SubElement(src, "SourceBand").text = str(first + b)
             rect = {"xOff": "0", "yOff": "0", "xSize": str(int(win.width)),
                     "ySize": str(int(win.height))}
             etree.SubElement(src, "SrcRect", **rect)
             etree.SubElement(src, "DstRect", **{**rect, "xOff": str(int(win.col_off)),
                                                 "yOff": str(int(win.row_off))})
+        for level in overviews:
+            ovr = etree.SubElement(band, "Overview")
+            etree.SubElement(ovr, "SourceFilename", relativeToVRT="0").text = str(level)
+            etree.SubElement(ovr, "SourceBand").text = str(b + 1)
     return etree.tostring(root, pretty_print=True)
 
 
@@ -211,7 +273,7 @@ def cog_options(output: dict) -> dict:
     params.update(output.get("parameters") or {})
     profile, styled = gtiff_profile(params, float_data=True)
     opts: dict[str, Any] = {"compress": profile.get("compress", "deflate").upper(),
-                            "overview_resampling": "nearest", "num_threads": "1"}
+                            "overview_resampling": "nearest", "num_threads": "ALL_CPUS"}
     if "blockxsize" in profile:
         opts["blocksize"] = profile["blockxsize"]
     if "jpeg_quality" in profile:
@@ -229,6 +291,7 @@ def cog_options(output: dict) -> dict:
 
 
 def _layer_sources(spec: JobSpec) -> tuple[dict[str, list], int]:
+    """Per layer, the ``(block file, first band, window)`` of every block."""
     sources: dict[str, list] = {layer: [] for layer in spec.layers}
     per_layer = 0
     for row, col in spec.all_blocks():
@@ -239,8 +302,13 @@ def _layer_sources(spec: JobSpec) -> tuple[dict[str, list], int]:
         per_layer = int(tags["TILESERVER_PER_LAYER"])
         for i, layer in enumerate(layers):
             if layer in sources:
-                sources[layer].append((path, 1 + i * per_layer, spec.block_window(row, col)))
+                sources[layer].append((row, col, 1 + i * per_layer))
     return sources, per_layer
+
+
+#: GDAL's block cache (MB) while a result is written: a few tile rows of the widest
+#: result in flight between the reading and the compressing threads, whatever the extent.
+MOSAIC_CACHE_MB = 256
 
 
 def mosaic(spec: JobSpec, out_dir: str, times: dict[str, str] | None = None,
@@ -248,37 +316,61 @@ def mosaic(spec: JobSpec, out_dir: str, times: dict[str, str] | None = None,
     """Assemble the finished blocks into the result files and a STAC item in ``out_dir``.
 
     Returns the assets: ``[{"name", "type", "layer"}]``. ``times`` maps layer keys to
-    ISO datetimes and ``span`` is the time range of the data (for the STAC item).
+    ISO datetimes and ``span`` is the time range of the data (for the STAC item). A
+    failure (a full disk...) removes ``out_dir`` and raises.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        assets = _write_results(spec, out)
+        write_item(spec, out, assets, times or {}, span)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return assets
+
+
+def _write_results(spec: JobSpec, out: Path) -> list[dict]:
     sources, per_layer = _layer_sources(spec)
     if not per_layer:
         per_layer = 4 if spec.mode == "rgba" else 1
+    dtype = "uint8" if spec.mode == "rgba" else "float32"
     assets = []
-    for layer, srcs in sources.items():
+    for layer, blocks in sources.items():
         stem = "result" if layer == SINGLE else f"result_{layer}"
-        vrt_path = Path(spec.work_dir) / f"{stem}.vrt"
         if spec.fmt == "JPEG":
             nbands, ext = 3, ".jpg"
         else:
             nbands, ext = per_layer, (".png" if spec.fmt == "PNG" else ".tif")
-        dtype = "uint8" if spec.mode == "rgba" else "float32"
-        vrt_path.write_bytes(_vrt(spec, layer, srcs, nbands, dtype))
+        vrts: list[Path] = []
+        for factor in spec.overviews:  # the levels the blocks decimated in memory
+            srcs = [(spec.block_path(r, c, factor), first, spec.overview_window(r, c, factor))
+                    for r, c, first in blocks
+                    if spec.block_path(r, c, factor).exists()]
+            vrts.append(Path(spec.work_dir) / f"{stem}_o{factor}.vrt")
+            vrts[-1].write_bytes(_vrt(spec, srcs, nbands, dtype, factor))
+        srcs = [(spec.block_path(r, c), first, spec.block_window(r, c))
+                for r, c, first in blocks]
+        vrt_path = Path(spec.work_dir) / f"{stem}.vrt"
+        vrt_path.write_bytes(_vrt(spec, srcs, nbands, dtype, overviews=tuple(vrts)))
+        vrts.append(vrt_path)
         target = out / f"{stem}{ext}"
-        with rasterio.Env(GDAL_NUM_THREADS="1", GDAL_CACHEMAX=64):
-            if spec.fmt == "GTiff":
-                rasterio.shutil.copy(vrt_path, target, driver="COG", **cog_options(spec.output))
-            elif spec.fmt == "PNG":
-                rasterio.shutil.copy(vrt_path, target, driver="PNG", zlevel=6)
-            else:
-                quality = _quality(spec.output)
-                rasterio.shutil.copy(vrt_path, target, driver="JPEG", quality=quality)
+        try:
+            with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=MOSAIC_CACHE_MB):
+                if spec.fmt == "GTiff":
+                    rasterio.shutil.copy(vrt_path, target, driver="COG",
+                                         **cog_options(spec.output))
+                elif spec.fmt == "PNG":
+                    rasterio.shutil.copy(vrt_path, target, driver="PNG", zlevel=6)
+                else:
+                    rasterio.shutil.copy(vrt_path, target, driver="JPEG",
+                                         quality=_quality(spec.output))
+        finally:
+            for path in vrts:
+                path.unlink(missing_ok=True)
         for aux in out.glob(f"{target.name}.aux.xml"):
             aux.unlink()
-        vrt_path.unlink()
         assets.append({"name": target.name, "type": MEDIA_TYPES[ext], "layer": layer})
-    write_item(spec, out, assets, times or {}, span)
     return assets
 
 
