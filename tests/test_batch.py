@@ -16,6 +16,7 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
+import rasterio.shutil
 import requests
 
 from tests.batch_support import (
@@ -141,6 +142,31 @@ def test_min_ndvi_result_equals_core_and_is_a_cog(apps):
     # no scratch space is left behind
     home = app.extensions["tileserver"].settings.home
     assert not (home / "results" / ".work" / job_id).exists()
+
+
+def test_overviews_from_blocks_equal_gdal_overviews(apps, tmp_path):
+    # the block tasks decimate their values into the COG's overview levels; with 96 px
+    # blocks and 64 px tiles (levels 2, 4, 8 of a 512 px result) block edges fall inside
+    # overview pixels of every level; GDAL building the overviews itself from the
+    # full-resolution result must give the same pixels
+    client = apps(batch_block_size=96, batch_inflight=4).test_client()
+    job_id, job = _run(client, ndvi_graph("min_time"),
+                       {"format": "GTiff", "parameters": {"blockxsize": 64}})
+    assert job["status"] == "finished", client.get(f"/jobs/{job_id}/logs").get_json()
+    assert job["blocks"]["total"] == 36
+    ours = tmp_path / "ours.tif"
+    ours.write_bytes(fetch(client, client.get(f"/jobs/{job_id}/download").get_json()[0]))
+    gdal = tmp_path / "gdal.tif"
+    rasterio.shutil.copy(ours, gdal, driver="COG", blocksize=64, overviews="IGNORE_EXISTING",
+                         overview_resampling="nearest", compress="DEFLATE")
+    with rasterio.open(ours) as a, rasterio.open(gdal) as b:
+        assert a.overviews(1) == b.overviews(1) == [2, 4, 8]
+        assert a.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        np.testing.assert_array_equal(a.read(1), b.read(1))
+    for level in range(3):
+        with rasterio.open(ours, overview_level=level) as a, \
+                rasterio.open(gdal, overview_level=level) as b:
+            np.testing.assert_array_equal(a.read(1), b.read(1))
 
 
 def test_time_series_gives_one_file_per_date_and_matches_plain_rasterio(apps, catalog):
@@ -352,7 +378,9 @@ def test_failing_task_marks_error_with_the_reason(apps, tmp_path, catalog):
     wait_job(client, job_id, lambda j: done_blocks(j) >= 1)
     client.patch(f"/jobs/{job_id}/pause")
     time.sleep(0.5)
-    (copy / "TEST" / "test_3" / "B08.tif").write_bytes(b"this is not a GeoTIFF")
+    damaged = copy / "TEST" / "test_3" / "B08.tif"
+    original = damaged.read_bytes()
+    damaged.write_bytes(b"this is not a GeoTIFF")
     client.patch(f"/jobs/{job_id}/queue")  # resumes, and meets the damaged file
     job = wait_job(client, job_id, status_is("finished", "error"))
     assert job["status"] == "error"
@@ -363,6 +391,67 @@ def test_failing_task_marks_error_with_the_reason(apps, tmp_path, catalog):
     assert client.get(f"/jobs/{job_id}/download").status_code == 409
     home = app.extensions["tileserver"].settings.home
     assert not (home / "results" / job_id).exists()
+    # the file is readable again: a later queue resumes from the finished blocks
+    damaged.write_bytes(original)
+    assert client.patch(f"/jobs/{job_id}/queue").status_code == 202
+    job = wait_job(client, job_id, status_is("finished", "error"))
+    assert job["status"] == "finished", client.get(f"/jobs/{job_id}/logs").get_json()
+    messages = [e["message"] for e in client.get(f"/jobs/{job_id}/logs").get_json()]
+    assert sum(m.startswith("resuming:") for m in messages) == 2, messages
+    data, _ = read_result(client, client.get(f"/jobs/{job_id}/download").get_json()[0])
+    assert_matches_core(data[0], _core(app, ndvi_graph("min_time")).data[0, 0])
+
+
+WORKER_FILE_LIMIT = 256 * 1024
+
+
+def _limit_file_size(limit: int | None) -> None:
+    """In a Dask worker process: files larger than ``limit`` bytes cannot be written (the
+    write fails with EFBIG, as on a full disk); ``None`` lifts the limit."""
+    import resource
+    import signal as sig
+
+    sig.signal(sig.SIGXFSZ, sig.SIG_IGN)  # a failing write, not a killed process
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    resource.setrlimit(resource.RLIMIT_FSIZE, (hard if limit is None else limit, hard))
+
+
+def test_result_that_cannot_be_written_is_an_error_and_queue_resumes(apps, cluster):
+    # the workers may write no file larger than 256 KB: every block file (128 x 128 px,
+    # 64 KB) is written, the 1 MB COG is not (EFBIG, the error of a full disk)
+    app = apps(batch_block_size=128, batch_inflight=4)
+    client = app.test_client()
+    graph = ndvi_graph("min_time")
+    job_id = create_job(client, graph, {"format": "GTiff", "parameters": {"compress": "none"}})
+    from distributed import Client
+
+    with Client(cluster.scheduler_address, timeout=30) as dask_client:
+        dask_client.run(_limit_file_size, WORKER_FILE_LIMIT)
+        try:
+            client.patch(f"/jobs/{job_id}/queue")
+            job = wait_job(client, job_id, status_is("finished", "error"))
+        finally:
+            dask_client.run(_limit_file_size, None)
+    logs = client.get(f"/jobs/{job_id}/logs").get_json()
+    assert job["status"] == "error", logs
+    assert job["error"].startswith("writing the result failed"), job["error"]
+    assert "cannot write result.tif" in job["error"], job["error"]
+    assert f"files larger than {WORKER_FILE_LIMIT} bytes are refused" in job["error"]
+    assert logs[-1] == {**logs[-1], "level": "error", "message": job["error"]}
+    assert job["blocks"] == {"done": 16, "total": 16} and job["progress"] < 100
+    home = app.extensions["tileserver"].settings.home
+    assert not (home / "results" / job_id).exists()  # nothing published
+    assert not list((home / "results" / ".work" / job_id).glob("*/out-*"))  # nor left over
+    assert client.get(f"/jobs/{job_id}/download").status_code == 409
+    # room again: a later queue resumes with every block done and only writes the result
+    assert client.patch(f"/jobs/{job_id}/queue").status_code == 202
+    job = wait_job(client, job_id, status_is("finished", "error"))
+    assert job["status"] == "finished", client.get(f"/jobs/{job_id}/logs").get_json()
+    messages = [e["message"] for e in client.get(f"/jobs/{job_id}/logs").get_json()]
+    assert "resuming: 16 of 16 blocks already done" in messages, messages
+    data, info = read_result(client, client.get(f"/jobs/{job_id}/download").get_json()[0])
+    assert info["profile"].get("compress") is None
+    assert_matches_core(data[0], _core(app, graph).data[0, 0])
 
 
 def test_clean_restart_resumes_the_job(apps, tmp_path):
@@ -564,3 +653,18 @@ def test_dead_workers_mark_the_job_error_with_the_reason(apps, cluster):
     assert "worker died" in job["error"], job["error"]
     logs = client.get(f"/jobs/{job_id}/logs").get_json()
     assert logs[-1]["level"] == "error" and "worker died" in logs[-1]["message"]
+    home = client.application.extensions["tileserver"].settings.home
+    assert not (home / "results" / job_id).exists()
+    assert client.get(f"/jobs/{job_id}/download").status_code == 409
+    # the nannies restart the workers: a later queue resumes from the finished blocks
+    from distributed import Client
+
+    with Client(cluster.scheduler_address, timeout=30) as dask_client:
+        dask_client.wait_for_workers(2, timeout=60)
+    assert client.patch(f"/jobs/{job_id}/queue").status_code == 202
+    job = wait_job(client, job_id, status_is("finished", "error"))
+    assert job["status"] == "finished", client.get(f"/jobs/{job_id}/logs").get_json()
+    messages = [e["message"] for e in client.get(f"/jobs/{job_id}/logs").get_json()]
+    assert any(m.startswith("resuming:") for m in messages), messages
+    data, _ = read_result(client, client.get(f"/jobs/{job_id}/download").get_json()[0])
+    assert_matches_core(data[0], _core(client.application, ndvi_graph("min_time")).data[0, 0])

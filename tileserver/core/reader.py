@@ -137,11 +137,19 @@ def read_band(
         level = choose_overview(factor, info.overviews)
         opts = {} if level is None else {"overview_level": level}
         with rasterio.open(href, **opts) as src:
-            win = from_bounds(left, bottom, right, top, transform=src.transform)
-            col0 = max(0, math.floor(win.col_off) - PAD)
-            row0 = max(0, math.floor(win.row_off) - PAD)
-            col1 = min(src.width, math.ceil(win.col_off + win.width) + PAD)
-            row1 = min(src.height, math.ceil(win.row_off + win.height) + PAD)
+            # the view on the file's own grid (a batch block, a native-resolution coverage):
+            # read exactly its pixels, nothing to pad, warp or copy
+            same_grid = aligned_offset(src.transform, src_crs, view)
+            if same_grid is not None:
+                col0, row0 = max(0, same_grid[0]), max(0, same_grid[1])
+                col1 = min(src.width, same_grid[0] + view.width)
+                row1 = min(src.height, same_grid[1] + view.height)
+            else:
+                win = from_bounds(left, bottom, right, top, transform=src.transform)
+                col0 = max(0, math.floor(win.col_off) - PAD)
+                row0 = max(0, math.floor(win.row_off) - PAD)
+                col1 = min(src.width, math.ceil(win.col_off + win.width) + PAD)
+                row1 = min(src.height, math.ceil(win.row_off + win.height) + PAD)
             if col1 <= col0 or row1 <= row0:
                 return None
             window = Window(col0, row0, col1 - col0, row1 - row0)
@@ -162,6 +170,9 @@ def read_band(
         values[values == np.float32(band.nodata)] = np.nan
     if band.scale != 1.0 or band.offset != 0.0:
         values = values * np.float32(band.scale) + np.float32(band.offset)
+    if values.shape == (view.height, view.width) and same_grid is not None \
+            and (col0, row0) == same_grid:
+        return values  # exactly the view's pixels
     out = np.full((view.height, view.width), np.nan, dtype=np.float32)
     offset = aligned_offset(win_transform, src_crs, view)
     if offset is not None:  # same grid: copy, no warp (exactly what nearest would give)

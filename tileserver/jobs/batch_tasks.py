@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import threading
 import uuid
@@ -365,6 +366,9 @@ def _write_results(spec: JobSpec, out: Path) -> list[dict]:
                 else:
                     rasterio.shutil.copy(vrt_path, target, driver="JPEG",
                                          quality=_quality(spec.output))
+        except Exception as exc:
+            raise OSError(f"cannot write {target.name}: {_gdal_message(exc)}; "
+                          f"{_room(out)}") from exc
         finally:
             for path in vrts:
                 path.unlink(missing_ok=True)
@@ -372,6 +376,23 @@ def _write_results(spec: JobSpec, out: Path) -> list[dict]:
             aux.unlink()
         assets.append({"name": target.name, "type": MEDIA_TYPES[ext], "layer": layer})
     return assets
+
+
+def _gdal_message(exc: Exception) -> str:
+    """The text of a GDAL error raised by rasterio (``CPLE_...Error(code, n, text)``)."""
+    args: tuple = getattr(exc, "args", ())
+    return str(args[2]) if len(args) == 3 else str(exc)
+
+
+def _room(folder: Path) -> str:
+    """What a writer may still write in ``folder``: free space of its file system, and
+    this process's file size limit when there is one (GDAL's write errors do not say)."""
+    free = shutil.disk_usage(folder).free
+    words = f"{free / 2**20:.1f} MiB free on the file system of {folder}"
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if soft != resource.RLIM_INFINITY:
+        words += f"; files larger than {soft} bytes are refused (file size limit)"
+    return words
 
 
 def _quality(output: dict) -> int:

@@ -48,7 +48,9 @@ def ndvi(ctx, node, query):
 
 def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(a - b) / (a + b)`` as float32; nodata where either is nodata or both are 0."""
-    den = a + b
-    out = np.full(np.shape(den), np.nan, dtype=np.float32)
-    np.divide(a - b, den, out=out, where=np.isfinite(den) & (den != 0))
+    den = np.add(a, b, dtype=np.float32)
+    out = np.subtract(a, b, dtype=np.float32)  # divided in place: no other full-size copy
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.divide(out, den, out=out)
+    out[~np.isfinite(den) | (den == 0)] = np.nan  # nodata, or both 0
     return out
