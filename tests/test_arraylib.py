@@ -233,3 +233,34 @@ def test_quantiles_without_nodata_match_numpy(n):
         assert out.dtype == np.float32
         np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(run("median", data=data), np.median(data, axis=0), rtol=1e-6)
+
+
+def test_all_any_and_cumulative_on_stacks(stack):
+    flags = run("gt", x=stack, y=0.3)  # bool: NaN compares false
+    np.testing.assert_array_equal(run("all", data=flags), np.all(flags, axis=0))
+    np.testing.assert_array_equal(run("any", data=flags), np.any(flags, axis=0))
+    # with no-data in a logical stack (1/0/NaN): the truth tables of all.json / any.json
+    logical = np.where(np.isnan(stack), np.nan, flags).astype(np.float32)
+    strict_all = run("all", data=logical, ignore_nodata=False)
+    strict_any = run("any", data=logical, ignore_nodata=False)
+    cums = run("cumsum", data=stack)
+    for (y, x), _valid, column in _pixels(stack):
+        col = logical[:, y, x]
+        truth = [bool(v) for v in col if not math.isnan(v)]
+        if not all(truth):
+            assert strict_all[y, x] == 0
+        else:
+            assert (math.isnan(strict_all[y, x]) if len(truth) < len(col)
+                    else strict_all[y, x] == 1)
+        if any(truth):
+            assert strict_any[y, x] == 1
+        else:
+            assert (math.isnan(strict_any[y, x]) if len(truth) < len(col)
+                    else strict_any[y, x] == 0)
+        total = 0.0
+        for i, v in enumerate(column):
+            if math.isnan(v):
+                assert math.isnan(cums[i, y, x])
+            else:
+                total += v
+                assert cums[i, y, x] == pytest.approx(total, rel=1e-5, abs=1e-6)

@@ -1069,3 +1069,138 @@ def array_create(data=[], repeat=1):  # noqa: B006  (never mutated)
     if not isinstance(data, (list, tuple)):
         raise _invalid("array_create", "data", "expected an array")
     return list(data) * repeat
+
+
+# --- more array processes ------------------------------------------------------------
+
+
+def _logic_stack(pid: str, data) -> tuple[np.ndarray, np.ndarray]:
+    """(truth, no-data) masks of an array of booleans (bool arrays, 1/0/NaN float arrays
+    from logical processes over no-data, or JSON lists of booleans and nulls)."""
+    a, _ = _data(pid, data)
+    if a.dtype == bool:
+        return a, np.zeros(a.shape, dtype=bool)
+    if a.dtype.kind == "f":
+        return a == 1, np.isnan(a)
+    if a.dtype.kind == "O" and all(v is None or isinstance(v, (bool, np.bool_))
+                                   for v in a.ravel()):
+        return (np.frompyfunc(lambda v: v is True or v is np.True_, 1, 1)(a).astype(bool),
+                _nodata_mask(a))
+    raise _invalid(pid, "data", "expected an array of booleans")
+
+
+def _logic_result(value: np.ndarray, nodata: np.ndarray):
+    if value.ndim == 0:
+        return None if nodata else bool(value)
+    if not nodata.any():
+        return value
+    out = value.astype(np.float32)
+    out[nodata] = np.nan
+    return out
+
+
+@_register("all", "data", ("ignore_nodata", True))
+def all_(data, ignore_nodata=True):
+    """Whether every (valid) value is true; false wins over no-data."""
+    truth, nodata = _logic_stack("all", data)
+    some_false = np.any(~truth & ~nodata, axis=0)
+    if ignore_nodata:
+        return _logic_result(~some_false, np.zeros(some_false.shape, dtype=bool))
+    return _logic_result(~some_false, ~some_false & np.any(nodata, axis=0))
+
+
+@_register("any", "data", ("ignore_nodata", True))
+def any_(data, ignore_nodata=True):
+    """Whether a (valid) value is true; true wins over no-data."""
+    truth, nodata = _logic_stack("any", data)
+    some_true = np.any(truth & ~nodata, axis=0)
+    if ignore_nodata:
+        return _logic_result(some_true, np.zeros(some_true.shape, dtype=bool))
+    return _logic_result(some_true, ~some_true & np.any(nodata, axis=0))
+
+
+def _cumulative(pid: str, ufunc, skip_fill, propagating=None):
+    @_register(pid, "data", ("ignore_nodata", True))
+    def fn(data, ignore_nodata=True):
+        a = _reducer_input(pid, data)
+        with np.errstate(all="ignore"):
+            if not ignore_nodata:  # NaN propagates to every later element
+                return (propagating or ufunc).accumulate(a, axis=0)
+            nodata = np.isnan(a)
+            if not nodata.any():
+                return ufunc.accumulate(a, axis=0)
+            out = ufunc.accumulate(np.where(nodata, a.dtype.type(skip_fill), a), axis=0)
+            out[nodata] = np.nan  # skipped, but no-data stays in the result
+            return out
+
+    fn.__name__ = pid
+    return fn
+
+
+_cumulative("cumsum", np.add, 0)
+_cumulative("cumproduct", np.multiply, 1)
+_cumulative("cummin", np.fmin, np.nan, np.minimum)
+_cumulative("cummax", np.fmax, np.nan, np.maximum)
+
+
+def _values_labels(data) -> tuple[Any, tuple | None]:
+    if isinstance(data, LabeledArray):
+        return data.values, data.labels
+    return data, None
+
+
+@_register("array_labels", "data")
+def array_labels(data):
+    """The labels of a labelled array, else the indices."""
+    values, labels = _values_labels(data)
+    if labels is not None:
+        return list(labels)
+    if not isinstance(values, (list, tuple, np.ndarray)) or np.ndim(values) == 0:
+        raise _invalid("array_labels", "data", "expected an array")
+    return list(range(len(values)))
+
+
+def _concat_values(a, b):
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.concatenate([np.asarray(a), np.asarray(b)], axis=0)
+    return list(a) + list(b)
+
+
+@_register("array_concat", "array1", "array2")
+def array_concat(array1, array2):
+    """``array2`` after ``array1`` (labels kept when both are labelled)."""
+    (v1, l1), (v2, l2) = _values_labels(array1), _values_labels(array2)
+    for name, v in (("array1", v1), ("array2", v2)):
+        if not isinstance(v, (list, tuple, np.ndarray)) or np.ndim(v) == 0:
+            raise _invalid("array_concat", name, "expected an array")
+    values = _concat_values(v1, v2)
+    if l1 is None or l2 is None:
+        return values
+    if set(l1) & set(l2):
+        raise _invalid("array_concat", "array2", "both arrays have a label in common",
+                       code="ArrayLabelConflict")
+    return LabeledArray(values, tuple(l1) + tuple(l2))
+
+
+@_register("array_append", "data", "value", ("label", None))
+def array_append(data, value, label=None):
+    """``data`` with ``value`` added at the end (with ``label`` for labelled arrays)."""
+    values, labels = _values_labels(data)
+    if not isinstance(values, (list, tuple, np.ndarray)) or np.ndim(values) == 0:
+        raise _invalid("array_append", "data", "expected an array")
+    if labels is None and label is not None:
+        raise _invalid("array_append", "label", "the array has no labels",
+                       code="ArrayNotLabeled")
+    if isinstance(values, np.ndarray):
+        item = np.asarray(np.nan if value is None else value)
+        out = np.concatenate([values, np.broadcast_to(item, values.shape[1:])[None]], axis=0)
+    else:
+        out = [*values, value]
+    if labels is None:
+        return out
+    if label is None:
+        label = len(labels)
+    if label in labels:
+        raise _invalid("array_append", "label", f"the label {label!r} exists",
+                       code="LabelExists")
+    return LabeledArray(out, (*labels, label))
