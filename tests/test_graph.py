@@ -30,13 +30,30 @@ def example(product="TEST") -> dict:
 
 def test_parse_builds_the_tree(engine):
     graph = engine.parse(example())
-    ids = [n.process_id for n in graph.root.walk()]
+    ids = [n.process_id for n in graph.parsed.walk()]
     assert ids == ["min_time", "NDVI", "filter_daterange", "filter_bbox", "__product__"]
-    paths = [n.path for n in graph.root.walk()]
+    paths = [n.path for n in graph.parsed.walk()]
     assert paths[-1] == "process_graph" + ".args.imagery" * 4
     assert graph.meta.reduced and graph.meta.kind == "ndvi"
     assert graph.meta.source_bands == ("B04", "B08")
-    assert graph.root.to_json() == engine.parse(graph.root.to_json()).root.to_json()
+    assert graph.parsed.to_json() == engine.parse(graph.parsed.to_json()).parsed.to_json()
+
+
+def test_0_0_2_is_translated_to_the_1x_processes(engine):
+    """One engine: the 0.0.2 processes are written as 1.x process nodes (same paths)."""
+    graph = engine.parse(example())
+    assert graph.dialect == "0.0.2"
+    nodes = list(graph.root.walk())
+    assert [n.process_id for n in nodes] == [
+        "reduce_dimension", "ndvi", "filter_temporal", "filter_bbox", "load_collection"]
+    assert {n.dialect for n in nodes} == {"1.x"}
+    assert [n.path for n in nodes] == [n.path for n in graph.parsed.walk()]
+    assert nodes[0].args["reducer"].root.process_id == "min"
+    # the inclusive 0.0.2 'to' date is the excluded start of the next day in 1.x
+    assert nodes[2].args["extent"] == ["2020-05-01T00:00:00+00:00",
+                                       "2020-06-01T00:00:00+00:00"]
+    assert nodes[3].args["extent"] == {"west": 500_100, "south": 5_096_000, "east": 504_000,
+                                       "north": 5_099_000, "crs": "EPSG:32632"}
 
 
 A3 = "process_graph.args.imagery.args.imagery.args.imagery"
@@ -200,8 +217,8 @@ def test_same_subgraph_in_two_graphs_hashes_equal(engine):
                     "2020-05-31")
     g1 = engine.parse(call("min_time", call("NDVI", sub, red="B04", nir="B08")))
     g2 = engine.parse(call("count_time", call("filter_bands", _reordered(sub), bands="B11")))
-    s1 = g1.root.args["imagery"].args["imagery"]
-    s2 = g2.root.args["imagery"].args["imagery"]
+    s1 = g1.root.args["data"].args["data"]
+    s2 = g2.root.args["data"].args["data"]
     assert s1.hash == s2.hash
     assert g1.root.hash != g2.root.hash
     # every descendant of the shared subgraph too

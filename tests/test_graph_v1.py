@@ -298,3 +298,41 @@ def test_graph_size_limits(small_catalog):
     nodes["n29"]["result"] = True
     with pytest.raises(ProcessGraphError, match="limit"):
         engine.parse(nodes)
+
+
+def test_aggregate_spatial_mean_per_polygon_and_date(engine, small_catalog):
+    from rasterio.features import geometry_mask
+    from rasterio.warp import transform_geom
+
+    poly = {"type": "Polygon", "coordinates": [[
+        [9.0012, 46.0012], [9.03, 46.0012], [9.03, 46.02], [9.0012, 46.02], [9.0012, 46.0012]]]}
+    g = engine.parse(graph(
+        a=load(bands=["B04"]),
+        z={"process_id": "aggregate_spatial", "arguments": {
+            "data": ref("a"), "geometries": {"type": "FeatureCollection", "features": [
+                {"type": "Feature", "properties": {}, "geometry": poly}]},
+            "reducer": reducer("mean")}}))
+    assert not g.is_raster
+    native = View("EPSG:32632", TEST_BOUNDS_32632, 512, 512)
+    table = engine.evaluate(g, native)
+    days, stack = reference_stack(small_catalog, "TEST", native, ["B04"])
+    inside = ~geometry_mask([transform_geom("EPSG:4326", "EPSG:32632", poly)], (512, 512),
+                            native.transform)
+    assert 1000 < inside.sum() < 512 * 512
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = [np.nanmean(stack[t, 0][inside]) for t in range(len(days))]
+    assert table.values.shape == (1, len(days), 1)
+    assert_allclose(table.values[0, :, 0], expected, rtol=1e-5)
+
+
+def test_aggregate_spatial_rejects_what_it_cannot_compute(engine):
+    base = {"data": ref("a"), "geometries": {"type": "Point", "coordinates": [9, 46]},
+            "reducer": reducer("mean")}
+    with pytest.raises(ProcessGraphError, match="GeoJSON type 'Point'"):
+        engine.parse(graph(a=load(), z={"process_id": "aggregate_spatial",
+                                        "arguments": base}))
+    with pytest.raises(ProcessGraphError, match="single reducer"):
+        engine.parse(graph(a=load(), z={"process_id": "aggregate_spatial", "arguments": {
+            **base, "geometries": {"type": "Polygon", "coordinates": [[
+                [9, 46], [9.1, 46], [9.1, 46.1], [9, 46]]]}, "reducer": reducer("sd")}}))

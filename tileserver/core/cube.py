@@ -10,6 +10,12 @@ import numpy as np
 from tileserver.core.view import View
 
 
+def day_key(t: datetime) -> str:
+    """Acquisitions of the same UTC day form one time step (a mosaic): the one place that
+    says so, for the reads, the 1.x processes that align dates, coverages and batch."""
+    return t.strftime("%Y-%m-%d")
+
+
 @dataclass(frozen=True)
 class Cube:
     """Values of a graph node on a view.

@@ -26,10 +26,10 @@ from rasterio.warp import transform_bounds
 from tileserver.core import metrics, serial
 from tileserver.core.cache import NodeCache
 from tileserver.core.catalog import Catalog, Product
-from tileserver.core.cube import Cube
+from tileserver.core.cube import Cube, day_key
 from tileserver.core.encoders import validate_output
-from tileserver.core.graph import GraphParser, Node
-from tileserver.core.graph_flat import V1, FlatGraphParser, is_flat_graph
+from tileserver.core.graph import IMAGERY, GraphParser, Node, node_hash
+from tileserver.core.graph_flat import V1, FlatGraphParser, is_flat_graph, v1_node
 from tileserver.core.limits import Limiter, check_deadline, remaining
 from tileserver.core.processes import REGISTRY, V1_REGISTRY, array_processes
 from tileserver.core.query import CubeMeta, Query
@@ -68,6 +68,9 @@ class Graph:
     #: The validated ``output`` (``{"format", "parameters"}``, as ``encode`` takes it) of a
     #: 1.x graph whose result node is ``save_result``.
     save_result: dict | None = None
+    #: The tree as parsed in its dialect (``root`` is what the engine evaluates: 1.x
+    #: processes, into which the 0.0.2 processes are translated).
+    parsed: Node | None = None
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -110,11 +113,6 @@ class _EvalContext(_MetaContext):
 
     def eval(self, node: Node, query: Query) -> Any:
         return self.engine.evaluate_node(node, query, self)
-
-
-def day_key(t: datetime) -> str:
-    """Acquisitions of the same UTC day form one time step (a mosaic)."""
-    return t.strftime("%Y-%m-%d")
 
 
 class Engine:
@@ -174,8 +172,24 @@ class Engine:
                 raise ProcessGraphError(
                     f"{node.path}: {node.process_id} returns a {returns}, not imagery; it can "
                     "only be the root of a graph", path=node.path)
-        meta = _MetaContext(self).meta(root)
-        return Graph(root, meta, obj, V1 if flat else "0.0.2", save)
+        mctx = _MetaContext(self)
+        meta = mctx.meta(root)  # validates, with the dialect's own words and paths
+        parsed = root
+        if not flat:
+            root = self._translate(root, mctx)
+        return Graph(root, meta, obj, V1 if flat else "0.0.2", save, parsed)
+
+    def _translate(self, node: Node, mctx: _MetaContext) -> Node:
+        """A validated 0.0.2 tree as the 1.x processes that compute the same values."""
+        if node.is_product:
+            return v1_node("load_collection", node.path, id=node.args["product_id"])
+        proc = REGISTRY[node.process_id]
+        if proc.translate is not None:
+            return proc.translate(mctx, node, self._translate(node.args[IMAGERY], mctx))
+        args = {k: self._translate(v, mctx) if isinstance(v, Node) else v
+                for k, v in node.args.items()}
+        return Node(node.process_id, args, node.path, node_hash(node.process_id, args),
+                    node.depth)
 
     def meta(self, node: Node) -> CubeMeta:
         """What a node's result is, without reading data."""

@@ -240,3 +240,25 @@ class FlatGraphParser:
             return [self._value(v, f"{path}[{i}]", params, depth, build, pid, arg, cb_params)
                     for i, v in enumerate(value)]
         return value
+
+
+def v1_node(process_id: str, path: str, registry: Mapping[str, Any] | None = None,
+            **args: Any) -> Node:
+    """A 1.x node built by code (the 0.0.2 translations), with the defaults the parser
+    would fill in, so that it hashes like the same node written by a client."""
+    if registry is None:
+        from tileserver.core.processes import V1_REGISTRY, array_processes  # noqa: PLC0415
+
+        registry = V1_REGISTRY if process_id in V1_REGISTRY else array_processes()
+    for name, required, default, _kind, _cb in _param_specs(registry[process_id]):
+        if name not in args and not required and default is not None:
+            args[name] = default
+    return Node(process_id, args, path, node_hash(process_id, args, V1), 0, V1)
+
+
+def reducer_callback(process_id: str, path: str, param: str = "data") -> Callback:
+    """``{"process_graph": {process_id(data=from_parameter data)}}`` built by code."""
+    root = v1_node(process_id, f"{path}.{process_id}", **{param: ParamRef(param, path)})
+    names = (param, "context")
+    return Callback(root, names, path, node_hash("#callback", {"root": root,
+                                                              "params": list(names)}, V1))

@@ -157,10 +157,14 @@ class Process:
     summary: str
     description: str
     params: tuple[Param, ...]
-    evaluate: Callable
+    #: ``evaluate(ctx, node, query)``; ``None`` for a process written as a translation
+    evaluate: Callable | None
     meta: Callable
     returns: str = "imagery"
     extra: dict[str, Any] = field(default_factory=dict)
+    #: ``translate(ctx, node, data) -> Node``: the same computation as 1.x process nodes,
+    #: ``data`` being the translated input (the engine evaluates only 1.x processes then)
+    translate: Callable | None = None
 
     def to_json(self, full: bool = False) -> dict[str, Any]:
         """The ``/processes`` entry (``full`` adds arguments and return value)."""
@@ -187,14 +191,18 @@ def register(
     params: list[Param],
     meta: Callable,
     returns: str = "imagery",
+    *,
+    translation: bool = False,
     **extra: Any,
 ) -> Callable[[Callable], Callable]:
-    """Register ``evaluate(ctx, node, query)`` with its description and ``meta(ctx, node)``."""
+    """Register a 0.0.2 process with its description and ``meta(ctx, node)``: the decorated
+    function is ``evaluate(ctx, node, query)``, or with ``translation`` the function
+    ``translate(ctx, node, data)`` that writes it as 1.x process nodes."""
 
     def deco(fn: Callable) -> Callable:
         REGISTRY[process_id] = Process(
-            process_id, summary, description, tuple(params), fn, meta, returns, extra
-        )
+            process_id, summary, description, tuple(params),
+            None if translation else fn, meta, returns, extra, fn if translation else None)
         return fn
 
     return deco

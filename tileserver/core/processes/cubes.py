@@ -23,7 +23,7 @@ from rasterio.errors import CRSError
 from shapely.geometry import shape
 
 from tileserver.core.callbacks import labels_used, root_process, run_callback
-from tileserver.core.cube import Cube
+from tileserver.core.cube import Cube, day_key
 from tileserver.core.graph import Callback, Node
 from tileserver.core.processes.base import V1Param, parse_date, register_v1
 from tileserver.core.processes.filters import _check_bbox_area, _intersect_inner, mask_outside
@@ -579,8 +579,8 @@ def _align(a: Cube, b: Cube) -> tuple[np.ndarray, np.ndarray]:
     """``b``'s values on ``a``'s time steps and bands (one band/date broadcasts)."""
     bd = b.data
     if b.times is not None and a.times is not None and b.times != a.times:
-        index = {t.date(): i for i, t in enumerate(b.times)}
-        rows = [index.get(t.date()) for t in a.times]
+        index = {day_key(t): i for i, t in enumerate(b.times)}
+        rows = [index.get(day_key(t)) for t in a.times]
         bd = np.stack([b.data[i] if i is not None else np.full(b.data.shape[1:], np.nan,
                                                                 np.float32) for i in rows]) \
             if rows else b.data[:0]
@@ -651,7 +651,7 @@ def merge_cubes(ctx, node, query):
     if a.times is None:
         times = None
     else:
-        days = sorted({t.date(): t for t in (*a.times, *b.times)}.items())
+        days = sorted({day_key(t): t for t in (*b.times, *a.times)}.items())
         times = tuple(t for _, t in days)
     bands = a.bands + tuple(x for x in b.bands if x not in a.bands)
     nt = 1 if times is None else len(times)
@@ -660,8 +660,8 @@ def merge_cubes(ctx, node, query):
     def rows(cube):
         if times is None:
             return [0]
-        index = {t.date(): i for i, t in enumerate(times)}
-        return [index[t.date()] for t in cube.times]
+        index = {day_key(t): i for i, t in enumerate(times)}
+        return [index[day_key(t)] for t in cube.times]
 
     ra, rb = rows(a), rows(b)
     for i, band in enumerate(a.bands):
@@ -819,3 +819,65 @@ def aggregate_temporal_period(ctx, node, query):
             "context": context})
         out[k] = _as_float32(value, cube.data.shape[1:], node)
     return cube.with_data(out, times=tuple(starts), kind=ctx.meta(node).kind)
+
+
+# -- zonal statistics --------------------------------------------------------------------
+
+#: openEO reducers that the zonal statistics compute exactly (``sd`` is the sample standard
+#: deviation in openEO, the zonal ``std`` the population one: not mapped).
+ZONAL_REDUCERS = {"mean": "avg", "min": "min", "max": "max", "median": "median",
+                  "count": "count", "sum": "sum"}
+
+
+def _zonal_regions(node: Node):
+    from tileserver.core import zonal  # noqa: PLC0415
+    from tileserver.core.tables import Regions  # noqa: PLC0415
+
+    value = node.args.get("geometries")
+    if isinstance(value, dict) and "type" in value:
+        geoms = [shape(g) for g in _geojson_geometries(node, "geometries", value)]
+        if len(geoms) > zonal.MAX_REGIONS:
+            raise _invalid(node, "geometries", f"more than {zonal.MAX_REGIONS} polygons")
+        return Regions(geoms, zonal.WGS84, ["geometries"] * len(geoms))
+    raise _invalid(node, "geometries", "expected GeoJSON polygons (a Polygon, MultiPolygon, "
+                   "Feature or FeatureCollection); for uploaded region files use the 0.0.2 "
+                   "zonal_statistics process")
+
+
+def _zonal_func(node: Node) -> str:
+    reducer = node.args["reducer"]
+    root = root_process(reducer)
+    if root not in ZONAL_REDUCERS or not isinstance(reducer.root, Node) or any(
+            isinstance(v, Node) for v in reducer.root.args.values()):
+        raise _invalid(node, "reducer", f"a single reducer of {', '.join(ZONAL_REDUCERS)} "
+                       "applied to the pixels is supported")
+    return ZONAL_REDUCERS[root]
+
+
+def _aggregate_spatial_meta(ctx, node):
+    child = ctx.meta(node.args["data"])
+    _zonal_regions(node)
+    _zonal_func(node)
+    if node.args.get("target_dimension") not in (None, "result"):
+        raise _invalid(node, "target_dimension", "only the default 'result' is supported")
+    return child.but(kind="table")
+
+
+@register_v1("aggregate_spatial", [_DATA, V1Param("geometries"),
+                                   V1Param("reducer", "callback",
+                                           callback_params=("data", "context")),
+                                   V1Param("target_dimension", required=False,
+                                           default="result"), _CONTEXT],
+             meta=_aggregate_spatial_meta, returns="table")
+def aggregate_spatial(ctx, node, query):
+    """Zonal statistics per polygon, date and band (the 0.0.2 ``zonal_statistics`` engine:
+    only the pixels under the polygons are read, at native resolution)."""
+    from tileserver.core import zonal  # noqa: PLC0415
+    from tileserver.core.query import Query  # noqa: PLC0415
+
+    data = node.args["data"]
+    meta = ctx.meta(data)
+    grid = zonal.native_grid(meta.product, meta.source_bands)
+    return zonal.zonal_statistics(lambda view: ctx.eval(data, Query(view, query.time)),
+                                  meta, _zonal_regions(node), _zonal_func(node), grid,
+                                  ctx.engine.max_pixels)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 from rasterio.crs import CRS
 from rasterio.features import geometry_mask
@@ -9,6 +11,7 @@ from rasterio.warp import transform_bounds, transform_geom
 from shapely.geometry import box, mapping
 
 from tileserver.core.graph import IMAGERY
+from tileserver.core.graph_flat import v1_node
 from tileserver.core.processes.base import Param, parse_date, register
 from tileserver.errors import BandNotFound, ProcessGraphError
 
@@ -108,12 +111,14 @@ def _bbox_meta(ctx, node):
               default="EPSG:4326"),
     ],
     meta=_bbox_meta,
+    translation=True,
 )
-def filter_bbox(ctx, node, query):
-    """Mask the pixels outside the bbox."""
-    cube = ctx.eval(node.args[IMAGERY], query)
-    bounds, crs, _ = bbox_of(node)
-    return mask_outside(cube, bounds, crs)
+def filter_bbox(ctx, node, data):
+    """1.x ``filter_bbox`` with the normalised bbox."""
+    (west, south, east, north), _, _ = bbox_of(node)
+    return v1_node("filter_bbox", node.path, data=data, extent={
+        "west": west, "south": south, "east": east, "north": north,
+        "crs": node.args.get("srs") or "EPSG:4326"})
 
 
 def mask_outside(cube, bounds, crs: CRS, geometry: dict | None = None):
@@ -177,13 +182,16 @@ def _daterange_meta(ctx, node):
         Param("to", "date", "End (inclusive), ISO 8601.", required=False),
     ],
     meta=_daterange_meta,
+    translation=True,
 )
-def filter_daterange(ctx, node, query):
-    """Narrow the time range pushed down to the data."""
+def filter_daterange(ctx, node, data):
+    """1.x ``filter_temporal``: the inclusive end becomes the excluded instant after it."""
     start, end = daterange_of(node)
-    product = ctx.meta(node).product
-    t0, t1 = product.time_range
-    return ctx.eval(node.args[IMAGERY], query.narrow_time(start or t0, end or t1))
+    if start is None and end is None:
+        return data
+    return v1_node("filter_temporal", node.path, data=data, extent=[
+        start.isoformat() if start else None,
+        (end + timedelta(microseconds=1)).isoformat() if end else None])
 
 
 def resolve_bands(node, available: tuple[str, ...], product) -> tuple[str, ...]:
@@ -228,12 +236,8 @@ def _bands_meta(ctx, node):
     "8 means B08).",
     [_IMAGERY, Param("bands", "bands", "Band id, list of band ids, or 1-based band index.")],
     meta=_bands_meta,
+    translation=True,
 )
-def filter_bands(ctx, node, query):
-    """Select bands, pushing the selection down."""
-    meta = ctx.meta(node)
-    wanted = meta.bands if query.bands is None else tuple(
-        b for b in meta.bands if b in query.bands)
-    cube = ctx.eval(node.args[IMAGERY], query.with_bands(wanted))
-    idx = [cube.bands.index(b) for b in wanted]
-    return cube.with_data(cube.data[:, idx], bands=wanted)
+def filter_bands(ctx, node, data):
+    """1.x ``filter_bands`` with the band ids (an index resolved to its id)."""
+    return v1_node("filter_bands", node.path, data=data, bands=list(ctx.meta(node).bands))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tileserver.core.graph import IMAGERY
+from tileserver.core.graph_flat import v1_node
 from tileserver.core.processes.base import Param, register
 from tileserver.errors import BandNotFound
 
@@ -35,15 +36,11 @@ def _ndvi_meta(ctx, node):
         Param("nir", "band", "Band id of the near-infrared band, e.g. 'B08' or 'B8A'."),
     ],
     meta=_ndvi_meta,
+    translation=True,
 )
-def ndvi(ctx, node, query):
-    """Compute NDVI."""
-    red_id, nir_id = node.args["red"], node.args["nir"]
-    cube = ctx.eval(node.args[IMAGERY], query.with_bands((red_id, nir_id)))
-    red = cube.data[:, cube.bands.index(red_id)]
-    nir = cube.data[:, cube.bands.index(nir_id)]
-    return cube.with_data(normalized_difference(nir, red)[:, None], bands=("ndvi",),
-                          kind="ndvi")
+def ndvi(ctx, node, data):
+    """1.x ``ndvi`` (the bands dimension is dropped)."""
+    return v1_node("ndvi", node.path, data=data, red=node.args["red"], nir=node.args["nir"])
 
 
 def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
