@@ -96,7 +96,8 @@ def theirs():
     }
 
 
-def measure(funcs: dict, n: int) -> dict[str, float]:
+def measure(funcs: dict, n: int) -> dict[str, list[float]]:
+    """``n`` timings (ms) of each function, after a warm-up call."""
     out = {}
     for name, fn in funcs.items():
         fn()  # warm-up
@@ -104,8 +105,8 @@ def measure(funcs: dict, n: int) -> dict[str, float]:
         for _ in range(n):
             t0 = time.perf_counter()
             fn()
-            times.append(time.perf_counter() - t0)
-        out[name] = statistics.median(times) * 1e3
+            times.append((time.perf_counter() - t0) * 1e3)
+        out[name] = times
     return out
 
 
@@ -118,19 +119,29 @@ def main() -> int:
     if args.side:
         print(json.dumps(measure(ours() if args.side == "ours" else theirs(), args.n)))
         return 0
-    mine = measure(ours(), args.n)
-    other: dict[str, float] = {}
-    if args.opd_python:
-        proc = subprocess.run([args.opd_python, __file__, "--side", "theirs", "-n", str(args.n)],
+    # alternate the two sides in rounds so that a busy machine hurts both alike
+    mine: dict[str, list[float]] = {}
+    other: dict[str, list[float]] = {}
+    rounds = 3 if args.opd_python else 1
+    for _ in range(rounds):
+        for name, times in measure(ours(), args.n // rounds).items():
+            mine.setdefault(name, []).extend(times)
+        if not args.opd_python:
+            continue
+        proc = subprocess.run([args.opd_python, __file__, "--side", "theirs",
+                               "-n", str(args.n // rounds)],
                               capture_output=True, text=True, check=False)
         if proc.returncode:
             print(proc.stderr[-2000:], file=sys.stderr)
-        else:
-            other = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"per 256x256 tile, median of {args.n} calls (ms); (4, 256, 256) float32 stacks")
+            break
+        for name, times in json.loads(proc.stdout.strip().splitlines()[-1]).items():
+            other.setdefault(name, []).extend(times)
+    print(f"per 256x256 tile, median of {args.n} calls in {rounds} alternating round(s) (ms); "
+          "(4, 256, 256) float32 stacks")
     print(f"{'process':48s} {'arraylib':>9s} {'opd':>9s} {'opd/ours':>9s}")
     for name in CASES + [k for k in other if k not in CASES]:
-        a, b = mine.get(name), other.get(name)
+        a = statistics.median(mine[name]) if name in mine else None
+        b = statistics.median(other[name]) if name in other else None
         ratio = f"{b / a:9.2f}" if a and b else f"{'':9s}"
         a_s = f"{a:9.3f}" if a is not None else f"{'-':>9s}"
         b_s = f"{b:9.3f}" if b is not None else f"{'-':>9s}"

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["bench_core", "bench_wmts", "bench_wcs", "bench_batch", "bench_zonal", "bench_load"]
+ORDER = ["bench_core", "bench_wmts", "bench_wcs", "bench_batch", "bench_zonal", "bench_load",
+         "bench_arraylib"]
 
 
 def main(argv: list[str]) -> int:

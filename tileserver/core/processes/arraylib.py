@@ -393,10 +393,9 @@ def linear_scale_range(x, inputMin, inputMax, outputMin=0, outputMax=1):  # noqa
         i0, i1, o0, o1 = (float(v) for v in args[1:])
         with np.errstate(all="ignore"):
             scale = (o1 - o0) / (i1 - i0) if i1 != i0 else math.nan
-            out = np.maximum(x, min(i0, i1))
+            out = np.clip(x, min(i0, i1), max(i0, i1))
             if out.dtype.kind != "f":
                 out = out.astype(np.float64)
-            np.minimum(out, max(i0, i1), out=out)
             out -= i0
             out *= scale
             out += o0
