@@ -23,7 +23,6 @@ from tileserver.core.view import View
 from tileserver.demo import L2A_PRODUCT_ID, example_graph
 from tileserver.errors import ProcessGraphError
 
-
 L, B, R, T = TEST_BOUNDS_32632
 #: Full-resolution views, as in test_processes: the native grid widened by 40 px (no data
 #: there), and the other UTM zone (every item warped).

@@ -284,3 +284,39 @@ class ProcessGraphMissing(TileserverError):
     """A request without the process (graph) it needs (openEO 1.x)."""
 
     code = "ProcessGraphMissing"
+
+
+# --- user-defined functions (UDF) ------------------------------------------------------
+
+
+class UdfError(TileserverError):
+    """A user's UDF script failed (syntax error, exception, wrong result); the message
+    names the script and quotes its line."""
+
+    code = "UdfScriptError"
+
+
+class UdfTimeout(EvaluationTimeout):
+    """A UDF ran longer than ``udf_timeout``."""
+
+    code = "UdfTimeout"
+
+
+class UdfLimitExceeded(LimitExceeded):
+    """A UDF used more memory or produced more output than allowed."""
+
+    code = "UdfLimitExceeded"
+
+
+class Forbidden(TileserverError):
+    """An authenticated user who may not do this."""
+
+    status = 403
+    code = "PermissionDenied"
+    ogc_code = "NotAuthorized"
+
+
+class UdfUnavailable(TooManyRequests):
+    """No UDF worker could be had (all busy past the wait, or the sandbox cannot start)."""
+
+    code = "UdfUnavailable"

@@ -24,9 +24,9 @@ def catalog_paths(settings: Settings) -> list[str]:
     """The configured catalogs, or the demo catalog (written on first use)."""
     if settings.catalog:
         return list(settings.catalog)
-    from tileserver.demo import write_demo_catalog  # noqa: PLC0415
+    from tileserver.demo import demo_catalog_paths  # noqa: PLC0415
 
-    return [str(write_demo_catalog(settings.demo_dir))]
+    return [str(p) for p in demo_catalog_paths(settings.demo_dir)]
 
 
 class Runtime:
@@ -72,7 +72,15 @@ class Runtime:
             shared=self.shared_cache,
             shared_min_seconds=s.cache_shared_min_ms / 1000.0,
             shared_max_bytes=s.cache_shared_max_entry,
+            udf=self.udf,
         )
+
+    @cached_property
+    def udf(self):
+        """The UDF runner (its sandbox workers start with the first UDF)."""
+        from tileserver.core.udf import UdfRunner  # noqa: PLC0415
+
+        return UdfRunner.from_settings(self.settings)
 
     @cached_property
     def store(self) -> JobStore:
@@ -91,6 +99,8 @@ class Runtime:
         """Release resources (database connections, batch cluster)."""
         if "store" in self.__dict__:
             self.store.dispose()
+        if "udf" in self.__dict__:
+            self.udf.close()
         runner = self.__dict__.get("batch")
         if runner is not None and hasattr(runner, "close"):
             runner.close()

@@ -53,6 +53,15 @@ class Settings:
     batch_workers: int = 2  # workers of the embedded LocalCluster
     batch_worker_memory: str = "2GiB"  # memory limit per embedded worker
     batch_stale_seconds: int = 30  # a job whose driver stopped beating is taken over
+    udf_allowed_users: str = "*"  # "*": every authenticated user; else "alice,bob"
+    udf_workers: int = 2  # pre-started sandbox processes per server process
+    udf_user_workers: int = 0  # workers one user may hold at once; 0: udf_workers - 1
+    udf_timeout: int = 10  # seconds of wall and CPU time per UDF call
+    udf_memory: str = "1GiB"  # address space a UDF call may add
+    udf_max_output: str = "64MiB"  # bytes of one UDF result
+    udf_nproc: int = 64  # RLIMIT_NPROC of a UDF call (processes and threads of its uid)
+    udf_isolation: str = "bwrap"  # bwrap (namespaces) | process (uid + rlimits only)
+    udf_user: str = "nobody"  # user the sandbox runs as when the server is root
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -110,9 +110,21 @@ class _EvalContext(_MetaContext):
         self.version = version
         #: Seconds spent in the children of the nodes being computed (innermost last).
         self.child_seconds: list[float] = []
+        self._tokens: dict[int, tuple | None] = {}
 
     def eval(self, node: Node, query: Query) -> Any:
         return self.engine.evaluate_node(node, query, self)
+
+    def cache_token(self, node: Node) -> tuple | None:
+        """Tokens of the processes at or below ``node`` whose result depends on more than
+        the graph (a UDF's script content), once per evaluation; ``None`` when none."""
+        key = id(node)
+        if key not in self._tokens:
+            fns = [(REGISTRY[n.process_id].cache_token, n) for n in node.walk()
+                   if not n.is_product and n.process_id in REGISTRY]
+            tokens = tuple(fn(self, n) for fn, n in fns if fn is not None)
+            self._tokens[key] = tokens or None
+        return self._tokens[key]
 
 
 class Engine:
@@ -132,6 +144,7 @@ class Engine:
         shared: SharedTier | None = None,
         shared_min_seconds: float = 0.03,
         shared_max_bytes: int = 32 * 1024 * 1024,
+        udf: Any = None,
     ):
         self.catalog = catalog
         self.cache = cache if cache is not None else NodeCache(256 * 1024 * 1024)
@@ -149,6 +162,8 @@ class Engine:
         #: shared tier (cheaper ones are recomputed rather than serialised).
         self.shared_min_seconds = shared_min_seconds
         self.shared_max_bytes = shared_max_bytes
+        #: The UDF runner (:class:`tileserver.core.udf.UdfRunner`; None: no UDFs here).
+        self.udf = udf
 
     # -- graphs -------------------------------------------------------------------------
 
@@ -190,6 +205,11 @@ class Engine:
                 for k, v in node.args.items()}
         return Node(node.process_id, args, node.path, node_hash(node.process_id, args),
                     node.depth)
+
+    def cache_token(self, graph: Graph, context: dict | None = None) -> tuple | None:
+        """What besides the graph decides its result for this caller (a UDF's script
+        content), e.g. for HTTP entity tags; ``None`` for plain graphs."""
+        return _EvalContext(self, context).cache_token(graph.root)
 
     def meta(self, node: Node) -> CubeMeta:
         """What a node's result is, without reading data."""
@@ -299,7 +319,10 @@ class Engine:
 
     def evaluate_node(self, node: Node, query: Query, ctx: _EvalContext) -> Any:
         """One node, through the cache tiers (the LRU, then the shared tier)."""
-        key = (node.hash, query.key, ctx.version)
+        key: tuple = (node.hash, query.key, ctx.version)
+        token = ctx.cache_token(node)
+        if token is not None:
+            key = (*key, token)
 
         def compute():
             check_deadline()

@@ -37,7 +37,7 @@ from sqlalchemy.exc import OperationalError
 from tileserver.errors import JobNotFound, ServiceNotFound
 
 JOB_STATUSES = ("submitted", "queued", "running", "finished", "paused", "canceled", "error")
-SERVICE_TYPES = ("wmts", "xyz", "wcs")
+SERVICE_TYPES = ("wmts", "xyz", "wcs", "tms")
 
 metadata = MetaData()
 

@@ -17,7 +17,7 @@ from tileserver.web import errors
 
 #: Protocol modules; each exposes a Flask blueprint ``bp`` (and optionally ``init_app``).
 PROTOCOL_MODULES = ("openeo", "openeo_v1", "auth", "files", "jobs", "wmts", "xyz", "wcs",
-                    "viewer", "openapi", "hardening")
+                    "viewer", "openapi", "hardening", "udf", "tms")
 
 
 def templates_dir() -> Path:

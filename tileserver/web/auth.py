@@ -45,8 +45,9 @@ LOCKED = "\0locked"
 USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 #: Paths anyone may call (exact, or prefixes ending with ``/``).
 PUBLIC_EXACT = ("/", "/openapi.json", "/metrics", "/auth/login", "/capabilities", "/data",
-                "/processes")
-PUBLIC_PREFIXES = ("/capabilities/", "/data/", "/processes/", "/service/", "/static/")
+                "/processes", "/udf_runtimes")
+PUBLIC_PREFIXES = ("/capabilities/", "/data/", "/processes/", "/service/", "/static/",
+                   "/udf_runtimes/")
 #: Batch result files carry an unguessable token in their URL (for GDAL's /vsicurl/).
 PUBLIC_PATTERN = re.compile(r"^/jobs/[^/]+/results/[^/]+/.+")
 #: Paths of the global OGC endpoints (their errors are ``ows:ExceptionReport``).

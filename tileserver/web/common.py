@@ -69,7 +69,7 @@ def service_url(service: dict) -> str:
     """Public URL of a service (a ``{z}/{x}/{y}.png`` template for ``xyz``)."""
     sid, kind = service["service_id"], service["service_type"]
     root = f"{base_url()}/service/{kind}/{sid}"
-    return f"{root}/{{z}}/{{x}}/{{y}}.png" if kind == "xyz" else root
+    return f"{root}/{{z}}/{{x}}/{{y}}.png" if kind == "xyz" else root  # tms: root/{date}/...
 
 
 def service_json(service: dict) -> dict[str, Any]:

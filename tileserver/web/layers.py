@@ -54,6 +54,12 @@ EXTENSIONS = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg",
 STYLE_ID = "default"
 
 
+def owner_context(job: dict) -> dict:
+    """The evaluation context of a job's tiles and coverages: its owner (whose files a UDF
+    reads; the service URL is a capability URL, the caller is not known)."""
+    return {"user_id": job.get("user_id")}
+
+
 def _style_args(job: dict, service_args: dict | None) -> dict:
     """``colormap``/``range`` from the job's output options, overridden by the service."""
     out: dict = {}
@@ -146,8 +152,9 @@ class Layer:
             assert tms is not None and matrix is not None  # checked by check_tile
             view = tile_view(tms, matrix, row, col)
             source = "catalog:" + self.engine.version(self.graph, view, _day_range(time))
+        token = self.engine.cache_token(self.graph, owner_context(self.job))  # UDF scripts
         return digest_key("tile", self.graph.root.hash, self.style.to_json(), tms_id, z, row,
-                          col, media_type, time, source)
+                          col, media_type, time, source, token)
 
     def etag(self, tms_id: str, z: str, row: int, col: int, media_type: str,
              time: str | None) -> str:
@@ -163,7 +170,8 @@ class Layer:
                                    self.engine.resampling)
             if cube is not None:
                 return cube
-        result = self.engine.evaluate(self.graph, view, time_range=time_range, purpose="tile")
+        result = self.engine.evaluate(self.graph, view, time_range=time_range, purpose="tile",
+                                      context=owner_context(self.job))
         if not isinstance(result, Cube):
             raise OutputFormatError("this job's result is not an image; it has no tiles")
         return result

@@ -74,7 +74,7 @@ def _schemas() -> dict:
         "output": {"oneOf": [_ref("Output"), {"type": "null"}]}}}
     service = {"type": "object", "properties": {
         "service_id": {"type": "string"}, "service_url": {"type": "string", "format": "uri"},
-        "service_type": {"type": "string", "enum": ["wmts", "xyz", "wcs"]},
+        "service_type": {"type": "string", "enum": ["wmts", "xyz", "wcs", "tms"]},
         "service_args": {"type": "object"}, "job_id": {"type": "string"},
         "title": {"type": ["string", "null"]}, "created": {"type": "string"}}}
     return {
@@ -89,7 +89,7 @@ def _schemas() -> dict:
         "Job": job,
         "ServiceRequest": {"type": "object", "required": ["job_id", "type"], "properties": {
             "job_id": {"type": "string"}, "type": {"type": "string",
-                                                   "enum": ["wmts", "xyz", "wcs"]},
+                                                   "enum": ["wmts", "xyz", "wcs", "tms"]},
             "args": {"type": "object"}, "title": {"type": "string"}}},
         "ServicePatch": {"type": "object", "properties": {
             "args": {"type": "object"}, "title": {"type": "string"}}},

@@ -30,6 +30,7 @@ from tileserver.errors import (
 )
 from tileserver.jobs.store import iso
 from tileserver.web.common import base_url, current_user, live_service, runtime
+from tileserver.web.layers import owner_context
 
 log = logging.getLogger(__name__)
 bp = Blueprint("wcs", __name__)
@@ -227,8 +228,9 @@ def get_coverage(entry: Entry, kvp: Kvp, version: str) -> Response:
     engine = rt.engine
     source = (f"stored:{entry.stored.version}" if entry.stored is not None else
               "catalog:" + engine.version(entry.graph, req.view, req.time_range))
+    context = owner_context(entry.job)
     key = ("coverage", digest_key(entry.graph.root.hash, req.view.key, req.time_range,
-                                  req.fields, source))
+                                  req.fields, source, engine.cache_token(entry.graph, context)))
 
     def produce():
         cube = None
@@ -238,7 +240,7 @@ def get_coverage(entry: Entry, kvp: Kvp, version: str) -> Response:
         origin = "stored" if cube is not None else "computed"
         if cube is None:
             cube = engine.evaluate(entry.graph, req.view, time_range=req.time_range,
-                                   purpose="coverage")
+                                   purpose="coverage", context=context)
         if not isinstance(cube, Cube):
             raise InvalidParameterValue("this job's result is not a raster",
                                         locator="coverageid")

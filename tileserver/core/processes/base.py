@@ -165,6 +165,10 @@ class Process:
     #: ``translate(ctx, node, data) -> Node``: the same computation as 1.x process nodes,
     #: ``data`` being the translated input (the engine evaluates only 1.x processes then)
     translate: Callable | None = None
+    #: ``cache_token(ctx, node) -> hashable``: what besides the graph decides the node's
+    #: result (a UDF's script content and owner); added to the cache keys of the node and
+    #: of every node above it. ``None``: the graph alone decides.
+    cache_token: Callable | None = None
 
     def to_json(self, full: bool = False) -> dict[str, Any]:
         """The ``/processes`` entry (``full`` adds arguments and return value)."""
@@ -193,6 +197,7 @@ def register(
     returns: str = "imagery",
     *,
     translation: bool = False,
+    cache_token: Callable | None = None,
     **extra: Any,
 ) -> Callable[[Callable], Callable]:
     """Register a 0.0.2 process with its description and ``meta(ctx, node)``: the decorated
@@ -202,7 +207,8 @@ def register(
     def deco(fn: Callable) -> Callable:
         REGISTRY[process_id] = Process(
             process_id, summary, description, tuple(params),
-            None if translation else fn, meta, returns, extra, fn if translation else None)
+            None if translation else fn, meta, returns, extra, fn if translation else None,
+            cache_token)
         return fn
 
     return deco

@@ -1,0 +1,413 @@
+"""User-defined functions: the sandbox holds against hostile scripts (real worker processes,
+real namespaces and rlimits), the openEO 0.0.2 use case 2 end to end, the UDF contracts.
+
+Values are compared with numpy on the source COGs read by rasterio. Hostile scripts each get
+a clear 4xx (504 for the time limit) naming the UDF, while other users keep being served.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from PIL import Image
+from rasterio.warp import Resampling, reproject
+
+from tests.hardening_support import basic, users_file, with_users
+from tileserver.demo import S1_PRODUCT_ID, s1_grid, write_s1_product
+from tileserver.settings import load_settings
+from tileserver.web.app import create_app
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None,
+                                reason="bubblewrap (Debian 'bubblewrap') is not installed; "
+                                "UDFs need it (.ci/run installs it)")
+
+TIMEOUT = 3
+ALICE, BOB = basic("alice"), basic("bob")
+#: 20 x 20 source pixels of the S1 grid (0.002 degrees), aligned to pixel edges.
+SMALL = {"left": 16.2, "right": 16.24, "bottom": 48.0, "top": 48.04, "srs": "EPSG:4326"}
+
+
+@pytest.fixture(scope="module")
+def s1_catalog(tmp_path_factory) -> Path:
+    return write_s1_product(tmp_path_factory.mktemp("s1"))
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, s1_catalog, demo_catalog):
+    os.environ["TILESERVER_UDF_TEST_SECRET"] = "server-secret"
+    home = tmp_path_factory.mktemp("udfhome")
+    settings = load_settings(home=str(home), catalog=f"{demo_catalog},{s1_catalog}",
+                             udf_timeout=TIMEOUT, udf_workers=2, udf_memory="512MiB")
+    application = create_app(settings)
+    application.config["TESTING"] = True
+    with_users(application, users_file(tmp_path_factory))
+    yield application
+    application.extensions["tileserver"].close()
+    os.environ.pop("TILESERVER_UDF_TEST_SECRET", None)
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return app.test_client()
+
+
+def put(client, user, path, code, auth):
+    resp = client.put(f"/users/{user}/files/{path}", data=code.encode(), headers=auth)
+    assert resp.status_code in (200, 201), resp.json
+
+
+def s1_graph(udf_type, script, bbox=SMALL, dates=("2017-01-01", "2017-01-31")):
+    leaf = {"process_id": "filter_bbox", "args": {"imagery": {"product_id": S1_PRODUCT_ID},
+                                                  **bbox}}
+    return {"process_id": f"/udf/Python/{udf_type}", "args": {
+        "script": script,
+        "imagery": {"process_id": "filter_daterange",
+                    "args": {"imagery": leaf, "from": dates[0], "to": dates[1]}}}}
+
+
+def execute(client, graph, auth):
+    return client.post("/execute", json={"process_graph": graph, "output": {"format": "GTiff"}},
+                       headers=auth)
+
+
+def tiff(resp) -> np.ndarray:
+    assert resp.status_code == 200, resp.get_json(silent=True)
+    with rasterio.MemoryFile(resp.data) as mem, mem.open() as src:
+        return src.read()
+
+
+def source(s1_catalog, bbox=SMALL, dates=range(6)) -> np.ndarray:
+    """(dates, bands, y, x) of the S1 COGs under ``bbox`` (pixel-aligned), read directly."""
+    transform, _, _ = s1_grid()
+    col0 = round((bbox["left"] - transform.c) / transform.a)
+    row0 = round((bbox["top"] - transform.f) / transform.e)
+    w = round((bbox["right"] - bbox["left"]) / transform.a)
+    h = round((bbox["top"] - bbox["bottom"]) / -transform.e)
+    items = sorted((s1_catalog.parent / S1_PRODUCT_ID).iterdir())
+    out = []
+    for i in dates:
+        bands = []
+        for band in ("VV", "VH"):
+            with rasterio.open(items[i] / f"{band}.tif") as src:
+                bands.append(src.read(1, window=((row0, row0 + h), (col0, col0 + w))))
+        out.append(bands)
+    return np.array(out, dtype=np.float32)
+
+
+def nanmean(a, axis=0):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(a, axis=axis)
+
+
+def error(resp, status, *parts):
+    body = resp.get_json()
+    assert resp.status_code == status, body
+    for part in parts:
+        assert part in body["message"], body
+    return body["message"]
+
+
+# -- the contracts, with values --------------------------------------------------------------
+
+
+def test_udf_runtimes_in_the_documented_shape(client):
+    body = client.get("/udf_runtimes").json
+    assert set(body) == {"Python"}
+    assert set(body["Python"]["udf_types"]) == {"apply_pixel", "reduce_time", "aggregate_time"}
+    (version, info), = body["Python"]["versions"].items()
+    assert version.count(".") == 2 and {"numpy", "pandas", "xarray"} <= set(info["packages"])
+    detail = client.get("/udf_runtimes/Python/aggregate_time").json
+    assert detail["process_id"] == "/udf/Python/aggregate_time"
+    assert set(detail["args"]) == {"imagery", "script", "version"}
+    assert "DataFrame" in detail["args"]["script"]["description"] + detail["description"]
+    assert detail["args"]["version"]["default"] == "latest"
+    assert client.get("/udf_runtimes/R/aggregate_time").status_code == 404
+    assert client.get("/udf_runtimes/Python/window_time").status_code == 404
+
+
+def test_reduce_time_and_apply_pixel_equal_numpy(client, s1_catalog):
+    put(client, "alice", "median.py", "def reduce_time(data):\n"
+        "    return data.median('t')\n", ALICE)
+    got = tiff(execute(client, s1_graph("reduce_time", "/users/alice/files/median.py"), ALICE))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmedian(source(s1_catalog), axis=0)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, equal_nan=True)
+
+    put(client, "alice", "db.py", "import numpy as np\n\ndef apply_pixel(data):\n"
+        "    return 10 * np.log10(data)\n", ALICE)
+    got = tiff(execute(client, s1_graph("apply_pixel", "/users/me/files/db.py",
+                                        dates=("2017-01-13", "2017-01-13")), ALICE))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = 10 * np.log10(source(s1_catalog, dates=[2])[0])
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+def test_editing_the_script_invalidates_cached_results(client):
+    graph = s1_graph("reduce_time", "/users/alice/files/edit.py")
+    put(client, "alice", "edit.py", "def reduce_time(data):\n    return data.max('t')\n", ALICE)
+    first = tiff(execute(client, graph, ALICE))
+    put(client, "alice", "edit.py", "def reduce_time(data):\n    return data.max('t') * 2\n",
+        ALICE)
+    second = tiff(execute(client, graph, ALICE))
+    np.testing.assert_allclose(second, first * 2, rtol=1e-6, equal_nan=True)
+
+
+def test_same_path_of_two_users_never_shares_results(client):
+    graph = s1_graph("reduce_time", "/users/me/files/mine.py")
+    put(client, "alice", "mine.py", "def reduce_time(data):\n    return data.min('t')\n", ALICE)
+    put(client, "bob", "mine.py", "def reduce_time(data):\n    return data.min('t') + 1\n", BOB)
+    a, b = tiff(execute(client, graph, ALICE)), tiff(execute(client, graph, BOB))
+    np.testing.assert_allclose(b, a + 1, rtol=1e-6, equal_nan=True)
+
+
+def test_use_case_2_the_documentations_six_requests(client, s1_catalog):
+    # 1. the product
+    data = client.get(f"/data/{S1_PRODUCT_ID}", headers=ALICE).json
+    assert [b["band_id"] for b in data["bands"]] == ["VV", "VH"]
+    # 2. runtimes
+    assert "aggregate_time" in client.get("/udf_runtimes").json["Python"]["udf_types"]
+    assert client.get("/udf_runtimes/Python/aggregate_time").status_code == 200
+    # 3. upload the script
+    put(client, "alice", "s1_aggregate.py",
+        "def aggregate_time(series):\n    return series.resample('MS').mean()\n", ALICE)
+    # 4. the job (the documentation's graph; /users/me/ is the caller's folder)
+    graph = {"process_id": "/udf/Python/aggregate_time", "args": {
+        "script": "/users/me/files/s1_aggregate.py",
+        "imagery": {"process_id": "filter_daterange", "args": {
+            "imagery": {"process_id": "filter_bbox", "args": {
+                "imagery": {"product_id": S1_PRODUCT_ID}, "left": 16.1, "right": 16.6,
+                "top": 48.6, "bottom": 47.2, "srs": "EPSG:4326"}},
+            "from": "2017-01-01", "to": "2017-01-31"}}}}
+    resp = client.post("/jobs", json={"process_graph": graph}, headers=ALICE)
+    assert resp.status_code in (200, 201), resp.json
+    job_id = resp.json["job_id"]
+    # 5. a TMS service
+    resp = client.post("/services", json={"job_id": job_id, "type": "tms",
+                                          "args": {"range": [0, 0.4], "colormap": "gray"}},
+                       headers=ALICE)
+    assert resp.status_code in (200, 201), resp.json
+    assert resp.json["service_type"] == "tms"
+    url = resp.json["service_url"].split("localhost", 1)[1]
+    # 6. a tile: the date in the path, TMS rows counted from the south, band 1 (VV)
+    resp = client.get(f"{url}/2017-01-01/12/2232/2668/?bands=1")
+    assert resp.status_code == 200 and resp.mimetype == "image/png", resp.get_json(silent=True)
+    rgba = np.asarray(Image.open(io.BytesIO(resp.data)).convert("RGBA"))
+
+    # the same tile by numpy: the monthly mean of VV on the whole source grid, warped to the
+    # tile (nearest, as the server reads), scaled by the range
+    transform, width, height = s1_grid()
+    items = sorted((s1_catalog.parent / S1_PRODUCT_ID).iterdir())
+    stack = []
+    for item in items:
+        with rasterio.open(item / "VV.tif") as src:
+            stack.append(src.read(1))
+    mean = nanmean(np.array(stack))
+    n = 2 ** 12
+    y_xyz = n - 1 - 2668
+    half = 20037508.342789244
+    size = 2 * half / n
+    left, top = -half + 2232 * size, half - y_xyz * size
+    tile = np.full((256, 256), np.nan, np.float32)
+    reproject(mean, tile, src_transform=transform, src_crs="EPSG:4326",
+              dst_transform=rasterio.transform.from_origin(left, top, size / 256, size / 256),
+              dst_crs="EPSG:3857", resampling=Resampling.nearest, src_nodata=np.nan,
+              dst_nodata=np.nan)
+    valid = np.isfinite(tile)
+    assert valid.mean() > 0.9  # the tile is inside the data
+    np.testing.assert_array_equal(rgba[..., 3] > 0, valid)
+    expected = np.clip(np.nan_to_num(tile / 0.4 * 255.0), 0, 255).astype(np.uint8)
+    diff = np.abs(rgba[..., 0].astype(int) - expected.astype(int))[valid]
+    assert diff.max() <= 1, diff.max()
+    # the only date of the monthly result is 2017-01-01: another date is a 404
+    assert client.get(f"{url}/2017-01-07/12/2232/2668/?bands=1").status_code == 404
+    assert client.get(f"{url}/2017-13-01/12/2232/2668/").status_code == 400
+    assert client.get(f"{url}/2017-01-01/12/2232/2668/?bands=3").status_code == 400
+
+
+# -- hostile scripts ---------------------------------------------------------------------------
+
+
+def run(client, user, auth, name, code, udf_type="reduce_time"):
+    put(client, user, name, code, auth)
+    return execute(client, s1_graph(udf_type, f"/users/{user}/files/{name}"), auth)
+
+
+def test_no_server_files_are_visible(client, app):
+    settings = app.extensions["tileserver"].settings
+    put(client, "bob", "secret.txt", "bob's secret", BOB)
+    db = settings.db_url.removeprefix("sqlite:///")
+    client.get("/jobs", headers=ALICE)  # the database exists
+    assert Path(db).exists()
+    targets = {
+        "/etc/passwd": "/etc/passwd",
+        "the job database": db,
+        "the users file": str(settings.home / "users.yaml"),
+        "bob's file": str(settings.home / "files" / "bob" / "secret.txt"),
+        "the server's home": str(settings.home),
+    }
+    for label, target in targets.items():
+        code = ("import os\n\ndef reduce_time(data):\n"
+                f"    seen = os.listdir({target!r}) if os.path.isdir({target!r}) else "
+                f"open({target!r}).read()\n"
+                "    raise RuntimeError(f'READ {seen!r:.60}')\n")
+        resp = run(client, "alice", ALICE, "peek.py", code)
+        message = error(resp, 400, "UDF /users/alice/files/peek.py", "FileNotFoundError",
+                        "line 4:")
+        assert "READ" not in message, label
+
+
+def test_another_users_script_is_not_found(client):
+    put(client, "bob", "b.py", "def reduce_time(data):\n    return data.max('t')\n", BOB)
+    resp = execute(client, s1_graph("reduce_time", "/users/bob/files/b.py"), ALICE)
+    error(resp, 400, "UDF /users/bob/files/b.py", "no file")
+
+
+def test_no_network(client):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(0.5)
+    port = server.getsockname()[1]
+    code = ("import socket\n\ndef reduce_time(data):\n"
+            f"    socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
+            "    return data.max('t')\n")
+    error(run(client, "alice", ALICE, "net.py", code), 400, "UDF /users/alice/files/net.py",
+          "line 4:", "create_connection")
+    with pytest.raises(socket.timeout):
+        server.accept()  # nothing reached the host
+    server.close()
+    code = ("import socket\n\ndef reduce_time(data):\n"
+            "    socket.getaddrinfo('pypi.org', 443)\n    return data.max('t')\n")
+    error(run(client, "alice", ALICE, "dns.py", code), 400, "gaierror")
+
+
+def test_scrubbed_environment_and_unprivileged_user(client):
+    code = ("import os\n\ndef reduce_time(data):\n"
+            "    raise RuntimeError(f'uid={os.getuid()} env={sorted(os.environ)}')\n")
+    message = error(run(client, "alice", ALICE, "env.py", code), 400, "RuntimeError")
+    assert "uid=0" not in message and "TILESERVER" not in message
+    assert "server-secret" not in message
+
+
+def test_endless_loop_is_a_504_and_others_keep_being_served(client, s1_catalog):
+    put(client, "alice", "loop.py", "def reduce_time(data):\n    while True:\n        pass\n",
+        ALICE)
+    put(client, "bob", "mean.py", "def reduce_time(data):\n    return data.mean('t')\n", BOB)
+    results = {}
+
+    def alice():
+        results["alice"] = execute(client, s1_graph("reduce_time", "/users/alice/files/loop.py"),
+                                   ALICE)
+
+    thread = threading.Thread(target=alice)
+    thread.start()
+    bob = execute(client, s1_graph("reduce_time", "/users/bob/files/mean.py"), BOB)
+    assert thread.is_alive()  # bob was served while alice's script was still burning
+    np.testing.assert_allclose(tiff(bob), nanmean(source(s1_catalog)), rtol=1e-6,
+                               equal_nan=True)
+    thread.join()
+    error(results["alice"], 504, "UDF /users/alice/files/loop.py", "time limit")
+
+
+def test_fork_bomb_is_stopped_and_the_worker_replaced(client, app):
+    code = ("import os\n\ndef reduce_time(data):\n    while True:\n        try:\n"
+            "            os.fork()\n        except OSError:\n            pass\n")
+    resp = run(client, "alice", ALICE, "bomb.py", code)
+    assert resp.status_code in (400, 504), resp.json
+    assert "UDF /users/alice/files/bomb.py" in resp.json["message"]
+    pool = app.extensions["tileserver"].udf.pool
+    assert pool.replaced >= 1
+    ok = run(client, "alice", ALICE, "fine.py", "def reduce_time(data):\n"
+             "    return data.max('t')\n")
+    assert ok.status_code == 200
+
+
+def test_ten_gigabytes_is_a_413(client):
+    code = ("import numpy as np\n\ndef reduce_time(data):\n"
+            "    big = np.ones(10 * 2**30 // 8)\n    return data.max('t')\n")
+    error(run(client, "alice", ALICE, "big.py", code), 413, "UDF /users/alice/files/big.py",
+          "memory limit", "line 4:")
+
+
+def test_huge_output_is_a_413(client):
+    code = ("import numpy as np\nimport pandas as pd\n\ndef aggregate_time(series):\n"
+            "    index = pd.date_range('1900-01-01', periods=1000, freq='D')\n"
+            "    return pd.DataFrame(np.zeros((1000, series.shape[1]), np.float32), "
+            "index=index, columns=series.columns)\n")
+    put(client, "alice", "huge.py", code, ALICE)
+    graph = s1_graph("aggregate_time", "/users/alice/files/huge.py",
+                     bbox={**SMALL, "right": 16.6, "bottom": 47.6})
+    error(execute(client, graph, ALICE), 413, "UDF /users/alice/files/huge.py", "output limit")
+
+
+def test_wrong_results(client, s1_catalog):
+    cases = {
+        "shape.py": ("def reduce_time(data):\n    return data\n", "returned shape"),
+        "text.py": ("def reduce_time(data):\n    return 'hello'\n", "not numbers"),
+        "inf.py": ("def reduce_time(data):\n    return data.max('t') * 1e39\n", "infinite"),
+        "none.py": ("def reduce_time(data):\n    pass\n", "not numbers"),
+    }
+    for name, (code, why) in cases.items():
+        error(run(client, "alice", ALICE, name, code), 400, f"UDF /users/alice/files/{name}",
+              why)
+    # NaN is nodata: an all-NaN result is a valid (empty) answer, 1e9 a valid value
+    got = tiff(run(client, "alice", ALICE, "nan.py",
+                   "def reduce_time(data):\n    return data.max('t') * float('nan')\n"))
+    assert np.isnan(got).all()
+    got = tiff(run(client, "alice", ALICE, "e9.py",
+                   "def reduce_time(data):\n    return data.max('t') * 0 + 1e9\n"))
+    valid = np.isfinite(nanmean(source(s1_catalog)))
+    assert valid.any() and (got[valid] == 1e9).all()
+
+
+def test_script_errors_quote_the_line(client):
+    cases = {
+        "missing_module.py": ("import tileserver_no_such_module\n\ndef reduce_time(d):\n"
+                              "    return d.max('t')\n",
+                              ["ModuleNotFoundError", "line 1: import tileserver_no_such"]),
+        "syntax.py": ("def reduce_time(data):\n    return data.max('t'\n",
+                      ["SyntaxError", "line 2: return data.max('t'"]),
+        "nofunc.py": ("def reduce(data):\n    return data\n", ["no function reduce_time"]),
+        "raise.py": ("def reduce_time(data):\n    x = 1\n    return data.max('t') / 0 + x[0]\n",
+                     ["TypeError", "line 3:"]),
+        "recursion.py": ("def reduce_time(data):\n    return reduce_time(data)\n",
+                         ["RecursionError", "line 2:"]),
+    }
+    for name, (code, parts) in cases.items():
+        error(run(client, "alice", ALICE, name, code), 400, f"UDF /users/alice/files/{name}",
+              *parts)
+    resp = execute(client, s1_graph("reduce_time", "/users/alice/files/absent.py"), ALICE)
+    error(resp, 400, "UDF /users/alice/files/absent.py", "no file")
+    resp = execute(client, s1_graph("reduce_time", "alice/absent.py"), ALICE)
+    assert resp.status_code == 400
+    graph = s1_graph("reduce_time", "/users/alice/files/raise.py")
+    graph["args"]["version"] = "2.7"
+    error(execute(client, graph, ALICE), 400, "Python '2.7' is not available")
+
+
+def test_only_allowed_users_run_udfs(tmp_path_factory, s1_catalog, demo_catalog):
+    home = tmp_path_factory.mktemp("udfallowed")
+    settings = load_settings(home=str(home), catalog=f"{demo_catalog},{s1_catalog}",
+                             udf_allowed_users="alice", udf_workers=1)
+    application = with_users(create_app(settings), users_file(tmp_path_factory))
+    c = application.test_client()
+    try:
+        put(c, "bob", "m.py", "def reduce_time(data):\n    return data.max('t')\n", BOB)
+        resp = execute(c, s1_graph("reduce_time", "/users/bob/files/m.py"), BOB)
+        error(resp, 403, "udf_allowed_users")
+        put(c, "alice", "m.py", "def reduce_time(data):\n    return data.max('t')\n", ALICE)
+        assert execute(c, s1_graph("reduce_time", "/users/alice/files/m.py"),
+                       ALICE).status_code == 200
+    finally:
+        application.extensions["tileserver"].close()

@@ -1,0 +1,490 @@
+"""A pool of pre-started, sandboxed UDF worker processes (server side, no HTTP).
+
+Each worker is ``python -I -B worker.py`` started through **bubblewrap** (``bwrap``) in new
+mount, pid, network, IPC and UTS namespaces, seeing read-only only what a UDF needs: the
+Python installation, the virtual environment's libraries, ``/usr`` (shared libraries) and
+the folder of ``worker.py``/``wire.py``; no ``/etc``, ``/home``, ``/root``, ``/tmp``, no
+``$TILESERVER_HOME`` (job database, users file, secret key, user files, results), no
+catalog credentials, no writable file system, and no network (an empty network namespace
+has only a down loopback). When the server runs as root, the worker then drops to an
+unprivileged user (``udf_user``, default ``nobody``) with no capabilities and
+``no_new_privs``; otherwise it keeps the server's uid inside a user namespace. The
+environment is empty but for a few fixed variables. Every request runs in a forked child
+with rlimits (see ``worker.py``), the worker relays the result; the server bounds the
+answer's size and kills the worker at ``udf_timeout`` + a grace period if it does not
+answer. A worker that dies, answers garbage, overruns, or whose child left processes behind
+is killed and replaced in the background.
+
+``udf_isolation: process`` (for machines without bubblewrap or user namespaces) keeps the
+separate process, the unprivileged uid (as root), rlimits and the scrubbed environment but
+has **no** file system or network isolation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pwd
+import queue
+import shutil
+import subprocess
+import sys
+import sysconfig
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tileserver.core.udf import wire
+from tileserver.errors import UdfUnavailable
+
+log = logging.getLogger(__name__)
+
+WORKER_DIR = Path(__file__).resolve().parent
+#: Where the worker's folder appears inside the sandbox.
+SANDBOX_DIR = "/udf"
+#: Seconds a worker may take to start (imports numpy, pandas, xarray, openeo).
+START_TIMEOUT = 60.0
+#: Seconds the server waits beyond ``udf_timeout`` before killing a silent worker.
+GRACE = 5.0
+#: Variables of the worker's environment (nothing else of the server's).
+WORKER_ENV = {
+    "PATH": "/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "HOME": "/nonexistent",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONHASHSEED": "0",
+}
+
+
+@dataclass(frozen=True)
+class UdfConfig:
+    """The UDF settings (see ``config/default.yaml``)."""
+
+    workers: int = 2
+    timeout: float = 10.0
+    memory: int = 1 << 30
+    max_output: int = 64 << 20
+    isolation: str = "bwrap"
+    user: str = "nobody"
+    user_workers: int = 0  # 0: workers - 1 (at least 1)
+    nproc: int = 64
+    queue_timeout: float = 30.0
+    #: Paths the sandbox must never show (home, database, users file…), checked at start.
+    forbidden: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings) -> UdfConfig:
+        """From :class:`tileserver.settings.Settings`."""
+        forbidden = [str(settings.home.resolve())]
+        if settings.users_file:
+            forbidden.append(str(Path(settings.users_file).resolve()))
+        url = settings.db_url
+        if url.startswith("sqlite:///"):
+            forbidden.append(str(Path(url[len("sqlite:///"):]).resolve()))
+        return cls(
+            workers=max(1, int(settings.udf_workers)),
+            timeout=float(settings.udf_timeout),
+            memory=parse_bytes(settings.udf_memory),
+            max_output=parse_bytes(settings.udf_max_output),
+            isolation=str(settings.udf_isolation),
+            user=str(settings.udf_user),
+            user_workers=int(settings.udf_user_workers),
+            nproc=int(settings.udf_nproc),
+            queue_timeout=float(settings.evaluation_queue_timeout),
+            forbidden=tuple(forbidden),
+        )
+
+    @property
+    def per_user(self) -> int:
+        """Workers one user may occupy at once."""
+        if self.user_workers > 0:
+            return min(self.user_workers, self.workers)
+        return max(1, self.workers - 1)
+
+
+def parse_bytes(value) -> int:
+    """``1073741824``, ``"1GiB"``, ``"512MiB"``, ``"2G"`` -> bytes."""
+    if isinstance(value, int | float):
+        return int(value)
+    text = str(value).strip().replace("_", "")
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    low = text.lower().removesuffix("ib").removesuffix("b")
+    if low and low[-1] in units:
+        return int(float(low[:-1]) * units[low[-1]])
+    return int(float(low))
+
+
+# --- the command ------------------------------------------------------------------------
+
+
+def _python_paths() -> list[str]:
+    """Folders the interpreter and its libraries live in (no project checkout)."""
+    paths = {sys.base_prefix, sys.prefix, sysconfig.get_paths()["stdlib"],
+             sysconfig.get_paths()["platstdlib"], sysconfig.get_paths()["purelib"],
+             sysconfig.get_paths()["platlib"]}
+    real = {os.path.realpath(sys.executable)}
+    out = sorted({os.path.realpath(p) for p in paths if p and os.path.isdir(p)} | {
+        os.path.dirname(p) for p in real})
+    # keep only the outermost folders
+    keep: list[str] = []
+    for p in out:
+        if not any(p == k or p.startswith(k + "/") for k in keep):
+            keep.append(p)
+    return keep
+
+
+def _inside(child: str, parent: str) -> bool:
+    return child == parent or child.startswith(parent.rstrip("/") + "/")
+
+
+def bwrap_command(config: UdfConfig) -> list[str]:
+    """The bubblewrap command line of one worker."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise UdfUnavailable("UDFs need bubblewrap (Debian package 'bubblewrap') for their "
+                             "sandbox; install it or set udf_isolation: process")
+    binds = _python_paths()
+    for path in binds:
+        for secret in config.forbidden:
+            if _inside(secret, path) or _inside(path, secret):
+                raise UdfUnavailable(
+                    f"the UDF sandbox would show {path}, which contains or is inside "
+                    f"{secret} (server state); install Python outside $TILESERVER_HOME")
+    cmd = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+           "--unshare-cgroup-try", "--die-with-parent", "--new-session",
+           "--hostname", "udf", "--clearenv"]
+    root = os.geteuid() == 0
+    if not root:
+        cmd += ["--unshare-user"]
+    for key, value in WORKER_ENV.items():
+        cmd += ["--setenv", key, value]
+    cmd += ["--ro-bind", "/usr", "/usr"]
+    for link in ("bin", "lib", "lib64", "lib32", "sbin"):
+        target = Path("/") / link
+        if target.is_symlink():
+            cmd += ["--symlink", os.readlink(target), f"/{link}"]
+        elif target.is_dir():
+            cmd += ["--ro-bind", str(target), f"/{link}"]
+    made: set[str] = set()
+    for path in binds:
+        if _inside(path, "/usr"):
+            continue
+        for parent in reversed(Path(path).parents[:-1]):  # readable folders down to it
+            if str(parent) not in made:
+                made.add(str(parent))
+                cmd += ["--perms", "0755", "--dir", str(parent)]
+        cmd += ["--ro-bind", path, path]
+    if Path("/etc/ld.so.cache").exists():
+        cmd += ["--perms", "0755", "--dir", "/etc",
+                "--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    cmd += ["--ro-bind", str(WORKER_DIR), SANDBOX_DIR, "--proc", "/proc", "--dev", "/dev",
+            "--chdir", "/", "--remount-ro", "/"]
+    cmd += ["--"]
+    if root:
+        uid, gid = _unprivileged(config.user)
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            raise UdfUnavailable("running as root, UDFs need setpriv (util-linux) to drop "
+                                 "to an unprivileged user")
+        cmd += [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+                "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+    cmd += [os.path.realpath(sys.executable) if not _venv() else sys.executable,
+            "-I", "-B", f"{SANDBOX_DIR}/worker.py", "--pidns"]
+    return cmd
+
+
+def _venv() -> bool:
+    return sys.prefix != sys.base_prefix
+
+
+def _unprivileged(user: str) -> tuple[int, int]:
+    try:
+        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+        uid, gid = entry.pw_uid, entry.pw_gid
+    except (KeyError, ValueError):
+        if not user.isdigit():
+            raise UdfUnavailable(f"udf_user {user!r} does not exist") from None
+        uid = gid = int(user)
+    if uid == 0:
+        raise UdfUnavailable("udf_user must not be root")
+    return uid, gid
+
+
+def process_command(config: UdfConfig) -> tuple[list[str], dict]:
+    """``udf_isolation: process``: a plain separate process (uid drop when root)."""
+    extra: dict = {"cwd": "/"}
+    if os.geteuid() == 0:
+        uid, gid = _unprivileged(config.user)
+        extra.update(user=uid, group=gid, extra_groups=[])
+    return [sys.executable, "-I", "-B", str(WORKER_DIR / "worker.py")], extra
+
+
+# --- one worker ---------------------------------------------------------------------------
+
+
+class WorkerDied(Exception):
+    """The worker process broke the protocol, died or was killed."""
+
+
+class Worker:
+    """One running sandbox process."""
+
+    def __init__(self, config: UdfConfig):
+        self.config = config
+        extra: dict = {}
+        if config.isolation == "bwrap":
+            cmd = bwrap_command(config)
+        elif config.isolation == "process":
+            cmd, extra = process_command(config)
+        else:
+            raise UdfUnavailable(f"udf_isolation must be 'bwrap' or 'process', got "
+                                 f"{config.isolation!r}")
+        self.proc = subprocess.Popen(  # noqa: S603
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=dict(WORKER_ENV), start_new_session=True, close_fds=True, **extra)
+        self._killed = False
+        self.stderr: list[str] = []
+        threading.Thread(target=self._drain, daemon=True, name="udf-stderr").start()
+        timer = threading.Timer(START_TIMEOUT, self.kill)
+        timer.start()
+        try:
+            self.hello, _ = wire.read_message(self.proc.stdout, 0)
+        except (wire.WireError, OSError) as exc:
+            self.kill()
+            raise WorkerDied(f"the UDF worker did not start ({exc}): "
+                             f"{' | '.join(self.stderr[-5:])}") from None
+        finally:
+            timer.cancel()
+        self.pid = self.proc.pid
+        self.uses = 0
+
+    def _drain(self) -> None:
+        stream = self.proc.stderr
+        assert stream is not None
+        try:
+            for raw in iter(stream.readline, b""):
+                line = raw.decode("utf-8", "replace").rstrip()
+                self.stderr.append(line[:500])
+                del self.stderr[:-20]
+                log.debug("udf worker %s: %s", self.proc.pid, line)
+        except (OSError, ValueError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                stream.close()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process still runs."""
+        return not self._killed and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """Stop the whole sandbox (its pid namespace dies with it)."""
+        self._killed = True
+        with contextlib.suppress(OSError):
+            os.killpg(self.proc.pid, 9)
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        with contextlib.suppress(Exception):
+            self.proc.wait(timeout=5)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(Exception):
+                stream.close()  # type: ignore[union-attr]
+
+    def call(self, header: dict, arrays: list[np.ndarray], timeout: float
+             ) -> tuple[dict, list[np.ndarray]]:
+        """One request/answer; kills the worker when it does not answer in ``timeout``."""
+        self.uses += 1
+        timer = threading.Timer(timeout, self.kill)
+        timer.start()
+        try:
+            wire.write_message(self.proc.stdin, header, arrays)
+            return wire.read_message(self.proc.stdout, self.config.max_output)
+        except (wire.WireError, OSError, ValueError) as exc:
+            killed = self._killed
+            self.kill()
+            if killed:
+                raise WorkerDied("timeout") from None
+            time.sleep(0.05)  # let the stderr thread catch the last lines
+            log.warning("UDF worker %s died: %s; stderr: %s", self.pid, exc,
+                        " | ".join(self.stderr[-5:]))
+            raise WorkerDied(str(exc)) from None
+        finally:
+            timer.cancel()
+
+
+# --- the pool -----------------------------------------------------------------------------
+
+
+class UdfPool:
+    """``workers`` pre-started workers; a user holds at most ``per_user`` of them at once."""
+
+    def __init__(self, config: UdfConfig):
+        self.config = config
+        self._lock = threading.Condition()
+        self._idle: list[Worker] = []
+        self._starting = 0
+        self._users: dict[str, int] = {}
+        self._closed = False
+        self.started = 0
+        self.replaced = 0
+        self.last_error: str | None = None
+        self.hello: dict | None = None
+        self._spawns: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._spawner, daemon=True, name="udf-spawner").start()
+        for _ in range(config.workers):
+            self._spawn()
+
+    # -- life cycle --------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        with self._lock:
+            self._starting += 1
+        self._spawns.put(1)
+
+    def _spawner(self) -> None:
+        # one long-lived thread starts every worker: bubblewrap's --die-with-parent is
+        # tied to the thread that started it, so a short-lived thread would kill it
+        while True:
+            if self._spawns.get() is None:
+                return
+            self._start_one()
+
+    def _start_one(self) -> None:
+        worker = None
+        try:
+            worker = Worker(self.config)
+        except (WorkerDied, UdfUnavailable, OSError) as exc:
+            message = getattr(exc, "message", None) or str(exc)
+            log.error("UDF worker failed to start: %s", message)
+            self.last_error = message
+        with self._lock:
+            self._starting -= 1
+            if worker is not None:
+                self.started += 1
+                self.hello = worker.hello
+                if self._closed:
+                    worker.kill()
+                else:
+                    self._idle.append(worker)
+            self._lock.notify_all()
+
+    def close(self) -> None:
+        """Stop every worker."""
+        self._spawns.put(None)
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.kill()
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> dict:
+        """The hello of a started worker (raises :class:`UdfUnavailable` when none starts)."""
+        end = time.monotonic() + timeout
+        with self._lock:
+            while self.hello is None:
+                if not self._starting and not self._idle:
+                    raise UdfUnavailable(f"the UDF sandbox cannot start: {self.last_error}")
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise UdfUnavailable("the UDF sandbox did not start in time")
+                self._lock.wait(left)
+            return self.hello
+
+    @contextlib.contextmanager
+    def _checkout(self, user: str, wait: float) -> Iterator[Worker]:
+        end = time.monotonic() + wait
+        with self._lock:
+            while True:
+                if self._closed:
+                    raise UdfUnavailable("the UDF pool is closed")
+                if self._idle and self._users.get(user, 0) < self.config.per_user:
+                    worker = self._idle.pop()
+                    self._users[user] = self._users.get(user, 0) + 1
+                    break
+                if not self._idle and not self._starting and self.last_error \
+                        and self.started == 0:
+                    raise UdfUnavailable(f"the UDF sandbox cannot start: {self.last_error}")
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise UdfUnavailable(
+                        f"no UDF worker free within {wait:.0f} s (udf_workers="
+                        f"{self.config.workers}, at most {self.config.per_user} per user); "
+                        "retry later")
+                self._lock.wait(min(left, 1.0))
+        healthy = True
+        try:
+            yield worker
+        except WorkerDied:
+            healthy = False
+            raise
+        finally:
+            with self._lock:
+                self._users[user] -= 1
+                if not self._users[user]:
+                    del self._users[user]
+                if healthy and worker.alive and not self._closed:
+                    self._idle.append(worker)
+                    self._lock.notify_all()
+                else:
+                    healthy = False
+            if not healthy:
+                worker.kill()
+                self.replaced += 1
+                if not self._closed:
+                    self._spawn()
+
+    def run(self, user: str, header: dict, arrays: list[np.ndarray],
+            wait: float | None = None) -> tuple[dict, list[np.ndarray]]:
+        """Send one request to a free worker; ``header`` gets the limits filled in.
+
+        Returns the worker's answer ``(header, arrays)``; ``header["ok"]`` is False with
+        ``kind`` (script, memory, output, timeout, crash) when the script failed. Raises
+        :class:`WorkerDied` (turned into a timeout/crash answer here) never: a dead worker
+        becomes ``{"ok": False, "kind": "timeout"|"crash"}`` and is replaced.
+        """
+        cfg = self.config
+        header = dict(header, op="run", timeout=cfg.timeout, memory=cfg.memory,
+                      max_output=cfg.max_output, nproc=cfg.nproc)
+        with self._checkout(user, cfg.queue_timeout if wait is None else wait) as worker:
+            try:
+                answer, out = worker.call(header, arrays, cfg.timeout + GRACE)
+            except WorkerDied as exc:
+                kind = "timeout" if str(exc) == "timeout" else "crash"
+                answer = {"ok": False, "kind": kind, "message": (
+                    f"the script ran longer than the time limit of {cfg.timeout:g} s"
+                    if kind == "timeout" else f"the UDF worker died ({exc})")}
+                out = []
+                self._after_death(worker)
+                raise _Answer(answer, out) from None
+            if answer.get("restart"):
+                log.warning("UDF worker %s left %s processes behind; replaced",
+                            worker.pid, answer.get("strays"))
+                worker.kill()
+        return answer, out
+
+    def _after_death(self, worker: Worker) -> None:
+        worker.kill()
+
+    def call(self, user: str, header: dict, arrays: list[np.ndarray],
+             wait: float | None = None) -> tuple[dict, list[np.ndarray]]:
+        """:meth:`run` with a dead worker turned into an error answer."""
+        try:
+            return self.run(user, header, arrays, wait)
+        except _Answer as ans:
+            return ans.answer, ans.arrays
+
+
+class _Answer(WorkerDied):
+    def __init__(self, answer: dict, arrays: list):
+        super().__init__(answer.get("message", ""))
+        self.answer, self.arrays = answer, arrays

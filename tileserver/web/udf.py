@@ -1,0 +1,53 @@
+"""openEO 0.0.2 UDF runtimes: ``GET /udf_runtimes`` and ``GET /udf_runtimes/{lang}/{udf_type}``
+(public, like ``/processes``); the UDF processes themselves are in
+``tileserver.core.processes.udf``."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+
+from flask import Blueprint, jsonify
+
+from tileserver.core.processes import REGISTRY
+from tileserver.core.processes.udf import LANGUAGE, UDF_TYPES
+from tileserver.errors import NotFound
+
+bp = Blueprint("udf", __name__)
+
+#: Packages a script can import in the sandbox (when installed).
+PACKAGES = ("numpy", "pandas", "xarray", "openeo")
+
+
+def installed_packages() -> list[str]:
+    """The listed packages that are installed (the sandbox uses the server's Python)."""
+    out = []
+    for name in PACKAGES:
+        try:
+            importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        out.append(name)
+    return out
+
+
+@bp.get("/udf_runtimes")
+def runtimes():
+    """The languages, UDF types, versions and packages (0.0.2 shape)."""
+    return jsonify({LANGUAGE: {
+        "udf_types": list(UDF_TYPES),
+        "versions": {platform.python_version(): {"packages": installed_packages()}},
+    }})
+
+
+@bp.get("/udf_runtimes/<lang>/<udf_type>")
+def runtime_detail(lang: str, udf_type: str):
+    """One UDF type as a process description (``process_id`` ``/udf/<lang>/<type>``)."""
+    process = REGISTRY.get(f"/udf/{lang}/{udf_type}")
+    if lang != LANGUAGE or process is None:
+        raise NotFound(f"no UDF runtime {lang}/{udf_type}; available: "
+                       + ", ".join(f"{LANGUAGE}/{t}" for t in UDF_TYPES))
+    out = process.to_json(full=True)
+    out.pop("udf_type", None)
+    out.pop("language", None)
+    return jsonify(out)
