@@ -8,6 +8,7 @@ keeps answering correctly afterwards.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -320,6 +321,14 @@ def _process_cases():
     return [(pid, p.name) for pid, proc in sorted(REGISTRY.items()) for p in proc.params]
 
 
+#: A valid script per UDF type (the UDF processes run in the sandbox like any other).
+UDF_SCRIPTS = {
+    "apply_pixel": "def apply_pixel(data):\n    return data * 2\n",
+    "reduce_time": "def reduce_time(data):\n    return data.max('t')\n",
+    "aggregate_time": "def aggregate_time(series):\n    return series.resample('MS').mean()\n",
+}
+
+
 def _graph_for(process_id: str) -> dict:
     """A valid small graph whose root is ``process_id``."""
     leaf = {"product_id": "TEST"}
@@ -332,6 +341,8 @@ def _graph_for(process_id: str) -> dict:
         "NDVI": {"imagery": box, "red": "B04", "nir": "B08"},
         "zonal_statistics": {"imagery": ndvi, "regions": "/users/me/files/zones.geojson",
                              "func": "avg"},
+        **{f"/udf/Python/{t}": {"imagery": ndvi, "script": f"/users/me/files/{t}.py"}
+           for t in UDF_SCRIPTS},
     }.get(process_id, {"imagery": ndvi})
     return {"process_id": process_id, "args": args}
 
@@ -345,6 +356,11 @@ def test_every_process_argument_rejects_hostile_values(hostile, process_id, arg)
              ' "geometry": {"type": "Polygon", "coordinates": [[[9.0005, 46.049], [9.004, 46.049],'
              ' [9.004, 46.052], [9.0005, 46.052], [9.0005, 46.049]]]}}]}')
     c.put("/users/me/files/zones.geojson", data=zones)
+    if process_id.startswith("/udf/"):
+        if shutil.which("bwrap") is None:
+            pytest.skip("UDFs need bubblewrap (.ci/run installs it)")
+        udf_type = process_id.rsplit("/", 1)[1]
+        c.put(f"/users/me/files/{udf_type}.py", data=UDF_SCRIPTS[udf_type])
     graph = _graph_for(process_id)
     output = {"format": "JSON" if process_id == "zonal_statistics" else "GTiff"}
     ok = c.post("/execute", json={"process_graph": graph, "output": output})
