@@ -35,7 +35,7 @@ def hostile(tmp_path_factory):
     c = app.test_client()
     job = c.post("/jobs", json={"process_graph": ndvi_graph(SMALL, reduce=None)}).json["job_id"]
     ids = {"job": job}
-    for kind in ("wmts", "wcs", "xyz"):
+    for kind in ("wmts", "wcs", "xyz", "tms"):
         ids[kind] = c.post("/services", json={"job_id": job, "type": kind}).json["service_id"]
     app.ids = ids
     yield app
@@ -174,6 +174,10 @@ TILE_SEGMENTS = [
     ("xyz", "z", {"tilematrix", "tilerow", "tilecol"}),
     ("xyz", "x", {"tilecol"}),
     ("xyz", "y", {"tilerow", "y"}),
+    ("tms", "time", {"date"}),
+    ("tms", "z", {"z", "y", "tilematrix", "tilerow", "tilecol"}),
+    ("tms", "x", {"x", "tilecol"}),
+    ("tms", "y", {"y", "tilerow"}),
 ]
 
 
@@ -189,6 +193,9 @@ def _tile_url(app, route: str, segment: str, value: str) -> str:
         return f"/service/wmts/{app.ids['wmts']}/1.0.0/{p['layer']}/{p['style']}/legend.png"
     if route == "xyz":
         return f"/service/xyz/{app.ids['xyz']}/{p['z']}/{p['x']}/{p['y']}.png"
+    if route == "tms":  # rows counted from the south
+        y = p["y"] if segment == "y" else str(2 ** 14 - 1 - int(p["y"]))
+        return f"/service/tms/{app.ids['tms']}/{p['time']}/{p['z']}/{p['x']}/{y}/"
     return (f"/service/wmts/{app.ids['wmts']}/1.0.0/{app.ids['job']}/{p['style']}/{p['time']}"
             f"/{p['tms']}/{p['z']}/{p['row']}/{p['col']}.png")
 
@@ -210,6 +217,15 @@ def test_xyz_time_rejects_hostile_values(hostile, key):
     for edge in EDGES:
         resp = c.get(_tile_url(hostile, "xyz", "z", "14"), query_string={key: edge})
         _check_ogc(resp, {"time"}, (key, edge))
+
+
+def test_tms_bands_rejects_hostile_values(hostile):
+    c = hostile.test_client()
+    for edge in EDGES:
+        resp = c.get(_tile_url(hostile, "tms", "z", "14"), query_string={"bands": edge})
+        _check_ogc(resp, {"bands"}, ("bands", edge))
+    assert c.get(_tile_url(hostile, "tms", "z", "14"), query_string={"bands": "1"}
+                 ).status_code == 200
 
 
 VIEWER_PARAMS = [("point", "lon"), ("point", "lat"), ("point", "time"), ("viewer", "time")]
@@ -374,6 +390,7 @@ def test_every_process_argument_rejects_hostile_values(hostile, process_id, arg)
 
 #: Files whose query parameters have their own tables above (OGC protocols).
 OGC_SOURCES = {"tileserver/web/wmts.py", "tileserver/web/wcs.py", "tileserver/web/xyz.py",
+               "tileserver/web/tms.py",
                "tileserver/core/coverage_request.py"}
 
 

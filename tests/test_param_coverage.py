@@ -42,6 +42,8 @@ OGC_ROUTES = {
     "/service/wcs/<service_id>": "KVP_PARAMS (wcs20, wcs10)",
     "/wcs": "KVP_PARAMS (wcs20, wcs10, GLOBAL_EDGES)",
     "/service/xyz/<service_id>/<z>/<x>/<last>": "TILE_SEGMENTS (xyz)",
+    "/service/tms/<service_id>/<date>/<z>/<x>/<y>": "TILE_SEGMENTS (tms), test_tms_bands_...",
+    "/service/tms/<service_id>/<date>/<z>/<x>/<y>/": "TILE_SEGMENTS (tms), test_tms_bands_...",
     "/static/leaflet/<path:filename>": "test_viewer (path traversal)",
     "/service/wmts/<service_id>/1.0.0/<layer>/<style>/legend.png": "TILE_SEGMENTS (legend)",
     "/wmts/1.0.0/<layer>/<style>/legend.png": "test_wmts (legend errors)",
@@ -113,7 +115,7 @@ def test_every_input_of_every_route_is_fuzzed(tmp_path, small_catalog):
     # 2. query parameters read in the source: the OGC ones have hostile-value tables; the
     #    REST ones are swept on the routes of their module (rest_query_cases)
     found = query_parameters_in_source(ROOT)
-    ogc_fuzzed = {key for _, key, _, _ in KVP_PARAMS} | {"TIME"}
+    ogc_fuzzed = {key for _, key, _, _ in KVP_PARAMS} | {"TIME", "bands"}  # bands: tms
     rest_fuzzed = {name for name, _ in rest_cases}
     missing = {name for name, files in found.items()
                if (files & OGC_SOURCES and name not in ogc_fuzzed)

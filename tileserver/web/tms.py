@@ -14,6 +14,7 @@ from datetime import datetime
 
 from flask import Blueprint, Response, request
 
+from tileserver.core import params
 from tileserver.core.cube import empty
 from tileserver.core.encoders import encode_image
 from tileserver.core.styles import style_from_args
@@ -31,14 +32,11 @@ def _bands(value: str | None, bands: tuple[str, ...]) -> list[int] | None:
     if not value:
         return None
     out = []
-    for part in value.split(","):
+    for part in params.items(value, "bands", max_items=3):
         part = part.strip()
-        if part.isdigit():
-            index = int(part)
-            if not 1 <= index <= len(bands):
-                raise InvalidParameterValue(
-                    f"bands: index {index} is outside 1..{len(bands)} (bands "
-                    f"{', '.join(bands)})", locator="bands")
+        if part.isascii() and part.isdigit():
+            index = params.integer(part, "bands", minimum=1, maximum=len(bands),
+                                   name="a band index")
             out.append(index - 1)
         elif part in bands:
             out.append(bands.index(part))
@@ -62,17 +60,15 @@ def tile(service_id: str, date: str, z: str, x: str, y: str):
     except ValueError:
         raise InvalidParameterValue(f"date {date!r} is not YYYY-MM-DD", locator="date") \
             from None
-    y = y.removesuffix(".png")
-    if not z.isdigit() or not y.isdigit() or not x.isdigit():
-        raise InvalidParameterValue(f"z/x/y must be integers, got {z}/{x}/{y}", locator="y")
     tms = get_tms(TMS_ID)
     assert tms is not None
-    matrix = tms.matrix(z)
-    if matrix is None:
-        raise InvalidParameterValue(f"zoom {z} is not in 0..{len(tms.matrices) - 1}",
-                                    locator="z")
-    row = matrix.matrix_height - 1 - int(y)  # TMS counts rows from the south
-    _, z, row, col = check_tile(TMS_ID, z, str(row), x)
+    zoom = params.integer(z, "z", minimum=0, maximum=len(tms.matrices) - 1)
+    matrix = tms.matrix(str(zoom))
+    assert matrix is not None
+    top = matrix.matrix_height - 1
+    north_row = params.integer(y.removesuffix(".png"), "y", minimum=0, maximum=top)
+    col = params.integer(x, "x", minimum=0, maximum=matrix.matrix_width - 1)
+    _, z, row, col = check_tile(TMS_ID, str(zoom), str(top - north_row), str(col))
     meta = layer.graph.meta
     selected = _bands(request.args.get("bands"), meta.bands)
     view = tile_view(tms, matrix, row, col)
@@ -83,7 +79,8 @@ def tile(service_id: str, date: str, z: str, x: str, y: str):
         if cube.times is not None and not cube.times:
             raise NotFound(f"the result has no data on {day}"
                            + (f"; dates: {', '.join(layer.time_values[:20])}"
-                              if layer.time_values and not _udf_dates(layer) else ""))
+                              if layer.time_values and not _udf_dates(layer) else ""),
+                           locator="date")
         if cube.times is not None:
             cube = cube.select_time(len(cube.times) - 1)
     cube = cube.with_data(cube.data, kind=meta.kind)
