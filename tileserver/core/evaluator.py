@@ -120,8 +120,9 @@ class _EvalContext(_MetaContext):
         the graph (a UDF's script content), once per evaluation; ``None`` when none."""
         key = id(node)
         if key not in self._tokens:
-            fns = [(REGISTRY[n.process_id].cache_token, n) for n in node.walk()
-                   if not n.is_product and n.process_id in REGISTRY]
+            fns = [(getattr((V1_REGISTRY if n.dialect == V1 else REGISTRY).get(
+                n.process_id), "cache_token", None), n) for n in node.walk()
+                if not n.is_product]
             tokens = tuple(fn(self, n) for fn, n in fns if fn is not None)
             self._tokens[key] = tokens or None
         return self._tokens[key]
