@@ -146,17 +146,27 @@ PLAIN = textwrap.dedent("""
                 dst.write(np.nanmin(np.stack(stack), axis=0), 1, window=win)
         computed = time.perf_counter() - t0
     wall = time.perf_counter() - t0
-    print(wall, computed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    print(wall, computed, use.ru_maxrss * 1024, use.ru_utime + use.ru_stime)
 """)
 
 
-def run_plain(root: Path, out: Path, dates: int) -> tuple[float, float, int]:
-    """Wall time, time to compute (before the COG is written) and peak RSS (bytes) of the
-    plain script."""
+def run_plain(root: Path, out: Path, dates: int) -> tuple[float, float, int, float]:
+    """Wall time, time to compute (before the COG is written), peak RSS (bytes) and CPU
+    time (user + system, all threads) of the plain script."""
     proc = subprocess.run([sys.executable, "-c", PLAIN, str(root), str(out), "2048",
                            str(dates)], capture_output=True, text=True, check=True)
-    wall, computed, rss = proc.stdout.split()
-    return float(wall), float(computed), int(rss)
+    wall, computed, rss, cpu = proc.stdout.split()
+    return float(wall), float(computed), int(rss), float(cpu)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of processes so far (all their threads)."""
+    total = 0.0
+    for pid in pids:
+        t = psutil.Process(pid).cpu_times()
+        total += t.user + t.system
+    return total
 
 
 # -- the server ------------------------------------------------------------------------------
@@ -253,17 +263,19 @@ def run_batch(catalog: Path, workers: int, block: int | None, home: Path) -> dic
         size = int(catalog_size(catalog))
         job_id = api.post(f"{url}/jobs", json={"process_graph": graph(bbox(size))}).json()[
             "job_id"]
+        roles = process_roles(psutil.Process(server.pid))
+        cpu0 = cpu_seconds(roles["web"] + roles["dask"])
         t0 = time.perf_counter()
         api.patch(f"{url}/jobs/{job_id}/queue")
         job, changes = wait_finished(api, url, job_id, every=0.2)
         wall = time.perf_counter() - t0
+        cpu = cpu_seconds(roles["web"] + roles["dask"]) - cpu0
         logs = api.get(f"{url}/jobs/{job_id}/logs").json()
         if job["status"] != "finished":
             raise RuntimeError(logs)
-        roles = process_roles(psutil.Process(server.pid))
         times = [t for t, _ in changes]
         return {
-            "wall": wall, "blocks": job["blocks"]["total"],
+            "wall": wall, "blocks": job["blocks"]["total"], "cpu": cpu,
             "web_rss": max(peak_rss(p) for p in roles["web"]),
             "dask_rss": [peak_rss(p) for p in roles["dask"]],
             "result": home / "results" / job_id / "result.tif",
@@ -305,12 +317,13 @@ def main() -> None:
             plain = None
             if not args.no_plain:
                 out = Path(tmp) / "plain.tif"
-                wall, computed, rss = run_plain(data_dir, out, args.dates)
+                wall, computed, rss, cpu = run_plain(data_dir, out, args.dates)
                 plain = out
                 walls.setdefault("plain", []).append(wall)
                 peaks.setdefault("plain", []).append(f"{rss / mib:.0f}")
                 print(f"  [{i + 1}] plain: {wall:.1f} s ({computed:.1f} s to compute, "
-                      f"{wall - computed:.1f} s to write the COG), peak RSS {rss / mib:.0f} MiB",
+                      f"{wall - computed:.1f} s to write the COG), CPU {cpu:.1f} s, "
+                      f"peak RSS {rss / mib:.0f} MiB",
                       flush=True)
             for n in counts:
                 res = run_batch(catalog, n, args.block, Path(tmp) / f"home{n}")
@@ -319,7 +332,8 @@ def main() -> None:
                 peaks.setdefault(f"batch{n}", []).append(
                     f"{res['web_rss'] / mib:.0f} | {workers}")
                 print(f"  [{i + 1}] batch with {n} worker(s), {res['blocks']} blocks: "
-                      f"{res['wall']:.1f} s ({'; '.join(res['phases'])}), progress still "
+                      f"{res['wall']:.1f} s ({'; '.join(res['phases'])}), CPU "
+                      f"{res['cpu']:.1f} s (server + workers), progress still "
                       f"for at most {res['stall']:.1f} s, peak RSS server "
                       f"{res['web_rss'] / mib:.0f} MiB, workers {workers} MiB", flush=True)
                 if plain is not None:

@@ -432,9 +432,7 @@ class _Run:
             self.run_blocks(spec)
             self.log(f"all {self.extra['blocks_total']} blocks done "
                      f"({time.monotonic() - started:.1f} s); writing the result files")
-            started = time.monotonic()
             outputs = self.finish(spec, batch_tasks.mosaic, *times)
-            self.log(f"result files written ({time.monotonic() - started:.1f} s)")
         else:
             self.extra.update(blocks_total=1, blocks_done=0)
             self.log(f"running the graph once over its extent on {workers} worker(s)")
@@ -550,6 +548,7 @@ class _Run:
         runner = self.runner
         tmp = Path(spec.work_dir) / f"out-{self.token[:8]}"
         shutil.rmtree(tmp, ignore_errors=True)
+        started = time.monotonic()
         fut = runner.client.submit(task, spec, str(tmp), *args, pure=False,
                                    key=f"batch-{self.job_id}-{self.token[:8]}-final")
         self.futures = {fut: None}
@@ -559,6 +558,7 @@ class _Run:
         if fut.status != "finished":
             raise BlockFailed(f"writing the result failed: {_reason(fut.exception())}")
         assets = fut.result()
+        self.log(f"result files written ({time.monotonic() - started:.1f} s)")
         final = runner.result_dir(self.job_id)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
