@@ -92,7 +92,9 @@ def test_small_documents(client):
     assert {"GTiff", "PNG", "JPEG"} <= set(formats["output"])
     assert formats["output"]["GTiff"]["gis_data_types"] == ["raster"]
     assert {"XYZ", "WMTS"} <= set(client.get(f"{V1}/service_types").json)
-    assert client.get(f"{V1}/udf_runtimes").json == {}
+    runtimes = client.get(f"{V1}/udf_runtimes").json  # run_udf: tests/test_udf_v1.py
+    assert runtimes["Python"]["type"] == "language"
+    assert runtimes["Python"]["default"] in runtimes["Python"]["versions"]
     assert client.get(f"{V1}/me").json["user_id"] == "me"
 
 

@@ -31,6 +31,23 @@ def installed_packages() -> list[str]:
     return out
 
 
+def runtimes_v1() -> dict:
+    """``GET /openeo/1.2/udf_runtimes`` (the 1.x shape): Python, its version and libraries;
+    ``run_udf`` runs the official client's ``openeo.udf`` signatures in the sandbox."""
+    libraries = {name: {"version": importlib.metadata.version(name)}
+                 for name in installed_packages()}
+    version = platform.python_version()
+    return {LANGUAGE: {
+        "title": f"Python {version.rsplit('.', 1)[0]}",
+        "description": "run_udf inside apply, apply_dimension and reduce_dimension, with the "
+        "openeo.udf signatures apply_datacube(cube, context) and apply_timeseries(series, "
+        "context), in a sandbox (no network, no files, limited CPU time, memory and output)",
+        "type": "language",
+        "default": version,
+        "versions": {version: {"libraries": libraries}},
+    }}
+
+
 @bp.get("/udf_runtimes")
 def runtimes():
     """The languages, UDF types, versions and packages (0.0.2 shape)."""

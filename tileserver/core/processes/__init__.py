@@ -42,6 +42,7 @@ from tileserver.core.processes import filters, spectral, temporal  # noqa: E402,
 from tileserver.core.processes import zonal  # noqa: E402,F401  isort: skip
 from tileserver.core.processes import cubes  # noqa: E402,F401  isort: skip
 from tileserver.core.processes import udf  # noqa: E402,F401  isort: skip
+from tileserver.core.processes import udf_v1  # noqa: E402,F401  isort: skip
 
 __all__ = ["REGISTRY", "V1_REGISTRY", "Param", "Process", "V1Param", "register",
            "register_v1", "array_processes", "supported_v1"]

@@ -85,7 +85,7 @@ def _script_line(tb_or_exc) -> int | None:
     """The deepest line of the user's script in a traceback."""
     line = None
     for frame in traceback.extract_tb(tb_or_exc):
-        if frame.filename == SCRIPT:
+        if frame.filename in (SCRIPT, "<string>"):  # ours, or openeo.udf's exec
             line = frame.lineno
     return line
 
@@ -205,6 +205,10 @@ def _run_openeo(fn_name, req, arrays):
     from openeo.udf import UdfData, XarrayDataCube  # noqa: PLC0415
     from openeo.udf.run_code import run_udf_code  # noqa: PLC0415
 
+    try:
+        compile(req["code"], SCRIPT, "exec")
+    except SyntaxError as exc:
+        raise ScriptError(f"SyntaxError: {exc.msg}", exc.lineno) from None
     cube = _cube(req, arrays)
     dims = req.get("dims") or ["t", "bands", "y", "x"]
     cube = cube.rename({"t": dims[0], "bands": dims[1], "y": dims[2], "x": dims[3]}) \

@@ -118,8 +118,10 @@ def service_types():
 
 
 def udf_runtimes():
-    """No UDF runtimes."""
-    return jsonify({})
+    """The UDF runtimes (``run_udf``), described by the UDF module."""
+    from tileserver.web.udf import runtimes_v1  # noqa: PLC0415
+
+    return jsonify(runtimes_v1())
 
 
 def credentials_basic():
