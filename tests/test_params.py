@@ -108,6 +108,15 @@ def test_dates():
         assert info.value.locator == "time"
 
 
+def test_booleans():
+    assert params.boolean("TRUE", "series") is True and params.boolean(" 0", "series") is False
+    assert params.boolean("", "series") is False and params.boolean(True, "series") is True
+    for bad in ("2", "nan", "y e s", "x" * 20, 1, None):
+        with pytest.raises(InvalidParameterValue) as info:
+            params.boolean(bad, "series")
+        assert info.value.locator == "series"
+
+
 def test_lists_and_texts():
     assert params.items("a, b ,c", "rangesubset") == ["a", "b", "c"]
     with pytest.raises(InvalidParameterValue, match="at most 3"):
@@ -125,7 +134,7 @@ def test_lists_and_texts():
 def test_every_parser_answers_a_value_or_its_error(text):
     """No text makes a parser raise anything but the protocol's error."""
     for parse in (params.number, params.integer, params.size, params.bbox, params.crs,
-                  params.date, params.items, params.text):
+                  params.date, params.items, params.text, params.boolean):
         try:
             value = parse(text, "p", error=InvalidExtent)
         except InvalidExtent as exc:

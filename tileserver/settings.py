@@ -62,6 +62,10 @@ class Settings:
     udf_nproc: int = 64  # RLIMIT_NPROC of a UDF call (processes and threads of its uid)
     udf_isolation: str = "bwrap"  # bwrap (namespaces) | process (uid + rlimits only)
     udf_user: str = "nobody"  # user the sandbox runs as when the server is root
+    # the viewer's optional base map: an XYZ template such as
+    # https://tile.openstreetmap.org/{z}/{x}/{y}.png (None: no base map, works offline)
+    viewer_basemap_url: str | None = None
+    viewer_basemap_attribution: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -111,6 +111,22 @@ def integer(value: Any, locator: str, *, error: ErrorClass = InvalidParameterVal
     return value
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def boolean(value: Any, locator: str, *, error: ErrorClass = InvalidParameterValue,
+            name: str | None = None) -> bool:
+    """``true/false``, ``1/0``, ``yes/no``, ``on/off`` (any case; empty is false), or a
+    JSON boolean."""
+    label = name or locator.upper()
+    if isinstance(value, bool):
+        return value
+    raw = text(value, locator, error=error, max_length=10, name=label).strip().lower()
+    if raw in _TRUE or raw in _FALSE:
+        return raw in _TRUE
+    raise error(f"{label} must be true or false, got {value!r}", locator=locator)
+
+
 def size(value: Any, locator: str, *, error: ErrorClass = InvalidParameterValue,
          maximum: int = MAX_SIZE, name: str | None = None) -> int:
     """A number of pixels: a positive integer (``10`` or ``10.0``) of at most ``maximum``."""
