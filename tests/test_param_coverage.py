@@ -115,7 +115,7 @@ def test_every_input_of_every_route_is_fuzzed(tmp_path, small_catalog):
     # 2. query parameters read in the source: the OGC ones have hostile-value tables; the
     #    REST ones are swept on the routes of their module (rest_query_cases)
     found = query_parameters_in_source(ROOT)
-    ogc_fuzzed = {key for _, key, _, _ in KVP_PARAMS} | {"TIME", "bands"}  # bands: tms
+    ogc_fuzzed = {key for _, key, _, _ in KVP_PARAMS} | {"TIME", "BANDS"}  # BANDS: tms
     rest_fuzzed = {name for name, _ in rest_cases}
     missing = {name for name, files in found.items()
                if (files & OGC_SOURCES and name not in ogc_fuzzed)
