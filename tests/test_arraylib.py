@@ -264,3 +264,21 @@ def test_all_any_and_cumulative_on_stacks(stack):
             else:
                 total += v
                 assert cums[i, y, x] == pytest.approx(total, rel=1e-5, abs=1e-6)
+
+
+HOSTILE = [None, -1, 1.5, "a", True, [1, None], {}, np.array([1.0, np.nan], np.float32),
+           np.ones((2, 2, 2), np.float32), LabeledArray(np.ones((2, 2)), ("a", "b"))]
+
+
+@pytest.mark.parametrize("pid", sorted(ARRAY_PROCESSES))
+def test_any_argument_is_a_result_or_a_client_error(pid):
+    """Every combination of hostile values for the first three parameters: a value, or a
+    TileserverError (a 4xx) — never another exception (nor a numpy warning)."""
+    import itertools
+
+    names = [p.name for p in ARRAY_PROCESSES[pid].params][:3]
+    for combo in itertools.product(HOSTILE, repeat=len(names)):
+        try:
+            run(pid, **dict(zip(names, combo, strict=True)))
+        except TileserverError:
+            pass

@@ -32,6 +32,7 @@ is the exception name of the process specification where it names one
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Callable
@@ -84,10 +85,23 @@ def _register(pid: str, *params: str | tuple[str, Any]):
                  for p in params)
 
     def deco(fn):
-        ARRAY_PROCESSES[pid] = ArrayProcess(pid, spec, fn)
+        flags = tuple(p.name for p in spec if p.name in _FLAGS)
+        call = fn
+        if flags:  # a boolean switch given anything else is a client error, not a crash
+            @functools.wraps(fn)
+            def call(**kwargs):
+                for name in flags:
+                    if name in kwargs and not isinstance(kwargs[name], (bool, np.bool_)):
+                        raise _invalid(pid, name, "expected true or false")
+                return fn(**kwargs)
+
+        ARRAY_PROCESSES[pid] = ArrayProcess(pid, spec, call)
         return fn
 
     return deco
+
+
+_FLAGS = {"ignore_nodata", "return_nodata", "exclude_max", "reverse", "case_sensitive"}
 
 
 # --- value helpers -------------------------------------------------------------------
@@ -317,10 +331,9 @@ _binary("normalized_difference", _normalized_difference)
 def log(x, base):
     """Logarithm of ``x`` to ``base``."""
     def func(x, base):
-        if _is_number(base):  # one division per element, no float64 upcast of x
-            return np.log(x) * (1.0 / math.log(base)) if base not in (0, 1) else \
-                np.log(x) / np.log(np.float64(base))
-        return np.log(x) / np.log(base)
+        if _is_number(base) and base > 0 and base != 1:  # one division for the whole array,
+            return np.log(x) * (1.0 / math.log(base))  # no float64 upcast of float32 x
+        return np.log(x) / np.log(np.float64(base) if _is_number(base) else base)
 
     return _elementwise("log", ("x", "base"), func, (x, base))
 
@@ -445,9 +458,11 @@ def _same_kind(x, y) -> bool:
 
 
 def _equal(pid: str, x, y, delta, case_sensitive):
+    if delta is not None and not _is_number(delta):
+        raise _invalid(pid, "delta", "expected a number")
     if x is None or y is None:
         return None if _is_scalar(x) and _is_scalar(y) else _nodata_like(x, y)
-    if isinstance(x, (list, dict)) or isinstance(y, (list, dict)):
+    if isinstance(x, (list, dict, LabeledArray)) or isinstance(y, (list, dict, LabeledArray)):
         raise _invalid(pid, "x", "arrays and objects cannot be compared")
     if _is_array(x) or _is_array(y):
         if not all(_is_array(v) or _is_number(v) for v in (x, y)):
@@ -516,13 +531,16 @@ _ordering("lte", np.less_equal)
 @_register("between", "x", "min", "max", ("exclude_max", False))
 def between(x, min, max, exclude_max=False):  # noqa: A002
     """``min <= x <= max`` (or ``< max``)."""
+    for name, bound in (("min", min), ("max", max)):
+        if not (_is_number(bound) or _is_array(bound) and bound.dtype.kind in "fiu"):
+            raise _invalid("between", name, "expected a number")
     if x is None:
         return None
-    if _is_scalar(x) and not _is_number(x) or isinstance(x, (str, list, dict)):
+    if _is_scalar(x) and not _is_number(x) or isinstance(x, (str, list, dict, LabeledArray)):
         return False
     upper = np.less if exclude_max else np.less_equal
     with np.errstate(all="ignore"):
-        if _is_scalar(x):
+        if _is_scalar(x) and _is_number(min) and _is_number(max):
             if min > max:
                 return False
             return bool(np.float64(x) >= min and upper(np.float64(x), max))
@@ -1002,6 +1020,8 @@ def array_element(data, index=None, label=None, return_nodata=False):
         raise _invalid("array_element", "data", "expected an array")
     n = len(values)
     if label is not None:
+        if not isinstance(label, (str, numbers.Real)) or isinstance(label, bool):
+            raise _invalid("array_element", "label", "expected a string or a number")
         if labels is None:
             raise _invalid("array_element", "label", "the array has no labels",
                            code="ArrayNotLabeled")
@@ -1019,9 +1039,18 @@ def array_element(data, index=None, label=None, return_nodata=False):
     return _py(values[index])
 
 
+def _array_arg(pid: str, data, name: str = "data"):
+    """The values of an array argument (labels dropped); anything else is invalid."""
+    values = data.values if isinstance(data, LabeledArray) else data
+    if not isinstance(values, (list, tuple, np.ndarray)) or np.ndim(values) == 0:
+        raise _invalid(pid, name, "expected an array")
+    return values
+
+
 def _strict_equal(a, b) -> bool:
     """openEO equality of two array elements (no bool/number mixing, no null match)."""
-    if a is None or b is None or isinstance(a, (list, dict)) or isinstance(b, (list, dict)):
+    if a is None or b is None or isinstance(a, (list, dict, np.ndarray)) or isinstance(
+            b, (list, dict, np.ndarray)):
         return False
     return _same_kind(a, b) and a == b
 
@@ -1029,7 +1058,7 @@ def _strict_equal(a, b) -> bool:
 @_register("array_contains", "data", "value")
 def array_contains(data, value):
     """Whether ``value`` is in the array (per pixel for cube slices)."""
-    values = data.values if isinstance(data, LabeledArray) else data
+    values = _array_arg("array_contains", data)
     if isinstance(values, np.ndarray) and values.ndim > 1:
         if value is None or not _is_number(value):
             return np.zeros(values.shape[1:], dtype=bool)
@@ -1040,7 +1069,7 @@ def array_contains(data, value):
 @_register("array_find", "data", "value", ("reverse", False))
 def array_find(data, value, reverse=False):
     """Index of the first (last) element equal to ``value``, no-data when none is."""
-    values = data.values if isinstance(data, LabeledArray) else data
+    values = _array_arg("array_find", data)
     if isinstance(values, np.ndarray) and values.ndim > 1:
         if value is None or not _is_number(value):
             return np.full(values.shape[1:], np.nan)
@@ -1161,7 +1190,11 @@ def array_labels(data):
 
 def _concat_values(a, b):
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return np.concatenate([np.asarray(a), np.asarray(b)], axis=0)
+        try:
+            return np.concatenate([np.asarray(a), np.asarray(b)], axis=0)
+        except ValueError:
+            raise _invalid("array_concat", "array2", "its elements do not fit those of "
+                           "array1") from None
     return list(a) + list(b)
 
 
@@ -1187,12 +1220,20 @@ def array_append(data, value, label=None):
     values, labels = _values_labels(data)
     if not isinstance(values, (list, tuple, np.ndarray)) or np.ndim(values) == 0:
         raise _invalid("array_append", "data", "expected an array")
+    if label is not None and (not isinstance(label, (str, numbers.Real))
+                              or isinstance(label, bool)):
+        raise _invalid("array_append", "label", "expected a string or a number")
     if labels is None and label is not None:
         raise _invalid("array_append", "label", "the array has no labels",
                        code="ArrayNotLabeled")
     if isinstance(values, np.ndarray):
         item = np.asarray(np.nan if value is None else value)
-        out = np.concatenate([values, np.broadcast_to(item, values.shape[1:])[None]], axis=0)
+        try:
+            item = np.broadcast_to(item, values.shape[1:])[None]
+        except ValueError:
+            raise _invalid("array_append", "value", "does not fit the elements of the "
+                           "array") from None
+        out = np.concatenate([values, item], axis=0)
     else:
         out = [*values, value]
     if labels is None:
