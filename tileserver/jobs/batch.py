@@ -432,12 +432,11 @@ class _Run:
             self.run_blocks(spec)
             self.log(f"all {self.extra['blocks_total']} blocks done "
                      f"({time.monotonic() - started:.1f} s); writing the result files")
-            outputs = self.finish(spec, batch_tasks.mosaic, *times)
+            self.finish(spec, batch_tasks.mosaic, *times)
         else:
             self.extra.update(blocks_total=1, blocks_done=0)
             self.log(f"running the graph once over its extent on {workers} worker(s)")
-            outputs = self.finish(spec, batch_tasks.run_whole)
-        self.log("finished: " + ", ".join(a["name"] for a in outputs))
+            self.finish(spec, batch_tasks.run_whole)
 
     def plan(self, job: dict) -> tuple[JobSpec, tuple[dict[str, str], tuple[str, str]]]:
         """The job's spec: native view, blocks, layers, style; prepares the work dir."""
@@ -564,6 +563,8 @@ class _Run:
         tmp.rename(final)
         done = self.extra.get("blocks_total", 1)
         self.extra.update(blocks_done=done, results_token=uuid.uuid4().hex, results=assets)
+        # logged before the status flips, so that whoever sees "finished" finds this line
+        self.log("finished: " + ", ".join(a["name"] for a in assets))
         if not runner._cas(self.job_id, self.token, ("running",), status="finished",
                            progress=100.0, extra=dict(self.extra), error=None):
             shutil.rmtree(final, ignore_errors=True)
