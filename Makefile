@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test fuzz install lint bench clean
+.PHONY: serve test fuzz install lint bench clean compliance
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ FUZZ_TESTS := tests/test_fuzz.py tests/test_params.py tests/test_wcs.py::test_ga
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz TILESERVER_FUZZ_SCALE=$(FUZZ_SCALE) \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider $(FUZZ_TESTS) $(PYTEST_ARGS)
+
+# the openEO compliance suite (openeo-test-suite, tests/general) against the 1.2 base
+compliance: $(STAMP)
+	$(BIN)/python -m tests.compliance_support
 
 lint: $(STAMP)
 	$(BIN)/pip install ruff mypy

@@ -175,7 +175,8 @@ def test_count_cube_and_empty_cube():
 
 
 @pytest.mark.parametrize("output, match", [
-    ({"format": "NetCDF"}, "unknown output format 'NetCDF'; supported: .*GTiff"),
+    ({"format": "HDF5"}, "unknown output format 'HDF5'; supported: .*GTiff"),
+    ({"format": "NetCDF", "compress": "deflate"}, "NetCDF takes no options"),
     ({"format": 3}, "unknown output format 3"),
     ({"format": "GTiff", "photometric": "YCBCR", "compress": "deflate"},
      "YCBCR requires compress=jpeg"),

@@ -158,7 +158,7 @@ def _post(client, data, content_type="application/json"):
     ('{"process_graph": {"process_id": "NDWI"}}', 400, "ProcessUnsupported",
      "unknown process 'NDWI'"),
     (json.dumps({"process_graph": leaf("S2")}), 400, "ProductNotFound", "unknown product_id"),
-    (json.dumps({"process_graph": call("min_time", leaf()), "output": {"format": "NetCDF"}}),
+    (json.dumps({"process_graph": call("min_time", leaf()), "output": {"format": "HDF5"}}),
      400, "FormatUnsupported", "unknown output format"),
     (json.dumps({"process_graph": call("min_time", leaf()),
                  "output": {"format": "GTiff", "compress": "deflate", "photometric": "YCBCR"}}),

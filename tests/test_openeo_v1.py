@@ -5,6 +5,8 @@ in ``tests/test_openeo_client.py``)."""
 from __future__ import annotations
 
 import pytest
+import rasterio
+from numpy.testing import assert_allclose
 from rasterio.io import MemoryFile
 
 from tests.hardening_support import BBOX, basic, bearer, users_file, with_users
@@ -177,7 +179,9 @@ def test_validation_reports_errors_in_a_200(client):
     assert bad.status_code == 200
     assert bad.json["errors"][0]["code"] == "ProcessUnsupported"
     missing = client.post(f"{V1}/validation", json={})
-    assert missing.status_code == 400 and missing.json["code"] == "ProcessGraphMissing"
+    assert missing.status_code == 200
+    assert missing.json["errors"][0]["code"] == "ProcessGraphMissing"
+    assert client.post(f"{V1}/validation", data=b"{nope").status_code == 400
 
 
 # -- auth ------------------------------------------------------------------------------
@@ -314,7 +318,7 @@ def test_files_share_the_store_of_the_root_api(client):
     assert client.put(f"{V1}/files/../x", data=b"x").status_code in (400, 404)
 
 
-def test_result_format_and_options_come_from_save_result(client):
+def test_result_format_and_options_come_from_save_result(client, tmp_path):
     png = client.post(f"{V1}/result", json=process(ndvi_graph(fmt="PNG")))
     assert png.status_code == 200 and png.mimetype == "image/png"
     assert png.data.startswith(b"\x89PNG")
@@ -325,6 +329,15 @@ def test_result_format_and_options_come_from_save_result(client):
     with MemoryFile(tif.data) as mem, mem.open() as src:
         assert src.compression.name.lower() == "deflate" and src.block_shapes[0][0] > 1
         assert src.crs.to_epsg() == 32632 and src.dtypes[0] == "float32"
-    graph["save"]["arguments"]["format"] = "NETCDF4"
+        values = src.read(1)
+    nc = client.post(f"{V1}/result", json=process(ndvi_graph(fmt="NETCDF")))
+    assert nc.status_code == 200 and nc.mimetype == "application/netcdf"
+    path = tmp_path / "result.nc"
+    path.write_bytes(nc.data)
+    with rasterio.open(path) as src:
+        assert src.driver == "netCDF" and src.crs.to_epsg() == 32632
+        assert_allclose(src.read(1), values, equal_nan=True)
+    graph["save"]["arguments"]["format"] = "HDF5"
     bad = client.post(f"{V1}/result", json=process(graph))
     assert bad.status_code == 400 and bad.json["code"] == "FormatUnsupported"
+

@@ -1,14 +1,17 @@
-"""Encoders: cubes to GeoTIFF (with checked GDAL creation options), PNG and JPEG bytes."""
+"""Encoders: cubes to GeoTIFF (with checked GDAL creation options), NetCDF, PNG and JPEG bytes."""
 
 from __future__ import annotations
 
 import io
 import re
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.shutil
 from PIL import Image
 from rasterio.io import MemoryFile
 
@@ -20,10 +23,12 @@ from tileserver.errors import OutputFormatError
 FORMAT_ALIASES = {
     "gtiff": "GTiff", "geotiff": "GTiff", "tiff": "GTiff", "tif": "GTiff", "cog": "GTiff",
     "png": "PNG", "jpeg": "JPEG", "jpg": "JPEG",
+    "netcdf": "NetCDF", "netcdf4": "NetCDF", "nc": "NetCDF",
 }  # fmt: skip
 
-MEDIA_TYPES = {"GTiff": "image/tiff", "PNG": "image/png", "JPEG": "image/jpeg"}
-EXTENSIONS = {"GTiff": "tif", "PNG": "png", "JPEG": "jpg"}
+MEDIA_TYPES = {"GTiff": "image/tiff", "PNG": "image/png", "JPEG": "image/jpeg",
+               "NetCDF": "application/netcdf"}
+EXTENSIONS = {"GTiff": "tif", "PNG": "png", "JPEG": "jpg", "NetCDF": "nc"}
 
 _COMPRESS = {"none", "deflate", "lzw", "zstd", "jpeg", "packbits", "lzma", "webp", "lerc"}
 _LOSSY_8BIT = {"jpeg", "webp"}
@@ -227,6 +232,28 @@ def encode_gtiff(cube: Cube, opts: dict | None = None, style: Style | None = Non
         return Encoded(mem.read(), "image/tiff", "tif")
 
 
+def encode_netcdf(cube: Cube) -> Encoded:
+    """A CF netCDF-4 file (GDAL's netCDF driver, deflate): float32 with NaN nodata, one
+    variable per date x band as in the GeoTIFF, named by band descriptions."""
+    view = cube.view
+    t, b = cube.data.shape[:2]
+    data = cube.data.reshape(t * b, view.height, view.width).astype(np.float32, copy=False)
+    if data.shape[0] == 0:
+        data = np.full((1, view.height, view.width), np.nan, np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        # GDAL's netCDF driver only creates copies: write a GeoTIFF, copy it to netCDF
+        source, path = Path(tmp) / "result.tif", Path(tmp) / "result.nc"
+        with rasterio.open(source, "w", driver="GTiff", width=view.width, height=view.height,
+                           count=data.shape[0], dtype="float32", crs=view.crs,
+                           transform=view.transform, nodata=float("nan")) as dst:
+            dst.write(data)
+            for i, desc in enumerate(_band_descriptions(cube), start=1):
+                if i <= dst.count:
+                    dst.set_band_description(i, desc)
+        rasterio.shutil.copy(source, path, driver="netCDF", FORMAT="NC4", COMPRESS="DEFLATE")
+        return Encoded(path.read_bytes(), MEDIA_TYPES["NetCDF"], EXTENSIONS["NetCDF"])
+
+
 def _image(cube: Cube) -> np.ndarray:
     if cube.data.shape[0] == 0:
         return np.full(cube.data.shape[1:], np.nan, np.float32)
@@ -305,6 +332,10 @@ def encode(result: Any, output: dict | None) -> Encoded:
         )
     if fmt == "GTiff":
         return encode_gtiff(result, opts)
+    if fmt == "NetCDF":
+        if opts:
+            raise OutputFormatError(f"NetCDF takes no options, got {sorted(opts)}")
+        return encode_netcdf(result)
     return encode_image(result, fmt, opts)
 
 
@@ -323,6 +354,10 @@ def validate_output(output: Any) -> dict:
     if fmt == "GTiff":
         gtiff_profile(opts, float_data=True)
         style_opts = {k: opts[k] for k in _STYLE_OPTIONS if k in opts}
+    elif fmt == "NetCDF":
+        if opts:
+            raise OutputFormatError(f"NetCDF takes no options, got {sorted(opts)}")
+        style_opts = {}
     else:
         unknown = sorted(set(opts) - _IMAGE_OPTIONS)
         if unknown:
@@ -368,6 +403,12 @@ def _builtin_formats() -> dict:
                 "media_type": "image/png",
                 "description": "Styled RGBA, nodata transparent (last date if not reduced).",
                 "parameters": {"colormap": "matplotlib name", "range": "[min, max]"},
+            },
+            "NetCDF": {
+                "media_type": "application/netcdf",
+                "description": "CF netCDF-4 (deflate). Float32 values with NaN nodata, one "
+                "variable per date x band.",
+                "parameters": {},
             },
             "JPEG": {
                 "media_type": "image/jpeg",

@@ -55,7 +55,9 @@ SINGLE = "result"
 #: Media types of the result files.
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 MEDIA_TYPES = {".tif": COG_TYPE, ".png": "image/png", ".jpg": "image/jpeg",
-               ".json": "application/geo+json"}
+               ".nc": "application/netcdf", ".json": "application/geo+json"}
+#: Result file extension of each raster output format.
+RASTER_EXTENSIONS = {"GTiff": ".tif", "PNG": ".png", "JPEG": ".jpg", "NetCDF": ".nc"}
 
 
 @dataclass(frozen=True)
@@ -339,10 +341,7 @@ def _write_results(spec: JobSpec, out: Path) -> list[dict]:
     assets = []
     for layer, blocks in sources.items():
         stem = "result" if layer == SINGLE else f"result_{layer}"
-        if spec.fmt == "JPEG":
-            nbands, ext = 3, ".jpg"
-        else:
-            nbands, ext = per_layer, (".png" if spec.fmt == "PNG" else ".tif")
+        nbands, ext = (3 if spec.fmt == "JPEG" else per_layer), RASTER_EXTENSIONS[spec.fmt]
         vrts: list[Path] = []
         for factor in spec.overviews:  # the levels the blocks decimated in memory
             srcs = [(spec.block_path(r, c, factor), first, spec.overview_window(r, c, factor))
@@ -363,6 +362,9 @@ def _write_results(spec: JobSpec, out: Path) -> list[dict]:
                                          **cog_options(spec.output))
                 elif spec.fmt == "PNG":
                     rasterio.shutil.copy(vrt_path, target, driver="PNG", zlevel=6)
+                elif spec.fmt == "NetCDF":
+                    rasterio.shutil.copy(vrt_path, target, driver="netCDF", FORMAT="NC4",
+                                         COMPRESS="DEFLATE")
                 else:
                     rasterio.shutil.copy(vrt_path, target, driver="JPEG",
                                          quality=_quality(spec.output))

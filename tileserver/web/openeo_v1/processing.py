@@ -54,10 +54,10 @@ def result():
 
 def validation():
     """Validate a process (the body is the process itself, with its ``process_graph``):
-    ``{"errors": [...]}``, empty when it is valid."""
-    graph = process_graph({"process": json_body()})
+    ``{"errors": [...]}``, empty when it is valid (a missing graph is one of the errors)."""
+    body = json_body()
     try:
-        jobs.parse(runtime(), graph, v1=True)
+        jobs.parse(runtime(), process_graph({"process": body}), v1=True)
     except TileserverError as exc:
         code, _status = v1_code(exc)
         return jsonify({"errors": [{"code": code, "message": exc.message}]})
@@ -151,7 +151,14 @@ def job_results(job_id: str):
                               name="item.json")},
     ]
     item["openeo:status"] = "finished"
-    return jsonify(item)
+    props = item.setdefault("properties", {})
+    if props.get("datetime") is None and props.get("start_datetime"):
+        # the 1.2 document types it as a (nullable, in OpenAPI 3.0 terms) string; validators
+        # with 3.1 semantics refuse null: the start of the range is the nominal time
+        props["datetime"] = props["start_datetime"]
+    resp = jsonify(item)
+    resp.headers["OpenEO-Costs"] = "0"  # no billing: the owner downloads for free
+    return resp
 
 
 def job_logs(job_id: str):

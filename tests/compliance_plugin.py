@@ -1,0 +1,30 @@
+"""pytest plugin for the openEO compliance suite: its access token from HTTP Basic.
+
+``openeo_test_suite.lib.compliance_util.get_access_token`` always logs in with OIDC; this
+replaces it with ``GET /credentials/basic`` for the user in ``TILESERVER_COMPLIANCE_USER``
+and ``TILESERVER_COMPLIANCE_PASSWORD``, returning the ``basic//<token>`` the suite puts
+after ``Bearer``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import requests
+from openeo_test_suite.lib import compliance_util
+from openeo_test_suite.lib.backend_under_test import get_backend_url
+
+
+def basic_access_token(pytestconfig) -> str:
+    """``basic//<token>`` from the back-end's ``/credentials/basic``."""
+    base = get_backend_url(pytestconfig, required=True).rstrip("/")
+    auth = (os.environ["TILESERVER_COMPLIANCE_USER"],
+            os.environ["TILESERVER_COMPLIANCE_PASSWORD"])
+    resp = requests.get(f"{base}/credentials/basic", auth=auth, timeout=60)
+    resp.raise_for_status()
+    return "basic//" + resp.json()["access_token"]
+
+
+def pytest_configure(config) -> None:
+    """Install the basic-auth token function before the suite's fixtures run."""
+    compliance_util.get_access_token = basic_access_token
