@@ -258,7 +258,7 @@ R = {"result": True}
         "data": ref("l"), "dimension": "t", "reducer": reducer("min")}},
       "b": {"process_id": "reduce_dimension", "arguments": {
           "data": ref("a"), "dimension": "t", "reducer": reducer("max")}, **R}},
-     "ProcessArgumentInvalid", "b.arguments.dimension"),
+     "DimensionNotAvailable", "b.arguments.dimension"),
     ({"a": {**load(spatial_extent={"west": 1, "east": 0, "south": 0, "north": 1}), **R}},
      "ProcessArgumentInvalid", "a.arguments.spatial_extent"),
     ({"a": {**load(spatial_extent={"west": float("nan"), "east": 1, "south": 0,

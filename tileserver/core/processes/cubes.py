@@ -32,22 +32,27 @@ from tileserver.core.query import CubeMeta
 from tileserver.errors import (
     BandNotFound,
     CollectionNotFound,
+    LimitExceeded,
     ProcessArgumentInvalid,
     ProductNotFound,
 )
 
-TIME_DIMS = ("t", "time", "temporal")
-BAND_DIMS = ("bands", "band", "spectral")
+#: The names of the temporal and band dimensions, as ``GET /collections`` describes them.
+TIME_DIMS = ("t",)
+BAND_DIMS = ("bands",)
 WGS84 = CRS.from_epsg(4326)
 
 _DATA = V1Param("data", "cube")
 _CONTEXT = V1Param("context", required=False)
 
 
-def _invalid(node: Node, name: str, why: str) -> ProcessArgumentInvalid:
+def _invalid(node: Node, name: str, why: str, code: str | None = None
+             ) -> ProcessArgumentInvalid:
+    """The error of an argument; ``code``: the exception the process description names
+    for it (``DimensionNotAvailable``…), else ``ProcessArgumentInvalid``."""
     return ProcessArgumentInvalid(
         f"node '{node.path}': argument {name!r} of {node.process_id}: {why}",
-        path=node.arg_path(name))
+        path=node.arg_path(name), code=code)
 
 
 def _context(value: Any) -> Any:
@@ -138,7 +143,8 @@ def temporal_extent(node: Node, name: str, value: Any) -> tuple[datetime, dateti
         raise _invalid(node, name, f"{value!r} is not an interval of ISO 8601 dates") from None
     if t0 > t1:
         raise _invalid(node, name, f"start {start} is not before end {end} (the end is "
-                       "excluded)")
+                       "excluded)", "TemporalExtentEmpty" if node.process_id ==
+                       "filter_temporal" else None)
     return t0, t1
 
 
@@ -161,11 +167,13 @@ def _dimension(node: Node, meta: CubeMeta, name: str = "dimension") -> str:
     dim = node.args.get(name)
     if dim in TIME_DIMS:
         if meta.reduced:
-            raise _invalid(node, name, "the temporal dimension was already reduced")
+            raise _invalid(node, name, "the temporal dimension was already reduced",
+                           "DimensionNotAvailable")
         return "t"
     if dim in BAND_DIMS:
         if not meta.has_bands:
-            raise _invalid(node, name, "the bands dimension was already reduced")
+            raise _invalid(node, name, "the bands dimension was already reduced",
+                           "DimensionNotAvailable")
         return "bands"
     if dim in ("x", "y"):
         raise _invalid(node, name, f"dimension {dim!r} cannot be used here (spatial "
@@ -173,7 +181,7 @@ def _dimension(node: Node, meta: CubeMeta, name: str = "dimension") -> str:
     dims = [d for d, present in (("t", not meta.reduced), ("bands", meta.has_bands))
             if present]
     raise _invalid(node, name, f"the data cube has no dimension {dim!r}; its dimensions are "
-                   f"x, y{''.join(', ' + d for d in dims)}")
+                   f"x, y{''.join(', ' + d for d in dims)}", "DimensionNotAvailable")
 
 
 def _labels(cube: Cube, dim: str) -> tuple:
@@ -357,9 +365,11 @@ register_v1("filter_spatial", [_DATA, V1Param("geometries")], meta=_bbox_meta)(
 def _temporal_meta(ctx, node):
     child = ctx.meta(node.args["data"])
     if node.args.get("dimension") not in (None, *TIME_DIMS):
-        raise _invalid(node, "dimension", f"no temporal dimension {node.args['dimension']!r}")
+        raise _invalid(node, "dimension", f"no temporal dimension {node.args['dimension']!r} "
+                       "(it is 't')", "DimensionNotAvailable")
     if child.reduced:
-        raise _invalid(node, "data", "the temporal dimension was already reduced")
+        raise _invalid(node, "data", "the temporal dimension was already reduced",
+                       "DimensionNotAvailable")
     start, end = temporal_extent(node, "extent", node.args["extent"])
     if child.time_range:
         start, end = max(start, child.time_range[0]), min(end, child.time_range[1])
@@ -377,11 +387,15 @@ def filter_temporal(ctx, node, query):
 def _bands_meta(ctx, node):
     child = ctx.meta(node.args["data"])
     if not child.has_bands:
-        raise _invalid(node, "data", "the bands dimension was already reduced")
+        raise _invalid(node, "data", "the data has no bands dimension (it was reduced)",
+                       "DimensionMissing")
     wanted = node.args.get("bands")
     if node.args.get("wavelengths") is not None:
         raise _invalid(node, "wavelengths", "selecting bands by wavelength is not supported; "
                        "use band names")
+    if wanted is None:
+        raise _invalid(node, "bands", "one of bands or wavelengths is required",
+                       "BandFilterParameterMissing")
     if not isinstance(wanted, list) or not wanted:
         raise _invalid(node, "bands", "expected a non-empty list of band names")
     bands = tuple(resolve_band(child.product, child.bands, b, node, "bands") for b in wanted)
@@ -620,7 +634,7 @@ def _merge_meta(ctx, node):
     overlap = [x for x in b.bands if x in a.bands]
     if overlap and node.args.get("overlap_resolver") is None:
         raise _invalid(node, "overlap_resolver", f"both cubes have the bands {overlap}: an "
-                       "overlap_resolver is required")
+                       "overlap_resolver is required", "OverlapResolverMissing")
     if a.reduced != b.reduced:
         raise _invalid(node, "cube2", "one cube has a temporal dimension and the other not")
     bands = a.bands + tuple(x for x in b.bands if x not in a.bands)
@@ -697,14 +711,15 @@ def _rename_meta(ctx, node):
         mapping = dict(zip(child.bands, target, strict=True))
     else:
         if len(source) != len(target):
-            raise _invalid(node, "source", "source and target must have the same length")
+            raise _invalid(node, "source", "source and target must have the same length",
+                           "LabelMismatch")
         missing = [s for s in source if s not in child.bands]
         if missing:
-            raise _invalid(node, "source", f"unknown bands {missing}")
+            raise _invalid(node, "source", f"unknown bands {missing}", "LabelNotAvailable")
         mapping = dict(zip(source, target, strict=True))
     bands = tuple(mapping.get(b, b) for b in child.bands)
     if len(set(bands)) != len(bands):
-        raise _invalid(node, "target", "the new band names are not unique")
+        raise _invalid(node, "target", "the new band names are not unique", "LabelExists")
     return child.but(bands=bands)
 
 
@@ -783,6 +798,24 @@ def _period_start(t: datetime, period: str) -> datetime:
     raise ValueError(period)
 
 
+def _add_months(t: datetime, months: int) -> datetime:
+    index = t.year * 12 + t.month - 1 + months
+    return t.replace(year=index // 12, month=index % 12 + 1)
+
+
+def _next_period(start: datetime, period: str) -> datetime:
+    """The start of the period after the one starting at ``start``."""
+    step = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
+    if period in step:
+        return start + step[period]
+    if period == "dekad":
+        return start.replace(day=start.day + 10) if start.day < 21 else _add_months(
+            start.replace(day=1), 1)
+    months = {"month": 1, "season": 3, "tropical-season": 6, "year": 12, "decade": 120,
+              "decade-ad": 120}
+    return _add_months(start, months[period])
+
+
 PERIODS = ("hour", "day", "week", "dekad", "month", "season", "tropical-season", "year",
            "decade", "decade-ad")
 
@@ -792,9 +825,11 @@ def _period_meta(ctx, node):
     if node.args.get("period") not in PERIODS:
         raise _invalid(node, "period", f"expected one of {', '.join(PERIODS)}")
     if node.args.get("dimension") not in (None, *TIME_DIMS):
-        raise _invalid(node, "dimension", f"no temporal dimension {node.args['dimension']!r}")
+        raise _invalid(node, "dimension", f"no temporal dimension {node.args['dimension']!r} "
+                       "(it is 't')", "DimensionNotAvailable")
     if child.reduced:
-        raise _invalid(node, "data", "the temporal dimension was already reduced")
+        raise _invalid(node, "data", "the data has no temporal dimension (it was reduced)",
+                       "DimensionNotAvailable")
     return child.but(kind=_callback_kind(node.args["reducer"], child.kind))
 
 
@@ -803,17 +838,33 @@ def _period_meta(ctx, node):
                                       callback_params=("data", "context")),
     V1Param("dimension", required=False), _CONTEXT], meta=_period_meta)
 def aggregate_temporal_period(ctx, node, query):
-    """One time step per period that has data, labelled with the period's start."""
+    """One time step per period from the first date's to the last date's (periods without
+    data are nodata: the labels are complete for the extent), labelled with the period's
+    start."""
     cube = ctx.eval(node.args["data"], query)
     period = node.args["period"]
     groups: dict[datetime, list[int]] = {}
     for i, t in enumerate(cube.times or ()):
         groups.setdefault(_period_start(t, period), []).append(i)
-    starts = sorted(groups)
+    starts = []
+    if groups:
+        start, last = min(groups), max(groups)
+        per_step = int(np.prod(cube.data.shape[1:]))
+        while start <= last:
+            starts.append(start)
+            start = _next_period(start, period)
+            if len(starts) * per_step > ctx.engine.max_pixels:
+                raise LimitExceeded(
+                    f"node '{node.path}': aggregate_temporal_period by {period} from "
+                    f"{min(groups):%Y-%m-%d} to {last:%Y-%m-%d} gives more than "
+                    f"{len(starts)} periods of {per_step} values: over the limit of "
+                    f"{ctx.engine.max_pixels}; choose a longer period or fewer dates")
     out = np.full((len(starts),) + cube.data.shape[1:], np.nan, np.float32)
     context = _context(node.args.get("context"))
     for k, start in enumerate(starts):
-        rows = groups[start]
+        rows = groups.get(start)
+        if rows is None:
+            continue  # a period without data: nodata
         value = run_callback(node.args["reducer"], {
             "data": _labeled(cube.data[rows], tuple(_labels(cube, "t")[i] for i in rows)),
             "context": context})
