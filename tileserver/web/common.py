@@ -50,6 +50,18 @@ def created(body: Any, endpoint: str, identifier: str, **values: Any):
     return resp
 
 
+def result_file(encoded, notes: list[str] | tuple[str, ...] = ()):
+    """A synchronous result: the encoded file as an attachment, the graph's notes as
+    ``Warning`` headers (and ``X-Tileserver-Notes``)."""
+    resp = current_app.response_class(encoded.content, mimetype=encoded.media_type)
+    resp.headers["Content-Disposition"] = f'attachment; filename="result.{encoded.extension}"'
+    for note in notes:
+        resp.headers.add("Warning", f'299 tileserver "{note}"')
+    if notes:
+        resp.headers["X-Tileserver-Notes"] = " | ".join(notes)
+    return resp
+
+
 def json_body(required: bool = True) -> dict[str, Any]:
     """The request's JSON object, or a 400 that says what is wrong."""
     if not request.data:

@@ -16,6 +16,7 @@ from tileserver.web.common import (
     current_user,
     job_json,
     json_body,
+    result_file,
     root_api_rules,
     runtime,
     service_json,
@@ -112,14 +113,7 @@ def _graph_and_output(body: dict):
 def execute():
     """Evaluate a graph on its native view and return the file."""
     graph, output = _graph_and_output(json_body())
-    result = jobs.execute(runtime(), current_user(), graph, output)
-    resp = Response(result.content, mimetype=result.media_type)
-    resp.headers["Content-Disposition"] = f'attachment; filename="result.{result.extension}"'
-    for note in graph.notes:
-        resp.headers.add("Warning", f'299 tileserver "{note}"')
-    if graph.notes:
-        resp.headers["X-Tileserver-Notes"] = " | ".join(graph.notes)
-    return resp
+    return result_file(jobs.execute(runtime(), current_user(), graph, output), graph.notes)
 
 
 # -- jobs ------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Response, jsonify, request
+from flask import jsonify, request
 
 from tileserver.errors import (
     JobNotFinished,
@@ -12,7 +12,14 @@ from tileserver.errors import (
     TileserverError,
 )
 from tileserver.services import jobs
-from tileserver.web.common import created, current_user, external_url, json_body, runtime
+from tileserver.web.common import (
+    created,
+    current_user,
+    external_url,
+    json_body,
+    result_file,
+    runtime,
+)
 from tileserver.web.errors import v1_body, v1_code
 from tileserver.web.openeo_v1.capabilities import NAME
 from tileserver.web.openeo_v1.serializers import job_json, log_json
@@ -44,12 +51,7 @@ def parse_process(body: dict):
 def result():
     """Evaluate synchronously and return the file of ``save_result``'s format."""
     graph, output = parse_process(json_body())
-    encoded = jobs.execute(runtime(), current_user(), graph, output)
-    resp = Response(encoded.content, mimetype=encoded.media_type)
-    resp.headers["Content-Disposition"] = f'attachment; filename="result.{encoded.extension}"'
-    for note in graph.notes:
-        resp.headers.add("Warning", f'299 tileserver "{note}"')
-    return resp
+    return result_file(jobs.execute(runtime(), current_user(), graph, output), graph.notes)
 
 
 def validation():
