@@ -38,6 +38,7 @@ they start passing). Corrections of evident slips are in ``CORRECTIONS``.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -191,12 +192,17 @@ def _cases():
 TEMPORAL_NAMES = {"t2": "t"}
 
 
+@functools.cache
+def _read_asset(path: Path):
+    """An asset file, parsed once (the json5 parser is slow on the larger cubes)."""
+    text = path.read_text(encoding="utf-8")
+    return json5.loads(text) if path.suffix == ".json5" else text.strip()
+
+
 def _resolve(value, folder: Path):
     """``{"$ref": "assets/..."}`` -> the asset (a datacube for .json5, else the text)."""
     if isinstance(value, dict) and set(value) == {"$ref"}:
-        path = folder / value["$ref"]
-        text = path.read_text(encoding="utf-8")
-        return json5.loads(text) if path.suffix == ".json5" else text.strip()
+        return copy.deepcopy(_read_asset(folder / value["$ref"]))
     if isinstance(value, dict):
         return {k: _resolve(v, folder) for k, v in value.items()}
     if isinstance(value, list):
@@ -520,3 +526,33 @@ def test_the_leaf_answers_queries_like_load_collection(leaves):
     assert cube.bands == ("nir",)
     assert [t.day for t in cube.times] == [3]
     assert leaves.queries[-1].bands == ("nir",)
+
+
+def test_the_comparison_catches_wrong_values_labels_and_pixels():
+    """``compare`` fails on a changed value, label or nodata pixel (the harness can fail)."""
+    folder = _tests_dir()
+    if folder is None:
+        pytest.skip("openEO reference files not found")
+    doc = _resolve({"$ref": "assets/xyt-minimal-float.json5"}, folder)
+    cube, has_bands = to_cube(doc)
+    case = {"arguments": {}}
+    compare(cube, has_bands, doc, "apply", case)  # itself: equal
+    wrong = copy.deepcopy(doc)
+    wrong["data"][1][0][0] += 0.01
+    with pytest.raises(AssertionError, match="values differ"):
+        compare(cube, has_bands, wrong, "apply", case)
+    wrong = copy.deepcopy(doc)
+    wrong["data"][0][0][0] = None
+    with pytest.raises(AssertionError, match="values differ"):
+        compare(cube, has_bands, wrong, "apply", case)
+    wrong = copy.deepcopy(doc)
+    wrong["dimensions"]["t"]["values"][1] = "2020-06-04T00:00:00Z"
+    with pytest.raises(AssertionError, match="t labels"):
+        compare(cube, has_bands, wrong, "apply", case)
+    cropped = copy.deepcopy(doc)  # a spatial filter's result: one column less
+    cropped["dimensions"]["x"]["values"] = cropped["dimensions"]["x"]["values"][1:]
+    cropped["data"] = [[row[1:] for row in plane] for plane in cropped["data"]]
+    with pytest.raises(AssertionError, match="outside the expected x/y labels"):
+        compare(cube, has_bands, cropped, "apply", case)
+    with pytest.raises(AssertionError, match="dimensions"):
+        compare(cube, True, doc, "apply", case)
