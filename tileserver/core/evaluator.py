@@ -269,6 +269,17 @@ class Engine:
 
     # -- versions -----------------------------------------------------------------------
 
+    def products_read(self, root: Node) -> set[str]:
+        """Ids of the products a graph reads (its data leaves and 1.x load processes)."""
+        out = set()
+        mctx = _MetaContext(self)
+        for node in root.walk():
+            if node.is_product:
+                out.add(node.args["product_id"])
+            elif node.dialect == V1 and node.process_id in ("load_collection", "load_stac"):
+                out.add(mctx.meta(node).product.id)
+        return out
+
     def version(self, graph: Graph | Node, view: View | None = None,
                 time_range: tuple[datetime, datetime] | None = None) -> str:
         """The catalog's version for an evaluation of ``graph`` on ``view``: a token of
@@ -283,7 +294,7 @@ class Engine:
                 bbox = None
             if bbox is not None and not all(math.isfinite(v) for v in bbox):
                 bbox = None
-        ids = sorted({n.args["product_id"] for n in root.walk() if n.is_product})
+        ids = sorted(self.products_read(root))
         parts = []
         for pid in ids:
             product = self.catalog.products.get(pid)
