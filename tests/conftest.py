@@ -84,3 +84,14 @@ def small_app(make_app, small_catalog):
 def client(small_app):
     """A test client of ``small_app``."""
     return small_app.test_client()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A throw-away PostgreSQL + PostGIS cluster (skipped without the packages, except
+    under CI)."""
+    from tests.pg_support import PostgresCluster, require_postgres
+
+    cluster = PostgresCluster(require_postgres()).start()
+    yield cluster
+    cluster.stop()

@@ -39,7 +39,9 @@ def _serve(args: argparse.Namespace) -> int:
             self.cfg.set("accesslog", "-")
 
         def load(self):
-            return create_app(settings)
+            app = create_app(settings)
+            _ = app.extensions["tileserver"].catalog  # collections read (and logged) at start-up
+            return app
 
     print(f"tileserver on http://{settings.host}:{settings.port}", file=sys.stderr)
     App().run()

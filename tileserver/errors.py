@@ -141,6 +141,22 @@ class EvaluationTimeout(TileserverError):
     ogc_code = "NoApplicableCode"
 
 
+class UpstreamError(TileserverError):
+    """A remote source (STAC API, file server, object store) that failed; the message
+    names its host, never its credentials or signed query string."""
+
+    status = 502
+    code = "UpstreamError"
+    ogc_code = "NoApplicableCode"
+
+
+class UpstreamTimeout(UpstreamError):
+    """A remote source that did not answer in time."""
+
+    status = 504
+    code = "UpstreamTimeout"
+
+
 # --- OGC-specific codes --------------------------------------------------------------
 
 

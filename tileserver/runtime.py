@@ -9,11 +9,13 @@ import logging
 import threading
 from functools import cached_property
 
+from tileserver.core import remote
 from tileserver.core.cache import NodeCache
 from tileserver.core.catalog import Catalog
 from tileserver.core.evaluator import Engine
 from tileserver.core.limits import Limiter
 from tileserver.core.shared_cache import SharedTier, open_tier
+from tileserver.core.stac_api import ApiOptions
 from tileserver.jobs.store import JobStore
 from tileserver.settings import Settings
 
@@ -36,12 +38,14 @@ class Runtime:
         self.settings = settings
         self._lock = threading.Lock()
         settings.home.mkdir(parents=True, exist_ok=True)
+        remote.configure(remote.RemoteOptions.from_settings(settings))
 
     @cached_property
     def catalog(self) -> Catalog:
         """The STAC products."""
         with self._lock:
-            return Catalog.load(catalog_paths(self.settings))
+            return Catalog.load(catalog_paths(self.settings),
+                                ApiOptions.from_settings(self.settings))
 
     @cached_property
     def cache(self) -> NodeCache:

@@ -66,6 +66,14 @@ class Settings:
     # https://tile.openstreetmap.org/{z}/{x}/{y}.png (None: no base map, works offline)
     viewer_basemap_url: str | None = None
     viewer_basemap_attribution: str | None = None
+    remote_timeout: int = 30  # seconds of one HTTP request to a STAC API or a remote file
+    remote_connect_timeout: int = 10  # seconds to connect to a remote file's host
+    remote_retries: int = 2  # retries of a failed remote request
+    remote_retry_delay: int = 1  # seconds before the first retry (then doubling)
+    remote_cache_bytes: int = 64 * 1024 * 1024  # GDAL's /vsicurl/ cache of fetched ranges
+    stac_page_size: int = 100  # items per page of a STAC API search
+    stac_max_pages: int = 20  # pages of one search at most (the result is then partial)
+    stac_search_ttl: int = 300  # seconds a STAC API search result is reused
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

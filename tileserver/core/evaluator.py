@@ -8,6 +8,7 @@ reuse work.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import defaultdict
@@ -34,11 +35,23 @@ from tileserver.core.limits import Limiter, check_deadline, remaining
 from tileserver.core.processes import REGISTRY, V1_REGISTRY, array_processes
 from tileserver.core.query import CubeMeta, Query
 from tileserver.core.reader import read_band
+from tileserver.core.remote import BrokenSource
 from tileserver.core.shared_cache import SharedTier, digest_key
 from tileserver.core.view import View
-from tileserver.errors import LimitExceeded, ProcessGraphError
+from tileserver.errors import LimitExceeded, ProcessGraphError, TileserverError
 
 WGS84 = CRS.from_epsg(4326)
+log = logging.getLogger(__name__)
+_skipped_logged: set[tuple[str, str]] = set()
+
+
+def skipped(product_id: str, item_id: str, exc: Exception) -> None:
+    """Count a broken source; log it once per item (not on every tile)."""
+    metrics.SKIPPED_SOURCES.inc()
+    key = (product_id, item_id)
+    if key not in _skipped_logged and len(_skipped_logged) < 100_000:
+        _skipped_logged.add(key)
+        log.warning("product %s, item %s skipped: %s", product_id, item_id, exc)
 
 
 def process_of(node: Node):
@@ -412,16 +425,23 @@ class Engine:
                 for item in groups[day]:
                     href = item.assets.get(band_id)
                     if href:
-                        jobs.append((ti, bi, self._pool.submit(
+                        jobs.append((ti, bi, item, self._pool.submit(
                             read_band, href, band, view, self.resampling)))
         filled: set[tuple[int, int]] = set()
-        for ti, bi, fut in jobs:
+        for ti, bi, item, fut in jobs:
             try:
                 arr = fut.result(timeout=remaining())
             except FutureTimeout:
                 for *_, other in jobs:
                     other.cancel()
                 check_deadline()
+                raise
+            except BrokenSource as exc:  # a broken href: the item is skipped, never a 500
+                skipped(product.id, item.id, exc)
+                continue
+            except TileserverError:
+                for *_, other in jobs:
+                    other.cancel()
                 raise
             if arr is None:
                 continue

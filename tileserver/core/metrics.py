@@ -31,3 +31,26 @@ SHARED_SECONDS = Histogram(
 SHARED_ERRORS = Counter("tileserver_cache_shared_errors",
                         "Failed operations and invalid entries of the shared tier",
                         ["tier", "op"])
+STAC_SEARCHES = Counter(
+    "tileserver_stac_searches", "Item searches sent to STAC APIs", ["collection"]
+)
+STAC_SEARCH_CACHE_HITS = Counter(
+    "tileserver_stac_search_cache_hits", "Item searches answered from the search cache",
+    ["collection"],
+)
+STAC_SEARCH_PAGES = Counter(
+    "tileserver_stac_search_pages", "Pages of STAC API item searches", ["collection"]
+)
+STAC_SEARCH_TRUNCATED = Counter(
+    "tileserver_stac_search_truncated", "Item searches stopped at stac_max_pages",
+    ["collection"],
+)
+STAC_SEARCH_SECONDS = Histogram(
+    "tileserver_stac_search_seconds",
+    "Duration of STAC API item searches (all pages)",
+    ["collection"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+SKIPPED_SOURCES = Counter(
+    "tileserver_skipped_sources", "Band files skipped because their href is broken"
+)

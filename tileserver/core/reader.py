@@ -10,6 +10,8 @@ from functools import lru_cache
 
 import numpy as np
 import rasterio
+import rasterio._err
+import rasterio.errors
 from rasterio.crs import CRS
 from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning
@@ -18,8 +20,8 @@ from rasterio.windows import Window, from_bounds
 
 from tileserver.core import metrics
 from tileserver.core.catalog import Band
+from tileserver.core.remote import classify, gdal_path
 from tileserver.core.view import View
-from tileserver.errors import TileserverError
 
 #: Extra source pixels read around the window so that resampling has its neighbours.
 PAD = 2
@@ -31,12 +33,8 @@ PAD = 2
 warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
 
 
-class SourceReadError(TileserverError):
-    """A source file that cannot be read."""
-
-    status = 502
-    code = "SourceReadError"
-    ogc_code = "NoApplicableCode"
+#: What GDAL raises on a failed open or read (rasterio's errors and GDAL's CPLE_* ones).
+GDAL_ERRORS = (rasterio.errors.RasterioError, rasterio._err.CPLE_BaseError)
 
 
 def choose_overview(factor: float, overviews: list[int]) -> int | None:
@@ -89,13 +87,14 @@ class FileInfo:
 
 @lru_cache(maxsize=4096)
 def _file_info(href: str, signature: tuple) -> FileInfo:
-    with rasterio.open(href) as src:
+    with rasterio.open(gdal_path(href)) as src:
         return FileInfo(src.crs, tuple(src.bounds), abs(src.res[0]), tuple(src.overviews(1)))
 
 
 def file_info(href: str) -> FileInfo:
     """Header facts of ``href``, cached (keyed on size and mtime for local files) so that
-    a read opens the file once, at the level it needs."""
+    a read opens the file once, at the level it needs (remote files: keyed on the href;
+    GDAL's /vsicurl/ cache keeps their headers, so a read costs the ranges of its window)."""
     try:
         st = os.stat(href)
         signature: tuple = (st.st_size, st.st_mtime_ns)
@@ -136,7 +135,7 @@ def read_band(
         factor = view_res / info.res
         level = choose_overview(factor, info.overviews)
         opts = {} if level is None else {"overview_level": level}
-        with rasterio.open(href, **opts) as src:
+        with rasterio.open(gdal_path(href), **opts) as src:
             # the view on the file's own grid (a batch block, a native-resolution coverage):
             # read exactly its pixels, nothing to pad, warp or copy
             same_grid = aligned_offset(src.transform, src_crs, view)
@@ -164,8 +163,8 @@ def read_band(
             win_transform = src.window_transform(window)
             metrics.PIXELS_READ.inc(window.width * window.height)
             metrics.SOURCE_READS.labels(str(0 if level is None else level + 1)).inc()
-    except rasterio.RasterioIOError as exc:
-        raise SourceReadError(f"cannot read {href}: {exc}") from exc
+    except GDAL_ERRORS as exc:
+        raise classify(href, exc) from exc
     if file_nodata is None and band.nodata is not None:  # declared only in raster:bands
         values[values == np.float32(band.nodata)] = np.nan
     if band.scale != 1.0 or band.offset != 0.0:
