@@ -3,7 +3,6 @@ writers from several processes on one SQLite file, unguessable service ids, revo
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import socket
@@ -16,9 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.jobs_support import writer
+from tests.jobs_support import concurrent_writers
 from tests.wmts_support import create_job, create_service, ndvi_graph
-from tileserver.jobs.store import JobStore
 
 TILE = "1.0.0/{job}/default/GoogleMapsCompatible/14/5826/8602.png"
 
@@ -125,25 +123,7 @@ def test_jobs_and_services_survive_an_app_restart(make_app, small_catalog):
 
 
 def test_concurrent_writers_from_several_processes(tmp_path):
-    url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    store = JobStore(url)
-    shared = store.create_job("me", {"product_id": "TEST"})["job_id"]
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=writer, args=(url, w, 25, shared, queue)) for w in range(4)]
-    for p in procs:
-        p.start()
-    results = [queue.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    ids = [i for r, _ in results for i in r]
-    assert len(ids) == len(set(ids)) == 100
-    stored = {j["job_id"] for j in store.list_jobs("me")}
-    assert set(ids) <= stored and len(stored) == 101
-    assert sum(won for _, won in results) == 1  # compare-and-set: exactly one winner
-    assert store.get_job(shared)["status"] == "queued"
-    store.dispose()
+    concurrent_writers(f"sqlite:///{tmp_path / 'jobs.db'}")
 
 
 def _free_port() -> int:

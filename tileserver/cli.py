@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from pathlib import Path
 
 from tileserver.settings import SettingsError, load_settings
@@ -40,7 +41,11 @@ def _serve(args: argparse.Namespace) -> int:
 
         def load(self):
             app = create_app(settings)
-            _ = app.extensions["tileserver"].catalog  # collections read (and logged) at start-up
+            # collections read (and unreachable STAC APIs logged) at start-up, without
+            # holding the worker's first requests that do not need them
+            runtime = app.extensions["tileserver"]
+            threading.Thread(target=lambda: runtime.catalog, name="catalog-load",
+                             daemon=True).start()
             return app
 
     print(f"tileserver on http://{settings.host}:{settings.port}", file=sys.stderr)

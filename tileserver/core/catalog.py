@@ -153,6 +153,11 @@ class Product:
         """Band ids in catalog order."""
         return list(self.bands)
 
+    def some_items(self) -> list[Item]:
+        """A few items (all of a static catalog, one search page of an API), for facts
+        that any file of the product gives (its grid)."""
+        return self.items_for(None, None)
+
     def item_count(self) -> int | None:
         """Number of items when known without asking anyone."""
         return None

@@ -21,6 +21,13 @@ from tileserver.errors import TileserverError, UpstreamError, UpstreamTimeout
 log = logging.getLogger(__name__)
 
 
+class SourceReadError(UpstreamError):
+    """A file that exists but cannot be read (not a raster, damaged): an error, not a
+    skipped item."""
+
+    code = "SourceReadError"
+
+
 class BrokenSource(TileserverError):
     """An href that does not lead to a raster (404, missing file, not a raster): the
     evaluator skips the item with a log line."""
@@ -149,22 +156,25 @@ def redact(href: str) -> str:
     return href
 
 
-_MISSING = re.compile(r"No such file|does not exist|not recognized as|not a supported|"
-                      r"HTTP response code: 40[34]|HTTP response code: 410", re.I)
+_MISSING = re.compile(r"No such file|does not exist|HTTP response code: 40[34]|"
+                      r"HTTP response code: 410", re.I)
 _TIMEOUT = re.compile(r"time(d)? ?out|Timeout was reached", re.I)
 
 
 def classify(href: str, exc: Exception) -> TileserverError:
     """What a failed GDAL open or read of ``href`` means.
 
-    Local files: a missing or unreadable file is broken (skipped). Remote files: GDAL's
-    last message does not tell a 404 from an unreachable host, so one light request
-    (``HEAD``, bounded by the connect timeout) asks the server: 404/410 is a broken href,
-    no answer in time a 504, anything else a 502 naming the host.
+    A missing local file is a broken href (the item is skipped); a file that exists but is
+    no raster is a :class:`SourceReadError`. Remote files: GDAL's last message does not
+    tell a 404 from an unreachable host, so one light request (a GET of byte 0, which URLs
+    signed for GET accept, bounded by the timeouts) asks the server: 404/410 is a broken
+    href, no answer in time a 504, anything else a 502 naming the host.
     """
     text = str(exc)
     if not is_remote(href):
-        return BrokenSource(f"cannot read {href}: {text}")
+        if not os.path.exists(href):
+            return BrokenSource(f"no file at {href}")
+        return SourceReadError(f"cannot read {href}: {text}")
     host = host_of(href)
     url = href.removeprefix("/vsicurl/")
     if not url.startswith(("http://", "https://")):  # s3: GDAL's message is all we have
@@ -175,8 +185,9 @@ def classify(href: str, exc: Exception) -> TileserverError:
         return UpstreamError(f"remote source {host} failed to deliver {redact(href)}")
     opts = options()
     try:
-        resp = requests.head(url, timeout=(opts.connect_timeout, opts.timeout),
-                             allow_redirects=True)
+        with requests.get(url, headers={"Range": "bytes=0-0"}, stream=True,
+                          timeout=(opts.connect_timeout, opts.timeout)) as resp:
+            pass
     except requests.Timeout:
         return UpstreamTimeout(f"remote source {host} did not answer within "
                                f"{opts.timeout} s")
@@ -192,6 +203,7 @@ def classify(href: str, exc: Exception) -> TileserverError:
                              "of the href valid?")
     if _TIMEOUT.search(text):
         return UpstreamTimeout(f"remote source {host} did not answer in time")
-    if _MISSING.search(text):
-        return BrokenSource(f"no raster at {redact(href)}")
+    if resp.ok:  # the server has the file, GDAL cannot read it
+        return SourceReadError(f"cannot read {redact(href)} from {host}: not a raster GDAL "
+                               "reads, or a damaged one")
     return UpstreamError(f"remote source {host} failed to deliver {redact(href)}")

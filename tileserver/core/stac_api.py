@@ -334,6 +334,12 @@ class ApiProduct(Product):
         found = self.source.search(self.id, bbox_wgs84, time, self.parse)
         return filter_items(found, bbox_wgs84, time)
 
+    def some_items(self) -> list[Item]:
+        """The first page of a search of the whole collection."""
+        return [it for page in self.source.search_pages(
+            self.id, None, None, max_items=self.source.options.page_size)
+            for f in page.get("features", []) if (it := self.parse(f)) is not None]
+
     def to_json(self, full: bool = False) -> dict[str, Any]:
         """The 0.0.2 ``/data`` entry, with the API it comes from."""
         out = super().to_json(full)

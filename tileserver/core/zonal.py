@@ -274,7 +274,7 @@ def _file_grid(href: str) -> tuple[str, float, float, float, float, int]:
 def native_grid(product: Product, bands: tuple[str, ...]) -> Grid:
     """The grid of the finest of ``bands`` in the product's CRS, read from one of its files."""
     band = min(bands, key=lambda b: product.bands[b].res_m)
-    for item in product.items:
+    for item in product.some_items():
         href = item.assets.get(band)
         if href and item.crs == product.crs:
             wkt, x0, y0, rx, ry, block = _file_grid(href)

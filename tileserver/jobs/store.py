@@ -29,6 +29,7 @@ from sqlalchemy import (
     event,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Engine
@@ -104,17 +105,34 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def database_url(url: str) -> str:
+    """``postgresql://`` (libpq's spelling) means psycopg 3 in SQLAlchemy."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
 def make_engine(url: str) -> Engine:
-    """A SQLAlchemy engine; creates the SQLite folder and sets its pragmas."""
+    """A SQLAlchemy engine; creates the SQLite folder and sets its pragmas; PostgreSQL
+    sessions run in UTC and the tables are created under an advisory lock (several worker
+    processes start at once)."""
+    url = database_url(url)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif url.startswith("postgresql"):
+        engine = create_engine(url, pool_pre_ping=True,
+                               connect_args={"options": "-c timezone=UTC"})
     else:
         engine = create_engine(url, pool_pre_ping=True)
     for attempt in range(5):
         try:
-            metadata.create_all(engine)
+            with engine.begin() as conn:
+                if engine.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(7242011)"))
+                metadata.create_all(conn)
             break
         except OperationalError:  # another worker process created the tables meanwhile
             if attempt == 4:
