@@ -341,3 +341,33 @@ def test_result_format_and_options_come_from_save_result(client, tmp_path):
     bad = client.post(f"{V1}/result", json=process(graph))
     assert bad.status_code == 400 and bad.json["code"] == "FormatUnsupported"
 
+
+
+def test_user_defined_processes_are_stored_per_user(users_app):
+    c = users_app.test_client()
+    alice, bob = v1_token(c, "alice"), v1_token(c, "bob")
+    udp = {"summary": "twice", "parameters": [{"name": "x", "description": "a number",
+                                               "schema": {"type": "number"}}],
+           "process_graph": {"m": {"process_id": "multiply", "arguments": {
+               "x": {"from_parameter": "x"}, "y": 2}, "result": True}}}
+    assert c.put(f"{V1}/process_graphs/twice", json=udp, headers=alice).status_code == 200
+    got = c.get(f"{V1}/process_graphs/twice", headers=alice).json
+    assert got == {**udp, "id": "twice"}
+    listed = c.get(f"{V1}/process_graphs", headers=alice).json["processes"]
+    assert listed == [{"id": "twice", "summary": "twice", "parameters": udp["parameters"]}]
+    assert c.get(f"{V1}/process_graphs", headers=bob).json["processes"] == []
+    missing = c.get(f"{V1}/process_graphs/twice", headers=bob)
+    assert missing.status_code == 404 and missing.json["code"] == "ProcessGraphNotFound"
+    udp["summary"] = "double"
+    assert c.put(f"{V1}/process_graphs/twice", json=udp, headers=alice).status_code == 200
+    assert c.get(f"{V1}/process_graphs/twice", headers=alice).json["summary"] == "double"
+    for bad in ({}, {"process_graph": {"a": {"arguments": {}}}},
+                {"process_graph": {"a": {"process_id": "add", "arguments": {}}}}):
+        assert c.put(f"{V1}/process_graphs/twice", json=bad, headers=alice).status_code == 400
+    assert c.put(f"{V1}/process_graphs/no-dash", json=udp, headers=alice).status_code == 400
+    renamed = {**udp, "id": "other"}  # the path names it
+    assert c.put(f"{V1}/process_graphs/twice", json=renamed, headers=alice).status_code == 200
+    assert c.get(f"{V1}/process_graphs/twice", headers=alice).json["id"] == "twice"
+    assert c.delete(f"{V1}/process_graphs/twice", headers=bob).status_code == 404
+    assert c.delete(f"{V1}/process_graphs/twice", headers=alice).status_code == 204
+    assert c.get(f"{V1}/process_graphs/twice", headers=alice).status_code == 404

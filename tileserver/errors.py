@@ -80,6 +80,12 @@ class ServiceNotFound(NotFound):
     code = "ServiceNotFound"
 
 
+class ProcessGraphNotFound(NotFound):
+    """No such user-defined process (openEO 1.x ``/process_graphs``)."""
+
+    code = "ProcessGraphNotFound"
+
+
 class FileNotFound(NotFound):
     """No such user file."""
 

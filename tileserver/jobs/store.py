@@ -35,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from tileserver.errors import JobNotFound, ServiceNotFound
+from tileserver.errors import JobNotFound, ProcessGraphNotFound, ServiceNotFound
 
 JOB_STATUSES = ("submitted", "queued", "running", "finished", "paused", "canceled", "error")
 SERVICE_TYPES = ("wmts", "xyz", "wcs", "tms")
@@ -69,6 +69,16 @@ services = Table(
     Column("service_args", JSON),
     Column("title", String(500)),
     Column("created", DateTime(timezone=True), nullable=False),
+)
+
+#: openEO 1.x user-defined processes (``/process_graphs``), stored per user.
+user_processes = Table(
+    "user_processes",
+    metadata,
+    Column("user_id", String(128), primary_key=True),
+    Column("process_id", String(128), primary_key=True),
+    Column("process", JSON, nullable=False),
+    Column("updated", DateTime(timezone=True), nullable=False),
 )
 
 job_logs = Table(
@@ -284,6 +294,45 @@ class JobStore:
         self.get_service(service_id, user_id)
         with self.engine.begin() as conn:
             conn.execute(delete(services).where(services.c.service_id == service_id))
+
+    # -- user-defined processes (openEO 1.x) ---------------------------------------------
+
+    def put_process(self, user_id: str, process_id: str, process: dict) -> bool:
+        """Store or replace a user-defined process; whether it is new."""
+        with self.engine.begin() as conn:
+            where = ((user_processes.c.user_id == user_id)
+                     & (user_processes.c.process_id == process_id))
+            changed = conn.execute(update(user_processes).where(where).values(
+                process=process, updated=now())).rowcount
+            if not changed:
+                conn.execute(insert(user_processes).values(
+                    user_id=user_id, process_id=process_id, process=process, updated=now()))
+        return not changed
+
+    def get_process(self, user_id: str, process_id: str) -> dict:
+        """A user-defined process, or :class:`ProcessGraphNotFound`."""
+        q = select(user_processes.c.process).where(
+            (user_processes.c.user_id == user_id) & (user_processes.c.process_id == process_id))
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            raise ProcessGraphNotFound(f"process graph {process_id!r} does not exist")
+        return row.process
+
+    def list_processes(self, user_id: str) -> list[dict]:
+        """The user's processes, by id."""
+        q = (select(user_processes.c.process).where(user_processes.c.user_id == user_id)
+             .order_by(user_processes.c.process_id))
+        with self.engine.connect() as conn:
+            return [r.process for r in conn.execute(q)]
+
+    def delete_process(self, user_id: str, process_id: str) -> None:
+        """Delete a user-defined process (:class:`ProcessGraphNotFound` if there is none)."""
+        self.get_process(user_id, process_id)
+        with self.engine.begin() as conn:
+            conn.execute(delete(user_processes).where(
+                (user_processes.c.user_id == user_id)
+                & (user_processes.c.process_id == process_id)))
 
     def dispose(self) -> None:
         """Close pooled connections."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Flask
 
-from tileserver.web.openeo_v1 import capabilities, catalog, files, processing, services
+from tileserver.web.openeo_v1 import capabilities, catalog, files, processing, services, udp
 from tileserver.web.openeo_v1.capabilities import BASE, NAME
 
 bp = Blueprint(NAME, __name__, url_prefix=BASE)
@@ -51,6 +51,10 @@ ROUTES: list[tuple[str, list[str], Callable[..., Any], bool]] = [
     ("/services/<service_id>", GET, services.get_service, False),
     ("/services/<service_id>", PATCH, services.patch_service, False),
     ("/services/<service_id>", DELETE, services.delete_service, False),
+    ("/process_graphs", GET, udp.list_udps, False),
+    ("/process_graphs/<process_graph_id>", GET, udp.get_udp, False),
+    ("/process_graphs/<process_graph_id>", PUT, udp.put_udp, False),
+    ("/process_graphs/<process_graph_id>", DELETE, udp.delete_udp, False),
     ("/files", GET, files.list_files, False),
     ("/files/<path:path>", GET, files.get_file, False),
     ("/files/<path:path>", PUT, files.put_file, False),
