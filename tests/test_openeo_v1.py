@@ -270,6 +270,11 @@ def test_job_crud(client):
     # a 1.x job is a lazy job like any other: the 0.0.2 API and the viewer show it
     assert client.get(f"/jobs/{job_id}").json["process_graph"] == job["process"]["process_graph"]
     assert client.get(f"/jobs/{job_id}/viewer").status_code == 200
+    wmts = client.get("/wmts", query_string={"SERVICE": "WMTS", "REQUEST": "GetCapabilities"})
+    assert wmts.status_code == 200 and f"<ows:Identifier>{job_id}<" in wmts.text
+    wcs = client.get("/wcs", query_string={"SERVICE": "WCS", "REQUEST": "GetCapabilities",
+                                           "VERSION": "2.0.1"})
+    assert wcs.status_code == 200 and job_id in wcs.text
     assert client.delete(f"{V1}/jobs/{job_id}").status_code == 204
     assert client.get(f"{V1}/jobs/{job_id}").status_code == 404
 
