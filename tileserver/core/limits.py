@@ -20,6 +20,10 @@ from tileserver.errors import EvaluationTimeout, TooManyRequests
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "tileserver_deadline", default=None)
 
+#: The limiter whose slot the current evaluation holds (``None``: none).
+_HELD: contextvars.ContextVar[Limiter | None] = contextvars.ContextVar(
+    "tileserver_slot_held", default=None)
+
 #: Purposes that run inside a request and are therefore limited (batch runs are not).
 LIMITED_PURPOSES = ("tile", "coverage", "execute")
 
@@ -78,10 +82,37 @@ class Limiter:
             self.inflight += 1
         token = _DEADLINE.set(
             time.monotonic() + self.timeout if self.timeout > 0 else math.inf)
+        held = _HELD.set(self)
         try:
             yield
         finally:
+            _HELD.reset(held)
             _DEADLINE.reset(token)
             with self._lock:
                 self.inflight -= 1
             self._slots.release()
+
+
+@contextmanager
+def slot_released() -> Iterator[None]:
+    """Give the current evaluation's slot back while it waits for something that is not
+    computing (a UDF worker held by someone else), so that waiting requests do not keep
+    other users' evaluations out; the slot is taken again afterwards (503 as usual when
+    none frees in time). A no-op outside a limited evaluation."""
+    limiter = _HELD.get()
+    if limiter is None:
+        yield
+        return
+    with limiter._lock:
+        limiter.inflight -= 1
+    limiter._slots.release()
+    try:
+        yield
+    finally:
+        if not limiter._slots.acquire(timeout=limiter.queue_timeout):
+            exc = TooManyRequests(f"{limiter.max_inflight} evaluations are already running; "
+                                  "retry in a moment")
+            exc.retry_after = max(1, math.ceil(limiter.queue_timeout) or 1)
+            raise exc
+        with limiter._lock:
+            limiter.inflight += 1

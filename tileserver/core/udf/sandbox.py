@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tileserver.core.limits import slot_released
 from tileserver.core.udf import wire
 from tileserver.errors import UdfUnavailable
 
@@ -400,14 +401,21 @@ class UdfPool:
                 self._lock.wait(left)
             return self.hello
 
+    def _free_for(self, user: str) -> bool:
+        return bool(self._idle) and self._users.get(user, 0) < self.config.per_user
+
     @contextlib.contextmanager
     def _checkout(self, user: str, wait: float) -> Iterator[Worker]:
         end = time.monotonic() + wait
         with self._lock:
+            free = self._free_for(user)
+        # waiting for a worker is not computing: give the evaluation slot back meanwhile
+        waiting = contextlib.nullcontext() if free else slot_released()
+        with waiting, self._lock:
             while True:
                 if self._closed:
                     raise UdfUnavailable("the UDF pool is closed")
-                if self._idle and self._users.get(user, 0) < self.config.per_user:
+                if self._free_for(user):
                     worker = self._idle.pop()
                     self._users[user] = self._users.get(user, 0) + 1
                     break

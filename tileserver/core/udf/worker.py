@@ -16,6 +16,7 @@ no tileserver package, no settings, no files of the server.
 
 from __future__ import annotations
 
+import gc
 import linecache
 import os
 import resource
@@ -72,6 +73,7 @@ def _limit(which: int, value: int) -> None:
 
 
 def _apply_limits(req: dict) -> None:
+    os.nice(10)  # the server's own threads (reads, encoding) come first on a busy CPU
     cpu = max(1, int(req["timeout"] + 0.999))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     _limit(resource.RLIMIT_AS, _vsz() + int(req["memory"]))
@@ -113,9 +115,9 @@ def _load(code: str, func: str):
 
 def _cube(req: dict, arrays: list) -> xr.DataArray:
     data, ys, xs = arrays
-    times = pd.to_datetime(req["times"], utc=True).tz_localize(None) if req["times"] else []
-    if not req["times"]:
-        times = pd.DatetimeIndex([], name="t")
+    # UTC ISO strings without offset (the server's _iso): numpy parses them ~10x faster
+    # than pandas
+    times = np.array(req["times"], dtype="datetime64[ns]")
     return xr.DataArray(data, dims=("t", "bands", "y", "x"),
                         coords={"t": times, "bands": list(req["bands"]), "y": ys, "x": xs},
                         name="data")
@@ -169,8 +171,7 @@ def _run_reduce_time(fn, req, arrays):
 def _run_aggregate_time(fn, req, arrays):
     data = arrays[0]
     t, b, h, w = data.shape
-    index = pd.DatetimeIndex(pd.to_datetime(req["times"], utc=True).tz_localize(None),
-                             name="t")
+    index = pd.DatetimeIndex(np.array(req["times"], dtype="datetime64[ns]"), name="t")
     columns = pd.MultiIndex.from_product([list(req["bands"]), range(h * w)],
                                          names=["band", "pixel"])
     frame = pd.DataFrame(data.reshape(t, b * h * w), index=index, columns=columns,
@@ -317,27 +318,48 @@ def _strays() -> list[int]:
     return out
 
 
+class _Spare:
+    """A child forked ahead of time (fork is off the request's path), waiting on its pipe
+    for one request."""
+
+    def __init__(self):
+        req_r, self.req_w = os.pipe()
+        self.res_r, res_w = os.pipe()
+        self.log_r, log_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: stdin/stdout/stderr away from the server's pipes
+            try:
+                os.setsid()
+                os.dup2(req_r, 0)
+                os.dup2(log_w, 1)
+                os.dup2(log_w, 2)
+                os.dup2(res_w, 3)
+                os.closerange(4, 1 << 16)
+                sys.stdout = os.fdopen(1, "w", buffering=1)
+                sys.stderr = os.fdopen(2, "w", buffering=1)
+                req, arrays = wire.read_message(os.fdopen(0, "rb"), 1 << 34)
+                code = child_main(req, arrays, 3)
+            except BaseException:  # noqa: BLE001
+                code = 70
+            os._exit(code)
+        self.pid = pid
+        for fd in (req_r, res_w, log_w):
+            os.close(fd)
+
+
+#: The next child (forked right after the previous call was answered).
+_SPARE: _Spare | None = None
+
+
 def _run(req: dict, arrays: list) -> tuple[dict, list]:
-    res_r, res_w = os.pipe()
-    log_r, log_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: stdin/stdout/stderr away from the server's pipes
+    global _SPARE
+    spare, _SPARE = _SPARE or _Spare(), None
+    pid, res_r, log_r = spare.pid, spare.res_r, spare.log_r
+    with os.fdopen(spare.req_w, "wb") as feed:
         try:
-            os.setsid()
-            null = os.open("/dev/null", os.O_RDONLY)
-            os.dup2(null, 0)
-            os.dup2(log_w, 1)
-            os.dup2(log_w, 2)
-            os.dup2(res_w, 3)
-            os.closerange(4, 1 << 16)
-            sys.stdout = os.fdopen(1, "w", buffering=1)
-            sys.stderr = os.fdopen(2, "w", buffering=1)
-            code = child_main(req, arrays, 3)
-        except BaseException:  # noqa: BLE001
-            code = 70
-        os._exit(code)
-    os.close(res_w)
-    os.close(log_w)
+            wire.write_message(feed, req, arrays)
+        except OSError:
+            pass  # the child died before reading: reported below
     deadline = time.monotonic() + float(req["timeout"])
     limit = int(req["max_output"]) + wire.MAX_HEADER
     result, log = bytearray(), bytearray()
@@ -456,7 +478,14 @@ def main() -> int:
     os.dup2(null, 0)
     os.dup2(2, 1)  # stray prints of this process go to the server's log, not the protocol
     _warm_up()
+    # the forked children must not walk (and so copy, page by page) every object of the
+    # imported libraries in their garbage collections: freeze them into the permanent
+    # generation first
+    gc.collect()
+    gc.freeze()
     base_vsz = _vsz()
+    global _SPARE
+    _SPARE = _Spare()
     wire.write_message(out, {"ok": True, "ready": True, "pid": os.getpid(),
                              "uid": os.getuid(), "python": sys.version.split()[0],
                              "packages": versions(), "vsz": base_vsz})
@@ -476,6 +505,7 @@ def main() -> int:
         wire.write_message(out, header, result)
         if header.get("restart"):
             return 0
+        _SPARE = _Spare()  # the next call's child, forked while the server works
 
 
 if __name__ == "__main__":

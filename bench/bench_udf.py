@@ -1,0 +1,261 @@
+"""UDFs (issue 15): the cost of the sandbox, and fairness under a hostile neighbour.
+Prints tables; no assertions.
+
+    .venv/bin/python bench/bench_udf.py [--demo-dir DIR] [--tiles 24] [--rounds 3]
+                                        [--seconds 40] [--timeout 5]
+
+Against ``tileserver serve`` (gunicorn, 1 worker, 8 threads) on loopback, over the demo L2A
+product (NDVI of B04/B8A, four dates 2017-01-05 .. 2017-02-14):
+
+(a) per-tile time of the temporal mean of NDVI as a UDF
+    (``/udf/Python/reduce_time`` with ``return data.mean("t")`` over ``NDVI(...)``) vs the
+    built-in ``mean_time(NDVI(...))``, the same XYZ tiles (zoom 10-13) one at a time, cold
+    (fresh server and home) and warm; rounds alternate which graph goes first. The fixed
+    cost of one UDF call (an empty ``reduce_time`` on a 1x1 window) is measured too.
+(b) two users with UDF layers, 8 clients: bob's 4 clients fetch distinct tiles (zoom 13-15)
+    of his mean-NDVI UDF layer, alice's 4 clients fetch tiles of a layer whose script loops
+    forever (each of her calls burns the whole ``udf_timeout``). Bob's tiles/s and median
+    latency against the same 4 clients on an otherwise idle server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import morecantile
+import requests
+from rasterio.warp import transform_bounds
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_openeo import BBOX_32632, fetch, tiles  # noqa: E402
+from bench_wmts import free_port, start, stop  # noqa: E402
+
+from tileserver.demo import L2A_PRODUCT_ID, write_demo_catalog  # noqa: E402
+from tileserver.settings import load_settings  # noqa: E402
+from tileserver.web.auth import add_user  # noqa: E402
+
+DATES = ("2017-01-01", "2017-02-28")
+MEAN = "def reduce_time(data):\n    return data.mean('t')\n"
+EMPTY = "def reduce_time(data):\n    return data[0]\n"
+BURN = "def reduce_time(data):\n    while True:\n        pass\n"
+USERS = {"alice": "alice-password-1", "bob": "bob-password-22"}
+
+
+def ndvi() -> dict:
+    box = {"process_id": "filter_bbox", "args": {
+        "imagery": {"product_id": L2A_PRODUCT_ID}, "left": BBOX_32632[0],
+        "right": BBOX_32632[2], "bottom": BBOX_32632[1], "top": BBOX_32632[3],
+        "srs": "EPSG:32632"}}
+    dates = {"process_id": "filter_daterange", "args": {"imagery": box, "from": DATES[0],
+                                                        "to": DATES[1]}}
+    return {"process_id": "NDVI", "args": {"imagery": dates, "red": "B04", "nir": "B8A"}}
+
+
+def builtin_graph() -> dict:
+    return {"process_id": "mean_time", "args": {"imagery": ndvi()}}
+
+
+def udf_graph(user: str, name: str) -> dict:
+    return {"process_id": "/udf/Python/reduce_time",
+            "args": {"script": f"/users/{user}/files/{name}", "imagery": ndvi()}}
+
+
+def serve(catalog: Path, logdir: Path, users: bool = False, timeout: int = 5):
+    port = free_port()
+    home = Path(tempfile.mkdtemp(prefix="home-", dir=logdir))
+    if users:
+        settings = load_settings(home=str(home))
+        for user, password in USERS.items():
+            add_user(settings, user, password)
+    env = dict(os.environ, TILESERVER_HOME=str(home), TILESERVER_CATALOG=str(catalog),
+               TILESERVER_UDF_TIMEOUT=str(timeout))
+    base = f"http://127.0.0.1:{port}"
+    proc = start([sys.executable, "-m", "tileserver.cli", "serve", "--port", str(port),
+                  "--workers", "1"], env, f"{base}/", logdir / f"server-{port}.log")
+    return proc, base
+
+
+def layer(base: str, graph: dict, user: str = "me", script: tuple[str, str] | None = None,
+          auth=None) -> str:
+    s = requests.Session()
+    s.auth = auth
+    if script:
+        s.put(f"{base}/users/{user}/files/{script[0]}", data=script[1].encode(),
+              timeout=60).raise_for_status()
+    job = s.post(f"{base}/jobs", json={"process_graph": graph}, timeout=60)
+    job.raise_for_status()
+    svc = s.post(f"{base}/services", json={"job_id": job.json()["job_id"], "type": "xyz"},
+                 timeout=60)
+    svc.raise_for_status()
+    return svc.json()["service_url"]
+
+
+def fixed_cost(base: str, rounds: int = 30) -> float:
+    """Median ms of /execute of an empty reduce_time UDF on a 1x1 window minus the same
+    graph without the UDF (both warm): the sandbox round trip."""
+    requests.put(f"{base}/users/me/files/empty.py", data=EMPTY.encode(), timeout=60)
+    one = {"left": BBOX_32632[0], "right": BBOX_32632[0] + 20, "bottom": BBOX_32632[1],
+           "top": BBOX_32632[1] + 20, "srs": "EPSG:32632"}
+    base_graph = ndvi()
+    base_graph["args"]["imagery"]["args"]["imagery"]["args"].update(one)
+    with_udf = {"process_id": "/udf/Python/reduce_time",
+                "args": {"script": "/users/me/files/empty.py", "imagery": base_graph}}
+    plain = {"process_id": "max_time", "args": {"imagery": base_graph}}
+    times = {"udf": [], "plain": []}
+    session = requests.Session()
+    for i in range(rounds + 3):
+        for name, graph in (("udf", with_udf), ("plain", plain)):
+            # a new script each time (a comment), so that the UDF result is not cached
+            if name == "udf":
+                session.put(f"{base}/users/me/files/empty.py",
+                            data=f"{EMPTY}# {i}\n".encode(), timeout=60)
+            t0 = time.perf_counter()
+            r = session.post(f"{base}/execute", json={"process_graph": graph}, timeout=60)
+            r.raise_for_status()
+            if i >= 3:
+                times[name].append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times["udf"]) - statistics.median(times["plain"])
+
+
+def many_tiles(zooms=(13, 14, 15)) -> list[tuple[int, int, int]]:
+    tms = morecantile.tms.get("WebMercatorQuad")
+    west, south, east, north = transform_bounds("EPSG:32632", "EPSG:4326", *BBOX_32632)
+    return [(t.z, t.x, t.y) for t in tms.tiles(west, south, east, north, list(zooms))]
+
+
+def clients(template: str, cells, n: int, seconds: float, auth, stop_at: list) -> dict:
+    """``n`` threads fetching ``cells`` (shared, each tile once) until ``seconds`` pass."""
+    lock = threading.Lock()
+    queue = list(cells)
+    lat: list[float] = []
+    codes: dict[int, int] = {}
+    end = time.monotonic() + seconds
+
+    def run():
+        s = requests.Session()
+        s.auth = auth
+        while time.monotonic() < end and not stop_at:
+            with lock:
+                if not queue:
+                    return
+                z, x, y = queue.pop(0)
+            url = template.replace("{z}", str(z)).replace("{x}", str(x)).replace("{y}", str(y))
+            t0 = time.perf_counter()
+            r = s.get(url, timeout=300)
+            with lock:
+                lat.append((time.perf_counter() - t0) * 1000)
+                codes[r.status_code] = codes.get(r.status_code, 0) + 1
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    ok = codes.get(200, 0)
+    return {"tiles/s": ok / wall, "median ms": statistics.median(lat) if lat else float("nan"),
+            "codes": codes}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--demo-dir", default=os.environ.get("TILESERVER_TEST_DEMO_DIR"))
+    ap.add_argument("--tiles", type=int, default=24)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=40)
+    ap.add_argument("--timeout", type=int, default=5)
+    ap.add_argument("--skip-a", action="store_true")
+    args = ap.parse_args()
+    demo = Path(args.demo_dir or tempfile.mkdtemp(prefix="demo-"))
+    catalog = write_demo_catalog(demo)
+    logdir = Path(tempfile.mkdtemp(prefix="bench-udf-"))
+
+    if not args.skip_a:
+        cells = tiles(args.tiles)
+        res: dict[str, list[float]] = {k: [] for k in (
+            "built-in cold", "UDF cold", "built-in warm", "UDF warm")}
+        fixed = []
+        for rnd in range(args.rounds):
+            order = ("built-in", "UDF") if rnd % 2 == 0 else ("UDF", "built-in")
+            for kind in order:
+                proc, base = serve(catalog, logdir)
+                try:
+                    if kind == "UDF":
+                        template = layer(base, udf_graph("me", "mean.py"), "me", ("mean.py", MEAN))
+                    else:
+                        template = layer(base, builtin_graph())
+                    res[f"{kind} cold"].append(statistics.median(fetch(template, cells)))
+                    res[f"{kind} warm"].append(statistics.median(fetch(template, cells)))
+                    if kind == "UDF":
+                        fixed.append(fixed_cost(base))
+                finally:
+                    stop(proc)
+        print(f"\n(a) mean of NDVI over 4 dates, per-tile median over {len(cells)} XYZ tiles "
+              f"(zoom 10-13), median of {args.rounds} rounds")
+        print(f"{'case':<15} {'ms/tile':>9}")
+        for name, values in res.items():
+            print(f"{name:<15} {statistics.median(values):>9.1f}")
+        for kind in ("cold", "warm"):
+            ratio = statistics.median(res[f"UDF {kind}"]) / statistics.median(
+                res[f"built-in {kind}"])
+            diff = statistics.median(res[f"UDF {kind}"]) - statistics.median(
+                res[f"built-in {kind}"])
+            print(f"UDF / built-in {kind}: {ratio:.2f}x ({diff:+.1f} ms/tile)")
+        print(f"fixed cost of one UDF call (1x1 window, empty script, vs no UDF): "
+              f"{statistics.median(fixed):.1f} ms")
+
+    # (b) fairness
+    cells = many_tiles()
+    half = len(cells) // 2
+    results = {}
+    for scenario in ("idle", "alice burning"):
+        proc, base = serve(catalog, logdir, users=True, timeout=args.timeout)
+        try:
+            bob = ("bob", USERS["bob"])
+            alice = ("alice", USERS["alice"])
+            bob_t = layer(base, udf_graph("bob", "mean.py"), "bob", ("mean.py", MEAN), bob)
+            stop_flag: list = []
+            burner = None
+            if scenario != "idle":
+                alice_t = layer(base, udf_graph("alice", "burn.py"), "alice",
+                                ("burn.py", BURN), alice)
+                out: dict = {}
+
+                def burn(template=alice_t, into=out, flag=stop_flag, auth=alice):
+                    into.update(clients(template, cells, 4, args.seconds + 30, auth, flag))
+
+                burner = threading.Thread(target=burn)
+                burner.start()
+                time.sleep(2)
+            # bob: the first half of the tiles in the idle run, the second half under load
+            # (distinct tiles: no cache hits between the scenarios)
+            mine = cells[:half] if scenario == "idle" else cells[half:]
+            results[scenario] = clients(bob_t, mine, 4, args.seconds, bob, [])
+            stop_flag.append(1)
+            if burner is not None:
+                burner.join()
+                results["alice (burning)"] = out
+        finally:
+            stop(proc)
+    print(f"\n(b) bob's 4 clients on his UDF layer (zoom 13-15, distinct tiles, "
+          f"{args.seconds:.0f} s); alice's 4 clients on a script burning udf_timeout = "
+          f"{args.timeout} s")
+    print(f"{'scenario':<16} {'tiles/s':>8} {'median ms':>10}  codes")
+    for name, r in results.items():
+        print(f"{name:<16} {r['tiles/s']:>8.2f} {r['median ms']:>10.1f}  {r['codes']}")
+    ratio = results["alice burning"]["median ms"] / results["idle"]["median ms"]
+    print(f"bob's median latency, alice burning / idle: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
