@@ -300,24 +300,50 @@ def test_scrubbed_environment_and_unprivileged_user(client):
     assert "server-secret" not in message
 
 
-def test_endless_loop_is_a_504_and_others_keep_being_served(client, s1_catalog):
-    put(client, "alice", "loop.py", "def reduce_time(data):\n    while True:\n        pass\n",
-        ALICE)
-    put(client, "bob", "mean.py", "def reduce_time(data):\n    return data.mean('t')\n", BOB)
-    results = {}
+def test_endless_loop_is_a_504(client):
+    resp = run(client, "alice", ALICE, "loop.py", "def reduce_time(data):\n    while True:\n"
+               "        pass\n")
+    error(resp, 504, "UDF /users/alice/files/loop.py", "time limit")
 
-    def alice():
-        results["alice"] = execute(client, s1_graph("reduce_time", "/users/alice/files/loop.py"),
-                                   ALICE)
 
-    thread = threading.Thread(target=alice)
-    thread.start()
-    bob = execute(client, s1_graph("reduce_time", "/users/bob/files/mean.py"), BOB)
-    assert thread.is_alive()  # bob was served while alice's script was still burning
-    np.testing.assert_allclose(tiff(bob), nanmean(source(s1_catalog)), rtol=1e-6,
-                               equal_nan=True)
-    thread.join()
-    error(results["alice"], 504, "UDF /users/alice/files/loop.py", "time limit")
+def test_others_keep_being_served_while_a_script_burns(tmp_path_factory, s1_catalog,
+                                                       demo_catalog):
+    # a long limit, so that "alice is still burning" does not depend on timing; her
+    # worker is killed at the end
+    home = tmp_path_factory.mktemp("udfburn")
+    settings = load_settings(home=str(home), catalog=f"{demo_catalog},{s1_catalog}",
+                             udf_timeout=300, udf_workers=2)
+    application = with_users(create_app(settings), users_file(tmp_path_factory))
+    c = application.test_client()
+    runner = application.extensions["tileserver"].udf
+    try:
+        put(c, "alice", "loop.py", "def reduce_time(data):\n    while True:\n        pass\n",
+            ALICE)
+        put(c, "bob", "mean.py", "def reduce_time(data):\n    return data.mean('t')\n", BOB)
+        results = {}
+
+        def alice():
+            results["alice"] = execute(c, s1_graph("reduce_time", "/users/alice/files/loop.py"),
+                                       ALICE)
+
+        thread = threading.Thread(target=alice)
+        thread.start()
+        for _ in range(600):  # until alice's call holds a worker (bounded)
+            if runner.pool._users.get("alice"):
+                break
+            thread.join(0.1)
+        assert runner.pool._users.get("alice") == 1
+        bob = execute(c, s1_graph("reduce_time", "/users/bob/files/mean.py"), BOB)
+        assert thread.is_alive()  # bob was served while alice's script burns (limit 300 s)
+        np.testing.assert_allclose(tiff(bob), nanmean(source(s1_catalog)), rtol=1e-6,
+                                   equal_nan=True)
+        # a second call of alice waits for her own worker (her share is 1 of 2)
+        assert runner.pool._users.get("alice") == 1
+    finally:
+        runner.close()  # kills alice's worker: her request ends
+        thread.join(60)
+        application.extensions["tileserver"].close()
+    assert results["alice"].status_code in (400, 503, 504)
 
 
 def test_fork_bomb_is_stopped_and_the_worker_replaced(client, app):
