@@ -14,7 +14,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["bench_core", "bench_wmts", "bench_wcs", "bench_batch", "bench_zonal", "bench_load",
-         "bench_arraylib"]
+         "bench_arraylib", "bench_udf"]
 
 
 def main(argv: list[str]) -> int:

@@ -437,3 +437,34 @@ def test_only_allowed_users_run_udfs(tmp_path_factory, s1_catalog, demo_catalog)
                        ALICE).status_code == 200
     finally:
         application.extensions["tileserver"].close()
+
+
+def test_waiting_for_a_worker_gives_the_evaluation_slot_back():
+    from tileserver.core.limits import Limiter, slot_released
+    from tileserver.errors import TooManyRequests
+
+    limiter = Limiter(1, queue_timeout=0.01, timeout=60)
+    served = []
+
+    def other():
+        try:
+            with limiter.slot("tile"):
+                served.append(limiter.inflight)
+        except TooManyRequests:
+            served.append("refused")
+
+    with limiter.slot("tile"):
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+        assert served == ["refused"]  # the only slot is held
+        served.clear()
+
+        with slot_released():  # e.g. waiting for a UDF worker
+            thread = threading.Thread(target=other)
+            thread.start()
+            thread.join()
+        assert served == [1]  # another request ran in the slot meanwhile
+        assert limiter.inflight == 1  # and this one holds it again
+    with slot_released():  # outside an evaluation: nothing to give back
+        pass
