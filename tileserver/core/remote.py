@@ -68,9 +68,6 @@ class RemoteOptions:
             # file sizes, headers and fetched ranges stay in GDAL's process-wide cache
             "CPL_VSIL_CURL_CACHE_SIZE": str(self.cache_bytes),
             "GDAL_INGESTED_BYTES_AT_OPEN": "32768",
-            # the size comes with the first range (no HEAD: one round trip less per file,
-            # and URLs signed for GET only work)
-            "CPL_VSIL_CURL_USE_HEAD": "NO",
             "GDAL_HTTP_TIMEOUT": str(self.timeout),
             "GDAL_HTTP_CONNECTTIMEOUT": str(self.connect_timeout),
             "GDAL_HTTP_MAX_RETRY": str(self.retries),
