@@ -316,19 +316,30 @@ def test_every_json_field_rejects_hostile_values(hostile, method, route, field):
     graph = ndvi_graph(SMALL)
     bases = {"/jobs": {"process_graph": graph}, "/execute": {"process_graph": graph},
              "/services": {"job_id": ids["job"], "type": "xyz"}}
+    base: dict = {}
+    if route in ("/jobs/{job}", "/services/{service}"):  # a job and service of this test
+        job = c.post("/jobs", json={"process_graph": graph}).json["job_id"]
+        service = c.post("/services", json={"job_id": job, "type": "wmts"}).json
+        path = route.format(job=job, service=service["service_id"])
+    else:
+        path, base = route, bases[route]
     for edge in JSON_EDGES:
-        # a fresh job/service each time, so that a PATCH that succeeds changes nothing else
-        if route in ("/jobs/{job}", "/services/{service}"):
-            job = c.post("/jobs", json={"process_graph": graph}).json["job_id"]
-            service = c.post("/services", json={"job_id": job, "type": "wmts"}).json
-            path = route.format(job=job, service=service["service_id"])
-            base: dict = {}
-        else:
-            path, base = route, bases[route]
         body = _set(base, field, edge)
         if field.startswith("output.") and field != "output.format":
             body["output"].setdefault("format", "GTiff")
-        _check_json(_send(c, method, path, body), field, (method, route, field, edge))
+        before = _stored(c, path)
+        resp = _send(c, method, path, body)
+        _check_json(resp, field, (method, route, field, edge))
+        if resp.status_code >= 400:  # a refused request writes nothing
+            assert _stored(c, path) == before, (method, route, field, edge)
+
+
+def _stored(client, path: str) -> tuple:
+    """What the user has stored: jobs and services (and the patched one, in full)."""
+    jobs = client.get("/users/me/jobs").json
+    services = client.get("/users/me/services").json
+    one = client.get(path).json if path.count("/") == 2 else None
+    return (jobs, services, one)
 
 
 def _process_cases():
