@@ -171,6 +171,7 @@ def test_engine_node_results_shared_between_engines(small_catalog, tmp_path):
     two = make_engine(small_catalog, shared=DiskTier(tier_dir, 10**8), shared_min_seconds=0)
     view = View("EPSG:32632", TEST_BOUNDS_32632, 128, 128)
     first = one.evaluate(one.parse(_ndvi_min()), view)
+    one.flush_shared()  # node results are written in the background
     before = pixels_read()
     second = two.evaluate(two.parse(_ndvi_min()), view)  # another process: its LRU is empty
     assert pixels_read() == before  # nothing read from the sources
@@ -190,6 +191,7 @@ def test_a_rewritten_catalog_file_is_not_served_stale(tmp_path):
     view = View("EPSG:32632", TEST_BOUNDS_32632, 512, 512)  # full resolution
     graph = engine.parse(_ndvi_min())
     old = engine.evaluate(graph, view).data.copy()
+    engine.flush_shared()
     assert np.array_equal(engine.evaluate(graph, view).data, old, equal_nan=True)
     # rewrite the red band of one date with other values (same path, same size class)
     import rasterio
@@ -203,6 +205,7 @@ def test_a_rewritten_catalog_file_is_not_served_stale(tmp_path):
     assert not np.array_equal(fresh, old, equal_nan=True)
     # the same engine (its LRU and the shared tier hold the old values) recomputes
     np.testing.assert_array_equal(engine.evaluate(graph, view).data, fresh)
+    engine.flush_shared()
     other = make_engine(catalog, shared=DiskTier(tmp_path / "shared", 10**8),
                         shared_min_seconds=0)
     np.testing.assert_array_equal(other.evaluate(other.parse(_ndvi_min()), view).data, fresh)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -176,6 +177,10 @@ class Engine:
         #: shared tier (cheaper ones are recomputed rather than serialised).
         self.shared_min_seconds = shared_min_seconds
         self.shared_max_bytes = shared_max_bytes
+        # node results are written to the shared tier by one background thread (off the
+        # request's path); at most 8 wait, more are dropped rather than queued
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-write")
+        self._pending = threading.BoundedSemaphore(8)
         #: The UDF runner (:class:`tileserver.core.udf.UdfRunner`; None: no UDFs here).
         self.udf = udf
 
@@ -388,9 +393,21 @@ class Engine:
             children = ctx.child_seconds.pop()
         cost = time.perf_counter() - started - children
         if isinstance(value, Cube) and cost >= self.shared_min_seconds \
-                and value.nbytes <= self.shared_max_bytes:
-            shared.put(skey, serial.dump_cube(value))
+                and value.nbytes <= self.shared_max_bytes \
+                and self._pending.acquire(blocking=False):
+
+            def write(cube: Cube = value) -> None:
+                try:
+                    shared.put(skey, serial.dump_cube(cube))
+                finally:
+                    self._pending.release()
+
+            self._writer.submit(write)
         return value
+
+    def flush_shared(self) -> None:
+        """Wait until the node results queued for the shared tier are written."""
+        self._writer.submit(lambda: None).result()
 
     def load(self, product: Product, query: Query) -> Cube:
         """Read a product for a query (the data leaves of both dialects)."""
