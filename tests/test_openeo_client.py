@@ -201,3 +201,14 @@ def test_wmts_service_is_a_lazy_job_with_a_layer(con, server):
     viewer = requests.get(f"{server}/jobs/{layer}/viewer",
                           auth=("alice", PASSWORDS["alice"]), timeout=60)
     assert viewer.status_code == 200 and layer in viewer.text
+
+
+def test_single_user_mode_needs_no_authentication(tmp_path, small_catalog):
+    home = tmp_path / "home"
+    home.mkdir()
+    with serve(home, small_catalog, 64 * 1024 * 1024, threads=2) as (base, _pids):
+        con = openeo.connect(base)
+        assert con.describe_account()["user_id"] == "me"
+        job = load(con).ndvi().reduce_dimension(dimension="t", reducer="min").create_job()
+        assert job.status() == "created"
+        assert [j["id"] for j in con.list_jobs()] == [job.job_id]
