@@ -264,12 +264,12 @@ def run_batch(catalog: Path, workers: int, block: int | None, home: Path) -> dic
         job_id = api.post(f"{url}/jobs", json={"process_graph": graph(bbox(size))}).json()[
             "job_id"]
         roles = process_roles(psutil.Process(server.pid))
-        cpu0 = cpu_seconds(roles["web"] + roles["dask"])
+        cpu0 = [cpu_seconds(roles["web"]), cpu_seconds(roles["dask"])]
         t0 = time.perf_counter()
         api.patch(f"{url}/jobs/{job_id}/queue")
         job, changes = wait_finished(api, url, job_id, every=0.2)
         wall = time.perf_counter() - t0
-        cpu = cpu_seconds(roles["web"] + roles["dask"]) - cpu0
+        cpu = [cpu_seconds(roles["web"]) - cpu0[0], cpu_seconds(roles["dask"]) - cpu0[1]]
         logs = api.get(f"{url}/jobs/{job_id}/logs").json()
         if job["status"] != "finished":
             raise RuntimeError(logs)
@@ -333,7 +333,8 @@ def main() -> None:
                     f"{res['web_rss'] / mib:.0f} | {workers}")
                 print(f"  [{i + 1}] batch with {n} worker(s), {res['blocks']} blocks: "
                       f"{res['wall']:.1f} s ({'; '.join(res['phases'])}), CPU "
-                      f"{res['cpu']:.1f} s (server + workers), progress still "
+                      f"{res['cpu'][0]:.1f} s server, {res['cpu'][1]:.1f} s workers, "
+                      f"progress still "
                       f"for at most {res['stall']:.1f} s, peak RSS server "
                       f"{res['web_rss'] / mib:.0f} MiB, workers {workers} MiB", flush=True)
                 if plain is not None:

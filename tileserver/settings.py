@@ -49,7 +49,7 @@ class Settings:
     max_evaluations: int = 4
     evaluation_queue_timeout: int = 30
     evaluation_timeout: int = 120
-    batch_block_size: int = 2048  # batch jobs: pixels per block side
+    batch_block_size: int = 1024  # batch jobs: pixels per block side
     batch_workers: int = 2  # workers of the embedded LocalCluster
     batch_worker_memory: str = "2GiB"  # memory limit per embedded worker
     batch_stale_seconds: int = 30  # a job whose driver stopped beating is taken over

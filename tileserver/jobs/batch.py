@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 #: ``batch_worker_memory``, ``batch_stale_seconds``: YAML keys or ``TILESERVER_*``), and
 #: finer knobs read from the configuration file only (``settings.extra``), with defaults.
 DEFAULTS: dict[str, Any] = {
-    "batch_block_size": 2048,  # pixels per block side (shrunk to respect max_pixels)
+    "batch_block_size": 1024,  # pixels per block side (shrunk to respect max_pixels)
     "batch_workers": 2,  # workers of the embedded LocalCluster
     "batch_worker_memory": "2GiB",  # memory limit per embedded worker
     "batch_stale_seconds": 30.0,  # a job not touched for longer is taken over
@@ -72,8 +72,9 @@ def batch_options(settings: Settings) -> dict[str, Any]:
                        settings.extra.get(k, v)) for k, v in DEFAULTS.items()}
 
 #: Values (pixels x bands x dates) of one block at most, whatever ``max_pixels`` allows: the
-#: block's float32 cube (128 MiB) and its intermediate results keep a worker under 1 GiB.
-BLOCK_VALUES = 32 * 1024 * 1024
+#: block's float32 cube (32 MiB) and its intermediate results keep a worker far under 1 GiB,
+#: and its buffers are reused block after block (``batch_tasks.reuse_block_memory``).
+BLOCK_VALUES = 8 * 1024 * 1024
 
 #: Share of the progress given to the blocks; writing the result files is the rest.
 BLOCKS_SHARE = 90.0
