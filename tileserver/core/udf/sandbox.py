@@ -239,7 +239,7 @@ class WorkerDied(Exception):
 class Worker:
     """One running sandbox process."""
 
-    def __init__(self, config: UdfConfig):
+    def __init__(self, config: UdfConfig, handshake: bool = True):
         self.config = config
         extra: dict = {}
         if config.isolation == "bwrap":
@@ -254,7 +254,14 @@ class Worker:
             env=dict(WORKER_ENV), start_new_session=True, close_fds=True, **extra)
         self._killed = False
         self.stderr: list[str] = []
+        self.pid = self.proc.pid
+        self.uses = 0
         threading.Thread(target=self._drain, daemon=True, name="udf-stderr").start()
+        if handshake:
+            self.handshake()
+
+    def handshake(self) -> None:
+        """Wait for the worker's hello (its imports done); :class:`WorkerDied` if none."""
         timer = threading.Timer(START_TIMEOUT, self.kill)
         timer.start()
         try:
@@ -265,8 +272,6 @@ class Worker:
                              f"{' | '.join(self.stderr[-5:])}") from None
         finally:
             timer.cancel()
-        self.pid = self.proc.pid
-        self.uses = 0
 
     def _drain(self) -> None:
         stream = self.proc.stderr
@@ -329,13 +334,14 @@ class Worker:
 class UdfPool:
     """``workers`` pre-started workers; a user holds at most ``per_user`` of them at once."""
 
-    def __init__(self, config: UdfConfig):
+    def __init__(self, config: UdfConfig, handshake: bool = True):
         self.config = config
         self._lock = threading.Condition()
         self._idle: list[Worker] = []
         self._starting = 0
         self._users: dict[str, int] = {}
         self._closed = False
+        self._created = time.monotonic()
         self.started = 0
         self.replaced = 0
         self.last_error: str | None = None
@@ -353,21 +359,32 @@ class UdfPool:
         self._spawns.put(1)
 
     def _spawner(self) -> None:
-        # one long-lived thread starts every worker: bubblewrap's --die-with-parent is
-        # tied to the thread that started it, so a short-lived thread would kill it
+        # one long-lived thread launches every worker: bubblewrap's --die-with-parent is
+        # tied to the thread that started it, so a short-lived thread would kill it; the
+        # handshakes (imports in the worker) run in parallel in short-lived threads
         while True:
             if self._spawns.get() is None:
                 return
-            self._start_one()
+            try:
+                worker = Worker(self.config, handshake=False)
+            except (UdfUnavailable, OSError) as exc:
+                self._started(None, getattr(exc, "message", None) or str(exc))
+                continue
+            threading.Thread(target=self._handshake, args=(worker,), daemon=True,
+                             name="udf-hello").start()
 
-    def _start_one(self) -> None:
-        worker = None
+    def _handshake(self, worker: Worker) -> None:
         try:
-            worker = Worker(self.config)
-        except (WorkerDied, UdfUnavailable, OSError) as exc:
-            message = getattr(exc, "message", None) or str(exc)
-            log.error("UDF worker failed to start: %s", message)
-            self.last_error = message
+            worker.handshake()
+        except WorkerDied as exc:
+            self._started(None, str(exc))
+            return
+        self._started(worker, None)
+
+    def _started(self, worker: Worker | None, error: str | None) -> None:
+        if error is not None:
+            log.error("UDF worker failed to start: %s", error)
+            self.last_error = error
         with self._lock:
             self._starting -= 1
             if worker is not None:
@@ -411,24 +428,39 @@ class UdfPool:
             free = self._free_for(user)
         # waiting for a worker is not computing: give the evaluation slot back meanwhile
         waiting = contextlib.nullcontext() if free else slot_released()
-        with waiting, self._lock:
-            while True:
-                if self._closed:
-                    raise UdfUnavailable("the UDF pool is closed")
-                if self._free_for(user):
-                    worker = self._idle.pop()
-                    self._users[user] = self._users.get(user, 0) + 1
-                    break
-                if not self._idle and not self._starting and self.last_error \
-                        and self.started == 0:
-                    raise UdfUnavailable(f"the UDF sandbox cannot start: {self.last_error}")
-                left = end - time.monotonic()
-                if left <= 0:
-                    raise UdfUnavailable(
-                        f"no UDF worker free within {wait:.0f} s (udf_workers="
-                        f"{self.config.workers}, at most {self.config.per_user} per user); "
-                        "retry later")
-                self._lock.wait(min(left, 1.0))
+        worker: Worker | None = None
+        try:
+            with waiting, self._lock:
+                while True:
+                    if self._closed:
+                        raise UdfUnavailable("the UDF pool is closed")
+                    if self._free_for(user):
+                        worker = self._idle.pop()
+                        self._users[user] = self._users.get(user, 0) + 1
+                        break
+                    if not self._idle and not self._starting and self.last_error \
+                            and self.started == 0:
+                        raise UdfUnavailable(
+                            f"the UDF sandbox cannot start: {self.last_error}")
+                    # the first workers may take long to start on a busy machine
+                    limit = end if self.started else max(end, self._created + START_TIMEOUT)
+                    left = limit - time.monotonic()
+                    if left <= 0:
+                        raise UdfUnavailable(
+                            f"no UDF worker free within {wait:.0f} s (udf_workers="
+                            f"{self.config.workers}, at most {self.config.per_user} per "
+                            "user); retry later")
+                    self._lock.wait(min(left, 1.0))
+        except BaseException:
+            if worker is not None:  # e.g. no evaluation slot back: return the worker
+                with self._lock:
+                    self._users[user] -= 1
+                    if not self._users[user]:
+                        del self._users[user]
+                    self._idle.append(worker)
+                    self._lock.notify_all()
+            raise
+        assert worker is not None
         healthy = True
         try:
             yield worker
