@@ -134,11 +134,14 @@ def test_band_math_on_a_labelled_band_stack():
 
 def test_logic_and_if_on_arrays():
     x = np.array([0.1, 0.5, np.nan, 0.9], dtype=np.float32)
-    big = run("gt", x=x, y=0.4)
-    assert big.dtype == bool and big.tolist() == [False, True, False, True]
+    big = run("gt", x=x, y=0.4)  # no-data compared is no-data (gt(null, y) is null)
+    assert big.dtype == np.float32 and big[[0, 1, 3]].tolist() == [0, 1, 1]
+    assert math.isnan(big[2])
     picked = run("if", value=big, accept=x)
     assert picked.dtype == np.float32
     assert np.isnan(picked[[0, 2]]).all() and picked[[1, 3]].tolist() == pytest.approx([0.5, 0.9])
+    big = run("gt", x=np.nan_to_num(x), y=0.4)  # without no-data: booleans
+    assert big.dtype == bool and big.tolist() == [False, True, False, True]
     # no-data in a logical array (1/0/NaN): false wins for `and`, true wins for `or`
     logical = np.array([1, 0, np.nan, np.nan], dtype=np.float32)
     both = run("and", x=logical, y=np.array([True, True, False, True]))
@@ -236,7 +239,7 @@ def test_quantiles_without_nodata_match_numpy(n):
 
 
 def test_all_any_and_cumulative_on_stacks(stack):
-    flags = run("gt", x=stack, y=0.3)  # bool: NaN compares false
+    flags = run("gt", x=np.nan_to_num(stack, nan=0.0), y=0.3)  # bool: no no-data
     np.testing.assert_array_equal(run("all", data=flags), np.all(flags, axis=0))
     np.testing.assert_array_equal(run("any", data=flags), np.any(flags, axis=0))
     # with no-data in a logical stack (1/0/NaN): the truth tables of all.json / any.json

@@ -51,7 +51,7 @@ from shapely.geometry import box
 
 from tests.openeo_support import shared_openeo
 from tileserver.core.cache import NodeCache
-from tileserver.core.catalog import Band, Catalog, Item, Product
+from tileserver.core.catalog import Band, Catalog, Item, StaticProduct
 from tileserver.core.cube import Cube
 from tileserver.core.evaluator import Engine
 from tileserver.core.processes import V1_REGISTRY
@@ -107,10 +107,6 @@ CASE_ERRORS: dict[tuple[str, int], str] = {
 }
 
 DEVIATIONS: dict[tuple[str, int], str] = {
-    ("apply", 1): "real mismatch, left to arraylib's owner: lt/gt on a float array give "
-        "false where the value is no-data (NaN), by arraylib's design (tests/test_arraylib.py "
-        "'NaN compares false'), so or(lt, gt) is false there; lt.json says lt(null, y) is "
-        "null and the case expects nodata at t=2020-06-03, y=5757475, x=404855",
     ("filter_bands", 2): "deliberate: a band name the data does not have is a 400 "
         "BandNotFound naming the available bands (a typo gets a clear error) instead of an "
         "empty bands dimension",
@@ -286,7 +282,7 @@ def to_cube(doc: dict) -> tuple[Cube, bool]:
     return Cube(values.astype(np.float32), times, bands, view), has_bands
 
 
-def _product(name: str, cube: Cube) -> Product:
+def _product(name: str, cube: Cube) -> StaticProduct:
     """What the catalog would say about the test cube (bands, CRS, footprint, dates)."""
     res = cube.view.res[0]
     bands = {b: Band(b, "float32", math.nan, res, common_name=b if b in (
@@ -295,14 +291,14 @@ def _product(name: str, cube: Cube) -> Product:
     dates = cube.times or (datetime(2000, 1, 1, tzinfo=UTC),)
     items = [Item(f"{name}-{i}", t, footprint, {}, _crs=cube.view.crs)
              for i, t in enumerate(dates)]
-    return Product(name, f"test datacube {name}", None, bands, items)
+    return StaticProduct(name, f"test datacube {name}", None, bands, items)
 
 
 class Leaves:
     """The test datacubes of one case, served to the engine by the :data:`LEAF` process."""
 
     def __init__(self):
-        self.cubes: dict[str, tuple[Cube, bool, Product]] = {}
+        self.cubes: dict[str, tuple[Cube, bool, StaticProduct]] = {}
         self.queries: list = []
 
     def add(self, name: str, doc: dict) -> Cube:

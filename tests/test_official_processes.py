@@ -237,6 +237,8 @@ def _cube_variants():
         if case is None or "returns" not in case or (pid, index) in DEVIATIONS:
             continue
         args = case["arguments"]
+        if any(isinstance(v, float) and v != v for v in args.values()):
+            continue  # a NaN argument: in an array it is no-data (NAN_IS_NODATA), see above
         if _is_reducer(pid):
             data = args.get("data")
             if not (isinstance(data, list) and data

@@ -478,11 +478,11 @@ def _equal(pid: str, x, y, delta, case_sensitive):
             with np.errstate(all="ignore"):
                 return bool(abs(np.float64(x) - np.float64(y)) <= delta)
         return bool(x == y)
-    x, y = _weak(x), _weak(y)
+    xw, yw = _weak(x), _weak(y)
     with np.errstate(all="ignore"):
         if delta is not None:
-            return np.abs(np.subtract(x, y)) <= delta
-        return np.equal(x, y)
+            return _with_nodata(np.abs(np.subtract(xw, yw)) <= delta, x, y)
+        return _with_nodata(np.equal(xw, yw), x, y)
 
 
 @_register("eq", "x", "y", ("delta", None), ("case_sensitive", True))
@@ -498,8 +498,27 @@ def neq(x, y, delta=None, case_sensitive=True):
     if out is None:
         return None
     if isinstance(out, np.ndarray):
-        return out if out.dtype.kind == "f" else ~out
+        if out.dtype.kind == "f":  # 1/0 with no-data kept
+            return np.where(np.isnan(out), out, 1 - out).astype(out.dtype, copy=False)
+        return ~out
     return not out
+
+
+def _with_nodata(out, x, y):
+    """A comparison of arrays is no-data (NaN) where an operand is no-data, as the
+    specification says for null (``lt(null, 1)`` is null): 1/0/NaN floats then, else bool."""
+    holes = None
+    for v in (x, y):
+        if isinstance(v, np.ndarray) and v.dtype.kind == "f":
+            mask = np.isnan(v)
+            holes = mask if holes is None else holes | mask
+        elif isinstance(v, float) and v != v:
+            return _nodata_like(x, y)
+    if holes is None or not holes.any():
+        return out
+    result = out.astype(_float_dtype(x, y))
+    result[np.broadcast_to(holes, result.shape)] = np.nan
+    return result
 
 
 def _ordering(pid: str, op):
@@ -516,7 +535,7 @@ def _ordering(pid: str, op):
         if x is None or y is None:
             return _nodata_like(x, y)
         with np.errstate(all="ignore"):
-            return op(_weak(x), _weak(y))
+            return _with_nodata(op(_weak(x), _weak(y)), x, y)
 
     fn.__name__ = pid
     return fn
