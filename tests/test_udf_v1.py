@@ -143,3 +143,27 @@ def test_udf_errors_are_4xx_with_the_line(con, tmp_path):
     with pytest.raises(OpenEoApiError) as info:
         download(cube(con).apply(loop), tmp_path)
     assert info.value.http_status_code == 504
+
+
+def test_run_udf_through_an_xyz_service(con):
+    import io
+
+    import morecantile
+    import requests
+    from PIL import Image
+
+    code = udf("""
+        import xarray
+
+        def apply_datacube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:
+            return cube.mean(dim="t")
+    """)
+    service = (cube(con).filter_bands(["VV"]).reduce_dimension(dimension="t", reducer=code)
+               .tiled_viewing_service(type="XYZ"))
+    template = service.describe_service()["url"]
+    tile = morecantile.tms.get("WebMercatorQuad").tile(16.22, 48.02, 12)
+    url = template.replace("{z}", "12").replace("{x}", str(tile.x)).replace("{y}", str(tile.y))
+    resp = requests.get(url, timeout=120)
+    assert resp.status_code == 200 and resp.headers["Content-Type"] == "image/png", resp.text
+    alpha = np.asarray(Image.open(io.BytesIO(resp.content)).convert("RGBA"))[..., 3]
+    assert alpha.any()  # the owner's UDF ran for the tile's window
