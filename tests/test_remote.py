@@ -68,3 +68,39 @@ def test_settings_become_gdal_options_unless_the_environment_says(monkeypatch):
         assert os.environ["GDAL_HTTP_MAX_RETRY"] == "1"
     finally:
         remote.configure(before)
+
+
+def test_s3_hrefs_are_read_through_vsis3(tmp_path, monkeypatch):
+    """``s3://bucket/key`` read by GDAL's /vsis3/ from an S3-style endpoint (path-style
+    URLs, unsigned: the local Range server stands in for the object store)."""
+    import numpy as np
+    from numpy.testing import assert_array_equal
+    from rasterio.transform import from_origin
+
+    from tests.http_support import range_server
+    from tileserver.core.catalog import Band
+    from tileserver.core.reader import read_band
+    from tileserver.core.view import View
+
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    data = (np.arange(200 * 200).reshape(200, 200) % 5000 + 1).astype("uint16")
+    with rasterio.open(bucket / "scene.tif", "w", driver="COG", width=200, height=200,
+                       count=1, dtype="uint16", nodata=0, crs="EPSG:32633",
+                       transform=from_origin(600_000, 5_300_000, 10, 10)) as dst:
+        dst.write(data, 1)
+    band = Band("B04", "uint16", 0.0, 10.0)
+    view = View(rasterio.crs.CRS.from_epsg(32633), (600_500, 5_298_500, 601_500, 5_299_500),
+                100, 100)
+    with range_server({"my-bucket": bucket}) as server:
+        for key, value in {"AWS_S3_ENDPOINT": server.url.removeprefix("http://"),
+                           "AWS_HTTPS": "NO", "AWS_VIRTUAL_HOSTING": "FALSE",
+                           "AWS_NO_SIGN_REQUEST": "YES"}.items():
+            monkeypatch.setenv(key, value)
+        got = read_band("s3://my-bucket/scene.tif", band, view)
+        gone = server.total("GET")
+        with pytest.raises(BrokenSource):
+            read_band("s3://my-bucket/missing.tif", band, view)
+    assert_array_equal(got, data[50:150, 50:150].astype("float32"))
+    assert gone > 0 and server.ranges > 0
+    assert ("GET", "/my-bucket/scene.tif") in server.requests
