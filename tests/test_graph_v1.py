@@ -142,6 +142,36 @@ def test_band_reducer_reads_only_the_bands_it_uses(engine, monkeypatch):
     assert reads and set(reads) == {"B04", "B08"}
 
 
+def test_band_reducer_by_index_without_a_bands_filter(engine, small_catalog, monkeypatch):
+    """The client's cube.band("B08") on a collection loaded without bands= sends
+    array_element(index=1): only B04 and B08 are read, and index 1 is still B08."""
+    reads = []
+    real = evaluator_module.read_band
+
+    def spy(href, band, view, resampling):
+        reads.append(band.id)
+        return real(href, band, view, resampling)
+
+    monkeypatch.setattr(evaluator_module, "read_band", spy)
+    by_index = {"process_graph": {
+        "r": {"process_id": "array_element", "arguments": {"data": param("data"), "index": 0}},
+        "n": {"process_id": "array_element", "arguments": {"data": param("data"), "index": 1}},
+        "d": {"process_id": "normalized_difference", "arguments": {"x": ref("n"),
+                                                                   "y": ref("r")},
+              "result": True}}}
+    g = engine.parse(graph(
+        load=load(temporal_extent=["2020-05-01", "2020-05-02"]),
+        nd={"process_id": "reduce_dimension", "arguments": {
+            "data": ref("load"), "dimension": "bands", "reducer": by_index}}))
+    cube = engine.evaluate(g, VIEW)
+    assert set(reads) == {"B04", "B08"}
+    _, stack = reference_stack(small_catalog, "TEST", VIEW, ["B04", "B08"],
+                               end=datetime(2020, 5, 2, tzinfo=UTC))
+    with np.errstate(all="ignore"):
+        assert_allclose(cube.data[:, 0], ndvi(stack[:, 0], stack[:, 1]), rtol=1e-5,
+                        atol=1e-6, equal_nan=True)
+
+
 def test_zoomed_out_1x_tile_reads_about_the_view(engine):
     g = engine.parse(graph(
         load=load(),
@@ -335,3 +365,13 @@ def test_aggregate_spatial_rejects_what_it_cannot_compute(engine):
         engine.parse(graph(a=load(), z={"process_id": "aggregate_spatial", "arguments": {
             **base, "geometries": {"type": "Polygon", "coordinates": [[
                 [9, 46], [9.1, 46], [9.1, 46.1], [9, 46]]]}, "reducer": reducer("sd")}}))
+
+
+def test_ndvi_defaults_find_a_narrow_nir_band(demo_catalog):
+    """The client's ndvi() sends no band names: "red" and "nir" are common names, and "nir"
+    falls back to nir08 on the 20 m L2A product, whose only NIR band is B8A."""
+    engine = make_engine(demo_catalog)
+    g = engine.parse(graph(
+        load={"process_id": "load_collection", "arguments": {"id": L2A_PRODUCT_ID}},
+        nd={"process_id": "ndvi", "arguments": {"data": ref("load")}}))
+    assert set(g.meta.source_bands) == {"B04", "B8A"}

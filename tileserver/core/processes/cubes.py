@@ -148,15 +148,23 @@ def temporal_extent(node: Node, name: str, value: Any) -> tuple[datetime, dateti
     return t0, t1
 
 
+NIR_FALLBACKS = {"nir": ("nir08", "nir09")}
+
+
 def resolve_band(product, available: tuple[str, ...], name: Any, node: Node, arg: str) -> str:
     """A band id from a band name or a common name (``red``, ``nir``)."""
     if isinstance(name, str):
         if name in available:
             return name
-        matches = [b for b in available
-                   if (product.bands[b].common_name if b in product.bands else None) == name]
-        if matches:
-            return matches[0]
+        def common(b):
+            return product.bands[b].common_name if b in product.bands else None
+
+        # "nir" is also the narrow NIR bands (nir08, nir09) when there is no broad one, as
+        # on a 20 m Sentinel-2 product without B08: the client's ndvi() asks for "nir"
+        for wanted in (name, *NIR_FALLBACKS.get(name, ())):
+            matches = [b for b in available if common(b) == wanted]
+            if matches:
+                return matches[0]
     names = [f"{b} ({product.bands[b].common_name})" if b in product.bands and
              product.bands[b].common_name else b for b in available]
     raise BandNotFound(f"node '{node.path}': argument {arg!r}: band {name!r} is not in the "
@@ -532,9 +540,17 @@ def reduce_dimension(ctx, node, query):
         return cube.with_data(np.ascontiguousarray(data), times=None, kind=meta.kind)
     needed = _needed_bands(cb, child_meta)
     cube = ctx.eval(node.args["data"], query.with_bands(needed) if needed else query)
-    values = np.moveaxis(cube.data, 1, 0)
-    out = run_callback(cb, {"data": _labeled(values, _labels(cube, "bands")),
-                            "context": context})
+    values, labels = np.moveaxis(cube.data, 1, 0), _labels(cube, "bands")
+    if needed and cube.bands != child_meta.bands:
+        # only the bands the reducer reads were read: put them at their positions among
+        # all the bands, so that array_element(index=…) finds them (the others stay nodata
+        # and are never read)
+        full = np.full((len(child_meta.bands),) + values.shape[1:], np.nan, np.float32)
+        for i, band in enumerate(child_meta.bands):
+            if band in cube.bands:
+                full[i] = values[cube.bands.index(band)]
+        values, labels = full, tuple(child_meta.bands)
+    out = run_callback(cb, {"data": _labeled(values, labels), "context": context})
     shape = (cube.data.shape[0],) + cube.data.shape[2:]
     data = _as_float32(out, shape, node)[:, None]
     return cube.with_data(np.ascontiguousarray(data), bands=meta.bands, kind=meta.kind)
