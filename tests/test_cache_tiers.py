@@ -198,12 +198,17 @@ def test_changed_catalog_file_does_not_serve_stale_bytes(make_app, tmp_path):
     before = client.get(path, query_string=query)
     assert before.status_code == 200
     assert client.get(path, query_string=query).headers[HEADER] == "memory"
+    assert before.headers["Cache-Control"] == "public, max-age=60"
+    assert client.get(path, query_string=query, headers={
+        "If-None-Match": before.headers["ETag"]}).status_code == 304
     band = catalog.parent / "TEST" / "test_0" / "B04.tif"
     with rasterio.open(band, "r+") as dst:
         dst.write((dst.read(1) // 3).astype("uint16"), 1)
     after = client.get(path, query_string=query)
     assert after.headers[HEADER] == "computed"
     assert after.headers["ETag"] != before.headers["ETag"]
+    assert client.get(path, query_string=query, headers={  # the old ETag is stale now
+        "If-None-Match": before.headers["ETag"]}).status_code == 200
     fresh = make_app([catalog], cache_url="none", cache_bytes=0).test_client()
     job2 = fresh.post("/jobs", json={"process_graph": ndvi_graph()}).get_json()["job_id"]
     wcs2 = fresh.post("/services", json={"job_id": job2, "type": "wcs"}).get_json()
