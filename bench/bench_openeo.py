@@ -195,6 +195,7 @@ def main() -> None:
     proc, base = serve(catalog, logdir)
     try:
         con = openeo.connect(base)
+        plain_script(catalog)  # untimed: both sides read files already in the page cache
         downloads = []
         for _ in range(args.rounds):
             path = logdir / "bandmath.tif"
@@ -209,9 +210,11 @@ def main() -> None:
             got = src.read(1)
         same = got.shape == expected.shape and np.allclose(got, expected, equal_nan=True,
                                                             atol=1e-6)
-        print(f"\n(b) band math download {statistics.median(downloads) * 1000:.0f} ms "
-              f"(cold first, median of {args.rounds}) vs plain script "
-              f"{statistics.median(scripts) * 1000:.0f} ms; values equal: {same}")
+        warm = statistics.median(downloads[1:]) if len(downloads) > 1 else float("nan")
+        print(f"\n(b) band math download: cold {downloads[0] * 1000:.0f} ms (fresh server, "
+              f"first request), warm {warm * 1000:.0f} ms (median of {len(downloads) - 1}) "
+              f"vs plain script {statistics.median(scripts) * 1000:.0f} ms (median of "
+              f"{len(scripts)}, files in the page cache); values equal: {same}")
 
         tms = morecantile.tms.get("WebMercatorQuad")
         west, south, east, north = transform_bounds("EPSG:32632", "EPSG:4326", *BBOX_32632)
