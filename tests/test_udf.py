@@ -468,3 +468,43 @@ def test_waiting_for_a_worker_gives_the_evaluation_slot_back():
         assert limiter.inflight == 1  # and this one holds it again
     with slot_released():  # outside an evaluation: nothing to give back
         pass
+
+
+def test_a_batch_job_runs_the_udf_like_execute(tmp_path_factory, s1_catalog, demo_catalog):
+    """Batch jobs run UDFs in a sandbox of each Dask worker process: the stored result
+    equals /execute's."""
+    import time
+
+    settings = load_settings(home=str(tmp_path_factory.mktemp("udfbatch")),
+                             catalog=f"{demo_catalog},{s1_catalog}", udf_timeout=30,
+                             udf_workers=1, batch_workers=1)
+    application = create_app(settings)
+    application.config["TESTING"] = True
+    with_users(application, users_file(tmp_path_factory))
+    client = application.test_client()
+    try:
+        put(client, "alice", "median.py", "def reduce_time(data):\n"
+            "    return data.median('t')\n", ALICE)
+        graph = s1_graph("reduce_time", "/users/alice/files/median.py")
+        expected = tiff(execute(client, graph, ALICE))
+        resp = client.post("/jobs", json={"process_graph": graph,
+                                          "output": {"format": "GTiff"}}, headers=ALICE)
+        job_id = resp.get_json()["job_id"]
+        assert client.patch(f"/jobs/{job_id}/queue", headers=ALICE).status_code == 202
+        deadline = time.monotonic() + 300
+        while True:
+            job = client.get(f"/jobs/{job_id}", headers=ALICE).get_json()
+            if job["status"] in ("finished", "error") or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        logs = client.get(f"/jobs/{job_id}/logs", headers=ALICE).get_json()
+        assert job["status"] == "finished", logs
+        urls = client.get(f"/jobs/{job_id}/download", headers=ALICE).get_json()
+        tif = next(u for u in urls if u.split("?")[0].endswith(".tif"))
+        resp = client.get("/" + tif.split("/", 3)[3], headers=ALICE)
+        got = tiff(resp)
+        resp.close()
+        np.testing.assert_allclose(got, expected, rtol=1e-6, equal_nan=True)
+        assert np.isfinite(got).any()
+    finally:
+        application.extensions["tileserver"].close()

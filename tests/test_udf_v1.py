@@ -167,3 +167,25 @@ def test_run_udf_through_an_xyz_service(con):
     assert resp.status_code == 200 and resp.headers["Content-Type"] == "image/png", resp.text
     alpha = np.asarray(Image.open(io.BytesIO(resp.content)).convert("RGBA"))[..., 3]
     assert alpha.any()  # the owner's UDF ran for the tile's window
+
+
+def test_a_batch_job_runs_the_udf(con, s1_catalog, tmp_path):
+    """start_and_wait + download_files: the Dask worker runs the UDF in its own sandbox."""
+    code = udf("""
+        import xarray
+
+        def apply_datacube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:
+            return cube.max(dim="t") - cube.min(dim="t")
+    """)
+    job = cube(con).reduce_dimension(dimension="t", reducer=code).save_result(
+        "GTiff").create_job(title="udf batch")
+    job.start_and_wait(print=lambda *a, **k: None, max_poll_interval=1)
+    paths = job.get_results().download_files(tmp_path / "results")
+    tif = next(p for p in paths if str(p).endswith(".tif"))
+    with rasterio.open(tif) as src_file:
+        got = src_file.read()
+    src = source(s1_catalog)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmax(src, axis=0) - np.nanmin(src, axis=0)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, equal_nan=True)

@@ -87,6 +87,16 @@ PAUSABLE = ("queued", "running")
 CANCELABLE = ("queued", "running", "paused")
 
 
+
+def udf_sandbox_args(settings) -> tuple:
+    """``(UdfConfig, allowed users, home)``: what a batch worker needs to start its own UDF
+    sandbox (picklable; the workers start only when a block runs a UDF)."""
+    from tileserver.core.udf import UdfRunner  # noqa: PLC0415
+
+    runner = UdfRunner.from_settings(settings)
+    return runner.config, runner.allowed_users, runner.home
+
+
 class _Stop(Exception):
     """The driver must stop: the job was paused, canceled, deleted or taken over."""
 
@@ -484,7 +494,8 @@ class _Run:
             engine_opts=(("max_pixels", engine.max_pixels),
                          ("max_graph_nodes", runner.settings.max_graph_nodes),
                          ("max_graph_depth", runner.settings.max_graph_depth),
-                         ("resampling", engine.resampling.name)),
+                         ("resampling", engine.resampling.name),
+                         ("udf", udf_sandbox_args(runner.settings))),
             graph=job["process_graph"], output=output, crs=view.crs_key,
             bounds=view.bounds, width=view.width, height=view.height, block=block,
             work_dir=str(work), fmt=fmt, mode=mode, style=style, layers=layers,

@@ -167,6 +167,13 @@ def worker_engine(spec: JobSpec) -> Engine:
             if not _ENGINES:
                 reuse_block_memory()
             opts = dict(spec.engine_opts)
+            udf = opts.pop("udf", None)
+            if udf is not None:
+                # this worker's own sandbox, the same isolation as in the server; its
+                # processes start with the first UDF call of a block
+                from tileserver.core.udf import UdfRunner  # noqa: PLC0415
+
+                opts["udf"] = UdfRunner(*udf)
             engine = Engine(Catalog.load(list(spec.catalogs)), NodeCache(0), **opts)
             _ENGINES[key] = engine
         return engine

@@ -104,8 +104,7 @@ def _user(ctx) -> str | None:
 def _runner(ctx):
     runner = getattr(ctx.engine, "udf", None)
     if runner is None:
-        raise UdfUnavailable("UDFs cannot run here (no UDF sandbox in this process; batch "
-                             "jobs do not run UDFs yet: use a service or /execute)")
+        raise UdfUnavailable("UDFs cannot run here (no UDF sandbox in this process)")
     return runner
 
 
