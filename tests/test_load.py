@@ -29,8 +29,10 @@ ALLOWANCE = 256 * 1024 * 1024
 
 
 #: Job database fds of a worker: SQLAlchemy keeps at most 5 pooled SQLite connections, each
-#: with the database and its WAL open, plus the shared memory file and one more connection.
-DB_FDS_MAX = 5 * 2 + 3
+#: with the database and its WAL open, plus the shared memory file and up to two connections
+#: checked out at the moment of counting (requests finishing, the batch runner's heartbeat):
+#: a clean CI run counted 14 once, stable over both runs (a leak grows: checked below).
+DB_FDS_MAX = 7 * 2 + 1
 
 
 def _settle(pid: int, seconds: float = 5.0) -> Counter:
@@ -77,6 +79,7 @@ def test_sixteen_clients_no_errors_no_leaks(small_catalog, tmp_path):
         db = [sum(n for t, n in f.items() if "tileserver.db" in t)
               for f in (fds_warm, fds_first, fds_second)]
         assert max(db) <= DB_FDS_MAX, db
+        assert db[2] <= max(db[1], db[0]) + 2, db  # no growth from one run to the next
         # the cache was filled (so the memory bound is checked with a full cache) and held
         assert CACHE_BYTES / 2 < cached <= CACHE_BYTES
         assert sampler.peak - rss_before < CACHE_BYTES + ALLOWANCE, (rss_before, sampler.peak)
