@@ -34,6 +34,7 @@ from tileserver.core.graph import IMAGERY, GraphParser, Node, node_hash
 from tileserver.core.graph_flat import V1, FlatGraphParser, is_flat_graph, v1_node
 from tileserver.core.limits import Limiter, check_deadline, remaining
 from tileserver.core.processes import REGISTRY, V1_REGISTRY, array_processes
+from tileserver.core.processes.cubes import collection_id
 from tileserver.core.query import CubeMeta, Query
 from tileserver.core.reader import read_band
 from tileserver.core.remote import BrokenSource
@@ -290,12 +291,12 @@ class Engine:
     def products_read(self, root: Node) -> set[str]:
         """Ids of the products a graph reads (its data leaves and 1.x load processes)."""
         out = set()
-        mctx = _MetaContext(self)
         for node in root.walk():
             if node.is_product:
                 out.add(node.args["product_id"])
             elif node.dialect == V1 and node.process_id in ("load_collection", "load_stac"):
-                out.add(mctx.meta(node).product.id)
+                # the id alone: this runs for every tile, the node's meta checks extents
+                out.add(collection_id(node, self.catalog))
         return out
 
     def version(self, graph: Graph | Node, view: View | None = None,

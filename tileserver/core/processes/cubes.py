@@ -222,7 +222,7 @@ def _as_float32(value: Any, shape: tuple[int, ...], node: Node) -> np.ndarray:
 
 def _load_meta(ctx, node: Node) -> CubeMeta:
     a = node.args
-    cid = a.get("id") if node.process_id == "load_collection" else _stac_id(node, ctx)
+    cid = collection_id(node, ctx.catalog)
     try:
         product = ctx.catalog.get(cid, node.arg_path("id"))
     except ProductNotFound:
@@ -267,40 +267,37 @@ def _geometry_of(node: Node):
     return None
 
 
+def _wanted(bands: tuple[str, ...], query) -> tuple[str, ...]:
+    """The bands of ``bands`` that the query asks for, in their order (at least one)."""
+    if query.bands is None:
+        return bands
+    return tuple(b for b in bands if b in query.bands) or bands[:1]
+
+
 def _read(ctx, node: Node, query) -> Cube:
+    """Read the window, dates and bands that the processes above need."""
     meta = ctx.meta(node)
     q = query
     if meta.time_range is not None:
         q = q.narrow_time(*meta.time_range)
-    wanted = meta.bands if query.bands is None else tuple(
-        b for b in meta.bands if b in query.bands) or meta.bands[:1]
-    cube = ctx.engine.load(meta.product, q.with_bands(wanted))
+    cube = ctx.engine.load(meta.product, q.with_bands(_wanted(meta.bands, query)))
     if meta.bbox is not None and meta.srs is not None:
         cube = mask_outside(cube, meta.bbox, meta.srs, _geometry_of(node))
     return cube
 
 
-@register_v1(
-    "load_collection",
-    [V1Param("id"), V1Param("spatial_extent", required=False),
-     V1Param("temporal_extent", required=False), V1Param("bands", required=False),
-     V1Param("properties", required=False)],
-    meta=_load_meta,
-)
-def load_collection(ctx, node, query):
-    """Read the window, dates and bands that the processes above need."""
-    return _read(ctx, node, query)
-
-
-def _stac_id(node: Node, ctx) -> str:
-    """The collection of our catalog that a ``load_stac`` URL names."""
+def collection_id(node: Node, catalog) -> Any:
+    """The collection a ``load_collection`` (its ``id``) or ``load_stac`` (the collection of
+    our catalog its URL names) node reads."""
+    if node.process_id == "load_collection":
+        return node.args.get("id")
     url = node.args.get("url")
     if not isinstance(url, str) or not url:
         raise _invalid(node, "url", "expected the URL of a STAC collection")
     parts = [p for p in url.rstrip("/").split("/") if p]
     if parts and parts[-1] in ("collection.json", "catalog.json") and len(parts) > 1:
         parts = parts[:-1]
-    ids = {p.id for p in ctx.catalog}
+    ids = {p.id for p in catalog}
     for candidate in reversed(parts[-2:]):
         if candidate in ids:
             return candidate
@@ -308,20 +305,11 @@ def _stac_id(node: Node, ctx) -> str:
                    f"(one of: {', '.join(sorted(ids))}); other STAC sources are not read")
 
 
-def _stac_meta(ctx, node):
-    return _load_meta(ctx, node)
-
-
-@register_v1(
-    "load_stac",
-    [V1Param("url"), V1Param("spatial_extent", required=False),
-     V1Param("temporal_extent", required=False), V1Param("bands", required=False),
-     V1Param("properties", required=False)],
-    meta=_stac_meta,
-)
-def load_stac(ctx, node, query):
-    """``load_collection`` for a collection named by its STAC URL."""
-    return _read(ctx, node, query)
+_LOAD_OPTIONS = [V1Param("spatial_extent", required=False),
+                 V1Param("temporal_extent", required=False), V1Param("bands", required=False),
+                 V1Param("properties", required=False)]
+register_v1("load_collection", [V1Param("id"), *_LOAD_OPTIONS], meta=_load_meta)(_read)
+register_v1("load_stac", [V1Param("url"), *_LOAD_OPTIONS], meta=_load_meta)(_read)
 
 
 def _save_meta(ctx, node):
@@ -416,8 +404,7 @@ def _bands_meta(ctx, node):
 def filter_bands(ctx, node, query):
     """Select bands, pushing the selection down."""
     meta = ctx.meta(node)
-    wanted = meta.bands if query.bands is None else tuple(
-        b for b in meta.bands if b in query.bands) or meta.bands[:1]
+    wanted = _wanted(meta.bands, query)
     cube = ctx.eval(node.args["data"], query.with_bands(wanted))
     return cube.with_data(cube.data[:, [cube.bands.index(b) for b in wanted]], bands=wanted)
 
