@@ -257,6 +257,21 @@ def _view(dims: dict[str, dict]) -> View:
                                            ys[0] + ry / 2), len(xs), len(ys))
 
 
+def _tbyx(doc: dict, dims: dict, order: list[str]) -> np.ndarray:
+    """A test datacube's values (in ``order``) as (t, bands, y, x), nodata as NaN."""
+    values = _as_array(doc["data"])
+    nodata = _nodata(doc)
+    if nodata is not None and not math.isnan(nodata):
+        values[values == nodata] = np.nan
+    full = ["t", "bands", "y", "x"]
+    values = values.reshape([len(dims[d]["values"]) for d in order])
+    for d in full:
+        if d not in order:
+            values = values[None]
+            order = [d, *order]
+    return np.transpose(values, [order.index(d) for d in full])
+
+
 def to_cube(doc: dict) -> tuple[Cube, bool]:
     """A test datacube as ``(Cube, has_bands)``; skips what the model cannot hold."""
     dims, order = _dims(doc), _order(doc)
@@ -268,17 +283,7 @@ def to_cube(doc: dict) -> tuple[Cube, bool]:
     times = tuple(_time(v) for v in dims["t"]["values"]) if "t" in dims else None
     has_bands = "bands" in dims
     bands = tuple(str(v) for v in dims["bands"]["values"]) if has_bands else ("value",)
-    values = _as_array(doc["data"])
-    nodata = _nodata(doc)
-    if nodata is not None and not math.isnan(nodata):
-        values[values == nodata] = np.nan
-    full = ["t", "bands", "y", "x"]
-    values = values.reshape([len(dims[d]["values"]) for d in order])
-    for d in full:
-        if d not in order:
-            values = values[None]
-            order = [d, *order]
-    values = np.transpose(values, [order.index(d) for d in full])
+    values = _tbyx(doc, dims, order)
     return Cube(values.astype(np.float32), times, bands, view), has_bands
 
 
@@ -443,17 +448,7 @@ def compare(result: Cube, has_bands: bool, expected: dict, pid: str, case: dict)
         "pixels outside the expected x/y labels must be nodata"
     if expected.get("data") is None:
         return  # the case checks labels only
-    values = _as_array(expected["data"])
-    nodata = _nodata(expected)
-    if nodata is not None and not math.isnan(nodata):
-        values[values == nodata] = np.nan
-    full = ["t", "bands", "y", "x"]
-    values = values.reshape([len(dims[d]["values"]) for d in order])
-    for d in full:
-        if d not in order:
-            values = values[None]
-            order = [d, *order]
-    values = np.transpose(values, [order.index(d) for d in full])
+    values = _tbyx(expected, dims, order)
     actual = result.data[:, :, rows][:, :, :, cols].astype(np.float64)
     assert actual.shape == values.shape, f"shape: ours {actual.shape}, expected {values.shape}"
     delta = case.get("delta", 1e-10)
