@@ -32,6 +32,7 @@ from tests.wcs_support import (
     assert_ows20_exception,
     assert_wcs10_exception,
     gdal_open,
+    gdal_wcs,
 )
 from tests.wmts_support import LiveServer
 from tileserver.core.view import View
@@ -162,8 +163,7 @@ def test_gdal_wcs10_reads_the_date_it_is_given(jobs, small_catalog, tmp_path):
 
 
 def test_gdal_lists_coverages_of_the_global_endpoint(jobs, server, tmp_path):
-    with rasterio.open(f"WCS:{server.url}/wcs?version=2.0.1",
-                       CACHE_DIR=str(tmp_path)) as ds:
+    with gdal_wcs(f"{server.url}/wcs?version=2.0.1", tmp_path) as ds:
         names = ds.tags(ns="SUBDATASETS")
     listed = " ".join(v for k, v in names.items() if k.endswith("_NAME"))
     for cid, *_ in jobs.values():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import rasterio
@@ -97,7 +98,20 @@ def assert_wcs10_exception(resp, code: str, status: int) -> str:
     return exc.text
 
 
+@contextmanager
+def gdal_wcs(name: str, cache: Path):
+    """GDAL's WCS driver on ``WCS:<name>`` with its own cache directory ``cache``.
+
+    The driver's open option is ``CACHE``. It ignores unknown options silently (this helper
+    once passed ``CACHE_DIR``), and then keeps capabilities in ``~/.gdal/wcs_cache`` keyed
+    by URL, across runs: a test server on a port reused from an earlier run was answered
+    with that run's coverages, without being asked. The cache must be the test's own.
+    """
+    with rasterio.open(f"WCS:{name}", CACHE=str(cache)) as ds:
+        assert (cache / "db").is_file(), f"GDAL did not use the cache {cache}"
+        yield ds
+
+
 def gdal_open(url: str, coverage: str, version: str, cache: Path, extra: str = ""):
     """The coverage through GDAL's WCS driver, with its own cache directory."""
-    return rasterio.open(f"WCS:{url}?version={version}&coverage={coverage}{extra}",
-                         CACHE_DIR=str(cache))
+    return gdal_wcs(f"{url}?version={version}&coverage={coverage}{extra}", cache)
