@@ -136,6 +136,18 @@ def test_global_wmts_lists_every_job_of_the_user(client, wmts):
     assert tile.headers["Cache-Control"].startswith("private")  # per-user endpoint
 
 
+def test_global_wmts_leaves_out_a_table_job_and_logs_it(client, wmts, caplog):
+    """A zonal statistics job computes a table, which has no tiles (as in the global /wcs)."""
+    table = create_job(client, {"process_id": "zonal_statistics", "args": {
+        "imagery": ndvi_graph(), "regions": "/users/me/files/fields.geojson", "func": "avg"}})
+    with caplog.at_level("INFO", logger="tileserver.web.wmts"):
+        doc = assert_valid(client.get("/wmts/1.0.0/WMTSCapabilities.xml").data, CAPS_XSD)
+    ids = {lyr.findtext("ows:Identifier", namespaces=NS)
+           for lyr in doc.findall("wmts:Contents/wmts:Layer", NS)}
+    assert ids == {wmts["reduced"][0], wmts["timed"][0]}
+    assert f"job {table} computes a table" in caplog.text
+
+
 # -- tiles as data ---------------------------------------------------------------------
 
 

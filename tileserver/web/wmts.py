@@ -3,6 +3,8 @@ user at the global ``/wmts``. KVP and RESTful GetCapabilities/GetTile, byte-iden
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, Response, g, render_template, request
 
 from tileserver.core import legend, params
@@ -12,6 +14,7 @@ from tileserver.errors import (
     MissingParameterValue,
     NotFound,
     OperationNotSupported,
+    TileserverError,
     VersionNegotiationFailed,
 )
 from tileserver.web.common import (
@@ -33,6 +36,7 @@ from tileserver.web.layers import (
     make_layer,
 )
 
+log = logging.getLogger(__name__)
 bp = Blueprint("wmts", __name__)
 
 #: Tiles of public service URLs may sit in shared caches; the global /wmts is per user.
@@ -88,14 +92,26 @@ class UserLayers:
         self.cache_control = PRIVATE_CACHE
 
     def layers(self) -> list[Layer]:
-        """The jobs whose graph still validates, newest first."""
+        """The jobs whose graph still validates and gives images, newest first (a job left
+        out is logged: one bad job does not take the others' capabilities down)."""
         engine = runtime().engine
         layers = []
         for job in runtime().store.list_jobs(current_user()):
-            if job["status"] not in REVOKED_STATUSES:
-                layer = layer_or_none(engine, job)
-                if layer is not None:
-                    layers.append(layer)
+            if job["status"] in REVOKED_STATUSES:
+                continue
+            layer = layer_or_none(engine, job)
+            if layer is None:
+                continue
+            if not layer.graph.is_raster:
+                log.info("job %s computes a %s (e.g. zonal statistics), not a map: not listed",
+                         job["job_id"], layer.graph.meta.kind)
+                continue
+            try:
+                _ = (layer.wgs84, layer.time_values)  # computed here, where a failure is caught
+            except TileserverError as exc:
+                log.warning("job %s is not listed as a layer: %s", job["job_id"], exc.message)
+                continue
+            layers.append(layer)
         return layers
 
     def layer(self, layer_id: str) -> Layer:
