@@ -129,7 +129,8 @@ def test_viewer_time_must_be_a_date_of_the_job(client):
 def _screenshot(url: str, profile, out) -> None:
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-           "--disable-sync", f"--user-data-dir={profile}", "--window-size=800,600",  # as _dump_dom: same layout
+           # the window size of _dump_dom: the same layout
+           "--disable-sync", f"--user-data-dir={profile}", "--window-size=800,600",
            "--hide-scrollbars", "--virtual-time-budget=30000", f"--screenshot={out}", url]
     subprocess.run(cmd, capture_output=True, timeout=120, check=True)
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
