@@ -62,6 +62,25 @@ DEVIATIONS: dict[tuple[str, int], str] = {
     ("array_append", 0): "expects [1] for appending 0 to an empty array; the result is [0]",
     ("product", 10): "expects NaN for 1 * -inf * 3 * +inf, but the process follows IEEE 754, "
                      "where -inf * +inf is -inf (the case copies sum's inf + -inf = NaN)",
+    ("array_apply", 8): "its graph calls the process 'mulitply' (a typo of multiply), which "
+                        "does not exist, so the graph is invalid",
+    ("array_filter", 5): "its condition (subtract) returns numbers, but array_filter's "
+                         "condition must return a boolean (array_filter.json); the case "
+                         "expects 0.23 to count as true and -0.02 as false",
+}
+
+# Arguments some cases name differently from the process description: the cases of
+# array_filter pass their child process as 'process' (as array_apply's do), but
+# array_filter.json names it 'condition'. They run with the description's name.
+RENAMED_ARGUMENTS = {("array_filter", "process"): "condition"}
+
+# Processes on texts: cubes hold numbers, so there is no cube code path to run them on.
+TEXT_ONLY = {"text_concat"}
+
+# Cases run as written but not through the cube code path, with the reason.
+DEVIATIONS_ON_ARRAYS: dict[tuple[str, int], str] = {
+    ("array_apply", 3): NAN_IS_NODATA + " (gt(NaN, 1) is false for a number, no-data in an "
+                        "array)",
 }
 
 
@@ -104,6 +123,8 @@ def _callback(graph: dict):
             if isinstance(arg, dict):
                 if "from_parameter" in arg:
                     return params[arg["from_parameter"]]
+                if "from_argument" in arg:  # the pre-1.0 name, still in a few cases
+                    return params[arg["from_argument"]]
                 if "from_node" in arg:
                     return node(arg["from_node"])
                 return {k: value(v) for k, v in arg.items()}
@@ -149,6 +170,11 @@ def convert(v):
     return v
 
 
+def _key_value_list(v) -> bool:
+    return isinstance(v, list) and bool(v) and all(
+        isinstance(e, dict) and set(e) == {"key", "value"} for e in v)
+
+
 def _nodata(v) -> bool:
     return isinstance(v, dict) and v.get("type") == "nodata"
 
@@ -162,12 +188,18 @@ def check(actual, expected, delta: float, *, array_result: bool, where: str = ""
     if expected is None or _nodata(expected):
         ok = actual is None or (array_result and isinstance(actual, float) and math.isnan(actual))
         assert ok, f"{where}: expected no-data, got {actual!r}"
-    elif isinstance(expected, dict) and expected.get("type") == "labeled-array":
+    elif isinstance(expected, dict) and expected.get("type") == "labeled-array" or (
+            _key_value_list(expected)):
+        # a labelled array; some cases write it as the bare list of its key/value pairs
+        items = expected["data"] if isinstance(expected, dict) else expected
         assert isinstance(actual, LabeledArray), f"{where}: expected a labelled array"
-        assert list(actual.labels) == [e["key"] for e in expected["data"]], where
+        assert list(actual.labels) == [e["key"] for e in items], where
         check(list(actual.values) if not isinstance(actual.values, np.ndarray)
-              else actual.values, [e["value"] for e in expected["data"]], delta,
+              else actual.values, [e["value"] for e in items], delta,
               array_result=array_result, where=f"{where}.values")
+    elif isinstance(expected, list) and isinstance(actual, LabeledArray):
+        # a labelled array where the case writes a plain array: its values are compared
+        check(actual.values, expected, delta, array_result=array_result, where=where)
     elif isinstance(expected, bool):
         assert isinstance(actual, bool) and actual == expected, \
             f"{where}: expected {expected!r}, got {actual!r}"
@@ -190,6 +222,11 @@ def check(actual, expected, delta: float, *, array_result: bool, where: str = ""
         assert actual == expected, f"{where}: expected {expected!r}, got {actual!r}"
 
 
+def _arguments(pid: str, case: dict) -> dict:
+    return {RENAMED_ARGUMENTS.get((pid, k), k): convert(v)
+            for k, v in case["arguments"].items()}
+
+
 def _call(pid: str, args: dict):
     return ARRAY_PROCESSES[pid].fn(**args)
 
@@ -203,7 +240,7 @@ def _is_reducer(pid: str) -> bool:
 
 @pytest.mark.parametrize(("pid", "index", "case"), _cases())
 def test_official_case(pid, index, case):
-    args = {k: convert(v) for k, v in case["arguments"].items()}
+    args = _arguments(pid, case)
     delta = case.get("delta", 1e-10)
     throws = case.get("throws")
     if throws and "returns" not in case:
@@ -234,7 +271,13 @@ def _cube_variants():
     out = []
     for param in _cases():
         pid, index, case = param.values
-        if case is None or "returns" not in case or (pid, index) in DEVIATIONS:
+        if case is None or "returns" not in case or (pid, index) in DEVIATIONS \
+                or pid in TEXT_ONLY:
+            continue
+        if (pid, index) in DEVIATIONS_ON_ARRAYS:
+            out.append(pytest.param(pid, index, case, np.float64, id=f"{pid}-{index}-array",
+                                    marks=pytest.mark.skip(
+                                        reason=DEVIATIONS_ON_ARRAYS[(pid, index)])))
             continue
         args = case["arguments"]
         if any(isinstance(v, float) and v != v for v in args.values()):
@@ -266,7 +309,7 @@ DISCRETE = {"floor", "ceil", "int", "round", "sgn"}
 
 @pytest.mark.parametrize(("pid", "index", "case", "dtype"), _cube_variants())
 def test_official_case_on_arrays(pid, index, case, dtype):
-    args = {k: convert(v) for k, v in case["arguments"].items()}
+    args = _arguments(pid, case)
     expected = case["returns"]
     delta = case.get("delta", 1e-10)
     if dtype is np.float32:

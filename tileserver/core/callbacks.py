@@ -26,6 +26,41 @@ def _stack_if_arrays(values: list) -> Any:
     return np.stack(parts)
 
 
+class ChildProcess:
+    """A callback passed to an array process (``array_apply``'s ``process``, ``count``'s
+    ``condition``): called with its parameters as keywords; ``reads`` names the parameters
+    it uses, so that a process can skip computing the others (``index``, ``label``)."""
+
+    def __init__(self, callback: Callback):
+        self.callback = callback
+        self.reads = params_read(callback)
+
+    def __call__(self, **bindings: Any) -> Any:
+        """The callback's value for these parameter values."""
+        return run_callback(self.callback, bindings)
+
+
+def params_read(callback: Callback) -> frozenset[str]:
+    """The names of the parameters a callback reads (not those of callbacks nested in it)."""
+    names: set[str] = set()
+
+    def visit(value: Any) -> None:
+        if isinstance(value, ParamRef):
+            names.add(value.name)
+        elif isinstance(value, list):
+            for v in value:
+                visit(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                visit(v)
+
+    visit(callback.root)
+    for node in callback.nodes():
+        for v in node.args.values():
+            visit(v)
+    return frozenset(names)
+
+
 def run_callback(callback: Callback, bindings: dict[str, Any]) -> Any:
     """The value of a callback for its parameters ``bindings``."""
     procs = array_processes()
@@ -53,7 +88,7 @@ def run_callback(callback: Callback, bindings: dict[str, Any]) -> Any:
         if isinstance(value, ParamRef):
             return bindings.get(value.name)
         if isinstance(value, Callback):
-            return lambda **kw: run_callback(value, kw)
+            return ChildProcess(value)
         if isinstance(value, list):
             return _stack_if_arrays([ev(v) for v in value])
         if isinstance(value, dict):

@@ -1263,3 +1263,8 @@ def array_append(data, value, label=None):
         raise _invalid("array_append", "label", f"the label {label!r} exists",
                        code="LabelExists")
     return LabeledArray(out, (*labels, label))
+
+
+# the processes that map, filter and order arrays, and the text processes (they register
+# themselves in ARRAY_PROCESSES)
+from tileserver.core.processes import arrayops, texts  # noqa: E402,F401  isort: skip

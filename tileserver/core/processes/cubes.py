@@ -559,13 +559,75 @@ def apply(ctx, node, query):
     return cube.with_data(np.ascontiguousarray(data), kind=ctx.meta(node).kind)
 
 
+def _target_dimension(node: Node, meta: CubeMeta, dim: str) -> str:
+    """Where ``apply_dimension`` puts the computed values: ``t`` or ``bands``."""
+    target = node.args.get("target_dimension")
+    if target is None or target == node.args.get("dimension"):
+        return dim
+    if target in TIME_DIMS:
+        raise _invalid(node, "target_dimension", "the temporal dimension's labels are "
+                       "dates, which values computed along the bands do not have; only "
+                       "'bands' (or null) can be a target dimension here")
+    if target not in BAND_DIMS:
+        raise _invalid(node, "target_dimension", f"cannot create the dimension {target!r}: "
+                       "the data cubes of this back-end have the dimensions x, y, t and "
+                       "bands; use 'bands' (its labels are 0, 1, … and rename_labels can "
+                       "name them)")
+    if dim == "t" and meta.has_bands and len(meta.bands) != 1:
+        raise _invalid(node, "target_dimension", f"the values along t become the bands, so "
+                       f"the data must have one band, not {len(meta.bands)} "
+                       f"({', '.join(meta.bands)}): select one with filter_bands or reduce "
+                       "the bands first")
+    return "bands"
+
+
+def _probe_count(node: Node, labels: tuple) -> int:
+    """How many values the process computes for an array of ``len(labels)`` elements (run
+    on one pixel of made-up values, from the graph alone)."""
+    n = len(labels)
+    values = np.arange(1, n + 1, dtype=np.float32).reshape(n, 1, 1)
+    out = run_callback(node.args["process"], {"data": _labeled(values, labels),
+                                              "context": _context(node.args.get("context"))})
+    out = np.asarray(getattr(out, "values", out) if not isinstance(out, np.ndarray) else out)
+    return 1 if out.ndim == 0 else int(out.shape[0])
+
+
+def _made_up_dates(n: int) -> tuple[str, ...]:
+    return tuple(f"2000-01-{d:02d}T00:00:00Z" for d in range(1, n + 1))
+
+
 def _apply_dim_meta(ctx, node):
     child = ctx.meta(node.args["data"])
-    _dimension(node, child)
-    if node.args.get("target_dimension") not in (None, node.args.get("dimension")):
-        raise _invalid(node, "target_dimension", "only null (the same dimension) is "
-                       "supported")
-    return child.but(kind=_callback_kind(node.args["process"], child.kind))
+    dim = _dimension(node, child)
+    target = _target_dimension(node, child, dim)
+    kind = _callback_kind(node.args["process"], child.kind)
+    if dim == "bands":
+        count = _probe_count(node, child.bands)
+        if count == len(child.bands):
+            return child.but(kind=kind)
+        return child.but(bands=tuple(str(i) for i in range(count)), kind=kind)
+    if target == "t":
+        return child.but(kind=kind)
+    counts = {n: _probe_count(node, _made_up_dates(n)) for n in (3, 5)}
+    if counts[3] != counts[5]:
+        raise _invalid(node, "process", f"it computes {counts[3]} values for 3 dates and "
+                       f"{counts[5]} for 5: the values along t can become bands only when "
+                       "their number does not depend on the number of dates (e.g. "
+                       "quantiles, extrema, or an array of reducers)")
+    return child.but(bands=tuple(str(i) for i in range(counts[3])), reduced=True,
+                     has_bands=True, kind=kind)
+
+
+def _computed(node: Node, out: Any, n: int, shape: tuple[int, ...], along: str
+              ) -> np.ndarray:
+    """The process's values as ``(n, *shape)`` float32, or a clear error."""
+    arr = np.asarray(getattr(out, "values", out) if not isinstance(out, np.ndarray) else out)
+    if arr.ndim == 0 or arr.shape[0] != n:
+        got = 1 if arr.ndim == 0 else arr.shape[0]
+        raise _invalid(node, "process", f"it computed {got} values along {along} where "
+                       f"{n} were expected (the number of values must not depend on the "
+                       "data)")
+    return _as_float32(arr, (n, *shape), node)
 
 
 @register_v1("apply_dimension", [_DATA, V1Param("process", "callback",
@@ -574,19 +636,34 @@ def _apply_dim_meta(ctx, node):
                                  V1Param("target_dimension", required=False), _CONTEXT],
              meta=_apply_dim_meta)
 def apply_dimension(ctx, node, query):
-    """Run the process on the arrays along ``t`` or ``bands``; the labels are kept, so the
-    process must return as many values as it received."""
-    child_meta = ctx.meta(node.args["data"])
+    """Run the process once on the whole window, the arrays along ``t`` or ``bands`` on
+    axis 0. Along ``t`` it returns one value per date (the labels are dates), or any fixed
+    number of values that become the bands (``target_dimension: "bands"``); along
+    ``bands`` any fixed number of values (labels 0, 1, … when it changes)."""
+    child_meta, meta = ctx.meta(node.args["data"]), ctx.meta(node)
     dim = _dimension(node, child_meta)
-    cube = ctx.eval(node.args["data"], query)
-    axis = 0 if dim == "t" else 1
-    values = np.moveaxis(cube.data, axis, 0)
-    out = run_callback(node.args["process"], {
-        "data": _labeled(values, _labels(cube, dim)),
-        "context": _context(node.args.get("context"))})
-    data = _as_float32(out, values.shape, node)
-    return cube.with_data(np.ascontiguousarray(np.moveaxis(data, 0, axis)),
-                          kind=ctx.meta(node).kind)
+    context = _context(node.args.get("context"))
+    if dim == "t" and not meta.reduced:
+        cube = ctx.eval(node.args["data"], query)
+        out = run_callback(node.args["process"], {"data": _labeled(cube.data, _labels(
+            cube, "t")), "context": context})
+        data = _computed(node, out, cube.data.shape[0], cube.data.shape[1:], "t")
+        return cube.with_data(np.ascontiguousarray(data), kind=meta.kind)
+    cube = ctx.eval(node.args["data"], query.with_bands(None))
+    if dim == "t":  # the values along t become the bands
+        if cube.data.shape[0] == 0:
+            cube = _empty_time(cube)
+        out = run_callback(node.args["process"], {"data": _labeled(cube.data[:, 0], _labels(
+            cube, "t")), "context": context})
+        data = _computed(node, out, len(meta.bands), cube.data.shape[2:], "t")
+        return cube.with_data(np.ascontiguousarray(data[None]), times=None, bands=meta.bands,
+                              kind=meta.kind)
+    values = np.moveaxis(cube.data, 1, 0)
+    out = run_callback(node.args["process"], {"data": _labeled(values, _labels(cube, "bands")),
+                                              "context": context})
+    data = _computed(node, out, len(meta.bands), values.shape[1:], "bands")
+    return cube.with_data(np.ascontiguousarray(np.moveaxis(data, 0, 1)), bands=meta.bands,
+                          kind=meta.kind)
 
 
 # -- combining cubes ---------------------------------------------------------------------
@@ -706,6 +783,9 @@ def _rename_meta(ctx, node):
     if node.args.get("dimension") not in BAND_DIMS:
         raise _invalid(node, "dimension", "only the bands dimension can be renamed")
     target, source = node.args.get("target"), node.args.get("source") or []
+    if isinstance(source, list):  # apply_dimension's labels 0, 1, … are numbers in openEO
+        source = [str(v) if isinstance(v, int) and not isinstance(v, bool)
+                  and str(v) in child.bands else v for v in source]
     if not isinstance(target, list) or not all(isinstance(t, str) for t in target):
         raise _invalid(node, "target", "expected a list of new band names")
     if not source:
