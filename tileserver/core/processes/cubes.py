@@ -585,6 +585,8 @@ def _probe_count(node: Node, labels: tuple) -> int:
     """How many values the process computes for an array of ``len(labels)`` elements (run
     on one pixel of made-up values, from the graph alone)."""
     n = len(labels)
+    if root_process(node.args["process"]) == "run_udf":
+        return n  # a UDF runs on the real data only, and keeps the shape (udf_v1)
     values = np.arange(1, n + 1, dtype=np.float32).reshape(n, 1, 1)
     out = run_callback(node.args["process"], {"data": _labeled(values, labels),
                                               "context": _context(node.args.get("context"))})
