@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,7 +43,10 @@ import numpy as np
 import psutil
 import requests
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import REPO, Tileserver  # noqa: E402
+
 ORIGIN = (600_000.0, 5_200_000.0)
 RES = 10.0
 
@@ -172,12 +174,6 @@ def cpu_seconds(pids: list[int]) -> float:
 # -- the server ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def peak_rss(pid: int) -> int:
     """Peak resident set size of a process (``VmHWM``), in bytes."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -234,28 +230,17 @@ def bbox(size: int) -> dict:
 
 def run_batch(catalog: Path, workers: int, block: int | None, home: Path) -> dict:
     """Serve, warm up, run the big job; returns timings, peak RSS and the result path."""
-    port = free_port()
     config = home / "bench.yaml"
     home.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "TILESERVER_HOME": str(home), "TILESERVER_CATALOG": str(catalog),
-           "TILESERVER_CONFIG": str(config), "PYTHONPATH": str(REPO)}
-    env.pop("TILESERVER_DASK_SCHEDULER", None)
     # the default settings of config/default.yaml, plus the batch keys
     config.write_text((REPO / "config" / "default.yaml").read_text()
                       + f"\nbatch_workers: {workers}\n"
                       + (f"batch_block_size: {block}\n" if block else ""))
-    server = subprocess.Popen([sys.executable, "-m", "tileserver.cli", "serve", "--port",
-                               str(port), "--workers", "1"], env=env, cwd=home,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    server = Tileserver(catalog, home, env={"TILESERVER_CONFIG": str(config),
+                                            "TILESERVER_DASK_SCHEDULER": None},
+                        timeout=300, cwd=home)
     api = requests.Session()
-    try:
-        for _ in range(600):
-            try:
-                api.get(url + "/", timeout=30)
-                break
-            except requests.RequestException:
-                time.sleep(0.5)
+    with server as url:
         # warm-up: starts the cluster and imports in every worker
         warm = api.post(f"{url}/jobs", json={"process_graph": graph(bbox(1024))}).json()
         api.patch(f"{url}/jobs/{warm['job_id']}/queue")
@@ -263,7 +248,7 @@ def run_batch(catalog: Path, workers: int, block: int | None, home: Path) -> dic
         size = int(catalog_size(catalog))
         job_id = api.post(f"{url}/jobs", json={"process_graph": graph(bbox(size))}).json()[
             "job_id"]
-        roles = process_roles(psutil.Process(server.pid))
+        roles = process_roles(psutil.Process(server.proc.pid))
         cpu0 = [cpu_seconds(roles["web"]), cpu_seconds(roles["dask"])]
         t0 = time.perf_counter()
         api.patch(f"{url}/jobs/{job_id}/queue")
@@ -283,9 +268,6 @@ def run_batch(catalog: Path, workers: int, block: int | None, home: Path) -> dic
             "phases": [e["message"] for e in logs if "(" in e["message"] and " s)" in
                        e["message"]],
         }
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
 
 
 def main() -> None:

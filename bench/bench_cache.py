@@ -29,7 +29,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -40,15 +39,8 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_wmts import (  # noqa: E402
-    Tileserver,
-    free_port,
-    inside_cog,
-    load,
-    start,
-    stop,
-    tiles_from_capabilities,
-)
+from bench_wmts import inside_cog, tiles_from_capabilities  # noqa: E402
+from common import Tileserver, each_once, free_port, load, start, stop  # noqa: E402
 
 ORIGIN = (600_000.0, 5_200_000.0)
 RES = 10.0
@@ -135,34 +127,15 @@ def graph(size: int) -> dict:
 
 def fresh_pass(urls: list[str], clients: int) -> dict:
     """Every URL once, each on a new connection; latencies and where answers came from."""
-    lock = threading.Lock()
-    queue = list(reversed(urls))
-    latencies: list[float] = []
-    sources: Counter = Counter()
-    failures: list[str] = []
 
-    def worker() -> None:
-        while True:
-            with lock:
-                if not queue:
-                    return
-                url = queue.pop()
-            t0 = time.perf_counter()
-            resp = requests.get(url, headers={"Connection": "close"}, timeout=300)
-            dt = time.perf_counter() - t0
-            with lock:
-                latencies.append(dt)
-                sources[resp.headers.get("X-Tileserver-Cache", "?")] += 1
-                if resp.status_code != 200:
-                    failures.append(f"{resp.status_code} {url}")
+    def get(_session, url):
+        resp = requests.get(url, headers={"Connection": "close"}, timeout=300)
+        return resp.status_code, resp.headers.get("X-Tileserver-Cache", "?"), url
 
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    done, wall = each_once(urls, clients, get)
+    latencies = [dt for dt, _ in done]
+    sources = Counter(source for _, (_, source, _) in done)
+    failures = [f"{code} {url}" for _, (code, _, url) in done if code != 200]
     hits = sum(n for s, n in sources.items() if s in ("memory", "disk", "redis"))
     return {"n": len(latencies), "p50_ms": 1000 * statistics.median(latencies),
             "tiles_s": len(latencies) / wall, "hit_ratio": hits / max(1, len(latencies)),

@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,8 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import requests  # noqa: E402
+from common import Tileserver  # noqa: E402
 from prometheus_client import REGISTRY  # noqa: E402
 
 import tileserver.core.reader as reader  # noqa: E402
@@ -80,34 +78,6 @@ def without_overviews():
         reader.choose_overview = real
 
 
-@contextlib.contextmanager
-def served(catalog: Path, home: str):
-    """``tileserver serve`` on a free port (a separate process with its own cache)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "TILESERVER_HOME": home, "TILESERVER_CATALOG": str(catalog),
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen([sys.executable, "-m", "tileserver.cli", "serve", "--port",
-                             str(port)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            with contextlib.suppress(requests.ConnectionError):
-                requests.get(url, timeout=5)
-                break
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def main() -> int:
     """Run the benchmark and print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -137,7 +107,7 @@ def main() -> int:
     rows.append((EXEC_WARM, *timed(execute, n)))
 
     if not args.no_http:
-        with served(demo, home) as url:
+        with Tileserver(demo, Path(home), workers=None) as url:
             def post():
                 resp = requests.post(f"{url}/execute", json=EXAMPLE, timeout=120)
                 assert resp.status_code == 200, resp.text[:300]

@@ -35,7 +35,7 @@ from rasterio.warp import transform_bounds
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_wmts import free_port, start, stop  # noqa: E402
+from common import Tileserver, cold_warm, fetch, fresh_home, print_cold_warm  # noqa: E402
 
 from tileserver.demo import L2A_PRODUCT_ID, write_demo_catalog  # noqa: E402
 
@@ -89,17 +89,6 @@ def pixels_read(base: str) -> float:
     return 0.0
 
 
-def serve(catalog: Path, logdir: Path):
-    """A fresh server (own home: empty caches); ``(proc, base_url)``."""
-    port = free_port()
-    home = Path(tempfile.mkdtemp(prefix="home-", dir=logdir))
-    env = dict(os.environ, TILESERVER_HOME=str(home), TILESERVER_CATALOG=str(catalog))
-    base = f"http://127.0.0.1:{port}"
-    proc = start([sys.executable, "-m", "tileserver.cli", "serve", "--port", str(port),
-                  "--workers", "1"], env, f"{base}/", logdir / f"server-{port}.log")
-    return proc, base
-
-
 def layer_002(base: str) -> str:
     job = requests.post(f"{base}/jobs", json={"process_graph": graph_002()}, timeout=60)
     job.raise_for_status()
@@ -115,20 +104,6 @@ def layer_1x(base: str) -> str:
     con = openeo.connect(base)
     service = client_cube(con).tiled_viewing_service(type="XYZ")
     return service.describe_service()["url"]
-
-
-def fetch(template: str, cells) -> list[float]:
-    """Per-tile latency (ms), one request at a time."""
-    session = requests.Session()
-    out = []
-    for z, x, y in cells:
-        url = template.replace("{z}", str(z)).replace("{x}", str(x)).replace("{y}", str(y))
-        t0 = time.perf_counter()
-        resp = session.get(url, timeout=300)
-        out.append((time.perf_counter() - t0) * 1000)
-        if resp.status_code != 200:
-            raise SystemExit(f"{url}: {resp.status_code} {resp.text[:300]}")
-    return out
 
 
 def plain_script(catalog: Path) -> tuple[float, np.ndarray]:
@@ -168,32 +143,15 @@ def main() -> None:
     catalog = write_demo_catalog(demo)
     logdir = Path(tempfile.mkdtemp(prefix="bench-openeo-"))
     cells = tiles(args.tiles)
-    results: dict[str, list[float]] = {k: [] for k in (
-        "0.0.2 cold", "1.x cold", "0.0.2 warm", "1.x warm")}
-    for rnd in range(args.rounds):
-        order = ("0.0.2", "1.x") if rnd % 2 == 0 else ("1.x", "0.0.2")
-        for dialect in order:
-            proc, base = serve(catalog, logdir)
-            try:
-                template = layer_002(base) if dialect == "0.0.2" else layer_1x(base)
-                results[f"{dialect} cold"].append(statistics.median(fetch(template, cells)))
-                results[f"{dialect} warm"].append(statistics.median(fetch(template, cells)))
-            finally:
-                stop(proc)
+    results = cold_warm(catalog, logdir, args.rounds, {"0.0.2": layer_002, "1.x": layer_1x},
+                        cells)
     print(f"\n(a) per-tile median over {len(cells)} tiles (zoom 10-13), median of "
           f"{args.rounds} rounds")
-    print(f"{'case':<14} {'ms/tile':>9}")
-    for name, values in results.items():
-        print(f"{name:<14} {statistics.median(values):>9.1f}")
-    for kind in ("cold", "warm"):
-        ratio = statistics.median(results[f"1.x {kind}"]) / statistics.median(
-            results[f"0.0.2 {kind}"])
-        print(f"1.x / 0.0.2 {kind}: {ratio:.2f}x")
+    print_cold_warm(results, "1.x", "0.0.2", 14)
 
     import openeo
 
-    proc, base = serve(catalog, logdir)
-    try:
+    with Tileserver(catalog, fresh_home(logdir)) as base:
         con = openeo.connect(base)
         plain_script(catalog)  # untimed: both sides read files already in the page cache
         downloads = []
@@ -227,8 +185,6 @@ def main() -> None:
             fetch(template, [(9, t.x, t.y)])
             read = pixels_read(base) - before
             print(f"{dialect:<6} {read:>10.0f} pixels read ({read / 524288:.2f} x the view)")
-    finally:
-        stop(proc)
 
 
 if __name__ == "__main__":

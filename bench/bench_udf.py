@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import morecantile
@@ -36,8 +37,15 @@ from rasterio.warp import transform_bounds
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_openeo import BBOX_32632, fetch, tiles  # noqa: E402
-from bench_wmts import free_port, start, stop  # noqa: E402
+from bench_openeo import BBOX_32632, tiles  # noqa: E402
+from common import (  # noqa: E402
+    Tileserver,
+    cold_warm,
+    each_once,
+    fresh_home,
+    print_cold_warm,
+    xyz,
+)
 
 from tileserver.demo import L2A_PRODUCT_ID, write_demo_catalog  # noqa: E402
 from tileserver.settings import load_settings  # noqa: E402
@@ -69,19 +77,14 @@ def udf_graph(user: str, name: str) -> dict:
             "args": {"script": f"/users/{user}/files/{name}", "imagery": ndvi()}}
 
 
-def serve(catalog: Path, logdir: Path, users: bool = False, timeout: int = 5):
-    port = free_port()
-    home = Path(tempfile.mkdtemp(prefix="home-", dir=logdir))
+def server(catalog: Path, logdir: Path, users: bool = False, timeout: int = 5) -> Tileserver:
+    """A fresh server (own home); with ``users``, alice and bob can log in."""
+    home = fresh_home(logdir)
     if users:
         settings = load_settings(home=str(home))
         for user, password in USERS.items():
             add_user(settings, user, password)
-    env = dict(os.environ, TILESERVER_HOME=str(home), TILESERVER_CATALOG=str(catalog),
-               TILESERVER_UDF_TIMEOUT=str(timeout))
-    base = f"http://127.0.0.1:{port}"
-    proc = start([sys.executable, "-m", "tileserver.cli", "serve", "--port", str(port),
-                  "--workers", "1"], env, f"{base}/", logdir / f"server-{port}.log")
-    return proc, base
+    return Tileserver(catalog, home, env={"TILESERVER_UDF_TIMEOUT": str(timeout)})
 
 
 def layer(base: str, graph: dict, user: str = "me", script: tuple[str, str] | None = None,
@@ -134,34 +137,13 @@ def many_tiles(zooms=(13, 14, 15)) -> list[tuple[int, int, int]]:
 
 def clients(template: str, cells, n: int, seconds: float, auth, stop_at: list) -> dict:
     """``n`` threads fetching ``cells`` (shared, each tile once) until ``seconds`` pass."""
-    lock = threading.Lock()
-    queue = list(cells)
-    lat: list[float] = []
-    codes: dict[int, int] = {}
-    end = time.monotonic() + seconds
 
-    def run():
-        s = requests.Session()
-        s.auth = auth
-        while time.monotonic() < end and not stop_at:
-            with lock:
-                if not queue:
-                    return
-                z, x, y = queue.pop(0)
-            url = template.replace("{z}", str(z)).replace("{x}", str(x)).replace("{y}", str(y))
-            t0 = time.perf_counter()
-            r = s.get(url, timeout=300)
-            with lock:
-                lat.append((time.perf_counter() - t0) * 1000)
-                codes[r.status_code] = codes.get(r.status_code, 0) + 1
+    def get(session, cell):
+        return session.get(xyz(template, *cell), auth=auth, timeout=300).status_code
 
-    threads = [threading.Thread(target=run) for _ in range(n)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    done, wall = each_once(cells, n, get, seconds=seconds, stop_flag=stop_at)
+    lat = [dt * 1000 for dt, _ in done]
+    codes = dict(Counter(code for _, code in done))
     ok = codes.get(200, 0)
     return {"tiles/s": ok / wall, "median ms": statistics.median(lat) if lat else float("nan"),
             "codes": codes}
@@ -182,35 +164,20 @@ def main() -> None:
 
     if not args.skip_a:
         cells = tiles(args.tiles)
-        res: dict[str, list[float]] = {k: [] for k in (
-            "built-in cold", "UDF cold", "built-in warm", "UDF warm")}
         fixed = []
-        for rnd in range(args.rounds):
-            order = ("built-in", "UDF") if rnd % 2 == 0 else ("UDF", "built-in")
-            for kind in order:
-                proc, base = serve(catalog, logdir)
-                try:
-                    if kind == "UDF":
-                        template = layer(base, udf_graph("me", "mean.py"), "me", ("mean.py", MEAN))
-                    else:
-                        template = layer(base, builtin_graph())
-                    res[f"{kind} cold"].append(statistics.median(fetch(template, cells)))
-                    res[f"{kind} warm"].append(statistics.median(fetch(template, cells)))
-                    if kind == "UDF":
-                        fixed.append(fixed_cost(base))
-                finally:
-                    stop(proc)
+
+        def udf_fixed_cost(kind: str, base: str) -> None:
+            if kind == "UDF":
+                fixed.append(fixed_cost(base))
+
+        res = cold_warm(catalog, logdir, args.rounds, {
+            "built-in": lambda base: layer(base, builtin_graph()),
+            "UDF": lambda base: layer(base, udf_graph("me", "mean.py"), "me",
+                                      ("mean.py", MEAN)),
+        }, cells, env={"TILESERVER_UDF_TIMEOUT": "5"}, after=udf_fixed_cost)
         print(f"\n(a) mean of NDVI over 4 dates, per-tile median over {len(cells)} XYZ tiles "
               f"(zoom 10-13), median of {args.rounds} rounds")
-        print(f"{'case':<15} {'ms/tile':>9}")
-        for name, values in res.items():
-            print(f"{name:<15} {statistics.median(values):>9.1f}")
-        for kind in ("cold", "warm"):
-            ratio = statistics.median(res[f"UDF {kind}"]) / statistics.median(
-                res[f"built-in {kind}"])
-            diff = statistics.median(res[f"UDF {kind}"]) - statistics.median(
-                res[f"built-in {kind}"])
-            print(f"UDF / built-in {kind}: {ratio:.2f}x ({diff:+.1f} ms/tile)")
+        print_cold_warm(res, "UDF", "built-in", 15, difference=True)
         print(f"fixed cost of one UDF call (1x1 window, empty script, vs no UDF): "
               f"{statistics.median(fixed):.1f} ms")
 
@@ -219,8 +186,7 @@ def main() -> None:
     half = len(cells) // 2
     results = {}
     for scenario in ("idle", "alice burning"):
-        proc, base = serve(catalog, logdir, users=True, timeout=args.timeout)
-        try:
+        with server(catalog, logdir, users=True, timeout=args.timeout) as base:
             bob = ("bob", USERS["bob"])
             alice = ("alice", USERS["alice"])
             bob_t = layer(base, udf_graph("bob", "mean.py"), "bob", ("mean.py", MEAN), bob)
@@ -245,8 +211,6 @@ def main() -> None:
             if burner is not None:
                 burner.join()
                 results["alice (burning)"] = out
-        finally:
-            stop(proc)
     print(f"\n(b) bob's 4 clients on his UDF layer (zoom 13-15, distinct tiles, "
           f"{args.seconds:.0f} s); alice's 4 clients on a script burning udf_timeout = "
           f"{args.timeout} s")

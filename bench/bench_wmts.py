@@ -24,21 +24,19 @@ import argparse
 import json
 import os
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
-import time
 from pathlib import Path
 
 import requests
 from lxml import etree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Tileserver, free_port, load, start, stop  # noqa: E402
 
 from tileserver.demo import example_graph, write_demo_catalog  # noqa: E402
 
@@ -48,46 +46,6 @@ SINGLE = {"process_id": "filter_bands", "args": {"bands": ["B04"], "imagery": {
     "process_id": "filter_daterange", "args": {
         "imagery": {"product_id": "S2_L2A_T32TPS_20M"}, "from": SCENE_DAY, "to": SCENE_DAY}}}}
 NS = {"w": "http://www.opengis.net/wmts/1.0", "ows": "http://www.opengis.net/ows/1.1"}
-
-
-def free_port() -> int:
-    """An unused loopback port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_up(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    """Poll ``url`` until it answers."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            requests.get(url, timeout=10)
-            return
-        except requests.RequestException:
-            time.sleep(0.5)
-    raise SystemExit(f"{url} did not come up")
-
-
-def start(cmd: list[str], env: dict, url: str, log: Path) -> subprocess.Popen:
-    """Start a server in its own process group and wait for it."""
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    wait_up(url, proc)
-    return proc
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Stop a server started by :func:`start` (its whole process group)."""
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def tiles_from_capabilities(caps: bytes, layer: str, per_zoom: int, seed: int = 3):
@@ -111,50 +69,6 @@ def tiles_from_capabilities(caps: bytes, layer: str, per_zoom: int, seed: int = 
                 out += rng.sample(cells, min(per_zoom, len(cells)))
     rng.shuffle(out)
     return out
-
-
-def load(urls: list[str], clients: int) -> dict:
-    """Fetch every URL once with ``clients`` concurrent sessions; latency stats."""
-    lock = threading.Lock()
-    queue = list(reversed(urls))
-    latencies: list[float] = []
-    failures: list[str] = []
-    retries: list[str] = []
-
-    def worker() -> None:
-        session = requests.Session()
-        while True:
-            with lock:
-                if not queue:
-                    return
-                url = queue.pop()
-            t0 = time.perf_counter()
-            try:
-                try:
-                    status = session.get(url, timeout=300).status_code
-                except requests.ConnectionError:  # a keep-alive connection closed under us
-                    with lock:
-                        retries.append(url)
-                    status = session.get(url, timeout=300).status_code
-            except requests.RequestException as exc:
-                status = f"{type(exc).__name__}"
-            dt = time.perf_counter() - t0
-            with lock:
-                latencies.append(dt)
-                if status != 200:
-                    failures.append(f"{status} {url}")
-
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    lat = sorted(latencies)
-    return {"n": len(lat), "tiles_s": len(lat) / wall, "p50_ms": 1000 * statistics.median(lat),
-            "p95_ms": 1000 * lat[max(0, int(round(0.95 * len(lat))) - 1)],
-            "failures": failures[:3], "n_failed": len(failures), "retries": len(retries)}
 
 
 def cache_counters(base: str) -> tuple[float, float]:
@@ -282,28 +196,6 @@ def median_result(results: list[dict]) -> dict:
     out["retries"] = sum(r["retries"] for r in results)
     out["failures"] = [f for r in results for f in r["failures"]][:3]
     return out
-
-
-class Tileserver:
-    """``tileserver serve`` on a free port with its own home (a fresh cache)."""
-
-    def __init__(self, catalog: Path, home: Path, workers: int):
-        self.port = free_port()
-        self.env = {**os.environ, "TILESERVER_HOME": str(home),
-                    "TILESERVER_CATALOG": str(catalog)}
-        self.workers = workers
-        self.log = home.parent / f"{home.name}.log"
-        self.proc = None
-
-    def __enter__(self) -> str:
-        base = f"http://127.0.0.1:{self.port}"
-        self.proc = start([sys.executable, "-m", "tileserver.cli", "serve", "--port",
-                           str(self.port), "--workers", str(self.workers)], self.env,
-                          f"{base}/", self.log)
-        return base
-
-    def __exit__(self, *exc) -> None:
-        stop(self.proc)
 
 
 def inside_cog(tiles, cog: str):
