@@ -38,6 +38,30 @@ def test_every_setting_has_a_yaml_default():
     raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
     missing = {f.name for f in dataclasses.fields(Settings)} - set(raw) - {"extra"}
     assert not missing
+    # the YAML file is the one source of the defaults: the dataclass repeats none
+    assert [f.name for f in dataclasses.fields(Settings)
+            if f.default is not dataclasses.MISSING] == []
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda raw: raw.pop("threads"), "has no default for threads"),
+    (lambda raw: raw.update(port=None), "settings without a value: port"),
+])
+def test_the_shipped_defaults_must_be_complete(monkeypatch, tmp_path, edit, match):
+    import tileserver.settings
+
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    edit(raw)
+    shipped = tmp_path / "default.yaml"
+    shipped.write_text(yaml.safe_dump(raw))
+    monkeypatch.setattr(tileserver.settings, "DEFAULT_CONFIG", shipped)
+    with pytest.raises(SettingsError, match=match):
+        load_settings()
+
+
+def test_an_unknown_keyword_is_refused():
+    with pytest.raises(TypeError, match="no such setting: colour"):
+        load_settings(colour="blue")
 
 
 def test_environment_overrides(monkeypatch, tmp_path):
@@ -87,6 +111,12 @@ def test_config_file_and_unknown_keys(monkeypatch, tmp_path):
     assert s.cache_bytes == 777 and s.port == 8282
     assert s.extra == {"colour": "blue"}
     assert load_settings(tmp_path / "site.yaml").cache_bytes == 777
+    # what the file does not set comes from the shipped defaults (null too)
+    cfg.write_text("threads: 3\ncache_shared_ttl: null\n")
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    s = load_settings()
+    assert s.threads == 3 and s.cache_shared_ttl == raw["cache_shared_ttl"]
+    assert s.udf_memory == raw["udf_memory"] and s.extra == {}
 
 
 def test_settings_are_immutable():

@@ -7,7 +7,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 import yaml
 
@@ -19,61 +19,63 @@ _PACKAGED_CONFIG = Path(sys.prefix) / "share" / "tileserver" / "config" / "defau
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting of the server; build it with :func:`load_settings`."""
+    """Every setting of the server; build it with :func:`load_settings`.
 
-    home: Path = Path("./var")
-    catalog: tuple[str, ...] = ()
-    dask_scheduler: str | None = None
-    cache_bytes: int = 512 * 1024 * 1024
-    cache_url: str | None = None  # shared tier: None = disk under $home/cache, redis://…, none
-    cache_shared_bytes: int = 2 * 1024 * 1024 * 1024  # size of the disk tier
-    cache_shared_max_entry: int = 32 * 1024 * 1024  # larger answers are not shared
-    cache_shared_min_ms: int = 30  # node results cheaper than this are not shared
-    cache_shared_ttl: int = 7 * 86400  # Redis entries expire after this (0: never)
-    database_url: str | None = None
-    host: str = "127.0.0.1"
-    port: int = 8080
-    workers: int = 1
-    threads: int = 8
-    public_url: str | None = None
-    max_pixels: int = 64 * 1024 * 1024
-    max_graph_nodes: int = 200
-    max_graph_depth: int = 50
-    max_body_bytes: int = 10 * 1024 * 1024
-    max_upload_bytes: int = 100 * 1024 * 1024
-    max_output_pixels: int = 25_000_000
-    resampling: str = "nearest"
-    users_file: str | None = None  # None: $home/users.yaml
-    allow_remote: bool = False
-    token_ttl: int = 86400
-    max_evaluations: int = 4
-    evaluation_queue_timeout: int = 30
-    evaluation_timeout: int = 120
-    batch_block_size: int = 1024  # batch jobs: pixels per block side
-    batch_workers: int = 2  # workers of the embedded LocalCluster
-    batch_worker_memory: str = "2GiB"  # memory limit per embedded worker
-    batch_stale_seconds: int = 30  # a job whose driver stopped beating is taken over
-    udf_allowed_users: str = "*"  # "*": every authenticated user; else "alice,bob"
-    udf_workers: int = 2  # pre-started sandbox processes per server process
-    udf_user_workers: int = 0  # workers one user may hold at once; 0: udf_workers - 1
-    udf_timeout: int = 10  # seconds of wall and CPU time per UDF call
-    udf_memory: str = "1GiB"  # address space a UDF call may add
-    udf_max_output: str = "64MiB"  # bytes of one UDF result
-    udf_nproc: int = 64  # RLIMIT_NPROC of a UDF call (processes and threads of its uid)
-    udf_isolation: str = "bwrap"  # bwrap (namespaces) | process (uid + rlimits only)
-    udf_user: str = "nobody"  # user the sandbox runs as when the server is root
-    # the viewer's optional base map: an XYZ template such as
-    # https://tile.openstreetmap.org/{z}/{x}/{y}.png (None: no base map, works offline)
-    viewer_basemap_url: str | None = None
-    viewer_basemap_attribution: str | None = None
-    remote_timeout: int = 30  # seconds of one HTTP request to a STAC API or a remote file
-    remote_connect_timeout: int = 10  # seconds to connect to a remote file's host
-    remote_retries: int = 2  # retries of a failed remote request
-    remote_retry_delay: int = 1  # seconds before the first retry (then doubling)
-    remote_cache_bytes: int = 64 * 1024 * 1024  # GDAL's /vsicurl/ cache of fetched ranges
-    stac_page_size: int = 100  # items per page of a STAC API search
-    stac_max_pages: int = 20  # pages of one search at most (the result is then partial)
-    stac_search_ttl: int = 300  # seconds a STAC API search result is reused
+    The fields have no defaults here: ``config/default.yaml`` is their one source (what each
+    one means is written there too), and :func:`load_settings` requires every field in it.
+    """
+
+    home: Path
+    catalog: tuple[str, ...]
+    dask_scheduler: str | None
+    cache_bytes: int
+    cache_url: str | None
+    cache_shared_bytes: int
+    cache_shared_max_entry: int
+    cache_shared_min_ms: int
+    cache_shared_ttl: int
+    database_url: str | None
+    host: str
+    port: int
+    workers: int
+    threads: int
+    public_url: str | None
+    max_pixels: int
+    max_graph_nodes: int
+    max_graph_depth: int
+    max_body_bytes: int
+    max_upload_bytes: int
+    max_output_pixels: int
+    resampling: str
+    users_file: str | None
+    allow_remote: bool
+    token_ttl: int
+    max_evaluations: int
+    evaluation_queue_timeout: int
+    evaluation_timeout: int
+    batch_block_size: int
+    batch_workers: int
+    batch_worker_memory: str
+    batch_stale_seconds: int
+    udf_allowed_users: str
+    udf_workers: int
+    udf_user_workers: int
+    udf_timeout: int
+    udf_memory: str
+    udf_max_output: str
+    udf_nproc: int
+    udf_isolation: str
+    udf_user: str
+    viewer_basemap_url: str | None
+    viewer_basemap_attribution: str | None
+    remote_timeout: int
+    remote_connect_timeout: int
+    remote_retries: int
+    remote_retry_delay: int
+    remote_cache_bytes: int
+    stac_page_size: int
+    stac_max_pages: int
+    stac_search_ttl: int
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -98,24 +100,30 @@ class SettingsError(ValueError):
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
-def _coerce(name: str, value: Any) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(Settings)}
-    if name not in fields or value is None:
-        return value
-    default = getattr(Settings(), name)
+def _fields() -> dict[str, Any]:
+    """``{name: type}`` of the settings (``extra`` excluded)."""
+    hints = get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Settings) if f.name != "extra"}
+
+
+def _coerce(name: str, kind: Any, value: Any) -> Any:
     if name == "home":
         return Path(str(value))
     if name == "catalog":
+        if value is None:
+            return ()
         if isinstance(value, list | tuple):
             return tuple(str(v) for v in value)
         return tuple(p.strip() for p in str(value).split(",") if p.strip())
-    if isinstance(default, bool):
+    if value is None:
+        return None
+    if kind is bool:
         text = str(value).strip().lower()
         if text not in _TRUE + _FALSE:
             raise SettingsError(f"setting {name} (TILESERVER_{name.upper()}): expected a "
                                 f"boolean (true/false), got {value!r}")
         return text in _TRUE
-    if isinstance(default, int):
+    if kind is int:
         try:
             return int(str(value).strip().replace("_", ""))
         except ValueError:
@@ -124,33 +132,48 @@ def _coerce(name: str, value: Any) -> Any:
     return str(value) if value != "" else None
 
 
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"configuration file {path} is not valid YAML: {exc}") from None
+    if not isinstance(loaded, dict | None):
+        raise SettingsError(f"configuration file {path} must be a mapping of settings")
+    return loaded or {}
+
+
 def load_settings(config_file: str | os.PathLike | None = None, **overrides: Any) -> Settings:
-    """Read the YAML defaults, then ``TILESERVER_*`` variables, then ``overrides``."""
-    values: dict[str, Any] = {}
+    """The defaults of ``config/default.yaml``, then the keys of ``config_file`` (or
+    ``$TILESERVER_CONFIG``), then ``TILESERVER_*`` variables, then ``overrides``.
+
+    A ``None`` (YAML ``null``) in a later layer leaves the value before it; keys that are no
+    setting are kept in ``extra``.
+    """
     path = Path(config_file) if config_file else None
     if path is None and os.environ.get("TILESERVER_CONFIG"):
         path = Path(os.environ["TILESERVER_CONFIG"])
     if path is not None and not path.is_file():
         raise SettingsError(f"configuration file {path} does not exist")
-    if path is None:
-        path = DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else _PACKAGED_CONFIG
-    if path.exists():
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise SettingsError(f"configuration file {path} is not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict | None):
-            raise SettingsError(f"configuration file {path} must be a mapping of settings")
-        values.update(loaded or {})
-    known = {f.name for f in dataclasses.fields(Settings)} - {"extra"}
-    extra = {k: v for k, v in values.items() if k not in known}
-    values = {k: v for k, v in values.items() if k in known}
-    for name in known:
-        env = os.environ.get(f"TILESERVER_{name.upper()}")
-        if env is not None:
-            values[name] = env
-    values.update(overrides)
-    kwargs = {k: _coerce(k, v) for k, v in values.items() if v is not None or k in ("catalog",)}
-    if kwargs.get("catalog") is None:
-        kwargs.pop("catalog", None)
-    return Settings(extra=extra, **kwargs)
+    shipped = DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else _PACKAGED_CONFIG
+    if not shipped.exists():
+        raise SettingsError(f"the default settings are missing: neither {DEFAULT_CONFIG} nor "
+                            f"{_PACKAGED_CONFIG} exists (reinstall tileserver)")
+    kinds = _fields()
+    values = _read(shipped)
+    missing = sorted(set(kinds) - set(values))
+    if missing:
+        raise SettingsError(f"{shipped} has no default for {', '.join(missing)}")
+    unknown = sorted(set(overrides) - set(kinds))
+    if unknown:
+        raise TypeError(f"no such setting: {', '.join(unknown)}")
+    layers = [_read(path)] if path is not None and path != shipped else []
+    layers.append({name: os.environ.get(f"TILESERVER_{name.upper()}") for name in kinds})
+    layers.append(overrides)
+    for layer in layers:
+        values.update({k: v for k, v in layer.items() if v is not None})
+    extra = {k: v for k, v in values.items() if k not in kinds}
+    out = {k: _coerce(k, kind, values[k]) for k, kind in kinds.items()}
+    unset = [k for k, v in out.items() if v is None and type(None) not in get_args(kinds[k])]
+    if unset:
+        raise SettingsError(f"settings without a value: {', '.join(unset)} (null in {shipped})")
+    return Settings(extra=extra, **out)
