@@ -11,10 +11,11 @@ Bounded: a few dozen examples per property, so the module stays around a minute.
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
@@ -54,6 +55,12 @@ def fuzz_app(tmp_path_factory):
     for kind in ("wmts", "wcs", "xyz"):
         resp = c.post("/services", json={"job_id": job, "type": kind})
         app.fuzz_ids[kind] = resp.json["service_id"]
+    # a job that keeps its time axis (a Time dimension, dated tiles)
+    timed = c.post("/jobs", json={"process_graph": ndvi_graph(reduce=None)}).json["job_id"]
+    app.fuzz_ids["timed"] = timed
+    for kind in ("wmts", "tms"):
+        resp = c.post("/services", json={"job_id": timed, "type": kind})
+        app.fuzz_ids[f"timed_{kind}"] = resp.json["service_id"]
     yield app
     app.extensions["tileserver"].close()
 
@@ -194,6 +201,81 @@ def test_xyz_coordinates_never_500(fuzz_app, z, x, y, ext):
     url = f"/service/xyz/{fuzz_app.fuzz_ids['xyz']}/{z}/{x}/{y}.{ext}"
     resp = fuzz_app.test_client().get(url)
     assert no_server_error(resp), (url, resp.data[:300])
+
+
+# -- tiles near the data: WMTS (KVP and REST), XYZ and TMS with near-valid values -----------
+
+#: A GoogleMapsCompatible tile (z, row, col) inside the synthetic area.
+AREA_TILE = (14, 5825, 8602)
+_GARBAGE = st.text(alphabet="0123456789.,-+:eE NaIfnx/T_", max_size=12)
+_DATES = st.sampled_from(["2020-05-01", "2020-05-11", "2020-05-21", "2020-05-02",
+                          "2020-05-11T10:00:00Z", "2021-01-01", "0001-01-01", "9999-12-31"])
+
+
+def _or_garbage(valid):
+    return st.one_of(valid, valid, valid, _GARBAGE)
+
+
+@st.composite
+def tiles_near_the_data(draw):
+    """``(z, row, col)`` texts: the area's tile at any zoom, its neighbours, or garbage."""
+    z = draw(st.integers(-1, 26))
+    shift = 14 - z
+    row, col = ((AREA_TILE[1] >> shift, AREA_TILE[2] >> shift) if shift >= 0 else
+                (AREA_TILE[1] << -shift, AREA_TILE[2] << -shift))
+    row += draw(st.integers(-2, 2))
+    col += draw(st.integers(-2, 2))
+    return tuple(draw(_or_garbage(st.just(str(v)))) for v in (z, row, col))
+
+
+_WMTS_EXTRA = st.fixed_dictionaries({}, optional={
+    "TIME": _or_garbage(_DATES),
+    "STYLE": _or_garbage(st.just("default")),
+    "FORMAT": _or_garbage(st.sampled_from(["image/png", "image/jpeg", "image/tiff"])),
+    "VERSION": _or_garbage(st.just("1.0.0")),
+    "TILEMATRIXSET": _or_garbage(st.sampled_from(["GoogleMapsCompatible", "WorldCRS84Quad"])),
+})
+
+
+@given(tile=tiles_near_the_data(), extra=_WMTS_EXTRA, timed=st.booleans())
+@FUZZ
+def test_wmts_tiles_near_the_data_never_500(fuzz_app, tile, extra, timed):
+    """GetTile by KVP (service and global endpoint) and by the RESTful template."""
+    ids = fuzz_app.fuzz_ids
+    layer, service = (ids["timed"], ids["timed_wmts"]) if timed else (ids["job_id"], ids["wmts"])
+    z, row, col = tile
+    params = {"SERVICE": "WMTS", "REQUEST": "GetTile", "LAYER": layer, "STYLE": "default",
+              "FORMAT": "image/png", "TILEMATRIXSET": "GoogleMapsCompatible",
+              "TILEMATRIX": z, "TILEROW": row, "TILECOL": col, **extra}
+    c = fuzz_app.test_client()
+    for url in (f"/service/wmts/{service}", "/wmts"):
+        resp = c.get(url, query_string=params)
+        assert no_server_error(resp), (url, params, resp.status_code, resp.data[:400])
+    ext = {"image/png": "png", "image/jpeg": "jpg", "image/tiff": "tif"}.get(
+        params["FORMAT"], params["FORMAT"])
+    parts = [layer, params["STYLE"]] + ([params["TIME"]] if "TIME" in params else [])
+    parts += [params["TILEMATRIXSET"], z, row, f"{col}.{ext}"]
+    url = f"/service/wmts/{service}/1.0.0/" + "/".join(quote(p, safe="") for p in parts)
+    resp = c.get(url)
+    assert no_server_error(resp), (url, resp.status_code, resp.data[:400])
+
+
+@given(tile=tiles_near_the_data(), date=_or_garbage(_DATES),
+       ext=st.sampled_from(["png", "jpg", "tif", "jpeg", "PNG", ""]))
+# what it found: the year 1 written back as '1-01-01' (strftime) and the day after
+# 9999-12-31 (an OverflowError) were 500s
+@example(tile=("0", "0", "0"), date="0001-01-01", ext="png")
+@example(tile=("14", "5825", "8602"), date="9999-12-31", ext="png")
+@FUZZ
+def test_xyz_and_tms_tiles_near_the_data_never_500(fuzz_app, tile, date, ext):
+    """The XYZ template (x = column, y = row) and the dated TMS path."""
+    ids = fuzz_app.fuzz_ids
+    z, row, col = (quote(p, safe="") for p in tile)
+    c = fuzz_app.test_client()
+    for url in (f"/service/xyz/{ids['xyz']}/{z}/{col}/{row}.{ext}",
+                f"/service/tms/{ids['timed_tms']}/{quote(date, safe='')}/{z}/{col}/{row}"):
+        resp = c.get(url)
+        assert no_server_error(resp), (url, resp.status_code, resp.data[:400])
 
 
 # -- uploads -----------------------------------------------------------------------------

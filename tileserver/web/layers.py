@@ -8,7 +8,7 @@ import logging
 import threading
 import weakref
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
@@ -223,7 +223,7 @@ def _day_range(day: str | None) -> tuple[datetime, datetime] | None:
     if day is None:
         return None
     start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
-    return start, start + timedelta(days=1) - timedelta(microseconds=1)
+    return start, start.replace(hour=23, minute=59, second=59, microsecond=999999)
 
 
 #: Recently used layers per engine: parsing, extents, dates and styles once per job version.

@@ -56,7 +56,7 @@ def tile(service_id: str, date: str, z: str, x: str, y: str):
     service, job = live_service(service_id, "tms")
     layer = make_layer(runtime().engine, job, service.get("service_args"))
     try:
-        day = datetime.strptime(date, "%Y-%m-%d").strftime("%Y-%m-%d")
+        day = datetime.strptime(date, "%Y-%m-%d").date().isoformat()  # 0001: 4 digits
     except ValueError:
         raise InvalidParameterValue(f"date {date!r} is not YYYY-MM-DD", locator="date") \
             from None
