@@ -311,7 +311,7 @@ def test_pause_keeps_blocks_and_queue_resumes(apps):
     kept = done_blocks(paused)
     assert 3 <= kept < 16 and 0 < paused["progress"] < 100
     work = app.extensions["tileserver"].settings.home / "results" / ".work" / job_id
-    assert len(list(work.glob("*/blocks/r*.tif"))) >= kept
+    assert len(list(work.glob("*/blocks/r*.json"))) >= kept
     assert client.get(f"/jobs/{job_id}/download").status_code == 409
     client.patch(f"/jobs/{job_id}/queue")
     job = wait_job(client, job_id, status_is("finished", "error"))

@@ -80,7 +80,7 @@ BLOCK_VALUES = 8 * 1024 * 1024
 BLOCKS_SHARE = 90.0
 
 #: Version of the scratch block files (a change makes older scratch files useless).
-SCRATCH_VERSION = 2
+SCRATCH_VERSION = 3
 
 QUEUEABLE = ("submitted", "paused", "error", "canceled")
 PAUSABLE = ("queued", "running")
@@ -366,6 +366,7 @@ class _Run:
         self.wakeup = runner._wakeup.get(job_id) or threading.Event()
         self.futures: dict = {}
         self.extra: dict = {}
+        self.files_done = 0.0  # fraction of the result files written
 
     def log(self, message: str, level: str = "info") -> None:
         self.store.log(self.job_id, message, level)
@@ -395,6 +396,8 @@ class _Run:
     def save(self, **fields: Any) -> None:
         done, total = self.extra.get("blocks_done", 0), self.extra.get("blocks_total", 0)
         progress = round(BLOCKS_SHARE * done / total, 1) if total else 0.0
+        if total and done == total:
+            progress = round(BLOCKS_SHARE + (100.0 - BLOCKS_SHARE) * self.files_done, 1)
         if not self.runner._cas(self.job_id, self.token, ("running",), extra=dict(self.extra),
                                 progress=progress, **fields):
             self.check()
@@ -559,13 +562,20 @@ class _Run:
         runner = self.runner
         tmp = Path(spec.work_dir) / f"out-{self.token[:8]}"
         shutil.rmtree(tmp, ignore_errors=True)
+        batch_tasks.progress_path(tmp).unlink(missing_ok=True)
         started = time.monotonic()
         fut = runner.client.submit(task, spec, str(tmp), *args, pure=False,
                                    key=f"batch-{self.job_id}-{self.token[:8]}-final")
         self.futures = {fut: None}
+        progress = batch_tasks.progress_path(tmp)
         while not self.wait(runner.options["batch_poll_seconds"]):
             self.check()
+            files_done = batch_tasks.read_progress(progress)
+            if files_done > self.files_done:
+                self.files_done = files_done
+                self.save()
         self.futures = {}
+        progress.unlink(missing_ok=True)
         if fut.status != "finished":
             raise BlockFailed(f"writing the result failed: {_reason(fut.exception())}")
         assets = fut.result()

@@ -26,6 +26,7 @@ import os
 import resource
 import shutil
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,6 +50,7 @@ from tileserver.core.encoders import encode, gtiff_profile
 from tileserver.core.evaluator import Engine, day_key
 from tileserver.core.styles import Style, render_rgba
 from tileserver.core.view import View
+from tileserver.jobs import cogparts
 
 #: Layer name of a result without a time axis.
 SINGLE = "result"
@@ -103,10 +105,42 @@ class JobSpec:
         rows, cols = self.grid()
         return [(r, c) for r in range(rows) for c in range(cols)]
 
-    def block_path(self, row: int, col: int, factor: int = 1) -> Path:
-        """File of a finished block (``factor`` > 1: its part of that overview level)."""
+    @property
+    def cog_parts(self) -> bool:
+        """Whether the blocks compress their own tiles of the result COG (values written
+        as a COG); styled and other formats are mosaicked from uncompressed blocks."""
+        return self.mode == "float" and self.fmt == "GTiff"
+
+    @property
+    def levels(self) -> tuple[int, ...]:
+        """Decimation factors of the result's levels: 1 (full resolution), then overviews."""
+        return (1, *self.overviews)
+
+    def tiled_by_blocks(self, factor: int) -> bool:
+        """Whether every block covers whole tiles of the level ``factor`` (then the block
+        compresses them; otherwise the final step compresses the level)."""
+        return self.cog_parts and self.block % (factor * self.tile) == 0
+
+    def block_path(self, row: int, col: int) -> Path:
+        """The file whose existence says that a block is finished (written last)."""
+        if self.cog_parts:
+            return self.blocks_dir / f"r{row:05d}_c{col:05d}.json"
+        return self.scratch_path(row, col)
+
+    def scratch_path(self, row: int, col: int, factor: int = 1) -> Path:
+        """Uncompressed values of a block (``factor`` > 1: its part of that overview
+        level), when the final step assembles them."""
         suffix = "" if factor == 1 else f"_o{factor}"
         return self.blocks_dir / f"r{row:05d}_c{col:05d}{suffix}.tif"
+
+    def tiles_path(self, row: int, col: int) -> Path:
+        """The compressed COG tiles of a block (every layer and level tiled by blocks)."""
+        return self.blocks_dir / f"r{row:05d}_c{col:05d}.tiles"
+
+    def level_window(self, row: int, col: int, factor: int) -> Window:
+        """The pixels of a block in the level ``factor`` (the block itself at 1)."""
+        return self.block_window(row, col) if factor == 1 else \
+            self.overview_window(row, col, factor)
 
     def overview_window(self, row: int, col: int, factor: int) -> Window:
         """The pixels of the overview level ``factor`` that a block provides: pixel ``j``
@@ -208,12 +242,13 @@ def _write_atomic(target: Path, data: np.ndarray, profile: dict, tags: dict) -> 
 
 
 def run_block(spec: JobSpec, row: int, col: int) -> str:
-    """Evaluate one block and write its file; returns the file name.
+    """Evaluate one block and write its files; returns the name of the last one.
 
-    The file holds one layer per date of the block (float32 bands, NaN nodata, or the
-    styled RGBA rendering); its ``TILESERVER_LAYERS`` tag lists the layers in order. Its
-    parts of the overview levels (``spec.overviews``) are written first, so that the block
-    file exists only when everything of the block is there.
+    Values written as a COG (``spec.cog_parts``): see :func:`_write_parts`. Otherwise
+    the block file holds one layer per date of the block (float32 bands, NaN nodata, or
+    the styled RGBA rendering); its ``TILESERVER_LAYERS`` tag lists the layers in order.
+    Its parts of the overview levels (``spec.overviews``) are written first, so that the
+    block file exists only when everything of the block is there.
     """
     engine = worker_engine(spec)
     graph = engine.parse(spec.graph)
@@ -222,6 +257,9 @@ def run_block(spec: JobSpec, row: int, col: int) -> str:
     if not isinstance(cube, Cube):
         raise TypeError("the graph did not return an image for a block")
     layers = [SINGLE] if cube.times is None else [day_key(t) for t in cube.times]
+    if spec.cog_parts:
+        values = dict(zip(layers, cube.data, strict=True))
+        return _write_parts(spec, row, col, values, len(cube.bands))
     if spec.mode == "rgba":
         assert spec.style is not None
         stacks = [np.moveaxis(render_rgba(cube.data[i], spec.style), -1, 0)
@@ -246,16 +284,88 @@ def run_block(spec: JobSpec, row: int, col: int) -> str:
         win = spec.overview_window(row, col, factor)
         if win.width <= 0 or win.height <= 0:
             continue
-        block = spec.block_window(row, col)
-        dy = int(win.row_off) * factor - int(block.row_off)
-        dx = int(win.col_off) * factor - int(block.col_off)
-        part = np.ascontiguousarray(data[:, dy::factor, dx::factor])
-        _write_atomic(spec.block_path(row, col, factor), part,
+        part = _decimate(spec, row, col, data, factor)
+        _write_atomic(spec.scratch_path(row, col, factor), part,
                       _scratch_profile(part, dtype, nodata, spec.tile), {})
     # uncompressed, tiled like the COG: cheap to write, and read once by the mosaic
     _write_atomic(target, data, {**_scratch_profile(data, dtype, nodata, spec.tile),
                                  "crs": view.crs, "transform": view.transform}, tags)
     return target.name
+
+
+def _decimate(spec: JobSpec, row: int, col: int, data: np.ndarray, factor: int) -> np.ndarray:
+    """A block's values (bands, rows, cols) in the level ``factor``: pixel ``j`` of the level
+    is pixel ``j * factor`` of the full grid (GDAL's nearest rule)."""
+    if factor == 1:
+        return data
+    win, block = spec.overview_window(row, col, factor), spec.block_window(row, col)
+    dy = int(win.row_off) * factor - int(block.row_off)
+    dx = int(win.col_off) * factor - int(block.col_off)
+    return np.ascontiguousarray(data[:, dy::factor, dx::factor])
+
+
+def _write_parts(spec: JobSpec, row: int, col: int, values: dict[str, np.ndarray],
+                 per_layer: int) -> str:
+    """The files of a block whose values become COGs, one per layer of the job:
+
+    - ``.tiles``: its compressed tiles of every level it covers whole tiles of
+      (:meth:`JobSpec.tiled_by_blocks`: the full resolution and the first overviews when
+      blocks are a multiple of the tile size), compressed by GDAL's COG driver with the
+      result's options, as they will be in the result (:mod:`~tileserver.jobs.cogparts`);
+    - ``.tif`` (``_o{f}.tif`` for overview levels): uncompressed values of the other
+      levels, every layer of the job in turn (``per_layer`` bands each), that the final
+      step compresses;
+    - ``.json``, last: what is where (the block is finished when it exists).
+
+    A layer of the job that the block has no date of is all nodata.
+    """
+    options = cog_options(spec.output)
+    block = spec.block_window(row, col)
+    shape = (per_layer, int(block.height), int(block.width))
+    body = bytearray()
+    tiles: dict[str, list] = {}
+    scratch: dict[int, list[np.ndarray]] = {f: [] for f in spec.levels
+                                            if not spec.tiled_by_blocks(f)}
+    for layer in spec.layers:
+        data = values.get(layer)
+        if data is None:
+            data = np.full(shape, np.nan, np.float32)
+        data = data.astype(np.float32, copy=False)
+        for factor in spec.levels:
+            win = spec.level_window(row, col, factor)
+            if win.width <= 0 or win.height <= 0:
+                continue
+            part = _decimate(spec, row, col, data, factor)
+            if factor in scratch:
+                scratch[factor].append(part)
+                continue
+            encoded, entries, _ = cogparts.compress_part(part, "float32", float("nan"),
+                                                         options)
+            table = []
+            for offset, size in entries:
+                table.append((len(body), size))
+                body += encoded[offset:offset + size]
+            tiles[f"{layer}/{factor}"] = table
+    if tiles:
+        _write_bytes_atomic(spec.tiles_path(row, col), body)
+    for factor, parts in scratch.items():
+        if parts:
+            data = np.concatenate(parts)
+            _write_atomic(spec.scratch_path(row, col, factor), data,
+                          _scratch_profile(data, "float32", float("nan"), spec.tile), {})
+    target = spec.block_path(row, col)
+    _write_bytes_atomic(target, json.dumps({"per_layer": per_layer, "tiles": tiles}).encode())
+    return target.name
+
+
+def _write_bytes_atomic(target: Path, data: bytes | bytearray) -> None:
+    tmp = _atomic_path(target)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def _scratch_profile(data: np.ndarray, dtype: str, nodata, tile: int) -> dict:
@@ -357,13 +467,150 @@ def mosaic(spec: JobSpec, out_dir: str, times: dict[str, str] | None = None,
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    parts = Path(f"{out_dir}.parts")
     try:
-        assets = _write_results(spec, out)
+        if spec.cog_parts:
+            assets = _assemble_results(spec, out, parts, Progress(progress_path(out_dir)))
+        else:
+            assets = _write_results(spec, out)
         write_item(spec, out, assets, times or {}, span)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
     return assets
+
+
+def progress_path(out_dir: str | Path) -> Path:
+    """Where the final task of a job says how far it is (a fraction, read by the driver)."""
+    return Path(f"{out_dir}.progress")
+
+
+class Progress:
+    """Writes the fraction of the work done to a file, at most every ``every`` seconds
+    (the driver of the job reads it: it shares the work directory with the workers)."""
+
+    def __init__(self, path: Path, every: float = 0.25):
+        self.path = path
+        self.every = every
+        self._last = 0.0
+
+    def __call__(self, done: float, total: float) -> None:
+        clock = time.monotonic()
+        if clock - self._last < self.every and done < total:
+            return
+        self._last = clock
+        _write_bytes_atomic(self.path, f"{done / max(total, 1):.4f}".encode())
+
+
+def read_progress(path: Path) -> float:
+    """The fraction a :class:`Progress` wrote (0 when there is none yet)."""
+    try:
+        return min(1.0, max(0.0, float(path.read_text())))
+    except (OSError, ValueError):
+        return 0.0
+
+
+#: Tiles of one strip when the final step compresses a level that no block covers whole
+#: tiles of (memory: a strip's values and its compressed copy).
+STRIP_TILES = 16
+
+
+def _assemble_results(spec: JobSpec, out: Path, parts_dir: Path,
+                      progress: Progress) -> list[dict]:
+    """Each layer's COG from the compressed tiles of the blocks, plus those of the levels
+    the blocks do not cover whole tiles of, compressed here strip by strip on all the
+    cores (see :mod:`~tileserver.jobs.cogparts`)."""
+    manifests = {(r, c): json.loads(spec.block_path(r, c).read_text())
+                 for r, c in spec.all_blocks()}
+    per_layer = next(iter(manifests.values()))["per_layer"] if manifests else 1
+    options = cog_options(spec.output)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    tile = spec.tile
+    # the work: strips to compress, then tiles to copy (one unit each)
+    strips = {f: _strips(spec, f) for f in spec.levels if not spec.tiled_by_blocks(f)}
+    tiles = sum(-(-spec.width // (f * tile)) * -(-spec.height // (f * tile))
+                for f in spec.levels)
+    total = len(spec.layers) * (sum(len(s) for s in strips.values()) + tiles)
+    done = 0
+
+    def step(n: int = 1) -> None:
+        nonlocal done
+        done += n
+        progress(done, total)
+
+    assets = []
+    for index, layer in enumerate(spec.layers):
+        stem = "result" if layer == SINGLE else f"result_{layer}"
+        target = out / f"{stem}.tif"
+        first = 1 + index * per_layer
+        try:
+            levels: list[list[cogparts.Part]] = []
+            for factor in spec.levels:
+                if factor not in strips:
+                    levels.append([
+                        cogparts.Part(int(win.row_off) // tile, int(win.col_off) // tile,
+                                      -(-int(win.width) // tile),
+                                      tuple(map(tuple, m["tiles"][f"{layer}/{factor}"])),
+                                      str(spec.tiles_path(r, c)))
+                        for (r, c), m in manifests.items()
+                        if (win := spec.level_window(r, c, factor)).width > 0
+                        and win.height > 0])
+                    continue
+                srcs = [(spec.scratch_path(r, c, factor), first, spec.level_window(r, c, factor))
+                        for r, c in manifests if spec.scratch_path(r, c, factor).exists()]
+                vrt = parts_dir / f"{stem}_o{factor}.vrt"
+                vrt.write_bytes(_vrt(spec, srcs, per_layer, "float32", factor))
+                levels.append(_compress_level(vrt, strips[factor], options, tile,
+                                              parts_dir / f"{stem}_o{factor}.tiles", step))
+            # the COG structure: the same grid, levels and options, without any data
+            view = spec.view
+            with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
+                cogparts.write_template(
+                    target, crs=view.crs, transform=view.transform, width=view.width,
+                    height=view.height, count=per_layer, dtype="float32", nodata=float("nan"),
+                    factors=spec.overviews, cog_options=options)
+            base = done
+            cogparts.assemble(target, levels, lambda n, _total: progress(base + n, total))
+            done = base + tiles
+        except Exception as exc:
+            raise OSError(f"cannot write {target.name}: {_gdal_message(exc)}; "
+                          f"{_room(out)}") from exc
+        for aux in out.glob(f"{target.name}.aux.xml"):
+            aux.unlink()
+        assets.append({"name": target.name, "type": COG_TYPE, "layer": layer})
+    return assets
+
+
+def _strips(spec: JobSpec, factor: int) -> list[Window]:
+    """Tile-aligned windows of at most :data:`STRIP_TILES` tiles covering a level."""
+    tile = spec.tile
+    width, height = -(-spec.width // factor), -(-spec.height // factor)
+    span = STRIP_TILES * tile
+    return [Window(x, y, min(span, width - x), min(tile, height - y))
+            for y in range(0, height, tile) for x in range(0, width, span)]
+
+
+def _compress_level(vrt: Path, strips: list[Window], options: dict, tile: int, target: Path,
+                    step) -> list[cogparts.Part]:
+    """The compressed tiles of a level (read from its ``vrt``), strip by strip, in one
+    file ``target``."""
+    parts = []
+    with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"), rasterio.open(vrt) as src, \
+            open(target, "wb") as fh:
+        for win in strips:
+            data = src.read(window=win)
+            encoded, entries, cols = cogparts.compress_part(data, "float32", float("nan"),
+                                                            options, threads=True)
+            table = []
+            for offset, size in entries:
+                table.append((fh.tell(), size))
+                fh.write(encoded[offset:offset + size])
+            parts.append(cogparts.Part(int(win.row_off) // tile, int(win.col_off) // tile,
+                                       cols, tuple(table), str(target)))
+            step()
+    return parts
 
 
 def _write_results(spec: JobSpec, out: Path) -> list[dict]:
@@ -377,12 +624,12 @@ def _write_results(spec: JobSpec, out: Path) -> list[dict]:
         nbands, ext = (3 if spec.fmt == "JPEG" else per_layer), RASTER_EXTENSIONS[spec.fmt]
         vrts: list[Path] = []
         for factor in spec.overviews:  # the levels the blocks decimated in memory
-            srcs = [(spec.block_path(r, c, factor), first, spec.overview_window(r, c, factor))
+            srcs = [(spec.scratch_path(r, c, factor), first, spec.overview_window(r, c, factor))
                     for r, c, first in blocks
-                    if spec.block_path(r, c, factor).exists()]
+                    if spec.scratch_path(r, c, factor).exists()]
             vrts.append(Path(spec.work_dir) / f"{stem}_o{factor}.vrt")
             vrts[-1].write_bytes(_vrt(spec, srcs, nbands, dtype, factor))
-        srcs = [(spec.block_path(r, c), first, spec.block_window(r, c))
+        srcs = [(spec.scratch_path(r, c), first, spec.block_window(r, c))
                 for r, c, first in blocks]
         vrt_path = Path(spec.work_dir) / f"{stem}.vrt"
         vrt_path.write_bytes(_vrt(spec, srcs, nbands, dtype, overviews=tuple(vrts)))
