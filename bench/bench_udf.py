@@ -7,6 +7,7 @@ Prints tables; no assertions.
 Against ``tileserver serve`` (gunicorn, 1 worker, 8 threads) on loopback, over the demo L2A
 product (NDVI of B04/B8A, four dates 2017-01-05 .. 2017-02-14):
 
+(0) one call of the UDF pool itself (no HTTP), spaced and back to back.
 (a) per-tile time of the temporal mean of NDVI as a UDF
     (``/udf/Python/reduce_time`` with ``return data.mean("t")`` over ``NDVI(...)``) vs the
     built-in ``mean_time(NDVI(...))``, the same XYZ tiles (zoom 10-13) one at a time, cold
@@ -129,6 +130,37 @@ def fixed_cost(base: str, rounds: int = 30) -> float:
     return statistics.median(times["udf"]) - statistics.median(times["plain"])
 
 
+def sandbox_round_trip(rounds: int = 100) -> dict[str, float]:
+    """Median ms of one call of the UDF pool itself (no HTTP, no reads): an empty
+    ``reduce_time`` on a 1x1 window, a new script text each call. ``spaced``: 30 ms between
+    calls (the server reads and encodes between UDF calls); ``back to back``: none."""
+    import numpy as np  # noqa: PLC0415
+
+    from tileserver.core.udf import UdfConfig, UdfPool  # noqa: PLC0415
+
+    pool = UdfPool(UdfConfig(workers=2))
+    pool.wait_ready()
+    time.sleep(1.0)
+    header = {"udf_type": "reduce_time", "times": ["2017-01-01T00:00:00", "2017-01-02T00:00:00"],
+              "bands": ["b"], "shape": [2, 1, 1, 1], "crs": "EPSG:4326"}
+    arrays = [np.ones((2, 1, 1, 1), np.float32), np.zeros(1), np.zeros(1)]
+    out = {}
+    try:
+        for name, gap in (("spaced", 0.03), ("back to back", 0.0)):
+            times = []
+            for i in range(rounds + 5):
+                time.sleep(gap)
+                t0 = time.perf_counter()
+                answer, _ = pool.call("bench", dict(header, code=f"{EMPTY}# {i}\n"), arrays)
+                if i >= 5:
+                    times.append((time.perf_counter() - t0) * 1000)
+                assert answer.get("ok"), answer
+            out[name] = statistics.median(times)
+    finally:
+        pool.close()
+    return out
+
+
 def many_tiles(zooms=(13, 14, 15)) -> list[tuple[int, int, int]]:
     tms = morecantile.tms.get("WebMercatorQuad")
     west, south, east, north = transform_bounds("EPSG:32632", "EPSG:4326", *BBOX_32632)
@@ -157,7 +189,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=40)
     ap.add_argument("--timeout", type=int, default=5)
     ap.add_argument("--skip-a", action="store_true")
+    ap.add_argument("--skip-b", action="store_true")
     args = ap.parse_args()
+    print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
+    trip = sandbox_round_trip()
+    print("\n(0) the sandbox round trip (UdfPool.call, empty reduce_time, 1x1 window): "
+          + ", ".join(f"{k} {v:.1f} ms" for k, v in trip.items()))
     demo = Path(args.demo_dir or tempfile.mkdtemp(prefix="demo-"))
     catalog = write_demo_catalog(demo)
     logdir = Path(tempfile.mkdtemp(prefix="bench-udf-"))
@@ -181,6 +218,9 @@ def main() -> None:
         print(f"fixed cost of one UDF call (1x1 window, empty script, vs no UDF): "
               f"{statistics.median(fixed):.1f} ms")
 
+    if args.skip_b:
+        print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+        return
     # (b) fairness
     cells = many_tiles()
     half = len(cells) // 2
@@ -219,6 +259,7 @@ def main() -> None:
         print(f"{name:<16} {r['tiles/s']:>8.2f} {r['median ms']:>10.1f}  {r['codes']}")
     ratio = results["alice burning"]["median ms"] / results["idle"]["median ms"]
     print(f"bob's median latency, alice burning / idle: {ratio:.2f}x")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

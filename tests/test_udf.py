@@ -235,6 +235,66 @@ def test_use_case_2_the_documentations_six_requests(client, s1_catalog):
     assert client.get(f"{url}/2017-01-01/12/2232/2668/?bands=3").status_code == 400
 
 
+def test_aggregate_time_layers_list_the_dates_the_script_returns(client, s1_catalog):
+    # the WMTS Time dimension and the TMS dates are the script's (semi-monthly: the 1st and
+    # the 15th), not the input dates (1, 7, 13, 19, 25, 31 January); editing the script
+    # changes them
+    from owslib.wmts import WebMapTileService
+
+    put(client, "alice", "semi.py",
+        "def aggregate_time(series):\n    return series.resample('SMS').mean()\n", ALICE)
+    graph = s1_graph("aggregate_time", "/users/alice/files/semi.py")
+    job = client.post("/jobs", json={"process_graph": graph}, headers=ALICE).json["job_id"]
+    wmts = client.post("/services", json={"job_id": job, "type": "wmts"}, headers=ALICE).json
+    tms = client.post("/services", json={"job_id": job, "type": "tms"}, headers=ALICE).json
+    base = wmts["service_url"].replace("http://localhost", "")
+    tms_url = tms["service_url"].replace("http://localhost", "")
+
+    def dimension():
+        caps = client.get(f"{base}/1.0.0/WMTSCapabilities.xml")
+        assert caps.status_code == 200
+        return WebMapTileService(url="x", xml=caps.data).contents[job].dimensions["Time"]
+
+    assert dimension()["values"] == ["2017-01-01", "2017-01-15"]
+    assert dimension()["default"] == "2017-01-15"
+    z, x, y = 14, 8930, 5693  # a tile over SMALL
+
+    def tile(day):
+        resp = client.get(f"{base}?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER={job}"
+                          "&STYLE=default&FORMAT=image/tiff&TILEMATRIXSET=GoogleMapsCompatible"
+                          f"&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&TIME={day}")
+        return tiff(resp)
+
+    # each date's tile is the mean of its half month, warped to the tile by numpy
+    transform, _, _ = s1_grid()
+    items = sorted((s1_catalog.parent / S1_PRODUCT_ID).iterdir())
+    size = 2 * 20037508.342789244 / 2 ** z
+    dst = rasterio.transform.from_origin(-20037508.342789244 + x * size,
+                                         20037508.342789244 - y * size, size / 256, size / 256)
+    for day, dates in (("2017-01-01", (0, 1, 2)), ("2017-01-15", (3, 4, 5))):
+        got = tile(day)
+        for b, band in enumerate(("VV", "VH")):
+            stack = []
+            for i in dates:
+                with rasterio.open(items[i] / f"{band}.tif") as src:
+                    stack.append(src.read(1))
+            expected = np.full((256, 256), np.nan, np.float32)
+            reproject(nanmean(np.array(stack)), expected, src_transform=transform,
+                      src_crs="EPSG:4326", dst_transform=dst, dst_crs="EPSG:3857",
+                      resampling=Resampling.nearest, src_nodata=np.nan, dst_nodata=np.nan)
+            valid = np.isfinite(got[b])
+            assert valid.mean() > 0.2  # the bbox covers part of the tile
+            np.testing.assert_allclose(got[b][valid], expected[valid], rtol=1e-6)
+    resp = client.get(f"{tms_url}/2017-01-15/{z}/{x}/{2 ** z - 1 - y}/?bands=1")
+    assert resp.status_code == 200 and resp.mimetype == "image/png"
+    missing = client.get(f"{tms_url}/2017-01-07/{z}/{x}/{2 ** z - 1 - y}/")
+    error(missing, 404, "dates: 2017-01-01, 2017-01-15")
+    # a new version of the script: its dates
+    put(client, "alice", "semi.py",
+        "def aggregate_time(series):\n    return series.resample('MS').mean()\n", ALICE)
+    assert dimension()["values"] == ["2017-01-01"]
+
+
 # -- hostile scripts ---------------------------------------------------------------------------
 
 
@@ -290,6 +350,52 @@ def test_no_network(client):
     code = ("import socket\n\ndef reduce_time(data):\n"
             "    socket.getaddrinfo('pypi.org', 443)\n    return data.max('t')\n")
     error(run(client, "alice", ALICE, "dns.py", code), 400, "gaierror")
+
+
+def test_no_ptrace_process_memory_namespaces_or_sockets(client, app):
+    # the worker (the script's parent) sees every user's requests in turn: a script must not
+    # read or trace it; seccomp adds the refusal of sockets and new namespaces
+    assert app.extensions["tileserver"].udf.describe()["seccomp"] is True
+    code = ("import ctypes, os, socket\n\ndef reduce_time(data):\n"
+            "    out, parent = [], os.getppid()\n"
+            "    for name in ('mem', 'environ', 'maps'):\n"
+            "        try:\n"
+            "            open(f'/proc/{parent}/{name}', 'rb').read(1)\n"
+            "            out.append('READ ' + name)\n"
+            "        except OSError as exc:\n"
+            "            out.append(f'{name}:{exc.errno}')\n"
+            "    libc = ctypes.CDLL(None, use_errno=True)\n"
+            "    for call, args in (('ptrace', (16, parent, 0, 0)), ('unshare', (0x10000000,)),\n"
+            "                       ('unshare', (0x40000000,))):\n"
+            "        out.append(f'{call}={getattr(libc, call)(*args)}/{ctypes.get_errno()}')\n"
+            "    for family in (socket.AF_INET, socket.AF_INET6, socket.AF_PACKET):\n"
+            "        try:\n"
+            "            socket.socket(family, socket.SOCK_DGRAM).close()\n"
+            "            out.append(f'SOCKET {family}')\n"
+            "        except OSError as exc:\n"
+            "            out.append(f'socket:{exc.errno}')\n"
+            "    raise RuntimeError(' '.join(out))\n")
+    message = error(run(client, "alice", ALICE, "trace.py", code), 400, "RuntimeError")
+    assert "READ" not in message and "SOCKET" not in message, message
+    assert "mem:13 environ:13 maps:13" in message  # EACCES: the worker is not dumpable
+    assert "ptrace=-1/1 " in message  # EPERM
+    assert "unshare=-1/1 unshare=-1/1" in message
+    assert message.count("socket:1") == 3, message
+
+
+def test_a_script_leaving_a_process_behind_is_cleaned_up(client, app):
+    # a script that returns normally but leaves a daemon (its own session): the answer is
+    # sent at once, the daemon is killed before the worker takes another request
+    code = ("import os, time\n\ndef reduce_time(data):\n    if os.fork() == 0:\n"
+            "        os.setsid()\n        time.sleep(600)\n        os._exit(0)\n"
+            "    return data.max('t')\n")
+    assert run(client, "alice", ALICE, "daemon.py", code).status_code == 200
+    look = ("import os\n\ndef reduce_time(data):\n    others = sorted(int(p) for p in "
+            "os.listdir('/proc') if p.isdigit() and int(p) not in (1, os.getpid(), "
+            "os.getppid()))\n    raise RuntimeError(f'others={others}')\n")
+    workers = app.extensions["tileserver"].udf.config.workers
+    for _ in range(workers):  # every worker (they take turns)
+        error(run(client, "bob", BOB, "look.py", look), 400, "others=[]")
 
 
 def test_scrubbed_environment_and_unprivileged_user(client):
@@ -439,6 +545,31 @@ def test_only_allowed_users_run_udfs(tmp_path_factory, s1_catalog, demo_catalog)
         application.extensions["tileserver"].close()
 
 
+def test_the_wire_refuses_pickles_and_broken_frames():
+    from tileserver.core.udf import wire
+
+    arrays = [np.arange(12, dtype=np.float32).reshape(3, 4), np.float64(2.5),
+              np.asfortranarray(np.ones((2, 3))), np.zeros((0, 3), ">i4")]
+    header, back = wire.read_message(wire.Reader(wire.encode({"a": 1}, arrays)), 1 << 20)
+    assert header["a"] == 1
+    for sent, got in zip(arrays, back, strict=True):
+        assert got.dtype == sent.dtype and got.shape == np.shape(sent)
+        np.testing.assert_array_equal(got, sent)
+    back[0][0, 0] = 7  # writable, like any array a script gets
+    pickled = io.BytesIO()
+    np.save(pickled, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    message = wire.header_frame({}, 1) + wire.length(len(pickled.getvalue())) + \
+        pickled.getvalue()
+    with pytest.raises(wire.WireError, match="object arrays"):
+        wire.read_message(wire.Reader(message), 1 << 20)
+    good = wire.array_bytes(np.ones(4, np.float32))
+    for data in (good[:-1], good + b"x"):  # truncated, or trailing bytes
+        with pytest.raises(wire.WireError, match="bytes of data"):
+            wire.parse_array(bytearray(data))
+    with pytest.raises(wire.WireError, match="exceeds the limit"):
+        wire.read_message(wire.Reader(wire.encode({}, [np.ones(100)])), 100)
+
+
 def test_waiting_for_a_worker_gives_the_evaluation_slot_back():
     from tileserver.core.limits import Limiter, slot_released
     from tileserver.errors import TooManyRequests
@@ -472,9 +603,7 @@ def test_waiting_for_a_worker_gives_the_evaluation_slot_back():
 
 def test_a_batch_job_runs_the_udf_like_execute(tmp_path_factory, s1_catalog, demo_catalog):
     """Batch jobs run UDFs in a sandbox of each Dask worker process: the stored result
-    equals /execute's."""
-    import time
-
+    equals /execute's; an aggregate_time job writes the script's dates."""
     settings = load_settings(home=str(tmp_path_factory.mktemp("udfbatch")),
                              catalog=f"{demo_catalog},{s1_catalog}", udf_timeout=30,
                              udf_workers=1, batch_workers=1)
@@ -487,24 +616,48 @@ def test_a_batch_job_runs_the_udf_like_execute(tmp_path_factory, s1_catalog, dem
             "    return data.median('t')\n", ALICE)
         graph = s1_graph("reduce_time", "/users/alice/files/median.py")
         expected = tiff(execute(client, graph, ALICE))
-        resp = client.post("/jobs", json={"process_graph": graph,
-                                          "output": {"format": "GTiff"}}, headers=ALICE)
-        job_id = resp.get_json()["job_id"]
-        assert client.patch(f"/jobs/{job_id}/queue", headers=ALICE).status_code == 202
-        deadline = time.monotonic() + 300
-        while True:
-            job = client.get(f"/jobs/{job_id}", headers=ALICE).get_json()
-            if job["status"] in ("finished", "error") or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        logs = client.get(f"/jobs/{job_id}/logs", headers=ALICE).get_json()
-        assert job["status"] == "finished", logs
-        urls = client.get(f"/jobs/{job_id}/download", headers=ALICE).get_json()
+        urls = _batch(client, graph)
         tif = next(u for u in urls if u.split("?")[0].endswith(".tif"))
-        resp = client.get("/" + tif.split("/", 3)[3], headers=ALICE)
-        got = tiff(resp)
-        resp.close()
+        got = _download(client, tif)
         np.testing.assert_allclose(got, expected, rtol=1e-6, equal_nan=True)
         assert np.isfinite(got).any()
+        # aggregate_time: one file per date the script returns (semi-monthly), each the
+        # mean of its half month by numpy
+        put(client, "alice", "semi.py",
+            "def aggregate_time(series):\n    return series.resample('SMS').mean()\n", ALICE)
+        urls = _batch(client, s1_graph("aggregate_time", "/users/alice/files/semi.py"))
+        tifs = sorted(u for u in urls if u.split("?")[0].endswith(".tif"))
+        assert len(tifs) == 2 and "2017-01-01" in tifs[0] and "2017-01-15" in tifs[1], tifs
+        for url, dates in zip(tifs, (range(3), range(3, 6)), strict=True):
+            np.testing.assert_allclose(_download(client, url),
+                                       nanmean(source(s1_catalog, dates=dates)), rtol=1e-6,
+                                       equal_nan=True)
     finally:
         application.extensions["tileserver"].close()
+
+
+def _batch(client, graph) -> list[str]:
+    """Run a batch job to its end; the download URLs of its files."""
+    import time
+
+    resp = client.post("/jobs", json={"process_graph": graph, "output": {"format": "GTiff"}},
+                       headers=ALICE)
+    job_id = resp.get_json()["job_id"]
+    assert client.patch(f"/jobs/{job_id}/queue", headers=ALICE).status_code == 202
+    deadline = time.monotonic() + 300
+    while True:
+        job = client.get(f"/jobs/{job_id}", headers=ALICE).get_json()
+        if job["status"] in ("finished", "error") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    logs = client.get(f"/jobs/{job_id}/logs", headers=ALICE).get_json()
+    assert job["status"] == "finished", logs
+    return client.get(f"/jobs/{job_id}/download", headers=ALICE).get_json()
+
+
+def _download(client, url: str) -> np.ndarray:
+    resp = client.get("/" + url.split("/", 3)[3], headers=ALICE)
+    try:
+        return tiff(resp)
+    finally:
+        resp.close()

@@ -18,7 +18,12 @@ from rasterio.warp import transform_bounds
 from tileserver.core import params
 from tileserver.core.evaluator import Engine, Graph, day_key
 from tileserver.core.view import View
-from tileserver.errors import InvalidParameterValue, LimitExceeded, MissingParameterValue
+from tileserver.errors import (
+    InvalidParameterValue,
+    LimitExceeded,
+    MissingParameterValue,
+    TileserverError,
+)
 
 WGS84 = CRS.from_epsg(4326)
 
@@ -163,10 +168,15 @@ class Coverage:
         }
 
 
-def describe(engine: Engine, graph: Graph, coverage_id: str, title: str) -> Coverage:
-    """The coverage of a parsed graph (no data is read)."""
+def describe(engine: Engine, graph: Graph, coverage_id: str, title: str,
+             context: dict | None = None) -> Coverage:
+    """The coverage of a parsed graph (no data is read, but for the dates a UDF returns:
+    ``context`` names the owner whose script runs, see :meth:`Engine.times`)."""
     view = engine.native_view(graph)
-    times = engine.times(graph)
+    try:
+        times = engine.times(graph, context=context)
+    except TileserverError:  # a broken script: its tiles and coverage say why
+        times = engine.times(graph)
     meta = graph.meta
     wgs84 = transform_bounds(view.crs, WGS84, *view.bounds, densify_pts=21)
     days = {day_key(i.datetime) for i in meta.product.items_for(wgs84, meta.time_range)}

@@ -44,6 +44,8 @@ from tileserver.errors import LimitExceeded, ProcessGraphError, TileserverError
 
 WGS84 = CRS.from_epsg(4326)
 log = logging.getLogger(__name__)
+#: Pixels a side of the view a UDF's output dates are learnt on (:meth:`Engine.times`).
+TIMES_PROBE = 8
 _skipped_logged: set[tuple[str, str]] = set()
 
 
@@ -272,11 +274,29 @@ class Engine:
         height = max(1, round((pb[3] - pb[1]) / res))
         return View(crs, bounds, width, height)
 
-    def times(self, graph: Graph, bbox_wgs84=None) -> list[datetime] | None:
-        """The dates of the result (one per acquisition day), or ``None`` when reduced."""
+    def times(self, graph: Graph, bbox_wgs84=None, context: dict | None = None
+              ) -> list[datetime] | None:
+        """The dates of the result (one per acquisition day), or ``None`` when reduced.
+
+        When a UDF decides them (``aggregate_time``) and ``context`` names the graph's owner
+        (whose script it is), they are the dates the script returns: the graph is evaluated
+        once on a coarse view of its whole extent (:data:`TIMES_PROBE` pixels a side, cached
+        like any evaluation under the script's content hash). Without ``context``: the input
+        dates.
+        """
         meta = graph.meta
         if meta.reduced:
             return None
+        if meta.scripted_times and context is not None:
+            bounds, crs = self.extent(graph)
+            probe = View(crs, bounds, TIMES_PROBE, TIMES_PROBE)
+            cube = self.evaluate(graph, probe, purpose="tile", context=context)
+            if getattr(cube, "times", None) is None:
+                return None
+            days: dict[str, datetime] = {}
+            for t in cube.times:
+                days.setdefault(day_key(t), t)
+            return sorted(days.values())
         if bbox_wgs84 is None:
             bounds, crs = self.extent(graph)
             bbox_wgs84 = transform_bounds(crs, WGS84, *bounds, densify_pts=21)

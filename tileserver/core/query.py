@@ -65,6 +65,9 @@ class CubeMeta:
     #: A 1.x ``resample_spatial``: the native resolution (in ``native_crs`` units) and CRS.
     native_res: float | None = None
     native_crs: CRS | None = None
+    #: The dates are the labels a UDF returns (``aggregate_time``): known only by running
+    #: it (:meth:`tileserver.core.evaluator.Engine.times` with the owner's context).
+    scripted_times: bool = False
 
     def but(self, **changes) -> CubeMeta:
         """A copy with some fields changed."""

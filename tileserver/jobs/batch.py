@@ -461,7 +461,8 @@ class _Run:
         fmt = normalise_format(output.get("format", "GTiff"))
         view = engine.native_view(graph)
         raster = graph.is_raster
-        times = engine.times(graph)
+        context = eval_context(runner.settings.home.resolve(), job["user_id"])
+        times = engine.times(graph, context=context)  # a UDF's own dates (aggregate_time)
         if times == [] and raster:
             raise BlockFailed("no acquisition lies in the job's extent and dates: there is "
                               "nothing to compute (check filter_bbox and filter_daterange)")
@@ -502,8 +503,7 @@ class _Run:
             graph=job["process_graph"], output=output, crs=view.crs_key,
             bounds=view.bounds, width=view.width, height=view.height, block=block,
             work_dir=str(work), fmt=fmt, mode=mode, style=style, layers=layers,
-            context=eval_context(runner.settings.home.resolve(), job["user_id"]),
-            tile=tile, overviews=overviews)
+            context=context, tile=tile, overviews=overviews)
         spec.blocks_dir.mkdir(parents=True, exist_ok=True)
         rows, cols = spec.grid()
         if mode != "whole":

@@ -94,14 +94,39 @@ class Layer:
         return wgs84_bbox(*self.extent)
 
     @cached_property
-    def times(self) -> list[datetime] | None:
-        """Acquisition dates, or ``None`` when the time axis is reduced."""
+    def _input_times(self) -> list[datetime] | None:
         return self.engine.times(self.graph)
 
     @cached_property
+    def _scripted_times(self) -> dict:
+        return {}
+
+    @property
+    def times(self) -> list[datetime] | None:
+        """The result's dates, or ``None`` when the time axis is reduced: the acquisition
+        dates, or the dates the owner's UDF returns (``aggregate_time``: learnt by running
+        it once per version of the script; the input dates if it fails)."""
+        if not self.graph.meta.scripted_times or self.graph.meta.reduced:
+            return self._input_times
+        context = owner_context(self.job)
+        memo = self._scripted_times
+        try:
+            token = self.engine.cache_token(self.graph, context)
+            if token not in memo:
+                memo[token] = self.engine.times(self.graph, context=context)
+        except TileserverError as exc:
+            log.warning("layer %s: the UDF's dates are unknown (%s); listing the input "
+                        "dates", self.identifier, exc)
+            return self._input_times
+        if len(memo) > 8:
+            memo.pop(next(iter(memo)))
+        return memo.get(token, self._input_times)
+
+    @property
     def time_values(self) -> list[str] | None:
         """The ``Time`` dimension values (dates, ascending)."""
-        return None if self.times is None else [f"{t:%Y-%m-%d}" for t in self.times]
+        times = self.times
+        return None if times is None else [f"{t:%Y-%m-%d}" for t in times]
 
     @cached_property
     def style(self) -> Style:

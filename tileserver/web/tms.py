@@ -79,8 +79,7 @@ def tile(service_id: str, date: str, z: str, x: str, y: str):
         if cube.times is not None and not cube.times:
             raise NotFound(f"the result has no data on {day}"
                            + (f"; dates: {', '.join(layer.time_values[:20])}"
-                              if layer.time_values and not _udf_dates(layer) else ""),
-                           locator="date")
+                              if layer.time_values else ""), locator="date")
         if cube.times is not None:
             cube = cube.select_time(len(cube.times) - 1)
     cube = cube.with_data(cube.data, kind=meta.kind)
@@ -93,7 +92,3 @@ def tile(service_id: str, date: str, z: str, x: str, y: str):
     resp.headers["Cache-Control"] = "no-cache"
     return resp
 
-
-def _udf_dates(layer) -> bool:
-    """Whether a UDF decides the result's dates (then the input dates mean nothing)."""
-    return any(n.process_id.startswith("/udf/") for n in layer.graph.root.walk())

@@ -78,7 +78,8 @@ def _entry(job: dict) -> Entry:
         stored = StoredResult.find(runtime().batch.result_dir(job["job_id"]),
                                    job["process_graph"], job.get("output"),
                                    tuple(graph.meta.bands))
-    return Entry(describe(engine, graph, coverage_id(job), title), graph, job, stored)
+    return Entry(describe(engine, graph, coverage_id(job), title, owner_context(job)), graph,
+                 job, stored)
 
 
 def _version_for(kvp: Kvp) -> str:

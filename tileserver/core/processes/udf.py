@@ -165,6 +165,8 @@ def _meta_for(udf_type):
         child = ctx.meta(node.args[IMAGERY])
         if udf_type == "reduce_time":
             return child.but(reduced=True, kind="udf")
+        if udf_type == "aggregate_time":  # the script's index gives the dates
+            return child.but(kind="udf", scripted_times=True)
         return child.but(kind="udf")
 
     return meta

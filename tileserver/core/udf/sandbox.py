@@ -236,6 +236,15 @@ class WorkerDied(Exception):
     """The worker process broke the protocol, died or was killed."""
 
 
+class WorkerRetired(WorkerDied):
+    """The worker exited before reading the request (a previous script left processes
+    behind): the request never ran and goes to another worker."""
+
+
+#: The exit status of a retired worker (``worker.RETIRED``).
+RETIRED = 75
+
+
 class Worker:
     """One running sandbox process."""
 
@@ -317,9 +326,14 @@ class Worker:
             return wire.read_message(self.proc.stdout, self.config.max_output)
         except (wire.WireError, OSError, ValueError) as exc:
             killed = self._killed
+            if not killed:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(timeout=2)  # closed pipes: is it exiting?
             self.kill()
             if killed:
                 raise WorkerDied("timeout") from None
+            if self.proc.returncode == RETIRED:
+                raise WorkerRetired("retired") from None
             time.sleep(0.05)  # let the stderr thread catch the last lines
             log.warning("UDF worker %s died: %s; stderr: %s", self.pid, exc,
                         " | ".join(self.stderr[-5:]))
@@ -435,7 +449,12 @@ class UdfPool:
                     if self._closed:
                         raise UdfUnavailable("the UDF pool is closed")
                     if self._free_for(user):
-                        worker = self._idle.pop()
+                        # the longest idle first: its next child is most likely ready
+                        worker = self._idle.pop(0)
+                        if not worker.alive:  # exited while idle (retired): replace it
+                            self._discard(worker)
+                            worker = None
+                            continue
                         self._users[user] = self._users.get(user, 0) + 1
                         break
                     if not self._idle and not self._starting and self.last_error \
@@ -478,10 +497,14 @@ class UdfPool:
                 else:
                     healthy = False
             if not healthy:
-                worker.kill()
-                self.replaced += 1
-                if not self._closed:
-                    self._spawn()
+                self._discard(worker)
+
+    def _discard(self, worker: Worker) -> None:
+        """Kill a worker and start another."""
+        worker.kill()
+        self.replaced += 1
+        if not self._closed:
+            self._spawn()
 
     def run(self, user: str, header: dict, arrays: list[np.ndarray],
             wait: float | None = None) -> tuple[dict, list[np.ndarray]]:
@@ -495,9 +518,22 @@ class UdfPool:
         cfg = self.config
         header = dict(header, op="run", timeout=cfg.timeout, memory=cfg.memory,
                       max_output=cfg.max_output, nproc=cfg.nproc)
+        for _ in range(3):
+            try:
+                return self._run_once(user, header, arrays, wait)
+            except WorkerRetired:
+                continue  # the request did not run: another worker takes it
+        raise _Answer({"ok": False, "kind": "crash", "message": "the UDF workers kept "
+                       "exiting; retry later"}, [])
+
+    def _run_once(self, user: str, header: dict, arrays: list[np.ndarray],
+                  wait: float | None) -> tuple[dict, list[np.ndarray]]:
+        cfg = self.config
         with self._checkout(user, cfg.queue_timeout if wait is None else wait) as worker:
             try:
                 answer, out = worker.call(header, arrays, cfg.timeout + GRACE)
+            except WorkerRetired:
+                raise
             except WorkerDied as exc:
                 kind = "timeout" if str(exc) == "timeout" else "crash"
                 answer = {"ok": False, "kind": kind, "message": (

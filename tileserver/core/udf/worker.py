@@ -43,6 +43,14 @@ try:  # the openEO client's UDF library (openeo.udf), for the 1.x run_udf signat
 except Exception:  # noqa: BLE001
     openeo_udf = None
 
+try:  # libseccomp's Python binding, or the same API through ctypes (PyPI pyseccomp)
+    import seccomp  # type: ignore[import-not-found]  # noqa: E402
+except ImportError:
+    try:
+        import pyseccomp as seccomp  # type: ignore[import-untyped]  # noqa: E402
+    except Exception:  # noqa: BLE001  no libseccomp on this machine
+        seccomp = None
+
 #: Bytes of the script's own output (print) kept for error messages.
 LOG_BYTES = 4096
 #: True only under bubblewrap (``--pidns``): then every other process in /proc is ours.
@@ -260,6 +268,21 @@ RUNNERS = {
 }
 
 
+def _reply(out, header: dict, arrays=()) -> None:
+    """The child's result: one frame holding a whole message, so that the worker knows when
+    it is complete (and answers without waiting for the child to exit)."""
+    for stream in (sys.stdout, sys.stderr):  # the script's output first (the log pipe)
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001  the script may have replaced or closed them
+            pass
+    bufs = wire.buffers(header, arrays)
+    out.write(wire.length(sum(memoryview(b).nbytes for b in bufs)))
+    for buf in bufs:
+        out.write(buf)
+    out.flush()
+
+
 def child_main(req: dict, arrays: list, res_fd: int) -> int:
     """Run one request; write the result message to ``res_fd``; return the exit status."""
     out = os.fdopen(res_fd, "wb")
@@ -278,26 +301,25 @@ def child_main(req: dict, arrays: list, res_fd: int) -> int:
                               "bytes", None, "output")
         with np.errstate(over="ignore", invalid="ignore"):
             arr32 = arr.astype(np.float32)
-        wire.write_message(out, dict(header, ok=True), [arr32])
+        _reply(out, dict(header, ok=True), [arr32])
         return 0
     except ScriptError as exc:
-        wire.write_message(out, {"ok": False, "kind": exc.kind, "message": exc.message,
-                                 "line": exc.line})
+        _reply(out, {"ok": False, "kind": exc.kind, "message": exc.message, "line": exc.line})
         return 0
     except MemoryError as exc:
-        wire.write_message(out, {"ok": False, "kind": "memory",
-                                 "message": "the script exceeded the memory limit",
-                                 "line": _script_line(exc.__traceback__)})
+        _reply(out, {"ok": False, "kind": "memory",
+                     "message": "the script exceeded the memory limit",
+                     "line": _script_line(exc.__traceback__)})
         return 0
     except RecursionError as exc:
-        wire.write_message(out, {"ok": False, "kind": "script", "message": f"RecursionError: "
-                                 f"{exc}", "line": _script_line(exc.__traceback__)})
+        _reply(out, {"ok": False, "kind": "script", "message": f"RecursionError: {exc}",
+                     "line": _script_line(exc.__traceback__)})
         return 0
     except BaseException as exc:  # noqa: BLE001  anything the script raised while running
         kind = "memory" if isinstance(exc, MemoryError) else "script"
-        wire.write_message(out, {"ok": False, "kind": kind,
-                                 "message": f"{type(exc).__name__}: {exc}"[:2000],
-                                 "line": _script_line(exc.__traceback__)})
+        _reply(out, {"ok": False, "kind": kind,
+                     "message": f"{type(exc).__name__}: {exc}"[:2000],
+                     "line": _script_line(exc.__traceback__)})
         return 0
 
 
@@ -316,6 +338,116 @@ def _strays() -> list[int]:
         if name.isdigit() and int(name) not in (1, me):
             out.append(int(name))
     return out
+
+
+#: The worker's exit status when a child left processes it could not stop: the server
+#: replaces it and sends the next request elsewhere (this worker never read it).
+RETIRED = 75
+
+
+def _prefault() -> None:
+    """A forked child shares the worker's memory copy-on-write: the first write to each page
+    (Python's reference counts write everywhere) copies it, a few thousand page faults per
+    call. The spare child does that here, on a tiny request through the same code (read,
+    cube, script, result), before its real request arrives: off the request's path."""
+    code = "def reduce_time(data):\n    return data.mean('t')\n"
+    req = {"udf_type": "reduce_time", "code": code, "bands": ["a", "b"],
+           "times": ["2017-01-01T00:00:00", "2017-01-02T00:00:00"], "shape": [2, 2, 3, 3]}
+    msg = wire.encode(req, [np.ones((2, 2, 3, 3), np.float32), np.arange(3.0),
+                            np.arange(3.0)])
+    req, arrays = wire.read_message(wire.Reader(msg), 1 << 20)
+    header, arr = _run_reduce_time(_load(code, "reduce_time"), req, arrays)
+    with np.errstate(over="ignore", invalid="ignore"):
+        wire.encode(dict(header, ok=True), [np.asarray(arr).astype(np.float32)])
+    linecache.cache.pop(SCRIPT, None)
+
+
+#: System calls a script never needs and that would attack the kernel, the other processes
+#: of the sandbox or its isolation: they fail with EPERM in the script's process (seccomp).
+DENIED_SYSCALLS = (
+    # other processes' memory (the worker sees every user's requests in turn)
+    "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp",
+    # file systems and namespaces (bubblewrap's view is the isolation)
+    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "mount_setattr",
+    "fsopen", "fsconfig", "fsmount", "fspick", "move_mount", "open_tree",
+    "open_by_handle_at", "name_to_handle_at",
+    # the kernel's larger attack surfaces and machine-wide state
+    "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter",
+    "io_uring_register", "keyctl", "add_key", "request_key", "init_module",
+    "finit_module", "delete_module", "kexec_load", "kexec_file_load", "reboot", "swapon",
+    "swapoff", "acct", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+    "iopl", "ioperm", "quotactl", "syslog", "vhangup",
+)
+#: clone() flags that make new namespaces: mount, cgroup, UTS, IPC, user, pid, network,
+#: time (clone3 hides its flags: it gets ENOSYS, and the
+#: C library falls back to clone).
+CLONE_NAMESPACES = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000,
+                    0x20000000, 0x40000000, 0x00000080)
+
+
+def _filter():
+    """The seccomp filter of the script's process (built once in the worker, loaded in each
+    child), or None without libseccomp. Everything is allowed but: sockets other than
+    AF_UNIX (no network even without a network namespace), :data:`DENIED_SYSCALLS`, and
+    new namespaces; a foreign architecture's system calls kill the process."""
+    if seccomp is None:
+        return None
+    import errno  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+
+    eperm = seccomp.ERRNO(errno.EPERM)
+    flt = seccomp.SyscallFilter(seccomp.ALLOW)
+    flt.add_rule(eperm, "socket", seccomp.Arg(0, seccomp.NE, socket.AF_UNIX))
+    flt.add_rule(eperm, "socketpair", seccomp.Arg(0, seccomp.NE, socket.AF_UNIX))
+    for name in DENIED_SYSCALLS:
+        try:
+            flt.add_rule(eperm, name)
+        except Exception:  # noqa: BLE001  not a system call of this kernel/architecture
+            pass
+    for flag in CLONE_NAMESPACES:
+        flt.add_rule(eperm, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+    try:
+        flt.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+    except Exception:  # noqa: BLE001  a kernel before clone3
+        pass
+    return flt
+
+
+#: Built in the worker (see :func:`main`).
+_FILTER = None
+
+
+def _usable(flt):
+    """``flt`` if a child can load it (tried once in a throwaway child), else None (logged):
+    a kernel without seccomp must not turn every call into a crash."""
+    if flt is None:
+        return None
+    pid = os.fork()
+    if pid == 0:
+        try:
+            flt.load()
+            code = 0
+        except BaseException:  # noqa: BLE001
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+        return flt
+    print("the seccomp filter cannot be loaded here; scripts run without it",
+          file=sys.stderr, flush=True)
+    return None
+
+
+def _no_ptrace() -> bool:
+    """Make this process non-dumpable: processes of the same uid (the scripts' children)
+    can then neither ptrace it nor read its memory through /proc. Inherited by fork."""
+    import ctypes  # noqa: PLC0415
+
+    pr_set_dumpable = 4
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(pr_set_dumpable, 0, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 class _Spare:
@@ -337,6 +469,12 @@ class _Spare:
                 os.closerange(4, 1 << 16)
                 sys.stdout = os.fdopen(1, "w", buffering=1)
                 sys.stderr = os.fdopen(2, "w", buffering=1)
+                try:
+                    _prefault()
+                except Exception:  # noqa: BLE001  only a speed-up
+                    pass
+                if _FILTER is not None:
+                    _FILTER.load()  # from here on, for good (kept across fork and exec)
                 req, arrays = wire.read_message(os.fdopen(0, "rb"), 1 << 34)
                 code = child_main(req, arrays, 3)
             except BaseException:  # noqa: BLE001
@@ -351,23 +489,32 @@ class _Spare:
 _SPARE: _Spare | None = None
 
 
-def _run(req: dict, arrays: list) -> tuple[dict, list]:
+def _run(req: dict, frames: list) -> tuple[dict, list, int | None]:
+    """Run one request (its array frames relayed unparsed) in the spare child.
+
+    Returns ``(header, array frames, pid)``: with a complete result the child is killed at
+    once and ``pid`` is left to reap after the answer is sent (its exit, the unmapping of a
+    large address space, takes milliseconds); ``pid`` is None when it was reaped here
+    (timeout, oversized or missing result).
+    """
     global _SPARE
     spare, _SPARE = _SPARE or _Spare(), None
     pid, res_r, log_r = spare.pid, spare.res_r, spare.log_r
-    with os.fdopen(spare.req_w, "wb") as feed:
-        try:
-            wire.write_message(feed, req, arrays)
-        except OSError:
-            pass  # the child died before reading: reported below
+    try:
+        with os.fdopen(spare.req_w, "wb") as feed:
+            for buf in wire.raw_buffers(req, frames):
+                feed.write(buf)
+    except OSError:
+        pass  # the child died before reading: reported below
     deadline = time.monotonic() + float(req["timeout"])
     limit = int(req["max_output"]) + wire.MAX_HEADER
     result, log = bytearray(), bytearray()
+    need: int | None = None  # the result's length with its prefix, once known
     sel = selectors.DefaultSelector()
     sel.register(res_r, selectors.EVENT_READ, "res")
     sel.register(log_r, selectors.EVENT_READ, "log")
-    timed_out = too_big = False
-    while sel.get_map():
+    timed_out = too_big = complete = False
+    while sel.get_map() and not (too_big or complete):
         left = deadline - time.monotonic()
         if left <= 0:
             timed_out = True
@@ -379,26 +526,41 @@ def _run(req: dict, arrays: list) -> tuple[dict, list]:
                 continue
             if key.data == "res":
                 result += chunk
-                if len(result) > limit:
-                    too_big = True
+                if need is None and len(result) >= wire.LEN_SIZE:
+                    need = wire.LEN_SIZE + wire.unpack_length(result)
+                    too_big = need > limit + wire.LEN_SIZE
+                complete = need is not None and len(result) >= need and not too_big
             else:
                 log += chunk
                 del log[:-LOG_BYTES]
-        if too_big:
-            break
-    if timed_out or too_big:
+    if complete:
+        _kill(pid)  # the script's code stops now; it is reaped after the answer
+        for key, _ in sel.select(timeout=0):  # what the script printed (flushed before)
+            if key.data == "log":
+                log += os.read(key.fd, 1 << 20)
+                del log[:-LOG_BYTES]
+    elif timed_out or too_big:
         _kill(pid)
     sel.close()
     os.close(res_r)
     os.close(log_r)
-    _, status = os.waitpid(pid, 0)
     text = log.decode("utf-8", "replace")
+    if complete:
+        try:
+            header, out = wire.read_raw(wire.Reader(memoryview(result)[wire.LEN_SIZE:need]),
+                                        int(req["max_output"]))
+        except wire.WireError as exc:
+            return {"ok": False, "kind": "crash", "message": f"the script process sent a "
+                    f"broken result ({exc})", "log": text}, [], pid
+        header["log"] = text
+        return header, out, pid
+    _, status = os.waitpid(pid, 0)
     if timed_out:
         return {"ok": False, "kind": "timeout", "message": f"the script ran longer than the "
-                f"time limit of {req['timeout']} s", "log": text}, []
+                f"time limit of {req['timeout']} s", "log": text}, [], None
     if too_big:
         return {"ok": False, "kind": "output", "message": "the result exceeded the output "
-                f"limit of {req['max_output']} bytes", "log": text}, []
+                f"limit of {req['max_output']} bytes", "log": text}, [], None
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         if sig == signal.SIGXCPU or (sig == signal.SIGKILL and not result):
@@ -408,17 +570,9 @@ def _run(req: dict, arrays: list) -> tuple[dict, list]:
         else:
             kind, why = "crash", f"it died with signal {signal.Signals(sig).name}"
         return {"ok": False, "kind": kind, "message": f"the script process stopped: {why}",
-                "log": text}, []
-    try:
-        import io  # noqa: PLC0415
-
-        header, out_arrays = wire.read_message(io.BytesIO(bytes(result)),
-                                               int(req["max_output"]))
-    except wire.WireError as exc:
-        return {"ok": False, "kind": "crash", "message": f"the script process ended without a "
-                f"result ({exc}; exit status {os.WEXITSTATUS(status)})", "log": text}, []
-    header["log"] = text
-    return header, out_arrays
+                "log": text}, [], None
+    return {"ok": False, "kind": "crash", "message": f"the script process ended without a "
+            f"result (exit status {os.WEXITSTATUS(status)})", "log": text}, [], None
 
 
 def _kill(pid: int) -> None:
@@ -483,29 +637,65 @@ def main() -> int:
     # generation first
     gc.collect()
     gc.freeze()
+    global _FILTER
+    dumpable = not _no_ptrace()
+    _FILTER = _usable(_filter())
     base_vsz = _vsz()
     global _SPARE
     _SPARE = _Spare()
     wire.write_message(out, {"ok": True, "ready": True, "pid": os.getpid(),
                              "uid": os.getuid(), "python": sys.version.split()[0],
-                             "packages": versions(), "vsz": base_vsz})
+                             "packages": versions(), "vsz": base_vsz,
+                             "seccomp": _FILTER is not None, "ptrace_guard": not dumpable})
     while True:
         try:
-            req, arrays = wire.read_message(inp, 1 << 34)
+            req, frames = wire.read_raw(inp, 1 << 34)
         except wire.WireError:
             return 0
         if req.get("op") == "ping":
             wire.write_message(out, {"ok": True, "pong": True, "uid": os.getuid()})
             continue
-        header, result = _run(req, arrays)
-        strays = _strays() if OWN_PID_NAMESPACE else []
-        if strays:  # a fork bomb or a daemon: let the server kill this whole pid namespace
-            header["restart"] = True
-            header["strays"] = len(strays)
-        wire.write_message(out, header, result)
+        header, result, pending = _run(req, frames)
+        del frames
+        if pending is None and OWN_PID_NAMESPACE:
+            strays = _strays()
+            if strays:  # a fork bomb or a daemon: the server kills this whole pid namespace
+                header["restart"] = True
+                header["strays"] = len(strays)
+        for buf in wire.raw_buffers(header, result):
+            out.write(buf)
+        out.flush()
         if header.get("restart"):
             return 0
+        if pending is not None and not _clear(pending):
+            print("a script left processes behind that would not stop; retiring",
+                  file=sys.stderr, flush=True)
+            return RETIRED
         _SPARE = _Spare()  # the next call's child, forked while the server works
+        if pending is not None:
+            try:
+                os.waitpid(pending, 0)  # its exit (unmapping) overlapped with the fork
+            except ChildProcessError:
+                pass  # reaped by _clear
+
+
+def _clear(pid: int) -> bool:
+    """After an answer: no process of the script (``pid``, killed, exiting) may survive
+    into the next call. Anything else in this pid namespace but us and its init is killed;
+    False when something remains."""
+    if not OWN_PID_NAMESPACE:
+        return True  # no namespace of our own: /proc shows the machine (see the docs)
+    strays = [p for p in _strays() if p != pid]
+    if not strays:
+        return True
+    os.kill(-1, signal.SIGKILL)  # every process we may signal in this pid namespace
+    os.waitpid(pid, 0)
+    end = time.monotonic() + 2.0
+    while time.monotonic() < end:
+        if not _strays():  # the namespace's init reaps the orphans
+            return True
+        time.sleep(0.01)
+    return False
 
 
 if __name__ == "__main__":
