@@ -497,6 +497,7 @@ class Progress:
         self._last = 0.0
 
     def __call__(self, done: float, total: float) -> None:
+        """``done`` of ``total`` units of work are done."""
         clock = time.monotonic()
         if clock - self._last < self.every and done < total:
             return
@@ -572,7 +573,8 @@ def _assemble_results(spec: JobSpec, out: Path, parts_dir: Path,
                     height=view.height, count=per_layer, dtype="float32", nodata=float("nan"),
                     factors=spec.overviews, cog_options=options)
             base = done
-            cogparts.assemble(target, levels, lambda n, _total: progress(base + n, total))
+            cogparts.assemble(target, levels,
+                              lambda n, _total, base=base: progress(base + n, total))
             done = base + tiles
         except Exception as exc:
             raise OSError(f"cannot write {target.name}: {_gdal_message(exc)}; "

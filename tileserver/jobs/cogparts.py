@@ -190,7 +190,7 @@ def assemble(target: Path, levels: list[list[Part]],
     with open(target, "r+b") as out:
         pos = out.seek(0, io.SEEK_END)
         tables: list[tuple[list[int], list[int]]] = []
-        for (offsets, counts, _), parts in reversed(list(zip(ifds, levels, strict=True))):
+        for (offsets, _counts, _), parts in reversed(list(zip(ifds, levels, strict=True))):
             index = {}
             for part in parts:
                 for key, entry in part.tile_index():
