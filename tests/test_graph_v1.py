@@ -35,6 +35,20 @@ def engine(small_catalog):
     return make_engine(small_catalog)
 
 
+@pytest.fixture
+def band_reads(monkeypatch) -> list[str]:
+    """The ids of the bands the evaluator reads (each real read, in order)."""
+    reads: list[str] = []
+    real = evaluator_module.read_band
+
+    def spy(href, band, view, resampling):
+        reads.append(band.id)
+        return real(href, band, view, resampling)
+
+    monkeypatch.setattr(evaluator_module, "read_band", spy)
+    return reads
+
+
 def load(**args) -> dict:
     return {"process_id": "load_collection", "arguments": {"id": "TEST", **args}}
 
@@ -125,34 +139,18 @@ def test_apply_linear_scale_range_and_common_band_names(engine, small_catalog):
                     equal_nan=True)
 
 
-def test_band_reducer_reads_only_the_bands_it_uses(engine, monkeypatch):
-    reads = []
-    real = evaluator_module.read_band
-
-    def spy(href, band, view, resampling):
-        reads.append(band.id)
-        return real(href, band, view, resampling)
-
-    monkeypatch.setattr(evaluator_module, "read_band", spy)
+def test_band_reducer_reads_only_the_bands_it_uses(engine, band_reads):
     g = engine.parse(graph(
         load=load(),  # all three bands offered, two used
         nd={"process_id": "reduce_dimension", "arguments": {
             "data": ref("load"), "dimension": "bands", "reducer": band_math_ndvi()}}))
     engine.evaluate(g, View("EPSG:32632", TEST_BOUNDS_32632, 77, 77))
-    assert reads and set(reads) == {"B04", "B08"}
+    assert band_reads and set(band_reads) == {"B04", "B08"}
 
 
-def test_band_reducer_by_index_without_a_bands_filter(engine, small_catalog, monkeypatch):
+def test_band_reducer_by_index_without_a_bands_filter(engine, small_catalog, band_reads):
     """The client's cube.band("B08") on a collection loaded without bands= sends
     array_element(index=1): only B04 and B08 are read, and index 1 is still B08."""
-    reads = []
-    real = evaluator_module.read_band
-
-    def spy(href, band, view, resampling):
-        reads.append(band.id)
-        return real(href, band, view, resampling)
-
-    monkeypatch.setattr(evaluator_module, "read_band", spy)
     by_index = {"process_graph": {
         "r": {"process_id": "array_element", "arguments": {"data": param("data"), "index": 0}},
         "n": {"process_id": "array_element", "arguments": {"data": param("data"), "index": 1}},
@@ -164,7 +162,7 @@ def test_band_reducer_by_index_without_a_bands_filter(engine, small_catalog, mon
         nd={"process_id": "reduce_dimension", "arguments": {
             "data": ref("load"), "dimension": "bands", "reducer": by_index}}))
     cube = engine.evaluate(g, VIEW)
-    assert set(reads) == {"B04", "B08"}
+    assert set(band_reads) == {"B04", "B08"}
     _, stack = reference_stack(small_catalog, "TEST", VIEW, ["B04", "B08"],
                                end=datetime(2020, 5, 2, tzinfo=UTC))
     with np.errstate(all="ignore"):

@@ -26,6 +26,8 @@ def test_job_crud(client):
     resp = client.post("/jobs", json={"process_graph": graph, "title": "t"})
     assert resp.status_code == 201
     job = resp.json
+    assert resp.headers["Location"] == f"http://localhost/jobs/{job['job_id']}"
+    assert resp.headers["OpenEO-Identifier"] == job["job_id"]
     assert job["status"] == "submitted" and job["user_id"] == "me"
     assert job["submitted"] and job["updated"]
     job_id = job["job_id"]
@@ -69,6 +71,11 @@ def test_service_crud_and_capabilities(client):
     assert set(svc) >= {"service_id", "service_url", "service_type", "service_args", "job_id"}
     assert svc["service_url"].endswith(f"/service/wmts/{svc['service_id']}")
     sid = svc["service_id"]
+    again = client.post("/services", json={"job_id": job, "type": "xyz"})
+    assert again.status_code == 201 and again.headers["Location"] == (
+        f"http://localhost/services/{again.json['service_id']}")
+    assert again.headers["OpenEO-Identifier"] == again.json["service_id"]
+    assert client.delete(f"/services/{again.json['service_id']}").status_code == 204
     assert client.get(f"/services/{sid}").json["service_args"] == {"colormap": "viridis"}
     assert client.patch(f"/services/{sid}", json={"args": {"colormap": "magma"}}
                         ).json["service_args"] == {"colormap": "magma"}

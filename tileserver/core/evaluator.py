@@ -49,6 +49,16 @@ TIMES_PROBE = 8
 _skipped_logged: set[tuple[str, str]] = set()
 
 
+def wgs84_bounds(view: View) -> tuple[float, float, float, float] | None:
+    """The view's bounds in WGS84 (for item searches), or ``None`` when they have none
+    (a view that does not transform, or to infinite values): then every item is a match."""
+    try:
+        bbox = transform_bounds(view.crs, WGS84, *view.bounds, densify_pts=21)
+    except Exception:  # noqa: BLE001
+        return None
+    return bbox if all(math.isfinite(v) for v in bbox) else None
+
+
 def skipped(product_id: str, item_id: str, exc: Exception) -> None:
     """Count a broken source; log it once per item (not on every tile)."""
     metrics.SKIPPED_SOURCES.inc()
@@ -325,14 +335,7 @@ class Engine:
         the items and files it can read (:meth:`Product.version_key`). Part of every cache
         key, so a changed item or file never serves older bytes."""
         root = graph.root if isinstance(graph, Graph) else graph
-        bbox = None
-        if view is not None:
-            try:
-                bbox = transform_bounds(view.crs, WGS84, *view.bounds, densify_pts=21)
-            except Exception:  # noqa: BLE001
-                bbox = None
-            if bbox is not None and not all(math.isfinite(v) for v in bbox):
-                bbox = None
+        bbox = None if view is None else wgs84_bounds(view)
         ids = sorted(self.products_read(root))
         parts = []
         for pid in ids:
@@ -437,13 +440,7 @@ class Engine:
     def _load(self, product: Product, query: Query) -> Cube:
         view = query.view
         bands = query.bands or tuple(product.bands)
-        try:
-            bbox = transform_bounds(view.crs, WGS84, *view.bounds, densify_pts=21)
-        except Exception:  # noqa: BLE001
-            bbox = None
-        if bbox is not None and not all(math.isfinite(v) for v in bbox):
-            bbox = None
-        items = product.items_for(bbox, query.time)
+        items = product.items_for(wgs84_bounds(view), query.time)
         groups: dict[str, list] = defaultdict(list)
         for item in items:
             groups[day_key(item.datetime)].append(item)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, url_for
+from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tileserver import __version__
@@ -13,6 +13,7 @@ from tileserver.jobs.store import SERVICE_TYPES
 from tileserver.services import jobs
 from tileserver.services.ogc import check_service_args
 from tileserver.web.common import (
+    created,
     current_user,
     job_json,
     json_body,
@@ -136,11 +137,7 @@ def create_job():
     """Validate and store a lazy job."""
     fields = _job_fields(json_body())
     job = runtime().store.create_job(current_user(), **fields)
-    resp = jsonify(job_json(job))
-    resp.status_code = 201
-    resp.headers["Location"] = url_for(".get_job", job_id=job["job_id"])
-    resp.headers["OpenEO-Identifier"] = job["job_id"]
-    return resp
+    return created(job_json(job), ".get_job", job["job_id"], job_id=job["job_id"])
 
 
 @bp.get("/jobs/<job_id>")
@@ -194,11 +191,8 @@ def create_service():
     args = check_service_args(body.get("args"))
     service = runtime().store.create_service(current_user(), job_id, kind, args,
                                              jobs.optional_text(body, "title"))
-    resp = jsonify(service_json(service))
-    resp.status_code = 201
-    resp.headers["Location"] = url_for(".get_service", service_id=service["service_id"])
-    resp.headers["OpenEO-Identifier"] = service["service_id"]
-    return resp
+    sid = service["service_id"]
+    return created(service_json(service), ".get_service", sid, service_id=sid)
 
 
 @bp.get("/services/<service_id>")
