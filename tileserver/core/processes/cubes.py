@@ -358,14 +358,20 @@ register_v1("filter_spatial", [_DATA, V1Param("geometries")], meta=_bbox_meta)(
     _spatial_filter)
 
 
-def _temporal_meta(ctx, node):
+def _over_time(ctx, node, reduced: str):
+    """The meta of ``data`` of a process over the temporal dimension: its ``dimension``
+    argument names it (or is absent) and the data still has it (else ``reduced``)."""
     child = ctx.meta(node.args["data"])
     if node.args.get("dimension") not in (None, *TIME_DIMS):
         raise _invalid(node, "dimension", f"no temporal dimension {node.args['dimension']!r} "
                        "(it is 't')", "DimensionNotAvailable")
     if child.reduced:
-        raise _invalid(node, "data", "the temporal dimension was already reduced",
-                       "DimensionNotAvailable")
+        raise _invalid(node, "data", reduced, "DimensionNotAvailable")
+    return child
+
+
+def _temporal_meta(ctx, node):
+    child = _over_time(ctx, node, "the temporal dimension was already reduced")
     start, end = temporal_extent(node, "extent", node.args["extent"])
     if child.time_range:
         start, end = max(start, child.time_range[0]), min(end, child.time_range[1])
@@ -906,15 +912,9 @@ PERIODS = ("hour", "day", "week", "dekad", "month", "season", "tropical-season",
 
 
 def _period_meta(ctx, node):
-    child = ctx.meta(node.args["data"])
     if node.args.get("period") not in PERIODS:
         raise _invalid(node, "period", f"expected one of {', '.join(PERIODS)}")
-    if node.args.get("dimension") not in (None, *TIME_DIMS):
-        raise _invalid(node, "dimension", f"no temporal dimension {node.args['dimension']!r} "
-                       "(it is 't')", "DimensionNotAvailable")
-    if child.reduced:
-        raise _invalid(node, "data", "the data has no temporal dimension (it was reduced)",
-                       "DimensionNotAvailable")
+    child = _over_time(ctx, node, "the data has no temporal dimension (it was reduced)")
     return child.but(kind=_callback_kind(node.args["reducer"], child.kind))
 
 
