@@ -33,7 +33,6 @@ def child(nodes: dict, params=("x", "index", "label", "context")) -> ChildProces
     from tileserver.core.graph_flat import FlatGraphParser
 
     parser = FlatGraphParser(V1_REGISTRY, array_processes)
-    parser._count, parser._top_params = 0, {}
     root = parser._graph(nodes, "cb.", tuple(params), 1)
     from tileserver.core.graph import Callback
 

@@ -14,8 +14,10 @@ import pytest
 import rasterio
 import requests
 from numpy.testing import assert_allclose
+from openeo.api.process import Parameter
 from openeo.rest import OpenEoApiError
 from owslib.wmts import WebMapTileService
+from rasterio.io import MemoryFile
 
 from tests.core_support import ndvi, reference_stack
 from tests.hardening_support import PASSWORDS, users_file
@@ -149,6 +151,101 @@ def test_bad_graph_is_a_clear_400(con):
     assert err.value.http_status_code in (400, 404)
     assert err.value.code == "CollectionNotFound"
     assert "NOPE" in err.value.message
+
+
+# -- user-defined processes ------------------------------------------------------------
+
+
+def save_scaled_ndvi(con, reducer: str = "max", default: float = 1):
+    """``scaled_ndvi(factor)``: the NDVI of the extent reduced over t, times ``factor``
+    (a parameter read inside apply's callback), stored with the client."""
+    factor = Parameter.number("factor", description="scale", default=default)
+    cube = load(con).ndvi().reduce_dimension(dimension="t", reducer=reducer) * factor
+    return con.save_user_defined_process("scaled_ndvi", cube, parameters=[factor],
+                                         summary="scaled NDVI")
+
+
+def test_user_defined_processes_in_graphs(con, small_catalog, tmp_path):
+    save_scaled_ndvi(con)
+    assert "scaled_ndvi" in {p["id"] for p in con.list_user_defined_processes()}
+    path = tmp_path / "udp.tif"
+    con.datacube_from_process("scaled_ndvi", namespace="user", factor=10).download(
+        path, format="GTiff")
+    data, stack = reference(small_catalog, path)
+    expected = reduce_t(ndvi(stack[:, 0], stack[:, 1]), np.nanmax)
+    assert_same(data[0], 10 * expected)
+    # no namespace (no predefined process has the id) and the parameter's default
+    con.datacube_from_process("scaled_ndvi").download(path, format="GTiff")
+    assert_same(reference(small_catalog, path)[0][0], expected)
+    # replaced: the next graph uses the new definition
+    save_scaled_ndvi(con, reducer="min")
+    con.datacube_from_process("scaled_ndvi", factor=2).download(path, format="GTiff")
+    assert_same(reference(small_catalog, path)[0][0],
+                2 * reduce_t(ndvi(stack[:, 0], stack[:, 1]), np.nanmin))
+    # a process with a data cube parameter, written as a flat graph
+    con.save_user_defined_process("offset", {"a": {
+        "process_id": "apply", "arguments": {"data": {"from_parameter": "data"}, "process": {
+            "process_graph": {"add": {"process_id": "add", "arguments": {
+                "x": {"from_parameter": "x"}, "y": {"from_parameter": "by"}},
+                "result": True}}}}, "result": True}},
+        parameters=[Parameter.datacube("data"), Parameter.number("by", "an offset")])
+    cube = con.datacube_from_process("offset", namespace="user",
+                                     data=load(con, bands=["B08"]), by=-100)
+    cube.reduce_dimension(dimension="t", reducer="mean").download(path, format="GTiff")
+    data, stack = reference(small_catalog, path, bands=["B08"])
+    assert_same(data[0], reduce_t(stack[:, 0] - 100, np.nanmean))
+
+
+def test_user_defined_process_errors(con):
+    with pytest.raises(OpenEoApiError) as err:
+        con.datacube_from_process("no_such_udp", namespace="user").download(format="GTiff")
+    assert err.value.http_status_code == 400 and err.value.code == "ProcessUnsupported"
+    save_scaled_ndvi(con)
+    with pytest.raises(OpenEoApiError) as err:
+        con.datacube_from_process("scaled_ndvi", factr=2).download(format="GTiff")
+    assert err.value.code == "ProcessArgumentUnsupported" and "factr" in err.value.message
+    with pytest.warns(UserWarning, match="without parameters"):  # the client's remark
+        con.save_user_defined_process("loop", {"a": {
+            "process_id": "loop", "namespace": "user", "arguments": {}, "result": True}})
+    with pytest.raises(OpenEoApiError) as err:
+        con.datacube_from_process("loop").download(format="GTiff")
+    assert err.value.code == "ProcessGraphInvalid" and "loop -> loop" in err.value.message
+
+
+def test_a_lazy_service_follows_its_replaced_process(con, small_catalog):
+    """A WMTS layer over a graph that calls a stored process: after the process is
+    replaced, the same tile is computed with the new definition (new cache keys)."""
+    save_scaled_ndvi(con, default=1)
+    service = con.datacube_from_process("scaled_ndvi", namespace="user") \
+        .tiled_viewing_service(type="WMTS")
+    meta = service.describe_service()
+    (layer,) = meta["attributes"]["layers"]
+
+    def tile():
+        wmts = WebMapTileService(meta["url"])
+        raw = wmts.gettile(layer=layer, tilematrixset="GoogleMapsCompatible",
+                           tilematrix="14", row=5826, column=8602, format="image/tiff")
+        with MemoryFile(raw.read()) as mem, mem.open() as src:
+            return src.read(1).astype(np.float64)
+
+    before = tile()
+    assert np.isfinite(before).mean() > 0.2
+    assert_allclose(tile(), before, equal_nan=True)  # (a cached answer)
+    save_scaled_ndvi(con, default=3)
+    assert_allclose(tile(), 3 * before, rtol=1e-5, equal_nan=True)
+    service.delete_service()
+
+
+def test_batch_job_of_a_stored_process(con, small_catalog, tmp_path):
+    save_scaled_ndvi(con, reducer="max", default=5)
+    job = con.datacube_from_process("scaled_ndvi", namespace="user").create_job(
+        out_format="GTiff", title="udp")
+    job.start_and_wait(max_poll_interval=1, connection_retry_interval=1, print=lambda *a: None)
+    (path,) = [p for p in job.get_results().download_files(tmp_path / "out")
+               if p.suffix == ".tif"]
+    data, stack = reference(small_catalog, path)
+    assert_same(data[0], 5 * reduce_t(ndvi(stack[:, 0], stack[:, 1]), np.nanmax))
+    job.delete()
 
 
 # -- batch jobs ------------------------------------------------------------------------

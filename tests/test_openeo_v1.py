@@ -376,3 +376,26 @@ def test_user_defined_processes_are_stored_per_user(users_app):
     assert c.delete(f"{V1}/process_graphs/twice", headers=bob).status_code == 404
     assert c.delete(f"{V1}/process_graphs/twice", headers=alice).status_code == 204
     assert c.get(f"{V1}/process_graphs/twice", headers=alice).status_code == 404
+
+
+def test_stored_processes_are_callable_by_their_owner_only(users_app):
+    c = users_app.test_client()
+    alice, bob = v1_token(c, "alice"), v1_token(c, "bob")
+    udp = {"parameters": [{"name": "data", "schema": {"subtype": "datacube"}}],
+           "process_graph": {"n": {"process_id": "ndvi", "arguments": {
+               "data": {"from_parameter": "data"}, "red": "B04", "nir": "B08"},
+               "result": True}}}
+    assert c.put(f"{V1}/process_graphs/my_ndvi", json=udp, headers=alice).status_code == 200
+    graph = {"process_graph": {
+        "l": {"process_id": "load_collection", "arguments": {"id": "TEST"}},
+        "u": {"process_id": "my_ndvi", "namespace": "user",
+              "arguments": {"data": {"from_node": "l"}}, "result": True}}}
+    assert c.post(f"{V1}/validation", json=graph, headers=alice).json == {"errors": []}
+    errors = c.post(f"{V1}/validation", json=graph, headers=bob).json["errors"]
+    assert [e["code"] for e in errors] == ["ProcessUnsupported"]
+    job = c.post(f"{V1}/jobs", json={"process": graph}, headers=bob)
+    assert job.status_code == 400 and job.json["code"] == "ProcessUnsupported"
+    # the argument is the data cube: a missing one is named
+    del graph["process_graph"]["u"]["arguments"]["data"]
+    errors = c.post(f"{V1}/validation", json=graph, headers=alice).json["errors"]
+    assert [e["code"] for e in errors] == ["ProcessArgumentRequired"]

@@ -16,7 +16,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -98,6 +98,9 @@ class Graph:
     #: The tree as parsed in its dialect (``root`` is what the engine evaluates: 1.x
     #: processes, into which the 0.0.2 processes are translated).
     parsed: Node | None = None
+    #: The user-defined processes the graph was parsed with (id -> stored definition):
+    #: what a worker without the store needs to parse it the same way.
+    processes: dict = field(default_factory=dict)
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -199,12 +202,16 @@ class Engine:
 
     # -- graphs -------------------------------------------------------------------------
 
-    def parse(self, obj: Any, dialect: str | None = None) -> Graph:
+    def parse(self, obj: Any, dialect: str | None = None,
+              processes: dict[str, dict] | None = None) -> Graph:
         """Parse and validate a ``process_graph`` of either dialect: the 0.0.2 nested form
         or the 1.x flat form, told apart by their shape unless ``dialect`` says which
-        (raises :class:`ProcessGraphError`)."""
+        (raises :class:`ProcessGraphError`). ``processes``: the user-defined processes a
+        1.x graph may call (id -> stored definition, :func:`tileserver.core.udp.collect`)."""
         flat = is_flat_graph(obj) if dialect is None else dialect == V1
-        root = self.flat_parser.parse(obj) if flat else self.parser.parse(obj)
+        processes = dict(processes or {}) if flat else {}
+        root = self.flat_parser.parse(obj, processes=processes) if flat else \
+            self.parser.parse(obj)
         if not isinstance(root, Node) or node_returns(root) == "value":
             raise ProcessGraphError(
                 "the graph's result is not a data cube: it must load a collection (e.g. "
@@ -224,7 +231,7 @@ class Engine:
         parsed = root
         if not flat:
             root = self._translate(root, mctx)
-        return Graph(root, meta, obj, V1 if flat else "0.0.2", save, parsed)
+        return Graph(root, meta, obj, V1 if flat else "0.0.2", save, parsed, processes)
 
     def _translate(self, node: Node, mctx: _MetaContext) -> Node:
         """A validated 0.0.2 tree as the 1.x processes that compute the same values."""

@@ -10,10 +10,12 @@ for both dialects. Errors name the node id and the argument, with the openEO 1.x
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from tileserver.core.graph import Callback, Node, ParamRef, json_type, node_hash
+from tileserver.core.udp import PREDEFINED_NAMESPACES, USER
 from tileserver.errors import (
     ProcessArgumentRequired,
     ProcessArgumentUnsupported,
@@ -79,12 +81,26 @@ class FlatGraphParser:
         self.max_nodes = max_nodes
         self.max_depth = max_depth
         self._count = 0
+        self._top_params: dict[str, Any] = {}
+        self._processes: dict[str, dict] = {}
+        self._calling: list[str] = []
+        self._udp_in_callback = False
 
-    def parse(self, graph: Any, parameters: Mapping[str, Any] | None = None) -> Any:
-        """The result node of a whole graph (``parameters``: values of graph parameters)."""
-        self._count = 0
-        self._top_params = dict(parameters or {})
-        return self._graph(graph, "", None, 0)
+    def parse(self, graph: Any, parameters: Mapping[str, Any] | None = None,
+              processes: Mapping[str, dict] | None = None) -> Any:
+        """The result node of a whole graph (``parameters``: values of graph parameters;
+        ``processes``: the user-defined processes it may call, id -> stored definition,
+        see :mod:`tileserver.core.udp`). The state of one parse lives in a copy of the
+        parser, so that threads may share it."""
+        run = copy.copy(self)
+        run._count = 0
+        run._top_params = dict(parameters or {})
+        run._processes = dict(processes or {})
+        #: the user-defined processes being expanded (innermost last)
+        run._calling = []
+        #: whether the process being expanded was called inside a callback
+        run._udp_in_callback = False
+        return run._graph(graph, "", None, 0)
 
     # -- one (sub)graph ----------------------------------------------------------------
 
@@ -162,11 +178,21 @@ class FlatGraphParser:
                 f"{path}: graph has more than the limit of {self.max_nodes} nodes", path=path)
         pid = raw["process_id"]
         namespace = raw.get("namespace")
-        if namespace not in (None, "backend", "core"):
+        inside = params is not None or self._udp_in_callback
+        if namespace == USER or (namespace is None and self._lookup(pid, inside)[0] is None):
+            if pid in self._processes:
+                return self._call_udp(pid, raw, path, params, depth, build)
+            if namespace == USER:
+                raise UnknownProcess(
+                    f"node '{path}': there is no user-defined process {pid!r} (PUT "
+                    f"/process_graphs/{pid} stores one; GET /process_graphs lists yours)",
+                    path=path)
+        elif namespace not in PREDEFINED_NAMESPACES:
             raise UnknownProcess(
                 f"node '{path}': process {pid!r} in namespace {namespace!r} is not supported "
-                "(only the back-end's predefined processes)", path=path)
-        proc, is_cube = self._lookup(pid, params is not None)
+                "(the back-end's predefined processes have no namespace or 'backend', "
+                "your own processes 'user')", path=path)
+        proc, is_cube = self._lookup(pid, inside)
         if proc is None:
             raise UnknownProcess(
                 f"node '{path}': process {pid!r} is not supported (GET /processes lists the "
@@ -204,6 +230,53 @@ class FlatGraphParser:
         node_hash_value = node_hash(pid, args, V1)
         return Node(pid, args, path, node_hash_value, depth, V1)
 
+    def _call_udp(self, pid: str, raw: dict, path: str, params, depth: int, build) -> Any:
+        """A call of a user-defined process: its graph's nodes, with its parameters bound to
+        the call's arguments (parsed where the call is) or to their defaults."""
+        if pid in self._calling:
+            chain = " -> ".join(self._calling[self._calling.index(pid):] + [pid])
+            raise ProcessGraphError(
+                f"node '{path}': the user-defined process {pid!r} calls itself ({chain}); "
+                "recursive processes are not supported", path=path)
+        if depth + 1 > self.max_depth:
+            raise ProcessGraphError(
+                f"node '{path}': user-defined processes nested deeper than the limit of "
+                f"{self.max_depth}", path=path)
+        definition = self._processes[pid]
+        declared = _udp_parameters(pid, definition, path)
+        raw_args = raw.get("arguments") or {}
+        unknown = sorted(set(raw_args) - {d[0] for d in declared})
+        if unknown:
+            raise ProcessArgumentUnsupported(
+                f"node '{path}': the user-defined process {pid!r} has no parameter "
+                f"{unknown[0]!r}; its parameters are "
+                f"{', '.join(d[0] for d in declared) or 'none'}",
+                path=f"{path}.arguments.{unknown[0]}")
+        bound: dict[str, Any] = {}
+        for name, required, has_default, default in declared:
+            apath = f"{path}.arguments.{name}"
+            if name in raw_args:
+                bound[name] = self._value(raw_args[name], apath, params, depth, build, pid,
+                                          name, ())
+            elif has_default:
+                bound[name] = default
+            elif required:
+                raise ProcessArgumentRequired(
+                    f"node '{path}': the user-defined process {pid!r} requires the argument "
+                    f"{name!r}", path=apath)
+            else:
+                bound[name] = None
+        saved = self._top_params, self._udp_in_callback
+        self._top_params = bound
+        self._udp_in_callback = params is not None or self._udp_in_callback
+        self._calling.append(pid)
+        try:
+            return self._graph(definition.get("process_graph"), f"{path}.{pid}.", None,
+                               depth + 1)
+        finally:
+            self._calling.pop()
+            self._top_params, self._udp_in_callback = saved
+
     def _value(self, value: Any, path: str, params, depth: int, build, pid: str,
                arg: str, cb_params: tuple[str, ...]) -> Any:
         if isinstance(value, dict):
@@ -240,6 +313,25 @@ class FlatGraphParser:
             return [self._value(v, f"{path}[{i}]", params, depth, build, pid, arg, cb_params)
                     for i, v in enumerate(value)]
         return value
+
+
+def _udp_parameters(pid: str, definition: dict, path: str
+                    ) -> list[tuple[str, bool, bool, Any]]:
+    """``(name, required, has default, default)`` of a user-defined process's parameters
+    (openEO: required unless ``optional`` or a ``default`` is given)."""
+    out = []
+    declared = definition.get("parameters") or []
+    if not isinstance(declared, list):
+        declared = []
+    for p in declared:
+        if not isinstance(p, dict) or not isinstance(p.get("name"), str):
+            raise ProcessGraphError(
+                f"node '{path}': the user-defined process {pid!r} declares a parameter "
+                "without a name", path=path)
+        has_default = "default" in p
+        out.append((p["name"], not (has_default or p.get("optional") is True), has_default,
+                    p.get("default")))
+    return out
 
 
 def v1_node(process_id: str, path: str, registry: Mapping[str, Any] | None = None,

@@ -33,10 +33,14 @@ FINGERPRINT = "tileserver:fingerprint"
 VALUES = "tileserver:values"
 
 
-def fingerprint(process_graph: dict, output: dict | None) -> str:
-    """What a stored result was computed from: the graph and the output options."""
-    text = json.dumps([process_graph, output or {"format": "GTiff"}], sort_keys=True,
-                      default=str)
+def fingerprint(process_graph: dict, output: dict | None,
+                processes: dict | None = None) -> str:
+    """What a stored result was computed from: the graph, the output options and the
+    stored processes the graph calls (their definitions when the result was made)."""
+    parts: list = [process_graph, output or {"format": "GTiff"}]
+    if processes:
+        parts.append(processes)
+    text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -51,14 +55,15 @@ class StoredResult:
 
     @classmethod
     def find(cls, result_dir: Path, process_graph: dict, output: dict | None,
-             bands: tuple[str, ...]) -> StoredResult | None:
-        """The stored result in ``result_dir`` if it matches the graph and output."""
+             bands: tuple[str, ...], processes: dict | None = None) -> StoredResult | None:
+        """The stored result in ``result_dir`` if it matches the graph, output and stored
+        processes."""
         try:
             item = json.loads((result_dir / "item.json").read_text())
         except (OSError, ValueError):
             return None
         props = item.get("properties") or {}
-        if props.get(FINGERPRINT) != fingerprint(process_graph, output) \
+        if props.get(FINGERPRINT) != fingerprint(process_graph, output, processes) \
                 or props.get(VALUES) != "float":
             return None
         files: dict[str, Path] = {}

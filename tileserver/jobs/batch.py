@@ -39,8 +39,11 @@ from typing import Any
 
 from sqlalchemy import update
 
+from tileserver.core import udp
 from tileserver.core.encoders import gtiff_profile, normalise_format
 from tileserver.core.evaluator import Engine, day_key
+from tileserver.core.graph_flat import is_flat_graph
+from tileserver.core.processes import is_predefined
 from tileserver.core.styles import style_from_args
 from tileserver.core.userfiles import eval_context
 from tileserver.errors import Conflict, JobNotFound
@@ -456,7 +459,9 @@ class _Run:
         """The job's spec: native view, blocks, layers, style; prepares the work dir."""
         runner = self.runner
         engine = runner._engine()
-        graph = engine.parse(job["process_graph"])
+        processes = udp.collect(job["process_graph"], lambda ids: runner.store.get_processes(
+            job["user_id"], ids), is_predefined) if is_flat_graph(job["process_graph"]) else {}
+        graph = engine.parse(job["process_graph"], processes=processes)
         output = dict(job.get("output") or {"format": "GTiff"})
         fmt = normalise_format(output.get("format", "GTiff"))
         view = engine.native_view(graph)
@@ -503,7 +508,7 @@ class _Run:
             graph=job["process_graph"], output=output, crs=view.crs_key,
             bounds=view.bounds, width=view.width, height=view.height, block=block,
             work_dir=str(work), fmt=fmt, mode=mode, style=style, layers=layers,
-            context=context, tile=tile, overviews=overviews)
+            context=context, tile=tile, overviews=overviews, processes=processes)
         spec.blocks_dir.mkdir(parents=True, exist_ok=True)
         rows, cols = spec.grid()
         if mode != "whole":

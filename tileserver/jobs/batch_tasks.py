@@ -28,7 +28,7 @@ import shutil
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,8 @@ class JobSpec:
     context: dict | None = None  # caller facts for processes (user_id, files_root)
     tile: int = 512  # tile side of the result COG (and of the scratch block files)
     overviews: tuple[int, ...] = ()  # decimation factors of the COG overviews made by blocks
+    #: the owner's stored processes the graph calls (as read when the job started)
+    processes: dict = field(default_factory=dict)
 
     @property
     def view(self) -> View:
@@ -251,7 +253,7 @@ def run_block(spec: JobSpec, row: int, col: int) -> str:
     block file exists only when everything of the block is there.
     """
     engine = worker_engine(spec)
-    graph = engine.parse(spec.graph)
+    graph = engine.parse(spec.graph, processes=spec.processes)
     view = spec.block_view(row, col)
     cube = engine.evaluate(graph, view, purpose="batch", context=spec.context)
     if not isinstance(cube, Cube):
@@ -687,7 +689,7 @@ def _quality(output: dict) -> int:
 def run_whole(spec: JobSpec, out_dir: str) -> list[dict]:
     """A graph whose result is not an image (e.g. a table): evaluate once, encode, store."""
     engine = worker_engine(spec)
-    graph = engine.parse(spec.graph)
+    graph = engine.parse(spec.graph, processes=spec.processes)
     result = engine.evaluate(graph, engine.native_view(graph), purpose="batch",
                              context=spec.context)
     encoded = encode(result, spec.output)
@@ -712,7 +714,8 @@ def write_item(spec: JobSpec, out: Path, assets: list[dict], times: dict[str, st
     props: dict[str, Any] = {"title": f"Result of batch job {spec.job_id}",
                              "tileserver:block_size": spec.block,
                              # what tiles and coverages check before serving these files
-                             stored.FINGERPRINT: stored.fingerprint(spec.graph, spec.output),
+                             stored.FINGERPRINT: stored.fingerprint(spec.graph, spec.output,
+                                                                   spec.processes),
                              stored.VALUES: spec.mode}
     when = None
     if len(dates) == 1:

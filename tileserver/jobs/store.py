@@ -319,6 +319,17 @@ class JobStore:
             raise ProcessGraphNotFound(f"process graph {process_id!r} does not exist")
         return row.process
 
+    def get_processes(self, user_id: str, process_ids) -> dict[str, dict]:
+        """The user's processes among ``process_ids`` (id -> process; missing ones left
+        out), in one query."""
+        ids = list(process_ids)
+        if not ids:
+            return {}
+        q = select(user_processes.c.process_id, user_processes.c.process).where(
+            (user_processes.c.user_id == user_id) & user_processes.c.process_id.in_(ids))
+        with self.engine.connect() as conn:
+            return {r.process_id: r.process for r in conn.execute(q)}
+
     def list_processes(self, user_id: str) -> list[dict]:
         """The user's processes, by id."""
         q = (select(user_processes.c.process).where(user_processes.c.user_id == user_id)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tileserver.core import params
+from tileserver.core import params, udp
 from tileserver.core.encoders import Encoded, encode, validate_output
+from tileserver.core.graph_flat import is_flat_graph
+from tileserver.core.processes import is_predefined
 from tileserver.core.userfiles import eval_context
 from tileserver.errors import JobLocked, LimitExceeded, TileserverError
 from tileserver.runtime import Runtime
@@ -34,16 +36,36 @@ def text_fields(body: dict, keys: tuple[str, ...] = ("title", "description")) ->
     return {key: optional_text(body, key) for key in keys if key in body}
 
 
-def parse(rt: Runtime, process_graph: Any, output: Any = None, *, v1: bool = False):
+def user_processes(rt: Runtime, user: str | None, process_graph: Any) -> dict[str, dict]:
+    """The stored processes of ``user`` that a 1.x graph calls (directly or through other
+    stored processes): read on every parse, so that a replaced process takes effect."""
+    if user is None or not is_flat_graph(process_graph):
+        return {}
+    return udp.collect(process_graph, lambda ids: rt.store.get_processes(user, ids),
+                       is_predefined)
+
+
+def parse(rt: Runtime, process_graph: Any, output: Any = None, *, v1: bool = False,
+          user: str | None = None):
     """``(graph, output)``: the parsed graph and the validated output.
 
     ``v1``: an openEO 1.x flat graph whose output comes from its ``save_result`` (GTiff
     when it has none); otherwise the graph of either form and the ``output`` object.
+    ``user``: whose stored processes the graph may call.
     """
+    processes = user_processes(rt, user, process_graph)
     if v1:
-        graph = rt.engine.parse(process_graph, dialect="1.x")
+        graph = rt.engine.parse(process_graph, dialect="1.x", processes=processes)
         return graph, graph.save_result or validate_output(None)
-    return rt.engine.parse(process_graph), validate_output(output)
+    return rt.engine.parse(process_graph, processes=processes), validate_output(output)
+
+
+def parse_job(rt: Runtime, job: dict, processes: dict[str, dict] | None = None):
+    """The parsed graph of a stored job, with its owner's stored processes (``processes``:
+    already read with :func:`user_processes`)."""
+    if processes is None:
+        processes = user_processes(rt, job.get("user_id"), job["process_graph"])
+    return rt.engine.parse(job["process_graph"], processes=processes)
 
 
 def create_job(rt: Runtime, user: str, graph, output: dict, **text: Any) -> dict:

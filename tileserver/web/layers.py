@@ -41,6 +41,7 @@ from tileserver.errors import (
     TileOutOfRange,
     TileserverError,
 )
+from tileserver.services import jobs
 from tileserver.web.common import runtime
 
 log = logging.getLogger(__name__)
@@ -270,18 +271,23 @@ def make_layer(engine: Engine, job: dict, service_args: dict | None = None,
     if results_dir is None and token and has_request_context():
         results_dir = runtime().batch.result_dir(job["job_id"])
     finished = job.get("status") == "finished" and token and results_dir is not None
+    # the owner's stored processes the graph calls, read each time: a replaced one is a
+    # new layer (and new cache keys, as its nodes hash by content)
+    processes = jobs.user_processes(runtime(), job.get("user_id"), job["process_graph"]) \
+        if has_request_context() else {}
     key = (job["job_id"], title, json.dumps(
-        [job["process_graph"], job.get("output"), service_args], sort_keys=True, default=str),
-        token if finished else None)
+        [job["process_graph"], job.get("output"), service_args, processes], sort_keys=True,
+        default=str), token if finished else None)
     with _LAYERS_LOCK:
         cache = _LAYERS.setdefault(engine, LRUCache(maxsize=256))
         layer = cache.get(key)
     if layer is None:
-        graph = engine.parse(job["process_graph"])
+        graph = engine.parse(job["process_graph"], processes=processes)
         stored = None
         if finished and graph.is_raster:
             stored = StoredResult.find(results_dir, job["process_graph"],  # type: ignore[arg-type]
-                                       job.get("output"), tuple(graph.meta.bands))
+                                       job.get("output"), tuple(graph.meta.bands),
+                                       processes)
         layer = Layer(job["job_id"], title, job, graph, engine, _style_args(job, service_args),
                       stored)
         with _LAYERS_LOCK:

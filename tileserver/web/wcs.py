@@ -29,6 +29,7 @@ from tileserver.errors import (
     VersionNegotiationFailed,
 )
 from tileserver.jobs.store import iso
+from tileserver.services import jobs
 from tileserver.web.common import base_url, current_user, live_service, runtime
 from tileserver.web.layers import owner_context
 
@@ -68,7 +69,8 @@ def coverage_id(job: dict) -> str:
 
 def _entry(job: dict) -> Entry:
     engine = runtime().engine
-    graph = engine.parse(job["process_graph"])
+    processes = jobs.user_processes(runtime(), job.get("user_id"), job["process_graph"])
+    graph = engine.parse(job["process_graph"], processes=processes)
     if graph.meta.kind in NOT_RASTERS:
         raise NoSuchCoverage(f"job {job['job_id']} computes a {graph.meta.kind} (e.g. zonal "
                              "statistics), not a coverage", locator="coverageid")
@@ -77,7 +79,7 @@ def _entry(job: dict) -> Entry:
     if job.get("status") == "finished" and (job.get("extra") or {}).get("results_token"):
         stored = StoredResult.find(runtime().batch.result_dir(job["job_id"]),
                                    job["process_graph"], job.get("output"),
-                                   tuple(graph.meta.bands))
+                                   tuple(graph.meta.bands), processes)
     return Entry(describe(engine, graph, coverage_id(job), title, owner_context(job)), graph,
                  job, stored)
 

@@ -33,6 +33,11 @@ def array_processes() -> Mapping[str, Any]:
     return ARRAY_PROCESSES
 
 
+def is_predefined(process_id: str) -> bool:
+    """Whether a 1.x process id is one of the back-end's own processes."""
+    return process_id in V1_REGISTRY or process_id in array_processes()
+
+
 def supported_v1() -> list[str]:
     """Sorted ids of every openEO 1.x process this back-end runs."""
     return sorted(set(V1_REGISTRY) | set(array_processes()))
@@ -45,4 +50,4 @@ from tileserver.core.processes import udf  # noqa: E402,F401  isort: skip
 from tileserver.core.processes import udf_v1  # noqa: E402,F401  isort: skip
 
 __all__ = ["REGISTRY", "V1_REGISTRY", "Param", "Process", "V1Param", "register",
-           "register_v1", "array_processes", "supported_v1"]
+           "register_v1", "array_processes", "supported_v1", "is_predefined"]

@@ -45,7 +45,7 @@ def process_graph(body: dict) -> dict:
 
 def parse_process(body: dict):
     """``(graph, output)`` of a request's process; the output comes from ``save_result``."""
-    return jobs.parse(runtime(), process_graph(body), v1=True)
+    return jobs.parse(runtime(), process_graph(body), v1=True, user=current_user())
 
 
 def result():
@@ -59,7 +59,8 @@ def validation():
     ``{"errors": [...]}``, empty when it is valid (a missing graph is one of the errors)."""
     body = json_body()
     try:
-        jobs.parse(runtime(), process_graph({"process": body}), v1=True)
+        jobs.parse(runtime(), process_graph({"process": body}), v1=True,
+                   user=current_user())
     except TileserverError as exc:
         code, _status = v1_code(exc)
         return jsonify({"errors": [{"code": code, "message": exc.message}]})

@@ -2,7 +2,8 @@
 
 They are kept as written (a process with its ``process_graph`` and ``parameters``), checked
 for the flat-graph structure only: their parameters are bound when a graph calls them, so
-the engine cannot validate them alone. Graphs cannot call them yet (``ProcessUnsupported``).
+the engine cannot validate them alone. The owner's graphs call them by id (namespace
+``user``, or none when no predefined process has the id); see :mod:`tileserver.core.udp`.
 """
 
 from __future__ import annotations
