@@ -235,6 +235,7 @@ def test_use_case_2_the_documentations_six_requests(client, s1_catalog):
     assert client.get(f"{url}/2017-01-01/12/2232/2668/?bands=3").status_code == 400
 
 
+@pytest.mark.filterwarnings("ignore:Truth-testing of elements:FutureWarning")  # OWSLib's
 def test_aggregate_time_layers_list_the_dates_the_script_returns(client, s1_catalog):
     # the WMTS Time dimension and the TMS dates are the script's (semi-monthly: the 1st and
     # the 15th), not the input dates (1, 7, 13, 19, 25, 31 January); editing the script
