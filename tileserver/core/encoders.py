@@ -80,6 +80,11 @@ def _bool_option(opts: dict, key: str) -> bool | None:
     raise OutputFormatError(f"option {key!r} must be a boolean, got {value!r}")
 
 
+#: Compression levels: option -> (lowest, highest, the compression it belongs to).
+_LEVELS = {"jpeg_quality": (1, 100, "jpeg"), "zlevel": (1, 12, "deflate"),
+           "zstd_level": (1, 22, "zstd"), "webp_level": (1, 100, "webp")}
+
+
 def gtiff_profile(opts: dict, float_data: bool) -> tuple[dict, bool]:
     """GDAL creation options for ``opts`` and whether the output must be styled 8-bit RGB.
 
@@ -123,11 +128,12 @@ def gtiff_profile(opts: dict, float_data: bool) -> tuple[dict, bool]:
         profile["blockxsize"] = bx or by or 256
         profile["blockysize"] = by or bx or 256
     profile["compress"] = compress
-    quality = _int_option(opts, "jpeg_quality", 1, 100)
-    if quality is not None:
-        if compress != "jpeg":
-            raise OutputFormatError("option 'jpeg_quality' needs compress=jpeg")
-        profile["jpeg_quality"] = quality
+    for key, (lowest, highest, needs) in _LEVELS.items():
+        level = _int_option(opts, key, lowest, highest)
+        if level is not None:
+            if compress != needs:
+                raise OutputFormatError(f"option {key!r} needs compress={needs}")
+            profile[key] = level
     predictor = _int_option(opts, "predictor", 1, 3)
     if predictor is not None:
         if compress not in ("deflate", "lzw", "zstd", "lzma"):
@@ -137,21 +143,6 @@ def gtiff_profile(opts: dict, float_data: bool) -> tuple[dict, bool]:
         if predictor == 3 and (styled or not float_data):
             raise OutputFormatError("option 'predictor': 3 (floating point) needs float data")
         profile["predictor"] = predictor
-    zlevel = _int_option(opts, "zlevel", 1, 12)
-    if zlevel is not None:
-        if compress != "deflate":
-            raise OutputFormatError("option 'zlevel' needs compress=deflate")
-        profile["zlevel"] = zlevel
-    zstd = _int_option(opts, "zstd_level", 1, 22)
-    if zstd is not None:
-        if compress != "zstd":
-            raise OutputFormatError("option 'zstd_level' needs compress=zstd")
-        profile["zstd_level"] = zstd
-    webp = _int_option(opts, "webp_level", 1, 100)
-    if webp is not None:
-        if compress != "webp":
-            raise OutputFormatError("option 'webp_level' needs compress=webp")
-        profile["webp_level"] = webp
     if "max_z_error" in opts:
         mze = opts["max_z_error"]
         if compress != "lerc":
