@@ -39,9 +39,10 @@ def when(item: pystac.Item) -> datetime:
     return item.datetime or item.common_metadata.start_datetime
 
 
-def warp_file(href: str, view: View, band_meta: dict | None = None) -> np.ndarray:
-    """The whole file warped to ``view`` (nearest, full resolution), float64, NaN nodata,
-    ``raster:bands`` scale/offset applied."""
+def warp_file(href: str, view: View, band_meta: dict | None = None,
+              resampling: Resampling = Resampling.nearest) -> np.ndarray:
+    """The whole file warped to ``view`` (nearest unless ``resampling`` says otherwise,
+    full resolution), float64, NaN nodata, ``raster:bands`` scale/offset applied."""
     with rasterio.open(href) as src:
         arr = src.read(1).astype(np.float64)
         nodata = src.nodata
@@ -51,13 +52,14 @@ def warp_file(href: str, view: View, band_meta: dict | None = None) -> np.ndarra
         reproject(arr, out, src_transform=src.transform, src_crs=src.crs, src_nodata=np.nan,
                   dst_transform=from_bounds(*view.bounds, view.width, view.height),
                   dst_crs=CRS.from_user_input(view.crs), dst_nodata=np.nan,
-                  resampling=Resampling.nearest)
+                  resampling=resampling)
     meta = band_meta or {}
     return out * meta.get("scale", 1.0) + meta.get("offset", 0.0)
 
 
 def reference_stack(catalog_json, product_id: str, view: View, bands: list[str],
-                    start: datetime | None = None, end: datetime | None = None
+                    start: datetime | None = None, end: datetime | None = None,
+                    resampling: Resampling = Resampling.nearest,
                     ) -> tuple[list[str], np.ndarray]:
     """``(days, array (t, b, y, x))``: the mosaic per UTC day, first acquisition wins."""
     by_day: dict[str, list[pystac.Item]] = defaultdict(list)
@@ -72,7 +74,7 @@ def reference_stack(catalog_json, product_id: str, view: View, bands: list[str],
             for item in by_day[day]:
                 asset = item.assets[band]
                 meta = (asset.extra_fields.get("raster:bands") or [{}])[0]
-                layer = warp_file(asset.get_absolute_href(), view, meta)
+                layer = warp_file(asset.get_absolute_href(), view, meta, resampling)
                 target = out[ti, bi]
                 hole = np.isnan(target)
                 target[hole] = layer[hole]

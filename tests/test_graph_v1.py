@@ -139,6 +139,30 @@ def test_apply_linear_scale_range_and_common_band_names(engine, small_catalog):
                     equal_nan=True)
 
 
+@pytest.mark.parametrize(("method", "resampling"), [("bilinear", "bilinear"),
+                                                    ("cubic", "cubic")])
+def test_resample_spatial_method_warps_the_reads(engine, small_catalog, method, resampling):
+    """Any view (a tile's, a coverage's) is read with resample_spatial's method: here a 10 m
+    view shifted by half a pixel, against rasterio's warp of the whole file."""
+    from rasterio.enums import Resampling
+
+    view = View("EPSG:32632", (L + 1005, B + 1005, L + 2205, B + 2005), 120, 100)
+    g = engine.parse(graph(
+        load=load(bands=["B08"], temporal_extent=["2020-05-11", "2020-05-12"]),
+        rs={"process_id": "resample_spatial", "arguments": {"data": ref("load"),
+                                                            "method": method}}))
+    cube = engine.evaluate(g, view)
+    plain = engine.evaluate(engine.parse(graph(
+        load=load(bands=["B08"], temporal_extent=["2020-05-11", "2020-05-12"]))), view)
+    start, end = datetime(2020, 5, 11, tzinfo=UTC), datetime(2020, 5, 11, 23, tzinfo=UTC)
+    _, expected = reference_stack(small_catalog, "TEST", view, ["B08"], start, end,
+                                  Resampling[resampling])
+    _, nearest = reference_stack(small_catalog, "TEST", view, ["B08"], start, end)
+    assert_allclose(cube.data, expected, rtol=1e-5, equal_nan=True)
+    assert_allclose(plain.data, nearest, rtol=1e-6, equal_nan=True)
+    assert not np.allclose(expected, nearest, equal_nan=True)
+
+
 def test_band_reducer_reads_only_the_bands_it_uses(engine, band_reads):
     g = engine.parse(graph(
         load=load(),  # all three bands offered, two used

@@ -460,6 +460,7 @@ class Engine:
                 "request a smaller window, a coarser resolution or fewer dates"
             )
         data = np.full((len(days), len(bands), view.height, view.width), np.nan, np.float32)
+        resampling = Resampling[query.resampling] if query.resampling else self.resampling
         jobs = []
         for ti, day in enumerate(days):
             for bi, band_id in enumerate(bands):
@@ -468,7 +469,7 @@ class Engine:
                     href = item.assets.get(band_id)
                     if href:
                         jobs.append((ti, bi, item, self._pool.submit(
-                            read_band, href, band, view, self.resampling)))
+                            read_band, href, band, view, resampling)))
         filled: set[tuple[int, int]] = set()
         for ti, bi, item, fut in jobs:
             try:

@@ -23,12 +23,17 @@ class Query:
     view: View
     time: tuple[datetime, datetime] | None = None
     bands: tuple[str, ...] | None = None
+    #: How the reads warp the files onto the view (a ``rasterio.enums.Resampling`` name,
+    #: set by a 1.x ``resample_spatial`` ``method``; ``None``: the engine's setting).
+    resampling: str | None = None
 
     @property
     def key(self) -> tuple:
         """Hashable identity, part of the cache key."""
         t = None if self.time is None else (self.time[0].isoformat(), self.time[1].isoformat())
-        return (self.view.key, t, self.bands)
+        if self.resampling is None:
+            return (self.view.key, t, self.bands)
+        return (self.view.key, t, self.bands, self.resampling)
 
     def narrow_time(self, start: datetime, end: datetime) -> Query:
         """The intersection of the current time range with ``[start, end]``."""
@@ -39,6 +44,10 @@ class Query:
     def with_bands(self, bands: tuple[str, ...] | None) -> Query:
         """The same query asking for other bands."""
         return replace(self, bands=bands)
+
+    def with_resampling(self, resampling: str | None) -> Query:
+        """The same query read with another resampling method."""
+        return replace(self, resampling=resampling)
 
 
 @dataclass(frozen=True)

@@ -826,6 +826,13 @@ def rename_labels(ctx, node, query):
                                                  for b in cube.bands))
 
 
+#: resample_spatial's methods as the resampling of GDAL's warper (rasterio's names).
+RESAMPLING = {"near": "nearest", "bilinear": "bilinear", "cubic": "cubic",
+              "cubicspline": "cubic_spline", "lanczos": "lanczos", "average": "average",
+              "mode": "mode", "min": "min", "max": "max", "med": "med", "q1": "q1",
+              "q3": "q3", "rms": "rms", "sum": "sum"}
+
+
 def _resample_meta(ctx, node):
     child = ctx.meta(node.args["data"])
     res = node.args.get("resolution", 0)
@@ -835,10 +842,9 @@ def _resample_meta(ctx, node):
         raise _invalid(node, "resolution", "expected a number >= 0 or [x, y] numbers")
     proj = node.args.get("projection")
     crs = _crs(node, "projection", proj) if proj is not None else None
-    if node.args.get("method", "near") not in ("near", "bilinear", "cubic", "average",
-                                               "mode", "min", "max", "med", "q1", "q3",
-                                               "cubicspline", "lanczos", "rms", "sum"):
-        raise _invalid(node, "method", f"unknown method {node.args['method']!r}")
+    if node.args.get("method", "near") not in RESAMPLING:
+        raise _invalid(node, "method", f"unknown method {node.args['method']!r}; one of "
+                       f"{', '.join(RESAMPLING)}")
     return child.but(native_res=float(max(values)) or None, native_crs=crs)
 
 
@@ -849,8 +855,10 @@ def _resample_meta(ctx, node):
              meta=_resample_meta)
 def resample_spatial(ctx, node, query):
     """The native grid of the result changes (for /result and batch jobs); tiles and
-    coverages keep choosing their own grid, read from the fitting overview."""
-    return ctx.eval(node.args["data"], query)
+    coverages keep choosing their own grid, read from the fitting overview. Everywhere the
+    files are warped onto the grid with ``method``."""
+    return ctx.eval(node.args["data"], query.with_resampling(
+        RESAMPLING[node.args.get("method", "near")]))
 
 
 # -- temporal aggregation ----------------------------------------------------------------

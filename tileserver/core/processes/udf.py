@@ -182,7 +182,7 @@ def _evaluate_for(udf_type):
         runner = _runner(ctx)
         imagery = node.args[IMAGERY]
         if udf_type == "aggregate_time":  # the script decides the dates: read them all
-            cube = ctx.eval(imagery, Query(query.view, None, query.bands))
+            cube = ctx.eval(imagery, Query(query.view, None, query.bands, query.resampling))
         else:
             cube = ctx.eval(imagery, query)
         out = runner.apply(_user(ctx), script, udf_type, cube)
