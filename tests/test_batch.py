@@ -402,7 +402,7 @@ def test_failing_task_marks_error_with_the_reason(apps, tmp_path, catalog):
     assert_matches_core(data[0], _core(app, ndvi_graph("min_time")).data[0, 0])
 
 
-WORKER_FILE_LIMIT = 256 * 1024
+WORKER_FILE_LIMIT = 512 * 1024
 
 
 def _limit_file_size(limit: int | None) -> None:
@@ -417,12 +417,14 @@ def _limit_file_size(limit: int | None) -> None:
 
 
 def test_result_that_cannot_be_written_is_an_error_and_queue_resumes(apps, cluster):
-    # the workers may write no file larger than 256 KB: every block file (128 x 128 px,
-    # 64 KB) is written, the 1 MB COG is not (EFBIG, the error of a full disk)
-    app = apps(batch_block_size=128, batch_inflight=4)
+    # the workers may write no file larger than 512 KiB: every block's files (256 x 256 px,
+    # its uncompressed COG tile: 256 KiB) and the tile of the overview are written, the
+    # 1.3 MB COG is not (EFBIG, the error of a full disk)
+    app = apps(batch_block_size=256, batch_inflight=4)
     client = app.test_client()
     graph = ndvi_graph("min_time")
-    job_id = create_job(client, graph, {"format": "GTiff", "parameters": {"compress": "none"}})
+    job_id = create_job(client, graph, {"format": "GTiff", "parameters": {
+        "compress": "none", "blockxsize": 256}})
     from distributed import Client
 
     with Client(cluster.scheduler_address, timeout=30) as dask_client:
@@ -438,7 +440,7 @@ def test_result_that_cannot_be_written_is_an_error_and_queue_resumes(apps, clust
     assert "cannot write result.tif" in job["error"], job["error"]
     assert f"files larger than {WORKER_FILE_LIMIT} bytes are refused" in job["error"]
     assert logs[-1] == {**logs[-1], "level": "error", "message": job["error"]}
-    assert job["blocks"] == {"done": 16, "total": 16} and job["progress"] < 100
+    assert job["blocks"] == {"done": 4, "total": 4} and job["progress"] < 100
     home = app.extensions["tileserver"].settings.home
     assert not (home / "results" / job_id).exists()  # nothing published
     assert not list((home / "results" / ".work" / job_id).glob("*/out-*"))  # nor left over
@@ -448,7 +450,7 @@ def test_result_that_cannot_be_written_is_an_error_and_queue_resumes(apps, clust
     job = wait_job(client, job_id, status_is("finished", "error"))
     assert job["status"] == "finished", client.get(f"/jobs/{job_id}/logs").get_json()
     messages = [e["message"] for e in client.get(f"/jobs/{job_id}/logs").get_json()]
-    assert "resuming: 16 of 16 blocks already done" in messages, messages
+    assert "resuming: 4 of 4 blocks already done" in messages, messages
     data, info = read_result(client, client.get(f"/jobs/{job_id}/download").get_json()[0])
     assert info["profile"].get("compress") is None
     assert_matches_core(data[0], _core(app, graph).data[0, 0])

@@ -179,7 +179,7 @@ class BatchRunner:
         extra.pop("handed_back", None)
         restart = job["status"] == "canceled"
         if restart:
-            extra.update(blocks_done=0)
+            extra.update(blocks_done=0, strips_done=0)
         fields: dict[str, Any] = {"status": "queued", "extra": extra, "error": None}
         if restart:
             fields["progress"] = 0.0
@@ -397,7 +397,8 @@ class _Run:
             raise _Stop
 
     def save(self, **fields: Any) -> None:
-        done, total = self.extra.get("blocks_done", 0), self.extra.get("blocks_total", 0)
+        done = self.extra.get("blocks_done", 0) + self.extra.get("strips_done", 0)
+        total = self.extra.get("blocks_total", 0) + self.extra.get("strips_total", 0)
         progress = round(BLOCKS_SHARE * done / total, 1) if total else 0.0
         if total and done == total:
             progress = round(BLOCKS_SHARE + (100.0 - BLOCKS_SHARE) * self.files_done, 1)
@@ -451,7 +452,7 @@ class _Run:
                      f"({time.monotonic() - started:.1f} s); writing the result files")
             self.finish(spec, batch_tasks.mosaic, *times)
         else:
-            self.extra.update(blocks_total=1, blocks_done=0)
+            self.extra.update(blocks_total=1, blocks_done=0, strips_total=0, strips_done=0)
             self.log(f"running the graph once over its extent on {workers} worker(s)")
             self.finish(spec, batch_tasks.run_whole)
 
@@ -531,35 +532,67 @@ class _Run:
         return side
 
     def run_blocks(self, spec: JobSpec) -> None:
-        """Submit the missing blocks, a bounded number at a time, and follow them."""
+        """Submit the missing blocks, a bounded number at a time, and follow them; and
+        the strips of the levels the blocks do not tile, each as soon as the blocks it
+        needs are done (before the next blocks, so they overlap with the blocks)."""
         client = self.runner.client
-        todo = [b for b in spec.all_blocks() if not spec.block_path(*b).exists()]
-        total = len(spec.all_blocks())
-        self.extra.update(blocks_total=total, blocks_done=total - len(todo))
+        blocks = spec.all_blocks()
+        done = {b for b in blocks if spec.block_path(*b).exists()}
+        todo = [b for b in blocks if b not in done]
+        strips = spec.all_strips()
+        waiting = {s: set(spec.strip_blocks(*s)) for s in strips
+                   if not spec.strip_path(*s).exists()}
+        self.extra.update(blocks_total=len(blocks), blocks_done=len(done),
+                          strips_total=len(strips), strips_done=len(strips) - len(waiting))
         self.save()
-        if len(todo) < total:
-            self.log(f"resuming: {total - len(todo)} of {total} blocks already done")
+        if done:
+            self.log(f"resuming: {len(done)} of {len(blocks)} blocks already done")
         limit = self.runner._inflight()
         poll = self.runner.options["batch_poll_seconds"]
         pending = list(reversed(todo))
-        while pending or self.futures:
+        ready: list[tuple[int, int]] = []
+
+        def release() -> None:
+            for strip, needs in list(waiting.items()):
+                if needs <= done:
+                    ready.append(strip)
+                    del waiting[strip]
+
+        release()
+        prefix = f"batch-{self.job_id}-{self.token[:8]}"
+        while pending or ready or self.futures:
             self.check()
-            while pending and len(self.futures) < limit:
-                row, col = pending.pop()
-                fut = client.submit(batch_tasks.run_block, spec, row, col, pure=False,
-                                    key=f"batch-{self.job_id}-{self.token[:8]}-r{row}c{col}")
-                self.futures[fut] = (row, col)
-            done = self.wait(poll)
-            for fut in done:
-                row, col = self.futures.pop(fut)
+            while (pending or ready) and len(self.futures) < limit:
+                if ready:
+                    factor, index = ready.pop(0)
+                    fut = client.submit(batch_tasks.run_strip, spec, factor, index, pure=False,
+                                        key=f"{prefix}-o{factor}s{index}")
+                    self.futures[fut] = (None, factor, index)
+                else:
+                    row, col = pending.pop()
+                    fut = client.submit(batch_tasks.run_block, spec, row, col, pure=False,
+                                        key=f"{prefix}-r{row}c{col}")
+                    self.futures[fut] = ((row, col), 0, 0)
+            finished = self.wait(poll)
+            for fut in finished:
+                block, factor, index = self.futures.pop(fut)
+                what = (f"block row {block[0]} col {block[1]}" if block else
+                        f"strip {index} of overview level 1/{factor}")
                 if fut.status == "error":
                     exc = fut.exception()
-                    raise BlockFailed(f"block row {row} col {col} failed: {_reason(exc)}")
+                    if block is None:  # only writes: a full disk, a file size limit
+                        raise BlockFailed(f"writing the result failed: {_reason(exc)}")
+                    raise BlockFailed(f"{what} failed: {_reason(exc)}")
                 if fut.status == "cancelled":
                     self.check()  # a shutdown cancels the futures: hand the job back
-                    raise BlockFailed(f"block row {row} col {col} was lost by the cluster")
-                self.extra["blocks_done"] = self.extra.get("blocks_done", 0) + 1
-            if done:
+                    raise BlockFailed(f"{what} was lost by the cluster")
+                if block is None:
+                    self.extra["strips_done"] = self.extra.get("strips_done", 0) + 1
+                else:
+                    done.add(block)
+                    self.extra["blocks_done"] = self.extra.get("blocks_done", 0) + 1
+                    release()
+            if finished:
                 self.save()
 
     def finish(self, spec: JobSpec, task, *args) -> list[dict]:

@@ -63,6 +63,11 @@ MEDIA_TYPES = {".tif": COG_TYPE, ".png": "image/png", ".jpg": "image/jpeg",
 RASTER_EXTENSIONS = {"GTiff": ".tif", "PNG": ".png", "JPEG": ".jpg", "NetCDF": ".nc"}
 
 
+#: Tiles of one strip of a level that no block covers whole tiles of (the memory of a
+#: strip task: its values, one layer at a time, and their compressed copy).
+STRIP_TILES = 16
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """Everything a worker needs to compute a job (picklable, no open handles)."""
@@ -138,6 +143,39 @@ class JobSpec:
     def tiles_path(self, row: int, col: int) -> Path:
         """The compressed COG tiles of a block (every layer and level tiled by blocks)."""
         return self.blocks_dir / f"r{row:05d}_c{col:05d}.tiles"
+
+    def strips(self, factor: int) -> list[Window]:
+        """Tile-aligned windows (one tile row, at most :data:`STRIP_TILES` tiles) that
+        cover the level ``factor``: the parts of a level that no block covers whole
+        tiles of, each compressed by a task of its own (:func:`run_strip`)."""
+        tile = self.tile
+        width, height = -(-self.width // factor), -(-self.height // factor)
+        span = STRIP_TILES * tile
+        return [Window(x, y, min(span, width - x), min(tile, height - y))
+                for y in range(0, height, tile) for x in range(0, width, span)]
+
+    def all_strips(self) -> list[tuple[int, int]]:
+        """``(factor, index)`` of every strip of the levels the blocks do not tile."""
+        if not self.cog_parts:
+            return []
+        return [(f, i) for f in self.levels if not self.tiled_by_blocks(f)
+                for i in range(len(self.strips(f)))]
+
+    def strip_blocks(self, factor: int, index: int) -> list[tuple[int, int]]:
+        """The blocks whose values a strip needs (pixel ``j`` of the level is pixel
+        ``j * factor`` of the full grid)."""
+        win = self.strips(factor)[index]
+        rows, cols = self.grid()
+        r0, r1 = int(win.row_off) * factor // self.block, \
+            (int(win.row_off + win.height) - 1) * factor // self.block
+        c0, c1 = int(win.col_off) * factor // self.block, \
+            (int(win.col_off + win.width) - 1) * factor // self.block
+        return [(r, c) for r in range(r0, min(r1, rows - 1) + 1)
+                for c in range(c0, min(c1, cols - 1) + 1)]
+
+    def strip_path(self, factor: int, index: int, suffix: str = ".json") -> Path:
+        """The file that says a strip is finished (``.tiles``: its compressed tiles)."""
+        return self.blocks_dir / f"o{factor:03d}_s{index:05d}{suffix}"
 
     def level_window(self, row: int, col: int, factor: int) -> Window:
         """The pixels of a block in the level ``factor`` (the block itself at 1)."""
@@ -469,18 +507,15 @@ def mosaic(spec: JobSpec, out_dir: str, times: dict[str, str] | None = None,
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    parts = Path(f"{out_dir}.parts")
     try:
         if spec.cog_parts:
-            assets = _assemble_results(spec, out, parts, Progress(progress_path(out_dir)))
+            assets = _assemble_results(spec, out, Progress(progress_path(out_dir)))
         else:
             assets = _write_results(spec, out)
         write_item(spec, out, assets, times or {}, span)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
-    finally:
-        shutil.rmtree(parts, ignore_errors=True)
     return assets
 
 
@@ -515,69 +550,49 @@ def read_progress(path: Path) -> float:
         return 0.0
 
 
-#: Tiles of one strip when the final step compresses a level that no block covers whole
-#: tiles of (memory: a strip's values and its compressed copy).
-STRIP_TILES = 16
-
-
-def _assemble_results(spec: JobSpec, out: Path, parts_dir: Path,
-                      progress: Progress) -> list[dict]:
-    """Each layer's COG from the compressed tiles of the blocks, plus those of the levels
-    the blocks do not cover whole tiles of, compressed here strip by strip on all the
-    cores (see :mod:`~tileserver.jobs.cogparts`)."""
+def _assemble_results(spec: JobSpec, out: Path, progress: Progress) -> list[dict]:
+    """Each layer's COG from the compressed tiles of the blocks and of the strips (see
+    :mod:`~tileserver.jobs.cogparts`)."""
     manifests = {(r, c): json.loads(spec.block_path(r, c).read_text())
                  for r, c in spec.all_blocks()}
+    strips = {s: json.loads(spec.strip_path(*s).read_text()) for s in spec.all_strips()}
     per_layer = next(iter(manifests.values()))["per_layer"] if manifests else 1
     options = cog_options(spec.output)
-    parts_dir.mkdir(parents=True, exist_ok=True)
     tile = spec.tile
-    # the work: strips to compress, then tiles to copy (one unit each)
-    strips = {f: _strips(spec, f) for f in spec.levels if not spec.tiled_by_blocks(f)}
     tiles = sum(-(-spec.width // (f * tile)) * -(-spec.height // (f * tile))
                 for f in spec.levels)
-    total = len(spec.layers) * (sum(len(s) for s in strips.values()) + tiles)
-    done = 0
-
-    def step(n: int = 1) -> None:
-        nonlocal done
-        done += n
-        progress(done, total)
-
+    total = len(spec.layers) * tiles
     assets = []
     for index, layer in enumerate(spec.layers):
         stem = "result" if layer == SINGLE else f"result_{layer}"
         target = out / f"{stem}.tif"
-        first = 1 + index * per_layer
+        levels: list[list[cogparts.Part]] = []
+        for factor in spec.levels:
+            if spec.tiled_by_blocks(factor):
+                levels.append([
+                    cogparts.Part(int(win.row_off) // tile, int(win.col_off) // tile,
+                                  -(-int(win.width) // tile),
+                                  tuple(map(tuple, m["tiles"][f"{layer}/{factor}"])),
+                                  str(spec.tiles_path(r, c)))
+                    for (r, c), m in manifests.items()
+                    if (win := spec.level_window(r, c, factor)).width > 0 and win.height > 0])
+            else:
+                levels.append([
+                    cogparts.Part(int(win.row_off) // tile, int(win.col_off) // tile,
+                                  strips[(factor, i)]["cols"],
+                                  tuple(map(tuple, strips[(factor, i)]["tiles"][layer])),
+                                  str(spec.strip_path(factor, i, ".tiles")))
+                    for i, win in enumerate(spec.strips(factor))])
         try:
-            levels: list[list[cogparts.Part]] = []
-            for factor in spec.levels:
-                if factor not in strips:
-                    levels.append([
-                        cogparts.Part(int(win.row_off) // tile, int(win.col_off) // tile,
-                                      -(-int(win.width) // tile),
-                                      tuple(map(tuple, m["tiles"][f"{layer}/{factor}"])),
-                                      str(spec.tiles_path(r, c)))
-                        for (r, c), m in manifests.items()
-                        if (win := spec.level_window(r, c, factor)).width > 0
-                        and win.height > 0])
-                    continue
-                srcs = [(spec.scratch_path(r, c, factor), first, spec.level_window(r, c, factor))
-                        for r, c in manifests if spec.scratch_path(r, c, factor).exists()]
-                vrt = parts_dir / f"{stem}_o{factor}.vrt"
-                vrt.write_bytes(_vrt(spec, srcs, per_layer, "float32", factor))
-                levels.append(_compress_level(vrt, strips[factor], options, tile,
-                                              parts_dir / f"{stem}_o{factor}.tiles", step))
             # the COG structure: the same grid, levels and options, without any data
             view = spec.view
-            with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
-                cogparts.write_template(
-                    target, crs=view.crs, transform=view.transform, width=view.width,
-                    height=view.height, count=per_layer, dtype="float32", nodata=float("nan"),
-                    factors=spec.overviews, cog_options=options)
-            base = done
+            cogparts.write_template(
+                target, crs=view.crs, transform=view.transform, width=view.width,
+                height=view.height, count=per_layer, dtype="float32", nodata=float("nan"),
+                factors=spec.overviews, cog_options=options)
+            base = index * tiles
             cogparts.assemble(target, levels,
                               lambda n, _total, base=base: progress(base + n, total))
-            done = base + tiles
         except Exception as exc:
             raise OSError(f"cannot write {target.name}: {_gdal_message(exc)}; "
                           f"{_room(out)}") from exc
@@ -587,34 +602,48 @@ def _assemble_results(spec: JobSpec, out: Path, parts_dir: Path,
     return assets
 
 
-def _strips(spec: JobSpec, factor: int) -> list[Window]:
-    """Tile-aligned windows of at most :data:`STRIP_TILES` tiles covering a level."""
-    tile = spec.tile
-    width, height = -(-spec.width // factor), -(-spec.height // factor)
-    span = STRIP_TILES * tile
-    return [Window(x, y, min(span, width - x), min(tile, height - y))
-            for y in range(0, height, tile) for x in range(0, width, span)]
-
-
-def _compress_level(vrt: Path, strips: list[Window], options: dict, tile: int, target: Path,
-                    step) -> list[cogparts.Part]:
-    """The compressed tiles of a level (read from its ``vrt``), strip by strip, in one
-    file ``target``."""
-    parts = []
-    with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"), rasterio.open(vrt) as src, \
-            open(target, "wb") as fh:
-        for win in strips:
-            data = src.read(window=win)
+def run_strip(spec: JobSpec, factor: int, index: int) -> str:
+    """Compress the tiles of one strip of a level that no block covers whole tiles of,
+    from the blocks' uncompressed values of that level, for every layer; writes
+    ``.tiles`` then ``.json`` (the strip is finished when it exists)."""
+    win = spec.strips(factor)[index]
+    blocks = spec.strip_blocks(factor, index)
+    per_layer = json.loads(spec.block_path(*blocks[0]).read_text())["per_layer"]
+    options = cog_options(spec.output)
+    body = bytearray()
+    tiles: dict[str, list] = {}
+    cols = 0
+    x0, y0 = int(win.col_off), int(win.row_off)
+    target = spec.strip_path(factor, index)
+    try:
+        for li, layer in enumerate(spec.layers):
+            data = np.full((per_layer, int(win.height), int(win.width)), np.nan, np.float32)
+            bands = list(range(1 + li * per_layer, 1 + (li + 1) * per_layer))
+            for row, col in blocks:
+                part = spec.level_window(row, col, factor)
+                left, top = max(x0, int(part.col_off)), max(y0, int(part.row_off))
+                right = min(x0 + int(win.width), int(part.col_off + part.width))
+                bottom = min(y0 + int(win.height), int(part.row_off + part.height))
+                if right <= left or bottom <= top:
+                    continue
+                with rasterio.open(spec.scratch_path(row, col, factor)) as src:
+                    src.read(bands, window=Window(left - int(part.col_off),
+                                                  top - int(part.row_off),
+                                                  right - left, bottom - top),
+                             out=data[:, top - y0:bottom - y0, left - x0:right - x0])
             encoded, entries, cols = cogparts.compress_part(data, "float32", float("nan"),
-                                                            options, threads=True)
+                                                            options)
             table = []
             for offset, size in entries:
-                table.append((fh.tell(), size))
-                fh.write(encoded[offset:offset + size])
-            parts.append(cogparts.Part(int(win.row_off) // tile, int(win.col_off) // tile,
-                                       cols, tuple(table), str(target)))
-            step()
-    return parts
+                table.append((len(body), size))
+                body += encoded[offset:offset + size]
+            tiles[layer] = table
+        _write_bytes_atomic(spec.strip_path(factor, index, ".tiles"), body)
+        _write_bytes_atomic(target, json.dumps({"cols": cols, "tiles": tiles}).encode())
+    except OSError as exc:
+        raise OSError(f"cannot write the tiles of level 1/{factor} of the result (strip "
+                      f"{index}): {_gdal_message(exc)}; {_room(target.parent)}") from exc
+    return target.name
 
 
 def _write_results(spec: JobSpec, out: Path) -> list[dict]:
