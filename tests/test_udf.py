@@ -453,6 +453,24 @@ def test_others_keep_being_served_while_a_script_burns(tmp_path_factory, s1_cata
     assert results["alice"].status_code in (400, 503, 504)
 
 
+def test_a_long_script_yields_the_cpu(client):
+    # past 50 ms a script and every process it started (even in another session) run at
+    # nice 10, which they cannot undo
+    code = ("import os, time\n\ndef reduce_time(data):\n    r, w = os.pipe()\n"
+            "    if os.fork() == 0:\n        os.setsid()\n        time.sleep(0.8)\n"
+            "        os.write(w, str(os.getpriority(os.PRIO_PROCESS, 0)).encode())\n"
+            "        os._exit(0)\n    end = time.monotonic() + 0.8\n"
+            "    while time.monotonic() < end:\n        pass\n"
+            "    other = os.read(r, 10).decode()\n    os.wait()\n    try:\n"
+            "        os.setpriority(os.PRIO_PROCESS, 0, 0)\n        undo = 'UNDONE'\n"
+            "    except OSError:\n        undo = 'kept'\n"
+            "    raise RuntimeError(f'nice={os.getpriority(os.PRIO_PROCESS, 0)} other={other} "
+            "{undo}')\n")
+    nice = max(10, os.nice(0))  # the sandbox inherits the server's (this process's) nice
+    error(run(client, "alice", ALICE, "long.py", code), 400,
+          f"nice={nice} other={nice} kept")
+
+
 def test_fork_bomb_is_stopped_and_the_worker_replaced(client, app):
     code = ("import os\n\ndef reduce_time(data):\n    while True:\n        try:\n"
             "            os.fork()\n        except OSError:\n            pass\n")

@@ -81,7 +81,6 @@ def _limit(which: int, value: int) -> None:
 
 
 def _apply_limits(req: dict) -> None:
-    os.nice(10)  # the server's own threads (reads, encoding) come first on a busy CPU
     cpu = max(1, int(req["timeout"] + 0.999))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     _limit(resource.RLIMIT_AS, _vsz() + int(req["memory"]))
@@ -514,12 +513,17 @@ def _run(req: dict, frames: list) -> tuple[dict, list, int | None]:
     sel.register(res_r, selectors.EVENT_READ, "res")
     sel.register(log_r, selectors.EVENT_READ, "log")
     timed_out = too_big = complete = False
+    renice_at = time.monotonic() + RENICE_AFTER
     while sel.get_map() and not (too_big or complete):
-        left = deadline - time.monotonic()
+        now = time.monotonic()
+        left = deadline - now
         if left <= 0:
             timed_out = True
             break
-        for key, _ in sel.select(timeout=min(left, 1.0)):
+        if now >= renice_at:
+            _renice(pid)
+            renice_at = now + RENICE_AFTER
+        for key, _ in sel.select(timeout=min(left, max(0.0, renice_at - now), 1.0)):
             chunk = os.read(key.fd, 1 << 20)
             if not chunk:
                 sel.unregister(key.fd)
@@ -573,6 +577,29 @@ def _run(req: dict, frames: list) -> tuple[dict, list, int | None]:
                 "log": text}, [], None
     return {"ok": False, "kind": "crash", "message": f"the script process ended without a "
             f"result (exit status {os.WEXITSTATUS(status)})", "log": text}, [], None
+
+
+#: Seconds a script runs at the worker's priority; then it (and every process it started)
+#: goes to nice 10, so that a long script yields to the server's own work and to other
+#: users' short scripts; a short call (most tiles) is not slowed on a busy CPU.
+RENICE_AFTER = 0.05
+#: The nice value of scripts past :data:`RENICE_AFTER` (a process cannot lower it again).
+NICE = 10
+
+
+def _renice(pid: int) -> None:
+    """Lower the priority of the script's processes (its group; in our own pid namespace,
+    every process but us and init, which catches those it started in other sessions; done
+    again every :data:`RENICE_AFTER` seconds for those started since)."""
+    targets = [(os.PRIO_PGRP, pid)]
+    if OWN_PID_NAMESPACE:
+        targets += [(os.PRIO_PROCESS, p) for p in _strays()]
+    for which, who in targets:
+        try:
+            if os.getpriority(which, who) < NICE:
+                os.setpriority(which, who, NICE)
+        except OSError:
+            pass  # gone already
 
 
 def _kill(pid: int) -> None:
