@@ -163,6 +163,18 @@ def test_interpolate_linear_per_pixel(stack):
             assert (expected is None and math.isnan(got)) or abs(got - expected) < 1e-5
 
 
+def test_interpolate_linear_along_dates_weighs_by_time():
+    """Date labels (a time series in apply_dimension) are the x axis: a gap of 1 day
+    before and 3 days after gets 3/4 of the first value plus 1/4 of the next."""
+    days = ("2020-05-01T00:00:00Z", "2020-05-02T00:00:00Z", "2020-05-05T00:00:00Z")
+    stack = np.array([[[0.0]], [[np.nan]], [[8.0]]], dtype=np.float32)
+    out = run("array_interpolate_linear", data=LabeledArray(stack, days))
+    assert out.labels == days
+    assert out.values[1, 0, 0] == pytest.approx(2.0)
+    by_index = run("array_interpolate_linear", data=stack)
+    assert by_index[1, 0, 0] == pytest.approx(4.0)
+
+
 def test_text_processes_and_their_errors():
     assert run("text_contains", data="S2B_MSIL2A", pattern="msi", case_sensitive=False)
     assert run("text_ends", data=None, pattern="x") is None

@@ -25,9 +25,9 @@ from tileserver.core.params import parse_iso_date
 from tileserver.core.processes.arraylib import (
     LabeledArray,
     _float_dtype,
+    _floating,
     _invalid,
     _is_number,
-    _nodata_mask,
     _numeric,
     _py,
     _register,
@@ -137,13 +137,14 @@ def array_apply(data, process, context=None):
 
 def _compact(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """The kept elements of every pixel moved to the front (in order), no-data after them;
-    as many elements as the pixel that keeps the most."""
-    rows = np.argsort(~keep, axis=0, kind="stable")
-    out = np.take_along_axis(values, rows, axis=0).astype(_float_dtype(values), copy=True)
-    count = keep.sum(axis=0)
-    n = int(count.max()) if count.size else 0
-    out = out[:n]
-    out[np.arange(n).reshape((n,) + (1,) * (values.ndim - 1)) >= count] = np.nan
+    as many elements as the pixel that keeps the most (each kept value goes to the row of
+    its running count)."""
+    keep = np.broadcast_to(keep, values.shape)
+    rank = np.cumsum(keep, axis=0) - 1
+    n = int(rank[-1].max()) + 1 if len(values) else 0
+    out = np.full((max(n, 0),) + values.shape[1:], np.nan, dtype=_float_dtype(values))
+    where = np.nonzero(keep)
+    out[(rank[where],) + where[1:]] = values[where]
     return out
 
 
@@ -211,14 +212,18 @@ def _list_order(pid: str, values: list, asc: bool, nodata) -> list[int]:
 def _array_order(pid: str, a: np.ndarray, asc: bool, nodata) -> tuple[np.ndarray, np.ndarray]:
     """``(rows, valid)``: the permutation along axis 0 of every pixel (stable: ties keep
     their order), no-data last unless ``nodata`` is false; ``valid``: which ranks hold a
-    value."""
-    a = _numeric(pid, a)
-    missing = _nodata_mask(a)
+    value. numpy's stable argsort puts NaN last, as wanted; descending sorts the negated
+    values; no-data first rotates each pixel by its number of no-data values."""
+    a = _floating(_numeric(pid, a))
     with np.errstate(all="ignore"):
-        key = np.where(missing, 0, a if asc else -a.astype(_float_dtype(a)))
-    first = missing if nodata is not False else ~missing
-    rows = np.lexsort((key, first), axis=0)
-    valid = ~np.take_along_axis(missing, rows, axis=0)
+        rows = np.argsort(a if asc else -a, axis=0, kind="stable")
+    holes = np.isnan(a).sum(axis=0)
+    n = len(a)
+    valid = np.arange(n).reshape((n,) + (1,) * (a.ndim - 1)) < n - holes
+    if nodata is False and holes.any():
+        shift = (np.arange(n).reshape((n,) + (1,) * (a.ndim - 1)) - holes) % max(n, 1)
+        rows = np.take_along_axis(rows, shift, axis=0)
+        valid = np.take_along_axis(valid, shift, axis=0)
     return rows, valid
 
 
@@ -254,8 +259,16 @@ def sort(data, asc=True, nodata=None):
     values, _ = _split("sort", data)
     if isinstance(values, list):
         return [values[i] for i in _list_order("sort", values, asc, nodata)]
-    rows, valid = _array_order("sort", values, asc, nodata)
-    ranked = np.take_along_axis(_numeric("sort", values), rows, axis=0)
+    a = _floating(_numeric("sort", values))
+    if nodata is not False:  # no-data last: numpy's sort puts NaN there itself
+        with np.errstate(all="ignore"):
+            ranked = np.sort(a, axis=0) if asc else -np.sort(-a, axis=0)
+        n = len(a)
+        valid = np.arange(n).reshape((n,) + (1,) * (a.ndim - 1)) < n - np.isnan(a).sum(
+            axis=0)
+    else:
+        rows, valid = _array_order("sort", a, asc, nodata)
+        ranked = np.take_along_axis(a, rows, axis=0)
     if values.ndim == 1:
         return [_py(v) for v, ok in zip(ranked, valid, strict=True) if ok or nodata is not None]
     if nodata is None and not valid.all():
@@ -306,19 +319,8 @@ def array_interpolate_linear(data):
                  np.array([np.nan if v is None else v for v in values], dtype=np.float64)
                  if as_list else values)
     a = a.astype(_float_dtype(a), copy=False)
-    if labels is not None and all(_is_number(v) for v in labels):
-        pos = np.asarray(labels, dtype=np.float64)
-    else:
-        pos = np.arange(len(a), dtype=np.float64)
-    flat = a.reshape(len(a), -1)
-    out = flat.copy()
-    missing = np.isnan(flat)
-    for col in np.flatnonzero(missing.any(axis=0) & ((~missing).sum(axis=0) >= 2)):
-        known = ~missing[:, col]
-        xs = pos[known]
-        inside = missing[:, col] & (pos > xs[0]) & (pos < xs[-1])
-        with np.errstate(all="ignore"):
-            out[inside, col] = _interp(pos[inside], xs, flat[known, col])
+    pos = _positions(labels, len(a))
+    out = _fill_between(a.reshape(len(a), -1), pos)
     out = out.reshape(a.shape)
     if as_list or out.ndim == 1:
         result: Any = [None if (as_list and values[i] is None and np.isnan(v)) else _py(v)
@@ -328,14 +330,44 @@ def array_interpolate_linear(data):
     return _relabel(result, labels)
 
 
-def _interp(x: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """Linear interpolation between the neighbours (infinite neighbours give infinity, as
-    the limit does, where numpy's formula gives NaN)."""
-    hi = np.searchsorted(xs, x)
-    lo = hi - 1
-    x0, x1, y0, y1 = xs[lo], xs[hi], ys[lo], ys[hi]
-    w = (x - x0) / (x1 - x0)
-    out = y0 + (y1 - y0) * w
+def _positions(labels: tuple | None, n: int) -> np.ndarray:
+    """The x axis of an interpolation: numeric labels, date labels (seconds; the dates of
+    a time series), else the indices."""
+    if labels is not None and all(_is_number(v) for v in labels):
+        return np.asarray(labels, dtype=np.float64)
+    if labels is not None and labels and all(isinstance(v, str) for v in labels):
+        try:
+            return np.array([parse_iso_date(v).timestamp() for v in labels])
+        except ValueError:
+            pass
+    return np.arange(n, dtype=np.float64)
+
+
+def _fill_between(a: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """No-data of every column of ``a`` (``(n, pixels)``) between two values replaced by
+    the linear interpolation at ``pos`` (one position per row), all columns at once: the
+    previous and next valid rows of each element come from running maxima/minima of row
+    numbers. An infinite neighbour gives that infinity (the limit), where the formula
+    gives NaN."""
+    n = len(a)
+    missing = np.isnan(a)
+    if n == 0 or not missing.any():
+        return a.copy()
+    rows = np.arange(n).reshape(n, 1)
+    prev = np.maximum.accumulate(np.where(missing, -1, rows), axis=0)
+    nxt = np.minimum.accumulate(np.where(missing, n, rows)[::-1], axis=0)[::-1]
+    inside = missing & (prev >= 0) & (nxt < n)
+    out = a.copy()
+    if not inside.any():
+        return out
+    p0, p1 = prev[inside], nxt[inside]
+    cols = np.nonzero(inside)[1]
+    y0, y1 = a[p0, cols], a[p1, cols]
+    x0, x1 = pos[p0], pos[p1]
+    x = np.broadcast_to(pos.reshape(n, 1), a.shape)[inside]
+    with np.errstate(all="ignore"):
+        value = y0 + (y1 - y0) * ((x - x0) / (x1 - x0))
     inf0, inf1 = np.isinf(y0), np.isinf(y1)
-    out = np.where(inf0, y0, out)
-    return np.where(inf1 & ~inf0, y1, out)
+    value = np.where(inf0, y0, np.where(inf1, y1, value))
+    out[inside] = value
+    return out
