@@ -456,6 +456,43 @@ def test_result_that_cannot_be_written_is_an_error_and_queue_resumes(apps, clust
     assert_matches_core(data[0], _core(app, graph).data[0, 0])
 
 
+def test_tiles_of_a_level_that_cannot_be_written_are_an_error_and_queue_resumes(apps,
+                                                                                 cluster):
+    # 128 px blocks do not cover whole 256 px tiles: strip tasks compress the full
+    # resolution from the blocks' values, one tile row (512 x 256 px, 512 KiB
+    # uncompressed) each; with no file above 300 KB allowed the blocks are written, the
+    # strips are not
+    app = apps(batch_block_size=128, batch_inflight=4)
+    client = app.test_client()
+    graph = ndvi_graph("min_time")
+    job_id = create_job(client, graph, {"format": "GTiff", "parameters": {
+        "compress": "none", "blockxsize": 256}})
+    from distributed import Client
+
+    with Client(cluster.scheduler_address, timeout=30) as dask_client:
+        dask_client.run(_limit_file_size, 300_000)
+        try:
+            client.patch(f"/jobs/{job_id}/queue")
+            job = wait_job(client, job_id, status_is("finished", "error"))
+        finally:
+            dask_client.run(_limit_file_size, None)
+    assert job["status"] == "error", client.get(f"/jobs/{job_id}/logs").get_json()
+    assert job["error"].startswith("writing the result failed"), job["error"]
+    assert "cannot write the tiles of level 1/1 of the result" in job["error"], job["error"]
+    assert "files larger than 300000 bytes are refused" in job["error"], job["error"]
+    assert job["progress"] < 90
+    home = app.extensions["tileserver"].settings.home
+    assert not (home / "results" / job_id).exists()
+    # room again: queue resumes from the finished blocks and writes the strips
+    assert client.patch(f"/jobs/{job_id}/queue").status_code == 202
+    job = wait_job(client, job_id, status_is("finished", "error"))
+    assert job["status"] == "finished", client.get(f"/jobs/{job_id}/logs").get_json()
+    messages = [e["message"] for e in client.get(f"/jobs/{job_id}/logs").get_json()]
+    assert any(m.startswith("resuming: ") for m in messages), messages
+    data, _ = read_result(client, client.get(f"/jobs/{job_id}/download").get_json()[0])
+    assert_matches_core(data[0], _core(app, graph).data[0, 0])
+
+
 def test_clean_restart_resumes_the_job(apps, tmp_path):
     home = tmp_path / "shared-home"
     first = apps(home=home, batch_block_size=128, batch_inflight=1)
