@@ -267,8 +267,55 @@ def test_apply_dimension_over_bands_with_a_new_number_of_values(engine, small_ca
     assert_allclose(cube.data, ref, rtol=1e-6, equal_nan=True)
 
 
+def test_apply_dimension_t_into_a_new_dimension(engine, small_catalog):
+    """NDVI (no bands dimension left) over t into a new dimension 'stats' (min, mean, max:
+    an array of reducers), then reduced over 'stats' by label."""
+    stats = {"process_graph": {
+        "mn": {"process_id": "min", "arguments": {"data": p("data")}},
+        "me": {"process_id": "mean", "arguments": {"data": p("data")}},
+        "mx": {"process_id": "max", "arguments": {"data": p("data")}},
+        "a": {"process_id": "array_create", "arguments": {"data": [
+            {"from_node": "mn"}, {"from_node": "me"}, {"from_node": "mx"}]}, "result": True}}}
+    nodes = _graph(_load(["B04", "B08"]),
+                   ("nd", "ndvi", {"data": {"from_node": "load"}}),
+                   ("s", "apply_dimension", {"data": {"from_node": "nd"}, "dimension": "t",
+                                             "target_dimension": "stats", "process": stats}),
+                   ("r", "rename_labels", {"data": {"from_node": "s"}, "dimension": "stats",
+                                           "target": ["min", "mean", "max"]}))
+    g = engine.parse(nodes)
+    assert (g.meta.band_dim, g.meta.bands, g.meta.reduced) == ("stats", ("min", "mean",
+                                                                         "max"), True)
+    cube = engine.evaluate(g, VIEW)
+    _, ref = reference_stack(small_catalog, "TEST", VIEW, ["B04", "B08"])
+    with np.errstate(all="ignore"):
+        nd = (ref[:, 1] - ref[:, 0]) / (ref[:, 1] + ref[:, 0])
+    expected = np.stack([np.nanmin(nd, 0), np.nanmean(nd, 0), np.nanmax(nd, 0)])
+    assert_allclose(cube.data[0], expected, rtol=1e-5, atol=1e-6, equal_nan=True)
+    spread = dict(nodes)
+    spread["r"] = {**nodes["r"], "result": False}
+    spread["d"] = {"process_id": "reduce_dimension", "arguments": {
+        "data": {"from_node": "r"}, "dimension": "stats", "reducer": {"process_graph": {
+            "hi": {"process_id": "array_element", "arguments": {"data": p("data"),
+                                                                "label": "max"}},
+            "lo": {"process_id": "array_element", "arguments": {"data": p("data"),
+                                                                "label": "min"}},
+            "s": {"process_id": "subtract", "arguments": {"x": {"from_node": "hi"},
+                                                          "y": {"from_node": "lo"}},
+                  "result": True}}}}, "result": True}
+    cube = engine.evaluate(engine.parse(spread), VIEW)
+    assert_allclose(cube.data[0, 0], expected[2] - expected[0], rtol=1e-5, atol=1e-6,
+                    equal_nan=True)
+    # 'stats' is not a bands dimension: filter_bands has none to filter
+    nodes["f"] = {"process_id": "filter_bands", "arguments": {
+        "data": {"from_node": "s"}, "bands": ["0"]}, "result": True}
+    nodes["r"]["result"] = False
+    with pytest.raises(ProcessGraphError) as info:
+        engine.parse(nodes)
+    assert info.value.code == "DimensionMissing"
+
+
 @pytest.mark.parametrize(("args", "words"), [
-    ({"target_dimension": "stats"}, "cannot create the dimension 'stats'"),
+    ({"target_dimension": "stats"}, "cannot create the dimension 'stats' beside 'bands'"),
     ({"target_dimension": "t", "dimension": "bands"}, "labels are dates"),
 ])
 def test_apply_dimension_targets_the_model_cannot_hold(engine, args, words):

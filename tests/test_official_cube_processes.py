@@ -78,17 +78,12 @@ LEAF = "tests_datacube"
 UNREPRESENTABLE: dict[tuple[str, int], str] = {
     ("aggregate_temporal_period", 0): "the data (xytt-no-data) has two temporal dimensions "
         "(t2, t); our cubes have at most one (t)",
-    ("apply_dimension", 1): "target_dimension 'quantiles' creates a dimension of type "
-        "'other'; our cubes have only x, y, t and bands, so the values can go to 'bands' "
-        "but not to a new dimension with another name (ProcessArgumentInvalid); the case "
-        "runs with target_dimension 'bands' in ADAPTED",
-    ("apply_dimension", 2): "target_dimension 'stats' creates a dimension of type 'other'; "
-        "our cubes have only x, y, t and bands (and the case applies over 'bands' of a cube "
-        "that has none: see CASE_ERRORS of the release); it runs over t with "
-        "target_dimension 'bands' in ADAPTED",
 }
 
 CASE_ERRORS: dict[tuple[str, int], str] = {
+    ("apply_dimension", 2): "applies over 'bands' of a cube that has none "
+        "(xyt-more-timestamps: x, y, t) and expects min, mean and max of each pixel's time "
+        "series: it runs over 't' in ADAPTED",
     ("aggregate_temporal_period", 3): "period 'hour' over 00:00, 00:59:59, 01:00, 01:30 and "
         "04:00 of 2020-06-01: expects the labels 2020-06-01-00, 2020-06-02-00, "
         "2020-06-03-00, 2020-06-04-00 (days, not hours) and four periods, one of them "
@@ -131,7 +126,17 @@ def _blue_nodata_at_0_3(case):
     case["returns"]["data"][2][0][3] = 255
 
 
+def _quantiles_at_nodata_pixel(case):
+    for q, value in enumerate((204.0, 210.0, 213.6)):
+        case["returns"]["data"][q][0][3] = value
+
+
 CORRECTIONS = {
+    ("apply_dimension", 1): (
+        "at y=5757495, x=404865 blue is 255, the asset's nodata: the quantiles (type 7, as "
+        "quantiles.json says) of red 192 and green 216 are 204, 210 and 213.6, where the "
+        "case expects 192, 204 and 211.2 (another interpolation, for this pixel only)",
+        _quantiles_at_nodata_pixel),
     ("reduce_dimension", 1): (
         "expects red/blue = 192/165 at y=5757495, x=404865, but blue is 255 there, the "
         "asset's nodata (165 is that pixel in xyb-enumerated-bands): the result is nodata",
@@ -159,37 +164,16 @@ def _rename_dimension(doc: dict, old: str, new: str) -> None:
         doc["order"] = [new if d == old else d for d in doc["order"]]
 
 
-def _quantiles_to_bands(case):
-    case["arguments"]["target_dimension"] = "bands"
-    _rename_dimension(case["returns"], "quantiles", "bands")
-    # the target is the source and the number of values is the same: the labels are kept
-    # (apply_dimension.json)
-    data = _resolve(case["arguments"]["data"], _tests_dir())
-    _dims(case["returns"])["bands"]["values"] = _dims(data)["bands"]["values"]
-    # at y=5757495, x=404865 blue is 255, the asset's nodata: the quantiles (type 7, as
-    # quantiles.json says) of red 192 and green 216 are 204, 210 and 213.6, where the case
-    # expects 192, 204 and 211.2 (another interpolation, used for this pixel only)
-    for q, value in enumerate((204.0, 210.0, 213.6)):
-        case["returns"]["data"][q][0][3] = value
-
-
-def _stats_over_t_to_bands(case):
+def _stats_over_t(case):
     case["arguments"]["dimension"] = "t"
-    case["arguments"]["target_dimension"] = "bands"
-    _rename_dimension(case["returns"], "stats", "bands")
 
 
 #: Cases that cannot run as written but test what the model can hold when adapted:
 #: ``(what changes, function(case))``; run by ``test_official_case_adapted``.
 ADAPTED = {
-    ("apply_dimension", 1): (
-        "target_dimension 'bands' (the source) instead of a new dimension 'quantiles': the "
-        "same values; three values for three bands keep the band labels (and the values of "
-        "the pixel with a no-data band corrected, see the function)", _quantiles_to_bands),
     ("apply_dimension", 2): (
-        "the min, mean and max of each pixel's time series (dimension 't', which the data "
-        "has, instead of 'bands', which it has not) into the bands dimension instead of a "
-        "new dimension 'stats'", _stats_over_t_to_bands),
+        "the min, mean and max of each pixel's time series over dimension 't', which the "
+        "data has, instead of 'bands', which it has not", _stats_over_t),
 }
 # Also corrected everywhere: ``{"from_argument": name}`` (not part of openEO 1.x graphs; in
 # apply#1, reduce_dimension#1, merge_cubes#3) is read as the evident ``from_node`` when a
@@ -466,12 +450,18 @@ def _expected_time(label: str) -> str:
     return _time(label).strftime("%Y-%m-%dT%H:%M:%SZ") if "T" in label else label
 
 
-def compare(result: Cube, has_bands: bool, expected: dict, pid: str, case: dict) -> None:
-    """Our cube equals the expected datacube (dimensions, labels, values)."""
-    dims, order = _dims(expected), _order(expected)
+def compare(result: Cube, has_bands: bool, expected: dict, pid: str, case: dict,
+            band_dim: str = "bands") -> None:
+    """Our cube equals the expected datacube (dimensions, labels, values); ``band_dim``:
+    the name of the dimension on our band axis."""
+    dims = _dims(expected)
     ours = {"x", "y"} | ({"t"} if result.times is not None else set()) | (
-        {"bands"} if has_bands else set())
+        {band_dim} if has_bands else set())
     assert ours == set(dims), f"dimensions: ours {sorted(ours)}, expected {sorted(dims)}"
+    if band_dim != "bands" and has_bands:
+        expected = copy.deepcopy(expected)
+        _rename_dimension(expected, band_dim, "bands")
+    dims, order = _dims(expected), _order(expected)
     if "t" in dims:
         assert _time_labels(result, pid, case) == [_expected_time(v) for v in
                                                    dims["t"]["values"]], "t labels"
@@ -546,7 +536,7 @@ def test_official_case(pid, index, case, leaves):
     result = engine.evaluate(g, view)
     assert isinstance(result, Cube)
     expected = _resolve(case["returns"], folder)
-    compare(result, g.meta.has_bands, expected, pid, case)
+    compare(result, g.meta.has_bands, expected, pid, case, g.meta.band_dim)
 
 
 @pytest.mark.parametrize("key", sorted(ADAPTED), ids=lambda k: f"{k[0]}-{k[1]}")
@@ -563,7 +553,8 @@ def test_official_case_adapted(key, leaves):
     engine = Engine(Catalog({}), NodeCache(64 * 1024 * 1024))
     g = engine.parse(graph, dialect="1.x")
     result = engine.evaluate(g, view)
-    compare(result, g.meta.has_bands, _resolve(case["returns"], folder), pid, case)
+    compare(result, g.meta.has_bands, _resolve(case["returns"], folder), pid, case,
+            g.meta.band_dim)
 
 
 def test_the_leaf_answers_queries_like_load_collection(leaves):

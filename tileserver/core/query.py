@@ -74,6 +74,9 @@ class CubeMeta:
     #: A 1.x ``resample_spatial``: the native resolution (in ``native_crs`` units) and CRS.
     native_res: float | None = None
     native_crs: CRS | None = None
+    #: The name of the dimension on the band axis: ``bands``, or the dimension of type
+    #: ``other`` that a 1.x ``apply_dimension`` put there (``target_dimension``).
+    band_dim: str = "bands"
     #: The dates are the labels a UDF returns (``aggregate_time``): known only by running
     #: it (:meth:`tileserver.core.evaluator.Engine.times` with the owner's context).
     scripted_times: bool = False

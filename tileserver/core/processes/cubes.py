@@ -172,21 +172,22 @@ def resolve_band(product, available: tuple[str, ...], name: Any, node: Node, arg
 
 
 def _dimension(node: Node, meta: CubeMeta, name: str = "dimension") -> str:
+    """The axis (``t`` or ``bands``) of the dimension an argument names."""
     dim = node.args.get(name)
     if dim in TIME_DIMS:
         if meta.reduced:
             raise _invalid(node, name, "the temporal dimension was already reduced",
                            "DimensionNotAvailable")
         return "t"
-    if dim in BAND_DIMS:
+    if dim == meta.band_dim:
         if not meta.has_bands:
-            raise _invalid(node, name, "the bands dimension was already reduced",
+            raise _invalid(node, name, f"the {dim} dimension was already reduced",
                            "DimensionNotAvailable")
         return "bands"
     if dim in ("x", "y"):
         raise _invalid(node, name, f"dimension {dim!r} cannot be used here (spatial "
                        "dimensions are kept for tiles and coverages)")
-    dims = [d for d, present in (("t", not meta.reduced), ("bands", meta.has_bands))
+    dims = [d for d, present in (("t", not meta.reduced), (meta.band_dim, meta.has_bands))
             if present]
     raise _invalid(node, name, f"the data cube has no dimension {dim!r}; its dimensions are "
                    f"x, y{''.join(', ' + d for d in dims)}", "DimensionNotAvailable")
@@ -388,8 +389,9 @@ def filter_temporal(ctx, node, query):
 
 def _bands_meta(ctx, node):
     child = ctx.meta(node.args["data"])
-    if not child.has_bands:
-        raise _invalid(node, "data", "the data has no bands dimension (it was reduced)",
+    if not child.has_bands or child.band_dim not in BAND_DIMS:
+        raise _invalid(node, "data", "the data has no bands dimension (it was reduced"
+                       + (f", or replaced by {child.band_dim!r})" if child.has_bands else ")"),
                        "DimensionMissing")
     wanted = node.args.get("bands")
     if node.args.get("wavelengths") is not None:
@@ -565,26 +567,34 @@ def apply(ctx, node, query):
     return cube.with_data(np.ascontiguousarray(data), kind=ctx.meta(node).kind)
 
 
-def _target_dimension(node: Node, meta: CubeMeta, dim: str) -> str:
-    """Where ``apply_dimension`` puts the computed values: ``t`` or ``bands``."""
+def _target_dimension(node: Node, meta: CubeMeta, dim: str) -> tuple[str, str]:
+    """``(axis, name)``: where ``apply_dimension`` puts the computed values (``t`` or the
+    band axis) and the name of that dimension. The band axis holds ``bands`` or one
+    dimension of type other: a target that is not the source replaces the source there
+    (over ``bands``), or goes there when the axis is free or has one band (over ``t``)."""
+    source = node.args.get("dimension")
     target = node.args.get("target_dimension")
-    if target is None or target == node.args.get("dimension"):
-        return dim
+    if target is None or target == source:
+        return dim, (meta.band_dim if dim == "bands" else "t")
     if target in TIME_DIMS:
         raise _invalid(node, "target_dimension", "the temporal dimension's labels are "
-                       "dates, which values computed along the bands do not have; only "
-                       "'bands' (or null) can be a target dimension here")
-    if target not in BAND_DIMS:
-        raise _invalid(node, "target_dimension", f"cannot create the dimension {target!r}: "
-                       "the data cubes of this back-end have the dimensions x, y, t and "
-                       "bands; use 'bands' (its labels are 0, 1, … and rename_labels can "
-                       "name them)")
-    if dim == "t" and meta.has_bands and len(meta.bands) != 1:
-        raise _invalid(node, "target_dimension", f"the values along t become the bands, so "
-                       f"the data must have one band, not {len(meta.bands)} "
-                       f"({', '.join(meta.bands)}): select one with filter_bands or reduce "
-                       "the bands first")
-    return "bands"
+                       "dates, which values computed along another dimension do not have")
+    if not isinstance(target, str) or not target or target in ("x", "y"):
+        raise _invalid(node, "target_dimension", "expected the name of a new dimension, "
+                       "of the band dimension, or null")
+    if dim == "bands" or not meta.has_bands:
+        return "bands", target
+    if target != meta.band_dim:
+        raise _invalid(node, "target_dimension", f"cannot create the dimension {target!r} "
+                       f"beside {meta.band_dim!r}: the data cubes of this back-end have x, "
+                       "y, t and one more dimension; use "
+                       f"{meta.band_dim!r} as the target, or reduce it first")
+    if len(meta.bands) != 1:
+        raise _invalid(node, "target_dimension", f"the values along t become the "
+                       f"{target} dimension, so the data must have one band, not "
+                       f"{len(meta.bands)} ({', '.join(meta.bands)}): select one with "
+                       "filter_bands or reduce the bands first")
+    return "bands", target
 
 
 def _probe_count(node: Node, labels: tuple) -> int:
@@ -607,23 +617,24 @@ def _made_up_dates(n: int) -> tuple[str, ...]:
 def _apply_dim_meta(ctx, node):
     child = ctx.meta(node.args["data"])
     dim = _dimension(node, child)
-    target = _target_dimension(node, child, dim)
+    axis, name = _target_dimension(node, child, dim)
     kind = _callback_kind(node.args["process"], child.kind)
     if dim == "bands":
         count = _probe_count(node, child.bands)
-        if count == len(child.bands):
-            return child.but(kind=kind)
-        return child.but(bands=tuple(str(i) for i in range(count)), kind=kind)
-    if target == "t":
+        if count == len(child.bands) and name == child.band_dim:
+            return child.but(kind=kind)  # the labels are kept
+        return child.but(bands=tuple(str(i) for i in range(count)), band_dim=name,
+                         kind=kind)
+    if axis == "t":
         return child.but(kind=kind)
     counts = {n: _probe_count(node, _made_up_dates(n)) for n in (3, 5)}
     if counts[3] != counts[5]:
         raise _invalid(node, "process", f"it computes {counts[3]} values for 3 dates and "
-                       f"{counts[5]} for 5: the values along t can become bands only when "
-                       "their number does not depend on the number of dates (e.g. "
+                       f"{counts[5]} for 5: the values along t can become a dimension only "
+                       "when their number does not depend on the number of dates (e.g. "
                        "quantiles, extrema, or an array of reducers)")
     return child.but(bands=tuple(str(i) for i in range(counts[3])), reduced=True,
-                     has_bands=True, kind=kind)
+                     has_bands=True, band_dim=name, kind=kind)
 
 
 def _computed(node: Node, out: Any, n: int, shape: tuple[int, ...], along: str
@@ -788,8 +799,9 @@ def merge_cubes(ctx, node, query):
 
 def _rename_meta(ctx, node):
     child = ctx.meta(node.args["data"])
-    if node.args.get("dimension") not in BAND_DIMS:
-        raise _invalid(node, "dimension", "only the bands dimension can be renamed")
+    if node.args.get("dimension") != child.band_dim:
+        raise _invalid(node, "dimension", f"only the {child.band_dim} dimension can be "
+                       "renamed")
     target, source = node.args.get("target"), node.args.get("source") or []
     if isinstance(source, list):  # apply_dimension's labels 0, 1, … are numbers in openEO
         source = [str(v) if isinstance(v, int) and not isinstance(v, bool)
