@@ -18,7 +18,10 @@
    finished. Wall time is from the queue request to ``finished`` (the COG included).
    Peak RSS (``VmHWM``) of the gunicorn worker that drives the job (it also runs the Dask
    scheduler) and of each Dask worker process; the longest time the progress percentage
-   stood still while the job ran.
+   stood still while the job ran. For each run, how many cores other processes of the
+   machine kept busy meanwhile (``/proc/stat`` minus our CPU time): on a shared machine
+   the job's processes form one scheduling group (Linux autogroup) that gets no more
+   CPU than the script's when others are busy, whatever their ``nice``.
 4. Each batch result is compared with the plain script's COG: same values at full
    resolution and in every overview level, and whether the files are byte-identical.
 
@@ -162,6 +165,18 @@ def run_plain(root: Path, out: Path, dates: int) -> tuple[float, float, int, flo
     return float(wall), float(computed), int(rss), float(cpu)
 
 
+def busy_seconds() -> float:
+    """CPU seconds all processes of the machine have used (``/proc/stat``, every core)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def others(busy: float, ours: float, wall: float) -> str:
+    """How many cores other processes kept busy while we ran ``wall`` seconds."""
+    return f"others used {max(0.0, busy - ours) / wall:.1f} of {os.cpu_count()} cores"
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time of processes so far (all their threads)."""
     total = 0.0
@@ -250,17 +265,20 @@ def run_batch(catalog: Path, workers: int, block: int | None, home: Path) -> dic
             "job_id"]
         roles = process_roles(psutil.Process(server.proc.pid))
         cpu0 = [cpu_seconds(roles["web"]), cpu_seconds(roles["dask"])]
+        busy0 = busy_seconds()
         t0 = time.perf_counter()
         api.patch(f"{url}/jobs/{job_id}/queue")
         job, changes = wait_finished(api, url, job_id, every=0.2)
         wall = time.perf_counter() - t0
         cpu = [cpu_seconds(roles["web"]) - cpu0[0], cpu_seconds(roles["dask"]) - cpu0[1]]
+        busy = busy_seconds() - busy0
         logs = api.get(f"{url}/jobs/{job_id}/logs").json()
         if job["status"] != "finished":
             raise RuntimeError(logs)
         times = [t for t, _ in changes]
         return {
             "wall": wall, "blocks": job["blocks"]["total"], "cpu": cpu,
+            "others": others(busy, sum(cpu), wall),
             "web_rss": max(peak_rss(p) for p in roles["web"]),
             "dask_rss": [peak_rss(p) for p in roles["dask"]],
             "result": home / "results" / job_id / "result.tif",
@@ -299,13 +317,15 @@ def main() -> None:
             plain = None
             if not args.no_plain:
                 out = Path(tmp) / "plain.tif"
+                busy = busy_seconds()
                 wall, computed, rss, cpu = run_plain(data_dir, out, args.dates)
+                busy = busy_seconds() - busy
                 plain = out
                 walls.setdefault("plain", []).append(wall)
                 peaks.setdefault("plain", []).append(f"{rss / mib:.0f}")
                 print(f"  [{i + 1}] plain: {wall:.1f} s ({computed:.1f} s to compute, "
                       f"{wall - computed:.1f} s to write the COG), CPU {cpu:.1f} s, "
-                      f"peak RSS {rss / mib:.0f} MiB",
+                      f"peak RSS {rss / mib:.0f} MiB; {others(busy, cpu, wall)}",
                       flush=True)
             for n in counts:
                 res = run_batch(catalog, n, args.block, Path(tmp) / f"home{n}")
@@ -318,7 +338,8 @@ def main() -> None:
                       f"{res['cpu'][0]:.1f} s server, {res['cpu'][1]:.1f} s workers, "
                       f"progress still "
                       f"for at most {res['stall']:.1f} s, peak RSS server "
-                      f"{res['web_rss'] / mib:.0f} MiB, workers {workers} MiB", flush=True)
+                      f"{res['web_rss'] / mib:.0f} MiB, workers {workers} MiB; "
+                      f"{res['others']}", flush=True)
                 if plain is not None:
                     compare(plain, res["result"])
     print(f"\n{'run':34} {'median wall s':>14}  {'runs':24} peak RSS MiB (server | workers)")
