@@ -282,7 +282,9 @@ def run_batch(catalog: Path, workers: int, block: int | None, home: Path) -> dic
             "web_rss": max(peak_rss(p) for p in roles["web"]),
             "dask_rss": [peak_rss(p) for p in roles["dask"]],
             "result": home / "results" / job_id / "result.tif",
-            "stall": max(b - a for a, b in zip([0.0, *times], [*times, wall], strict=True)),
+            # the longest time the progress stood still, and at which value
+            "stall": max((b - a, p) for a, b, p in zip(
+                [0.0, *times], [*times, wall], [0.0, *(p for _, p in changes)], strict=True)),
             "phases": [e["message"] for e in logs if "(" in e["message"] and " s)" in
                        e["message"]],
         }
@@ -337,7 +339,8 @@ def main() -> None:
                       f"{res['wall']:.1f} s ({'; '.join(res['phases'])}), CPU "
                       f"{res['cpu'][0]:.1f} s server, {res['cpu'][1]:.1f} s workers, "
                       f"progress still "
-                      f"for at most {res['stall']:.1f} s, peak RSS server "
+                      f"for at most {res['stall'][0]:.1f} s (at {res['stall'][1]} %), "
+                      f"peak RSS server "
                       f"{res['web_rss'] / mib:.0f} MiB, workers {workers} MiB; "
                       f"{res['others']}", flush=True)
                 if plain is not None:
