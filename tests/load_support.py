@@ -99,7 +99,9 @@ def serve(home: Path, catalog: Path, cache_bytes: int, threads: int = 8, workers
             try:
                 if requests.get(base + "/", timeout=5).status_code == 200:
                     break
-            except requests.ConnectionError:
+            # not listening yet, or listening while the worker still imports (a read
+            # timeout on a loaded machine: a failed CI run): wait until the deadline
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError("tileserver serve did not start")
