@@ -66,7 +66,7 @@ def test_serve_runs_gunicorn_and_stops_on_sigint(tmp_path, small_catalog):
         while time.monotonic() < deadline and proc.poll() is None:
             try:
                 resp = requests.get(f"http://127.0.0.1:{port}/", timeout=5)
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # the worker still booting
                 time.sleep(0.3)
                 continue
             body, server = resp.json(), resp.headers.get("Server", "")
