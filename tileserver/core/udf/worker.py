@@ -20,6 +20,7 @@ import gc
 import linecache
 import os
 import resource
+import select
 import selectors
 import signal
 import sys
@@ -476,6 +477,11 @@ class _Spare:
                     _FILTER.load()  # from here on, for good (kept across fork and exec)
                 req, arrays = wire.read_message(os.fdopen(0, "rb"), 1 << 34)
                 code = child_main(req, arrays, 3)
+                if OWN_PID_NAMESPACE:
+                    # answered: stop here (with any thread of the script) until the worker
+                    # kills us once the server has the answer; the exit (unmapping of the
+                    # libraries, milliseconds) then does not compete with the server
+                    os.kill(os.getpid(), signal.SIGSTOP)
             except BaseException:  # noqa: BLE001
                 code = 70
             os._exit(code)
@@ -483,6 +489,10 @@ class _Spare:
         for fd in (req_r, res_w, log_w):
             os.close(fd)
 
+
+#: Seconds the worker waits after an answer before killing the answered child and forking
+#: the next one (the server's work on the answer comes first), unless a request comes.
+LINGER = 0.01
 
 #: The next child (forked right after the previous call was answered).
 _SPARE: _Spare | None = None
@@ -537,8 +547,7 @@ def _run(req: dict, frames: list) -> tuple[dict, list, int | None]:
             else:
                 log += chunk
                 del log[:-LOG_BYTES]
-    if complete:
-        _kill(pid)  # the script's code stops now; it is reaped after the answer
+    if complete:  # the child stops itself after its result, it is killed after the answer
         for key, _ in sel.select(timeout=0):  # what the script printed (flushed before)
             if key.data == "log":
                 log += os.read(key.fd, 1 << 20)
@@ -694,6 +703,10 @@ def main() -> int:
         out.flush()
         if header.get("restart"):
             return 0
+        if pending is not None:
+            # let the server take the answer first (unless the next request is there)
+            select.select([inp], [], [], LINGER)
+            _kill(pending)
         if pending is not None and not _clear(pending):
             print("a script left processes behind that would not stop; retiring",
                   file=sys.stderr, flush=True)
