@@ -342,7 +342,7 @@ def test_cancel_while_running_stops_and_revokes_services(apps):
     time.sleep(0.5)
     assert done_blocks(client.get(f"/jobs/{job_id}").get_json()) == before  # stopped
     work = app.extensions["tileserver"].settings.home / "results" / ".work" / job_id
-    assert not list(work.glob("*/blocks/r*.tif"))
+    assert not list(work.glob("*/blocks/r*"))
     assert client.get(tile).status_code == 404
     assert client.patch(f"/jobs/{job_id}/cancel").status_code == 409
     assert client.get(f"/jobs/{job_id}/download").status_code == 409
@@ -360,7 +360,7 @@ def test_delete_running_job_removes_its_files(apps):
     time.sleep(1.0)
     results = app.extensions["tileserver"].settings.home / "results"
     assert not (results / ".work" / job_id).exists() or not list(
-        (results / ".work" / job_id).glob("*/blocks/r*.tif"))
+        (results / ".work" / job_id).glob("*/blocks/r*"))
     assert not (results / job_id).exists()
     assert client.get(f"/jobs/{job_id}/logs").status_code == 404
 

@@ -140,6 +140,10 @@ class JobSpec:
         suffix = "" if factor == 1 else f"_o{factor}"
         return self.blocks_dir / f"r{row:05d}_c{col:05d}{suffix}.tif"
 
+    def values_path(self, row: int, col: int) -> Path:
+        """The raw values of a block in the levels it does not cover whole tiles of."""
+        return self.blocks_dir / f"r{row:05d}_c{col:05d}.values"
+
     def tiles_path(self, row: int, col: int) -> Path:
         """The compressed COG tiles of a block (every layer and level tiled by blocks)."""
         return self.blocks_dir / f"r{row:05d}_c{col:05d}.tiles"
@@ -352,9 +356,8 @@ def _write_parts(spec: JobSpec, row: int, col: int, values: dict[str, np.ndarray
       (:meth:`JobSpec.tiled_by_blocks`: the full resolution and the first overviews when
       blocks are a multiple of the tile size), compressed by GDAL's COG driver with the
       result's options, as they will be in the result (:mod:`~tileserver.jobs.cogparts`);
-    - ``.tif`` (``_o{f}.tif`` for overview levels): uncompressed values of the other
-      levels, every layer of the job in turn (``per_layer`` bands each), that the final
-      step compresses;
+    - ``.values``: the raw float32 values of the other levels (level by level, layer by
+      layer: ``per_layer`` x rows x cols each), that the strip tasks compress;
     - ``.json``, last: what is where (the block is finished when it exists).
 
     A layer of the job that the block has no date of is all nodata.
@@ -388,13 +391,23 @@ def _write_parts(spec: JobSpec, row: int, col: int, values: dict[str, np.ndarray
             tiles[f"{layer}/{factor}"] = table
     if tiles:
         _write_bytes_atomic(spec.tiles_path(row, col), body)
-    for factor, parts in scratch.items():
-        if parts:
-            data = np.concatenate(parts)
-            _write_atomic(spec.scratch_path(row, col, factor), data,
-                          _scratch_profile(data, "float32", float("nan"), spec.tile), {})
+    offsets: dict[str, int] = {}
+    if any(scratch.values()):
+        raw = spec.values_path(row, col)
+        tmp = _atomic_path(raw)
+        try:
+            with open(tmp, "wb") as fh:
+                for factor, parts in scratch.items():
+                    if parts:
+                        offsets[str(factor)] = fh.tell()
+                        for part in parts:
+                            fh.write(memoryview(np.ascontiguousarray(part)).cast("B"))
+            os.replace(tmp, raw)
+        finally:
+            tmp.unlink(missing_ok=True)
     target = spec.block_path(row, col)
-    _write_bytes_atomic(target, json.dumps({"per_layer": per_layer, "tiles": tiles}).encode())
+    _write_bytes_atomic(target, json.dumps({"per_layer": per_layer, "tiles": tiles,
+                                            "values": offsets}).encode())
     return target.name
 
 
@@ -607,8 +620,9 @@ def run_strip(spec: JobSpec, factor: int, index: int) -> str:
     from the blocks' uncompressed values of that level, for every layer; writes
     ``.tiles`` then ``.json`` (the strip is finished when it exists)."""
     win = spec.strips(factor)[index]
-    blocks = spec.strip_blocks(factor, index)
-    per_layer = json.loads(spec.block_path(*blocks[0]).read_text())["per_layer"]
+    blocks = {b: json.loads(spec.block_path(*b).read_text())
+              for b in spec.strip_blocks(factor, index)}
+    per_layer = next(iter(blocks.values()))["per_layer"]
     options = cog_options(spec.output)
     body = bytearray()
     tiles: dict[str, list] = {}
@@ -618,19 +632,23 @@ def run_strip(spec: JobSpec, factor: int, index: int) -> str:
     try:
         for li, layer in enumerate(spec.layers):
             data = np.full((per_layer, int(win.height), int(win.width)), np.nan, np.float32)
-            bands = list(range(1 + li * per_layer, 1 + (li + 1) * per_layer))
-            for row, col in blocks:
+            for (row, col), manifest in blocks.items():
                 part = spec.level_window(row, col, factor)
                 left, top = max(x0, int(part.col_off)), max(y0, int(part.row_off))
                 right = min(x0 + int(win.width), int(part.col_off + part.width))
                 bottom = min(y0 + int(win.height), int(part.row_off + part.height))
                 if right <= left or bottom <= top:
                     continue
-                with rasterio.open(spec.scratch_path(row, col, factor)) as src:
-                    src.read(bands, window=Window(left - int(part.col_off),
-                                                  top - int(part.row_off),
-                                                  right - left, bottom - top),
-                             out=data[:, top - y0:bottom - y0, left - x0:right - x0])
+                shape = (per_layer, int(part.height), int(part.width))
+                size = shape[0] * shape[1] * shape[2]
+                values = np.fromfile(spec.values_path(row, col), np.float32, size,
+                                     offset=manifest["values"][str(factor)] + li * size * 4)
+                if values.size != size:
+                    raise OSError(f"{spec.values_path(row, col).name} is truncated")
+                values = values.reshape(shape)
+                data[:, top - y0:bottom - y0, left - x0:right - x0] = values[
+                    :, top - int(part.row_off):bottom - int(part.row_off),
+                    left - int(part.col_off):right - int(part.col_off)]
             encoded, entries, cols = cogparts.compress_part(data, "float32", float("nan"),
                                                             options)
             table = []
