@@ -338,6 +338,22 @@ def test_apply_dimension_t_into_bands_needs_one_band_and_a_fixed_count(engine):
         "process": _callback("sort")}))
     with pytest.raises(ProcessArgumentInvalid, match="does not depend on the number of"):
         engine.parse(per_date)
+    by_date = _graph(_load(["B04"]), ("a", "apply_dimension", {
+        "data": {"from_node": "load"}, "dimension": "t", "target_dimension": "bands",
+        "process": _callback("array_element", label="2020-05-01T00:00:00Z")}))
+    with pytest.raises(ProcessArgumentInvalid, match="must be known from the graph"):
+        engine.parse(by_date)
+
+
+def test_apply_dimension_with_a_reducer_gives_one_value(engine, small_catalog):
+    """A reducer (one value, not an array) as the process: one label along the target."""
+    g = engine.parse(_graph(_load(["B08"]), ("a", "apply_dimension", {
+        "data": {"from_node": "load"}, "dimension": "t", "target_dimension": "bands",
+        "process": _callback("max")})))
+    assert g.meta.bands == ("0",)
+    cube = engine.evaluate(g, VIEW)
+    _, ref = reference_stack(small_catalog, "TEST", VIEW, ["B08"])
+    assert_allclose(cube.data[0], np.nanmax(ref[:, 0], axis=0)[None], equal_nan=True)
 
 
 def test_apply_dimension_over_t_must_keep_one_value_per_date(engine):

@@ -607,7 +607,7 @@ def _probe_count(node: Node, labels: tuple) -> int:
     out = run_callback(node.args["process"], {"data": _labeled(values, labels),
                                               "context": _context(node.args.get("context"))})
     out = np.asarray(getattr(out, "values", out) if not isinstance(out, np.ndarray) else out)
-    return 1 if out.ndim == 0 else int(out.shape[0])
+    return 1 if out.ndim < values.ndim else int(out.shape[0])  # a reducer: one value
 
 
 def _made_up_dates(n: int) -> tuple[str, ...]:
@@ -627,7 +627,13 @@ def _apply_dim_meta(ctx, node):
                          kind=kind)
     if axis == "t":
         return child.but(kind=kind)
-    counts = {n: _probe_count(node, _made_up_dates(n)) for n in (3, 5)}
+    try:
+        counts = {n: _probe_count(node, _made_up_dates(n)) for n in (3, 5)}
+    except ProcessArgumentInvalid as exc:
+        raise _invalid(node, "process", "the number of values it computes along t must be "
+                       "known from the graph (it is found by running the process on "
+                       "made-up dates, and a process that reads given dates by label "
+                       f"cannot run there): {exc.message}") from None
     if counts[3] != counts[5]:
         raise _invalid(node, "process", f"it computes {counts[3]} values for 3 dates and "
                        f"{counts[5]} for 5: the values along t can become a dimension only "
@@ -641,6 +647,8 @@ def _computed(node: Node, out: Any, n: int, shape: tuple[int, ...], along: str
               ) -> np.ndarray:
     """The process's values as ``(n, *shape)`` float32, or a clear error."""
     arr = np.asarray(getattr(out, "values", out) if not isinstance(out, np.ndarray) else out)
+    if arr.ndim == len(shape):  # a reducer: one value per pixel
+        arr = arr[None]
     if arr.ndim == 0 or arr.shape[0] != n:
         got = 1 if arr.ndim == 0 else arr.shape[0]
         raise _invalid(node, "process", f"it computed {got} values along {along} where "
