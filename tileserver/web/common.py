@@ -41,11 +41,15 @@ def external_url(endpoint: str, **values: Any) -> str:
     return base_url() + url_for(endpoint, **values)
 
 
-def created(body: Any, endpoint: str, identifier: str, **values: Any):
-    """A 201 answer with ``Location`` and ``OpenEO-Identifier``."""
+def created(body: Any, endpoint: str, identifier: str, *, absolute: bool = True,
+            **values: Any):
+    """A 201 answer with ``Location`` and ``OpenEO-Identifier``. The 0.0.2 API keeps the
+    path-only ``Location`` it has always sent (``absolute=False``): clients join it to
+    their base URL."""
     resp = jsonify(body) if body is not None else current_app.response_class(status=201)
     resp.status_code = 201
-    resp.headers["Location"] = external_url(endpoint, **values)
+    resp.headers["Location"] = (external_url(endpoint, **values) if absolute
+                                else url_for(endpoint, **values))
     resp.headers["OpenEO-Identifier"] = identifier
     return resp
 

@@ -137,7 +137,8 @@ def create_job():
     """Validate and store a lazy job."""
     fields = _job_fields(json_body())
     job = runtime().store.create_job(current_user(), **fields)
-    return created(job_json(job), ".get_job", job["job_id"], job_id=job["job_id"])
+    return created(job_json(job), ".get_job", job["job_id"], absolute=False,
+                   job_id=job["job_id"])
 
 
 @bp.get("/jobs/<job_id>")
@@ -192,7 +193,8 @@ def create_service():
     service = runtime().store.create_service(current_user(), job_id, kind, args,
                                              jobs.optional_text(body, "title"))
     sid = service["service_id"]
-    return created(service_json(service), ".get_service", sid, service_id=sid)
+    return created(service_json(service), ".get_service", sid, absolute=False,
+                   service_id=sid)
 
 
 @bp.get("/services/<service_id>")
