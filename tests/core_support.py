@@ -60,11 +60,14 @@ def warp_file(href: str, view: View, band_meta: dict | None = None,
 def reference_stack(catalog_json, product_id: str, view: View, bands: list[str],
                     start: datetime | None = None, end: datetime | None = None,
                     resampling: Resampling = Resampling.nearest,
-                    ) -> tuple[list[str], np.ndarray]:
-    """``(days, array (t, b, y, x))``: the mosaic per UTC day, first acquisition wins."""
+                    keep=None) -> tuple[list[str], np.ndarray]:
+    """``(days, array (t, b, y, x))``: the mosaic per UTC day, first acquisition wins
+    (of the items for which ``keep(item)`` is true, when given)."""
     by_day: dict[str, list[pystac.Item]] = defaultdict(list)
     for item in stac_items(catalog_json, product_id):
         if (start and when(item) < start) or (end and when(item) > end):
+            continue
+        if keep is not None and not keep(item):
             continue
         by_day[when(item).strftime("%Y-%m-%d")].append(item)
     days = sorted(by_day)

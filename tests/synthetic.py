@@ -30,6 +30,8 @@ DATES = [
     (datetime(2020, 5, 21, 10, 0, tzinfo=UTC), "EPSG:32633"),
 ]
 BANDS = {"B04": 10.0, "B08": 10.0, "B11": 20.0}
+#: ``eo:cloud_cover`` of the items of DATES (for ``load_collection``'s property filters)
+CLOUD_COVER = [5.0, 40.0, 12.5, 60.0]
 
 
 def band_values(date_index: int, band: str, shape: tuple[int, int]) -> np.ndarray:
@@ -92,7 +94,8 @@ def make_catalog(root: Path) -> Path:
                 geom_bounds = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
             assets[band] = pystac.Asset(str(path), media_type=pystac.MediaType.GEOTIFF,
                                         roles=["data"])
-        item = pystac.Item(item_id, mapping(box(*geom_bounds)), list(geom_bounds), when, {})
+        item = pystac.Item(item_id, mapping(box(*geom_bounds)), list(geom_bounds), when,
+                           {"eo:cloud_cover": CLOUD_COVER[i]})
         for k, a in assets.items():
             item.add_asset(k, a)
         col.add_item(item)

@@ -145,6 +145,38 @@ def test_apply_linear_scale_range(con, small_catalog, tmp_path):
     assert_same(data[0], reduce_t(scaled, np.nanmean))
 
 
+def test_load_collection_property_filters(con, small_catalog, tmp_path):
+    """``max_cloud_cover`` and ``properties`` callbacks (their parameter is ``value``) select
+    the items read; the dates of the others are gone."""
+    path = tmp_path / "clear.tif"
+    con.load_collection("TEST", spatial_extent=EXTENT, temporal_extent=DATES, bands=["B04"],
+                        max_cloud_cover=20).download(path, format="GTiff")
+    with rasterio.open(path) as src:
+        view = View(src.crs, tuple(src.bounds), src.width, src.height)
+        data = src.read().astype("float64")
+        names = src.descriptions
+    days, stack = reference_stack(small_catalog, "TEST", view, ["B04"], keep=lambda item:
+                                  item.properties["eo:cloud_cover"] <= 20)
+    assert days == ["2020-05-01", "2020-05-11"]  # 05-11 from its clear item only
+    assert [n.split()[0] for n in names] == days
+    assert_same(data, stack[:, 0])
+    cube = con.load_collection("TEST", spatial_extent=EXTENT, temporal_extent=DATES,
+                               bands=["B04"], properties={
+                                   "eo:cloud_cover": lambda v: v.between(30, 50)})
+    cube.reduce_dimension(dimension="t", reducer="max").download(path, format="GTiff")
+    data, _ = reference(small_catalog, path, bands=["B04"])
+    with rasterio.open(path) as src:
+        view = View(src.crs, tuple(src.bounds), src.width, src.height)
+    days, stack = reference_stack(small_catalog, "TEST", view, ["B04"], keep=lambda item:
+                                  item.properties["eo:cloud_cover"] == 40)
+    assert days == ["2020-05-11"]
+    assert_same(data[0], stack[0, 0])
+    with pytest.raises(OpenEoApiError) as err:
+        con.datacube_from_process("load_collection", id="TEST", spatial_extent=EXTENT,
+                                  properties={"eo:cloud_cover": 20}).download(format="GTiff")
+    assert err.value.http_status_code == 400 and "properties" in err.value.message
+
+
 def test_bad_graph_is_a_clear_400(con):
     with pytest.raises(OpenEoApiError) as err:
         con.load_collection("NOPE").download(format="GTiff")

@@ -93,6 +93,8 @@ class Item:
     assets: dict[str, str]  # band id -> absolute href
     epsg: int | None = None
     _crs: CRS | None = field(default=None, repr=False)
+    #: the item's STAC properties (``eo:cloud_cover``…), for ``load_collection``'s filters
+    properties: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def bbox(self) -> tuple[float, float, float, float]:
@@ -249,6 +251,44 @@ class StaticProduct(Product):
         return filter_items(self.items, bbox_wgs84, time)
 
 
+class FilteredProduct(Product):
+    """A product seen through a predicate on its items (``load_collection``'s
+    ``properties`` filters): the same collection, bands and grid, fewer items."""
+
+    def __init__(self, inner: Product, keep):
+        self.inner, self.keep = inner, keep
+        self.id, self.description, self.title = inner.id, inner.description, inner.title
+        self.bands, self.license = inner.bands, inner.license
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        """The collection's bounds."""
+        return self.inner.bbox
+
+    @property
+    def crs(self) -> CRS:
+        """The collection's CRS."""
+        return self.inner.crs
+
+    @property
+    def time_range(self) -> tuple[datetime, datetime]:
+        """The collection's first and last acquisition."""
+        return self.inner.time_range
+
+    def items_for(self, bbox_wgs84, time) -> list[Item]:
+        """The inner product's items that the predicate keeps."""
+        return [i for i in self.inner.items_for(bbox_wgs84, time) if self.keep(i)]
+
+    def some_items(self) -> list[Item]:
+        """Items for facts of the grid: any item of the collection tells them."""
+        return self.inner.some_items()
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # not set yet (unpickling)
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
 def filter_items(items, bbox_wgs84, time) -> list[Item]:
     """The items (in their order) that intersect ``bbox_wgs84`` and lie in ``time``."""
     geom = box(*bbox_wgs84) if bbox_wgs84 else None
@@ -394,7 +434,8 @@ def _load_collection(collection: pystac.Collection) -> StaticProduct:
                 bands[key] = make_band(key, fields, summaries, href)
         geom = shape(stac_item.geometry) if stac_item.geometry else box(*stac_item.bbox)
         items.append(Item(stac_item.id, as_utc(when), geom, assets,
-                          item_epsg(stac_item.properties)))
+                          item_epsg(stac_item.properties),
+                          properties=dict(stac_item.properties)))
     if not items:
         raise CatalogError(f"collection {collection.id} has no items")
     items.sort(key=lambda i: (i.datetime, i.id))

@@ -61,6 +61,8 @@ def _spec_callback_params(process_id: str, argument: str) -> tuple[str, ...] | N
             continue
         schemas = param.get("schema")
         for schema in schemas if isinstance(schemas, list) else [schemas]:
+            if isinstance(schema, dict) and schema.get("subtype") == "metadata-filter":
+                schema = schema.get("additionalProperties")  # noqa: PLW2901 - its callbacks
             if isinstance(schema, dict) and schema.get("subtype") == "process-graph":
                 return tuple(p["name"] for p in schema.get("parameters", ()))
     return None

@@ -323,7 +323,7 @@ class ApiProduct(Product):
         except (KeyError, TypeError, ValueError, AttributeError):
             log.warning("collection %s: item %s has no usable geometry: skipped", self.id, fid)
             return None
-        return Item(str(fid), when, geom, assets, item_epsg(props))
+        return Item(str(fid), when, geom, assets, item_epsg(props), properties=dict(props))
 
     def items_for(
         self,

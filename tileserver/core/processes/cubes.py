@@ -23,6 +23,7 @@ from rasterio.errors import CRSError
 from shapely.geometry import shape
 
 from tileserver.core.callbacks import labels_used, root_process, run_callback
+from tileserver.core.catalog import FilteredProduct
 from tileserver.core.cube import Cube, day_key
 from tileserver.core.graph import Callback, Node
 from tileserver.core.processes.base import V1Param, parse_date, register_v1
@@ -238,6 +239,8 @@ def _load_meta(ctx, node: Node) -> CubeMeta:
         bands = tuple(resolve_band(product, bands, b, node, "bands") for b in wanted)
         if len(set(bands)) != len(bands):
             raise _invalid(node, "bands", "a band is listed twice")
+    if a.get("properties") is not None:
+        product = FilteredProduct(product, _property_filter(node, a["properties"]))
     meta = CubeMeta(product, bands, bands)
     if a.get("spatial_extent") is not None:
         bounds, crs, _ = spatial_extent(node, "spatial_extent", a["spatial_extent"])
@@ -247,6 +250,28 @@ def _load_meta(ctx, node: Node) -> CubeMeta:
         meta = meta.but(time_range=temporal_extent(node, "temporal_extent",
                                                    a["temporal_extent"]))
     return meta
+
+
+def _property_filter(node: Node, filters: Any):
+    """The predicate on items of ``load_collection``'s ``properties``: every callback
+    (its parameter ``value`` is the item's property, null when absent) returns true."""
+    if not isinstance(filters, dict) or not all(
+            isinstance(k, str) and isinstance(v, Callback) for k, v in filters.items()):
+        raise _invalid(node, "properties", "expected an object of property names and "
+                       "callbacks ({\"eo:cloud_cover\": {\"process_graph\": ...}})")
+
+    def keep(item) -> bool:
+        for name, callback in filters.items():
+            result = run_callback(callback, {"value": item.properties.get(name)})
+            try:
+                if result is None or not bool(np.asarray(result).item()):
+                    return False
+            except (TypeError, ValueError):
+                raise _invalid(node, "properties", f"the filter of {name!r} returned "
+                               f"{result!r}, not a boolean") from None
+        return True
+
+    return keep
 
 
 def _check_extent(node: Node, name: str, bounds, crs: CRS, product_crs: CRS) -> None:
