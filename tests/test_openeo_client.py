@@ -177,6 +177,57 @@ def test_load_collection_property_filters(con, small_catalog, tmp_path):
     assert err.value.http_status_code == 400 and "properties" in err.value.message
 
 
+def test_aggregate_spatial_download_and_execute(con, small_catalog, tmp_path):
+    """The client's aggregate_spatial paths: ``execute()`` (no save_result: JSON),
+    ``download(format="JSON"/"CSV")`` (a save_result after the table), a batch job; the
+    means equal rasterio + numpy over the pixel centres inside the polygon."""
+    import csv  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    from rasterio.features import geometry_mask  # noqa: PLC0415
+    from rasterio.warp import transform_geom  # noqa: PLC0415
+
+    from tests.core_support import TEST_BOUNDS_32632  # noqa: PLC0415
+
+    poly = {"type": "Polygon", "coordinates": [[
+        [9.0012, 46.0012], [9.03, 46.0012], [9.03, 46.02], [9.0012, 46.02], [9.0012, 46.0012]]]}
+    cube = con.load_collection("TEST", temporal_extent=DATES, bands=["B04", "B08"]) \
+        .aggregate_spatial(poly, "mean")
+    native = View("EPSG:32632", TEST_BOUNDS_32632, 512, 512)
+    days, stack = reference_stack(small_catalog, "TEST", native, ["B04", "B08"])
+    inside = ~geometry_mask([transform_geom("EPSG:4326", "EPSG:32632", poly)], (512, 512),
+                            native.transform)
+    assert 1000 < inside.sum() < 512 * 512
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = {band: [np.nanmean(stack[t, b][inside]) for t in range(len(days))]
+                    for b, band in enumerate(["B04", "B08"])}
+
+    def check(table):
+        assert table["dates"] == days
+        (region,) = table["regions"]
+        for band, values in expected.items():
+            assert_allclose(region["values"][band], values, rtol=1e-5)
+
+    check(cube.execute())
+    cube.download(tmp_path / "means.json", format="JSON")
+    check(json.loads((tmp_path / "means.json").read_text()))
+    cube.download(tmp_path / "means.csv", format="CSV")
+    with open(tmp_path / "means.csv", newline="") as f:
+        rows = {(r["date"], r["band"]): float(r["value"]) for r in csv.DictReader(f)}
+    for band, values in expected.items():
+        assert_allclose([rows[(d, band)] for d in days], values, rtol=1e-5)
+    job = cube.create_job(out_format="JSON")
+    job.start_and_wait(max_poll_interval=1, connection_retry_interval=1, print=lambda *a: None)
+    (path,) = [p for p in job.get_results().download_files(tmp_path / "job")
+               if p.name.startswith("result")]
+    check(json.loads(path.read_text()))
+    job.delete()
+    with pytest.raises(OpenEoApiError) as err:  # a table in an image format, before work
+        cube.download(tmp_path / "x.tif", format="GTiff")
+    assert err.value.http_status_code == 400 and err.value.code == "FormatUnsupported"
+
+
 def test_bad_graph_is_a_clear_400(con):
     with pytest.raises(OpenEoApiError) as err:
         con.load_collection("NOPE").download(format="GTiff")

@@ -332,6 +332,23 @@ def encode(result: Any, output: dict | None) -> Encoded:
     return encode_image(result, fmt, opts)
 
 
+def default_output(raster: bool) -> dict:
+    """The output of a result that names none: GTiff for cubes, JSON for tables."""
+    return validate_output({"format": "GTiff" if raster else "JSON"})
+
+
+def check_output_kind(output: dict, raster: bool) -> None:
+    """Refuse a validated ``output`` whose format cannot encode the result's kind (a cube
+    in a table format, a table in an image format) before any work is done."""
+    fmt = output["format"]
+    if raster and fmt in EXTRA_FORMATS:
+        raise OutputFormatError(f"{fmt} encodes tables (aggregate_spatial results); for "
+                                "data cubes use GTiff, NetCDF, PNG or JPEG")
+    if not raster and fmt not in EXTRA_FORMATS:
+        raise OutputFormatError(f"this result is a table (aggregate_spatial); {fmt} cannot "
+                                f"encode it (use {', '.join(EXTRA_FORMATS) or 'another format'})")
+
+
 def validate_output(output: Any) -> dict:
     """Check an ``output`` object before any work is done; returns it normalised."""
     if output is None:

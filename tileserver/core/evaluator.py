@@ -29,7 +29,7 @@ from tileserver.core import metrics, serial
 from tileserver.core.cache import NodeCache
 from tileserver.core.catalog import Catalog, Product
 from tileserver.core.cube import Cube, day_key
-from tileserver.core.encoders import validate_output
+from tileserver.core.encoders import check_output_kind, validate_output
 from tileserver.core.graph import IMAGERY, GraphParser, Node, node_hash
 from tileserver.core.graph_flat import V1, FlatGraphParser, is_flat_graph, v1_node
 from tileserver.core.limits import Limiter, check_deadline, remaining
@@ -80,6 +80,9 @@ def node_returns(node: Node) -> str:
         return "imagery"
     if node.dialect == V1 and node.process_id not in V1_REGISTRY:
         return "value"  # a scalar computed by an array process outside any callback
+    if node.dialect == V1 and node.process_id == "save_result" and isinstance(
+            node.args.get("data"), Node):
+        return node_returns(node.args["data"])  # saves a cube or a table
     return process_of(node).returns
 
 
@@ -220,12 +223,16 @@ class Engine:
         if root.dialect == V1 and root.process_id == "save_result":
             save = validate_output({"format": root.args["format"],
                                     "parameters": root.args.get("options") or {}})
+        # the root, or the data a root save_result writes, may be a table
+        last = root.args.get("data") if save is not None else root
         for node in root.walk():
             returns = node_returns(node)
-            if node is not root and returns != "imagery":
+            if node is not root and node is not last and returns != "imagery":
                 raise ProcessGraphError(
                     f"{node.path}: {node.process_id} returns a {returns}, not imagery; it can "
                     "only be the root of a graph", path=node.path)
+        if save is not None:
+            check_output_kind(save, node_returns(root) == "imagery")
         mctx = _MetaContext(self)
         meta = mctx.meta(root)  # validates, with the dialect's own words and paths
         parsed = root

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tileserver.core import params, udp
-from tileserver.core.encoders import Encoded, encode, validate_output
+from tileserver.core.encoders import Encoded, default_output, encode, validate_output
 from tileserver.core.graph_flat import is_flat_graph
 from tileserver.core.processes import is_predefined
 from tileserver.core.userfiles import eval_context
@@ -56,7 +56,7 @@ def parse(rt: Runtime, process_graph: Any, output: Any = None, *, v1: bool = Fal
     processes = user_processes(rt, user, process_graph)
     if v1:
         graph = rt.engine.parse(process_graph, dialect="1.x", processes=processes)
-        return graph, graph.save_result or validate_output(None)
+        return graph, graph.save_result or default_output(graph.is_raster)
     return rt.engine.parse(process_graph, processes=processes), validate_output(output)
 
 
