@@ -40,10 +40,13 @@ def when(item: pystac.Item) -> datetime:
 
 
 def warp_file(href: str, view: View, band_meta: dict | None = None,
-              resampling: Resampling = Resampling.nearest) -> np.ndarray:
+              resampling: Resampling = Resampling.nearest,
+              overview_level: int | None = None) -> np.ndarray:
     """The whole file warped to ``view`` (nearest unless ``resampling`` says otherwise,
-    full resolution), float64, NaN nodata, ``raster:bands`` scale/offset applied."""
-    with rasterio.open(href) as src:
+    full resolution unless ``overview_level`` names one), float64, NaN nodata,
+    ``raster:bands`` scale/offset applied."""
+    opts = {} if overview_level is None else {"overview_level": overview_level}
+    with rasterio.open(href, **opts) as src:
         arr = src.read(1).astype(np.float64)
         nodata = src.nodata
         if nodata is not None and not np.isnan(nodata):
@@ -60,7 +63,8 @@ def warp_file(href: str, view: View, band_meta: dict | None = None,
 def reference_stack(catalog_json, product_id: str, view: View, bands: list[str],
                     start: datetime | None = None, end: datetime | None = None,
                     resampling: Resampling = Resampling.nearest,
-                    keep=None) -> tuple[list[str], np.ndarray]:
+                    keep=None, overview_level: int | None = None,
+                    ) -> tuple[list[str], np.ndarray]:
     """``(days, array (t, b, y, x))``: the mosaic per UTC day, first acquisition wins
     (of the items for which ``keep(item)`` is true, when given)."""
     by_day: dict[str, list[pystac.Item]] = defaultdict(list)
@@ -77,7 +81,8 @@ def reference_stack(catalog_json, product_id: str, view: View, bands: list[str],
             for item in by_day[day]:
                 asset = item.assets[band]
                 meta = (asset.extra_fields.get("raster:bands") or [{}])[0]
-                layer = warp_file(asset.get_absolute_href(), view, meta, resampling)
+                layer = warp_file(asset.get_absolute_href(), view, meta, resampling,
+                                  overview_level)
                 target = out[ti, bi]
                 hole = np.isnan(target)
                 target[hole] = layer[hole]

@@ -228,6 +228,30 @@ def test_aggregate_spatial_download_and_execute(con, small_catalog, tmp_path):
     assert err.value.http_status_code == 400 and err.value.code == "FormatUnsupported"
 
 
+@pytest.mark.parametrize("method", ["near", "average"])
+def test_resample_cube_spatial_to_the_grid_of_another_cube(con, small_catalog, tmp_path,
+                                                             method):
+    """10 m bands onto the 20 m grid of a cube of B11 (only its grid is used), warped with
+    ``method``: equal to rasterio's warp of the files onto the result's grid (from their
+    first overview, 20 m, as the server reads the level that fits)."""
+    from rasterio.enums import Resampling  # noqa: PLC0415
+
+    target = load(con, bands=["B11"])
+    path = tmp_path / "on20m.tif"
+    load(con).resample_cube_spatial(target, method=method).reduce_dimension(
+        dimension="t", reducer="max").download(path, format="GTiff")
+    with rasterio.open(path) as src:
+        assert src.crs.to_epsg() == 32632 and src.res == (20.0, 20.0)
+        view = View(src.crs, tuple(src.bounds), src.width, src.height)
+        data = src.read().astype("float64")
+    _days, stack = reference_stack(small_catalog, "TEST", view, ["B04", "B08"],
+                                   datetime(2020, 5, 1, tzinfo=UTC),
+                                   datetime(2020, 5, 31, 23, 59, tzinfo=UTC),
+                                   resampling=Resampling.nearest if method == "near" else
+                                   Resampling.average, overview_level=0)
+    assert_same(data, reduce_t(stack, np.nanmax))
+
+
 def test_bad_graph_is_a_clear_400(con):
     with pytest.raises(OpenEoApiError) as err:
         con.load_collection("NOPE").download(format="GTiff")

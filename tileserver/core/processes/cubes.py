@@ -906,6 +906,37 @@ def resample_spatial(ctx, node, query):
         RESAMPLING[node.args.get("method", "near")]))
 
 
+def native_grid_of(meta: CubeMeta) -> tuple[CRS, float]:
+    """``(crs, resolution)`` of the native grid of a cube: resample_spatial's, else the
+    collection's CRS at the finest resolution of the bands read."""
+    product = meta.product
+    crs = meta.native_crs or product.crs
+    if meta.native_res:
+        return crs, meta.native_res
+    res = min(product.bands[b].res_m for b in meta.source_bands or tuple(product.bands))
+    return crs, res / 111_320.0 if crs.is_geographic else res
+
+
+def _resample_cube_meta(ctx, node):
+    child = ctx.meta(node.args["data"])
+    target = ctx.meta(node.args["target"])
+    if node.args.get("method", "near") not in RESAMPLING:
+        raise _invalid(node, "method", f"unknown method {node.args['method']!r}; one of "
+                       f"{', '.join(RESAMPLING)}")
+    crs, res = native_grid_of(target)
+    return child.but(native_res=res, native_crs=crs)
+
+
+@register_v1("resample_cube_spatial", [_DATA, V1Param("target", "cube"),
+                                       V1Param("method", required=False, default="near")],
+             meta=_resample_cube_meta)
+def resample_cube_spatial(ctx, node, query):
+    """``data`` on the CRS and resolution of ``target``'s native grid (only its grid is
+    used: ``target`` is not read); the files are warped with ``method``."""
+    return ctx.eval(node.args["data"], query.with_resampling(
+        RESAMPLING[node.args.get("method", "near")]))
+
+
 # -- temporal aggregation ----------------------------------------------------------------
 
 
