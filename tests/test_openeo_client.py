@@ -252,6 +252,33 @@ def test_resample_cube_spatial_to_the_grid_of_another_cube(con, small_catalog, t
     assert_same(data, reduce_t(stack, np.nanmax))
 
 
+def test_mask_polygon(con, small_catalog, tmp_path):
+    """Pixels whose centre is outside the polygon (or inside, with ``inside``) become
+    nodata or ``replacement``; the extent stays that of the data."""
+    from rasterio.features import geometry_mask  # noqa: PLC0415
+    from rasterio.warp import transform_geom  # noqa: PLC0415
+
+    poly = {"type": "Polygon", "coordinates": [[
+        [9.005, 46.025], [9.03, 46.025], [9.03, 46.04], [9.005, 46.04], [9.005, 46.025]]]}
+    base = load(con, bands=["B04"]).reduce_dimension(dimension="t", reducer="max")
+    path = tmp_path / "masked.tif"
+    base.mask_polygon(poly).download(path, format="GTiff")
+    data, stack = reference(small_catalog, path, bands=["B04"])
+    with rasterio.open(path) as src:
+        assert tuple(src.bounds) == pytest.approx((EXTENT["west"], EXTENT["south"],
+                                                   EXTENT["east"], EXTENT["north"]))
+        outside = geometry_mask([transform_geom("EPSG:4326", src.crs, poly)],
+                                (src.height, src.width), src.transform)
+    assert 0.2 < outside.mean() < 0.9
+    full = reduce_t(stack[:, 0], np.nanmax)
+    assert_allclose(data[0], np.where(outside, np.nan, full), equal_nan=True, rtol=1e-6)
+    cube = con.datacube_from_process("mask_polygon", data=base, mask=poly, replacement=-1,
+                                     inside=True)
+    cube.download(path, format="GTiff")
+    data, _ = reference(small_catalog, path, bands=["B04"])
+    assert_allclose(data[0], np.where(outside, full, -1), equal_nan=True, rtol=1e-6)
+
+
 def test_bad_graph_is_a_clear_400(con):
     with pytest.raises(OpenEoApiError) as err:
         con.load_collection("NOPE").download(format="GTiff")

@@ -761,6 +761,47 @@ def mask(ctx, node, query):
     return cube.with_data(np.where(hit, fill, data).astype(np.float32, copy=False))
 
 
+def _mask_polygon_geoms(node: Node) -> list[dict]:
+    value = node.args["mask"]
+    if not isinstance(value, dict) or "type" not in value:
+        raise _invalid(node, "mask", "expected GeoJSON polygons (a Polygon, MultiPolygon, "
+                       "Feature or FeatureCollection)")
+    return _geojson_geometries(node, "mask", value)
+
+
+def _mask_polygon_meta(ctx, node):
+    _mask_polygon_geoms(node)
+    repl = node.args.get("replacement")
+    if repl is not None and (isinstance(repl, bool) or not isinstance(repl, int | float)):
+        raise _invalid(node, "replacement", "expected a number or null (nodata)")
+    if not isinstance(node.args.get("inside", False), bool):
+        raise _invalid(node, "inside", "expected true or false")
+    return ctx.meta(node.args["data"])
+
+
+@register_v1("mask_polygon", [_DATA, V1Param("mask"),
+                              V1Param("replacement", required=False),
+                              V1Param("inside", required=False, default=False)],
+             meta=_mask_polygon_meta)
+def mask_polygon(ctx, node, query):
+    """Replace the pixels whose centre lies outside the polygons (inside them with
+    ``inside``) by ``replacement`` (nodata by default); the extent stays."""
+    from rasterio.features import geometry_mask  # noqa: PLC0415
+    from rasterio.warp import transform_geom  # noqa: PLC0415
+
+    cube = ctx.eval(node.args["data"], query)
+    view = cube.view
+    geoms = [transform_geom(WGS84, view.crs, g) for g in _mask_polygon_geoms(node)]
+    outside = geometry_mask(geoms, (view.height, view.width), view.transform)
+    hit = ~outside if node.args.get("inside", False) else outside
+    if not hit.any():
+        return cube
+    repl = node.args.get("replacement")
+    data = cube.data.copy()
+    data[:, :, hit] = np.float32(np.nan if repl is None else repl)
+    return cube.with_data(data)
+
+
 def _merge_meta(ctx, node):
     a, b = ctx.meta(node.args["cube1"]), ctx.meta(node.args["cube2"])
     overlap = [x for x in b.bands if x in a.bands]
