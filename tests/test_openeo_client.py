@@ -330,6 +330,31 @@ def test_user_defined_processes_in_graphs(con, small_catalog, tmp_path):
     assert_same(data[0], reduce_t(stack[:, 0] - 100, np.nanmean))
 
 
+def test_storing_a_process_validates_it_with_its_parameters(con, caplog):
+    """The client validates a process before storing it (``POST /validation`` with its
+    ``parameters``): declared parameters are not errors, unknown processes are."""
+    import logging  # noqa: PLC0415
+
+    caplog.set_level(logging.WARNING, logger="openeo")
+    save_scaled_ndvi(con)
+    con.save_user_defined_process("double", {"m": {"process_id": "multiply", "arguments": {
+        "x": {"from_parameter": "x"}, "y": 2}, "result": True}},
+        parameters=[Parameter.number("x", "a number")])
+    con.save_user_defined_process("twice_scaled", {"s": {
+        "process_id": "scaled_ndvi", "namespace": "user", "arguments": {
+            "factor": {"from_parameter": "f"}}, "result": True}},
+        parameters=[Parameter.number("f", "a factor")])
+    assert not [r for r in caplog.records if "validation" in r.getMessage()], caplog.text
+    definition = {"process_graph": {"m": {"process_id": "multiplyy", "arguments": {
+        "x": {"from_parameter": "x"}, "y": 2}, "result": True}},
+        "parameters": [{"name": "x", "description": "x", "schema": {"type": "number"}}]}
+    errors = con.post("/validation", json=definition, expected_status=200).json()["errors"]
+    assert [e["code"] for e in errors] == ["ProcessUnsupported"]
+    assert "multiplyy" in errors[0]["message"]
+    for pid in ("double", "twice_scaled"):
+        con.user_defined_process(pid).delete()
+
+
 def test_user_defined_process_errors(con):
     with pytest.raises(OpenEoApiError) as err:
         con.datacube_from_process("no_such_udp", namespace="user").download(format="GTiff")

@@ -9,7 +9,7 @@ from tileserver.core.encoders import Encoded, default_output, encode, validate_o
 from tileserver.core.graph_flat import is_flat_graph
 from tileserver.core.processes import is_predefined
 from tileserver.core.userfiles import eval_context
-from tileserver.errors import JobLocked, LimitExceeded, TileserverError
+from tileserver.errors import JobLocked, LimitExceeded, TileserverError, UnknownProcess
 from tileserver.runtime import Runtime
 
 #: Job states in which the graph or output of a job may not change.
@@ -58,6 +58,22 @@ def parse(rt: Runtime, process_graph: Any, output: Any = None, *, v1: bool = Fal
         graph = rt.engine.parse(process_graph, dialect="1.x", processes=processes)
         return graph, graph.save_result or default_output(graph.is_raster)
     return rt.engine.parse(process_graph, processes=processes), validate_output(output)
+
+
+def check_definition(rt: Runtime, user: str | None, process_graph: dict) -> None:
+    """Validate a process definition that declares parameters (a user-defined process the
+    client checks before storing it): its parameters are bound only where it is called, so
+    what is checked is what holds whatever they are: every process it calls exists
+    (predefined, or stored by ``user``); raises :class:`UnknownProcess`."""
+    stored = set(user_processes(rt, user, process_graph))
+    for pid, namespace in udp.calls(process_graph):
+        if namespace in udp.PREDEFINED_NAMESPACES and is_predefined(pid):
+            continue
+        if udp.may_be_user_process(pid, namespace, is_predefined) and pid in stored:
+            continue
+        where = "" if namespace is None else f" in namespace {str(namespace)[:64]!r}"
+        raise UnknownProcess(f"process {pid[:64]!r}{where} is not supported (GET /processes "
+                             "lists the predefined ones, GET /process_graphs yours)")
 
 
 def parse_job(rt: Runtime, job: dict, processes: dict[str, dict] | None = None):

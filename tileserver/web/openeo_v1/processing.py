@@ -59,8 +59,16 @@ def validation():
     ``{"errors": [...]}``, empty when it is valid (a missing graph is one of the errors)."""
     body = json_body()
     try:
-        jobs.parse(runtime(), process_graph({"process": body}), v1=True,
-                   user=current_user())
+        graph = process_graph({"process": body})
+        if isinstance(body.get("parameters"), list) and body["parameters"]:
+            # a process with parameters (the client validates a user-defined process
+            # before storing it): they are bound where it is called
+            from tileserver.web.openeo_v1.udp import check_nodes  # noqa: PLC0415
+
+            check_nodes(graph)
+            jobs.check_definition(runtime(), current_user(), graph)
+        else:
+            jobs.parse(runtime(), graph, v1=True, user=current_user())
     except TileserverError as exc:
         code, _status = v1_code(exc)
         return jsonify({"errors": [{"code": code, "message": exc.message}]})

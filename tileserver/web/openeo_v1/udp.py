@@ -30,7 +30,8 @@ def _check_id(process_graph_id: str) -> str:
     return process_graph_id
 
 
-def _check_nodes(graph: dict) -> None:
+def check_nodes(graph: dict) -> None:
+    """The structure of a stored process's flat graph (TileserverError when wrong)."""
     for node_id, node in graph.items():
         if not isinstance(node, dict) or not isinstance(node.get("process_id"), str):
             raise TileserverError(f"node {str(node_id)[:64]!r} needs a 'process_id' string",
@@ -60,7 +61,7 @@ def put_udp(process_graph_id: str):
     _check_id(process_graph_id)
     body = json_body()
     graph = process_graph({"process": body})
-    _check_nodes(graph)
+    check_nodes(graph)
     if not isinstance(body.get("parameters", []), list):
         raise TileserverError("'parameters' must be an array", locator="parameters")
     runtime().store.put_process(current_user(), process_graph_id,
