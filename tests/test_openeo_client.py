@@ -279,6 +279,31 @@ def test_mask_polygon(con, small_catalog, tmp_path):
     assert_allclose(data[0], np.where(outside, full, -1), equal_nan=True, rtol=1e-6)
 
 
+def test_aggregate_temporal_intervals(con, small_catalog, tmp_path):
+    """One step per interval ([start, end), overlapping allowed), the dates inside reduced;
+    an interval without data is nodata; the labels are the interval starts or ``labels``."""
+    intervals = [["2020-05-01", "2020-05-11"], ["2020-05-01", "2020-05-31"],
+                 ["2020-05-11", "2020-05-21"], ["2020-05-25", "2020-05-31"]]
+    path = tmp_path / "intervals.tif"
+    load(con, bands=["B08"]).aggregate_temporal(intervals, reducer="mean").download(
+        path, format="GTiff")
+    data, stack = reference(small_catalog, path, bands=["B08"])  # 05-01, 05-11, 05-21
+    with rasterio.open(path) as src:
+        assert [d.split()[0] for d in src.descriptions] == [
+            "2020-05-01", "2020-05-01", "2020-05-11", "2020-05-25"]
+    b08 = stack[:, 0]
+    assert_same(data[0], b08[0])
+    assert_same(data[1], reduce_t(b08, np.nanmean))
+    assert_same(data[2], b08[1])
+    assert np.isnan(data[3]).all()
+    labelled = load(con, bands=["B08"]).aggregate_temporal(
+        intervals[1:3], reducer="max", labels=["2020-05-15", "2020-05-16"])
+    labelled.download(path, format="GTiff")
+    with rasterio.open(path) as src:
+        assert [d.split()[0] for d in src.descriptions] == ["2020-05-15", "2020-05-16"]
+        assert_same(src.read(2).astype("float64"), b08[1])
+
+
 def test_bad_graph_is_a_clear_400(con):
     with pytest.raises(OpenEoApiError) as err:
         con.load_collection("NOPE").download(format="GTiff")

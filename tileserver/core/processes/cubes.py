@@ -1082,6 +1082,67 @@ def aggregate_temporal_period(ctx, node, query):
     return cube.with_data(out, times=tuple(starts), kind=ctx.meta(node).kind)
 
 
+def _intervals(node: Node) -> tuple[list[tuple[datetime, datetime]], list[datetime]]:
+    """``(intervals, labels)`` of ``aggregate_temporal``: inclusive ``(start, end)`` per
+    interval, and a date label per interval (its start unless ``labels`` names them)."""
+    value = node.args.get("intervals")
+    if not isinstance(value, list) or not value:
+        raise _invalid(node, "intervals", "expected a non-empty list of [start, end] "
+                       "intervals")
+    intervals = [temporal_extent(node, "intervals", v) for v in value]
+    labels = node.args.get("labels")
+    if labels in (None, []):
+        if any(v[0] is None for v in value):
+            raise _invalid(node, "labels", "an interval with an open start needs labels")
+        return intervals, [t0 for t0, _ in intervals]
+    if not isinstance(labels, list) or len(labels) != len(intervals):
+        raise _invalid(node, "labels", f"expected {len(intervals)} labels, one per interval")
+    try:
+        dates = [parse_date(v) for v in labels]
+    except (ValueError, AttributeError, TypeError):
+        raise _invalid(node, "labels", "the labels of the temporal dimension must be "
+                       "ISO 8601 dates here") from None
+    if len(set(dates)) != len(dates):
+        raise _invalid(node, "labels", "the labels must be distinct",
+                       "DistinctDimensionLabelsRequired")
+    return intervals, dates
+
+
+def _aggregate_temporal_meta(ctx, node):
+    child = _over_time(ctx, node, "the data has no temporal dimension (it was reduced)")
+    intervals, _labels = _intervals(node)
+    lo, hi = min(t0 for t0, _ in intervals), max(t1 for _, t1 in intervals)
+    if child.time_range:
+        lo, hi = max(lo, child.time_range[0]), min(hi, child.time_range[1])
+    return child.but(time_range=(lo, hi) if lo <= hi else child.time_range,
+                     kind=_callback_kind(node.args["reducer"], child.kind))
+
+
+@register_v1("aggregate_temporal", [
+    _DATA, V1Param("intervals"), V1Param("reducer", "callback",
+                                         callback_params=("data", "context")),
+    V1Param("labels", required=False), V1Param("dimension", required=False), _CONTEXT],
+    meta=_aggregate_temporal_meta)
+def aggregate_temporal(ctx, node, query):
+    """One time step per interval (``[start, end)``; intervals may overlap), the dates
+    inside it reduced by ``reducer``; an interval without data is nodata."""
+    intervals, labels = _intervals(node)
+    lo, hi = min(t0 for t0, _ in intervals), max(t1 for _, t1 in intervals)
+    cube = ctx.eval(node.args["data"], query.narrow_time(lo, hi) if lo <= hi else query)
+    times = cube.times or ()
+    out = np.full((len(intervals),) + cube.data.shape[1:], np.nan, np.float32)
+    context = _context(node.args.get("context"))
+    for k, (t0, t1) in enumerate(intervals):
+        rows = [i for i, t in enumerate(times) if t0 <= t <= t1]
+        if not rows:
+            continue
+        value = run_callback(node.args["reducer"], {
+            "data": _labeled(cube.data[rows], tuple(_labels(cube, "t")[i] for i in rows)),
+            "context": context})
+        out[k] = _as_float32(value, cube.data.shape[1:], node)
+    return cube.with_data(out, times=tuple(labels), kind=ctx.meta(node).kind)
+
+
 # -- zonal statistics --------------------------------------------------------------------
 
 #: openEO reducers that the zonal statistics compute exactly (``sd`` is the sample standard
