@@ -304,6 +304,39 @@ def test_aggregate_temporal_intervals(con, small_catalog, tmp_path):
         assert_same(src.read(2).astype("float64"), b08[1])
 
 
+def test_netcdf_download_is_a_labelled_data_cube(con, small_catalog, tmp_path):
+    """``download("x.nc")`` gives what xarray users expect: one variable per band over
+    (t, y, x) with dates, pixel-centre coordinates and the CRS; (y, x) once t is reduced."""
+    import xarray  # noqa: PLC0415
+
+    cube = load(con)
+    cube.download(tmp_path / "cube.nc")
+    cube.download(tmp_path / "cube.tif")
+    data, stack = reference(small_catalog, tmp_path / "cube.tif")
+    with rasterio.open(tmp_path / "cube.tif") as src:
+        xs = src.bounds.left + (np.arange(src.width) + 0.5) * src.res[0]
+        ys = src.bounds.top - (np.arange(src.height) + 0.5) * src.res[1]
+    with xarray.open_dataset(tmp_path / "cube.nc") as ds:
+        assert [str(t)[:10] for t in ds["t"].values] == ["2020-05-01", "2020-05-11",
+                                                          "2020-05-21"]
+        assert_allclose(ds["x"].values, xs)
+        assert_allclose(ds["y"].values, ys)
+        assert ds["B04"].dims == ("t", "y", "x")
+        assert_same(ds["B04"].values.astype("float64"), stack[:, 0])
+        assert_same(ds["B08"].values.astype("float64"), stack[:, 1])
+        assert "32632" in ds["crs"].attrs["crs_wkt"] or "UTM zone 32N" in \
+            ds["crs"].attrs["crs_wkt"]
+    with rasterio.open(f"netcdf:{tmp_path / 'cube.nc'}:B08") as src:  # GDAL reads it too
+        assert src.crs.to_epsg() == 32632 and src.count == 3
+    load(con).ndvi().reduce_dimension(dimension="t", reducer="max").download(
+        tmp_path / "ndvi.nc")
+    with xarray.open_dataset(tmp_path / "ndvi.nc") as ds:
+        (name,) = [v for v in ds.data_vars if v != "crs"]
+        assert ds[name].dims == ("y", "x")
+        assert_same(ds[name].values.astype("float64"),
+                    reduce_t(ndvi(stack[:, 0], stack[:, 1]), np.nanmax))
+
+
 def test_bad_graph_is_a_clear_400(con):
     with pytest.raises(OpenEoApiError) as err:
         con.load_collection("NOPE").download(format="GTiff")

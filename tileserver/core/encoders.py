@@ -6,6 +6,7 @@ import io
 import re
 import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -223,25 +224,62 @@ def encode_gtiff(cube: Cube, opts: dict | None = None, style: Style | None = Non
         return Encoded(mem.read(), "image/tiff", "tif")
 
 
+#: The epoch of the netCDF time coordinate (CF units ``days since ...``).
+_NC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def encode_netcdf(cube: Cube) -> Encoded:
-    """A CF netCDF-4 file (GDAL's netCDF driver, deflate): float32 with NaN nodata, one
-    variable per date x band as in the GeoTIFF, named by band descriptions."""
+    """A CF-1.8 netCDF-4 data cube as openEO back-ends write them (and xarray reads them):
+    one float32 variable per band (NaN nodata, deflate) over ``(t, y, x)``, or ``(y, x)``
+    once time is reduced; ``t`` in days since 1970, ``x``/``y`` the pixel centres, the CRS
+    as a CF grid mapping ``crs`` (with its WKT and GDAL's GeoTransform)."""
+    import netCDF4  # noqa: PLC0415 - only for this format
+    from pyproj import CRS as ProjCRS  # noqa: PLC0415
+
     view = cube.view
-    t, b = cube.data.shape[:2]
-    data = cube.data.reshape(t * b, view.height, view.width).astype(np.float32, copy=False)
-    if data.shape[0] == 0:
-        data = np.full((1, view.height, view.width), np.nan, np.float32)
+    crs = ProjCRS.from_user_input(view.crs.to_wkt() if hasattr(view.crs, "to_wkt")
+                                  else view.crs)
+    tr = view.transform
     with tempfile.TemporaryDirectory() as tmp:
-        # GDAL's netCDF driver only creates copies: write a GeoTIFF, copy it to netCDF
-        source, path = Path(tmp) / "result.tif", Path(tmp) / "result.nc"
-        with rasterio.open(source, "w", driver="GTiff", width=view.width, height=view.height,
-                           count=data.shape[0], dtype="float32", crs=view.crs,
-                           transform=view.transform, nodata=float("nan")) as dst:
-            dst.write(data)
-            for i, desc in enumerate(_band_descriptions(cube), start=1):
-                if i <= dst.count:
-                    dst.set_band_description(i, desc)
-        rasterio.shutil.copy(source, path, driver="netCDF", FORMAT="NC4", COMPRESS="DEFLATE")
+        path = Path(tmp) / "result.nc"
+        with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+            nc.Conventions = "CF-1.8"
+            nc.source = "tileserver (openEO)"
+            dims: tuple[str, ...] = ("y", "x")
+            if cube.times is not None:
+                nc.createDimension("t", len(cube.times))
+                t = nc.createVariable("t", "f8", ("t",))
+                t.standard_name, t.long_name, t.axis = "time", "t", "T"
+                t.units, t.calendar = "days since 1970-01-01 00:00:00", "standard"
+                t[:] = [(v - _NC_EPOCH).total_seconds() / 86400.0 for v in cube.times]
+                dims = ("t", "y", "x")
+            nc.createDimension("y", view.height)
+            nc.createDimension("x", view.width)
+            geographic = crs.is_geographic
+            for name, size, origin, step in (("x", view.width, tr.c, tr.a),
+                                             ("y", view.height, tr.f, tr.e)):
+                var = nc.createVariable(name, "f8", (name,))
+                var[:] = origin + (np.arange(size) + 0.5) * step
+                var.axis = name.upper()
+                if geographic:
+                    var.standard_name = "longitude" if name == "x" else "latitude"
+                    var.units = "degrees_east" if name == "x" else "degrees_north"
+                else:
+                    var.standard_name = f"projection_{name}_coordinate"
+                    var.units = "m"
+            gm = nc.createVariable("crs", "i4")
+            for key, value in crs.to_cf().items():
+                setattr(gm, key, value)
+            gm.spatial_ref = crs.to_wkt()
+            gm.GeoTransform = " ".join(str(v) for v in tr.to_gdal())
+            for bi, band in enumerate(cube.bands):
+                var = nc.createVariable(str(band).replace("/", "_") or f"band_{bi}", "f4",
+                                        dims, zlib=True, complevel=4,
+                                        fill_value=np.float32(np.nan))
+                var.grid_mapping = "crs"
+                var.long_name = str(band)
+                values = cube.data[:, bi].astype(np.float32, copy=False)
+                var[:] = values if cube.times is not None else values[0]
         return Encoded(path.read_bytes(), MEDIA_TYPES["NetCDF"], EXTENSIONS["NetCDF"])
 
 
