@@ -378,9 +378,9 @@ def test_aggregate_spatial_mean_per_polygon_and_date(engine, small_catalog):
 
 
 def test_aggregate_spatial_rejects_what_it_cannot_compute(engine):
-    base = {"data": ref("a"), "geometries": {"type": "Point", "coordinates": [9, 46]},
-            "reducer": reducer("mean")}
-    with pytest.raises(ProcessGraphError, match="GeoJSON type 'Point'"):
+    base = {"data": ref("a"), "geometries": {"type": "LineString", "coordinates": [
+        [9, 46], [9.1, 46]]}, "reducer": reducer("mean")}
+    with pytest.raises(ProcessGraphError, match="GeoJSON type 'LineString'"):
         engine.parse(graph(a=load(), z={"process_id": "aggregate_spatial",
                                         "arguments": base}))
     with pytest.raises(ProcessGraphError, match="single reducer"):

@@ -337,6 +337,40 @@ def test_netcdf_download_is_a_labelled_data_cube(con, small_catalog, tmp_path):
                     reduce_t(ndvi(stack[:, 0], stack[:, 1]), np.nanmax))
 
 
+def test_aggregate_spatial_time_series_at_points(con, small_catalog):
+    """Points (a Point and a MultiPoint Feature beside a polygon): the values of the pixel
+    each point falls in, per date, as rasterio reads them at that coordinate."""
+    from rasterio.warp import transform as warp_points  # noqa: PLC0415
+
+    from tests.core_support import TEST_BOUNDS_32632  # noqa: PLC0415
+
+    pts = [(9.0101, 46.0102), (9.0222, 46.0333), (9.0305, 46.0251)]
+    poly = {"type": "Polygon", "coordinates": [[
+        [9.0012, 46.0012], [9.03, 46.0012], [9.03, 46.02], [9.0012, 46.02], [9.0012, 46.0012]]]}
+    fc = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Point",
+                                                           "coordinates": pts[0]}},
+        {"type": "Feature", "properties": {}, "geometry": {"type": "MultiPoint",
+                                                           "coordinates": pts[1:]}},
+        {"type": "Feature", "properties": {}, "geometry": poly}]}
+    table = con.load_collection("TEST", temporal_extent=DATES, bands=["B04"]) \
+        .aggregate_spatial(fc, "mean").execute()
+    native = View("EPSG:32632", TEST_BOUNDS_32632, 512, 512)
+    days, stack = reference_stack(small_catalog, "TEST", native, ["B04"])
+    xs, ys = warp_points("EPSG:4326", "EPSG:32632", [p[0] for p in pts], [p[1] for p in pts])
+    rows, cols = rasterio.transform.rowcol(native.transform, xs, ys)
+    at = [stack[:, 0, r, c] for r, c in zip(rows, cols, strict=True)]
+    assert table["dates"] == days
+    first, multi, area = table["regions"]
+    assert np.isfinite(at[0]).sum() >= 2
+    assert_allclose(np.array(first["values"]["B04"], dtype=float), at[0], equal_nan=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert_allclose(np.array(multi["values"]["B04"], dtype=float),
+                        np.nanmean([at[1], at[2]], axis=0), equal_nan=True)
+    assert all(v is not None for v in area["values"]["B04"])
+
+
 def test_bad_graph_is_a_clear_400(con):
     with pytest.raises(OpenEoApiError) as err:
         con.load_collection("NOPE").download(format="GTiff")

@@ -2,7 +2,8 @@
 
 Which pixels belong to a region: those whose **centre** lies inside the polygon (GDAL's
 rasterisation rule with ``all_touched=False``), on the product's native pixel grid in its
-native CRS. Holes are excluded, the parts of a multipolygon are united. A polygon that
+native CRS; a point (1.x ``aggregate_spatial``) is the pixel it falls in. Holes are
+excluded, the parts of a multipolygon are united. A polygon that
 contains no pixel centre (smaller than a pixel, or a thin sliver) has **no value** (null):
 we do not fall back to the pixel under its centroid, so that every value is computed with
 the same rule and a null says honestly "no pixel of this region". Nodata pixels are left
@@ -350,6 +351,19 @@ def plan_views(windows: dict[int, tuple[int, int, int, int]], block: int,
     return clusters
 
 
+def pixel_cells(geom, grid: Grid):
+    """The cells of ``grid`` that hold the points of ``geom`` (a Point or MultiPoint in the
+    grid's CRS), as polygons: the pixel centre of each cell, and no other, lies inside, so
+    a point's value is the one of the pixel it falls in."""
+    cells = []
+    for p in getattr(geom, "geoms", [geom]):
+        c = math.floor((p.x - grid.x0) / grid.rx)
+        r = math.floor((grid.y0 - p.y) / grid.ry)
+        cells.append(box(grid.x0 + c * grid.rx, grid.y0 - (r + 1) * grid.ry,
+                         grid.x0 + (c + 1) * grid.rx, grid.y0 - r * grid.ry))
+    return shapely.union_all(cells)
+
+
 def region_masks(geoms: list, cluster: Cluster, grid: Grid):
     """``(region, window, pixel-centre-inside mask on the window)`` of a cluster's members.
 
@@ -431,6 +445,8 @@ def zonal_statistics(
     if func not in FUNCS:
         raise ProcessGraphError(f"unknown func {func!r}; one of {', '.join(FUNCS)}")
     geoms = _transform(regions.geoms, regions.crs, ProjCRS.from_user_input(grid.crs.to_wkt()))
+    geoms = [pixel_cells(g, grid) if g.geom_type in ("Point", "MultiPoint") else g
+             for g in geoms]
     extent = data_extent(meta, grid.crs)
     ext_win = grid.window(extent.bounds) if not extent.is_empty else None
     windows: dict[int, tuple[int, int, int, int]] = {}

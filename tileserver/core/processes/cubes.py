@@ -106,17 +106,27 @@ def spatial_extent(node: Node, name: str, value: Any):
     return (west, south, east, north), _crs(node, name, value.get("crs")), None
 
 
-def _geojson_geometries(node: Node, name: str, obj: dict) -> list[dict]:
+def _geojson_geometries(node: Node, name: str, obj: dict, points: bool = False
+                        ) -> list[dict]:
+    """The GeoJSON polygons of ``obj`` (and points, when ``points``), validated."""
     kind = obj.get("type")
     if kind == "FeatureCollection":
         out = []
         for f in obj.get("features") or []:
-            out += _geojson_geometries(node, name, f)
+            out += _geojson_geometries(node, name, f, points)
         if not out:
             raise _invalid(node, name, "the FeatureCollection has no features")
         return out
     if kind == "Feature":
-        return _geojson_geometries(node, name, obj.get("geometry") or {})
+        return _geojson_geometries(node, name, obj.get("geometry") or {}, points)
+    if points and kind in ("Point", "MultiPoint"):
+        try:
+            geom = shape(obj)
+        except Exception:  # noqa: BLE001 - shapely's errors vary with the input
+            raise _invalid(node, name, f"not a valid GeoJSON {kind}") from None
+        if geom.is_empty or not all(math.isfinite(v) for v in geom.bounds):
+            raise _invalid(node, name, f"not a valid GeoJSON {kind}")
+        return [obj]
     if kind in ("Polygon", "MultiPolygon"):
         try:
             geom = shape(obj)
@@ -126,7 +136,8 @@ def _geojson_geometries(node: Node, name: str, obj: dict) -> list[dict]:
             raise _invalid(node, name, "not a valid GeoJSON polygon")
         return [obj]
     raise _invalid(node, name, f"GeoJSON type {kind!r} is not supported (Polygon, "
-                   "MultiPolygon, Feature or FeatureCollection of polygons)")
+                   "MultiPolygon" + (", Point, MultiPoint" if points else "") +
+                   ", Feature or FeatureCollection of them)")
 
 
 def temporal_extent(node: Node, name: str, value: Any) -> tuple[datetime, datetime] | None:
@@ -1157,13 +1168,14 @@ def _zonal_regions(node: Node):
 
     value = node.args.get("geometries")
     if isinstance(value, dict) and "type" in value:
-        geoms = [shape(g) for g in _geojson_geometries(node, "geometries", value)]
+        geoms = [shape(g) for g in _geojson_geometries(node, "geometries", value,
+                                                        points=True)]
         if len(geoms) > zonal.MAX_REGIONS:
             raise _invalid(node, "geometries", f"more than {zonal.MAX_REGIONS} polygons")
         return Regions(geoms, zonal.WGS84, ["geometries"] * len(geoms))
-    raise _invalid(node, "geometries", "expected GeoJSON polygons (a Polygon, MultiPolygon, "
-                   "Feature or FeatureCollection); for uploaded region files use the 0.0.2 "
-                   "zonal_statistics process")
+    raise _invalid(node, "geometries", "expected GeoJSON polygons or points (a Polygon, "
+                   "MultiPolygon, Point, MultiPoint, Feature or FeatureCollection); for "
+                   "uploaded region files use the 0.0.2 zonal_statistics process")
 
 
 def _zonal_func(node: Node) -> str:
