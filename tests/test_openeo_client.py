@@ -371,6 +371,28 @@ def test_aggregate_spatial_time_series_at_points(con, small_catalog):
     assert all(v is not None for v in area["values"]["B04"])
 
 
+def test_drop_dimension(con, small_catalog, tmp_path):
+    """The single band and the single date can be dropped; a dimension with more labels is
+    a 400 DimensionLabelCountMismatch."""
+    path = tmp_path / "dropped.nc"
+    one_day = con.load_collection("TEST", spatial_extent=EXTENT, bands=["B08"],
+                                  temporal_extent=["2020-05-11", "2020-05-12"])
+    one_day.drop_dimension("bands").drop_dimension("t").download(path)
+    import xarray  # noqa: PLC0415
+
+    one_day.download(tmp_path / "day.tif")
+    _data, stack = reference(small_catalog, tmp_path / "day.tif", bands=["B08"])
+    with xarray.open_dataset(path) as ds:
+        (name,) = [v for v in ds.data_vars if v != "crs"]
+        assert ds[name].dims == ("y", "x")
+        assert_same(ds[name].values.astype("float64"), stack[1, 0])  # 05-11
+    for cube, dim in ((load(con), "bands"), (load(con), "t")):
+        with pytest.raises(OpenEoApiError) as err:
+            cube.drop_dimension(dim).download(format="GTiff")
+        assert err.value.http_status_code == 400
+        assert err.value.code == "DimensionLabelCountMismatch", err.value.message
+
+
 def test_bad_graph_is_a_clear_400(con):
     with pytest.raises(OpenEoApiError) as err:
         con.load_collection("NOPE").download(format="GTiff")

@@ -813,6 +813,42 @@ def mask_polygon(ctx, node, query):
     return cube.with_data(data)
 
 
+def _drop_meta(ctx, node):
+    child = ctx.meta(node.args["data"])
+    name = node.args.get("name")
+    if name in TIME_DIMS:
+        if child.reduced:
+            raise _invalid(node, "name", "the data has no temporal dimension (it was "
+                           "reduced)", "DimensionNotAvailable")
+        return child.but(reduced=True)
+    if child.has_bands and name == child.band_dim:
+        if len(child.bands) != 1:
+            raise _invalid(node, "name", f"dimension {name!r} has {len(child.bands)} labels "
+                           f"({', '.join(child.bands)}); only a dimension with one label "
+                           "can be dropped", "DimensionLabelCountMismatch")
+        return child.but(has_bands=False)
+    if name in ("x", "y"):
+        raise _invalid(node, "name", "the spatial dimensions cannot be dropped",
+                       "DimensionLabelCountMismatch")
+    raise _invalid(node, "name", f"no dimension {name!r}", "DimensionNotAvailable")
+
+
+@register_v1("drop_dimension", [_DATA, V1Param("name")], meta=_drop_meta)
+def drop_dimension(ctx, node, query):
+    """Drop a dimension that has one label: the single band, or the single date."""
+    cube = ctx.eval(node.args["data"], query)
+    if node.args["name"] not in TIME_DIMS:
+        return cube
+    if cube.times is not None and len(cube.times) > 1:
+        raise _invalid(node, "name", f"the temporal dimension has {len(cube.times)} labels "
+                       "here; only a dimension with one label can be dropped (filter_temporal "
+                       "or reduce_dimension first)", "DimensionLabelCountMismatch")
+    if cube.times is None:
+        return cube
+    return cube.with_data(cube.data if cube.data.shape[0] else np.full(
+        (1,) + cube.data.shape[1:], np.nan, np.float32), times=None)  # one date, or none here
+
+
 def _merge_meta(ctx, node):
     a, b = ctx.meta(node.args["cube1"]), ctx.meta(node.args["cube2"])
     overlap = [x for x in b.bands if x in a.bands]
