@@ -393,6 +393,39 @@ def test_drop_dimension(con, small_catalog, tmp_path):
         assert err.value.code == "DimensionLabelCountMismatch", err.value.message
 
 
+@pytest.mark.parametrize(("border", "invalid"), [(0, 0), (100, 50)])
+def test_apply_kernel(con, small_catalog, tmp_path, border, invalid):
+    """A 3 x 5 convolution over x/y of each date: nodata counts as ``replace_invalid``,
+    the pixels beyond the extent as ``border``; equal to numpy's sliding windows over the
+    rasterio reference."""
+    from numpy.lib.stride_tricks import sliding_window_view  # noqa: PLC0415
+
+    kernel = np.array([[1, 2, 1, 0, -1], [2, 4, 2, 0, -2], [1, 2, 1, 0, 3]], dtype=float)
+    path = tmp_path / "smooth.tif"
+    load(con, bands=["B04"]).apply_kernel(kernel.tolist(), factor=0.125, border=border,
+                                          replace_invalid=invalid).download(path)
+    with rasterio.open(path) as src:  # the result's grid grown by the kernel's half size
+        (left, bottom, right, top), (rx, ry) = src.bounds, src.res
+        grown = View(src.crs, (left - 2 * rx, bottom - ry, right + 2 * rx, top + ry),
+                     src.width + 4, src.height + 2)
+        data = src.read().astype("float64")
+    _days, stack = reference_stack(small_catalog, "TEST", grown, ["B04"],
+                                   datetime(2020, 5, 1, tzinfo=UTC),
+                                   datetime(2020, 5, 31, 23, 59, tzinfo=UTC))
+    padded = np.where(np.isnan(stack[:, 0]), invalid, stack[:, 0])
+    padded[:, [0, -1], :] = border  # beyond the spatial extent
+    padded[:, :, [0, 1, -2, -1]] = border
+    windows = sliding_window_view(padded, (3, 5), axis=(1, 2))
+    expected = np.einsum("thwij,ij->thw", windows, kernel[::-1, ::-1]) * 0.125
+    assert_same(data, expected)
+
+
+def test_apply_kernel_refuses_an_even_kernel(con):
+    with pytest.raises(OpenEoApiError) as err:
+        load(con).apply_kernel([[1, 1], [1, 1]]).download(format="GTiff")
+    assert err.value.http_status_code == 400 and err.value.code == "KernelDimensionsUneven"
+
+
 def test_bad_graph_is_a_clear_400(con):
     with pytest.raises(OpenEoApiError) as err:
         con.load_collection("NOPE").download(format="GTiff")

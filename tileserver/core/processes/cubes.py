@@ -849,6 +849,100 @@ def drop_dimension(ctx, node, query):
         (1,) + cube.data.shape[1:], np.nan, np.float32), times=None)  # one date, or none here
 
 
+#: The largest kernel side ``apply_kernel`` takes (pixels).
+MAX_KERNEL = 101
+
+
+def _kernel(node: Node) -> np.ndarray:
+    value = node.args.get("kernel")
+    if not isinstance(value, list) or not value or not all(
+            isinstance(row, list) and row and len(row) == len(value[0]) and all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                for v in row) for row in value):
+        raise _invalid(node, "kernel", "expected a rectangular 2-D array of numbers")
+    kernel = np.asarray(value, dtype=np.float64)
+    if kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
+        raise _invalid(node, "kernel", f"the kernel is {kernel.shape[0]} x {kernel.shape[1]}; "
+                       "each dimension must be odd", "KernelDimensionsUneven")
+    if max(kernel.shape) > MAX_KERNEL:
+        raise _invalid(node, "kernel", f"at most {MAX_KERNEL} x {MAX_KERNEL} values")
+    return kernel
+
+
+def _number(node: Node, name: str, default: float) -> float:
+    value = node.args.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
+            value):
+        raise _invalid(node, name, f"expected a finite number, got {value!r}")
+    return float(value)
+
+
+def _kernel_meta(ctx, node):
+    _kernel(node)
+    _number(node, "factor", 1)
+    _number(node, "replace_invalid", 0)
+    if isinstance(node.args.get("border", 0), str):
+        raise _invalid(node, "border", f"border {node.args['border']!r} is not supported; "
+                       "give the number that stands for the pixels outside the data (the "
+                       "default 0)")
+    _number(node, "border", 0)
+    return ctx.meta(node.args["data"])
+
+
+def _outside_extent(view, meta: CubeMeta) -> np.ndarray:
+    """Pixels of ``view`` whose centre is outside the spatial extent of the data (its
+    spatial filter's bounding box, else the collection's)."""
+    from rasterio.features import geometry_mask  # noqa: PLC0415
+    from rasterio.warp import transform_geom  # noqa: PLC0415
+    from shapely.geometry import box, mapping  # noqa: PLC0415
+
+    bounds, crs = (meta.bbox, meta.srs) if meta.bbox is not None and meta.srs is not None \
+        else (meta.product.bbox, WGS84)
+    outline = box(*bounds)
+    outline = outline.segmentize(max(bounds[2] - bounds[0], bounds[3] - bounds[1]) / 64)
+    geom = transform_geom(crs, view.crs, mapping(outline))
+    return geometry_mask([geom], (view.height, view.width), view.transform)
+
+
+@register_v1("apply_kernel", [_DATA, V1Param("kernel"),
+                              V1Param("factor", required=False, default=1),
+                              V1Param("border", required=False, default=0),
+                              V1Param("replace_invalid", required=False, default=0)],
+             meta=_kernel_meta)
+def apply_kernel(ctx, node, query):
+    """A 2-D convolution over x and y of every date and band, times ``factor``: the data is
+    computed on the view grown by the kernel's half size (a tile sees its neighbours'
+    pixels), nodata counts as ``replace_invalid`` and the pixels outside the data's extent
+    as ``border``; the kernel works on the pixels of the grid being computed (the native
+    grid for /result and batch jobs, a tile's own grid for tiles)."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from tileserver.core.view import View  # noqa: PLC0415
+
+    kernel = _kernel(node)[::-1, ::-1]  # a convolution: the kernel mirrored
+    kh, kw = kernel.shape
+    hy, hx = kh // 2, kw // 2
+    view = query.view
+    rx, ry = view.res
+    left, bottom, right, top = view.bounds
+    grown = View(view.crs, (left - hx * rx, bottom - hy * ry, right + hx * rx, top + hy * ry),
+                 view.width + 2 * hx, view.height + 2 * hy)
+    meta = ctx.meta(node.args["data"])
+    cube = ctx.eval(node.args["data"], replace(query, view=grown))
+    values = cube.data.astype(np.float64)
+    values[~np.isfinite(values)] = _number(node, "replace_invalid", 0)
+    outside = _outside_extent(grown, meta)
+    values[:, :, outside] = _number(node, "border", 0)
+    out = np.zeros(values.shape[:2] + (view.height, view.width))
+    for i in range(kh):
+        for j in range(kw):
+            if kernel[i, j] != 0:
+                out += kernel[i, j] * values[:, :, i:i + view.height, j:j + view.width]
+    out *= _number(node, "factor", 1)
+    out[:, :, outside[hy:hy + view.height, hx:hx + view.width]] = np.nan
+    return Cube(out.astype(np.float32), cube.times, cube.bands, view, cube.kind)
+
+
 def _merge_meta(ctx, node):
     a, b = ctx.meta(node.args["cube1"]), ctx.meta(node.args["cube2"])
     overlap = [x for x in b.bands if x in a.bands]
