@@ -112,6 +112,33 @@ def test_collections(con):
     assert "ndvi" in {p["id"] for p in con.list_processes()}
 
 
+def test_collection_items(server, con, small_catalog):
+    """``collection_items``: the items of the catalog in the bbox and dates, as STAC
+    features with their properties, page by page (``limit`` and the ``next`` link)."""
+    from tests.core_support import stac_items, when  # noqa: PLC0415
+
+    everything = sorted(stac_items(small_catalog, "TEST"), key=lambda i: (when(i), i.id))
+    pages = list(con.collection_items("TEST", limit=3))
+    assert [len(p["features"]) for p in pages] == [3, 1]
+    features = [f for p in pages for f in p["features"]]
+    assert [f["id"] for f in features] == [i.id for i in everything]
+    assert [f["properties"]["eo:cloud_cover"] for f in features] == [
+        i.properties["eo:cloud_cover"] for i in everything]
+    assert all(f["assets"] == {} and f["collection"] == "TEST" for f in features)
+    (page,) = con.collection_items("TEST", spatial_extent=[8.99, 45.99, 9.1, 46.1],
+                                   temporal_extent=["2020-05-11", "2020-05-21"])
+    assert [f["id"] for f in page["features"]] == [  # a STAC interval: the end day included
+        i.id for i in everything if "2020-05-11" <= f"{when(i):%Y-%m-%d}" <= "2020-05-21"]
+    (page,) = con.collection_items("TEST", temporal_extent=["2020-05-02", "2020-05-11"])
+    assert [f["id"] for f in page["features"]] == ["test_1", "test_2"]
+    assert not con.collection_items("TEST", spatial_extent=[0, 0, 1, 1]).__next__()[
+        "features"]
+    bad = requests.get(f"{server}/openeo/1.2/collections/TEST/items?bbox=1,2", timeout=30)
+    assert bad.status_code == 400 and bad.json()["code"] == "BadRequest"
+    assert requests.get(f"{server}/openeo/1.2/collections/NOPE/items",
+                        timeout=30).status_code == 404
+
+
 # -- synchronous processing ------------------------------------------------------------
 
 

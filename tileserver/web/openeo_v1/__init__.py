@@ -34,6 +34,7 @@ ROUTES: list[tuple[str, list[str], Callable[..., Any], bool]] = [
     ("/me", GET, capabilities.me, False),
     ("/collections", GET, catalog.collections, True),
     ("/collections/<collection_id>", GET, catalog.collection, True),
+    ("/collections/<collection_id>/items", GET, catalog.collection_items, True),
     ("/processes", GET, catalog.processes, True),
     ("/result", POST, processing.result, False),
     ("/validation", POST, processing.validation, False),
