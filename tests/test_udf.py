@@ -354,7 +354,7 @@ def test_no_network(client):
 
 
 def test_no_ptrace_process_memory_namespaces_or_sockets(client, app):
-    # the worker (the script's parent) sees every user's requests in turn: a script must not
+    # the worker (the script's parent) forks every user's script processes: a script must not
     # read or trace it; seccomp adds the refusal of sockets and new namespaces
     assert app.extensions["tileserver"].udf.describe()["seccomp"] is True
     code = ("import ctypes, os, socket\n\ndef reduce_time(data):\n"
@@ -680,3 +680,111 @@ def _download(client, url: str) -> np.ndarray:
         return tiff(resp)
     finally:
         resp.close()
+
+
+#: User B's script: scan every writable mapping of its own process (read with ctypes)
+#: for ``first + second`` (never built as one string here: the needle is found only where
+#: something else left it) and for eight float32 values of ``pattern`` in a row; a marker it
+#: builds itself must be found (the scan works).
+SCAN = '''import ctypes
+
+import numpy as np
+
+def reduce_time(data):
+    first, second = {first!r}, {second!r}
+    pattern = np.float32({pattern!r}).tobytes() * 4
+    mine = (second + first).encode()  # a control the scan must find
+    hits = {{"secret": 0, "pattern": 0, "control": 0}}
+    needles = {{"secret": (first.encode(), second.encode()),
+               "pattern": (pattern, pattern),
+               "control": (second.encode(), first.encode())}}
+    scanned = 0
+    for line in open("/proc/self/maps").read().splitlines():
+        parts = line.split()
+        name = parts[5] if len(parts) > 5 else ""
+        if not parts[1].startswith("rw") or name.startswith(("[v", "/dev")):
+            continue
+        lo, hi = (int(v, 16) for v in parts[0].split("-"))
+        pos = lo
+        while pos < hi:
+            size = min(hi - pos, 1 << 22)
+            chunk = ctypes.string_at(pos, size)
+            scanned += len(chunk)
+            for name, (head, tail) in needles.items():
+                i = chunk.find(head)
+                while i >= 0:
+                    if chunk[i + len(head):i + len(head) + len(tail)] == tail:
+                        hits[name] += 1
+                    i = chunk.find(head, i + 1)
+            pos += size - 64 if size == (1 << 22) else size
+    raise RuntimeError(f"scanned={{scanned}} " + " ".join(f"{{k}}={{v}}" for k, v in hits.items())
+                       + f" {{len(mine)}}")
+'''
+
+
+def test_a_script_cannot_find_another_users_script_or_data_in_its_memory(
+        tmp_path_factory, s1_catalog, demo_catalog):
+    # one worker: user A's call and then user B's run on it one after the other; B's script
+    # process must not hold (inherited from whatever forked it) A's script text or results
+    import uuid
+
+    secret = f"LEAK{uuid.uuid4().hex}{uuid.uuid4().hex}"
+    first, second = secret[:30], secret[30:]
+    pattern = 4242.125
+    home = tmp_path_factory.mktemp("udfleak")
+    settings = load_settings(home=str(home), catalog=f"{demo_catalog},{s1_catalog}",
+                             udf_workers=1, udf_timeout=20)
+    application = with_users(create_app(settings), users_file(tmp_path_factory))
+    c = application.test_client()
+    try:
+        code_a = (f"SECRET = {secret!r}\n\ndef reduce_time(data):\n"
+                  f"    note = SECRET * 3\n    return data.max('t') * 0 + {pattern!r}\n")
+        for i in range(3):  # a few calls: more chances for their bytes to stay somewhere
+            out = tiff(run(c, "alice", ALICE, f"a{i}.py", code_a + f"# {i}\n"))
+            assert np.all(out == np.float32(pattern))
+        scan = SCAN.format(first=first, second=second, pattern=pattern)
+        message = error(run(c, "bob", BOB, "scan.py", scan), 400, "scanned=")
+        scanned = int(message.split("scanned=")[1].split()[0])
+        assert scanned > 1 << 20, message
+        assert "control=0" not in message, message  # the scan finds what is there
+        assert "secret=0 pattern=0" in message, message
+    finally:
+        application.extensions["tileserver"].close()
+
+
+def test_a_worker_gone_before_a_request_retires_and_the_request_runs_elsewhere():
+    # a script may kill its own worker (the process that forks the script processes); its
+    # answer still arrives whole; the worker's next request is not sent to it (retired:
+    # WorkerRetired) and the pool sends it to another worker instead
+    from tileserver.core.udf.sandbox import UdfConfig, UdfPool, Worker, WorkerRetired
+
+    config = UdfConfig(workers=2, timeout=TIMEOUT, memory=512 << 20)
+    header = {"udf_type": "reduce_time", "times": ["2017-01-01T00:00:00",
+                                                   "2017-01-02T00:00:00"],
+              "bands": ["b"], "shape": [2, 1, 2, 2], "op": "run", "timeout": TIMEOUT,
+              "memory": 512 << 20, "max_output": 1 << 20, "nproc": 16}
+    data = np.arange(8, dtype=np.float32).reshape(2, 1, 2, 2)
+    arrays = [data, np.zeros(2), np.zeros(2)]
+    kill = ("import os, signal\n\ndef reduce_time(data):\n"
+            "    os.kill(os.getppid(), signal.SIGKILL)\n    return data.max('t')\n")
+    fine = "def reduce_time(data):\n    return data.mean('t')\n"
+    worker = Worker(config)
+    try:
+        answer, out = worker.call(dict(header, code=kill), arrays, TIMEOUT + 5)
+        assert answer["ok"], answer
+        np.testing.assert_array_equal(out[0][0], data.max(axis=0))
+        with pytest.raises(WorkerRetired):
+            worker.call(dict(header, code=fine), arrays, TIMEOUT + 5)
+    finally:
+        worker.kill()
+    pool = UdfPool(config)
+    try:
+        pool.wait_ready()
+        for code in (kill, fine, kill, fine, fine):
+            answer, out = pool.call("alice", dict(header, code=code), arrays)
+            assert answer["ok"], answer
+            expected = data.max(axis=0) if code == kill else data.mean(axis=0)
+            np.testing.assert_array_equal(out[0][0], expected)
+        assert pool.replaced >= 2
+    finally:
+        pool.close()

@@ -9,11 +9,14 @@ catalog credentials, no writable file system, and no network (an empty network n
 has only a down loopback). When the server runs as root, the worker then drops to an
 unprivileged user (``udf_user``, default ``nobody``) with no capabilities and
 ``no_new_privs``; otherwise it keeps the server's uid inside a user namespace. The
-environment is empty but for a few fixed variables. Every request runs in a forked child
-with rlimits (see ``worker.py``), the worker relays the result; the server bounds the
-answer's size and kills the worker at ``udf_timeout`` + a grace period if it does not
-answer. A worker that dies, answers garbage, overruns, or whose child left processes behind
-is killed and replaced in the background.
+environment is empty but for a few fixed variables. Every request runs in a child forked
+ahead of time by the worker (a zygote, see ``worker.py``) with rlimits; the server writes
+the request straight into the child's pipe and reads its answer from it (the worker hands
+the pipes over through ``SCM_RIGHTS`` and never sees a request or an answer, so no child
+can inherit another user's data). The server bounds the answer's size and time and kills
+the worker at ``udf_timeout`` + a grace period if it stops answering. A worker that dies,
+answers garbage, overruns, or whose child left processes behind is killed and replaced in
+the background.
 
 ``udf_isolation: process`` (for machines without bubblewrap or user namespaces) keeps the
 separate process, the unprivileged uid (as root), rlimits and the scrubbed environment but
@@ -23,11 +26,14 @@ has **no** file system or network isolation.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import pwd
 import queue
+import selectors
 import shutil
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -237,16 +243,28 @@ class WorkerDied(Exception):
 
 
 class WorkerRetired(WorkerDied):
-    """The worker exited before reading the request (a previous script left processes
-    behind): the request never ran and goes to another worker."""
+    """The worker exited (or is retiring) before a request went to its child: the request
+    never ran and goes to another worker."""
 
 
 #: The exit status of a retired worker (``worker.RETIRED``).
 RETIRED = 75
+#: Largest control message of a worker (``worker.CONTROL_SIZE``).
+CONTROL_SIZE = 1 << 16
+#: Bytes of the script's own output (print) kept for error messages.
+LOG_BYTES = 4096
 
 
 class Worker:
-    """One running sandbox process."""
+    """One running sandbox process: a zygote that forks spare children.
+
+    The server talks to the worker over a Unix ``SOCK_SEQPACKET`` socket (the worker's
+    stdin) about children only: the worker hands over a spare child's pipes (request,
+    result, output) as file descriptors, the server writes the request into the child and
+    reads its answer directly, then says "done"; the worker kills the child, clears what it
+    left and forks the next spare. No request or answer byte passes through the worker, so
+    no child (another user's script) can find one in the memory it inherits.
+    """
 
     def __init__(self, config: UdfConfig, handshake: bool = True):
         self.config = config
@@ -258,13 +276,24 @@ class Worker:
         else:
             raise UdfUnavailable(f"udf_isolation must be 'bwrap' or 'process', got "
                                  f"{config.isolation!r}")
-        self.proc = subprocess.Popen(  # noqa: S603
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=dict(WORKER_ENV), start_new_session=True, close_fds=True, **extra)
+        self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.proc = subprocess.Popen(  # noqa: S603
+                cmd, stdin=theirs.fileno(), stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, env=dict(WORKER_ENV), start_new_session=True,
+                close_fds=True, **extra)
+        except BaseException:
+            self.ctl.close()
+            raise
+        finally:
+            theirs.close()
         self._killed = False
+        self.retiring = False
         self.stderr: list[str] = []
         self.pid = self.proc.pid
         self.uses = 0
+        self._spare: tuple[int, list[int]] | None = None
+        self._ended: dict | None = None
         threading.Thread(target=self._drain, daemon=True, name="udf-stderr").start()
         if handshake:
             self.handshake()
@@ -274,10 +303,12 @@ class Worker:
         timer = threading.Timer(START_TIMEOUT, self.kill)
         timer.start()
         try:
-            self.hello, _ = wire.read_message(self.proc.stdout, 0)
-        except (wire.WireError, OSError) as exc:
+            self.hello = self._receive()
+            if not self.hello.get("ready"):
+                raise wire.WireError(f"unexpected hello {self.hello!r:.200}")
+        except (wire.WireError, OSError, EOFError, ValueError) as exc:
             self.kill()
-            raise WorkerDied(f"the UDF worker did not start ({exc}): "
+            raise WorkerDied(f"the UDF worker did not start ({exc!r}): "
                              f"{' | '.join(self.stderr[-5:])}") from None
         finally:
             timer.cancel()
@@ -297,10 +328,49 @@ class Worker:
             with contextlib.suppress(Exception):
                 stream.close()
 
+    # -- the control socket ---------------------------------------------------------------
+
+    def _receive(self) -> dict:
+        """The worker's next control message (a spare's pipes are kept in ``_spare``, an
+        ended child's report in ``_ended``); EOFError when the worker is gone."""
+        data, fds, _, _ = socket.recv_fds(self.ctl, CONTROL_SIZE, 3)
+        for fd in fds:
+            os.set_inheritable(fd, False)
+        if not data:
+            raise EOFError("the worker closed its control socket")
+        msg = json.loads(data)
+        if not isinstance(msg, dict):
+            raise wire.WireError("bad control message")
+        if "spare" in msg:
+            if len(fds) != 3:
+                for fd in fds:
+                    os.close(fd)
+                raise wire.WireError("a spare without its three pipes")
+            self._spare = (int(msg["spare"]), list(fds))
+        else:
+            for fd in fds:
+                os.close(fd)
+            if "ended" in msg:
+                self._ended = msg
+                self.retiring = self.retiring or bool(msg.get("retiring"))
+        return msg
+
+    def _send(self, msg: dict) -> None:
+        self.ctl.send(json.dumps(msg).encode())
+
+    def _take_spare(self) -> tuple[int, list[int]]:
+        while self._spare is None and not self.retiring:
+            self._receive()
+        if self.retiring:
+            raise EOFError("the worker is retiring")
+        spare, self._spare = self._spare, None
+        assert spare is not None
+        return spare
+
     @property
     def alive(self) -> bool:
         """Whether the process still runs."""
-        return not self._killed and self.proc.poll() is None
+        return not self._killed and not self.retiring and self.proc.poll() is None
 
     def kill(self) -> None:
         """Stop the whole sandbox (its pid namespace dies with it)."""
@@ -311,35 +381,128 @@ class Worker:
             self.proc.kill()
         with contextlib.suppress(Exception):
             self.proc.wait(timeout=5)
-        for stream in (self.proc.stdin, self.proc.stdout):
-            with contextlib.suppress(Exception):
-                stream.close()  # type: ignore[union-attr]
+        with contextlib.suppress(Exception):
+            self.ctl.close()
+        spare, self._spare = self._spare, None
+        for fd in spare[1] if spare else ():
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def call(self, header: dict, arrays: list[np.ndarray], timeout: float
              ) -> tuple[dict, list[np.ndarray]]:
-        """One request/answer; kills the worker when it does not answer in ``timeout``."""
+        """One request/answer through the worker's spare child; kills the worker when the
+        call takes longer than ``timeout`` in all."""
         self.uses += 1
         timer = threading.Timer(timeout, self.kill)
         timer.start()
         try:
-            wire.write_message(self.proc.stdin, header, arrays)
-            return wire.read_message(self.proc.stdout, self.config.max_output)
-        except (wire.WireError, OSError, ValueError) as exc:
-            killed = self._killed
-            if not killed:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.proc.wait(timeout=2)  # closed pipes: is it exiting?
-            self.kill()
-            if killed:
-                raise WorkerDied("timeout") from None
-            if self.proc.returncode == RETIRED:
-                raise WorkerRetired("retired") from None
-            time.sleep(0.05)  # let the stderr thread catch the last lines
-            log.warning("UDF worker %s died: %s; stderr: %s", self.pid, exc,
-                        " | ".join(self.stderr[-5:]))
-            raise WorkerDied(str(exc)) from None
+            try:
+                pid, fds = self._take_spare()
+            except (wire.WireError, OSError, EOFError, ValueError) as exc:
+                killed = self._killed
+                self.kill()
+                if killed:
+                    raise WorkerDied("timeout") from None
+                raise WorkerRetired(f"retired ({exc})") from None
+            try:
+                return self._talk(header, arrays, fds)
+            except (wire.WireError, OSError, EOFError, ValueError) as exc:
+                killed = self._killed
+                self.kill()
+                if killed:
+                    raise WorkerDied("timeout") from None
+                time.sleep(0.05)  # let the stderr thread catch the last lines
+                log.warning("UDF worker %s died: %s; stderr: %s", self.pid, exc,
+                            " | ".join(self.stderr[-5:]))
+                raise WorkerDied(str(exc)) from None
+            finally:
+                for fd in fds:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
         finally:
             timer.cancel()
+
+    def _talk(self, req: dict, arrays: list[np.ndarray], fds: list[int]
+              ) -> tuple[dict, list[np.ndarray]]:
+        """Send the request to the child, read its answer (bounded in time and size)."""
+        req_w, res_r, log_r = fds
+        self._send({"op": "start"})
+        try:
+            for buf in wire.buffers(req, arrays):
+                view = memoryview(buf).cast("B")
+                while view:
+                    view = view[os.write(req_w, view):]
+        except OSError:
+            pass  # the child died before reading: reported below
+        os.close(req_w)
+        fds[0] = -1
+        deadline = time.monotonic() + float(req["timeout"])
+        limit = int(req["max_output"]) + wire.MAX_HEADER
+        result, text = bytearray(), bytearray()
+        need: int | None = None  # the result's length with its prefix, once known
+        sel = selectors.DefaultSelector()
+        sel.register(res_r, selectors.EVENT_READ, "res")
+        sel.register(log_r, selectors.EVENT_READ, "log")
+        timed_out = too_big = complete = False
+        try:
+            while sel.get_map() and not (too_big or complete):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    timed_out = True
+                    break
+                for key, _ in sel.select(timeout=min(left, 1.0)):
+                    chunk = os.read(key.fd, 1 << 20)
+                    if not chunk:
+                        sel.unregister(key.fd)
+                        continue
+                    if key.data == "res":
+                        result += chunk
+                        if need is None and len(result) >= wire.LEN_SIZE:
+                            need = wire.LEN_SIZE + wire.unpack_length(result)
+                            too_big = need > limit + wire.LEN_SIZE
+                        complete = need is not None and len(result) >= need and not too_big
+                    else:
+                        text += chunk
+                        del text[:-LOG_BYTES]
+            if complete:  # what the script printed (flushed before its result)
+                for key, _ in sel.select(timeout=0):
+                    if key.data == "log":
+                        text += os.read(key.fd, 1 << 20)
+                        del text[:-LOG_BYTES]
+        finally:
+            sel.close()
+        log_text = text.decode("utf-8", "replace")
+        if complete:
+            try:
+                self._send({"op": "done", "complete": True})  # it reports on it later
+            except OSError:
+                pass  # the worker is gone: the answer is whole; the next call retires it
+            try:
+                header, out = wire.read_message(
+                    wire.Reader(memoryview(result)[wire.LEN_SIZE:need]),
+                    int(req["max_output"]))
+            except wire.WireError as exc:
+                return {"ok": False, "kind": "crash", "message": f"the script process sent "
+                        f"a broken result ({exc})", "log": log_text}, []
+            header["log"] = log_text
+            return header, out
+        # the child is killed now; wait for the worker's report (failures only)
+        self._send({"op": "done", "complete": False, "result": bool(result)})
+        self._ended = None
+        while self._ended is None:
+            self._receive()
+        if timed_out:
+            answer = {"ok": False, "kind": "timeout", "message": f"the script ran longer "
+                      f"than the time limit of {req['timeout']} s"}
+        elif too_big:
+            answer = {"ok": False, "kind": "output", "message": "the result exceeded the "
+                      f"output limit of {req['max_output']} bytes"}
+        else:
+            answer = dict(self._ended.get("status") or {
+                "ok": False, "kind": "crash", "message": "the script process ended "
+                "without a result"})
+        answer["log"] = log_text
+        return answer, []
 
 
 # --- the pool -----------------------------------------------------------------------------
@@ -542,9 +705,9 @@ class UdfPool:
                 out = []
                 self._after_death(worker)
                 raise _Answer(answer, out) from None
-            if answer.get("restart"):
-                log.warning("UDF worker %s left %s processes behind; replaced",
-                            worker.pid, answer.get("strays"))
+            if worker.retiring:
+                log.warning("UDF worker %s: a script left processes behind; replaced",
+                            worker.pid)
                 worker.kill()
         return answer, out
 

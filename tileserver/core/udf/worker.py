@@ -4,11 +4,14 @@ Started by :mod:`tileserver.core.udf.sandbox` as ``python -I -B /udf/worker.py``
 scrubbed environment, as an unprivileged user, in its own mount/pid/network namespaces
 (bubblewrap) that show only Python, its libraries and this folder. It imports numpy,
 pandas, xarray (and the ``openeo`` client's UDF library when installed) once, says it is
-ready, then serves requests read from stdin. Each request runs in a **fresh forked child**
-with resource limits (CPU seconds, address space, processes, open files, file size), so a
-script never runs in the worker itself and no state leaks from one user's script to the
-next. The worker relays the child's result (at most ``max_output`` bytes) or its error, and
-exits (to be replaced by the server) when a child left processes behind.
+ready, then acts as a **zygote**: it forks a spare child, hands the server the child's
+pipes (file descriptors over the control socket on stdin) and waits to hear that the
+server is done with it. Each request runs in a **fresh forked child** with resource limits
+(CPU seconds, address space, processes, open files, file size); the server writes the
+request into the child and reads the answer from it directly. The worker never reads a
+request, a script or a result, so a child (user B's script reading its own memory) cannot
+inherit fragments of user A's call; it only renices long scripts, kills the answered child,
+clears what it left behind, and exits (to be replaced by the server) when that fails.
 
 Only the standard library, numpy and the data libraries are imported here: the sandbox has
 no tileserver package, no settings, no files of the server.
@@ -17,12 +20,13 @@ no tileserver package, no settings, no files of the server.
 from __future__ import annotations
 
 import gc
+import json
 import linecache
 import os
 import resource
 import select
-import selectors
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -365,7 +369,7 @@ def _prefault() -> None:
 #: System calls a script never needs and that would attack the kernel, the other processes
 #: of the sandbox or its isolation: they fail with EPERM in the script's process (seccomp).
 DENIED_SYSCALLS = (
-    # other processes' memory (the worker sees every user's requests in turn)
+    # other processes' memory (the worker forks every user's script processes)
     "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp",
     # file systems and namespaces (bubblewrap's view is the isolation)
     "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "mount_setattr",
@@ -452,14 +456,16 @@ def _no_ptrace() -> bool:
 
 class _Spare:
     """A child forked ahead of time (fork is off the request's path), waiting on its pipe
-    for one request."""
+    for one request. The server gets the other ends of its pipes (request, result, the
+    script's output) and talks to it directly: the request and the answer never pass
+    through the worker, which forks every child and so must never hold any user's data."""
 
     def __init__(self):
-        req_r, self.req_w = os.pipe()
-        self.res_r, res_w = os.pipe()
-        self.log_r, log_w = os.pipe()
+        req_r, req_w = os.pipe()
+        res_r, res_w = os.pipe()
+        log_r, log_w = os.pipe()
         pid = os.fork()
-        if pid == 0:  # the child: stdin/stdout/stderr away from the server's pipes
+        if pid == 0:  # the child: stdin/stdout/stderr away from the control socket
             try:
                 os.setsid()
                 os.dup2(req_r, 0)
@@ -486,106 +492,9 @@ class _Spare:
                 code = 70
             os._exit(code)
         self.pid = pid
+        self.fds = [req_w, res_r, log_r]  # for the server
         for fd in (req_r, res_w, log_w):
             os.close(fd)
-
-
-#: Seconds the worker waits after an answer before killing the answered child and forking
-#: the next one (the server takes the answer first: ~0.4 ms), unless a request comes.
-LINGER = 0.003
-
-#: The next child (forked right after the previous call was answered).
-_SPARE: _Spare | None = None
-
-
-def _run(req: dict, frames: list) -> tuple[dict, list, int | None]:
-    """Run one request (its array frames relayed unparsed) in the spare child.
-
-    Returns ``(header, array frames, pid)``: with a complete result the child is killed at
-    once and ``pid`` is left to reap after the answer is sent (its exit, the unmapping of a
-    large address space, takes milliseconds); ``pid`` is None when it was reaped here
-    (timeout, oversized or missing result).
-    """
-    global _SPARE
-    spare, _SPARE = _SPARE or _Spare(), None
-    pid, res_r, log_r = spare.pid, spare.res_r, spare.log_r
-    try:
-        with os.fdopen(spare.req_w, "wb") as feed:
-            for buf in wire.raw_buffers(req, frames):
-                feed.write(buf)
-    except OSError:
-        pass  # the child died before reading: reported below
-    deadline = time.monotonic() + float(req["timeout"])
-    limit = int(req["max_output"]) + wire.MAX_HEADER
-    result, log = bytearray(), bytearray()
-    need: int | None = None  # the result's length with its prefix, once known
-    sel = selectors.DefaultSelector()
-    sel.register(res_r, selectors.EVENT_READ, "res")
-    sel.register(log_r, selectors.EVENT_READ, "log")
-    timed_out = too_big = complete = False
-    renice_at = time.monotonic() + RENICE_AFTER
-    while sel.get_map() and not (too_big or complete):
-        now = time.monotonic()
-        left = deadline - now
-        if left <= 0:
-            timed_out = True
-            break
-        if now >= renice_at:
-            _renice(pid)
-            renice_at = now + RENICE_AFTER
-        for key, _ in sel.select(timeout=min(left, max(0.0, renice_at - now), 1.0)):
-            chunk = os.read(key.fd, 1 << 20)
-            if not chunk:
-                sel.unregister(key.fd)
-                continue
-            if key.data == "res":
-                result += chunk
-                if need is None and len(result) >= wire.LEN_SIZE:
-                    need = wire.LEN_SIZE + wire.unpack_length(result)
-                    too_big = need > limit + wire.LEN_SIZE
-                complete = need is not None and len(result) >= need and not too_big
-            else:
-                log += chunk
-                del log[:-LOG_BYTES]
-    if complete:  # the child stops itself after its result, it is killed after the answer
-        for key, _ in sel.select(timeout=0):  # what the script printed (flushed before)
-            if key.data == "log":
-                log += os.read(key.fd, 1 << 20)
-                del log[:-LOG_BYTES]
-    elif timed_out or too_big:
-        _kill(pid)
-    sel.close()
-    os.close(res_r)
-    os.close(log_r)
-    text = log.decode("utf-8", "replace")
-    if complete:
-        try:
-            header, out = wire.read_raw(wire.Reader(memoryview(result)[wire.LEN_SIZE:need]),
-                                        int(req["max_output"]))
-        except wire.WireError as exc:
-            return {"ok": False, "kind": "crash", "message": f"the script process sent a "
-                    f"broken result ({exc})", "log": text}, [], pid
-        header["log"] = text
-        return header, out, pid
-    _, status = os.waitpid(pid, 0)
-    if timed_out:
-        return {"ok": False, "kind": "timeout", "message": f"the script ran longer than the "
-                f"time limit of {req['timeout']} s", "log": text}, [], None
-    if too_big:
-        return {"ok": False, "kind": "output", "message": "the result exceeded the output "
-                f"limit of {req['max_output']} bytes", "log": text}, [], None
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and not result):
-            kind, why = "timeout", "it used up its CPU time limit"
-            if sig == signal.SIGKILL:
-                kind, why = "crash", "it was killed (CPU or memory limit)"
-        else:
-            kind, why = "crash", f"it died with signal {signal.Signals(sig).name}"
-        return {"ok": False, "kind": kind, "message": f"the script process stopped: {why}",
-                "log": text}, [], None
-    return {"ok": False, "kind": "crash", "message": f"the script process ended without a "
-            f"result (exit status {os.WEXITSTATUS(status)})", "log": text}, [], None
 
 
 #: Seconds a script runs at the worker's priority; then it (and every process it started)
@@ -617,6 +526,21 @@ def _kill(pid: int) -> None:
             fn(target, signal.SIGKILL)
         except OSError:
             pass
+
+
+def _ended(status: int, got_result: bool) -> dict:
+    """What became of a child that gave no complete result (its wait status)."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and not got_result):
+            kind, why = "timeout", "it used up its CPU time limit"
+            if sig == signal.SIGKILL:
+                kind, why = "crash", "it was killed (CPU or memory limit)"
+        else:
+            kind, why = "crash", f"it died with signal {signal.Signals(sig).name}"
+        return {"ok": False, "kind": kind, "message": f"the script process stopped: {why}"}
+    return {"ok": False, "kind": "crash", "message": f"the script process ended without a "
+            f"result (exit status {os.WEXITSTATUS(status)})"}
 
 
 def versions() -> dict:
@@ -660,10 +584,41 @@ def _warm_up() -> None:
     linecache.clearcache()
 
 
+def _send(ctl, header: dict, fds=()) -> None:
+    """One control message (a JSON packet of the SOCK_SEQPACKET socket, with file
+    descriptors)."""
+    data = json.dumps(header).encode()
+    if fds:
+        socket.send_fds(ctl, [data], list(fds))
+    else:
+        ctl.send(data)
+
+
+def _receive(ctl, timeout: float | None) -> dict | None:
+    """The server's next control message; None at ``timeout``; EOFError when it is gone."""
+    if timeout is not None and not select.select([ctl], [], [], max(0.0, timeout))[0]:
+        return None
+    data = ctl.recv(CONTROL_SIZE)
+    if not data:
+        raise EOFError
+    return json.loads(data)
+
+
+#: Largest control message.
+CONTROL_SIZE = 1 << 16
+
+
 def main() -> int:
-    """Serve requests on stdin/stdout until stdin closes."""
-    inp = os.fdopen(os.dup(0), "rb")
-    out = os.fdopen(os.dup(1), "wb")
+    """The zygote: warm up, then fork spare children and hand their pipes to the server.
+
+    It talks to the server only through the control socket on stdin (a Unix
+    ``SOCK_SEQPACKET`` socket) and only about children: "here is a spare (its pipes)", "the
+    server started it" (the worker then lowers its priority after :data:`RENICE_AFTER`),
+    "the server is done with it" (the worker kills it, reports how it ended, clears what it
+    left behind and forks the next spare). It never reads a request, a script or a result:
+    every child it forks starts from memory that no user's data ever touched.
+    """
+    ctl = socket.socket(fileno=os.dup(0))
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(2, 1)  # stray prints of this process go to the server's log, not the protocol
@@ -677,59 +632,54 @@ def main() -> int:
     dumpable = not _no_ptrace()
     _FILTER = _usable(_filter())
     base_vsz = _vsz()
-    global _SPARE
-    _SPARE = _Spare()
-    wire.write_message(out, {"ok": True, "ready": True, "pid": os.getpid(),
-                             "uid": os.getuid(), "python": sys.version.split()[0],
-                             "packages": versions(), "vsz": base_vsz,
-                             "seccomp": _FILTER is not None, "ptrace_guard": not dumpable})
+    _send(ctl, {"ok": True, "ready": True, "pid": os.getpid(), "uid": os.getuid(),
+                "python": sys.version.split()[0], "packages": versions(), "vsz": base_vsz,
+                "seccomp": _FILTER is not None, "ptrace_guard": not dumpable})
+    try:
+        while True:
+            spare = _Spare()
+            _send(ctl, {"spare": spare.pid}, spare.fds)
+            for fd in spare.fds:  # the server's ends: not ours, never the next child's
+                os.close(fd)
+            msg = _receive(ctl, None) or {}
+            if msg.get("op") == "start":
+                msg = _watch(ctl, spare.pid)
+            _kill(spare.pid)  # stopped after its answer, or still running (done early)
+            _, status = os.waitpid(spare.pid, 0)
+            if msg.get("complete"):
+                ended, cleared = {}, _clear(spare.pid)
+            else:  # a fork bomb, a timeout...: a new worker rather than a clean-up
+                ended, cleared = _ended(status, bool(msg.get("result"))), not _strays()
+            _send(ctl, {"ended": spare.pid, "status": ended, "retiring": not cleared})
+            if not cleared:
+                print("a script left processes behind; retiring", file=sys.stderr,
+                      flush=True)
+                return RETIRED
+    except (EOFError, OSError):
+        return 0
+
+
+def _watch(ctl, pid: int) -> dict:
+    """While the server talks to the child: lower its priority after RENICE_AFTER (and
+    every RENICE_AFTER again, for the processes it starts); the server's "done" ends it."""
+    renice_at = time.monotonic() + RENICE_AFTER
     while True:
-        try:
-            req, frames = wire.read_raw(inp, 1 << 34)
-        except wire.WireError:
-            return 0
-        if req.get("op") == "ping":
-            wire.write_message(out, {"ok": True, "pong": True, "uid": os.getuid()})
-            continue
-        header, result, pending = _run(req, frames)
-        del frames
-        if pending is None and OWN_PID_NAMESPACE:
-            strays = _strays()
-            if strays:  # a fork bomb or a daemon: the server kills this whole pid namespace
-                header["restart"] = True
-                header["strays"] = len(strays)
-        for buf in wire.raw_buffers(header, result):
-            out.write(buf)
-        out.flush()
-        if header.get("restart"):
-            return 0
-        if pending is not None:
-            # let the server take the answer first (unless the next request is there)
-            select.select([inp], [], [], LINGER)
-            _kill(pending)
-        if pending is not None and not _clear(pending):
-            print("a script left processes behind that would not stop; retiring",
-                  file=sys.stderr, flush=True)
-            return RETIRED
-        _SPARE = _Spare()  # the next call's child, forked while the server works
-        if pending is not None:
-            try:
-                os.waitpid(pending, 0)  # its exit (unmapping) overlapped with the fork
-            except ChildProcessError:
-                pass  # reaped by _clear
+        msg = _receive(ctl, renice_at - time.monotonic())
+        if msg is not None:
+            return msg
+        _renice(pid)
+        renice_at = time.monotonic() + RENICE_AFTER
 
 
 def _clear(pid: int) -> bool:
-    """After an answer: no process of the script (``pid``, killed, exiting) may survive
-    into the next call. Anything else in this pid namespace but us and its init is killed;
-    False when something remains."""
+    """After a call: no process of the script (``pid``, reaped) may survive into the next
+    call. Anything else in this pid namespace but us and its init is killed; False when
+    something remains."""
     if not OWN_PID_NAMESPACE:
         return True  # no namespace of our own: /proc shows the machine (see the docs)
-    strays = [p for p in _strays() if p != pid]
-    if not strays:
+    if not _strays():
         return True
     os.kill(-1, signal.SIGKILL)  # every process we may signal in this pid namespace
-    os.waitpid(pid, 0)
     end = time.monotonic() + 2.0
     while time.monotonic() < end:
         if not _strays():  # the namespace's init reaps the orphans
