@@ -41,9 +41,9 @@ def band_reads(monkeypatch) -> list[str]:
     reads: list[str] = []
     real = evaluator_module.read_band
 
-    def spy(href, band, view, resampling):
+    def spy(href, band, view, *args, **kwargs):
         reads.append(band.id)
-        return real(href, band, view, resampling)
+        return real(href, band, view, *args, **kwargs)
 
     monkeypatch.setattr(evaluator_module, "read_band", spy)
     return reads

@@ -466,17 +466,21 @@ class Engine:
                 f"x {len(days)} dates = {size} > limit {self.max_pixels}; "
                 "request a smaller window, a coarser resolution or fewer dates"
             )
-        data = np.full((len(days), len(bands), view.height, view.width), np.nan, np.float32)
+        # the first file of each date and band reads straight into the cube when it can
+        # (the same grid: a batch block); what no file fills becomes NaN at the end
+        data = np.empty((len(days), len(bands), view.height, view.width), np.float32)
         resampling = Resampling[query.resampling] if query.resampling else self.resampling
         jobs = []
         for ti, day in enumerate(days):
             for bi, band_id in enumerate(bands):
                 band = product.bands[band_id]
+                into = data[ti, bi]
                 for item in groups[day]:
                     href = item.assets.get(band_id)
                     if href:
                         jobs.append((ti, bi, item, self._pool.submit(
-                            read_band, href, band, view, resampling)))
+                            read_band, href, band, view, resampling, into=into)))
+                        into = None
         filled: set[tuple[int, int]] = set()
         for ti, bi, item, fut in jobs:
             try:
@@ -496,11 +500,16 @@ class Engine:
             if arr is None:
                 continue
             if (ti, bi) not in filled:  # first file of this date and band: take it whole
-                data[ti, bi] = arr
+                if not np.shares_memory(arr, data[ti, bi]):
+                    data[ti, bi] = arr
                 filled.add((ti, bi))
                 continue
             target = data[ti, bi]  # a mosaic of several files: first valid pixel wins
             fill = np.isnan(target)
             target[fill] = arr[fill]
+        for ti in range(len(days)):
+            for bi in range(len(bands)):
+                if (ti, bi) not in filled:
+                    data[ti, bi] = np.nan
         times = tuple(groups[d][0].datetime for d in days)
         return Cube(data, times, tuple(bands), view)

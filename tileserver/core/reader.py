@@ -109,13 +109,17 @@ def read_band(
     view: View,
     resampling: Resampling = Resampling.nearest,
     index: int = 1,
+    into: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """Values of band ``index`` of ``href`` on the ``view`` grid as float32 with NaN for
     nodata.
 
     Only the window of the file that the view covers is read, from the overview level
     whose resolution matches the view's (never finer than needed by more than 2x).
-    Returns ``None`` when the file does not intersect the view.
+    Returns ``None`` when the file does not intersect the view. ``into`` (a contiguous
+    float32 array of the view's shape) receives the values when the view is a window of
+    the file's own grid and is returned (no copy; a batch block's read); it may be
+    written to even when another array is returned.
     """
     try:
         info = file_info(href)
@@ -153,7 +157,12 @@ def read_band(
                 return None
             window = Window(col0, row0, col1 - col0, row1 - row0)
             # float32 straight from GDAL; nodata (value or mask) becomes NaN below
-            values = src.read(index, window=window, out_dtype="float32")
+            exact = same_grid is not None and (col0, row0) == same_grid and \
+                (row1 - row0, col1 - col0) == (view.height, view.width)
+            if exact and into is not None:
+                values = src.read(index, window=window, out=into)
+            else:
+                values = src.read(index, window=window, out_dtype="float32")
             file_nodata = src.nodata
             flags = src.mask_flag_enums[index - 1]
             if MaskFlags.per_dataset in flags or MaskFlags.alpha in flags:
