@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 import requests
+from openeo.rest.connection import Connection
 from openeo_test_suite.lib import compliance_util
 from openeo_test_suite.lib.backend_under_test import get_backend_url
 
@@ -25,6 +26,14 @@ def basic_access_token(pytestconfig) -> str:
     return "basic//" + resp.json()["access_token"]
 
 
+def basic_instead_of_oidc(connection, *args, **kwargs):
+    """The suite's process tests call ``authenticate_oidc()``: HTTP Basic instead."""
+    return connection.authenticate_basic(os.environ["TILESERVER_COMPLIANCE_USER"],
+                                         os.environ["TILESERVER_COMPLIANCE_PASSWORD"])
+
+
 def pytest_configure(config) -> None:
-    """Install the basic-auth token function before the suite's fixtures run."""
+    """Install the basic-auth token function (and the process tests' connection's
+    authentication) before the suite's fixtures run."""
     compliance_util.get_access_token = basic_access_token
+    Connection.authenticate_oidc = basic_instead_of_oidc

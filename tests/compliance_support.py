@@ -127,6 +127,59 @@ def run_suite(base_url: str, report: Path, *extra: str) -> dict[str, str]:
     return outcomes
 
 
+#: Failures of the suite's process tests (``tests/processes``, HTTP runner) that say
+#: nothing about the back-end: (regular expression on the failure message, reason).
+PROCESS_TEST_DEVIATIONS: list[tuple[str, str]] = [
+    (r"HTTP JSON APIs don't support (NaN|infinity) values",
+     "the suite's HTTP runner cannot send NaN or infinite arguments in JSON"),
+    (r"Failed to load external reference assets/",
+     "the HTTP runner sends no data cubes (the cube cases run in "
+     "tests/test_official_cube_processes.py)"),
+    (r"Got None instead of NaN|Expected a numerical result but got None",
+     "a NaN result is null in JSON"),
+    (r"Expected exception (\w+) but got OpenEoApiError\(\"\[400\] \1:",
+     "the error has the expected code; over HTTP every error is the client's OpenEoApiError"),
+    (r"parameter 'element' is not defined",
+     "count cases read the parameter 'element'; count.json names it 'x'"),
+    (r"array_filter' has no argument 'process'",
+     "array_filter cases pass 'process'; array_filter.json names it 'condition'"),
+    (r"ArrayNotLabeled|'process' in process 'array_apply' is invalid",
+     "labelled arrays have no JSON form in the API: the runner cannot send them"),
+    (r"Differences: \{'values_changed': \{'root\[0\]': \{'new_value': 0, 'old_value': 1",
+     "array_append case 0 expects [1] for appending 0 to an empty array"),
+]
+
+
+def run_process_tests(base_url: str, report: Path) -> dict[str, tuple[str, str]]:
+    """Run the suite's process tests (``tests/processes/processing``, the official
+    openeo-processes cases from ``../shared/openeo/processes``) through ``POST /result``
+    (the suite's HTTP runner); ``{case: (outcome, failure message)}``."""
+    import openeo_test_suite  # noqa: PLC0415
+
+    tests = Path(openeo_test_suite.__file__).parent / "tests" / "processes" / "processing"
+    env = {**os.environ, "TILESERVER_COMPLIANCE_USER": USER,
+           "TILESERVER_COMPLIANCE_PASSWORD": PASSWORD, "PYTHONPATH": str(REPO)}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "assets").mkdir()
+        (Path(tmp) / "assets" / "processes").symlink_to(SHARED / "processes")
+        ini = Path(tmp) / "pytest.ini"
+        ini.write_text("[pytest]\n")
+        cmd = [sys.executable, "-m", "pytest", str(tests / "test_example.py"), "-c",
+               str(ini), "--rootdir", tmp, "-p", "openeo_test_suite.lib.pytest_plugin",
+               "-p", "tests.compliance_plugin", "-U", base_url, "--runner", "http", "-q",
+               f"--junitxml={report}", "-p", "no:cacheprovider"]
+        subprocess.run(cmd, env=env, cwd=tmp, check=False, timeout=900,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    outcomes: dict[str, tuple[str, str]] = {}
+    for case in ElementTree.parse(report).iter("testcase"):
+        bad = case.find("failure") if case.find("failure") is not None else case.find("error")
+        outcome = ("failed" if bad is not None else
+                   "skipped" if case.find("skipped") is not None else "passed")
+        outcomes[case.get("name", "?")] = (outcome, "" if bad is None else
+                                           bad.get("message") or "")
+    return outcomes
+
+
 def main() -> int:
     """Serve the test catalog plus ``CGLS_SSM_1KM``, run the suite, print the counts."""
     from tests.load_support import serve  # noqa: PLC0415

@@ -8,9 +8,11 @@ import pytest
 from tests.compliance_support import (
     DEVIATIONS,
     PASSWORD,
+    PROCESS_TEST_DEVIATIONS,
     SHARED,
     USER,
     make_compliance_catalog,
+    run_process_tests,
     run_suite,
 )
 from tests.load_support import serve
@@ -37,3 +39,25 @@ def test_compliance_suite_fails_only_on_documented_deviations(tmp_path, small_ca
             "test_POST_jobs", "test_GET_jobs_job_id_results", "test_PATCH_jobs_job_id",
             "test_POST_validation", "test_GET_me", "test_GET_process_graphs_process_id"} <= passed
     assert len(outcomes) >= 40
+
+
+def test_process_tests_of_the_suite_through_result(tmp_path, small_catalog):
+    """The suite's process tests (the official openeo-processes cases, sent one process at
+    a time to ``POST /result`` by its HTTP runner): every failure is one of the runner's
+    limits listed in PROCESS_TEST_DEVIATIONS."""
+    import re  # noqa: PLC0415
+
+    pytest.importorskip("openeo_test_suite")
+    if not (SHARED / "processes" / "tests").is_dir():
+        pytest.skip(f"the openEO process tests are not in {SHARED}")
+    home = tmp_path / "home"
+    add_user(load_settings(home=str(home)), USER, PASSWORD)
+    with serve(home, str(small_catalog), 256 * 1024 * 1024) as (base, _pids):
+        outcomes = run_process_tests(f"{base}/openeo/1.2/", tmp_path / "processes.xml")
+    unexplained = {name: message[:300] for name, (outcome, message) in outcomes.items()
+                   if outcome == "failed" and not any(
+                       re.search(pattern, message) for pattern, _ in PROCESS_TEST_DEVIATIONS)}
+    assert not unexplained, unexplained
+    passed = [name for name, (outcome, _) in outcomes.items() if outcome == "passed"]
+    assert len(passed) >= 500, len(passed)
+    assert any(name.startswith("test_process[sort-") for name in passed)

@@ -453,6 +453,26 @@ def test_apply_kernel_refuses_an_even_kernel(con):
     assert err.value.http_status_code == 400 and err.value.code == "KernelDimensionsUneven"
 
 
+def test_execute_a_graph_of_array_processes(con):
+    """``execute`` of a graph without data cubes (as the openEO process tests send): its
+    value as JSON, NaN as null, callbacks included; a bad argument is a 400."""
+    assert con.execute({"add": {"process_id": "add", "arguments": {"x": 1, "y": 2.5},
+                                "result": True}}) == 3.5
+    graph = {"sorted": {"process_id": "sort", "arguments": {"data": [3, None, 1, 2]}},
+             "twice": {"process_id": "array_apply", "arguments": {
+                 "data": {"from_node": "sorted"}, "process": {"process_graph": {"m": {
+                     "process_id": "multiply", "arguments": {
+                         "x": {"from_parameter": "x"}, "y": 2}, "result": True}}}},
+                 "result": True}}
+    assert con.execute(graph) == [2, 4, 6]
+    assert con.execute({"s": {"process_id": "sqrt", "arguments": {"x": -1},
+                              "result": True}}) is None
+    with pytest.raises(OpenEoApiError) as err:
+        con.execute({"c": {"process_id": "clip", "arguments": {"x": 1, "min": 3, "max": 2},
+                           "result": True}})
+    assert err.value.http_status_code == 400 and err.value.code == "MinMaxSwapped"
+
+
 def test_bad_graph_is_a_clear_400(con):
     with pytest.raises(OpenEoApiError) as err:
         con.load_collection("NOPE").download(format="GTiff")

@@ -205,6 +205,21 @@ class Engine:
 
     # -- graphs -------------------------------------------------------------------------
 
+    def compute_value(self, obj: Any, processes: dict[str, dict] | None = None
+                      ) -> tuple[bool, Any]:
+        """``(True, value)`` of a 1.x flat graph whose result is computed by array
+        processes alone, with no data cube anywhere (``{"add": {"process_id": "add", ...}}``:
+        what the openEO process tests send to ``/result``); ``(False, None)`` for any other
+        graph (:meth:`parse` takes it, and explains what is wrong with it)."""
+        from tileserver.core.callbacks import run_callback  # noqa: PLC0415
+        from tileserver.core.graph import Callback  # noqa: PLC0415
+
+        root = self.flat_parser.parse(obj, processes=dict(processes or {}))
+        if isinstance(root, Node) and (node_returns(root) != "value" or any(
+                n.process_id in V1_REGISTRY for n in root.walk())):
+            return False, None
+        return True, run_callback(Callback(root, (), "process_graph"), {})
+
     def parse(self, obj: Any, dialect: str | None = None,
               processes: dict[str, dict] | None = None) -> Graph:
         """Parse and validate a ``process_graph`` of either dialect: the 0.0.2 nested form

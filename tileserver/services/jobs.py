@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
 from typing import Any
+
+import numpy as np
 
 from tileserver.core import params, udp
 from tileserver.core.encoders import Encoded, default_output, encode, validate_output
@@ -74,6 +78,38 @@ def check_definition(rt: Runtime, user: str | None, process_graph: dict) -> None
         where = "" if namespace is None else f" in namespace {str(namespace)[:64]!r}"
         raise UnknownProcess(f"process {pid[:64]!r}{where} is not supported (GET /processes "
                              "lists the predefined ones, GET /process_graphs yours)")
+
+
+def compute_value(rt: Runtime, process_graph: Any, user: str | None = None
+                  ) -> tuple[bool, Any]:
+    """``(True, value)`` of a 1.x graph of array processes only (no data cube), as JSON
+    values (NaN as null); ``(False, None)`` for other graphs."""
+    if not is_flat_graph(process_graph):
+        return False, None
+    done, value = rt.engine.compute_value(process_graph,
+                                          user_processes(rt, user, process_graph))
+    return done, (json_value(value) if done else None)
+
+
+def json_value(value: Any) -> Any:
+    """A value of the array processes as JSON: arrays as lists, NaN as null, dates as
+    RFC 3339 strings."""
+    if hasattr(value, "values") and hasattr(value, "labels"):  # a labelled array
+        value = value.values
+    if isinstance(value, np.ndarray):
+        return [json_value(v) for v in value.tolist()] if value.ndim else json_value(
+            value.item())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, list | tuple):
+        return [json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    return value
 
 
 def parse_job(rt: Runtime, job: dict, processes: dict[str, dict] | None = None):
