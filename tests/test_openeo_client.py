@@ -473,6 +473,58 @@ def test_execute_a_graph_of_array_processes(con):
     assert err.value.http_status_code == 400 and err.value.code == "MinMaxSwapped"
 
 
+NEIGHBORHOOD_UDF = """
+from openeo.udf import XarrayDataCube
+
+
+def apply_datacube(cube: XarrayDataCube, context: dict) -> XarrayDataCube:
+    array = cube.get_array()
+    return XarrayDataCube(array - array.mean(dim=("x", "y"), skipna=True))
+"""
+
+
+def test_apply_neighborhood(con, small_catalog, tmp_path):
+    """A UDF on 64 px neighbourhoods with 8 px overlap (here: minus the chunk's mean, which
+    depends on the chunking), and array processes on each chunk; equal to numpy on the
+    same chunks of the rasterio reference."""
+    size = [{"dimension": "x", "value": 64, "unit": "px"},
+            {"dimension": "y", "value": 64, "unit": "px"}]
+    overlap = [{"dimension": "x", "value": 8, "unit": "px"},
+               {"dimension": "y", "value": 8, "unit": "px"}]
+    path = tmp_path / "neighbourhoods.tif"
+    load(con, bands=["B04"]).apply_neighborhood(
+        openeo.UDF(NEIGHBORHOOD_UDF, runtime="Python"), size=size, overlap=overlap).download(
+        path, format="GTiff")
+    with rasterio.open(path) as src:
+        (left, bottom, right, top), (rx, ry) = src.bounds, src.res
+        grown = View(src.crs, (left - 8 * rx, bottom - 8 * ry, right + 8 * rx, top + 8 * ry),
+                     src.width + 16, src.height + 16)
+        data, height, width = src.read().astype("float64"), src.height, src.width
+    _days, stack = reference_stack(small_catalog, "TEST", grown, ["B04"],
+                                   datetime(2020, 5, 1, tzinfo=UTC),
+                                   datetime(2020, 5, 31, 23, 59, tzinfo=UTC))
+    values = stack[:, 0]
+    values[:, [*range(8), *range(-8, 0)], :] = np.nan  # beyond the spatial extent: no data
+    values[:, :, [*range(8), *range(-8, 0)]] = np.nan
+    expected = np.full((values.shape[0], height, width), np.nan)
+    for r0 in range(0, height, 64):
+        for c0 in range(0, width, 64):
+            h, w = min(64, height - r0), min(64, width - c0)
+            chunk = values[:, r0:r0 + h + 16, c0:c0 + w + 16]
+            mean = np.nanmean(chunk, axis=(1, 2))[:, None, None]
+            expected[:, r0:r0 + h, c0:c0 + w] = (chunk - mean)[:, 8:8 + h, 8:8 + w]
+    assert_allclose(data, expected, rtol=1e-4, atol=1e-2, equal_nan=True)
+    assert np.isfinite(expected).mean() > 0.5
+    load(con, bands=["B04"]).apply_neighborhood(lambda data: data * 2 + 1, size=size,
+                                                overlap=overlap).download(path)
+    with rasterio.open(path) as src:  # read on the same grown grid as the UDF's chunks
+        assert_same(src.read().astype("float64"), values[:, 8:-8, 8:-8] * 2 + 1)
+    with pytest.raises(OpenEoApiError) as err:
+        load(con).apply_neighborhood(lambda data: data * 1, size=[
+            {"dimension": "x", "value": 64, "unit": "m"}]).download(format="GTiff")
+    assert err.value.http_status_code == 400 and "pixels" in err.value.message
+
+
 def test_bad_graph_is_a_clear_400(con):
     with pytest.raises(OpenEoApiError) as err:
         con.load_collection("NOPE").download(format="GTiff")
