@@ -293,6 +293,7 @@ class Worker:
         self.pid = self.proc.pid
         self.uses = 0
         self._spare: tuple[int, list[int]] | None = None
+        self._spare_lock = threading.Lock()  # kill() may run in the timer's thread
         self._ended: dict | None = None
         threading.Thread(target=self._drain, daemon=True, name="udf-stderr").start()
         if handshake:
@@ -346,7 +347,12 @@ class Worker:
                 for fd in fds:
                     os.close(fd)
                 raise wire.WireError("a spare without its three pipes")
-            self._spare = (int(msg["spare"]), list(fds))
+            with self._spare_lock:
+                if self._killed:
+                    for fd in fds:
+                        os.close(fd)
+                    raise EOFError("the worker was killed")
+                self._spare = (int(msg["spare"]), list(fds))
         else:
             for fd in fds:
                 os.close(fd)
@@ -363,8 +369,10 @@ class Worker:
             self._receive()
         if self.retiring:
             raise EOFError("the worker is retiring")
-        spare, self._spare = self._spare, None
-        assert spare is not None
+        with self._spare_lock:
+            spare, self._spare = self._spare, None
+        if spare is None:
+            raise EOFError("the worker was killed")
         return spare
 
     @property
@@ -383,7 +391,8 @@ class Worker:
             self.proc.wait(timeout=5)
         with contextlib.suppress(Exception):
             self.ctl.close()
-        spare, self._spare = self._spare, None
+        with self._spare_lock:
+            spare, self._spare = self._spare, None
         for fd in spare[1] if spare else ():
             with contextlib.suppress(OSError):
                 os.close(fd)
