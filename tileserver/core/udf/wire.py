@@ -160,7 +160,7 @@ def read_header(stream) -> dict:
 
 
 def read_raw(stream, limit: int) -> tuple[dict, list[bytearray]]:
-    """``(header, frames)``: a message whose array frames stay unparsed (to relay them)."""
+    """``(header, frames)``: a message whose array frames are not parsed yet."""
     header = read_header(stream)
     frames, budget = [], limit
     for _ in range(header["arrays"]):
@@ -168,14 +168,6 @@ def read_raw(stream, limit: int) -> tuple[dict, list[bytearray]]:
         budget -= len(data)
         frames.append(data)
     return header, frames
-
-
-def raw_buffers(header: dict, frames: list) -> list:
-    """A message of unparsed array frames (see :func:`read_raw`) as buffers."""
-    out = [header_frame(header, len(frames))]
-    for data in frames:
-        out += [_LEN.pack(len(data)), data]
-    return out
 
 
 def read_message(stream, limit: int) -> tuple[dict, list[np.ndarray]]:
