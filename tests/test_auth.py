@@ -249,3 +249,15 @@ def test_unreadable_users_file_fails_closed(app, client, caplog):
     assert client.get("/users/me/jobs").status_code == 401  # not single-user mode
     assert client.get("/users/alice/jobs", headers=basic("alice")).status_code == 401
     assert "cannot read the users file" in caplog.text
+
+
+@pytest.mark.parametrize("path", ["/openeo/1.2/no-such-route", "/no-such-route",
+                                  "/openeo/1.2/jobs/x/y/z"])
+def test_unknown_routes_are_404_without_credentials(client, path):
+    # a path no route serves says so to anyone (the routes are public in /openapi.json)
+    # instead of asking for credentials it could not use; real routes stay private
+    resp = client.get(path)
+    assert resp.status_code == 404
+    if path.startswith("/openeo/1.2/"):
+        assert resp.json["code"] == "NotFound"
+    assert client.get("/openeo/1.2/jobs").status_code == 401

@@ -282,6 +282,8 @@ def _require_credentials():
     """
     if request.method == "OPTIONS" or is_public(request.path):
         return None
+    if request.endpoint is None:  # no such route (or method): the 404/405 says so, as it
+        return None  # would to anyone (every route is listed in the public OpenAPI document)
     if request.endpoint in current_app.extensions.get("tileserver.public_endpoints", ()):
         return None
     if request.path.startswith(OGC_PREFIXES):
