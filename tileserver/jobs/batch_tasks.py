@@ -382,13 +382,7 @@ def _write_parts(spec: JobSpec, row: int, col: int, values: dict[str, np.ndarray
             if factor in scratch:
                 scratch[factor].append(part)
                 continue
-            encoded, entries, _ = cogparts.compress_part(part, "float32", float("nan"),
-                                                         options)
-            table = []
-            for offset, size in entries:
-                table.append((len(body), size))
-                body += encoded[offset:offset + size]
-            tiles[f"{layer}/{factor}"] = table
+            tiles[f"{layer}/{factor}"], _ = _append_tiles(body, part, options)
     if tiles:
         _write_bytes_atomic(spec.tiles_path(row, col), body)
     offsets: dict[str, int] = {}
@@ -409,6 +403,18 @@ def _write_parts(spec: JobSpec, row: int, col: int, values: dict[str, np.ndarray
     _write_bytes_atomic(target, json.dumps({"per_layer": per_layer, "tiles": tiles,
                                             "values": offsets}).encode())
     return target.name
+
+
+def _append_tiles(body: bytearray, data: np.ndarray, options: dict
+                  ) -> tuple[list[tuple[int, int]], int]:
+    """Compress ``data``'s COG tiles (float32, NaN nodata) and append them to ``body``:
+    ``([(offset in body, size)] per tile, tile columns)``."""
+    encoded, entries, cols = cogparts.compress_part(data, "float32", float("nan"), options)
+    table = []
+    for offset, size in entries:
+        table.append((len(body), size))
+        body += encoded[offset:offset + size]
+    return table, cols
 
 
 def _write_bytes_atomic(target: Path, data: bytes | bytearray) -> None:
@@ -649,13 +655,7 @@ def run_strip(spec: JobSpec, factor: int, index: int) -> str:
                 data[:, top - y0:bottom - y0, left - x0:right - x0] = values[
                     :, top - int(part.row_off):bottom - int(part.row_off),
                     left - int(part.col_off):right - int(part.col_off)]
-            encoded, entries, cols = cogparts.compress_part(data, "float32", float("nan"),
-                                                            options)
-            table = []
-            for offset, size in entries:
-                table.append((len(body), size))
-                body += encoded[offset:offset + size]
-            tiles[layer] = table
+            tiles[layer], cols = _append_tiles(body, data, options)
         _write_bytes_atomic(spec.strip_path(factor, index, ".tiles"), body)
         _write_bytes_atomic(target, json.dumps({"cols": cols, "tiles": tiles}).encode())
     except OSError as exc:
