@@ -416,6 +416,20 @@ def _limit_file_size(limit: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (hard if limit is None else limit, hard))
 
 
+def _run_with_file_limit(client, cluster, job_id: str, limit: int) -> dict:
+    """Queue the job while the workers may write no file above ``limit`` bytes; the job
+    once it is finished or failed (the limit is lifted again in any case)."""
+    from distributed import Client
+
+    with Client(cluster.scheduler_address, timeout=30) as dask_client:
+        dask_client.run(_limit_file_size, limit)
+        try:
+            client.patch(f"/jobs/{job_id}/queue")
+            return wait_job(client, job_id, status_is("finished", "error"))
+        finally:
+            dask_client.run(_limit_file_size, None)
+
+
 def test_result_that_cannot_be_written_is_an_error_and_queue_resumes(apps, cluster):
     # the workers may write no file larger than 512 KiB: every block's files (256 x 256 px,
     # its uncompressed COG tile: 256 KiB) and the tile of the overview are written, the
@@ -425,15 +439,7 @@ def test_result_that_cannot_be_written_is_an_error_and_queue_resumes(apps, clust
     graph = ndvi_graph("min_time")
     job_id = create_job(client, graph, {"format": "GTiff", "parameters": {
         "compress": "none", "blockxsize": 256}})
-    from distributed import Client
-
-    with Client(cluster.scheduler_address, timeout=30) as dask_client:
-        dask_client.run(_limit_file_size, WORKER_FILE_LIMIT)
-        try:
-            client.patch(f"/jobs/{job_id}/queue")
-            job = wait_job(client, job_id, status_is("finished", "error"))
-        finally:
-            dask_client.run(_limit_file_size, None)
+    job = _run_with_file_limit(client, cluster, job_id, WORKER_FILE_LIMIT)
     logs = client.get(f"/jobs/{job_id}/logs").get_json()
     assert job["status"] == "error", logs
     assert job["error"].startswith("writing the result failed"), job["error"]
@@ -467,15 +473,7 @@ def test_tiles_of_a_level_that_cannot_be_written_are_an_error_and_queue_resumes(
     graph = ndvi_graph("min_time")
     job_id = create_job(client, graph, {"format": "GTiff", "parameters": {
         "compress": "none", "blockxsize": 256}})
-    from distributed import Client
-
-    with Client(cluster.scheduler_address, timeout=30) as dask_client:
-        dask_client.run(_limit_file_size, 300_000)
-        try:
-            client.patch(f"/jobs/{job_id}/queue")
-            job = wait_job(client, job_id, status_is("finished", "error"))
-        finally:
-            dask_client.run(_limit_file_size, None)
+    job = _run_with_file_limit(client, cluster, job_id, 300_000)
     assert job["status"] == "error", client.get(f"/jobs/{job_id}/logs").get_json()
     assert job["error"].startswith("writing the result failed"), job["error"]
     assert "cannot write the tiles of level 1/1 of the result" in job["error"], job["error"]
