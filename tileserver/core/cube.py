@@ -16,6 +16,14 @@ def day_key(t: datetime) -> str:
     return t.strftime("%Y-%m-%d")
 
 
+def first_of_each_day(times) -> dict[str, datetime]:
+    """``{day_key: the first of ``times`` on that day}``: the time steps of acquisitions."""
+    days: dict[str, datetime] = {}
+    for t in times:
+        days.setdefault(day_key(t), t)
+    return days
+
+
 @dataclass(frozen=True)
 class Cube:
     """Values of a graph node on a view.

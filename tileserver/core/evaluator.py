@@ -28,7 +28,7 @@ from rasterio.warp import transform_bounds
 from tileserver.core import metrics, serial
 from tileserver.core.cache import NodeCache
 from tileserver.core.catalog import Catalog, Product
-from tileserver.core.cube import Cube, day_key
+from tileserver.core.cube import Cube, day_key, first_of_each_day
 from tileserver.core.encoders import check_output_kind, validate_output
 from tileserver.core.graph import IMAGERY, GraphParser, Node, node_hash
 from tileserver.core.graph_flat import V1, FlatGraphParser, is_flat_graph, v1_node
@@ -332,18 +332,12 @@ class Engine:
             cube = self.evaluate(graph, probe, purpose="tile", context=context)
             if getattr(cube, "times", None) is None:
                 return None
-            days: dict[str, datetime] = {}
-            for t in cube.times:
-                days.setdefault(day_key(t), t)
-            return sorted(days.values())
+            return sorted(first_of_each_day(cube.times).values())
         if bbox_wgs84 is None:
             bounds, crs = self.extent(graph)
             bbox_wgs84 = transform_bounds(crs, WGS84, *bounds, densify_pts=21)
         items = meta.product.items_for(bbox_wgs84, meta.time_range)
-        seen: dict[str, datetime] = {}
-        for item in items:
-            seen.setdefault(day_key(item.datetime), item.datetime)
-        return sorted(seen.values())
+        return sorted(first_of_each_day(item.datetime for item in items).values())
 
     # -- versions -----------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import numpy as np
 from rasterio.enums import Resampling
 
 from tileserver.core.catalog import Band
-from tileserver.core.cube import Cube
+from tileserver.core.cube import Cube, first_of_each_day
 from tileserver.core.reader import read_band
 from tileserver.core.view import View
 
@@ -122,7 +122,6 @@ def evaluate_stored(stored: StoredResult, meta, view: View,
     would give, read from its stored result; ``None`` when the result cannot answer (a
     date it has no file for, or no acquisition in the view: the lazy path then answers).
     """
-    from tileserver.core.evaluator import day_key  # noqa: PLC0415 - no import cycle
 
     if meta.reduced:
         return stored.read(view, None, None, meta.kind, resampling)
@@ -135,9 +134,7 @@ def evaluate_stored(stored: StoredResult, meta, view: View,
     span = _overlap(meta.time_range, time_range)
     if time_range is not None and span is None:
         return None
-    days: dict[str, datetime] = {}
-    for item in meta.product.items_for(bbox, span):
-        days.setdefault(day_key(item.datetime), item.datetime)
+    days = first_of_each_day(item.datetime for item in meta.product.items_for(bbox, span))
     if not days:
         return None
     cubes = []
