@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e '.[test]'
 	$(BIN)/python -m tileserver.web.assets install
-	$(BIN)/python -m tileserver.core.processes.specs install
+	$(BIN)/python -m tileserver.graph.specs install
 	touch $(STAMP)
 
 install: $(STAMP)

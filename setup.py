@@ -38,8 +38,8 @@ class BuildWithLeaflet(build_py):
         if getattr(self, "editable_mode", False):
             return  # an editable install uses `python -m tileserver.web.assets install`
         # the official openEO process descriptions, from a PyPI wheel (see specs.py)
-        specs = Path(self.build_lib) / "tileserver" / "core" / "processes" / "openeo_processes"
-        _load("tileserver/core/processes/specs.py").build_into(specs)
+        specs = Path(self.build_lib) / "tileserver" / "graph" / "openeo_processes"
+        _load("tileserver/graph/specs.py").build_into(specs)
         self.announce(f"openEO process specifications into {specs}", 2)
         if os.environ.get("TILESERVER_BUILD_WITHOUT_LEAFLET"):
             self.announce("building without Leaflet: the viewer will say it is missing", 2)

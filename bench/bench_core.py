@@ -29,8 +29,8 @@ import requests  # noqa: E402
 from common import Tileserver  # noqa: E402
 from prometheus_client import REGISTRY  # noqa: E402
 
-import tileserver.core.reader as reader  # noqa: E402
-from tileserver.core.view import View  # noqa: E402
+import tileserver.data.reader as reader  # noqa: E402
+from tileserver.datacube.view import View  # noqa: E402
 from tileserver.demo import example_request, write_demo_catalog  # noqa: E402
 from tileserver.settings import load_settings  # noqa: E402
 from tileserver.web.app import create_app  # noqa: E402

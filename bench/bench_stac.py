@@ -45,12 +45,13 @@ from pyproj import Transformer  # noqa: E402
 from tests import continent  # noqa: E402
 from tests.pg_support import PostgresCluster, pg_bindir  # noqa: E402
 from tests.stac_support import deployment  # noqa: E402
-from tileserver.core import metrics, reader  # noqa: E402
-from tileserver.core.cache import NodeCache  # noqa: E402
-from tileserver.core.catalog import Catalog  # noqa: E402
-from tileserver.core.evaluator import Engine  # noqa: E402
-from tileserver.core.stac_api import ApiOptions  # noqa: E402
-from tileserver.core.view import View  # noqa: E402
+from tileserver import metrics
+from tileserver.data import reader  # noqa: E402
+from tileserver.cache.memory import NodeCache  # noqa: E402
+from tileserver.data.catalog import Catalog  # noqa: E402
+from tileserver.engine.evaluator import Engine  # noqa: E402
+from tileserver.data.stac_api import ApiOptions  # noqa: E402
+from tileserver.datacube.view import View  # noqa: E402
 from tileserver.demo import example_graph, write_demo_catalog  # noqa: E402
 
 TMS = morecantile.tms.get("WebMercatorQuad")
@@ -132,8 +133,8 @@ def rss():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
-from tileserver.core.catalog import Catalog
-from tileserver.core.stac_api import ApiOptions
+from tileserver.data.catalog import Catalog
+from tileserver.data.stac_api import ApiOptions
 import pystac_client, pystac, rasterio  # imported before the baseline
 before = rss()
 t = time.perf_counter()

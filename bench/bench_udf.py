@@ -158,7 +158,7 @@ def sandbox_round_trip(rounds: int = 100) -> dict[str, float]:
     calls (the server reads and encodes between UDF calls); ``back to back``: none."""
     import numpy as np  # noqa: PLC0415
 
-    from tileserver.core.udf import UdfConfig, UdfPool  # noqa: PLC0415
+    from tileserver.udf import UdfConfig, UdfPool  # noqa: PLC0415
 
     pool = UdfPool(UdfConfig(workers=2))
     pool.wait_ready()

@@ -203,7 +203,7 @@ def inside_cog(tiles, cog: str):
     import rasterio  # noqa: PLC0415
     from rasterio.warp import transform_bounds  # noqa: PLC0415
 
-    from tileserver.core.tiles import get_tms, tile_bounds  # noqa: PLC0415
+    from tileserver.maps.tilematrix import get_tms, tile_bounds  # noqa: PLC0415
 
     with rasterio.open(cog) as ds:
         left, bottom, right, top = transform_bounds(ds.crs, "EPSG:3857", *ds.bounds)

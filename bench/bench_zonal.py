@@ -42,11 +42,11 @@ from prometheus_client import REGISTRY  # noqa: E402
 from rasterio.features import geometry_window, rasterize  # noqa: E402
 from shapely.geometry import Polygon, mapping  # noqa: E402
 
-from tileserver.core.cache import NodeCache  # noqa: E402
-from tileserver.core.catalog import Catalog  # noqa: E402
-from tileserver.core.encoders import encode  # noqa: E402
-from tileserver.core.evaluator import Engine  # noqa: E402
-from tileserver.core.userfiles import UserFiles, eval_context  # noqa: E402
+from tileserver.cache.memory import NodeCache  # noqa: E402
+from tileserver.data.catalog import Catalog  # noqa: E402
+from tileserver.render.encoders import encode  # noqa: E402
+from tileserver.engine.evaluator import Engine  # noqa: E402
+from tileserver.data.userfiles import UserFiles, eval_context  # noqa: E402
 from tileserver.demo import write_demo_catalog  # noqa: E402
 
 PRODUCT, BAND = "S2_L2A_T32TPS_20M", "B8A"

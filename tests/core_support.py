@@ -19,8 +19,8 @@ from rasterio.enums import Resampling
 from rasterio.transform import from_bounds
 from rasterio.warp import reproject
 
-from tileserver.core.evaluator import Engine
-from tileserver.core.view import View
+from tileserver.engine.evaluator import Engine
+from tileserver.datacube.view import View
 
 #: The 32632 grid of the synthetic ``TEST`` product (tests/synthetic.py): 512 x 512 at 10 m.
 TEST_BOUNDS_32632 = (500_000.0, 5_094_880.0, 505_120.0, 5_100_000.0)
@@ -99,8 +99,8 @@ def ndvi(red: np.ndarray, nir: np.ndarray) -> np.ndarray:
 
 def make_engine(catalog_json, **kwargs) -> Engine:
     """An engine over one catalog with its own cache."""
-    from tileserver.core.cache import NodeCache
-    from tileserver.core.catalog import Catalog
+    from tileserver.cache.memory import NodeCache
+    from tileserver.data.catalog import Catalog
 
     kwargs.setdefault("cache", NodeCache(512 * 1024 * 1024))
     return Engine(Catalog.load([str(catalog_json)]), **kwargs)

@@ -43,7 +43,7 @@ def exception_of(resp) -> tuple[str, str | None]:
 
 
 #: Where query parameters are read (the web layer and the WCS request parser).
-QUERY_SOURCES = ("tileserver/web", "tileserver/core/coverage_request.py")
+QUERY_SOURCES = ("tileserver/web", "tileserver/web/ogc/wcs_request.py")
 _QUERY_READS = [
     r"request\.args\.get(?:list)?\(\s*[\"']([^\"']+)[\"']",
     r"request\.args\[\s*[\"']([^\"']+)[\"']",

@@ -10,7 +10,7 @@ import statistics
 import numpy as np
 import pytest
 
-from tileserver.core.processes.arraylib import ARRAY_PROCESSES, LabeledArray
+from tileserver.processes.array.lib import ARRAY_PROCESSES, LabeledArray
 from tileserver.errors import ProcessArgumentInvalid, TileserverError
 
 

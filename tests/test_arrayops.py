@@ -12,11 +12,11 @@ import pytest
 from numpy.testing import assert_allclose
 
 from tests.core_support import TEST_BOUNDS_32632, make_engine, reference_stack
-from tileserver.core.callbacks import ChildProcess, params_read
-from tileserver.core.evaluator import Engine
-from tileserver.core.processes import V1_REGISTRY, array_processes
-from tileserver.core.processes.arraylib import ARRAY_PROCESSES, LabeledArray
-from tileserver.core.view import View
+from tileserver.processes.callbacks import ChildProcess, params_read
+from tileserver.engine.evaluator import Engine
+from tileserver.processes import V1_REGISTRY, array_processes
+from tileserver.processes.array.lib import ARRAY_PROCESSES, LabeledArray
+from tileserver.datacube.view import View
 from tileserver.errors import ProcessArgumentInvalid, ProcessGraphError
 
 L, B, R, T = TEST_BOUNDS_32632
@@ -30,11 +30,11 @@ def run(pid, **kwargs):
 
 def child(nodes: dict, params=("x", "index", "label", "context")) -> ChildProcess:
     """A child process graph parsed by the engine's parser, as callbacks receive it."""
-    from tileserver.core.graph_flat import FlatGraphParser
+    from tileserver.graph.v1 import FlatGraphParser
 
     parser = FlatGraphParser(V1_REGISTRY, array_processes)
     root = parser._graph(nodes, "cb.", tuple(params), 1)
-    from tileserver.core.graph import Callback
+    from tileserver.graph.nodes import Callback
 
     return ChildProcess(Callback(root, tuple(params), "cb"))
 
@@ -97,7 +97,7 @@ def test_rearrange_by_order_sorts_every_pixel(stack):
 
 def test_array_apply_runs_once_on_the_whole_array_unless_it_reads_index_or_label(
         stack, monkeypatch):
-    import tileserver.core.callbacks as callbacks
+    import tileserver.processes.callbacks as callbacks
 
     shapes = []
     real = callbacks.run_callback

@@ -21,8 +21,8 @@ from tests.core_support import (
     make_engine,
     pixels_read,
 )
-from tileserver.core.cache import NodeCache
-from tileserver.core.view import View
+from tileserver.cache.memory import NodeCache
+from tileserver.datacube.view import View
 
 
 def arr(nbytes: int, fill=0) -> np.ndarray:

@@ -18,9 +18,9 @@ from rasterio.transform import from_origin
 from shapely.geometry import box, mapping
 
 from tests.core_support import leaf, make_engine, reference_stack
-from tileserver.core.catalog import Catalog, CatalogError
-from tileserver.core.reader import read_band
-from tileserver.core.view import View
+from tileserver.data.catalog import Catalog, CatalogError
+from tileserver.data.reader import read_band
+from tileserver.datacube.view import View
 from tileserver.errors import ProductNotFound
 
 WHEN = datetime(2021, 7, 1, 10, 30, tzinfo=UTC)

@@ -109,7 +109,7 @@ def test_demo_data_command(demo_catalog, tmp_path):
     assert res.returncode == 0, res.stderr
     printed = Path(res.stdout.strip().splitlines()[-1])
     assert printed == demo_catalog
-    from tileserver.core.catalog import Catalog
+    from tileserver.data.catalog import Catalog
 
     products = Catalog.load([str(printed)]).products
     assert set(products) >= {"S2_L2A_T32TPS_20M", "Sentinel2-L1C"}

@@ -10,7 +10,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from tileserver.jobs import cogparts
+from tileserver.render import cogparts
 from tileserver.jobs.batch_tasks import cog_overview_factors
 
 TRANSFORM = from_origin(600_000.0, 5_200_000.0, 10.0, 10.0)

@@ -1,4 +1,4 @@
-"""Core tests of :mod:`tileserver.core.coverage`: KVP, CRS forms and axis order, the GML
+"""Core tests of :mod:`tileserver.maps.coverage`: KVP, CRS forms and axis order, the GML
 values of descriptions, ``describe`` against the synthetic catalog. No HTTP."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from rasterio.crs import CRS
 
 from tests.core_support import bbox, call, leaf, make_engine
 from tests.coverage_support import GEO, cov
-from tileserver.core.coverage import Kvp, axes_of, describe, parse_crs
+from tileserver.maps.coverage import Kvp, axes_of, describe, parse_crs
 from tileserver.errors import InvalidParameterValue, MissingParameterValue
 
 # -- parsing ---------------------------------------------------------------------------

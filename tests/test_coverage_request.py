@@ -1,4 +1,4 @@
-"""Core tests of :mod:`tileserver.core.coverage_request`: SUBSET parsing and the request ->
+"""Core tests of :mod:`tileserver.web.ogc.wcs_request`: SUBSET parsing and the request ->
 view math of WCS 2.0.1 and 1.0.0, their errors and the budget. No HTTP, no data read."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
 from tests.coverage_support import DAYS, GEO, LIMITS, UTM, cov
-from tileserver.core.coverage import Coverage, Kvp
-from tileserver.core.coverage_request import parse_subset, request_10, request_20
+from tileserver.maps.coverage import Coverage, Kvp
+from tileserver.web.ogc.wcs_request import parse_subset, request_10, request_20
 from tileserver.errors import (
     InvalidAxisLabel,
     InvalidExtent,

@@ -13,10 +13,10 @@ from numpy.testing import assert_allclose, assert_array_equal
 from PIL import Image
 from rasterio.io import MemoryFile
 
-from tileserver.core.cube import Cube
-from tileserver.core.encoders import encode, validate_output
-from tileserver.core.styles import Style, render_rgba
-from tileserver.core.view import View
+from tileserver.datacube.cube import Cube
+from tileserver.render.encoders import encode, validate_output
+from tileserver.render.styles import Style, render_rgba
+from tileserver.datacube.view import View
 from tileserver.errors import OutputFormatError
 
 VIEW = View("EPSG:32632", (652_000, 5_161_000, 653_280, 5_162_280), 64, 64)

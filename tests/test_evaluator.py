@@ -18,7 +18,7 @@ from rasterio.transform import from_origin
 from rasterio.warp import reproject, transform_bounds
 from shapely.geometry import box, mapping
 
-import tileserver.core.evaluator as evaluator_module
+import tileserver.engine.evaluator as evaluator_module
 from tests.core_support import (
     TEST_BOUNDS_32632,
     bbox,
@@ -28,8 +28,8 @@ from tests.core_support import (
     make_engine,
     pixels_read,
 )
-from tileserver.core.reader import choose_overview
-from tileserver.core.view import View
+from tileserver.data.reader import choose_overview
+from tileserver.datacube.view import View
 from tileserver.errors import LimitExceeded
 
 

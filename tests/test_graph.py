@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.core_support import bbox, call, daterange, leaf, make_engine
-from tileserver.core.graph import node_hash
+from tileserver.graph.nodes import node_hash
 from tileserver.errors import (
     BandNotFound,
     ProcessGraphError,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-import tileserver.core.evaluator as evaluator_module
+import tileserver.engine.evaluator as evaluator_module
 from tests.core_support import (
     TEST_BOUNDS_32632,
     make_engine,
@@ -19,7 +19,7 @@ from tests.core_support import (
     pixels_read,
     reference_stack,
 )
-from tileserver.core.view import View
+from tileserver.datacube.view import View
 from tileserver.demo import L2A_PRODUCT_ID, example_graph
 from tileserver.errors import ProcessGraphError
 

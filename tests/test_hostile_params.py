@@ -343,7 +343,7 @@ def _stored(client, path: str) -> tuple:
 
 
 def _process_cases():
-    from tileserver.core.processes import REGISTRY
+    from tileserver.processes import REGISTRY
 
     return [(pid, p.name) for pid, proc in sorted(REGISTRY.items()) for p in proc.params]
 
@@ -400,9 +400,9 @@ def test_every_process_argument_rejects_hostile_values(hostile, process_id, arg)
 # -- query parameters of REST routes, found in the source ------------------------------------
 
 #: Files whose query parameters have their own tables above (OGC protocols).
-OGC_SOURCES = {"tileserver/web/wmts.py", "tileserver/web/wcs.py", "tileserver/web/xyz.py",
-               "tileserver/web/tms.py",
-               "tileserver/core/coverage_request.py"}
+OGC_SOURCES = {"tileserver/web/ogc/wmts.py", "tileserver/web/ogc/wcs.py", "tileserver/web/ogc/xyz.py",
+               "tileserver/web/ogc/tms.py",
+               "tileserver/web/ogc/wcs_request.py"}
 
 
 def rest_query_cases(app) -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ from pyproj import Transformer
 from rasterio.io import MemoryFile
 
 from tests.hardening_support import BBOX, ndvi_graph
-from tileserver.core import evaluator
+from tileserver.engine import evaluator
 
 OWS = "{http://www.opengis.net/ows/1.1}"
 

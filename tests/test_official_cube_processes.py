@@ -5,7 +5,7 @@ Every case of ``../shared/openeo/processes/tests/<id>.json5`` (Open-EO/openeo-pr
 and the real evaluator:
 
 - each datacube argument (a ``$ref`` asset or an inline ``"type": "datacube"``) becomes a
-  :class:`~tileserver.core.cube.Cube` on the :class:`~tileserver.core.view.View` its x/y
+  :class:`~tileserver.datacube.cube.Cube` on the :class:`~tileserver.datacube.view.View` its x/y
   pixel centres and ``reference_system`` describe (values reordered to ``(t, bands, y, x)``,
   the cube's ``nodata`` value as NaN); it enters the graph through a test-only data leaf
   (:data:`LEAF`, registered for the test alone) that answers a query as ``load_collection``
@@ -50,14 +50,14 @@ from rasterio.warp import transform_bounds
 from shapely.geometry import box
 
 from tests.openeo_support import shared_openeo
-from tileserver.core.cache import NodeCache
-from tileserver.core.catalog import Band, Catalog, Item, StaticProduct
-from tileserver.core.cube import Cube
-from tileserver.core.evaluator import Engine
-from tileserver.core.processes import V1_REGISTRY
-from tileserver.core.processes.base import V1Param, V1Process
-from tileserver.core.query import CubeMeta
-from tileserver.core.view import View
+from tileserver.cache.memory import NodeCache
+from tileserver.data.catalog import Band, Catalog, Item, StaticProduct
+from tileserver.datacube.cube import Cube
+from tileserver.engine.evaluator import Engine
+from tileserver.processes import V1_REGISTRY
+from tileserver.processes.registry import V1Param, V1Process
+from tileserver.datacube.query import CubeMeta
+from tileserver.datacube.view import View
 from tileserver.errors import TileserverError
 
 json5 = pytest.importorskip("json5")

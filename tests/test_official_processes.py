@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from tests.openeo_support import REPO, shared_openeo
-from tileserver.core.processes.arraylib import ARRAY_PROCESSES, LabeledArray
+from tileserver.processes.array.lib import ARRAY_PROCESSES, LabeledArray
 from tileserver.errors import ProcessArgumentInvalid
 
 json5 = pytest.importorskip("json5")
@@ -350,7 +350,7 @@ def _magnitude(v) -> float:
 
 
 def test_every_process_has_its_official_description():
-    from tileserver.core.processes.specs import load_spec, spec_ids
+    from tileserver.graph.specs import load_spec, spec_ids
 
     ids = set(spec_ids())
     assert {"load_collection", "reduce_dimension", "ndvi", "save_result"} <= ids
@@ -367,7 +367,7 @@ def test_every_process_has_its_official_description():
 
 
 def test_descriptions_are_copies_and_unknown_ids_are_none():
-    from tileserver.core.processes.specs import load_spec
+    from tileserver.graph.specs import load_spec
 
     spec = load_spec("add")
     spec["id"] = "changed"
@@ -381,7 +381,7 @@ def test_descriptions_match_the_reference_release():
     apply_polygon (its `polygons` became `geometries` in rc.2)."""
     import json
 
-    from tileserver.core.processes.specs import load_spec
+    from tileserver.graph.specs import load_spec
 
     reference = shared_openeo() / "processes"
     compared, differ = 0, set()

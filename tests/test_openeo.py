@@ -17,7 +17,7 @@ from rasterio.io import MemoryFile
 from rasterio.warp import transform_bounds
 
 from tests.core_support import bbox, call, daterange, leaf, ndvi, reference_stack, stac_items
-from tileserver.core.view import View
+from tileserver.datacube.view import View
 from tileserver.demo import example_request
 
 EXAMPLE = example_request()

@@ -22,7 +22,7 @@ from rasterio.io import MemoryFile
 from tests.core_support import ndvi, reference_stack
 from tests.hardening_support import PASSWORDS, users_file
 from tests.load_support import serve
-from tileserver.core.view import View
+from tileserver.datacube.view import View
 from tileserver.settings import load_settings
 from tileserver.web.auth import users_path
 

@@ -102,8 +102,8 @@ def test_small_documents(client):
 
 
 def test_processes_are_the_official_descriptions_of_what_the_engine_runs(client):
-    from tileserver.core.processes import supported_v1
-    from tileserver.core.processes.specs import load_spec
+    from tileserver.processes import supported_v1
+    from tileserver.graph.specs import load_spec
 
     body = client.get(f"{V1}/processes").json
     by_id = {p["id"]: p for p in body["processes"]}

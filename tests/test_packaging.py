@@ -1,6 +1,6 @@
 """The package as a user installs it: ``python -m build`` makes a wheel that carries Leaflet
 (from its npm package, fetched at build time) and the official openEO process descriptions
-(from a PyPI wheel, see ``tileserver/core/processes/specs.py``), and the wheel installed
+(from a PyPI wheel, see ``tileserver/graph/specs.py``), and the wheel installed
 into a fresh venv, with no npm on the PATH and nothing from the source tree, serves a working
 viewer."""
 
@@ -33,7 +33,7 @@ import tileserver
 from tileserver.settings import load_settings
 from tileserver.web.app import create_app, templates_dir
 from tileserver.web.assets import leaflet_dir
-from tileserver.core.processes import specs
+from tileserver.graph import specs
 
 home, catalog, graph = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 app = create_app(load_settings(home=home, catalog=catalog))
@@ -84,7 +84,7 @@ def test_wheel_carries_leaflet_and_the_data_files(wheel):
             data + "templates/wmts_capabilities.xml"} <= names
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
     # the official openEO process descriptions (from a PyPI wheel at build time)
-    specs = "tileserver/core/processes/openeo_processes/"
+    specs = "tileserver/processes/openeo_processes/"
     assert {specs + "add.json", specs + "reduce_dimension.json",
             specs + "proposals/is_infinite.json", specs + "LICENSE"} <= names
 

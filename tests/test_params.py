@@ -1,4 +1,4 @@
-"""The shared parameter parsers (``tileserver.core.params``), without HTTP."""
+"""The shared parameter parsers (``tileserver.params``), without HTTP."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.fuzz_support import EDGES, examples
-from tileserver.core import params
+from tileserver import params
 from tileserver.errors import InvalidExtent, InvalidParameterValue, LimitExceeded, TileserverError
 
 NON_FINITE = ["NaN", "nan", "-nan", "inf", "-inf", "Infinity", "1e309", "-1e309"]

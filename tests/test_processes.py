@@ -22,7 +22,7 @@ from tests.core_support import (
     ndvi,
     reference_stack,
 )
-from tileserver.core.view import View
+from tileserver.datacube.view import View
 from tileserver.errors import BandNotFound, ProcessGraphError
 
 L, B, R, T = TEST_BOUNDS_32632

@@ -10,8 +10,8 @@ import pytest
 import rasterio
 from rasterio.errors import RasterioIOError
 
-from tileserver.core import remote
-from tileserver.core.remote import (
+from tileserver.data import remote
+from tileserver.data.remote import (
     BrokenSource,
     RemoteOptions,
     SourceReadError,
@@ -78,9 +78,9 @@ def test_s3_hrefs_are_read_through_vsis3(tmp_path, monkeypatch):
     from rasterio.transform import from_origin
 
     from tests.http_support import range_server
-    from tileserver.core.catalog import Band
-    from tileserver.core.reader import read_band
-    from tileserver.core.view import View
+    from tileserver.data.catalog import Band
+    from tileserver.data.reader import read_band
+    from tileserver.datacube.view import View
 
     bucket = tmp_path / "bucket"
     bucket.mkdir()

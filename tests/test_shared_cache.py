@@ -13,11 +13,11 @@ import pytest
 
 from tests.cache_support import redis_server
 from tests.core_support import TEST_BOUNDS_32632, bbox, call, leaf, make_engine, pixels_read
-from tileserver.core import serial
-from tileserver.core.cube import Cube
-from tileserver.core.encoders import Encoded
-from tileserver.core.shared_cache import DiskTier, RedisTier, digest_key, open_tier, unwrap, wrap
-from tileserver.core.view import View
+from tileserver.cache import codec as serial
+from tileserver.datacube.cube import Cube
+from tileserver.render.encoders import Encoded
+from tileserver.cache.shared import DiskTier, RedisTier, digest_key, open_tier, unwrap, wrap
+from tileserver.datacube.view import View
 
 VIEW = View("EPSG:32632", TEST_BOUNDS_32632, 64, 48)
 

@@ -22,12 +22,12 @@ from shapely.geometry import box, mapping
 from tests import continent
 from tests.stac_support import deployment
 from tests.wmts_support import create_job, create_service
-from tileserver.core import metrics
-from tileserver.core.cache import NodeCache
-from tileserver.core.catalog import Catalog
-from tileserver.core.evaluator import Engine
-from tileserver.core.stac_api import ApiOptions, snap_bbox
-from tileserver.core.view import View
+from tileserver import metrics
+from tileserver.cache.memory import NodeCache
+from tileserver.data.catalog import Catalog
+from tileserver.engine.evaluator import Engine
+from tileserver.data.stac_api import ApiOptions, snap_bbox
+from tileserver.datacube.view import View
 from tileserver.demo import example_graph
 
 GOOD = (10.0, 50.0)  # west, north of the EXTRAS file

@@ -8,7 +8,7 @@ import morecantile
 import pytest
 from pyproj import Transformer
 
-from tileserver.core.tiles import (
+from tileserver.maps.tilematrix import (
     corner_text,
     get_tms,
     limits,

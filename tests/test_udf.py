@@ -565,7 +565,7 @@ def test_only_allowed_users_run_udfs(tmp_path_factory, s1_catalog, demo_catalog)
 
 
 def test_the_wire_refuses_pickles_and_broken_frames():
-    from tileserver.core.udf import wire
+    from tileserver.udf import wire
 
     arrays = [np.arange(12, dtype=np.float32).reshape(3, 4), np.float64(2.5),
               np.asfortranarray(np.ones((2, 3))), np.zeros((0, 3), ">i4")]
@@ -590,7 +590,7 @@ def test_the_wire_refuses_pickles_and_broken_frames():
 
 
 def test_waiting_for_a_worker_gives_the_evaluation_slot_back():
-    from tileserver.core.limits import Limiter, slot_released
+    from tileserver.engine.limits import Limiter, slot_released
     from tileserver.errors import TooManyRequests
 
     limiter = Limiter(1, queue_timeout=0.01, timeout=60)
@@ -759,7 +759,7 @@ def test_a_worker_gone_before_a_request_retires_and_the_request_runs_elsewhere()
     # that call is a "worker died" crash answer (the script's own doing; nobody else is
     # affected). Once an answer did arrive, the worker's next request is not sent to it
     # (retired: WorkerRetired) and the pool sends it to another worker instead.
-    from tileserver.core.udf.sandbox import UdfConfig, UdfPool, Worker, WorkerDied, WorkerRetired
+    from tileserver.udf.sandbox import UdfConfig, UdfPool, Worker, WorkerDied, WorkerRetired
 
     config = UdfConfig(workers=2, timeout=TIMEOUT, memory=512 << 20)
     header = {"udf_type": "reduce_time", "times": ["2017-01-01T00:00:00",

@@ -1,4 +1,4 @@
-"""User-defined processes in graphs (``tileserver/core/udp.py`` and the flat parser): calls
+"""User-defined processes in graphs (``tileserver/graph/udp.py`` and the flat parser): calls
 expanded with their parameters bound, values equal to the same graph written inline (and
 to a rasterio + numpy reference), cache keys that follow the stored definition, and the
 1.x errors of bad calls. The HTTP side (``/process_graphs``, the official client) is in
@@ -13,9 +13,9 @@ import pytest
 from numpy.testing import assert_allclose
 
 from tests.core_support import TEST_BOUNDS_32632, make_engine, ndvi, reference_stack
-from tileserver.core import udp
-from tileserver.core.processes import is_predefined
-from tileserver.core.view import View
+from tileserver.graph import udp
+from tileserver.processes import is_predefined
+from tileserver.datacube.view import View
 from tileserver.errors import ProcessGraphError
 
 L, B, R, T = TEST_BOUNDS_32632

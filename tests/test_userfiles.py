@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tileserver.core.userfiles import (
+from tileserver.data.userfiles import (
     InvalidPath,
     UserFiles,
     parse_graph_path,

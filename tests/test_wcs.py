@@ -34,7 +34,7 @@ from tests.wcs_support import (
     gdal_wcs,
 )
 from tests.wmts_support import LiveServer
-from tileserver.core.view import View
+from tileserver.datacube.view import View
 from tileserver.demo import example_graph
 from tileserver.settings import load_settings
 

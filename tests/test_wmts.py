@@ -22,8 +22,8 @@ from tests.wmts_support import (
     ndvi_graph,
     reference_ndvi,
 )
-from tileserver.core.styles import colormap_lut
-from tileserver.core.tiles import get_tms, tile_view
+from tileserver.render.styles import colormap_lut
+from tileserver.maps.tilematrix import get_tms, tile_view
 
 CAPS_XSD = "wmts/1.0/wmtsGetCapabilities_response.xsd"
 Z, ROW, COL = "14", 5826, 8602  # a tile inside the synthetic area
@@ -140,7 +140,7 @@ def test_global_wmts_leaves_out_a_table_job_and_logs_it(client, wmts, caplog):
     """A zonal statistics job computes a table, which has no tiles (as in the global /wcs)."""
     table = create_job(client, {"process_id": "zonal_statistics", "args": {
         "imagery": ndvi_graph(), "regions": "/users/me/files/fields.geojson", "func": "avg"}})
-    with caplog.at_level("INFO", logger="tileserver.web.wmts"):
+    with caplog.at_level("INFO", logger="tileserver.web.ogc.wmts"):
         doc = assert_valid(client.get("/wmts/1.0.0/WMTSCapabilities.xml").data, CAPS_XSD)
     ids = {lyr.findtext("ows:Identifier", namespaces=NS)
            for lyr in doc.findall("wmts:Contents/wmts:Layer", NS)}
@@ -177,7 +177,7 @@ def test_tiff_tile_equals_reference_and_png_alpha_is_the_nodata(
 
 
 def test_time_selects_one_date_and_reads_only_it(client, wmts, small_catalog, monkeypatch):
-    import tileserver.core.evaluator as evaluator
+    import tileserver.engine.evaluator as evaluator
 
     job, service = wmts["timed"]
     read = []
@@ -386,7 +386,7 @@ def _counter(metric) -> float:
 
 
 def test_a_tile_reads_only_its_window_at_its_overview_level(client, wmts):
-    from tileserver.core import metrics
+    from tileserver import metrics
 
     job, service = wmts["reduced"]
     full_res = 4 * 2 * 512 * 512  # 4 items x 2 bands of 512x512 at 10 m
@@ -401,7 +401,7 @@ def test_a_tile_reads_only_its_window_at_its_overview_level(client, wmts):
 
 
 def test_jobs_sharing_a_subgraph_share_the_cache(client, wmts):
-    from tileserver.core import metrics
+    from tileserver import metrics
 
     job, service = wmts["reduced"]  # min_time(NDVI(TEST))
     other = create_job(client, ndvi_graph(reduce="max_time"))
@@ -439,7 +439,7 @@ def test_each_style_has_a_legend_url_with_the_ramp_range_and_unit(client):
     import matplotlib
     from owslib.wmts import WebMapTileService
 
-    from tileserver.core.legend import ramp_pixels
+    from tileserver.render.legend import ramp_pixels
 
     job = create_job(client, ndvi_graph(reduce="min_time"), title="min NDVI")
     service = create_service(client, job, args={"colormap": "magma", "range": [0, 0.8]})
@@ -471,8 +471,8 @@ def test_each_style_has_a_legend_url_with_the_ramp_range_and_unit(client):
 
 
 def test_legend_says_what_the_values_are():
-    from tileserver.core.legend import legend_of
-    from tileserver.core.styles import Style, default_style
+    from tileserver.render.legend import legend_of
+    from tileserver.render.styles import Style, default_style
 
     ndvi = legend_of(default_style("ndvi"), "ndvi").to_json()
     assert ndvi["title"] == "NDVI (unitless)" and ndvi["range"] == [-1.0, 1.0]

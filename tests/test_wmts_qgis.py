@@ -73,7 +73,7 @@ def test_qgis_shows_the_legend_of_the_style(live, small_app, tmp_path):
     legend PNG, ramp colours included."""
     import matplotlib
 
-    from tileserver.core.legend import ramp_pixels
+    from tileserver.render.legend import ramp_pixels
 
     client = small_app.test_client()
     job = create_job(client, ndvi_graph(reduce="min_time"))

@@ -35,9 +35,9 @@ from tests.core_support import (
     pixels_read,
     reference_stack,
 )
-from tileserver.core.tables import ZonalTable
-from tileserver.core.userfiles import UserFiles, eval_context
-from tileserver.core.view import View
+from tileserver.zonal.tables import ZonalTable
+from tileserver.data.userfiles import UserFiles, eval_context
+from tileserver.datacube.view import View
 from tileserver.errors import TileserverError
 
 X0, Y0, RES = TEST_BOUNDS_32632[0], TEST_BOUNDS_32632[3], 10.0
@@ -394,7 +394,7 @@ def test_only_pixels_under_the_region_envelopes_are_read(small_catalog, home, tm
 
 
 def _encode(table, fmt):
-    from tileserver.core.encoders import encode
+    from tileserver.render.encoders import encode
 
     return encode(table, {"format": fmt}).content
 
@@ -474,7 +474,7 @@ def test_geojson_csv_and_json_outputs(engine, home, tmp_path):
 
 
 def test_table_formats_refuse_images_and_image_formats_refuse_tables(engine, home, tmp_path):
-    from tileserver.core.encoders import encode
+    from tileserver.render.encoders import encode
 
     upload(home, "f.geojson", write_vector(tmp_path / "f.geojson", [REGIONS[0][1]]))
     table = zonal(engine, home, b04())
@@ -595,7 +595,7 @@ def test_execute_errors_are_json_400s(client, tmp_path):
 
 
 def test_views_are_grouped_by_source_tile_and_cover_their_regions():
-    from tileserver.core.zonal import plan_views
+    from tileserver.zonal.stats import plan_views
 
     windows = {
         0: (10, 10, 20, 20), 1: (100, 90, 130, 120),  # same 128-px tile: one view
@@ -762,7 +762,7 @@ def test_odd_but_usable_region_files(engine, home):
 
 @pytest.mark.parametrize("func", sorted(REFERENCE))
 def test_statistic_null_for_empty_slices_without_warnings(func):
-    from tileserver.core.zonal import statistic
+    from tileserver.zonal.stats import statistic
 
     values = np.array([[[np.nan, np.nan, np.nan]], [[3.0, np.nan, 5.0]], [[7.0, 7.0, 1.0]]])
     out, count = statistic(values, func)
@@ -798,7 +798,7 @@ def test_overlapping_touching_and_nested_regions_each_get_their_own_pixels(
 
 
 def test_dense_regions_are_read_as_one_view_within_the_pixel_budget():
-    from tileserver.core.zonal import plan_views
+    from tileserver.zonal.stats import plan_views
 
     # a 4 x 4 grid of 100-px regions covering a 400 x 400 area, 128-px tiles
     dense = {i: (100 * (i % 4), 100 * (i // 4), 100 * (i % 4) + 90, 100 * (i // 4) + 90)

@@ -9,13 +9,13 @@ import logging
 import threading
 from functools import cached_property
 
-from tileserver.core import remote
-from tileserver.core.cache import NodeCache
-from tileserver.core.catalog import Catalog
-from tileserver.core.evaluator import Engine
-from tileserver.core.limits import Limiter
-from tileserver.core.shared_cache import SharedTier, open_tier
-from tileserver.core.stac_api import ApiOptions
+from tileserver.data import remote
+from tileserver.cache.memory import NodeCache
+from tileserver.data.catalog import Catalog
+from tileserver.engine.evaluator import Engine
+from tileserver.engine.limits import Limiter
+from tileserver.cache.shared import SharedTier, open_tier
+from tileserver.data.stac_api import ApiOptions
 from tileserver.jobs.store import JobStore
 from tileserver.settings import Settings
 
@@ -82,7 +82,7 @@ class Runtime:
     @cached_property
     def udf(self):
         """The UDF runner (its sandbox workers start with the first UDF)."""
-        from tileserver.core.udf import UdfRunner  # noqa: PLC0415
+        from tileserver.udf import UdfRunner  # noqa: PLC0415
 
         return UdfRunner.from_settings(self.settings)
 

@@ -39,13 +39,13 @@ from typing import Any
 
 from sqlalchemy import update
 
-from tileserver.core import udp
-from tileserver.core.encoders import gtiff_profile, normalise_format
-from tileserver.core.evaluator import Engine, day_key
-from tileserver.core.graph_flat import is_flat_graph
-from tileserver.core.processes import is_predefined
-from tileserver.core.styles import style_from_args
-from tileserver.core.userfiles import eval_context
+from tileserver.graph import udp
+from tileserver.render.encoders import gtiff_profile, normalise_format
+from tileserver.engine.evaluator import Engine, day_key
+from tileserver.graph.v1 import is_flat_graph
+from tileserver.processes import is_predefined
+from tileserver.render.styles import style_from_args
+from tileserver.data.userfiles import eval_context
 from tileserver.errors import Conflict, JobNotFound
 from tileserver.jobs import batch_tasks
 from tileserver.jobs.batch_tasks import SINGLE, JobSpec
@@ -103,7 +103,7 @@ CANCELABLE = ("queued", "running", "paused")
 def udf_sandbox_args(settings) -> tuple:
     """``(UdfConfig, allowed users, home)``: what a batch worker needs to start its own UDF
     sandbox (picklable; the workers start only when a block runs a UDF)."""
-    from tileserver.core.udf import UdfRunner  # noqa: PLC0415
+    from tileserver.udf import UdfRunner  # noqa: PLC0415
 
     runner = UdfRunner.from_settings(settings)
     return runner.config, runner.allowed_users, runner.home

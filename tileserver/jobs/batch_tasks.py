@@ -3,7 +3,7 @@
 Everything here takes a picklable :class:`JobSpec` and plain numbers, and works on files
 under the job's work directory (which the server and the workers must share, e.g. the
 same ``$TILESERVER_HOME`` on a network file system for a remote cluster). Each worker
-process builds its own :class:`~tileserver.core.evaluator.Engine` once per catalog and
+process builds its own :class:`~tileserver.engine.evaluator.Engine` once per catalog and
 keeps it (:func:`worker_engine`).
 
 Each block task evaluates the graph on its window of the native view with the same core
@@ -42,15 +42,15 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 from shapely.geometry import box, mapping
 
-from tileserver.core import stored
-from tileserver.core.cache import NodeCache
-from tileserver.core.catalog import Catalog
-from tileserver.core.cube import Cube
-from tileserver.core.encoders import encode, gtiff_profile
-from tileserver.core.evaluator import Engine, day_key
-from tileserver.core.styles import Style, render_rgba
-from tileserver.core.view import View
-from tileserver.jobs import cogparts
+from tileserver.data import stored
+from tileserver.cache.memory import NodeCache
+from tileserver.data.catalog import Catalog
+from tileserver.datacube.cube import Cube
+from tileserver.render.encoders import encode, gtiff_profile
+from tileserver.engine.evaluator import Engine, day_key
+from tileserver.render.styles import Style, render_rgba
+from tileserver.datacube.view import View
+from tileserver.render import cogparts
 
 #: Layer name of a result without a time axis.
 SINGLE = "result"
@@ -249,7 +249,7 @@ def worker_engine(spec: JobSpec) -> Engine:
             if udf is not None:
                 # this worker's own sandbox, the same isolation as in the server; its
                 # processes start with the first UDF call of a block
-                from tileserver.core.udf import UdfRunner  # noqa: PLC0415
+                from tileserver.udf import UdfRunner  # noqa: PLC0415
 
                 opts["udf"] = UdfRunner(*udf)
             engine = Engine(Catalog.load(list(spec.catalogs)), NodeCache(0), **opts)
@@ -355,7 +355,7 @@ def _write_parts(spec: JobSpec, row: int, col: int, values: dict[str, np.ndarray
     - ``.tiles``: its compressed tiles of every level it covers whole tiles of
       (:meth:`JobSpec.tiled_by_blocks`: the full resolution and the first overviews when
       blocks are a multiple of the tile size), compressed by GDAL's COG driver with the
-      result's options, as they will be in the result (:mod:`~tileserver.jobs.cogparts`);
+      result's options, as they will be in the result (:mod:`~tileserver.render.cogparts`);
     - ``.values``: the raw float32 values of the other levels (level by level, layer by
       layer: ``per_layer`` x rows x cols each), that the strip tasks compress;
     - ``.json``, last: what is where (the block is finished when it exists).
@@ -571,7 +571,7 @@ def read_progress(path: Path) -> float:
 
 def _assemble_results(spec: JobSpec, out: Path, progress: Progress) -> list[dict]:
     """Each layer's COG from the compressed tiles of the blocks and of the strips (see
-    :mod:`~tileserver.jobs.cogparts`)."""
+    :mod:`~tileserver.render.cogparts`)."""
     manifests = {(r, c): json.loads(spec.block_path(r, c).read_text())
                  for r, c in spec.all_blocks()}
     strips = {s: json.loads(spec.strip_path(*s).read_text()) for s in spec.all_strips()}

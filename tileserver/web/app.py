@@ -16,8 +16,9 @@ from tileserver.settings import Settings, load_settings
 from tileserver.web import errors
 
 #: Protocol modules; each exposes a Flask blueprint ``bp`` (and optionally ``init_app``).
-PROTOCOL_MODULES = ("openeo", "openeo_v1", "auth", "files", "jobs", "wmts", "xyz", "wcs",
-                    "viewer", "openapi", "hardening", "udf", "tms")
+PROTOCOL_MODULES = ("openeo.v002.routes", "openeo.v1", "auth", "openeo.v002.files",
+                    "openeo.v002.jobs", "ogc.wmts", "ogc.xyz", "ogc.wcs", "viewer", "openapi",
+                    "hardening", "openeo.v002.udf", "ogc.tms")
 
 
 def templates_dir() -> Path:

@@ -8,8 +8,8 @@ import math
 from flask import Blueprint, abort, jsonify, render_template, request, send_from_directory
 from pyproj import Transformer
 
-from tileserver.core import params
-from tileserver.core.view import View
+from tileserver import params
+from tileserver.datacube.view import View
 from tileserver.errors import TileserverError
 from tileserver.web.assets import MISSING, leaflet_available, leaflet_dir
 from tileserver.web.common import (
@@ -19,7 +19,7 @@ from tileserver.web.common import (
     runtime,
     service_url,
 )
-from tileserver.web.layers import Layer, make_layer
+from tileserver.web.ogc.layers import Layer, make_layer
 
 bp = Blueprint("viewer", __name__)
 

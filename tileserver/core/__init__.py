@@ -1,1 +1,0 @@
-"""The core: catalog, process graphs, evaluator, cache and encoders. No HTTP in here."""

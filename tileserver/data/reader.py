@@ -1,0 +1,204 @@
+"""Windowed reads: the needed window at the needed overview level, warped to a view."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import rasterio
+import rasterio._err
+import rasterio.errors
+from rasterio.crs import CRS
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.warp import reproject, transform_bounds
+from rasterio.windows import Window, from_bounds
+
+from tileserver import metrics
+from tileserver.data.catalog import Band
+from tileserver.data.remote import classify, gdal_path
+from tileserver.datacube.view import View
+
+#: Extra source pixels read around the window so that resampling has its neighbours.
+PAD = 2
+
+# rasterio's in-memory datasets (ndarray sources of reproject) guard a spurious
+# NotGeoreferencedWarning with ``warnings.catch_warnings``, which is not thread-safe: under
+# concurrent reads it leaks out at random. Ignore it once, process-wide (a per-call
+# ``catch_warnings`` here would race the same way).
+warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+
+
+#: What GDAL raises on a failed open or read (rasterio's errors and GDAL's CPLE_* ones).
+GDAL_ERRORS = (rasterio.errors.RasterioError, rasterio._err.CPLE_BaseError)
+
+
+def choose_overview(factor: float, overviews: list[int]) -> int | None:
+    """Index of the coarsest overview not coarser than ``factor`` (None: full resolution).
+
+    ``factor`` is the view's pixel size divided by the file's; ``overviews`` are GDAL's
+    decimation factors (``src.overviews(1)``), e.g. ``[2, 4, 8]``.
+    """
+    best = None
+    for i, ovr in enumerate(overviews):
+        if ovr <= factor * 1.0001:
+            best = i
+    return best
+
+
+def _view_bounds_in(view: View, crs: CRS) -> tuple[float, float, float, float] | None:
+    if view.crs == crs:
+        return view.bounds
+    try:
+        return transform_bounds(view.crs, crs, *view.bounds, densify_pts=21)
+    except Exception:  # noqa: BLE001 - a view outside the CRS's area of use
+        return None
+
+
+def aligned_offset(src_transform, src_crs: CRS, view: View) -> tuple[int, int] | None:
+    """``(col, row)`` of the view's upper-left pixel in the source array when the view is
+    a pixel-aligned part of the same grid (same CRS, same pixel size, integer shift)."""
+    vt = view.transform
+    if src_transform.b or src_transform.d or vt.b or vt.d:
+        return None
+    if not (math.isclose(src_transform.a, vt.a, rel_tol=1e-9)
+            and math.isclose(src_transform.e, vt.e, rel_tol=1e-9)):
+        return None
+    col = (vt.c - src_transform.c) / src_transform.a
+    row = (vt.f - src_transform.f) / src_transform.e
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6 or src_crs != view.crs:
+        return None
+    return round(col), round(row)
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What the reader needs to know of a file before choosing a window and a level."""
+
+    crs: CRS
+    bounds: tuple[float, float, float, float]
+    res: float
+    overviews: tuple[int, ...]
+
+
+@lru_cache(maxsize=4096)
+def _file_info(href: str, signature: tuple) -> FileInfo:
+    with rasterio.open(gdal_path(href)) as src:
+        return FileInfo(src.crs, tuple(src.bounds), abs(src.res[0]), tuple(src.overviews(1)))
+
+
+def file_info(href: str) -> FileInfo:
+    """Header facts of ``href``, cached (keyed on size and mtime for local files) so that
+    a read opens the file once, at the level it needs (remote files: keyed on the href;
+    GDAL's /vsicurl/ cache keeps their headers, so a read costs the ranges of its window)."""
+    try:
+        st = os.stat(href)
+        signature: tuple = (st.st_size, st.st_mtime_ns)
+    except OSError:  # a URL or a GDAL virtual path
+        signature = ()
+    return _file_info(href, signature)
+
+
+def read_band(
+    href: str,
+    band: Band,
+    view: View,
+    resampling: Resampling = Resampling.nearest,
+    index: int = 1,
+    into: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """Values of band ``index`` of ``href`` on the ``view`` grid as float32 with NaN for
+    nodata.
+
+    Only the window of the file that the view covers is read, from the overview level
+    whose resolution matches the view's (never finer than needed by more than 2x).
+    Returns ``None`` when the file does not intersect the view. ``into`` (a contiguous
+    float32 array of the view's shape) receives the values when the view is a window of
+    the file's own grid and is returned (no copy; a batch block's read); it may be
+    written to even when another array is returned.
+    """
+    try:
+        info = file_info(href)
+        src_crs = info.crs
+        bounds = _view_bounds_in(view, src_crs)
+        if bounds is None:
+            return None
+        left = max(bounds[0], info.bounds[0])
+        right = min(bounds[2], info.bounds[2])
+        bottom = max(bounds[1], info.bounds[1])
+        top = min(bounds[3], info.bounds[3])
+        if left >= right or bottom >= top:
+            return None
+        view_res = min(
+            (bounds[2] - bounds[0]) / view.width, (bounds[3] - bounds[1]) / view.height
+        )
+        factor = view_res / info.res
+        level = choose_overview(factor, info.overviews)
+        opts = {} if level is None else {"overview_level": level}
+        with rasterio.open(gdal_path(href), **opts) as src:
+            # the view on the file's own grid (a batch block, a native-resolution coverage):
+            # read exactly its pixels, nothing to pad, warp or copy
+            same_grid = aligned_offset(src.transform, src_crs, view)
+            if same_grid is not None:
+                col0, row0 = max(0, same_grid[0]), max(0, same_grid[1])
+                col1 = min(src.width, same_grid[0] + view.width)
+                row1 = min(src.height, same_grid[1] + view.height)
+            else:
+                win = from_bounds(left, bottom, right, top, transform=src.transform)
+                col0 = max(0, math.floor(win.col_off) - PAD)
+                row0 = max(0, math.floor(win.row_off) - PAD)
+                col1 = min(src.width, math.ceil(win.col_off + win.width) + PAD)
+                row1 = min(src.height, math.ceil(win.row_off + win.height) + PAD)
+            if col1 <= col0 or row1 <= row0:
+                return None
+            window = Window(col0, row0, col1 - col0, row1 - row0)
+            # float32 straight from GDAL; nodata (value or mask) becomes NaN below
+            exact = same_grid is not None and (col0, row0) == same_grid and \
+                (row1 - row0, col1 - col0) == (view.height, view.width)
+            if exact and into is not None:
+                values = src.read(index, window=window, out=into)
+            else:
+                values = src.read(index, window=window, out_dtype="float32")
+            file_nodata = src.nodata
+            flags = src.mask_flag_enums[index - 1]
+            if MaskFlags.per_dataset in flags or MaskFlags.alpha in flags:
+                values[src.read_masks(index, window=window) == 0] = np.nan
+            elif file_nodata is not None and not math.isnan(file_nodata):
+                values[values == np.float32(file_nodata)] = np.nan
+            win_transform = src.window_transform(window)
+            metrics.PIXELS_READ.inc(window.width * window.height)
+            metrics.SOURCE_READS.labels(str(0 if level is None else level + 1)).inc()
+    except GDAL_ERRORS as exc:
+        raise classify(href, exc) from exc
+    if file_nodata is None and band.nodata is not None:  # declared only in raster:bands
+        values[values == np.float32(band.nodata)] = np.nan
+    if band.scale != 1.0 or band.offset != 0.0:
+        values = values * np.float32(band.scale) + np.float32(band.offset)
+    if values.shape == (view.height, view.width) and same_grid is not None \
+            and (col0, row0) == same_grid:
+        return values  # exactly the view's pixels
+    out = np.full((view.height, view.width), np.nan, dtype=np.float32)
+    offset = aligned_offset(win_transform, src_crs, view)
+    if offset is not None:  # same grid: copy, no warp (exactly what nearest would give)
+        col, row = offset
+        r0, c0 = max(0, -row), max(0, -col)
+        r1, c1 = min(view.height, values.shape[0] - row), min(view.width, values.shape[1] - col)
+        if r1 > r0 and c1 > c0:
+            out[r0:r1, c0:c1] = values[r0 + row : r1 + row, c0 + col : c1 + col]
+        return out
+    reproject(
+        values,
+        out,
+        src_transform=win_transform,
+        src_crs=src_crs,
+        src_nodata=np.nan,
+        dst_transform=view.transform,
+        dst_crs=view.crs,
+        dst_nodata=np.nan,
+        resampling=resampling,
+    )
+    return out

@@ -1,0 +1,149 @@
+"""A finished batch job's stored result as a source: its Cloud-Optimized GeoTIFFs read like
+any catalog file (the window of the view, from the overview level that fits, warped to the
+view's grid), so that tiles and coverages of a finished job do not recompute the graph.
+
+A result is used only when its ``item.json`` says it was computed from the job's current
+graph and output (:func:`fingerprint`) and holds values (float32), not a styled rendering.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from rasterio.enums import Resampling
+
+from tileserver.data.catalog import Band
+from tileserver.datacube.cube import Cube, first_of_each_day
+from tileserver.data.reader import read_band
+from tileserver.datacube.view import View
+
+log = logging.getLogger(__name__)
+
+#: The layer key of a result without a time axis (the batch runner's ``SINGLE``).
+SINGLE = "result"
+#: ``item.json`` properties written by the batch runner.
+FINGERPRINT = "tileserver:fingerprint"
+VALUES = "tileserver:values"
+
+
+def fingerprint(process_graph: dict, output: dict | None,
+                processes: dict | None = None) -> str:
+    """What a stored result was computed from: the graph, the output options and the
+    stored processes the graph calls (their definitions when the result was made)."""
+    parts: list = [process_graph, output or {"format": "GTiff"}]
+    if processes:
+        parts.append(processes)
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """The value files of a finished job: one COG per layer (a date, or ``result``)."""
+
+    files: dict[str, Path]
+    bands: tuple[str, ...]
+    #: Changes when the files are rewritten (part of cache keys and ETags).
+    version: str
+
+    @classmethod
+    def find(cls, result_dir: Path, process_graph: dict, output: dict | None,
+             bands: tuple[str, ...], processes: dict | None = None) -> StoredResult | None:
+        """The stored result in ``result_dir`` if it matches the graph, output and stored
+        processes."""
+        try:
+            item = json.loads((result_dir / "item.json").read_text())
+        except (OSError, ValueError):
+            return None
+        props = item.get("properties") or {}
+        if props.get(FINGERPRINT) != fingerprint(process_graph, output, processes) \
+                or props.get(VALUES) != "float":
+            return None
+        files: dict[str, Path] = {}
+        stamps = []
+        for asset in (item.get("assets") or {}).values():
+            name = str(asset.get("href", ""))
+            if not name.endswith(".tif") or "/" in name:
+                continue
+            stem = name[:-4]
+            layer = SINGLE if stem == SINGLE else stem.removeprefix(SINGLE + "_")
+            path = result_dir / name
+            try:
+                st = os.stat(path)
+            except OSError:
+                return None
+            files[layer] = path
+            stamps.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+        if not files:
+            return None
+        version = hashlib.sha256("|".join(sorted(stamps)).encode()).hexdigest()[:24]
+        return cls(files, bands, version)
+
+    def layer_for(self, day: str | None) -> Path | None:
+        """The file of a date (``None``: the result without a time axis)."""
+        return self.files.get(SINGLE if day is None else day)
+
+    def read(self, view: View, day: str | None, when: datetime | None, kind: str,
+             resampling: Resampling) -> Cube | None:
+        """The values on ``view`` (``None`` when the result has no file for ``day``)."""
+        path = self.layer_for(day)
+        if path is None:
+            return None
+        data = np.full((1, len(self.bands), view.height, view.width), np.nan, np.float32)
+        for i, name in enumerate(self.bands):
+            band = Band(name, "float32", float("nan"), 0.0)
+            values = read_band(str(path), band, view, resampling, index=i + 1)
+            if values is not None:
+                data[0, i] = values
+        times = None if day is None else (when,)
+        return Cube(data, times, self.bands, view, kind)  # type: ignore[arg-type]
+
+
+def _overlap(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    start, end = max(a[0], b[0]), min(a[1], b[1])
+    return (start, end) if start <= end else None
+
+
+def evaluate_stored(stored: StoredResult, meta, view: View,
+                    time_range: tuple[datetime, datetime] | None,
+                    resampling: Resampling) -> Cube | None:
+    """What the lazy evaluation of a graph (``meta``: its :class:`CubeMeta`) on ``view``
+    would give, read from its stored result; ``None`` when the result cannot answer (a
+    date it has no file for, or no acquisition in the view: the lazy path then answers).
+    """
+
+    if meta.reduced:
+        return stored.read(view, None, None, meta.kind, resampling)
+    try:
+        from rasterio.warp import transform_bounds  # noqa: PLC0415
+
+        bbox = transform_bounds(view.crs, "EPSG:4326", *view.bounds, densify_pts=21)
+    except Exception:  # noqa: BLE001
+        return None
+    span = _overlap(meta.time_range, time_range)
+    if time_range is not None and span is None:
+        return None
+    days = first_of_each_day(item.datetime for item in meta.product.items_for(bbox, span))
+    if not days:
+        return None
+    cubes = []
+    for day in sorted(days):
+        cube = stored.read(view, day, days[day], meta.kind, resampling)
+        if cube is None:
+            return None
+        cubes.append(cube)
+    if len(cubes) == 1:
+        return cubes[0]
+    data = np.concatenate([c.data for c in cubes], axis=0)
+    return cubes[0].with_data(data, times=tuple(c.times[0] for c in cubes))  # type: ignore

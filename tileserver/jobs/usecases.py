@@ -1,0 +1,180 @@
+"""Jobs: validation of a graph and its output, create/patch/delete, synchronous execution."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from tileserver import params
+
+from tileserver.graph import udp
+from tileserver.render.encoders import Encoded, default_output, encode, validate_output
+from tileserver.graph.v1 import is_flat_graph
+from tileserver.processes import is_predefined
+from tileserver.data.userfiles import eval_context
+from tileserver.errors import JobLocked, LimitExceeded, TileserverError, UnknownProcess
+from tileserver.runtime import Runtime
+
+#: Job states in which the graph or output of a job may not change.
+LOCKED_STATUSES = ("queued", "running")
+
+
+#: Longest accepted title and description of a job or service (characters).
+TEXT_LIMITS = {"title": 1000, "description": 100_000}
+
+
+def optional_text(body: dict, key: str) -> str | None:
+    """A ``title``/``description`` field: a string of bounded length, or null."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TileserverError(f"'{key}' must be a string", locator=key)
+    return params.text(value, key, error=TileserverError, max_length=TEXT_LIMITS[key],
+                       name=f"'{key}'")
+
+
+def text_fields(body: dict, keys: tuple[str, ...] = ("title", "description")) -> dict:
+    """The optional text fields present in a request body."""
+    return {key: optional_text(body, key) for key in keys if key in body}
+
+
+def user_processes(rt: Runtime, user: str | None, process_graph: Any) -> dict[str, dict]:
+    """The stored processes of ``user`` that a 1.x graph calls (directly or through other
+    stored processes): read on every parse, so that a replaced process takes effect."""
+    if user is None or not is_flat_graph(process_graph):
+        return {}
+    return udp.collect(process_graph, lambda ids: rt.store.get_processes(user, ids),
+                       is_predefined)
+
+
+def parse(rt: Runtime, process_graph: Any, output: Any = None, *, v1: bool = False,
+          user: str | None = None):
+    """``(graph, output)``: the parsed graph and the validated output.
+
+    ``v1``: an openEO 1.x flat graph whose output comes from its ``save_result`` (GTiff
+    when it has none); otherwise the graph of either form and the ``output`` object.
+    ``user``: whose stored processes the graph may call.
+    """
+    processes = user_processes(rt, user, process_graph)
+    if v1:
+        graph = rt.engine.parse(process_graph, dialect="1.x", processes=processes)
+        return graph, graph.save_result or default_output(graph.is_raster)
+    return rt.engine.parse(process_graph, processes=processes), validate_output(output)
+
+
+def check_definition(rt: Runtime, user: str | None, process_graph: dict) -> None:
+    """Validate a process definition that declares parameters (a user-defined process the
+    client checks before storing it): its parameters are bound only where it is called, so
+    what is checked is what holds whatever they are: every process it calls exists
+    (predefined, or stored by ``user``); raises :class:`UnknownProcess`."""
+    stored = set(user_processes(rt, user, process_graph))
+    for pid, namespace in udp.calls(process_graph):
+        if namespace in udp.PREDEFINED_NAMESPACES and is_predefined(pid):
+            continue
+        if udp.may_be_user_process(pid, namespace, is_predefined) and pid in stored:
+            continue
+        where = "" if namespace is None else f" in namespace {str(namespace)[:64]!r}"
+        raise UnknownProcess(f"process {pid[:64]!r}{where} is not supported (GET /processes "
+                             "lists the predefined ones, GET /process_graphs yours)")
+
+
+def compute_value(rt: Runtime, process_graph: Any, user: str | None = None
+                  ) -> tuple[bool, Any]:
+    """``(True, value)`` of a 1.x graph of array processes only (no data cube), as JSON
+    values (NaN as null); ``(False, None)`` for other graphs."""
+    if not is_flat_graph(process_graph):
+        return False, None
+    done, value = rt.engine.compute_value(process_graph,
+                                          user_processes(rt, user, process_graph))
+    return done, (json_value(value) if done else None)
+
+
+def json_value(value: Any) -> Any:
+    """A value of the array processes as JSON: arrays as lists, NaN as null, dates as
+    RFC 3339 strings."""
+    if hasattr(value, "values") and hasattr(value, "labels"):  # a labelled array
+        value = value.values
+    if isinstance(value, np.ndarray):
+        return [json_value(v) for v in value.tolist()] if value.ndim else json_value(
+            value.item())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, list | tuple):
+        return [json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    return value
+
+
+def parse_job(rt: Runtime, job: dict, processes: dict[str, dict] | None = None):
+    """The parsed graph of a stored job, with its owner's stored processes (``processes``:
+    already read with :func:`user_processes`)."""
+    if processes is None:
+        processes = user_processes(rt, job.get("user_id"), job["process_graph"])
+    return rt.engine.parse(job["process_graph"], processes=processes)
+
+
+def create_job(rt: Runtime, user: str, graph, output: dict, **text: Any) -> dict:
+    """Store a lazy job (its WMTS/WCS/XYZ services and batch runs come later)."""
+    return rt.store.create_job(user, graph.source, output, **text)
+
+
+def unlocked_job(rt: Runtime, user: str, job_id: str) -> dict:
+    """The user's job, or :class:`JobLocked` while it is queued or running."""
+    job = rt.store.get_job(job_id, user)
+    if job["status"] in LOCKED_STATUSES:
+        raise JobLocked(f"job {job_id} is {job['status']}; pause or cancel it before "
+                        "changing it")
+    return job
+
+
+def patch_job(rt: Runtime, user: str, job_id: str, fields: dict) -> dict:
+    """Change a job's graph, output, title or description.
+
+    A new graph or output discards stored batch results: the job starts its lifecycle
+    again. Refused (:class:`JobLocked`) while the job is queued or running.
+    """
+    store = rt.store
+    job = unlocked_job(rt, user, job_id)
+    fields = dict(fields)
+    changes_result = ("process_graph" in fields and fields["process_graph"] != job[
+        "process_graph"]) or ("output" in fields and fields["output"] != job["output"])
+    if changes_result and job["status"] != "submitted":
+        # the stored results and finished blocks belong to the old graph: drop them
+        rt.batch.on_delete(job_id)
+        fields.update(status="submitted", progress=0.0, error=None, extra={})
+        store.log(job_id, "graph or output changed: previous results discarded")
+    if fields:
+        store.update_job(job_id, user, **fields)
+    return store.get_job(job_id, user)
+
+
+def delete_job(rt: Runtime, user: str, job_id: str) -> None:
+    """Delete a job, its batch work and results, and its services."""
+    rt.store.get_job(job_id, user)
+    rt.batch.on_delete(job_id)
+    rt.store.delete_job(job_id, user)
+
+
+def execute(rt: Runtime, user: str, graph, output: dict) -> Encoded:
+    """Evaluate on the graph's native view and encode (images and zonal statistics)."""
+    engine = rt.engine
+    view = engine.native_view(graph)
+    limit = rt.settings.max_output_pixels
+    # tables (zonal statistics) choose their own views: the native view is only nominal
+    if graph.is_raster and view.pixels > limit:
+        raise LimitExceeded(
+            f"the result would be {view.width}x{view.height} = {view.pixels} pixels, more than "
+            f"the limit of {limit} for synchronous execution; use a batch job or a smaller bbox"
+        )
+    context = eval_context(rt.settings.home, user)
+    result = engine.evaluate(graph, view, purpose="execute", context=context)
+    return encode(result, output)

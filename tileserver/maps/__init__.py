@@ -1,0 +1,1 @@
+"""A job as something served: tile matrix sets, coverage descriptions, encoded responses through the cache tiers."""

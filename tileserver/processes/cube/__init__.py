@@ -1,0 +1,1 @@
+"""openEO 1.x processes on data cubes."""

@@ -1,0 +1,1 @@
+"""The openEO 0.0.2 dialect: the users' contract, frozen."""

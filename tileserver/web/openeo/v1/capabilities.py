@@ -1,0 +1,140 @@
+"""Discovery (``/.well-known/openeo`` and ``GET /``), formats, service types, auth, ``/me``."""
+
+from __future__ import annotations
+
+from flask import current_app, jsonify
+
+from tileserver import __version__
+from tileserver.render.encoders import output_formats
+from tileserver.web.auth import basic_login
+from tileserver.web.common import current_user, external_url
+
+#: The openEO API version served under :data:`BASE`.
+API_VERSION = "1.2.0"
+#: The blueprint's name (its endpoints are ``openeo_v1.<view>``) and its URL prefix.
+NAME = "openeo_v1"
+BASE = "/openeo/1.2"
+CONFORMANCE = ["https://api.openeo.org/1.2.0",
+               "https://api.stacspec.org/v1.0.0/collections"]
+SERVICE_CONFIGURATION = {
+    "colormap": {"type": "string", "default": "viridis",
+                 "description": "matplotlib colour map of single-band results"},
+    "range": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
+              "description": "[min, max] of the values mapped to the colour map"},
+}
+SERVICE_DESCRIPTIONS = {
+    "XYZ": "Web map tiles {z}/{x}/{y}.png (GoogleMapsCompatible), evaluated lazily per tile.",
+    "WMTS": "OGC WMTS 1.0.0 with one layer (GoogleMapsCompatible and WorldCRS84Quad tile "
+            "matrix sets; PNG, JPEG and GeoTIFF tiles), evaluated lazily per tile.",
+    "WCS": "OGC WCS 1.0.0 and 2.0.1 with one coverage (GeoTIFF), evaluated for the request.",
+}
+
+
+def well_known():
+    """The API versions: 1.2 at its base, 0.0.2 at the root."""
+    return jsonify({"versions": [
+        {"url": external_url(f"{NAME}.index"), "api_version": API_VERSION,
+         "production": True},
+        {"url": external_url("openeo.capabilities"), "api_version": "0.0.2",
+         "production": True},
+    ]})
+
+
+def endpoints() -> list[dict]:
+    """Every route of this API version, relative to its base, with its methods."""
+    methods: dict[str, set] = {}
+    for rule in current_app.url_map.iter_rules():
+        if not rule.endpoint.startswith(f"{NAME}."):
+            continue
+        path = rule.rule.removeprefix(BASE)
+        for conv in ("path:", "int:"):
+            path = path.replace(f"<{conv}", "<")
+        path = path.replace("<", "{").replace(">", "}")
+        methods.setdefault(path, set()).update(set(rule.methods or ()) - {"HEAD", "OPTIONS"})
+    return [{"path": p, "methods": sorted(m)} for p, m in sorted(methods.items())]
+
+
+def index():
+    """The capabilities of the 1.2 API."""
+    return jsonify({
+        "api_version": API_VERSION,
+        "backend_version": __version__,
+        "stac_version": "1.0.0",
+        "type": "Catalog",
+        "id": "tileserver",
+        "title": "tileserver",
+        "description": "openEO process graphs over STAC imagery, served lazily as WMTS/XYZ/WCS, "
+                       "synchronously and as batch jobs.",
+        "production": True,
+        "conformsTo": CONFORMANCE,
+        "endpoints": endpoints(),
+        "links": [
+            {"rel": "self", "href": external_url(f"{NAME}.index"), "type": "application/json"},
+            {"rel": "version-history", "href": external_url("openeo_wellknown.well_known"),
+             "type": "application/json"},
+            {"rel": "data", "href": external_url(f"{NAME}.collections"),
+             "type": "application/json"},
+            {"rel": "conformance", "href": external_url(f"{NAME}.conformance"),
+             "type": "application/json"},
+        ],
+    })
+
+
+def conformance():
+    """The conformance classes."""
+    return jsonify({"conformsTo": CONFORMANCE})
+
+
+def _parameter_schema(value) -> dict:
+    if isinstance(value, list):
+        return {"type": "string", "enum": value, "description": "one of the listed values"}
+    if value == "boolean":
+        return {"type": "boolean", "description": "true or false"}
+    return {"type": ["string", "number", "array"], "description": str(value)}
+
+
+def file_formats():
+    """Output formats (from the encoders), no input formats."""
+    doc = output_formats()
+    out = {}
+    for name, fmt in doc["formats"].items():
+        raster = fmt.get("media_type", "").startswith("image/")
+        out[name] = {
+            "title": fmt.get("description", name),
+            "gis_data_types": ["raster"] if raster else ["vector", "table"],
+            "parameters": {k: _parameter_schema(v)
+                           for k, v in (fmt.get("parameters") or {}).items()},
+            "links": [],
+        }
+    return jsonify({"input": {}, "output": out})
+
+
+def service_types():
+    """The secondary service types: XYZ, WMTS, WCS."""
+    return jsonify({kind: {"title": kind, "description": text,
+                           "configuration": SERVICE_CONFIGURATION,
+                           "process_parameters": [], "links": []}
+                    for kind, text in SERVICE_DESCRIPTIONS.items()})
+
+
+def udf_runtimes():
+    """The UDF runtimes (``run_udf``), described by the UDF module."""
+    from tileserver.web.openeo.v002.udf import runtimes_v1  # noqa: PLC0415
+
+    return jsonify(runtimes_v1())
+
+
+def credentials_basic():
+    """HTTP Basic in, ``{"access_token"}`` out (sent back as ``Bearer basic//<token>``)."""
+    _user, token = basic_login()
+    return jsonify({"access_token": token})
+
+
+def me():
+    """The authenticated user."""
+    user = current_user()
+    return jsonify({"user_id": user, "name": user, "links": [
+        {"rel": "related", "href": external_url(f"{NAME}.list_jobs"),
+         "title": "batch jobs"}]})
+
+

@@ -1,0 +1,191 @@
+"""Processing: ``POST /result``, ``POST /validation`` and batch jobs (``/jobs``)."""
+
+from __future__ import annotations
+
+import json
+
+from flask import jsonify, request
+
+from tileserver.errors import (
+    JobNotFinished,
+    ProcessGraphMissing,
+    TileserverError,
+)
+from tileserver.jobs import usecases as jobs
+from tileserver.web.common import (
+    created,
+    current_user,
+    external_url,
+    json_body,
+    result_file,
+    runtime,
+)
+from tileserver.web.errors import v1_body, v1_code
+from tileserver.web.openeo.v1.capabilities import NAME
+from tileserver.web.openeo.v1.serializers import job_json, log_json
+
+#: Stored job states from which ``POST /jobs/{id}/results`` queues the job.
+STARTABLE = ("submitted", "paused", "canceled", "error")
+#: Stored job states that ``DELETE /jobs/{id}/results`` cancels.
+CANCELABLE = ("queued", "running")
+
+
+def process_graph(body: dict) -> dict:
+    """The ``process.process_graph`` of a request body, or :class:`ProcessGraphMissing`."""
+    process = body.get("process")
+    if not isinstance(process, dict) or "process_graph" not in process:
+        raise ProcessGraphMissing("the request needs 'process': {'process_graph': {...}}",
+                                  locator="process")
+    graph = process["process_graph"]
+    if not isinstance(graph, dict) or not graph:
+        raise ProcessGraphMissing("'process.process_graph' must be a non-empty object",
+                                  locator="process.process_graph")
+    return graph
+
+
+def parse_process(body: dict):
+    """``(graph, output)`` of a request's process; the output comes from ``save_result``."""
+    return jobs.parse(runtime(), process_graph(body), v1=True, user=current_user())
+
+
+def result():
+    """Evaluate synchronously and return the file of ``save_result``'s format."""
+    body = json_body()
+    done, value = jobs.compute_value(runtime(), process_graph(body), current_user())
+    if done:  # array processes only (the openEO process tests): their value as JSON
+        return jsonify(value)
+    graph, output = parse_process(body)
+    return result_file(jobs.execute(runtime(), current_user(), graph, output), graph.notes)
+
+
+def validation():
+    """Validate a process (the body is the process itself, with its ``process_graph``):
+    ``{"errors": [...]}``, empty when it is valid (a missing graph is one of the errors)."""
+    body = json_body()
+    try:
+        graph = process_graph({"process": body})
+        if isinstance(body.get("parameters"), list) and body["parameters"]:
+            # a process with parameters (the client validates a user-defined process
+            # before storing it): they are bound where it is called
+            from tileserver.web.openeo.v1.udp import check_nodes  # noqa: PLC0415
+
+            check_nodes(graph)
+            jobs.check_definition(runtime(), current_user(), graph)
+        else:
+            jobs.parse(runtime(), graph, v1=True, user=current_user())
+    except TileserverError as exc:
+        code, _status = v1_code(exc)
+        return jsonify({"errors": [{"code": code, "message": exc.message}]})
+    return jsonify({"errors": []})
+
+
+# -- batch jobs ------------------------------------------------------------------------
+
+
+def _job_fields(body: dict, partial: bool = False) -> dict:
+    fields: dict = {}
+    if "process" in body or not partial:
+        graph, output = parse_process(body)
+        fields.update(process_graph=graph.source, output=output)
+    fields.update(jobs.text_fields(body))
+    return fields
+
+
+def list_jobs():
+    """The user's jobs."""
+    user_jobs = runtime().store.list_jobs(current_user())
+    return jsonify({"jobs": [job_json(j, full=False) for j in user_jobs], "links": []})
+
+
+def create_job():
+    """Store a job (201 with ``Location`` and ``OpenEO-Identifier``)."""
+    fields = _job_fields(json_body())
+    job = runtime().store.create_job(current_user(), **fields)
+    return created(None, f"{NAME}.get_job", job["job_id"], job_id=job["job_id"])
+
+
+def _owned(job_id: str) -> dict:
+    return runtime().store.get_job(job_id, current_user())
+
+
+def get_job(job_id: str):
+    """A job with its status and progress."""
+    return jsonify(job_json(_owned(job_id)))
+
+
+def patch_job(job_id: str):
+    """Change the process, title or description (not while queued or running)."""
+    rt, user = runtime(), current_user()
+    jobs.unlocked_job(rt, user, job_id)
+    jobs.patch_job(rt, user, job_id, _job_fields(json_body(), partial=True))
+    return "", 204
+
+
+def delete_job(job_id: str):
+    """Delete a job, its results and its services."""
+    jobs.delete_job(runtime(), current_user(), job_id)
+    return "", 204
+
+
+def start_job(job_id: str):
+    """Queue the batch computation (no effect while queued, running or finished)."""
+    job = _owned(job_id)
+    if job["status"] in STARTABLE:
+        runtime().batch.queue(job)
+    return "", 202
+
+
+def cancel_job(job_id: str):
+    """Cancel a queued or running computation (no effect otherwise)."""
+    job = _owned(job_id)
+    if job["status"] in CANCELABLE:
+        runtime().batch.cancel(job)
+    return "", 204
+
+
+def job_results(job_id: str):
+    """The results as a STAC item whose asset hrefs download without credentials."""
+    rt = runtime()
+    job = _owned(job_id)
+    if job["status"] == "error":
+        return jsonify(v1_body("JobFailed", job.get("error") or "the job failed")), 424
+    extra = job.get("extra") or {}
+    token = extra.get("results_token")
+    if job["status"] != "finished" or not token:
+        raise JobNotFinished(f"job {job_id} is {job_json(job)['status']}; its results exist "
+                             "once it is finished (POST /jobs/{job_id}/results starts it)")
+    item = json.loads((rt.batch.result_dir(job_id) / "item.json").read_text())
+    for asset in item.get("assets", {}).values():
+        asset["href"] = external_url("jobs.result_file", job_id=job_id, token=token,
+                                     name=asset["href"])
+    item["links"] = [
+        {"rel": "self", "href": external_url(f"{NAME}.job_results", job_id=job_id),
+         "type": "application/geo+json"},
+        {"rel": "canonical", "type": "application/geo+json",
+         "href": external_url("jobs.result_file", job_id=job_id, token=token,
+                              name="item.json")},
+    ]
+    item["openeo:status"] = "finished"
+    props = item.setdefault("properties", {})
+    if props.get("datetime") is None and props.get("start_datetime"):
+        # the 1.2 document types it as a (nullable, in OpenAPI 3.0 terms) string; validators
+        # with 3.1 semantics refuse null: the start of the range is the nominal time
+        props["datetime"] = props["start_datetime"]
+    resp = jsonify(item)
+    resp.headers["OpenEO-Costs"] = "0"  # no billing: the owner downloads for free
+    return resp
+
+
+def job_logs(job_id: str):
+    """The job's log (``offset``: entries after that id; ``level``: the minimum level)."""
+    _owned(job_id)
+    entries = log_json(runtime().store.logs(job_id))
+    offset = request.args.get("offset")
+    if offset is not None and offset.isdigit():
+        entries = [e for e in entries if int(e["id"]) > int(offset)]
+    order = ["debug", "info", "warning", "error"]
+    level = request.args.get("level")
+    if level in order:
+        entries = [e for e in entries if e["level"] not in order
+                   or order.index(e["level"]) >= order.index(level)]
+    return jsonify({"logs": entries, "links": [], "level": level or "debug"})

@@ -1,0 +1,1 @@
+"""Zonal statistics: one value per region, date and band, and their tables."""
