@@ -84,7 +84,7 @@ def test_wheel_carries_leaflet_and_the_data_files(wheel):
             data + "templates/wmts_capabilities.xml"} <= names
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
     # the official openEO process descriptions (from a PyPI wheel at build time)
-    specs = "tileserver/processes/openeo_processes/"
+    specs = "tileserver/graph/openeo_processes/"
     assert {specs + "add.json", specs + "reduce_dimension.json",
             specs + "proposals/is_infinite.json", specs + "LICENSE"} <= names
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rasterio.crs import CRS
 
-from tileserver.data.catalog import Product
 from tileserver.datacube.view import View
+
+if TYPE_CHECKING:  # the catalog sits above: a CubeMeta only carries its Product
+    from tileserver.data.catalog import Product
 
 
 @dataclass(frozen=True)
