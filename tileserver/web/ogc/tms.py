@@ -18,7 +18,7 @@ from tileserver import params
 from tileserver.datacube.cube import empty
 from tileserver.errors import InvalidParameterValue, NotFound
 from tileserver.maps.tilematrix import get_tms
-from tileserver.maps.tiles import tile_address
+from tileserver.maps.tiles import TileAddress
 from tileserver.render.encoders import encode_image
 from tileserver.render.styles import style_from_args
 from tileserver.web.common import live_service
@@ -70,7 +70,7 @@ def tile(service_id: str, date: str, z: str, x: str, y: str):
     top = matrix.matrix_height - 1
     north_row = params.integer(y.removesuffix(".png"), "y", minimum=0, maximum=top)
     col = params.integer(x, "x", minimum=0, maximum=matrix.matrix_width - 1)
-    address = tile_address(TMS_ID, str(zoom), str(top - north_row), str(col))
+    address = TileAddress(tms, matrix, top - north_row, col)  # TMS rows count from the south
     meta = layer.graph.meta
     selected = _bands(request.args.get("bands"), meta.bands)
     if layer.outside(address):

@@ -21,10 +21,11 @@ from tileserver.errors import (
     VersionNegotiationFailed,
 )
 from tileserver.jobs.store import iso
-from tileserver.maps.coverage import Coverage, CoverageRequest, Kvp, crs_code, crs_uri
+from tileserver.maps.coverage import Coverage, CoverageRequest, crs_code, crs_uri
 from tileserver.maps.served import ServedJob
 from tileserver.web.common import REVOKED_STATUSES, base_url, current_user, live_service, runtime
 from tileserver.web.conditional import PRIVATE_CACHE, PUBLIC_CACHE, conditional
+from tileserver.web.ogc.kvp import Kvp
 from tileserver.web.ogc.wcs_request import request_10, request_20
 from tileserver.web.served import served_job
 
