@@ -1,8 +1,10 @@
 """WCS 2.0.1 and 1.0.0 (KVP): a ``wcs`` service's job at ``/service/wcs/<id>``, and every
 job of the user at ``/wcs``. Each GetCoverage is evaluated lazily for its own view.
 
-Parsing and the grid math live in :mod:`tileserver.maps.coverage`; this module finds the
-coverages, renders the templates under ``templates/wcs/`` and encodes the answer.
+The request grammar lives in :mod:`tileserver.web.ogc.kvp` and
+:mod:`tileserver.web.ogc.wcs_request`, the coverage description and its grid math in
+:mod:`tileserver.maps.coverage`, the answer in :class:`tileserver.maps.served.ServedJob`;
+this module finds the coverages and renders the templates under ``templates/wcs/``.
 """
 
 from __future__ import annotations
