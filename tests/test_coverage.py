@@ -8,7 +8,8 @@ from rasterio.crs import CRS
 
 from tests.core_support import bbox, call, leaf, make_engine
 from tests.coverage_support import GEO, cov
-from tileserver.maps.coverage import Kvp, axes_of, describe, parse_crs
+from tileserver.maps.coverage import axes_of, describe, parse_crs
+from tileserver.web.ogc.kvp import Kvp
 from tileserver.errors import InvalidParameterValue, MissingParameterValue
 
 # -- parsing ---------------------------------------------------------------------------

@@ -12,7 +12,8 @@ from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
 from tests.coverage_support import DAYS, GEO, LIMITS, UTM, cov
-from tileserver.maps.coverage import Coverage, Kvp
+from tileserver.maps.coverage import Coverage
+from tileserver.web.ogc.kvp import Kvp
 from tileserver.web.ogc.wcs_request import parse_subset, request_10, request_20
 from tileserver.errors import (
     InvalidAxisLabel,

@@ -1,12 +1,12 @@
 """Coverages: a graph's result described as a WCS coverage (its native grid, fields and
-dates), the KVP and CRS helpers of the WCS protocols, and the budget of a request. No
-HTTP here: requests come in as a :class:`Kvp` (case-insensitive multi-dict). The request
-parameters are turned into views by :mod:`tileserver.web.ogc.wcs_request`.
+dates), the CRS helpers of the WCS protocols, a resolved coverage request (the output
+view, dates and fields) and its budget. No HTTP here: the request grammar (KVP,
+:mod:`tileserver.web.ogc.kvp`) and its translation into a :class:`CoverageRequest`
+(:mod:`tileserver.web.ogc.wcs_request`) live in the web layer.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -21,50 +21,10 @@ from tileserver.datacube.view import View
 from tileserver.errors import (
     InvalidParameterValue,
     LimitExceeded,
-    MissingParameterValue,
     TileserverError,
 )
 
 WGS84 = CRS.from_epsg(4326)
-
-
-# -- KVP ------------------------------------------------------------------------------
-
-
-class Kvp:
-    """Case-insensitive keys, several values per key (``SUBSET`` repeats)."""
-
-    def __init__(self, pairs):
-        self._data: dict[str, list[str]] = {}
-        for key, value in pairs:
-            key = params.text(key, "request", max_length=100, name="a parameter name").upper()
-            if re.fullmatch(r"SUBSET\d+", key):  # GDAL numbers extra subsets
-                key = "SUBSET"
-            values = self._data.setdefault(key, [])
-            values.append(params.text(value, key.lower()))
-            if len(values) > params.MAX_ITEMS:
-                raise InvalidParameterValue(f"{key} is given {len(values)} times",
-                                            locator=key.lower())
-
-    def get(self, key: str, default: str | None = None) -> str | None:
-        """The first value of ``key`` (or ``default``)."""
-        values = self._data.get(key.upper())
-        return values[0] if values else default
-
-    def getall(self, key: str) -> list[str]:
-        """Every value of ``key``."""
-        return list(self._data.get(key.upper(), []))
-
-    def require(self, key: str) -> str:
-        """The value of ``key`` or :class:`MissingParameterValue`."""
-        value = self.get(key)
-        if value is None or value == "":
-            raise MissingParameterValue(f"parameter {key.upper()} is required",
-                                        locator=key.lower())
-        return value
-
-    def __contains__(self, key: str) -> bool:
-        return key.upper() in self._data
 
 
 # -- CRS helpers -----------------------------------------------------------------------

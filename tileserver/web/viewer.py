@@ -19,14 +19,14 @@ from tileserver.web.common import (
     runtime,
     service_url,
 )
-from tileserver.web.ogc.layers import Layer, make_layer
+from tileserver.maps.served import ServedJob
+from tileserver.web.served import served_job
 
 bp = Blueprint("viewer", __name__)
 
 
-def _layer(job_id: str) -> Layer:
-    job = runtime().store.get_job(job_id, current_user())
-    return make_layer(runtime().engine, job)
+def _layer(job_id: str) -> ServedJob:
+    return served_job(runtime().store.get_job(job_id, current_user()))
 
 
 @bp.get("/static/leaflet/<path:filename>")

@@ -16,12 +16,14 @@ from flask import Blueprint, Response, request
 
 from tileserver import params
 from tileserver.datacube.cube import empty
+from tileserver.errors import InvalidParameterValue, NotFound
+from tileserver.maps.tilematrix import get_tms
+from tileserver.maps.tiles import TileAddress
 from tileserver.render.encoders import encode_image
 from tileserver.render.styles import style_from_args
-from tileserver.maps.tilematrix import get_tms, tile_bounds, tile_view
-from tileserver.errors import InvalidParameterValue, NotFound
-from tileserver.web.common import live_service, runtime
-from tileserver.web.ogc.layers import check_tile, make_layer
+from tileserver.web.common import live_service
+from tileserver.web.conditional import NO_CACHE, cache_control
+from tileserver.web.served import served_job
 
 bp = Blueprint("tms", __name__)
 
@@ -54,7 +56,7 @@ def _bands(value: str | None, bands: tuple[str, ...]) -> list[int] | None:
 def tile(service_id: str, date: str, z: str, x: str, y: str):
     """One PNG tile of one date."""
     service, job = live_service(service_id, "tms")
-    layer = make_layer(runtime().engine, job, service.get("service_args"))
+    layer = served_job(job, service.get("service_args"))
     try:
         day = datetime.strptime(date, "%Y-%m-%d").date().isoformat()  # 0001: 4 digits
     except ValueError:
@@ -68,14 +70,13 @@ def tile(service_id: str, date: str, z: str, x: str, y: str):
     top = matrix.matrix_height - 1
     north_row = params.integer(y.removesuffix(".png"), "y", minimum=0, maximum=top)
     col = params.integer(x, "x", minimum=0, maximum=matrix.matrix_width - 1)
-    _, z, row, col = check_tile(TMS_ID, str(zoom), str(top - north_row), str(col))
+    address = TileAddress(tms, matrix, top - north_row, col)  # TMS rows count from the south
     meta = layer.graph.meta
     selected = _bands(request.args.get("bands"), meta.bands)
-    view = tile_view(tms, matrix, row, col)
-    if layer._outside(tms, tile_bounds(tms, matrix, row, col)):
-        cube = empty(view, meta.bands, None)
+    if layer.outside(address):
+        cube = empty(address.view, meta.bands, None)
     else:
-        cube = layer.evaluate(view, None if meta.reduced else day)
+        cube = layer.evaluate(address.view, None if meta.reduced else day)
         if cube.times is not None and not cube.times:
             raise NotFound(f"the result has no data on {day}"
                            + (f"; dates: {', '.join(layer.time_values[:20])}"
@@ -88,7 +89,5 @@ def tile(service_id: str, date: str, z: str, x: str, y: str):
                               bands=tuple(cube.bands[i] for i in selected))
     style = style_from_args(layer.style_args, meta.kind, len(cube.bands))
     encoded = encode_image(cube, "PNG", style=style)
-    resp = Response(encoded.content, mimetype=encoded.media_type)
-    resp.headers["Cache-Control"] = "no-cache"
-    return resp
+    return cache_control(Response(encoded.content, mimetype=encoded.media_type), NO_CACHE)
 

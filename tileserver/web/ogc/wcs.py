@@ -1,8 +1,10 @@
 """WCS 2.0.1 and 1.0.0 (KVP): a ``wcs`` service's job at ``/service/wcs/<id>``, and every
 job of the user at ``/wcs``. Each GetCoverage is evaluated lazily for its own view.
 
-Parsing and the grid math live in :mod:`tileserver.maps.coverage`; this module finds the
-coverages, renders the templates under ``templates/wcs/`` and encodes the answer.
+The request grammar lives in :mod:`tileserver.web.ogc.kvp` and
+:mod:`tileserver.web.ogc.wcs_request`, the coverage description and its grid math in
+:mod:`tileserver.maps.coverage`, the answer in :class:`tileserver.maps.served.ServedJob`;
+this module finds the coverages and renders the templates under ``templates/wcs/``.
 """
 
 from __future__ import annotations
@@ -12,14 +14,6 @@ from dataclasses import dataclass
 
 from flask import Blueprint, Response, g, render_template, request
 
-from tileserver.maps.responses import cached_answer
-from tileserver.maps.coverage import Coverage, CoverageRequest, Kvp, crs_code, crs_uri, describe
-from tileserver.web.ogc.wcs_request import request_10, request_20
-from tileserver.datacube.cube import Cube
-from tileserver.render.encoders import encode_gtiff
-from tileserver.engine.evaluator import Graph
-from tileserver.cache.shared import digest_key
-from tileserver.data.stored import StoredResult, evaluate_stored
 from tileserver.errors import (
     InvalidParameterValue,
     MissingParameterValue,
@@ -29,9 +23,13 @@ from tileserver.errors import (
     VersionNegotiationFailed,
 )
 from tileserver.jobs.store import iso
-from tileserver.jobs import usecases as jobs
-from tileserver.web.common import base_url, current_user, live_service, runtime
-from tileserver.web.ogc.layers import owner_context
+from tileserver.maps.coverage import Coverage, CoverageRequest, crs_code, crs_uri
+from tileserver.maps.served import ServedJob
+from tileserver.web.common import REVOKED_STATUSES, base_url, current_user, live_service, runtime
+from tileserver.web.conditional import PRIVATE_CACHE, PUBLIC_CACHE, conditional
+from tileserver.web.ogc.kvp import Kvp
+from tileserver.web.ogc.wcs_request import request_10, request_20
+from tileserver.web.served import served_job
 
 log = logging.getLogger(__name__)
 bp = Blueprint("wcs", __name__)
@@ -54,12 +52,15 @@ NOT_RASTERS = ("table",)
 
 @dataclass
 class Entry:
-    """A job offered as a coverage."""
+    """A job offered as a coverage: its description and the served job that answers."""
 
     coverage: Coverage
-    graph: Graph
-    job: dict
-    stored: StoredResult | None = None  # a finished job's result matching its graph
+    served: ServedJob
+
+    @property
+    def job(self) -> dict:
+        """The job."""
+        return self.served.job
 
 
 def coverage_id(job: dict) -> str:
@@ -68,20 +69,13 @@ def coverage_id(job: dict) -> str:
 
 
 def _entry(job: dict) -> Entry:
-    engine = runtime().engine
-    processes = jobs.user_processes(runtime(), job.get("user_id"), job["process_graph"])
-    graph = engine.parse(job["process_graph"], processes=processes)
-    if graph.meta.kind in NOT_RASTERS:
-        raise NoSuchCoverage(f"job {job['job_id']} computes a {graph.meta.kind} (e.g. zonal "
+    served = served_job(job)
+    kind = served.graph.meta.kind
+    if kind in NOT_RASTERS:
+        raise NoSuchCoverage(f"job {job['job_id']} computes a {kind} (e.g. zonal "
                              "statistics), not a coverage", locator="coverageid")
     title = job.get("title") or f"job {job['job_id']}"
-    stored = None
-    if job.get("status") == "finished" and (job.get("extra") or {}).get("results_token"):
-        stored = StoredResult.find(runtime().batch.result_dir(job["job_id"]),
-                                   job["process_graph"], job.get("output"),
-                                   tuple(graph.meta.bands), processes)
-    return Entry(describe(engine, graph, coverage_id(job), title, owner_context(job)), graph,
-                 job, stored)
+    return Entry(served.describe(coverage_id(job), title), served)
 
 
 def _version_for(kvp: Kvp) -> str:
@@ -138,7 +132,7 @@ def global_endpoint():
     def entries() -> list[Entry]:
         out = []
         for job in runtime().store.list_jobs(user):
-            if job.get("status") == "canceled":
+            if job["status"] in REVOKED_STATUSES:
                 continue
             try:
                 full = runtime().store.get_job(job["job_id"], user)
@@ -228,42 +222,10 @@ def get_coverage(entry: Entry, kvp: Kvp, version: str) -> Response:
     limits = (rt.settings.max_output_pixels, rt.settings.max_pixels)
     parse = request_20 if version.startswith("2") else request_10
     req: CoverageRequest = parse(entry.coverage, kvp, limits)
-    engine = rt.engine
-    source = (f"stored:{entry.stored.version}" if entry.stored is not None else
-              "catalog:" + engine.version(entry.graph, req.view, req.time_range))
-    context = owner_context(entry.job)
-    key = ("coverage", digest_key(entry.graph.root.hash, req.view.key, req.time_range,
-                                  req.fields, source, engine.cache_token(entry.graph, context)))
-
-    def produce():
-        cube = None
-        if entry.stored is not None:
-            cube = evaluate_stored(entry.stored, entry.graph.meta, req.view, req.time_range,
-                                   engine.resampling)
-        origin = "stored" if cube is not None else "computed"
-        if cube is None:
-            cube = engine.evaluate(entry.graph, req.view, time_range=req.time_range,
-                                   purpose="coverage", context=context)
-        if not isinstance(cube, Cube):
-            raise InvalidParameterValue("this job's result is not a raster",
-                                        locator="coverageid")
-        if req.fields is not None:
-            cube = cube.with_data(cube.data[:, list(req.fields)],
-                                  bands=tuple(cube.bands[i] for i in req.fields))
-        return encode_gtiff(cube), origin
-
-    etag = key[1][:32]
-    if request.if_none_match.contains_weak(etag):
-        resp = Response(status=304)
-    else:
-        encoded, origin = cached_answer(engine, key, produce)
-        resp = Response(encoded.content, mimetype="image/tiff")
-        resp.headers["X-Tileserver-Cache"] = origin
-    resp.set_etag(etag)
-    resp.headers["Cache-Control"] = ("private, max-age=60" if request.authorization else
-                                     "public, max-age=60")
-    if entry.stored is not None:
-        resp.headers["Cache-Control"] = resp.headers["Cache-Control"].replace(
-            "max-age=60", "max-age=86400, immutable")
+    served = entry.served
+    key = served.coverage_key(req)
+    resp = conditional(key, lambda: served.coverage(req, key),
+                       PRIVATE_CACHE if request.authorization else PUBLIC_CACHE,
+                       stored=served.stored is not None)
     resp.headers["Content-Disposition"] = f'inline; filename="{entry.coverage.id}.tif"'
     return resp

@@ -31,12 +31,12 @@ from tileserver import params
 from tileserver.maps.coverage import (
     Coverage,
     CoverageRequest,
-    Kvp,
     check_budget,
     crs_code,
     parse_crs,
 )
 from tileserver.engine.evaluator import day_key
+from tileserver.web.ogc.kvp import Kvp
 from tileserver.datacube.view import View
 from tileserver.errors import (
     InvalidAxisLabel,

@@ -7,10 +7,7 @@ import logging
 
 from flask import Blueprint, Response, g, render_template, request
 
-from tileserver.render import legend
-
 from tileserver import params
-from tileserver.maps.tilematrix import tile_matrix_sets
 from tileserver.errors import (
     InvalidParameterValue,
     MissingParameterValue,
@@ -19,6 +16,10 @@ from tileserver.errors import (
     TileserverError,
     VersionNegotiationFailed,
 )
+from tileserver.maps.served import ServedJob
+from tileserver.maps.tilematrix import tile_matrix_sets
+from tileserver.maps.tiles import EXTENSIONS, FORMATS, STYLE_ID, check_style
+from tileserver.render import legend
 from tileserver.web.common import (
     REVOKED_STATUSES,
     base_url,
@@ -26,31 +27,11 @@ from tileserver.web.common import (
     live_service,
     runtime,
 )
-from tileserver.web.ogc.layers import (
-    EXTENSIONS,
-    FORMATS,
-    STYLE_ID,
-    Layer,
-    check_format,
-    check_style,
-    check_tile,
-    layer_or_none,
-    make_layer,
-)
+from tileserver.web.conditional import PRIVATE_CACHE, PUBLIC_CACHE, cache_control, conditional
+from tileserver.web.served import served_job, served_or_none
 
 log = logging.getLogger(__name__)
 bp = Blueprint("wmts", __name__)
-
-#: Tiles of public service URLs may sit in shared caches; the global /wmts is per user.
-#: A lazy job's tiles change when its catalog grows: short, revalidated by ETag.
-PUBLIC_CACHE = "public, max-age=60"
-PRIVATE_CACHE = "private, max-age=60"
-#: Tiles read from a finished job's stored result do not change (a PATCH of the job
-#: discards the result, and its tiles get other ETags).
-STORED_MAX_AGE = "max-age=86400, immutable"
-#: Response header naming where a tile came from (memory, disk, redis, stored, computed).
-CACHE_HEADER = "X-Tileserver-Cache"
-
 
 @bp.before_request
 def _ogc() -> None:
@@ -72,12 +53,12 @@ class ServiceLayers:
         self.title = "tileserver WMTS service"
         self.cache_control = PUBLIC_CACHE
 
-    def layers(self) -> list[Layer]:
+    def layers(self) -> list[ServedJob]:
         """The service's job as a layer, styled by the service args."""
-        return [make_layer(runtime().engine, self.job, self.service.get("service_args"),
+        return [served_job(self.job, self.service.get("service_args"),
                            self.service.get("title"))]
 
-    def layer(self, layer_id: str) -> Layer:
+    def layer(self, layer_id: str) -> ServedJob:
         """The layer called ``layer_id`` (InvalidParameterValue otherwise)."""
         for layer in self.layers():
             if layer.identifier == layer_id:
@@ -93,15 +74,14 @@ class UserLayers:
         self.title = f"tileserver: jobs of {current_user()}"
         self.cache_control = PRIVATE_CACHE
 
-    def layers(self) -> list[Layer]:
+    def layers(self) -> list[ServedJob]:
         """The jobs whose graph still validates and gives images, newest first (a job left
         out is logged: one bad job does not take the others' capabilities down)."""
-        engine = runtime().engine
         layers = []
         for job in runtime().store.list_jobs(current_user()):
             if job["status"] in REVOKED_STATUSES:
                 continue
-            layer = layer_or_none(engine, job)
+            layer = served_or_none(job)
             if layer is None:
                 continue
             if not layer.graph.is_raster:
@@ -116,7 +96,7 @@ class UserLayers:
             layers.append(layer)
         return layers
 
-    def layer(self, layer_id: str) -> Layer:
+    def layer(self, layer_id: str) -> ServedJob:
         """One job of the user (InvalidParameterValue when unknown)."""
         try:
             job = runtime().store.get_job(layer_id, current_user())
@@ -124,13 +104,13 @@ class UserLayers:
             job = None
         if job is None or job["status"] in REVOKED_STATUSES:
             raise InvalidParameterValue(f"LAYER {layer_id!r} does not exist", locator="layer")
-        return make_layer(runtime().engine, job)
+        return served_job(job)
 
 
 # -- capabilities ----------------------------------------------------------------------
 
 
-def _layer_context(root: str, layer: Layer) -> dict:
+def _layer_context(root: str, layer: ServedJob) -> dict:
     links = []
     for tms in tile_matrix_sets().values():
         lim = layer.limits(tms)
@@ -164,7 +144,7 @@ def _layer_context(root: str, layer: Layer) -> dict:
     }
 
 
-def _style_title(layer: Layer) -> str:
+def _style_title(layer: ServedJob) -> str:
     style = layer.style
     return f"{style.colormap or 'RGB'} {style.vmin:g} to {style.vmax:g}"
 
@@ -186,27 +166,15 @@ def capabilities(source) -> Response:
 # -- tiles -----------------------------------------------------------------------------
 
 
-def tile_response(layer: Layer, style: str | None, media_type: str, tms_id: str, z: str,
+def tile_response(layer: ServedJob, style: str | None, media_type: str, tms_id: str, z: str,
                   row: str, col: str, time: str | None,
-                  cache_control: str = PUBLIC_CACHE) -> Response:
+                  policy: str = PUBLIC_CACHE) -> Response:
     """A tile with ETag/Cache-Control, or 304 when the client has it."""
-    check_style(style)
-    check_format(media_type)
-    tms_id, z, r, c = check_tile(tms_id, z, row, col)
-    day = layer.select_time(time)
-    key = layer.tile_key(tms_id, z, r, c, media_type, day)
-    etag = key[:32]
-    if request.if_none_match.contains_weak(etag):
-        resp = Response(status=304)
-    else:
-        encoded, source = layer.tile(tms_id, z, r, c, media_type, day, key)
-        resp = Response(encoded.content, mimetype=encoded.media_type)
-        resp.headers[CACHE_HEADER] = source
-    resp.set_etag(etag)
-    if layer.stored is not None:
-        cache_control = f"{cache_control.split(',')[0]}, {STORED_MAX_AGE}"
-    resp.headers["Cache-Control"] = cache_control
-    return resp
+    address = layer.tile_address(tms_id, z, row, col, media_type=media_type, time=time,
+                                 style=style)
+    key = layer.tile_key(address)
+    return conditional(key, lambda: layer.tile(address, key), policy,
+                       stored=layer.stored is not None)
 
 
 def _kvp() -> dict[str, str]:
@@ -269,8 +237,7 @@ def legend_response(source, layer_id: str, style: str) -> Response:
     layer = source.layer(layer_id)
     check_style(style)
     resp = Response(legend.legend_png(layer.legend), mimetype="image/png")
-    resp.headers["Cache-Control"] = source.cache_control
-    return resp
+    return cache_control(resp, source.cache_control)
 
 
 # -- routes: one service ---------------------------------------------------------------

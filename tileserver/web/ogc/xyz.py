@@ -1,16 +1,18 @@
 """XYZ tiles for web maps: ``/service/xyz/<id>/{z}/{x}/{y}.png``, the GoogleMapsCompatible
-WMTS tiles of the service's job (same bytes, same ETag)."""
+tiles of the service's served job (the same bytes and ETag as its WMTS tiles)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, request
 
 from tileserver.errors import InvalidParameterValue
-from tileserver.web.common import live_service, runtime
-from tileserver.web.ogc.layers import make_layer
-from tileserver.web.ogc.wmts import tile_response
+from tileserver.web.common import live_service
+from tileserver.web.conditional import PUBLIC_CACHE, conditional
+from tileserver.web.served import served_job
 
 bp = Blueprint("xyz", __name__)
+
+TMS_ID = "GoogleMapsCompatible"
 
 
 @bp.get("/service/xyz/<service_id>/<z>/<x>/<last>")
@@ -20,6 +22,9 @@ def tile(service_id: str, z: str, x: str, last: str):
     y, _, ext = last.rpartition(".")
     if ext.lower() != "png" or not y:
         raise InvalidParameterValue(f"XYZ tiles are {{y}}.png, got {last!r}", locator="y")
-    layer = make_layer(runtime().engine, job, service.get("service_args"))
+    served = served_job(job, service.get("service_args"))
     time = request.args.get("time") or request.args.get("TIME")
-    return tile_response(layer, None, "image/png", "GoogleMapsCompatible", z, y, x, time)
+    address = served.tile_address(TMS_ID, z, y, x, media_type="image/png", time=time)
+    key = served.tile_key(address)
+    return conditional(key, lambda: served.tile(address, key), PUBLIC_CACHE,
+                       stored=served.stored is not None)
