@@ -19,7 +19,8 @@ from rasterio.crs import CRS
 from tileserver import params
 from tileserver.maps.responses import cached_answer
 from tileserver.datacube.cube import Cube, empty
-from tileserver.render.encoders import Encoded, encode_gtiff, encode_image
+from tileserver.render import formats
+from tileserver.render.encoders import Encoded
 from tileserver.engine.evaluator import Engine, Graph
 from tileserver.render.legend import Legend, legend_of
 from tileserver.cache.shared import digest_key
@@ -46,12 +47,13 @@ from tileserver.web.common import runtime
 
 log = logging.getLogger(__name__)
 
-#: WMTS formats: media type -> (encoder name, file extension).
-FORMATS = {"image/png": ("PNG", "png"), "image/jpeg": ("JPEG", "jpg"),
-           "image/tiff": ("GTiff", "tif")}
-#: Extensions accepted in RESTful tile URLs.
-EXTENSIONS = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg",
-              "tif": "image/tiff", "tiff": "image/tiff"}
+#: WMTS formats (the tile formats of :mod:`tileserver.render.formats`): media type ->
+#: (format name, file extension).
+FORMATS = {f.tiles.media_type: (f.name, f.tiles.extensions[0])
+           for f in formats.tile_formats() if f.tiles is not None}
+#: Extensions accepted in RESTful tile URLs -> media type.
+EXTENSIONS = {ext: f.tiles.media_type for f in formats.tile_formats() if f.tiles is not None
+              for ext in f.tiles.extensions}
 STYLE_ID = "default"
 
 
@@ -214,10 +216,9 @@ class Layer:
             cube = cube.with_data(cube.data, kind=meta.kind)
         else:
             cube = self.evaluate(view, time)
-        fmt = FORMATS[media_type][0]
-        if fmt == "GTiff":
-            return encode_gtiff(cube)
-        return encode_image(cube, fmt, style=self.style)
+        fmt = formats.tile_format(media_type)
+        assert fmt is not None and fmt.tiles is not None  # checked by check_format
+        return fmt.tiles.encode(cube, self.style)
 
     def tile(self, tms_id: str, z: str, row: int, col: int, media_type: str,
              time: str | None, key: str | None = None) -> tuple[Encoded, str]:
