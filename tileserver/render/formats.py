@@ -93,6 +93,8 @@ class OutputFormat:
     styled: Callable[[dict], bool] = field(default=lambda params: False)
     batch: BatchWriter | None = None
     tiles: TileFormat | None = None
+    #: openEO ``gis_data_types`` (1.x ``/file_formats``) when not those of its ``kind``
+    gis_types: tuple[str, ...] | None = None
 
     @property
     def media_type(self) -> str:
@@ -101,10 +103,11 @@ class OutputFormat:
 
     @property
     def gis_data_types(self) -> list[str]:
-        """openEO ``gis_data_types`` (1.x ``/file_formats``), as they have always been
-        told: ``raster`` for the ``image/*`` media types (NetCDF is listed as
-        vector/table)."""
-        return ["raster"] if self.media_type.startswith("image/") else ["vector", "table"]
+        """openEO ``gis_data_types`` (1.x ``/file_formats``): ``raster`` for raster
+        formats, ``vector`` and ``table`` for tables, unless the entry says otherwise."""
+        if self.gis_types is not None:
+            return list(self.gis_types)
+        return ["raster"] if self.kind == RASTER else ["vector", "table"]
 
 
 #: Every output format, in the order the capabilities list them: name -> format.
@@ -311,6 +314,9 @@ register_format(OutputFormat(
     batch=BatchWriter("application/netcdf",
                       _gdal_copy("netCDF", {"FORMAT": "NC4", "COMPRESS": "DEFLATE"}),
                       proj=False),
+    # as /file_formats has always listed it (the 1.x document took "raster" from image/*
+    # media types); "raster" would be right, but the capabilities stay as they were
+    gis_types=("vector", "table"),
 ))  # fmt: skip
 
 register_format(OutputFormat(
