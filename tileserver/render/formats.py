@@ -17,6 +17,7 @@ statistics tables in :mod:`tileserver.zonal.tables`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -43,6 +44,8 @@ from tileserver.render.encoders import (
 from tileserver.render.styles import Style, style_from_args
 
 RASTER, TABLE = "raster", "table"
+#: The format of a result whose ``output`` names none (tables: :func:`default_output`).
+DEFAULT = "GTiff"
 
 
 @dataclass(frozen=True)
@@ -149,8 +152,8 @@ def output_params(output: dict) -> dict:
 
 
 def _split_output(output: dict | None) -> tuple[OutputFormat, dict]:
-    output = dict(output or {"format": "GTiff"})
-    fmt = get(output.pop("format", "GTiff"))
+    output = dict(output or {"format": DEFAULT})
+    fmt = get(output.pop("format", DEFAULT))
     opts = output.pop("parameters", None) or {}
     if not isinstance(opts, dict):
         raise OutputFormatError("'output.parameters' must be an object")
@@ -171,9 +174,10 @@ def encode(result: Any, output: dict | None) -> Encoded:
 def validate_output(output: Any) -> dict:
     """Check an ``output`` object before any work is done; returns it normalised."""
     if output is None:
-        return {"format": "GTiff"}
+        return {"format": DEFAULT}
     if not isinstance(output, dict):
-        raise OutputFormatError("'output' must be an object such as {\"format\": \"GTiff\"}")
+        raise OutputFormatError("'output' must be an object such as "
+                                + json.dumps({"format": DEFAULT}))
     output = dict(output)
     fmt, opts = _split_output(output)
     fmt.validate(opts)
@@ -183,7 +187,7 @@ def validate_output(output: Any) -> dict:
 
 def default_output(raster: bool) -> dict:
     """The output of a result that names none: GTiff for cubes, JSON for tables."""
-    return validate_output({"format": "GTiff" if raster else "JSON"})
+    return validate_output({"format": DEFAULT if raster else "JSON"})
 
 
 def check_output_kind(output: dict, raster: bool) -> None:
@@ -202,7 +206,7 @@ def check_output_kind(output: dict, raster: bool) -> None:
 
 def output_formats() -> dict:
     """The ``/capabilities/output_formats`` document."""
-    return {"default": "GTiff",
+    return {"default": DEFAULT,
             "formats": {f.name: f.description for f in FORMATS.values()}}
 
 
@@ -214,8 +218,10 @@ def tile_formats() -> list[OutputFormat]:
 
 def tile_format(media_type: str) -> OutputFormat | None:
     """The tile format of a media type (``None``: not a tile format)."""
-    return next((f for f in tile_formats() if f.tiles.media_type == media_type),  # type: ignore[union-attr]
-                None)
+    for fmt in tile_formats():
+        if fmt.tiles is not None and fmt.tiles.media_type == media_type:
+            return fmt
+    return None
 
 
 # -- the raster formats --------------------------------------------------------------------
