@@ -10,8 +10,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from tileserver.render import cogparts
-from tileserver.jobs.batch_tasks import cog_overview_factors
+from tileserver.render import cog
 
 TRANSFORM = from_origin(600_000.0, 5_200_000.0, 10.0, 10.0)
 
@@ -36,7 +35,7 @@ def _assembled(tmp: Path, data: np.ndarray, nodata, options: dict, block: int) -
     whole tiles of, the other levels compressed whole (as the batch final step does)."""
     count, height, width = data.shape
     tile = options["blocksize"]
-    factors = cog_overview_factors(width, height, tile)
+    factors = cog.overview_factors(width, height, tile)
     levels = []
     for level, factor in enumerate((1, *factors)):
         full = np.ascontiguousarray(data[:, ::factor, ::factor])
@@ -44,19 +43,19 @@ def _assembled(tmp: Path, data: np.ndarray, nodata, options: dict, block: int) -
         parts = []
         for y in range(0, full.shape[1], step):
             for x in range(0, full.shape[2], step):
-                body, tiles, cols = cogparts.compress_part(
+                body, tiles, cols = cog.compress_part(
                     np.ascontiguousarray(full[:, y:y + step, x:x + step]), str(data.dtype),
                     nodata, options)
                 path = tmp / f"part_{level}_{y}_{x}.bin"
                 path.write_bytes(body)  # the tile offsets are those of the part's file
-                parts.append(cogparts.Part(y // tile, x // tile, cols, tuple(tiles), str(path)))
+                parts.append(cog.Part(y // tile, x // tile, cols, tuple(tiles), str(path)))
         levels.append(parts)
     target = tmp / "assembled.tif"
-    cogparts.write_template(target, crs="EPSG:32632", transform=TRANSFORM, width=width,
+    cog.write_template(target, crs="EPSG:32632", transform=TRANSFORM, width=width,
                             height=height, count=count, dtype=str(data.dtype), nodata=nodata,
                             factors=factors, cog_options=options)
     seen = []
-    cogparts.assemble(target, levels, lambda done, total: seen.append((done, total)))
+    cog.assemble(target, levels, lambda done, total: seen.append((done, total)))
     total = sum(len(p.tiles) for parts in levels for p in parts)
     assert seen[-1] == (total, total) and len(seen) == total
     return target
@@ -95,13 +94,13 @@ def test_assembled_cog_is_byte_identical_to_gdal(tmp_path, shape, dtype, options
 def test_missing_tiles_are_refused(tmp_path):
     options = {"blocksize": 256, "compress": "DEFLATE"}
     data = _values(1, 512, 512, "float32")
-    body, tiles, cols = cogparts.compress_part(data[:, :256], "float32", float("nan"), options)
+    body, tiles, cols = cog.compress_part(data[:, :256], "float32", float("nan"), options)
     part = tmp_path / "part.bin"
     part.write_bytes(body)
     target = tmp_path / "t.tif"
-    cogparts.write_template(target, crs="EPSG:32632", transform=TRANSFORM, width=512,
+    cog.write_template(target, crs="EPSG:32632", transform=TRANSFORM, width=512,
                             height=512, count=1, dtype="float32", nodata=float("nan"),
                             factors=(2,), cog_options=options)
     with pytest.raises(ValueError, match="tiles given for a level of"):
-        cogparts.assemble(target, [[cogparts.Part(0, 0, cols, tuple(tiles), str(part))],
+        cog.assemble(target, [[cog.Part(0, 0, cols, tuple(tiles), str(part))],
                                    []])

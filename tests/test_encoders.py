@@ -14,7 +14,7 @@ from PIL import Image
 from rasterio.io import MemoryFile
 
 from tileserver.datacube.cube import Cube
-from tileserver.render.encoders import encode, validate_output
+from tileserver.render.formats import encode, validate_output
 from tileserver.render.styles import Style, render_rgba
 from tileserver.datacube.view import View
 from tileserver.errors import OutputFormatError

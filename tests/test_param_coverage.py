@@ -129,7 +129,7 @@ def test_every_input_of_every_route_is_fuzzed(tmp_path, small_catalog):
     missing_fields = sorted(f for f in fields if (f[0], _table_route(f[1]), f[2])
                             not in fuzzed_fields)
     assert not missing_fields, f"JSON fields without hostile values: {missing_fields}"
-    from tileserver.render.encoders import output_formats
+    from tileserver.render.formats import output_formats
 
     options = {opt for spec in output_formats()["formats"].values() if isinstance(spec, dict)
                for opt in spec.get("parameters") or {}}

@@ -394,7 +394,7 @@ def test_only_pixels_under_the_region_envelopes_are_read(small_catalog, home, tm
 
 
 def _encode(table, fmt):
-    from tileserver.render.encoders import encode
+    from tileserver.render.formats import encode
 
     return encode(table, {"format": fmt}).content
 
@@ -474,7 +474,7 @@ def test_geojson_csv_and_json_outputs(engine, home, tmp_path):
 
 
 def test_table_formats_refuse_images_and_image_formats_refuse_tables(engine, home, tmp_path):
-    from tileserver.render.encoders import encode
+    from tileserver.render.formats import encode
 
     upload(home, "f.geojson", write_vector(tmp_path / "f.geojson", [REGIONS[0][1]]))
     table = zonal(engine, home, b04())

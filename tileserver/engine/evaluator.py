@@ -31,7 +31,7 @@ from tileserver.cache import codec as serial
 from tileserver.cache.memory import NodeCache
 from tileserver.data.catalog import Catalog, Product
 from tileserver.datacube.cube import Cube, day_key, first_of_each_day
-from tileserver.render.encoders import check_output_kind, validate_output
+from tileserver.render.formats import check_output_kind, validate_output
 from tileserver.graph.nodes import IMAGERY, GraphParser, Node, node_hash
 from tileserver.graph.v1 import V1, FlatGraphParser, is_flat_graph, v1_node
 from tileserver.engine.limits import Limiter, check_deadline, remaining

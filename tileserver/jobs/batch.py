@@ -40,7 +40,7 @@ from typing import Any
 from sqlalchemy import update
 
 from tileserver.graph import udp
-from tileserver.render.encoders import gtiff_profile, normalise_format
+from tileserver.render import cog, formats
 from tileserver.engine.evaluator import Engine, day_key
 from tileserver.graph.v1 import is_flat_graph
 from tileserver.processes import is_predefined
@@ -476,7 +476,7 @@ class _Run:
             job["user_id"], ids), is_predefined) if is_flat_graph(job["process_graph"]) else {}
         graph = engine.parse(job["process_graph"], processes=processes)
         output = dict(job.get("output") or {"format": "GTiff"})
-        fmt = normalise_format(output.get("format", "GTiff"))
+        fmt = formats.get(output.get("format", "GTiff"))
         view = engine.native_view(graph)
         raster = graph.is_raster
         context = eval_context(runner.settings.home.resolve(), job["user_id"])
@@ -489,20 +489,22 @@ class _Run:
         t0, t1 = graph.meta.time_range or graph.meta.product.time_range
         span = (t0.isoformat(), t1.isoformat())
         mode, style = "float", None
-        params = {**{k: v for k, v in output.items() if k not in ("format", "parameters")},
-                  **(output.get("parameters") or {})}
+        params = formats.output_params(output)
         if not raster:
             mode = "whole"
-        elif fmt in ("PNG", "JPEG") or (fmt == "GTiff" and gtiff_profile(params, True)[1]):
+        elif fmt.batch is None:
+            raise BlockFailed(f"batch jobs do not write {fmt.name}; use one of "
+                              f"{', '.join(f.name for f in formats.FORMATS.values() if f.batch)}")
+        elif fmt.styled(params):
             mode = "rgba"
             style = style_from_args({k: params[k] for k in ("colormap", "range") if k in params},
                                     graph.meta.kind, len(graph.meta.bands), len(layers))
         block = self.block_size(engine, graph, len(layers))
         tile, overviews = 512, ()  # type: tuple[int, tuple[int, ...]]
-        if fmt == "GTiff":
-            tile = int(batch_tasks.cog_options(output).get("blocksize", 512))
+        if fmt.batch is not None and fmt.batch.cog:
+            tile = cog.tile_size(output)
             if mode == "float":  # styled results: GDAL makes the overviews (and masks)
-                overviews = batch_tasks.cog_overview_factors(view.width, view.height, tile)
+                overviews = cog.overview_factors(view.width, view.height, tile)
         key = hashlib.sha256(json.dumps([job["process_graph"], output, block, mode, tile,
                                          overviews, SCRATCH_VERSION], sort_keys=True,
                                         default=str).encode()).hexdigest()[:16]
@@ -520,7 +522,7 @@ class _Run:
                          ("udf", udf_sandbox_args(runner.settings))),
             graph=job["process_graph"], output=output, crs=view.crs_key,
             bounds=view.bounds, width=view.width, height=view.height, block=block,
-            work_dir=str(work), fmt=fmt, mode=mode, style=style, layers=layers,
+            work_dir=str(work), fmt=fmt.name, mode=mode, style=style, layers=layers,
             context=context, tile=tile, overviews=overviews, processes=processes)
         spec.blocks_dir.mkdir(parents=True, exist_ok=True)
         rows, cols = spec.grid()

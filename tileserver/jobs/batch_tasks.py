@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 import pystac
 import rasterio
-import rasterio.shutil
 from lxml import etree
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
@@ -46,21 +45,18 @@ from tileserver.data import stored
 from tileserver.cache.memory import NodeCache
 from tileserver.data.catalog import Catalog
 from tileserver.datacube.cube import Cube
-from tileserver.render.encoders import encode, gtiff_profile
 from tileserver.engine.evaluator import Engine, day_key
 from tileserver.render.styles import Style, render_rgba
 from tileserver.datacube.view import View
-from tileserver.render import cogparts
+from tileserver.render import cog, formats
+from tileserver.render.formats import OutputFormat, encode
 
 #: Layer name of a result without a time axis.
 SINGLE = "result"
 
-#: Media types of the result files.
-COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
-MEDIA_TYPES = {".tif": COG_TYPE, ".png": "image/png", ".jpg": "image/jpeg",
-               ".nc": "application/netcdf", ".json": "application/geo+json"}
-#: Result file extension of each raster output format.
-RASTER_EXTENSIONS = {"GTiff": ".tif", "PNG": ".png", "JPEG": ".jpg", "NetCDF": ".nc"}
+#: Media type of the STAC item of a result (the result files have their format's,
+#: :class:`~tileserver.render.formats.BatchWriter`).
+ITEM_MEDIA_TYPE = "application/geo+json"
 
 
 #: Tiles of one strip of a level that no block covers whole tiles of (the memory of a
@@ -83,7 +79,7 @@ class JobSpec:
     height: int
     block: int
     work_dir: str
-    fmt: str  # GTiff | PNG | JPEG (or another registered format for non-raster results)
+    fmt: str  # a format name of :mod:`tileserver.render.formats`
     mode: str  # "float" (values), "rgba" (styled 8-bit)
     style: Style | None = None
     layers: tuple[str, ...] = (SINGLE,)  # day keys of the result, or (SINGLE,) when reduced
@@ -113,10 +109,16 @@ class JobSpec:
         return [(r, c) for r in range(rows) for c in range(cols)]
 
     @property
+    def format(self) -> OutputFormat:
+        """The output format of the result."""
+        return formats.FORMATS[self.fmt]
+
+    @property
     def cog_parts(self) -> bool:
         """Whether the blocks compress their own tiles of the result COG (values written
         as a COG); styled and other formats are mosaicked from uncompressed blocks."""
-        return self.mode == "float" and self.fmt == "GTiff"
+        writer = self.format.batch if self.mode == "float" else None
+        return writer is not None and writer.cog
 
     @property
     def levels(self) -> tuple[int, ...]:
@@ -261,18 +263,6 @@ def _atomic_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
 
 
-def cog_overview_factors(width: int, height: int, tile: int) -> tuple[int, ...]:
-    """The overview factors GDAL's COG driver makes by default: halve until the level
-    fits in one tile (``[2]`` for 512 px in 256 px tiles, ``[2, 4, 8, 16]`` for 8192 in
-    512)."""
-    factors: list[int] = []
-    f = 1
-    while -(-width // f) > tile or -(-height // f) > tile:
-        f *= 2
-        factors.append(f)
-    return tuple(factors)
-
-
 def _write_atomic(target: Path, data: np.ndarray, profile: dict, tags: dict) -> None:
     tmp = _atomic_path(target)
     try:
@@ -355,14 +345,14 @@ def _write_parts(spec: JobSpec, row: int, col: int, values: dict[str, np.ndarray
     - ``.tiles``: its compressed tiles of every level it covers whole tiles of
       (:meth:`JobSpec.tiled_by_blocks`: the full resolution and the first overviews when
       blocks are a multiple of the tile size), compressed by GDAL's COG driver with the
-      result's options, as they will be in the result (:mod:`~tileserver.render.cogparts`);
+      result's options, as they will be in the result (:mod:`~tileserver.render.cog`);
     - ``.values``: the raw float32 values of the other levels (level by level, layer by
       layer: ``per_layer`` x rows x cols each), that the strip tasks compress;
     - ``.json``, last: what is where (the block is finished when it exists).
 
     A layer of the job that the block has no date of is all nodata.
     """
-    options = cog_options(spec.output)
+    options = cog.cog_options(spec.output)
     block = spec.block_window(row, col)
     shape = (per_layer, int(block.height), int(block.width))
     body = bytearray()
@@ -409,7 +399,7 @@ def _append_tiles(body: bytearray, data: np.ndarray, options: dict
                   ) -> tuple[list[tuple[int, int]], int]:
     """Compress ``data``'s COG tiles (float32, NaN nodata) and append them to ``body``:
     ``([(offset in body, size)] per tile, tile columns)``."""
-    encoded, entries, cols = cogparts.compress_part(data, "float32", float("nan"), options)
+    encoded, entries, cols = cog.compress_part(data, "float32", float("nan"), options)
     table = []
     for offset, size in entries:
         table.append((len(body), size))
@@ -470,29 +460,6 @@ def _vrt(spec: JobSpec, sources: list[tuple[Path, int, Window]], nbands: int, dt
             etree.SubElement(ovr, "SourceFilename", relativeToVRT="0").text = str(level)
             etree.SubElement(ovr, "SourceBand").text = str(b + 1)
     return etree.tostring(root, pretty_print=True)
-
-
-def cog_options(output: dict) -> dict:
-    """GDAL COG creation options for the ``/execute`` GTiff options of ``output``."""
-    params = {k: v for k, v in output.items() if k not in ("format", "parameters")}
-    params.update(output.get("parameters") or {})
-    profile, styled = gtiff_profile(params, float_data=True)
-    opts: dict[str, Any] = {"compress": profile.get("compress", "deflate").upper(),
-                            "overview_resampling": "nearest", "num_threads": "ALL_CPUS"}
-    if "blockxsize" in profile:
-        opts["blocksize"] = profile["blockxsize"]
-    if "jpeg_quality" in profile:
-        opts["quality"] = profile["jpeg_quality"]
-    for key in ("zlevel", "zstd_level"):
-        if key in profile:
-            opts["level"] = profile[key]
-    if "predictor" in profile:
-        opts["predictor"] = {1: "NO", 2: "STANDARD", 3: "FLOATING_POINT"}[profile["predictor"]]
-    if "bigtiff" in profile:
-        opts["bigtiff"] = profile["bigtiff"]
-    else:
-        opts["bigtiff"] = "IF_SAFER"
-    return opts
 
 
 def _layer_sources(spec: JobSpec) -> tuple[dict[str, list], int]:
@@ -571,12 +538,12 @@ def read_progress(path: Path) -> float:
 
 def _assemble_results(spec: JobSpec, out: Path, progress: Progress) -> list[dict]:
     """Each layer's COG from the compressed tiles of the blocks and of the strips (see
-    :mod:`~tileserver.render.cogparts`)."""
+    :mod:`~tileserver.render.cog`)."""
     manifests = {(r, c): json.loads(spec.block_path(r, c).read_text())
                  for r, c in spec.all_blocks()}
     strips = {s: json.loads(spec.strip_path(*s).read_text()) for s in spec.all_strips()}
     per_layer = next(iter(manifests.values()))["per_layer"] if manifests else 1
-    options = cog_options(spec.output)
+    options = cog.cog_options(spec.output)
     tile = spec.tile
     tiles = sum(-(-spec.width // (f * tile)) * -(-spec.height // (f * tile))
                 for f in spec.levels)
@@ -585,11 +552,11 @@ def _assemble_results(spec: JobSpec, out: Path, progress: Progress) -> list[dict
     for index, layer in enumerate(spec.layers):
         stem = "result" if layer == SINGLE else f"result_{layer}"
         target = out / f"{stem}.tif"
-        levels: list[list[cogparts.Part]] = []
+        levels: list[list[cog.Part]] = []
         for factor in spec.levels:
             if spec.tiled_by_blocks(factor):
                 levels.append([
-                    cogparts.Part(int(win.row_off) // tile, int(win.col_off) // tile,
+                    cog.Part(int(win.row_off) // tile, int(win.col_off) // tile,
                                   -(-int(win.width) // tile),
                                   tuple(map(tuple, m["tiles"][f"{layer}/{factor}"])),
                                   str(spec.tiles_path(r, c)))
@@ -597,7 +564,7 @@ def _assemble_results(spec: JobSpec, out: Path, progress: Progress) -> list[dict
                     if (win := spec.level_window(r, c, factor)).width > 0 and win.height > 0])
             else:
                 levels.append([
-                    cogparts.Part(int(win.row_off) // tile, int(win.col_off) // tile,
+                    cog.Part(int(win.row_off) // tile, int(win.col_off) // tile,
                                   strips[(factor, i)]["cols"],
                                   tuple(map(tuple, strips[(factor, i)]["tiles"][layer])),
                                   str(spec.strip_path(factor, i, ".tiles")))
@@ -605,19 +572,19 @@ def _assemble_results(spec: JobSpec, out: Path, progress: Progress) -> list[dict
         try:
             # the COG structure: the same grid, levels and options, without any data
             view = spec.view
-            cogparts.write_template(
+            cog.write_template(
                 target, crs=view.crs, transform=view.transform, width=view.width,
                 height=view.height, count=per_layer, dtype="float32", nodata=float("nan"),
                 factors=spec.overviews, cog_options=options)
             base = index * tiles
-            cogparts.assemble(target, levels,
+            cog.assemble(target, levels,
                               lambda n, _total, base=base: progress(base + n, total))
         except Exception as exc:
             raise OSError(f"cannot write {target.name}: {_gdal_message(exc)}; "
                           f"{_room(out)}") from exc
         for aux in out.glob(f"{target.name}.aux.xml"):
             aux.unlink()
-        assets.append({"name": target.name, "type": COG_TYPE, "layer": layer})
+        assets.append({"name": target.name, "type": cog.COG_MEDIA_TYPE, "layer": layer})
     return assets
 
 
@@ -629,7 +596,7 @@ def run_strip(spec: JobSpec, factor: int, index: int) -> str:
     blocks = {b: json.loads(spec.block_path(*b).read_text())
               for b in spec.strip_blocks(factor, index)}
     per_layer = next(iter(blocks.values()))["per_layer"]
-    options = cog_options(spec.output)
+    options = cog.cog_options(spec.output)
     body = bytearray()
     tiles: dict[str, list] = {}
     cols = 0
@@ -669,10 +636,15 @@ def _write_results(spec: JobSpec, out: Path) -> list[dict]:
     if not per_layer:
         per_layer = 4 if spec.mode == "rgba" else 1
     dtype = "uint8" if spec.mode == "rgba" else "float32"
+    writer = spec.format.batch
+    if writer is None:
+        raise ValueError(f"batch jobs do not write {spec.fmt}")
+    nbands = per_layer
+    if spec.mode == "rgba" and writer.styled_bands:
+        nbands = writer.styled_bands
     assets = []
     for layer, blocks in sources.items():
         stem = "result" if layer == SINGLE else f"result_{layer}"
-        nbands, ext = (3 if spec.fmt == "JPEG" else per_layer), RASTER_EXTENSIONS[spec.fmt]
         vrts: list[Path] = []
         for factor in spec.overviews:  # the levels the blocks decimated in memory
             srcs = [(spec.scratch_path(r, c, factor), first, spec.overview_window(r, c, factor))
@@ -685,20 +657,10 @@ def _write_results(spec: JobSpec, out: Path) -> list[dict]:
         vrt_path = Path(spec.work_dir) / f"{stem}.vrt"
         vrt_path.write_bytes(_vrt(spec, srcs, nbands, dtype, overviews=tuple(vrts)))
         vrts.append(vrt_path)
-        target = out / f"{stem}{ext}"
+        target = out / f"{stem}.{spec.format.extension}"
         try:
             with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=MOSAIC_CACHE_MB):
-                if spec.fmt == "GTiff":
-                    rasterio.shutil.copy(vrt_path, target, driver="COG",
-                                         **cog_options(spec.output))
-                elif spec.fmt == "PNG":
-                    rasterio.shutil.copy(vrt_path, target, driver="PNG", zlevel=6)
-                elif spec.fmt == "NetCDF":
-                    rasterio.shutil.copy(vrt_path, target, driver="netCDF", FORMAT="NC4",
-                                         COMPRESS="DEFLATE")
-                else:
-                    rasterio.shutil.copy(vrt_path, target, driver="JPEG",
-                                         quality=_quality(spec.output))
+                writer.write(vrt_path, target, formats.output_params(spec.output))
         except Exception as exc:
             raise OSError(f"cannot write {target.name}: {_gdal_message(exc)}; "
                           f"{_room(out)}") from exc
@@ -707,7 +669,7 @@ def _write_results(spec: JobSpec, out: Path) -> list[dict]:
                 path.unlink(missing_ok=True)
         for aux in out.glob(f"{target.name}.aux.xml"):
             aux.unlink()
-        assets.append({"name": target.name, "type": MEDIA_TYPES[ext], "layer": layer})
+        assets.append({"name": target.name, "type": writer.media_type, "layer": layer})
     return assets
 
 
@@ -726,11 +688,6 @@ def _room(folder: Path) -> str:
     if soft != resource.RLIM_INFINITY:
         words += f"; files larger than {soft} bytes are refused (file size limit)"
     return words
-
-
-def _quality(output: dict) -> int:
-    params = {**output, **(output.get("parameters") or {})}
-    return int(params.get("jpeg_quality") or params.get("quality") or 85)
 
 
 def run_whole(spec: JobSpec, out_dir: str) -> list[dict]:
@@ -774,9 +731,10 @@ def write_item(spec: JobSpec, out: Path, assets: list[dict], times: dict[str, st
         when = datetime.now().astimezone()
     item = pystac.Item(spec.job_id, mapping(box(*bbox)), bbox, when, props)
     epsg = view.crs.to_epsg()
+    writer = spec.format.batch if spec.mode != "whole" else None
     for a in assets:
         extra: dict[str, Any] = {}
-        if a["name"].endswith((".tif", ".png", ".jpg")):
+        if writer is not None and writer.proj:
             extra = {"proj:shape": [view.height, view.width],
                      "proj:transform": list(view.transform)[:6]}
             if epsg:

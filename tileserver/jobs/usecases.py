@@ -11,7 +11,8 @@ import numpy as np
 from tileserver import params
 
 from tileserver.graph import udp
-from tileserver.render.encoders import Encoded, default_output, encode, validate_output
+from tileserver.render.encoders import Encoded
+from tileserver.render.formats import default_output, encode, validate_output
 from tileserver.graph.v1 import is_flat_graph
 from tileserver.processes import is_predefined
 from tileserver.data.userfiles import eval_context

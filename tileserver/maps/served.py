@@ -32,7 +32,8 @@ from tileserver.maps.coverage import Coverage, CoverageRequest, describe
 from tileserver.maps.responses import cached_answer
 from tileserver.maps.tilematrix import TileMatrixSet, extent_in, limits, wgs84_bbox
 from tileserver.maps.tiles import TileAddress, check_format, check_style, tile_address
-from tileserver.render.encoders import Encoded, encode_gtiff, encode_image
+from tileserver.render import formats
+from tileserver.render.encoders import Encoded, encode_gtiff
 from tileserver.render.legend import Legend, legend_of
 from tileserver.render.styles import Style, style_from_args
 
@@ -245,9 +246,9 @@ class ServedJob:
             cube = cube.with_data(cube.data, kind=meta.kind)
         else:
             cube = self.evaluate(address.view, address.time)
-        if address.encoder == "GTiff":
-            return encode_gtiff(cube)
-        return encode_image(cube, address.encoder, style=self.style)
+        fmt = formats.tile_format(address.media_type)
+        assert fmt is not None and fmt.tiles is not None  # checked when the address was made
+        return fmt.tiles.encode(cube, self.style)
 
     def tile(self, address: TileAddress, key: str | None = None) -> tuple[Encoded, str]:
         """Encoded tile and where it came from (``memory``, ``disk``/``redis``: a cache

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from tileserver import params
 from tileserver.datacube.view import View
 from tileserver.errors import InvalidParameterValue, TileOutOfRange
+from tileserver.render import formats
 from tileserver.maps.tilematrix import (
     TileMatrix,
     TileMatrixSet,
@@ -19,12 +20,13 @@ from tileserver.maps.tilematrix import (
     tile_view,
 )
 
-#: Tile formats: media type -> (encoder name, file extension).
-FORMATS = {"image/png": ("PNG", "png"), "image/jpeg": ("JPEG", "jpg"),
-           "image/tiff": ("GTiff", "tif")}
-#: Extensions accepted in tile URLs.
-EXTENSIONS = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg",
-              "tif": "image/tiff", "tiff": "image/tiff"}
+#: Tile formats (the tile formats of :mod:`tileserver.render.formats`): media type ->
+#: (format name, file extension).
+FORMATS = {f.tiles.media_type: (f.name, f.tiles.extensions[0])
+           for f in formats.tile_formats() if f.tiles is not None}
+#: Extensions accepted in tile URLs -> media type.
+EXTENSIONS = {ext: f.tiles.media_type for f in formats.tile_formats() if f.tiles is not None
+              for ext in f.tiles.extensions}
 #: The one style of a served job (its look is set by the service args).
 STYLE_ID = "default"
 

@@ -1,4 +1,7 @@
-"""Encoders: cubes to GeoTIFF (with checked GDAL creation options), NetCDF, PNG and JPEG bytes."""
+"""Encoders: cubes to GeoTIFF (with checked GDAL creation options), NetCDF, PNG and JPEG bytes.
+
+The formats they serve (names, options, batch and tile support) are listed in
+:mod:`tileserver.render.formats`."""
 
 from __future__ import annotations
 
@@ -20,26 +23,15 @@ from tileserver.datacube.cube import Cube
 from tileserver.render.styles import Style, render_rgba, style_from_args
 from tileserver.errors import OutputFormatError
 
-#: Aliases of the output formats accepted in ``output.format``.
-FORMAT_ALIASES = {
-    "gtiff": "GTiff", "geotiff": "GTiff", "tiff": "GTiff", "tif": "GTiff", "cog": "GTiff",
-    "png": "PNG", "jpeg": "JPEG", "jpg": "JPEG",
-    "netcdf": "NetCDF", "netcdf4": "NetCDF", "nc": "NetCDF",
-}  # fmt: skip
-
-MEDIA_TYPES = {"GTiff": "image/tiff", "PNG": "image/png", "JPEG": "image/jpeg",
-               "NetCDF": "application/netcdf"}
-EXTENSIONS = {"GTiff": "tif", "PNG": "png", "JPEG": "jpg", "NetCDF": "nc"}
-
-_COMPRESS = {"none", "deflate", "lzw", "zstd", "jpeg", "packbits", "lzma", "webp", "lerc"}
-_LOSSY_8BIT = {"jpeg", "webp"}
-_PHOTOMETRIC = {"minisblack", "rgb", "ycbcr"}
-_STYLE_OPTIONS = {"colormap", "range"}
-_GTIFF_OPTIONS = {
+COMPRESS = {"none", "deflate", "lzw", "zstd", "jpeg", "packbits", "lzma", "webp", "lerc"}
+LOSSY_8BIT = {"jpeg", "webp"}
+PHOTOMETRIC = {"minisblack", "rgb", "ycbcr"}
+STYLE_OPTIONS = {"colormap", "range"}
+GTIFF_OPTIONS = {
     "tiled", "compress", "photometric", "jpeg_quality", "predictor", "zlevel", "zstd_level",
     "blockxsize", "blockysize", "bigtiff", "interleave", "webp_level", "max_z_error",
-} | _STYLE_OPTIONS  # fmt: skip
-_IMAGE_OPTIONS = {"jpeg_quality", "quality", "zlevel"} | _STYLE_OPTIONS
+} | STYLE_OPTIONS  # fmt: skip
+IMAGE_OPTIONS = {"jpeg_quality", "quality", "zlevel"} | STYLE_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -51,15 +43,7 @@ class Encoded:
     extension: str
 
 
-def normalise_format(name: Any) -> str:
-    """Canonical format name (``GTiff``, ``PNG``, ``JPEG``) or :class:`OutputFormatError`."""
-    if not isinstance(name, str) or name.lower() not in FORMAT_ALIASES:
-        known = ", ".join(sorted(set(FORMAT_ALIASES.values())))
-        raise OutputFormatError(f"unknown output format {name!r}; supported: {known}")
-    return FORMAT_ALIASES[name.lower()]
-
-
-def _int_option(opts: dict, key: str, lo: int, hi: int) -> int | None:
+def int_option(opts: dict, key: str, lo: int, hi: int) -> int | None:
     if key not in opts:
         return None
     value = opts[key]
@@ -70,7 +54,7 @@ def _int_option(opts: dict, key: str, lo: int, hi: int) -> int | None:
     return value
 
 
-def _bool_option(opts: dict, key: str) -> bool | None:
+def bool_option(opts: dict, key: str) -> bool | None:
     if key not in opts:
         return None
     value = opts[key]
@@ -91,34 +75,34 @@ def gtiff_profile(opts: dict, float_data: bool) -> tuple[dict, bool]:
 
     Raises :class:`OutputFormatError` naming the option for unknown or impossible options.
     """
-    unknown = sorted(set(opts) - _GTIFF_OPTIONS)
+    unknown = sorted(set(opts) - GTIFF_OPTIONS)
     if unknown:
         raise OutputFormatError(
-            f"unknown GTiff option(s) {unknown}; supported: {', '.join(sorted(_GTIFF_OPTIONS))}"
+            f"unknown GTiff option(s) {unknown}; supported: {', '.join(sorted(GTIFF_OPTIONS))}"
         )
     profile: dict[str, Any] = {}
     compress = str(opts.get("compress", "deflate")).lower()
-    if compress not in _COMPRESS:
+    if compress not in COMPRESS:
         raise OutputFormatError(
-            f"option 'compress': {opts.get('compress')!r} is not one of {sorted(_COMPRESS)}"
+            f"option 'compress': {opts.get('compress')!r} is not one of {sorted(COMPRESS)}"
         )
     photometric = opts.get("photometric")
     if photometric is not None:
         photometric = str(photometric).lower()
-        if photometric not in _PHOTOMETRIC:
+        if photometric not in PHOTOMETRIC:
             raise OutputFormatError(
                 f"option 'photometric': {opts['photometric']!r} is not one of "
-                f"{sorted(p.upper() for p in _PHOTOMETRIC)}"
+                f"{sorted(p.upper() for p in PHOTOMETRIC)}"
             )
-    styled = compress in _LOSSY_8BIT or photometric in ("rgb", "ycbcr")
+    styled = compress in LOSSY_8BIT or photometric in ("rgb", "ycbcr")
     if photometric == "ycbcr" and compress != "jpeg":
         raise OutputFormatError(
             "option 'photometric': YCBCR requires compress=jpeg (GDAL writes YCbCr only "
             "as JPEG-compressed 8-bit RGB)"
         )
-    tiled = _bool_option(opts, "tiled")
-    bx = _int_option(opts, "blockxsize", 16, 4096)
-    by = _int_option(opts, "blockysize", 16, 4096)
+    tiled = bool_option(opts, "tiled")
+    bx = int_option(opts, "blockxsize", 16, 4096)
+    by = int_option(opts, "blockysize", 16, 4096)
     for key, val in (("blockxsize", bx), ("blockysize", by)):
         if val is not None and val % 16:
             raise OutputFormatError(f"option {key!r} must be a multiple of 16, got {val}")
@@ -130,12 +114,12 @@ def gtiff_profile(opts: dict, float_data: bool) -> tuple[dict, bool]:
         profile["blockysize"] = by or bx or 256
     profile["compress"] = compress
     for key, (lowest, highest, needs) in _LEVELS.items():
-        level = _int_option(opts, key, lowest, highest)
+        level = int_option(opts, key, lowest, highest)
         if level is not None:
             if compress != needs:
                 raise OutputFormatError(f"option {key!r} needs compress={needs}")
             profile[key] = level
-    predictor = _int_option(opts, "predictor", 1, 3)
+    predictor = int_option(opts, "predictor", 1, 3)
     if predictor is not None:
         if compress not in ("deflate", "lzw", "zstd", "lzma"):
             raise OutputFormatError(
@@ -194,7 +178,7 @@ def encode_gtiff(cube: Cube, opts: dict | None = None, style: Style | None = Non
     }
     if styled:
         style = style or style_from_args(
-            {k: opts[k] for k in _STYLE_OPTIONS if k in opts}, cube.kind, len(cube.bands),
+            {k: opts[k] for k in STYLE_OPTIONS if k in opts}, cube.kind, len(cube.bands),
             len(cube.times or ()))
         rgba = render_rgba(_image(cube), style)
         data = np.moveaxis(rgba[..., :3], -1, 0)
@@ -280,7 +264,7 @@ def encode_netcdf(cube: Cube) -> Encoded:
                 var.long_name = str(band)
                 values = cube.data[:, bi].astype(np.float32, copy=False)
                 var[:] = values if cube.times is not None else values[0]
-        return Encoded(path.read_bytes(), MEDIA_TYPES["NetCDF"], EXTENSIONS["NetCDF"])
+        return Encoded(path.read_bytes(), "application/netcdf", "nc")
 
 
 def _image(cube: Cube) -> np.ndarray:
@@ -293,19 +277,19 @@ def encode_image(cube: Cube, fmt: str, opts: dict | None = None, style: Style | 
                  ) -> Encoded:
     """PNG (RGBA, nodata transparent) or JPEG (RGB, nodata black) of the last date."""
     opts = dict(opts or {})
-    unknown = sorted(set(opts) - _IMAGE_OPTIONS)
+    unknown = sorted(set(opts) - IMAGE_OPTIONS)
     if unknown:
         raise OutputFormatError(
-            f"unknown {fmt} option(s) {unknown}; supported: {', '.join(sorted(_IMAGE_OPTIONS))}"
+            f"unknown {fmt} option(s) {unknown}; supported: {', '.join(sorted(IMAGE_OPTIONS))}"
         )
     if style is None:
         style = style_from_args(
-            {k: opts[k] for k in _STYLE_OPTIONS if k in opts}, cube.kind, len(cube.bands),
+            {k: opts[k] for k in STYLE_OPTIONS if k in opts}, cube.kind, len(cube.bands),
             len(cube.times or ()))
     rgba = render_rgba(_image(cube), style)
-    return encode_rgba(rgba, fmt, quality=_int_option(opts, "jpeg_quality", 1, 100)
-                       or _int_option(opts, "quality", 1, 100) or 85,
-                       zlevel=_int_option(opts, "zlevel", 1, 12) or 1)
+    return encode_rgba(rgba, fmt, quality=int_option(opts, "jpeg_quality", 1, 100)
+                       or int_option(opts, "quality", 1, 100) or 85,
+                       zlevel=int_option(opts, "zlevel", 1, 12) or 1)
 
 
 def encode_rgba(rgba: np.ndarray, fmt: str, quality: int = 85, zlevel: int = 1) -> Encoded:
@@ -318,151 +302,3 @@ def encode_rgba(rgba: np.ndarray, fmt: str, quality: int = 85, zlevel: int = 1) 
     Image.fromarray(np.ascontiguousarray(rgba[..., :3]), "RGB").save(
         buf, format="JPEG", quality=quality)
     return Encoded(buf.getvalue(), "image/jpeg", "jpg")
-
-
-@dataclass(frozen=True)
-class OutputFormat:
-    """A format other modules register (e.g. GPKG/CSV for zonal statistics tables)."""
-
-    name: str
-    aliases: tuple[str, ...]
-    encode: Any  # (result, opts) -> Encoded
-    validate: Any  # (opts) -> None, raises OutputFormatError
-    description: dict
-
-
-#: Extra formats: name -> OutputFormat. Register with :func:`register_format`.
-EXTRA_FORMATS: dict[str, OutputFormat] = {}
-
-
-def register_format(fmt: OutputFormat) -> None:
-    """Add an output format (its name and aliases become valid ``output.format`` values)."""
-    EXTRA_FORMATS[fmt.name] = fmt
-    for alias in (fmt.name, *fmt.aliases):
-        FORMAT_ALIASES[alias.lower()] = fmt.name
-
-
-def _split_output(output: dict | None) -> tuple[str, dict]:
-    output = dict(output or {"format": "GTiff"})
-    fmt = normalise_format(output.pop("format", "GTiff"))
-    opts = output.pop("parameters", None) or {}
-    if not isinstance(opts, dict):
-        raise OutputFormatError("'output.parameters' must be an object")
-    return fmt, {**output, **opts}
-
-
-def encode(result: Any, output: dict | None) -> Encoded:
-    """Encode according to an openEO ``output`` object (``format`` plus options)."""
-    fmt, opts = _split_output(output)
-    if fmt in EXTRA_FORMATS:
-        return EXTRA_FORMATS[fmt].encode(result, opts)
-    if not isinstance(result, Cube):
-        raise OutputFormatError(
-            f"this result is not an image; {fmt} cannot encode it (try "
-            f"{', '.join(EXTRA_FORMATS) or 'another format'})"
-        )
-    if fmt == "GTiff":
-        return encode_gtiff(result, opts)
-    if fmt == "NetCDF":
-        if opts:
-            raise OutputFormatError(f"NetCDF takes no options, got {sorted(opts)}")
-        return encode_netcdf(result)
-    return encode_image(result, fmt, opts)
-
-
-def default_output(raster: bool) -> dict:
-    """The output of a result that names none: GTiff for cubes, JSON for tables."""
-    return validate_output({"format": "GTiff" if raster else "JSON"})
-
-
-def check_output_kind(output: dict, raster: bool) -> None:
-    """Refuse a validated ``output`` whose format cannot encode the result's kind (a cube
-    in a table format, a table in an image format) before any work is done."""
-    fmt = output["format"]
-    if raster and fmt in EXTRA_FORMATS:
-        raise OutputFormatError(f"{fmt} encodes tables (aggregate_spatial results); for "
-                                "data cubes use GTiff, NetCDF, PNG or JPEG")
-    if not raster and fmt not in EXTRA_FORMATS:
-        raise OutputFormatError(f"this result is a table (aggregate_spatial); {fmt} cannot "
-                                f"encode it (use {', '.join(EXTRA_FORMATS) or 'another format'})")
-
-
-def validate_output(output: Any) -> dict:
-    """Check an ``output`` object before any work is done; returns it normalised."""
-    if output is None:
-        return {"format": "GTiff"}
-    if not isinstance(output, dict):
-        raise OutputFormatError("'output' must be an object such as {\"format\": \"GTiff\"}")
-    output = dict(output)
-    fmt, opts = _split_output(output)
-    if fmt in EXTRA_FORMATS:
-        EXTRA_FORMATS[fmt].validate(opts)
-        output["format"] = fmt
-        return output
-    if fmt == "GTiff":
-        gtiff_profile(opts, float_data=True)
-        style_opts = {k: opts[k] for k in _STYLE_OPTIONS if k in opts}
-    elif fmt == "NetCDF":
-        if opts:
-            raise OutputFormatError(f"NetCDF takes no options, got {sorted(opts)}")
-        style_opts = {}
-    else:
-        unknown = sorted(set(opts) - _IMAGE_OPTIONS)
-        if unknown:
-            raise OutputFormatError(f"unknown {fmt} option(s) {unknown}")
-        style_opts = {k: opts[k] for k in _STYLE_OPTIONS if k in opts}
-        _int_option(opts, "jpeg_quality", 1, 100)
-        _int_option(opts, "quality", 1, 100)
-    if style_opts:
-        style_from_args(style_opts, "reflectance")
-    output["format"] = fmt
-    return output
-
-
-def output_formats() -> dict:
-    """The ``/capabilities/output_formats`` document."""
-    doc = _builtin_formats()
-    for fmt in EXTRA_FORMATS.values():
-        doc["formats"][fmt.name] = fmt.description
-    return doc
-
-
-def _builtin_formats() -> dict:
-    return {
-        "default": "GTiff",
-        "formats": {
-            "GTiff": {
-                "media_type": "image/tiff",
-                "description": "GeoTIFF. Float32 values with NaN nodata, one band per date x "
-                "band; with compress=jpeg or photometric=RGB/YCBCR, the styled 8-bit RGB "
-                "rendering with an internal nodata mask.",
-                "parameters": {
-                    "tiled": "boolean", "compress": sorted(_COMPRESS),
-                    "photometric": ["MINISBLACK", "RGB", "YCBCR"], "jpeg_quality": "1-100",
-                    "predictor": "1-3", "zlevel": "1-12", "zstd_level": "1-22",
-                    "webp_level": "1-100", "max_z_error": "number >= 0 (lerc)",
-                    "blockxsize": "multiple of 16", "blockysize": "multiple of 16",
-                    "bigtiff": ["YES", "NO", "IF_NEEDED", "IF_SAFER"],
-                    "interleave": ["BAND", "PIXEL"],
-                    "colormap": "matplotlib name (styled output)", "range": "[min, max]",
-                },
-            },
-            "PNG": {
-                "media_type": "image/png",
-                "description": "Styled RGBA, nodata transparent (last date if not reduced).",
-                "parameters": {"colormap": "matplotlib name", "range": "[min, max]"},
-            },
-            "NetCDF": {
-                "media_type": "application/netcdf",
-                "description": "CF netCDF-4 (deflate). Float32 values with NaN nodata, one "
-                "variable per date x band.",
-                "parameters": {},
-            },
-            "JPEG": {
-                "media_type": "image/jpeg",
-                "description": "Styled RGB, nodata black (last date if not reduced).",
-                "parameters": {"colormap": "matplotlib name", "range": "[min, max]",
-                               "jpeg_quality": "1-100"},
-            },
-        },
-    }  # fmt: skip

@@ -15,6 +15,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify
 
 from tileserver import __version__
+from tileserver.render import formats
 from tileserver.web.common import root_api_rules
 
 bp = Blueprint("openapi", __name__)
@@ -61,7 +62,7 @@ def _schemas() -> dict:
                 "process_id": {"type": "string"}, "args": {"type": "object"},
                 "product_id": {"type": "string"}}}
     output = {"type": "object", "required": ["format"], "properties": {
-        "format": {"type": "string", "examples": ["GTiff", "PNG", "JPEG", "JSON"]},
+        "format": {"type": "string", "examples": formats.names()},
         "parameters": {"type": "object"}}}
     job = {"type": "object", "properties": {
         "job_id": {"type": "string"}, "user_id": {"type": "string"},

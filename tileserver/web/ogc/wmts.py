@@ -226,7 +226,8 @@ def rest_tile(source, layer_id: str, style: str, tms_id: str, z: str, last: str,
     col, _, ext = last.rpartition(".")
     if not col or ext.lower() not in EXTENSIONS:
         raise InvalidParameterValue(
-            f"tile URL must end in {{TileCol}}.png|jpg|tif, got {last!r}", locator="format")
+            f"tile URL must end in {{TileCol}}.{'|'.join(e for _, e in FORMATS.values())}, "
+            f"got {last!r}", locator="format")
     layer = source.layer(layer_id)
     return tile_response(layer, style, EXTENSIONS[ext.lower()], tms_id, z, row, col, time,
                          source.cache_control)

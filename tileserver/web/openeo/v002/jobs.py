@@ -12,7 +12,7 @@ import secrets
 from flask import Blueprint, Flask, jsonify, send_file
 
 from tileserver.errors import Conflict, FileNotFound
-from tileserver.jobs.batch_tasks import MEDIA_TYPES
+from tileserver.jobs.batch_tasks import ITEM_MEDIA_TYPE
 from tileserver.web.common import base_url, current_user, job_json, runtime
 
 bp = Blueprint("jobs", __name__)
@@ -84,7 +84,7 @@ def result_file(job_id: str, token: str, name: str):
             token, expected):
         raise FileNotFound(f"no result {name!r} for job {job_id}")
     types = {a["name"]: a["type"] for a in extra.get("results", [])}
-    types["item.json"] = MEDIA_TYPES[".json"]
+    types["item.json"] = ITEM_MEDIA_TYPE
     if name not in types:
         raise FileNotFound(f"no result {name!r} for job {job_id}")
     path = rt.batch.result_dir(job_id) / name

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tileserver import __version__
-from tileserver.render.encoders import output_formats, validate_output
+from tileserver.render.formats import output_formats, validate_output
 from tileserver.processes import REGISTRY
 from tileserver.errors import NotFound, TileserverError
 from tileserver.jobs.store import SERVICE_TYPES

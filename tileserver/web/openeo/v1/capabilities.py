@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app, jsonify
 
 from tileserver import __version__
-from tileserver.render.encoders import output_formats
+from tileserver.render import formats
 from tileserver.web.auth import basic_login
 from tileserver.web.common import current_user, external_url
 
@@ -94,16 +94,14 @@ def _parameter_schema(value) -> dict:
 
 
 def file_formats():
-    """Output formats (from the encoders), no input formats."""
-    doc = output_formats()
+    """Output formats (from the format table), no input formats."""
     out = {}
-    for name, fmt in doc["formats"].items():
-        raster = fmt.get("media_type", "").startswith("image/")
+    for name, fmt in formats.FORMATS.items():
         out[name] = {
-            "title": fmt.get("description", name),
-            "gis_data_types": ["raster"] if raster else ["vector", "table"],
+            "title": fmt.description.get("description", name),
+            "gis_data_types": fmt.gis_data_types,
             "parameters": {k: _parameter_schema(v)
-                           for k, v in (fmt.get("parameters") or {}).items()},
+                           for k, v in (fmt.description.get("parameters") or {}).items()},
             "links": [],
         }
     return jsonify({"input": {}, "output": out})

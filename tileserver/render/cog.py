@@ -1,4 +1,14 @@
-"""A Cloud-Optimized GeoTIFF assembled from tiles compressed elsewhere (by the block tasks).
+"""Cloud-Optimized GeoTIFF writing: the one module that writes COGs.
+
+- :func:`cog_options`: the COG creation options of an openEO ``output`` (its GTiff options,
+  checked by :func:`~tileserver.render.encoders.gtiff_profile`);
+- :func:`overview_factors`: the overview levels GDAL's COG driver makes by default;
+- :func:`write_cog`: one array as a COG file, atomically (the demo data);
+- :func:`copy_to_cog`: any GDAL dataset (a batch job's mosaic VRT) as a COG;
+- :func:`compress_part`, :func:`write_template`, :func:`assemble`: a COG assembled from
+  tiles compressed elsewhere (the block tasks of a batch job), described below.
+
+A Cloud-Optimized GeoTIFF assembled from tiles compressed elsewhere:
 
 GDAL's COG driver compresses every tile of a result in the one process that writes the
 file. Here each part of the result (a block of a batch job, a strip of a small overview
@@ -23,10 +33,13 @@ tests compare the bytes), at the cost of copying compressed bytes.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import struct
 import tempfile
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -37,7 +50,103 @@ import rasterio.shutil
 import tifffile
 from lxml import etree
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
+
+from tileserver.render.encoders import gtiff_profile
+
+#: Media type of a Cloud-Optimized GeoTIFF (STAC assets, batch results).
+COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+
+def cog_options(output: dict) -> dict:
+    """GDAL COG creation options for the ``/execute`` GTiff options of ``output`` (an openEO
+    ``output`` object: ``format``, options and/or ``parameters``)."""
+    params = {k: v for k, v in output.items() if k not in ("format", "parameters")}
+    params.update(output.get("parameters") or {})
+    profile, _styled = gtiff_profile(params, float_data=True)
+    opts: dict[str, Any] = {"compress": profile.get("compress", "deflate").upper(),
+                            "overview_resampling": "nearest", "num_threads": "ALL_CPUS"}
+    if "blockxsize" in profile:
+        opts["blocksize"] = profile["blockxsize"]
+    if "jpeg_quality" in profile:
+        opts["quality"] = profile["jpeg_quality"]
+    for key in ("zlevel", "zstd_level"):
+        if key in profile:
+            opts["level"] = profile[key]
+    if "predictor" in profile:
+        opts["predictor"] = {1: "NO", 2: "STANDARD", 3: "FLOATING_POINT"}[profile["predictor"]]
+    if "bigtiff" in profile:
+        opts["bigtiff"] = profile["bigtiff"]
+    else:
+        opts["bigtiff"] = "IF_SAFER"
+    return opts
+
+
+def tile_size(output: dict) -> int:
+    """The tile side of the COG written for ``output`` (``blockxsize``, 512 by default)."""
+    return int(cog_options(output).get("blocksize", 512))
+
+
+def overview_factors(width: int, height: int, tile: int = 512) -> tuple[int, ...]:
+    """The overview factors GDAL's COG driver makes by default: halve until the level
+    fits in one tile (``[2]`` for 512 px in 256 px tiles, ``[2, 4, 8, 16]`` for 8192 in
+    512)."""
+    factors: list[int] = []
+    f = 1
+    while -(-width // f) > tile or -(-height // f) > tile:
+        f *= 2
+        factors.append(f)
+    return tuple(factors)
+
+
+def write_cog(path: Path, data: np.ndarray, *, crs: Any, transform: Any,
+              nodata: float | None = None, dtype: str | None = None,
+              descriptions: Sequence[str] = (), tags: dict[str, str] | None = None,
+              resampling: str | None = "nearest", blocksize: int = 512,
+              **options: Any) -> None:
+    """Write ``data`` (``(rows, cols)`` or ``(bands, rows, cols)``) as a COG at ``path``,
+    atomically (a temporary name in the same folder, then a rename).
+
+    The values go first into an uncompressed GeoTIFF in memory (``dtype``: the file's
+    type, the array's by default; band ``descriptions``; dataset ``tags``). With a
+    ``resampling`` (``nearest``, ``average``...), the overviews GDAL's COG driver would
+    make (:func:`overview_factors`) are computed there and the driver reuses them
+    (``OVERVIEWS=AUTO``): cheaper than letting the COG driver build them through a
+    temporary compressed file. ``resampling=None`` leaves the overviews to the driver.
+    ``options`` are further COG creation options (``compress``, ``level``, ``predictor``,
+    ``bigtiff``...).
+    """
+    values = data if data.ndim == 3 else data[None]
+    count, height, width = values.shape
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    profile = {"driver": "GTiff", "width": width, "height": height, "count": count,
+               "dtype": dtype or str(values.dtype), "crs": crs, "transform": transform,
+               "nodata": nodata}
+    copy_options: dict[str, Any] = {"blocksize": blocksize, **options}
+    try:
+        with MemoryFile() as mem, mem.open(**profile) as src:
+            src.write(values)
+            for band, text in enumerate(descriptions, start=1):
+                src.set_band_description(band, text)
+            if tags:
+                src.update_tags(**tags)
+            if resampling is not None:
+                factors = overview_factors(width, height, blocksize)
+                if factors:
+                    src.build_overviews(list(factors), Resampling[resampling.lower()])
+                copy_options.update(overviews="AUTO", overview_resampling=resampling.upper())
+            copy_to_cog(src, tmp, copy_options)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def copy_to_cog(source: Any, target: Path, options: dict[str, Any]) -> None:
+    """Write the GDAL dataset ``source`` (a path, e.g. a VRT, or an open dataset) as a COG
+    at ``target`` with the creation ``options`` (e.g. :func:`cog_options`)."""
+    rasterio.shutil.copy(source, str(target), driver="COG", **options)
+
 
 #: ``struct`` codes of the TIFF types an offset or byte count array may have.
 _TYPES = {3: "H", 4: "I", 16: "Q"}
