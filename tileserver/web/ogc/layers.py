@@ -24,7 +24,7 @@ from tileserver.engine.evaluator import Engine, Graph
 from tileserver.render.legend import Legend, legend_of
 from tileserver.cache.shared import digest_key
 from tileserver.data.stored import StoredResult, evaluate_stored
-from tileserver.render.styles import Style, style_from_args
+from tileserver.render.styles import Style, style_args, style_from_args
 from tileserver.maps.tilematrix import (
     TileMatrixSet,
     extent_in,
@@ -67,7 +67,7 @@ def _style_args(job: dict, service_args: dict | None) -> dict:
     output = job.get("output") or {}
     for source in (output, output.get("parameters") or {}, service_args or {}):
         if isinstance(source, dict):
-            out.update({k: source[k] for k in ("colormap", "range") if k in source})
+            out.update(style_args(source))
     return out
 
 

@@ -30,7 +30,7 @@ from tileserver.errors import (
 )
 from tileserver.jobs.store import iso
 from tileserver.jobs import usecases as jobs
-from tileserver.web.common import base_url, current_user, live_service, runtime
+from tileserver.web.common import REVOKED_STATUSES, base_url, current_user, live_service, runtime
 from tileserver.web.ogc.layers import owner_context
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def global_endpoint():
     def entries() -> list[Entry]:
         out = []
         for job in runtime().store.list_jobs(user):
-            if job.get("status") == "canceled":
+            if job.get("status") in REVOKED_STATUSES:
                 continue
             try:
                 full = runtime().store.get_job(job["job_id"], user)
