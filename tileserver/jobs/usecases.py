@@ -186,7 +186,7 @@ def patch_job(rt: Backend, user: str, job_id: str, fields: dict) -> dict:
 
 def delete_job(rt: Backend, user: str, job_id: str) -> None:
     """Delete a job, its batch work and results, and its services."""
-    rt.store.get_job(job_id, user)
+    lifecycle.require("delete", rt.store.get_job(job_id, user))
     rt.batch.on_delete(job_id)
     rt.store.delete_job(job_id, user)
 
