@@ -67,7 +67,7 @@ def test_served_jobs_are_memoised_per_job_version_and_style(small_catalog):
     assert styled is not one and styled.style_args == {"colormap": "viridis"}
     # a finished job whose result directory is not given never reads a stored result
     finished = served_job(engine, _job(status="finished", extra={"results_token": "t"}),
-                          processes={})
+                          processes={}, results_token="t")
     assert finished.stored is None
 
 

@@ -1,12 +1,7 @@
 """The batch runner: drives queued jobs over their whole extent on dask.distributed.
 
-Lifecycle (statuses of :mod:`tileserver.jobs.store`)::
-
-    submitted -> queued -> running -> finished | error
-    queued | running -> paused -> (queue) -> queued ...   finished blocks are kept
-    queued | running | paused -> canceled                 work is deleted
-    error | canceled -> (queue) -> queued ...             error resumes, canceled restarts
-    finished -> (queue) -> 409 Conflict                   results stay; delete to recompute
+The statuses and which action moves a job from which one are :mod:`tileserver.jobs.lifecycle`
+(queue, pause and cancel from the APIs; start, finish, fail and requeue by the drivers).
 
 Every status change is a compare-and-set in the database, so several server processes
 (gunicorn workers) can serve the same jobs. The process that wins the ``queued ->
@@ -39,17 +34,16 @@ from typing import Any
 
 from sqlalchemy import update
 
-from tileserver.graph import udp
 from tileserver.render import cog, formats
 from tileserver.engine.evaluator import Engine, day_key
-from tileserver.graph.v1 import is_flat_graph
-from tileserver.processes import is_predefined
-from tileserver.render.styles import style_from_args
+from tileserver.render.styles import style_args, style_from_args
 from tileserver.data.userfiles import eval_context
 from tileserver.errors import Conflict, JobNotFound
-from tileserver.jobs import batch_tasks
+from tileserver.jobs import batch_tasks, lifecycle
 from tileserver.jobs.batch_tasks import SINGLE, JobSpec
+from tileserver.jobs.lifecycle import ACTIVE, CANCELED, RUNNING
 from tileserver.jobs.store import JobStore, jobs, now
+from tileserver.jobs.usecases import user_processes
 from tileserver.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -93,10 +87,6 @@ BLOCKS_SHARE = 90.0
 
 #: Version of the scratch block files (a change makes older scratch files useless).
 SCRATCH_VERSION = 3
-
-QUEUEABLE = ("submitted", "paused", "error", "canceled")
-PAUSABLE = ("queued", "running")
-CANCELABLE = ("queued", "running", "paused")
 
 
 
@@ -182,20 +172,19 @@ class BatchRunner:
     def queue(self, job: dict) -> dict:
         """``queued`` and start driving it in the background; 409 from other states."""
         job_id = job["job_id"]
-        if job["status"] == "finished":
-            raise Conflict(f"job {job_id} is finished; its results stay available at "
-                           f"/jobs/{job_id}/download (delete the job to compute it anew)")
+        if job["status"] in lifecycle.HAS_RESULTS:
+            raise lifecycle.forbidden("queue", job_id, job["status"])
         token = uuid.uuid4().hex
         extra = dict(job.get("extra") or {})
         extra.update(run=token)
         extra.pop("handed_back", None)
-        restart = job["status"] == "canceled"
+        restart = job["status"] in lifecycle.RESTARTS
         if restart:
             extra.update(blocks_done=0, strips_done=0)
-        fields: dict[str, Any] = {"status": "queued", "extra": extra, "error": None}
+        fields: dict[str, Any] = {"extra": extra, "error": None}
         if restart:
             fields["progress"] = 0.0
-        if not self.store.update_job(job_id, expect_status=QUEUEABLE, **fields):
+        if not self.store.transition(job_id, "queue", **fields):
             raise self._conflict(job_id, "queue")
         self.store.log(job_id, "queued" + (" (restarting)" if restart else ""))
         self._start(job_id, token)
@@ -203,7 +192,7 @@ class BatchRunner:
 
     def pause(self, job: dict) -> dict:
         """``paused``: in-flight blocks are canceled, finished blocks are kept."""
-        if not self.store.update_job(job["job_id"], expect_status=PAUSABLE, status="paused"):
+        if not self.store.transition(job["job_id"], "pause"):
             raise self._conflict(job["job_id"], "pause")
         self.store.log(job["job_id"], "paused; finished blocks are kept")
         self._wake(job["job_id"])
@@ -212,7 +201,7 @@ class BatchRunner:
     def cancel(self, job: dict) -> dict:
         """``canceled``: tasks stop, partial work is deleted, lazy services stop answering."""
         job_id = job["job_id"]
-        if not self.store.update_job(job_id, expect_status=CANCELABLE, status="canceled"):
+        if not self.store.transition(job_id, "cancel"):
             raise self._conflict(job_id, "cancel")
         self.store.log(job_id, "canceled; partial results deleted")
         self._wake(job_id)
@@ -226,10 +215,8 @@ class BatchRunner:
         shutil.rmtree(self.result_dir(job_id), ignore_errors=True)
 
     def _conflict(self, job_id: str, action: str) -> Conflict:
-        status = self.store.get_job(job_id)["status"]
-        allowed = {"queue": QUEUEABLE, "pause": PAUSABLE, "cancel": CANCELABLE}[action]
-        return Conflict(f"cannot {action} job {job_id}: it is {status} "
-                        f"({action} is possible from {', '.join(allowed)})")
+        """The error of a refused ``action`` (its compare-and-set lost): the status now."""
+        return lifecycle.forbidden(action, job_id, self.store.get_job(job_id)["status"])
 
     def _wake(self, job_id: str) -> None:
         event = self._wakeup.get(job_id)
@@ -254,6 +241,12 @@ class BatchRunner:
                                 jobs.c.extra["run"].as_string() == token))
         with self.store.engine.begin() as conn:
             return conn.execute(q.values(updated=now(), **fields)).rowcount > 0
+
+    def _move(self, job_id: str, token: str, action: str, **fields: Any) -> bool:
+        """A driver's lifecycle ``action`` (start, finish, fail, requeue) while ``token``
+        still drives the job."""
+        return self._cas(job_id, token, lifecycle.sources(action),
+                         status=lifecycle.target(action), **fields)
 
     def _drive(self, job_id: str, token: str, previous: threading.Thread | None) -> None:
         if previous is not None and previous is not threading.current_thread():
@@ -302,13 +295,13 @@ class BatchRunner:
         with self._lock:
             driven = list(self._tokens.items())
         for job_id, token in driven:
-            self._cas(job_id, token, ("queued", "running"))
+            self._cas(job_id, token, ACTIVE)
 
     def recover(self) -> list[str]:
         """Take over ``queued``/``running`` jobs whose driver stopped beating; returns them."""
         taken = []
         stale = self.options["batch_stale_seconds"]
-        for job in self.store.jobs_with_status(("queued", "running")):
+        for job in self.store.jobs_with_status(lifecycle.sources("requeue")):
             extra = dict(job.get("extra") or {})
             if job["job_id"] in self._tokens:
                 continue  # driven here
@@ -323,7 +316,7 @@ class BatchRunner:
             extra.update(run=token)
             extra.pop("handed_back", None)
             with self.store.engine.begin() as conn:
-                won = conn.execute(q.values(status="queued", extra=extra,
+                won = conn.execute(q.values(status=lifecycle.target("requeue"), extra=extra,
                                             updated=now())).rowcount > 0
             if won:
                 self.store.log(job["job_id"], "the server that ran this job stopped; "
@@ -392,8 +385,8 @@ class _Run:
         """Raise :class:`_Stop` unless the job is still ours and running; beat."""
         if self.runner._closing.is_set():
             self.futures.clear()  # closing the client releases them
-            if self.runner._cas(self.job_id, self.token, ("running", "queued"), status="queued",
-                                extra={**self.extra, "handed_back": True}):
+            if self.runner._move(self.job_id, self.token, "requeue",
+                                 extra={**self.extra, "handed_back": True}):
                 self.log("server shutting down; the job will resume on the next start")
             raise _Stop
         try:
@@ -402,9 +395,9 @@ class _Run:
             self.cancel_futures()
             raise _Stop from None
         extra = job.get("extra") or {}
-        if job["status"] != "running" or extra.get("run") != self.token:
+        if job["status"] != RUNNING or extra.get("run") != self.token:
             self.cancel_futures()
-            if job["status"] == "canceled":
+            if job["status"] == CANCELED:
                 shutil.rmtree(self.runner.work_root(self.job_id), ignore_errors=True)
             raise _Stop
 
@@ -414,7 +407,7 @@ class _Run:
         progress = round(BLOCKS_SHARE * done / total, 1) if total else 0.0
         if total and done == total:
             progress = round(BLOCKS_SHARE + (100.0 - BLOCKS_SHARE) * self.files_done, 1)
-        if not self.runner._cas(self.job_id, self.token, ("running",), extra=dict(self.extra),
+        if not self.runner._cas(self.job_id, self.token, (RUNNING,), extra=dict(self.extra),
                                 progress=progress, **fields):
             self.check()
 
@@ -442,8 +435,7 @@ class _Run:
     def fail(self, exc: BaseException) -> None:
         self.cancel_futures()
         message = _reason(exc)
-        if self.runner._cas(self.job_id, self.token, ("running", "queued"), status="error",
-                            error=message):
+        if self.runner._move(self.job_id, self.token, "fail", error=message):
             self.log(message, "error")
         log.info("batch job %s failed: %s", self.job_id, message)
 
@@ -452,7 +444,7 @@ class _Run:
     def execute(self) -> None:
         job = self.store.get_job(self.job_id)
         self.extra = dict(job.get("extra") or {})
-        if not self.runner._cas(self.job_id, self.token, ("queued",), status="running"):
+        if not self.runner._move(self.job_id, self.token, "start"):
             raise _Stop
         spec, times = self.plan(job)
         client = self.runner.client
@@ -472,8 +464,7 @@ class _Run:
         """The job's spec: native view, blocks, layers, style; prepares the work dir."""
         runner = self.runner
         engine = runner._engine()
-        processes = udp.collect(job["process_graph"], lambda ids: runner.store.get_processes(
-            job["user_id"], ids), is_predefined) if is_flat_graph(job["process_graph"]) else {}
+        processes = user_processes(runner, job["user_id"], job["process_graph"])
         graph = engine.parse(job["process_graph"], processes=processes)
         output = dict(job.get("output") or {"format": "GTiff"})
         fmt = formats.get(output.get("format", "GTiff"))
@@ -497,8 +488,8 @@ class _Run:
                               f"{', '.join(f.name for f in formats.FORMATS.values() if f.batch)}")
         elif fmt.styled(params):
             mode = "rgba"
-            style = style_from_args({k: params[k] for k in ("colormap", "range") if k in params},
-                                    graph.meta.kind, len(graph.meta.bands), len(layers))
+            style = style_from_args(style_args(params), graph.meta.kind,
+                                    len(graph.meta.bands), len(layers))
         block = self.block_size(engine, graph, len(layers))
         tile, overviews = 512, ()  # type: tuple[int, tuple[int, ...]]
         if fmt.batch is not None and fmt.batch.cog:
@@ -639,8 +630,8 @@ class _Run:
         self.extra.update(blocks_done=done, results_token=uuid.uuid4().hex, results=assets)
         # logged before the status flips, so that whoever sees "finished" finds this line
         self.log("finished: " + ", ".join(a["name"] for a in assets))
-        if not runner._cas(self.job_id, self.token, ("running",), status="finished",
-                           progress=100.0, extra=dict(self.extra), error=None):
+        if not runner._move(self.job_id, self.token, "finish", progress=100.0,
+                            extra=dict(self.extra), error=None):
             shutil.rmtree(final, ignore_errors=True)
             raise _Stop
         shutil.rmtree(runner.work_root(self.job_id), ignore_errors=True)

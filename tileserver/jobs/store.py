@@ -36,9 +36,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from tileserver.errors import JobNotFound, ProcessGraphNotFound, ServiceNotFound
-
-JOB_STATUSES = ("submitted", "queued", "running", "finished", "paused", "canceled", "error")
-SERVICE_TYPES = ("wmts", "xyz", "wcs", "tms")
+from tileserver.jobs import lifecycle
 
 metadata = MetaData()
 
@@ -51,7 +49,7 @@ jobs = Table(
     Column("description", Text),
     Column("process_graph", JSON, nullable=False),
     Column("output", JSON),
-    Column("status", String(16), nullable=False, default="submitted"),
+    Column("status", String(16), nullable=False, default=lifecycle.SUBMITTED),
     Column("progress", Float, default=0.0),
     Column("error", Text),
     Column("submitted", DateTime(timezone=True), nullable=False),
@@ -164,7 +162,7 @@ class JobStore:
 
     def create_job(self, user_id: str, process_graph: dict, output: dict | None = None,
                    title: str | None = None, description: str | None = None) -> dict:
-        """Store a new job with status ``submitted``."""
+        """Store a new job with status ``submitted`` (:data:`lifecycle.SUBMITTED`)."""
         t = now()
         row = {
             "job_id": uuid.uuid4().hex,
@@ -173,7 +171,7 @@ class JobStore:
             "description": description,
             "process_graph": process_graph,
             "output": output,
-            "status": "submitted",
+            "status": lifecycle.SUBMITTED,
             "progress": 0.0,
             "submitted": t,
             "updated": t,
@@ -214,6 +212,17 @@ class JobStore:
             q = q.where(jobs.c.status.in_(expect_status))
         with self.engine.begin() as conn:
             return conn.execute(q.values(**fields)).rowcount > 0
+
+    def transition(self, job_id: str, action: str, user_id: str | None = None,
+                   **fields: Any) -> bool:
+        """Apply a :mod:`~tileserver.jobs.lifecycle` action as a compare-and-set: only from
+        the statuses it is allowed from (to its target status, with ``fields``); returns
+        whether the job moved."""
+        to = lifecycle.target(action)
+        if to is not None:
+            fields["status"] = to
+        return self.update_job(job_id, user_id, expect_status=lifecycle.sources(action),
+                               **fields)
 
     def delete_job(self, job_id: str, user_id: str | None = None) -> None:
         """Delete a job, its services and logs."""

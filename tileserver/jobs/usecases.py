@@ -1,26 +1,57 @@
-"""Jobs: validation of a graph and its output, create/patch/delete, synchronous execution."""
+"""Jobs: validation of a graph and its output, create/patch/delete, synchronous execution.
+
+The use cases take what they need of the composition root
+(:class:`tileserver.runtime.Runtime`) as ``rt``, typed by the protocols below, so that this
+package never imports the layers above it.
+"""
 
 from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from tileserver import params
 
+from tileserver.data.userfiles import eval_context
+from tileserver.engine.evaluator import Engine
+from tileserver.errors import LimitExceeded, TileserverError, UnknownProcess
 from tileserver.graph import udp
+from tileserver.graph.v1 import is_flat_graph
+from tileserver.jobs import lifecycle
+from tileserver.jobs.store import JobStore
+from tileserver.processes import is_predefined
 from tileserver.render.encoders import Encoded
 from tileserver.render.formats import default_output, encode, validate_output
-from tileserver.graph.v1 import is_flat_graph
-from tileserver.processes import is_predefined
-from tileserver.data.userfiles import eval_context
-from tileserver.errors import JobLocked, LimitExceeded, TileserverError, UnknownProcess
-from tileserver.runtime import Runtime
+from tileserver.settings import Settings
 
-#: Job states in which the graph or output of a job may not change.
-LOCKED_STATUSES = ("queued", "running")
+
+class HasStore(Protocol):
+    """Anything with the job store (the runtime, the batch runner)."""
+
+    @property
+    def store(self) -> JobStore: ...
+
+
+class Batch(Protocol):
+    """What the use cases ask of the batch runner."""
+
+    def on_delete(self, job_id: str) -> None: ...
+
+
+class Backend(HasStore, Protocol):
+    """What the use cases need of the runtime."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def batch(self) -> Batch: ...
 
 
 #: Longest accepted title and description of a job or service (characters).
@@ -43,16 +74,17 @@ def text_fields(body: dict, keys: tuple[str, ...] = ("title", "description")) ->
     return {key: optional_text(body, key) for key in keys if key in body}
 
 
-def user_processes(rt: Runtime, user: str | None, process_graph: Any) -> dict[str, dict]:
+def user_processes(rt: HasStore, user: str | None, process_graph: Any) -> dict[str, dict]:
     """The stored processes of ``user`` that a 1.x graph calls (directly or through other
-    stored processes): read on every parse, so that a replaced process takes effect."""
+    stored processes): read on every parse, so that a replaced process takes effect. The
+    one lookup of a graph's user processes (the APIs, the OGC services and batch)."""
     if user is None or not is_flat_graph(process_graph):
         return {}
     return udp.collect(process_graph, lambda ids: rt.store.get_processes(user, ids),
                        is_predefined)
 
 
-def parse(rt: Runtime, process_graph: Any, output: Any = None, *, v1: bool = False,
+def parse(rt: Backend, process_graph: Any, output: Any = None, *, v1: bool = False,
           user: str | None = None):
     """``(graph, output)``: the parsed graph and the validated output.
 
@@ -67,7 +99,7 @@ def parse(rt: Runtime, process_graph: Any, output: Any = None, *, v1: bool = Fal
     return rt.engine.parse(process_graph, processes=processes), validate_output(output)
 
 
-def check_definition(rt: Runtime, user: str | None, process_graph: dict) -> None:
+def check_definition(rt: Backend, user: str | None, process_graph: dict) -> None:
     """Validate a process definition that declares parameters (a user-defined process the
     client checks before storing it): its parameters are bound only where it is called, so
     what is checked is what holds whatever they are: every process it calls exists
@@ -83,7 +115,7 @@ def check_definition(rt: Runtime, user: str | None, process_graph: dict) -> None
                              "lists the predefined ones, GET /process_graphs yours)")
 
 
-def compute_value(rt: Runtime, process_graph: Any, user: str | None = None
+def compute_value(rt: Backend, process_graph: Any, user: str | None = None
                   ) -> tuple[bool, Any]:
     """``(True, value)`` of a 1.x graph of array processes only (no data cube), as JSON
     values (NaN as null); ``(False, None)`` for other graphs."""
@@ -115,7 +147,7 @@ def json_value(value: Any) -> Any:
     return value
 
 
-def parse_job(rt: Runtime, job: dict, processes: dict[str, dict] | None = None):
+def parse_job(rt: Backend, job: dict, processes: dict[str, dict] | None = None):
     """The parsed graph of a stored job, with its owner's stored processes (``processes``:
     already read with :func:`user_processes`)."""
     if processes is None:
@@ -123,21 +155,17 @@ def parse_job(rt: Runtime, job: dict, processes: dict[str, dict] | None = None):
     return rt.engine.parse(job["process_graph"], processes=processes)
 
 
-def create_job(rt: Runtime, user: str, graph, output: dict, **text: Any) -> dict:
+def create_job(rt: Backend, user: str, graph, output: dict, **text: Any) -> dict:
     """Store a lazy job (its WMTS/WCS/XYZ services and batch runs come later)."""
     return rt.store.create_job(user, graph.source, output, **text)
 
 
-def unlocked_job(rt: Runtime, user: str, job_id: str) -> dict:
+def unlocked_job(rt: Backend, user: str, job_id: str) -> dict:
     """The user's job, or :class:`JobLocked` while it is queued or running."""
-    job = rt.store.get_job(job_id, user)
-    if job["status"] in LOCKED_STATUSES:
-        raise JobLocked(f"job {job_id} is {job['status']}; pause or cancel it before "
-                        "changing it")
-    return job
+    return lifecycle.require("patch", rt.store.get_job(job_id, user))
 
 
-def patch_job(rt: Runtime, user: str, job_id: str, fields: dict) -> dict:
+def patch_job(rt: Backend, user: str, job_id: str, fields: dict) -> dict:
     """Change a job's graph, output, title or description.
 
     A new graph or output discards stored batch results: the job starts its lifecycle
@@ -148,24 +176,24 @@ def patch_job(rt: Runtime, user: str, job_id: str, fields: dict) -> dict:
     fields = dict(fields)
     changes_result = ("process_graph" in fields and fields["process_graph"] != job[
         "process_graph"]) or ("output" in fields and fields["output"] != job["output"])
-    if changes_result and job["status"] != "submitted":
+    if changes_result and lifecycle.allowed("reset", job["status"]):
         # the stored results and finished blocks belong to the old graph: drop them
         rt.batch.on_delete(job_id)
-        fields.update(status="submitted", progress=0.0, error=None, extra={})
+        fields.update(status=lifecycle.target("reset"), progress=0.0, error=None, extra={})
         store.log(job_id, "graph or output changed: previous results discarded")
     if fields:
         store.update_job(job_id, user, **fields)
     return store.get_job(job_id, user)
 
 
-def delete_job(rt: Runtime, user: str, job_id: str) -> None:
+def delete_job(rt: Backend, user: str, job_id: str) -> None:
     """Delete a job, its batch work and results, and its services."""
-    rt.store.get_job(job_id, user)
+    lifecycle.require("delete", rt.store.get_job(job_id, user))
     rt.batch.on_delete(job_id)
     rt.store.delete_job(job_id, user)
 
 
-def execute(rt: Runtime, user: str, graph, output: dict) -> Encoded:
+def execute(rt: Backend, user: str, graph, output: dict) -> Encoded:
     """Evaluate on the graph's native view and encode (images and zonal statistics)."""
     engine = rt.engine
     view = engine.native_view(graph)

@@ -35,6 +35,7 @@ from tileserver.maps.tiles import TileAddress, check_format, check_style, tile_a
 from tileserver.render import formats
 from tileserver.render.encoders import Encoded, encode_gtiff
 from tileserver.render.legend import Legend, legend_of
+from tileserver.render.styles import style_args as style_args_of
 from tileserver.render.styles import Style, style_from_args
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def style_args(job: dict, service_args: dict | None) -> dict:
     output = job.get("output") or {}
     for source in (output, output.get("parameters") or {}, service_args or {}):
         if isinstance(source, dict):
-            out.update({k: source[k] for k in ("colormap", "range") if k in source})
+            out.update(style_args_of(source))
     return out
 
 
@@ -291,25 +292,25 @@ _SERVED_LOCK = threading.Lock()
 
 
 def served_job(engine: Engine, job: dict, *, processes: dict[str, dict],
-               results_dir: Path | None = None, service_args: dict | None = None,
-               title: str | None = None) -> ServedJob:
+               results_dir: Path | None = None, results_token: str | None = None,
+               service_args: dict | None = None, title: str | None = None) -> ServedJob:
     """The served job of a stored job (its graph, validated against the current catalog).
 
     ``processes``: the owner's stored processes the graph calls (read by the caller each
     time: a replaced one is a new served job, and new cache keys, as its nodes hash by
-    content). ``results_dir``: where a finished job's stored result lives (its answers then
-    read it; ``None``: never read a stored result). ``service_args`` style the result.
+    content). ``results_dir`` and ``results_token``: where a finished job's stored result lives
+    and its token, as the job lifecycle hands them out (its answers then read it; ``None``:
+    never read a stored result). ``service_args`` style the result.
 
     Memoised per engine, job graph and output, processes, service args, title and batch
     results (``updated`` has only second resolution), so that a tile request does not parse
     the graph or recompute the extent and dates again.
     """
     title = title or job.get("title") or job["job_id"]
-    token = (job.get("extra") or {}).get("results_token")
-    finished = job.get("status") == "finished" and token and results_dir is not None
+    finished = bool(results_token) and results_dir is not None
     key = (job["job_id"], title, json.dumps(
         [job["process_graph"], job.get("output"), service_args, processes], sort_keys=True,
-        default=str), token if finished else None)
+        default=str), results_token if finished else None)
     with _SERVED_LOCK:
         cache = _SERVED.setdefault(engine, LRUCache(maxsize=256))
         served = cache.get(key)

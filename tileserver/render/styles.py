@@ -62,6 +62,15 @@ def check_colormap(name: str) -> str:
     return name
 
 
+#: The options that choose a style: of a service's args, of a job's output, of a tile.
+STYLE_ARGS = ("colormap", "range")
+
+
+def style_args(options: dict | None) -> dict:
+    """The style options (:data:`STYLE_ARGS`) among ``options``."""
+    return {k: options[k] for k in STYLE_ARGS if k in options} if options else {}
+
+
 def style_from_args(args: dict | None, kind: str, nbands: int = 1, ndates: int = 1) -> Style:
     """The default style overridden by ``colormap`` and ``range: [min, max]`` options."""
     style = default_style(kind, nbands, ndates)

@@ -7,6 +7,8 @@ from typing import Any
 from flask import current_app, jsonify, request, url_for
 
 from tileserver.errors import ServiceNotFound, TileserverError
+from tileserver.jobs import lifecycle
+from tileserver.jobs.services import SERVICE_TYPES
 from tileserver.jobs.store import iso
 from tileserver.runtime import Runtime
 
@@ -84,8 +86,7 @@ def json_body(required: bool = True) -> dict[str, Any]:
 def service_url(service: dict) -> str:
     """Public URL of a service (a ``{z}/{x}/{y}.png`` template for ``xyz``)."""
     sid, kind = service["service_id"], service["service_type"]
-    root = f"{base_url()}/service/{kind}/{sid}"
-    return f"{root}/{{z}}/{{x}}/{{y}}.png" if kind == "xyz" else root  # tms: root/{date}/...
+    return f"{base_url()}/service/{kind}/{sid}{SERVICE_TYPES[kind].url_template}"
 
 
 def service_json(service: dict) -> dict[str, Any]:
@@ -125,7 +126,7 @@ def job_json(job: dict, full: bool = True) -> dict[str, Any]:
 
 
 #: Job states in which a job's lazy services stop answering.
-REVOKED_STATUSES = ("canceled",)
+REVOKED_STATUSES = lifecycle.REVOKED
 
 
 def live_service(service_id: str, service_type: str | tuple[str, ...]) -> tuple[dict, dict]:

@@ -15,6 +15,8 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify
 
 from tileserver import __version__
+from tileserver.jobs.lifecycle import STATUSES
+from tileserver.jobs.services import SERVICE_TYPES
 from tileserver.render import formats
 from tileserver.web.common import root_api_rules
 
@@ -66,8 +68,7 @@ def _schemas() -> dict:
         "parameters": {"type": "object"}}}
     job = {"type": "object", "properties": {
         "job_id": {"type": "string"}, "user_id": {"type": "string"},
-        "status": {"type": "string", "enum": ["submitted", "queued", "running", "finished",
-                                               "paused", "canceled", "error"]},
+        "status": {"type": "string", "enum": list(STATUSES)},
         "submitted": {"type": "string", "format": "date-time"},
         "updated": {"type": "string", "format": "date-time"},
         "title": {"type": ["string", "null"]}, "description": {"type": ["string", "null"]},
@@ -75,7 +76,7 @@ def _schemas() -> dict:
         "output": {"oneOf": [_ref("Output"), {"type": "null"}]}}}
     service = {"type": "object", "properties": {
         "service_id": {"type": "string"}, "service_url": {"type": "string", "format": "uri"},
-        "service_type": {"type": "string", "enum": ["wmts", "xyz", "wcs", "tms"]},
+        "service_type": {"type": "string", "enum": list(SERVICE_TYPES)},
         "service_args": {"type": "object"}, "job_id": {"type": "string"},
         "title": {"type": ["string", "null"]}, "created": {"type": "string"}}}
     return {
@@ -90,7 +91,7 @@ def _schemas() -> dict:
         "Job": job,
         "ServiceRequest": {"type": "object", "required": ["job_id", "type"], "properties": {
             "job_id": {"type": "string"}, "type": {"type": "string",
-                                                   "enum": ["wmts", "xyz", "wcs", "tms"]},
+                                                   "enum": list(SERVICE_TYPES)},
             "args": {"type": "object"}, "title": {"type": "string"}}},
         "ServicePatch": {"type": "object", "properties": {
             "args": {"type": "object"}, "title": {"type": "string"}}},

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 from tileserver.errors import TileserverError
+from tileserver.jobs import lifecycle
 from tileserver.jobs import usecases as jobs
 from tileserver.maps.served import ServedJob
 from tileserver.maps.served import served_job as _served_job
@@ -20,12 +21,12 @@ def served_job(job: dict, service_args: dict | None = None,
     """The job as served, styled by ``service_args`` (the owner's stored processes are read
     each time: a replaced one takes effect at once)."""
     rt = runtime()
-    token = (job.get("extra") or {}).get("results_token")
+    token = lifecycle.results_token(job)
     return _served_job(
         rt.engine, job,
         processes=jobs.user_processes(rt, job.get("user_id"), job["process_graph"]),
         results_dir=rt.batch.result_dir(job["job_id"]) if token else None,
-        service_args=service_args, title=title)
+        results_token=token, service_args=service_args, title=title)
 
 
 def served_or_none(job: dict, service_args: dict | None = None) -> ServedJob | None:

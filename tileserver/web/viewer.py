@@ -11,6 +11,7 @@ from pyproj import Transformer
 from tileserver import params
 from tileserver.datacube.view import View
 from tileserver.errors import TileserverError
+from tileserver.jobs.services import SERVICE_TYPES
 from tileserver.web.assets import MISSING, leaflet_available, leaflet_dir
 from tileserver.web.common import (
     REVOKED_STATUSES,
@@ -106,12 +107,8 @@ def _ogc_links(job_id: str) -> list[dict]:
     for service in runtime().store.list_services(current_user()):
         if service["job_id"] != job_id:
             continue
-        url = service_url(service)
         kind = service["service_type"]
-        if kind == "wmts":
-            url += "/1.0.0/WMTSCapabilities.xml"
-        elif kind == "wcs":
-            url += "?SERVICE=WCS&REQUEST=GetCapabilities"
+        url = service_url(service) + SERVICE_TYPES[kind].capabilities
         links.insert(0, {"label": f"{kind.upper()} service of this job", "url": url})
     return links
 

@@ -132,7 +132,7 @@ def global_endpoint():
     def entries() -> list[Entry]:
         out = []
         for job in runtime().store.list_jobs(user):
-            if job["status"] in REVOKED_STATUSES:
+            if job.get("status") in REVOKED_STATUSES:
                 continue
             try:
                 full = runtime().store.get_job(job["job_id"], user)

@@ -12,6 +12,7 @@ import secrets
 from flask import Blueprint, Flask, jsonify, send_file
 
 from tileserver.errors import Conflict, FileNotFound
+from tileserver.jobs import lifecycle
 from tileserver.jobs.batch_tasks import ITEM_MEDIA_TYPE
 from tileserver.web.common import base_url, current_user, job_json, runtime
 
@@ -59,12 +60,13 @@ def logs(job_id: str):
 def download(job_id: str):
     """The JSON array of the result URLs (data files, then the STAC ``item.json``)."""
     job = _owned_job(job_id)
-    if job["status"] != "finished":
+    if job["status"] not in lifecycle.HAS_RESULTS:
         raise Conflict(f"job {job_id} is {job['status']}; results exist once it is finished")
-    extra = job.get("extra") or {}
-    if not extra.get("results_token"):
+    token = lifecycle.results_token(job)
+    if not token:
         raise Conflict(f"job {job_id} has no batch results; queue it to compute them")
-    root = f"{base_url()}/jobs/{job_id}/results/{extra['results_token']}"
+    extra = job.get("extra") or {}
+    root = f"{base_url()}/jobs/{job_id}/results/{token}"
     names = [a["name"] for a in extra.get("results", [])] + ["item.json"]
     return jsonify([f"{root}/{name}" for name in names])
 
@@ -79,9 +81,8 @@ def result_file(job_id: str, token: str, name: str):
     except Exception:  # noqa: BLE001 - any lookup failure is "no such file"
         raise FileNotFound(f"no result {name!r} for job {job_id}") from None
     extra = job.get("extra") or {}
-    expected = str(extra.get("results_token") or "")
-    if job["status"] != "finished" or not expected or not secrets.compare_digest(
-            token, expected):
+    expected = lifecycle.results_token(job)
+    if not expected or not secrets.compare_digest(token, expected):
         raise FileNotFound(f"no result {name!r} for job {job_id}")
     types = {a["name"]: a["type"] for a in extra.get("results", [])}
     types["item.json"] = ITEM_MEDIA_TYPE

@@ -9,9 +9,8 @@ from tileserver import __version__
 from tileserver.render.formats import output_formats, validate_output
 from tileserver.processes import REGISTRY
 from tileserver.errors import NotFound, TileserverError
-from tileserver.jobs.store import SERVICE_TYPES
 from tileserver.jobs import usecases as jobs
-from tileserver.jobs.services import check_service_args
+from tileserver.jobs.services import SERVICE_TYPES, check_service_args, service_type
 from tileserver.web.common import (
     created,
     current_user,
@@ -182,10 +181,7 @@ def _same_user(user_id: str) -> None:
 def create_service():
     """Expose a job as a WMTS layer, XYZ tiles or a WCS coverage."""
     body = json_body()
-    kind = body.get("type")
-    if kind not in SERVICE_TYPES:
-        raise TileserverError(
-            f"'type' must be one of {list(SERVICE_TYPES)}, got {kind!r}", locator="type")
+    kind = service_type(body.get("type")).name
     job_id = body.get("job_id")
     if not isinstance(job_id, str):
         raise TileserverError("'job_id' must be a job id string", locator="job_id")

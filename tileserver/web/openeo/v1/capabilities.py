@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import current_app, jsonify
 
 from tileserver import __version__
+from tileserver.jobs.services import OPENEO_V1_SERVICES
 from tileserver.render import formats
 from tileserver.web.auth import basic_login
 from tileserver.web.common import current_user, external_url
@@ -22,12 +23,7 @@ SERVICE_CONFIGURATION = {
     "range": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
               "description": "[min, max] of the values mapped to the colour map"},
 }
-SERVICE_DESCRIPTIONS = {
-    "XYZ": "Web map tiles {z}/{x}/{y}.png (GoogleMapsCompatible), evaluated lazily per tile.",
-    "WMTS": "OGC WMTS 1.0.0 with one layer (GoogleMapsCompatible and WorldCRS84Quad tile "
-            "matrix sets; PNG, JPEG and GeoTIFF tiles), evaluated lazily per tile.",
-    "WCS": "OGC WCS 1.0.0 and 2.0.1 with one coverage (GeoTIFF), evaluated for the request.",
-}
+SERVICE_DESCRIPTIONS = OPENEO_V1_SERVICES
 
 
 def well_known():

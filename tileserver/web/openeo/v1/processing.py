@@ -6,11 +6,8 @@ import json
 
 from flask import jsonify, request
 
-from tileserver.errors import (
-    JobNotFinished,
-    ProcessGraphMissing,
-    TileserverError,
-)
+from tileserver.errors import JobNotFinished, TileserverError
+from tileserver.jobs import lifecycle
 from tileserver.jobs import usecases as jobs
 from tileserver.web.common import (
     created,
@@ -21,26 +18,9 @@ from tileserver.web.common import (
     runtime,
 )
 from tileserver.web.errors import v1_body, v1_code
+from tileserver.web.openeo.v1.bodies import check_nodes, process_graph
 from tileserver.web.openeo.v1.capabilities import NAME
 from tileserver.web.openeo.v1.serializers import job_json, log_json
-
-#: Stored job states from which ``POST /jobs/{id}/results`` queues the job.
-STARTABLE = ("submitted", "paused", "canceled", "error")
-#: Stored job states that ``DELETE /jobs/{id}/results`` cancels.
-CANCELABLE = ("queued", "running")
-
-
-def process_graph(body: dict) -> dict:
-    """The ``process.process_graph`` of a request body, or :class:`ProcessGraphMissing`."""
-    process = body.get("process")
-    if not isinstance(process, dict) or "process_graph" not in process:
-        raise ProcessGraphMissing("the request needs 'process': {'process_graph': {...}}",
-                                  locator="process")
-    graph = process["process_graph"]
-    if not isinstance(graph, dict) or not graph:
-        raise ProcessGraphMissing("'process.process_graph' must be a non-empty object",
-                                  locator="process.process_graph")
-    return graph
 
 
 def parse_process(body: dict):
@@ -67,8 +47,6 @@ def validation():
         if isinstance(body.get("parameters"), list) and body["parameters"]:
             # a process with parameters (the client validates a user-defined process
             # before storing it): they are bound where it is called
-            from tileserver.web.openeo.v1.udp import check_nodes  # noqa: PLC0415
-
             check_nodes(graph)
             jobs.check_definition(runtime(), current_user(), graph)
         else:
@@ -130,15 +108,16 @@ def delete_job(job_id: str):
 def start_job(job_id: str):
     """Queue the batch computation (no effect while queued, running or finished)."""
     job = _owned(job_id)
-    if job["status"] in STARTABLE:
+    if job["status"] in lifecycle.V1_STARTABLE:
         runtime().batch.queue(job)
     return "", 202
 
 
 def cancel_job(job_id: str):
-    """Cancel a queued or running computation (no effect otherwise)."""
+    """Cancel a queued or running computation (no effect otherwise: a paused job is
+    ``created`` in 1.x and stays so)."""
     job = _owned(job_id)
-    if job["status"] in CANCELABLE:
+    if job["status"] in lifecycle.V1_CANCELABLE:
         runtime().batch.cancel(job)
     return "", 204
 
@@ -147,11 +126,10 @@ def job_results(job_id: str):
     """The results as a STAC item whose asset hrefs download without credentials."""
     rt = runtime()
     job = _owned(job_id)
-    if job["status"] == "error":
+    if job["status"] == lifecycle.ERROR:
         return jsonify(v1_body("JobFailed", job.get("error") or "the job failed")), 424
-    extra = job.get("extra") or {}
-    token = extra.get("results_token")
-    if job["status"] != "finished" or not token:
+    token = lifecycle.results_token(job)
+    if not token:
         raise JobNotFinished(f"job {job_id} is {job_json(job)['status']}; its results exist "
                              "once it is finished (POST /jobs/{job_id}/results starts it)")
     item = json.loads((rt.batch.result_dir(job_id) / "item.json").read_text())
@@ -165,7 +143,7 @@ def job_results(job_id: str):
          "href": external_url("jobs.result_file", job_id=job_id, token=token,
                               name="item.json")},
     ]
-    item["openeo:status"] = "finished"
+    item["openeo:status"] = lifecycle.to_v1(job["status"])
     props = item.setdefault("properties", {})
     if props.get("datetime") is None and props.get("start_datetime"):
         # the 1.2 document types it as a (nullable, in OpenAPI 3.0 terms) string; validators

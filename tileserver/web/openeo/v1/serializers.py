@@ -6,15 +6,13 @@ from typing import Any
 
 from rasterio.warp import transform_bounds
 
+from tileserver.jobs import lifecycle
 from tileserver.jobs.store import iso
 
 #: STAC version of the collections and of the API's catalog fields.
 STAC_VERSION = "1.0.0"
 DATACUBE_EXT = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json"
 EO_EXT = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
-
-#: 1.x job status of each stored status (paused jobs wait to be started again).
-JOB_STATUS = {"submitted": "created", "paused": "created"}
 
 #: 1.x log levels of the job log's levels.
 LOG_LEVELS = {"warn": "warning", "critical": "error"}
@@ -69,11 +67,11 @@ def job_json(job: dict, full: bool = True) -> dict[str, Any]:
         "id": job["job_id"],
         "title": job.get("title"),
         "description": job.get("description"),
-        "status": JOB_STATUS.get(job["status"], job["status"]),
+        "status": lifecycle.to_v1(job["status"]),
         "created": iso(job["submitted"]),
         "updated": iso(job["updated"]),
     }
-    if job["status"] in ("running", "finished", "queued", "canceled", "error"):
+    if job["status"] in lifecycle.V1_WITH_PROGRESS:
         out["progress"] = round(float(job.get("progress") or 0.0), 1)
     if full:
         out["process"] = {"process_graph": job["process_graph"]}

@@ -8,24 +8,15 @@ from typing import Any
 
 from flask import jsonify
 
-from tileserver.errors import TileserverError
 from tileserver.jobs.store import iso
 from tileserver.jobs import usecases as jobs
-from tileserver.jobs.services import check_service_args
+from tileserver.jobs.services import SERVICE_TYPES, check_service_args, openeo_v1_service_type
 from tileserver.web.common import created, current_user, json_body, runtime, service_url
-from tileserver.web.openeo.v1.capabilities import NAME, SERVICE_DESCRIPTIONS
+from tileserver.web.openeo.v1.capabilities import NAME
 from tileserver.web.openeo.v1.processing import parse_process
 
 #: Marks the jobs that a 1.x service created (deleted with their service).
 OWNER_KEY = "service_of"
-
-
-def service_type(value: Any) -> str:
-    """Our service type (``xyz``, ``wmts``, ``wcs``) of a 1.x ``type``."""
-    if not isinstance(value, str) or value.upper() not in SERVICE_DESCRIPTIONS:
-        raise TileserverError(f"'type' must be one of {list(SERVICE_DESCRIPTIONS)}, got "
-                              f"{value!r}", locator="type")
-    return value.lower()
 
 
 def service_json(service: dict, job: dict, full: bool = True) -> dict[str, Any]:
@@ -36,14 +27,14 @@ def service_json(service: dict, job: dict, full: bool = True) -> dict[str, Any]:
         "title": service.get("title"),
         "description": job.get("description"),
         "url": service_url(service),
-        "type": kind.upper(),
+        "type": SERVICE_TYPES[kind].openeo_v1_type,
         "enabled": True,
         "configuration": service.get("service_args") or {},
         "created": iso(service.get("created")),
     }
     if full:
         out["process"] = {"process_graph": job["process_graph"]}
-        out["attributes"] = {"layers": [job["job_id"]]} if kind == "wmts" else {}
+        out["attributes"] = {"layers": [job["job_id"]]} if SERVICE_TYPES[kind].layers else {}
     return out
 
 
@@ -66,7 +57,7 @@ def create_service():
     """A lazy job and its service (201 with ``Location`` and ``OpenEO-Identifier``)."""
     rt, user = runtime(), current_user()
     body = json_body()
-    kind = service_type(body.get("type"))
+    kind = openeo_v1_service_type(body.get("type")).name
     args = check_service_args(body.get("configuration"), "configuration")
     graph, output = parse_process(body)
     text = jobs.text_fields(body)

@@ -14,7 +14,7 @@ from flask import jsonify
 
 from tileserver.errors import TileserverError
 from tileserver.web.common import current_user, json_body, runtime
-from tileserver.web.openeo.v1.processing import process_graph
+from tileserver.web.openeo.v1.bodies import check_nodes, process_graph
 
 #: openEO's pattern of process ids.
 PROCESS_ID = re.compile(r"^\w{1,128}$")
@@ -28,20 +28,6 @@ def _check_id(process_graph_id: str) -> str:
         raise TileserverError(f"process graph id {process_graph_id[:64]!r} must be letters, "
                               "digits and underscores", locator="process_graph_id")
     return process_graph_id
-
-
-def check_nodes(graph: dict) -> None:
-    """The structure of a stored process's flat graph (TileserverError when wrong)."""
-    for node_id, node in graph.items():
-        if not isinstance(node, dict) or not isinstance(node.get("process_id"), str):
-            raise TileserverError(f"node {str(node_id)[:64]!r} needs a 'process_id' string",
-                                  locator=f"process_graph.{str(node_id)[:64]}")
-        if not isinstance(node.get("arguments", {}), dict):
-            raise TileserverError(f"node {str(node_id)[:64]!r}: 'arguments' must be an "
-                                  "object", locator=f"process_graph.{str(node_id)[:64]}")
-    if sum(node.get("result") is True for node in graph.values()) != 1:
-        raise TileserverError("exactly one node needs \"result\": true",
-                              locator="process_graph")
 
 
 def list_udps():
