@@ -14,6 +14,7 @@ imported (so it covers every test file, including ones added later):
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,13 @@ def pg_cluster():
     cluster = PostgresCluster(require_postgres()).start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster, monkeypatch):
+    """A fresh database; ``TILESERVER_DATABASE_URL`` points at it (servers started by the
+    tests inherit it). The ``*_on_postgresql`` tests run the concurrency and restart tests
+    that SQLite passes again on PostgreSQL."""
+    url = pg_cluster.create_db(f"jobs_{uuid.uuid4().hex[:10]}")
+    monkeypatch.setenv("TILESERVER_DATABASE_URL", url)
+    return url

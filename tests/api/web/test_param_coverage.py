@@ -11,14 +11,14 @@ import re
 from pathlib import Path
 
 from tests.support.fuzz import query_parameters_in_source
-from tests.api.web.test_hostile_params import (
+from tests.support.hostile import (
     JSON_FIELDS,
     KVP_PARAMS,
     OGC_SOURCES,
     OUTPUT_OPTIONS_FLAT,
     TILE_SEGMENTS,
     VIEWER_PARAMS,
-    _process_cases,
+    process_cases,
     rest_query_cases,
     versioned_body_fields,
     versioned_rules,
@@ -134,7 +134,7 @@ def test_every_input_of_every_route_is_fuzzed(tmp_path, small_catalog):
     options = {opt for spec in output_formats()["formats"].values() if isinstance(spec, dict)
                for opt in spec.get("parameters") or {}}
     assert options <= set(OUTPUT_OPTIONS_FLAT), sorted(options - set(OUTPUT_OPTIONS_FLAT))
-    process_args = _process_cases()
+    process_args = process_cases()
     assert len(process_args) >= 10
 
     total = (len({(p, k) for p, k, _, _ in KVP_PARAMS}) + len(TILE_SEGMENTS) + 2

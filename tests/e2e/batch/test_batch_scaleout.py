@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from tests.support.batch import batch_settings, create_job, status_is, wait_job
+from tests.support.batch import batch_settings, create_job, ndvi_graph, status_is, wait_job
 from tests.support.synthetic import make_catalog
-from tests.unit.jobs.test_batch import ndvi_graph
 from tileserver.web.app import create_app
 
 REPO = Path(__file__).resolve().parents[3]

@@ -17,7 +17,7 @@ from openeo.rest import OpenEoApiError
 
 from tests.support.hardening import PASSWORDS, users_file
 from tests.support.load import serve
-from tests.unit.udf.test_udf import SMALL, source
+from tests.support.udf import SMALL, source
 from tileserver.demo import S1_PRODUCT_ID, write_s1_product
 from tileserver.settings import load_settings
 from tileserver.web.auth import users_path

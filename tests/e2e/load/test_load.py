@@ -86,3 +86,9 @@ def test_sixteen_clients_no_errors_no_leaks(small_catalog, tmp_path):
         assert CACHE_BYTES / 2 < cached <= CACHE_BYTES
         assert sampler.peak - rss_before < CACHE_BYTES + ALLOWANCE, (rss_before, sampler.peak)
         assert requests.get(base + "/processes", timeout=30).status_code == 200
+
+
+@pytest.mark.slow
+def test_sixteen_clients_no_errors_no_leaks_on_postgresql(small_catalog, tmp_path, pg_url):
+    """The same with the job store on PostgreSQL (the pg_url fixture of tests/conftest.py)."""
+    test_sixteen_clients_no_errors_no_leaks(small_catalog, tmp_path)

@@ -6,13 +6,13 @@ import io
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from pyproj import Transformer
 
+from tests.support.qgis import SCRIPTS as QGIS_SCRIPTS
 from tests.support.wmts import LiveServer, create_job, create_service, ndvi_graph
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -55,7 +55,7 @@ def test_qgis_renders_the_layers_with_nodata_transparent(live, small_app, tmp_pa
         specs.append({"caps": caps, "layer": job, "tms": tms, "crs": crs,
                       "extent": [x0, y0, x1, y1], "png": str(tmp_path / f"{tms}.png")})
     proc = subprocess.run(
-        [SYSTEM_PYTHON, str(Path(__file__).with_name("qgis_wmts_render.py")), json.dumps(specs)],
+        [SYSTEM_PYTHON, str(QGIS_SCRIPTS / "qgis_wmts_render.py"), json.dumps(specs)],
         capture_output=True, text=True, timeout=240, check=False, env=_system_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     for spec, result in zip(specs, json.loads(proc.stdout.strip().splitlines()[-1]),
@@ -87,7 +87,7 @@ def test_qgis_shows_the_legend_of_the_style(live, small_app, tmp_path):
             "extent": [x0, y0, x1, y1], "png": str(tmp_path / "map.png"),
             "legend": str(tmp_path / "legend.png")}
     proc = subprocess.run(
-        [SYSTEM_PYTHON, str(Path(__file__).with_name("qgis_wmts_render.py")), json.dumps([spec])],
+        [SYSTEM_PYTHON, str(QGIS_SCRIPTS / "qgis_wmts_render.py"), json.dumps([spec])],
         capture_output=True, text=True, timeout=240, check=False, env=_system_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     (result,) = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -705,3 +705,10 @@ def test_dead_workers_mark_the_job_error_with_the_reason(apps, cluster):
     assert any(m.startswith("resuming:") for m in messages), messages
     data, _ = read_result(client, client.get(f"/jobs/{job_id}/download").get_json()[0])
     assert_matches_core(data[0], _core(client.application, ndvi_graph("min_time")).data[0, 0])
+
+
+def test_killed_batch_server_leaves_no_job_running_forever_on_postgresql(apps, tmp_path,
+                                                                         cluster, catalog,
+                                                                         pg_url):
+    """The same on PostgreSQL (the pg_url fixture of tests/conftest.py)."""
+    test_killed_server_leaves_no_job_running_forever(apps, tmp_path, cluster, catalog)

@@ -192,3 +192,23 @@ def test_jobs_survive_kill_9_of_the_server(tmp_path, small_catalog):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+
+
+# -- the same on PostgreSQL (the pg_url fixture of tests/conftest.py) ---------------------
+
+
+def test_crud_and_revocation_on_postgresql(make_app, small_catalog, pg_url):
+    client = make_app([small_catalog]).test_client()
+    assert client.application.extensions["tileserver"].store.engine.dialect.name == \
+        "postgresql"
+    test_job_crud(client)
+    test_deleting_the_job_or_canceling_it_revokes_its_service_urls(client)
+
+
+def test_jobs_and_services_survive_an_app_restart_on_postgresql(make_app, small_catalog,
+                                                                pg_url):
+    test_jobs_and_services_survive_an_app_restart(make_app, small_catalog)
+
+
+def test_jobs_survive_kill_9_of_the_server_on_postgresql(tmp_path, small_catalog, pg_url):
+    test_jobs_survive_kill_9_of_the_server(tmp_path, small_catalog)

@@ -22,6 +22,7 @@ from PIL import Image
 from rasterio.warp import Resampling, reproject
 
 from tests.support.hardening import basic, users_file, with_users
+from tests.support.udf import SMALL, source
 from tileserver.demo import S1_PRODUCT_ID, s1_grid, write_s1_product
 from tileserver.settings import load_settings
 from tileserver.web.app import create_app
@@ -32,8 +33,6 @@ pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None,
 
 TIMEOUT = 3
 ALICE, BOB = basic("alice"), basic("bob")
-#: 20 x 20 source pixels of the S1 grid (0.002 degrees), aligned to pixel edges.
-SMALL = {"left": 16.2, "right": 16.24, "bottom": 48.0, "top": 48.04, "srs": "EPSG:4326"}
 
 
 @pytest.fixture(scope="module")
@@ -83,24 +82,6 @@ def tiff(resp) -> np.ndarray:
     assert resp.status_code == 200, resp.get_json(silent=True)
     with rasterio.MemoryFile(resp.data) as mem, mem.open() as src:
         return src.read()
-
-
-def source(s1_catalog, bbox=SMALL, dates=range(6)) -> np.ndarray:
-    """(dates, bands, y, x) of the S1 COGs under ``bbox`` (pixel-aligned), read directly."""
-    transform, _, _ = s1_grid()
-    col0 = round((bbox["left"] - transform.c) / transform.a)
-    row0 = round((bbox["top"] - transform.f) / transform.e)
-    w = round((bbox["right"] - bbox["left"]) / transform.a)
-    h = round((bbox["top"] - bbox["bottom"]) / -transform.e)
-    items = sorted((s1_catalog.parent / S1_PRODUCT_ID).iterdir())
-    out = []
-    for i in dates:
-        bands = []
-        for band in ("VV", "VH"):
-            with rasterio.open(items[i] / f"{band}.tif") as src:
-                bands.append(src.read(1, window=((row0, row0 + h), (col0, col0 + w))))
-        out.append(bands)
-    return np.array(out, dtype=np.float32)
 
 
 def nanmean(a, axis=0):

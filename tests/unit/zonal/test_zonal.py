@@ -35,6 +35,7 @@ from tests.support.core import (
     pixels_read,
     reference_stack,
 )
+from tests.support.qgis import SCRIPTS as QGIS_SCRIPTS
 from tileserver.zonal.tables import ZonalTable
 from tileserver.data.userfiles import UserFiles, eval_context
 from tileserver.datacube.view import View
@@ -693,7 +694,7 @@ def test_qgis_opens_both_layers_and_reads_the_series(engine, home, tmp_path):
     path.write_bytes(_encode(table, "GPKG"))
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("GDAL_", "PROJ_", "PYTHON", "VIRTUAL_ENV", "CPL_"))}
-    proc = subprocess.run(["/usr/bin/python3", str(Path(__file__).parent / "qgis_gpkg_read.py"),
+    proc = subprocess.run(["/usr/bin/python3", str(QGIS_SCRIPTS / "qgis_gpkg_read.py"),
                            str(path)], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads(proc.stdout.strip().splitlines()[-1])
