@@ -4,10 +4,10 @@ against a real ``tileserver serve`` through the 1.2 base.
 The suite validates every answer against the openEO API 1.2.0 document and posts the
 request bodies of its ``payload_examples`` (from ``../shared/openeo/``: its wheel ships
 neither). It finds both two folders above its installed package, so they are copied there
-(:func:`install_suite_files`). Its access token comes from OIDC; :mod:`tests.support.compliance_plugin`
-replaces that with ``GET /credentials/basic``. The payloads load ``CGLS_SSM_1KM`` (band
-``B01``, near Vienna, 2020), so the server gets a small synthetic collection of that name
-(:func:`make_compliance_catalog`) besides the test catalog.
+(:func:`install_suite_files`). Its access token comes from OIDC;
+:mod:`tests.support.compliance_plugin` replaces that with ``GET /credentials/basic``. The
+payloads load ``CGLS_SSM_1KM`` (band ``B01``, near Vienna, 2020), so the server gets a small
+synthetic collection of that name (:func:`make_compliance_catalog`) besides the test catalog.
 
 ``python -m tests.support.compliance`` (``make compliance``) runs it and prints the counts.
 """

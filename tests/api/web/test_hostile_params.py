@@ -9,7 +9,6 @@ keeps answering correctly afterwards.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 

@@ -1,6 +1,6 @@
 """Shared start-up of the QGIS helper scripts (``tests/e2e/qgis/scripts/qgis_*.py``), which
-run under Debian's ``/usr/bin/python3`` (python3-qgis): offscreen Qt and a throw-away QGIS profile, so that a
-test run neither reads nor writes the user's QGIS settings."""
+run under Debian's ``/usr/bin/python3`` (python3-qgis): offscreen Qt and a throw-away QGIS
+profile, so that a test run neither reads nor writes the user's QGIS settings."""
 
 import os
 import tempfile

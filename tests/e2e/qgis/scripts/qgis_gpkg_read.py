@@ -1,5 +1,5 @@
-"""Run by Debian's ``/usr/bin/python3`` (python3-qgis) from ``tests/unit/zonal/test_zonal.py``: open a
-zonal statistics GeoPackage the way QGIS's browser does and read what a plot would use.
+"""Run by Debian's ``/usr/bin/python3`` (python3-qgis) from ``tests/unit/zonal/test_zonal.py``:
+open a zonal statistics GeoPackage the way QGIS's browser does and read what a plot would use.
 
 Argument: the GeoPackage path. Prints JSON: per layer its validity, geometry type, feature
 count and field types, and per ``region_id`` the series ``[[date, value], ...]`` read from

@@ -1,5 +1,5 @@
-"""Run by Debian's ``/usr/bin/python3`` (python3-qgis) from ``tests/e2e/qgis/test_wmts_qgis.py``: add
-WMTS layers the way QGIS's data source manager does, render them headless, print JSON.
+"""Run by Debian's ``/usr/bin/python3`` (python3-qgis) from ``tests/e2e/qgis/test_wmts_qgis.py``:
+add WMTS layers the way QGIS's data source manager does, render them headless, print JSON.
 
 Argument: a JSON list of ``{caps, layer, tms, crs, extent: [xmin, ymin, xmax, ymax], png}``
 (optionally ``legend``: a PNG path for the legend graphic QGIS shows in its layer tree).
