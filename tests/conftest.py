@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.support.synthetic import make_catalog
+from tests.support.wmts import LiveServer
 from tileserver.settings import load_settings
 
 settings.register_profile(
@@ -85,6 +86,14 @@ def small_app(make_app, small_catalog):
 def client(small_app):
     """A test client of ``small_app``."""
     return small_app.test_client()
+
+
+@pytest.fixture
+def live(small_app):
+    """``small_app`` served over real HTTP in a thread (:class:`tests.support.wmts.LiveServer`)."""
+    server = LiveServer(small_app)
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="session")

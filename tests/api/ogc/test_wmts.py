@@ -14,7 +14,6 @@ from rasterio.io import MemoryFile
 
 from tests.support.wmts import (
     NS,
-    LiveServer,
     assert_ows_exception,
     assert_valid,
     create_job,
@@ -306,13 +305,6 @@ def test_rest_bad_extension_and_deleted_or_canceled_is_404(client, wmts):
 
 
 # -- real clients ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def live(small_app):
-    server = LiveServer(small_app)
-    yield server
-    server.close()
 
 
 def test_owslib_reads_capabilities_and_tiles_of_several_jobs(live, small_app):

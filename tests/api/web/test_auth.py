@@ -20,8 +20,6 @@ from tests.support.hardening import (
     bearer,
     fill_rule,
     ndvi_graph,
-    users_file,
-    with_users,
 )
 from tileserver.cli import main as cli_main
 from tileserver.settings import load_settings
@@ -29,11 +27,6 @@ from tileserver.web.auth import add_user, configured_users, remove_user, users_p
 
 PUBLIC = ["/", "/capabilities", "/capabilities/output_formats", "/capabilities/services",
           "/data", "/data/TEST", "/processes", "/processes/NDVI", "/openapi.json"]
-
-
-@pytest.fixture
-def app(make_app, small_catalog, tmp_path_factory):
-    return with_users(make_app([small_catalog]), users_file(tmp_path_factory))
 
 
 @pytest.fixture

@@ -17,16 +17,9 @@ from tests.support.hardening import (
     PASSWORDS,
     basic,
     ndvi_graph,
-    users_file,
-    with_users,
 )
 
 ORIGIN = "http://viewer.example.org:8000"
-
-
-@pytest.fixture
-def app(make_app, small_catalog, tmp_path_factory):
-    return with_users(make_app([small_catalog]), users_file(tmp_path_factory))
 
 
 def _cors_ok(resp, origin=ORIGIN):

@@ -18,18 +18,11 @@ from tests.support.hardening import (
     fill_rule,
     ndvi_graph,
     route_args,
-    users_file,
-    with_users,
 )
 from tileserver.web.auth import is_public
 
 ALICE, BOB = basic("alice"), basic("bob")
 FILE_BODY = b'{"type": "FeatureCollection", "features": []}'
-
-
-@pytest.fixture
-def app(make_app, small_catalog, tmp_path_factory):
-    return with_users(make_app([small_catalog]), users_file(tmp_path_factory))
 
 
 @pytest.fixture

@@ -26,13 +26,6 @@ def _dump_dom(url: str, profile) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
 
 
-@pytest.fixture
-def live(small_app):
-    server = LiveServer(small_app)
-    yield server
-    server.close()
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
 @pytest.mark.skipif(not (leaflet_dir() / "leaflet.js").exists(),
                     reason="Leaflet is not installed (python -m tileserver.web.assets install)")

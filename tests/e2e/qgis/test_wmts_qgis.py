@@ -13,7 +13,7 @@ from PIL import Image
 from pyproj import Transformer
 
 from tests.support.qgis import SCRIPTS as QGIS_SCRIPTS
-from tests.support.wmts import LiveServer, create_job, create_service, ndvi_graph
+from tests.support.wmts import create_job, create_service, ndvi_graph
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -30,13 +30,6 @@ def _system_env() -> dict[str, str]:
     """The environment without what the venv's GDAL/PROJ/Python put there."""
     return {k: v for k, v in os.environ.items()
             if not k.startswith(("GDAL_", "PROJ_", "PYTHON", "VIRTUAL_ENV", "CPL_"))}
-
-
-@pytest.fixture
-def live(small_app):
-    server = LiveServer(small_app)
-    yield server
-    server.close()
 
 
 @pytest.mark.skipif(not _has_qgis(), reason="python3-qgis is not installed")

@@ -51,11 +51,6 @@ def _names(calls):
     return sorted({(Path(h).parent.name, b) for h, b, _ in calls})
 
 
-@pytest.fixture(scope="module")
-def engine(small_catalog):
-    return make_engine(small_catalog)
-
-
 VIEW = View("EPSG:32632", TEST_BOUNDS_32632, 256, 256)
 
 

@@ -17,11 +17,6 @@ from tileserver.errors import (
 )
 
 
-@pytest.fixture(scope="module")
-def engine(small_catalog):
-    return make_engine(small_catalog)
-
-
 def example(product="TEST") -> dict:
     return call("min_time", call("NDVI", daterange(
         bbox(leaf(product), 500_100, 504_000, 5_099_000, 5_096_000), "2020-05-01",

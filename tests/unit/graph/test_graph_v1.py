@@ -30,11 +30,6 @@ VIEW = View("EPSG:32632", (L, B - 400, R + 400, T), 552, 552)
 VIEW33 = View("EPSG:32633", (35_600.0, 5_112_600.0, 41_600.0, 5_117_400.0), 600, 480)
 
 
-@pytest.fixture(scope="module")
-def engine(small_catalog):
-    return make_engine(small_catalog)
-
-
 @pytest.fixture
 def band_reads(monkeypatch) -> list[str]:
     """The ids of the bands the evaluator reads (each real read, in order)."""

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from tests.support.core import TEST_BOUNDS_32632, make_engine, ndvi, reference_stack
+from tests.support.core import TEST_BOUNDS_32632, ndvi, reference_stack
 from tileserver.graph import udp
 from tileserver.processes import is_predefined
 from tileserver.datacube.view import View
@@ -64,11 +64,6 @@ OFFSET = {
 
 def load(bands=("B04", "B08")):
     return ("load", "load_collection", {"id": "TEST", "bands": list(bands)})
-
-
-@pytest.fixture(scope="module")
-def engine(small_catalog):
-    return make_engine(small_catalog)
 
 
 def test_a_cube_process_equals_the_inline_graph_and_numpy(engine, small_catalog):

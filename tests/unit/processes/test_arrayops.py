@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from tests.support.core import TEST_BOUNDS_32632, make_engine, reference_stack
+from tests.support.core import TEST_BOUNDS_32632, reference_stack
 from tileserver.processes.callbacks import ChildProcess, params_read
-from tileserver.engine.evaluator import Engine
 from tileserver.processes import V1_REGISTRY, array_processes
 from tileserver.processes.array.lib import ARRAY_PROCESSES, LabeledArray
 from tileserver.datacube.view import View
@@ -199,11 +198,6 @@ def test_params_read_sees_only_its_own_parameters():
 
 
 # --- in graphs, through the engine ----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def engine(small_catalog) -> Engine:
-    return make_engine(small_catalog)
 
 
 def _graph(*nodes: tuple[str, str, dict]) -> dict:

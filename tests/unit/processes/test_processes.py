@@ -35,11 +35,6 @@ VIEWS = {
 ALL_BANDS = ["B04", "B08", "B11"]
 
 
-@pytest.fixture(scope="module")
-def engine(small_catalog):
-    return make_engine(small_catalog)
-
-
 @pytest.fixture(scope="module", params=sorted(VIEWS))
 def view(request):
     return VIEWS[request.param]

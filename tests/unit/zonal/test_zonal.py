@@ -109,11 +109,6 @@ def zipped_shapefile(folder: Path, name: str, geoms, crs: str, inner: str = "") 
 
 
 @pytest.fixture(scope="module")
-def engine(small_catalog):
-    return make_engine(small_catalog)
-
-
-@pytest.fixture(scope="module")
 def reference(small_catalog):
     """``(days, (t, 2, 512, 512))`` mosaic of B04 and B08 on the TEST grid."""
     return reference_stack(small_catalog, "TEST", GRID, ["B04", "B08"])
