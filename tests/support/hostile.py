@@ -163,8 +163,10 @@ def versioned_body_fields() -> list[str]:
     """JSON body fields read by the versioned APIs and their use cases (from the source)."""
     root = Path(__file__).resolve().parents[2] / "tileserver"
     fields: set[str] = {"process", "type", "configuration", "title", "description"}
-    for folder in ("web/openeo_v1", "services"):
-        for file in sorted((root / folder).glob("*.py")) if (root / folder).is_dir() else []:
+    # the 1.x routes and the use cases they call (before the packages were named after the
+    # subsystems: web/openeo_v1/ and services/)
+    for where in ("web/openeo/v1/*.py", "jobs/usecases.py", "jobs/services.py"):
+        for file in sorted(root.glob(where)):
             code = file.read_text()
             for pattern in _BODY_READS:
                 for found in re.findall(pattern, code):
