@@ -25,16 +25,16 @@ test: $(STAMP)
 # Randomised search (before each release): the property tests with many more examples,
 # random seeds and the example database in .hypothesis/; schemathesis runs every operation
 # of /openapi.json. Whatever it finds goes into the deterministic suite as an @example or an
-# entry of tests/fuzz_support.py. FUZZ_SCALE multiplies the example counts.
+# entry of tests/support/fuzz.py. FUZZ_SCALE multiplies the example counts.
 FUZZ_SCALE ?= 20
-FUZZ_TESTS := tests/test_fuzz.py tests/test_params.py tests/test_wcs.py::test_garbage_parameters_never_give_500
+FUZZ_TESTS := tests/api/web/test_fuzz.py tests/unit/test_params.py tests/api/ogc/test_wcs.py::test_garbage_parameters_never_give_500
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz TILESERVER_FUZZ_SCALE=$(FUZZ_SCALE) \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider $(FUZZ_TESTS) $(PYTEST_ARGS)
 
 # the openEO compliance suite (openeo-test-suite, tests/general) against the 1.2 base
 compliance: $(STAMP)
-	$(BIN)/python -m tests.compliance_support
+	$(BIN)/python -m tests.support.compliance
 
 lint: $(STAMP)
 	$(BIN)/pip install ruff mypy

@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_load.py [--clients 16] [--seconds 60] [--workers 1]
 
 A real ``tileserver serve`` (gunicorn, ``--workers`` processes of 8 threads) runs on
-loopback over the synthetic test catalog (``tests/synthetic.py``). After a warm-up, one
+loopback over the synthetic test catalog (``tests/support/synthetic.py``). After a warm-up, one
 client alone runs for ``--baseline`` seconds (the latency of an idle server), then
 ``--clients`` clients run for ``--seconds`` mixing XYZ tiles, WCS 1.0.0 GetCoverage,
 ``POST /execute`` and job calls (create, read, patch, list, delete). Reported: medians and
@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.load_support import (  # noqa: E402
+from tests.support.load import (  # noqa: E402
     KINDS,
     Sampler,
     Target,
@@ -34,7 +34,7 @@ from tests.load_support import (  # noqa: E402
     run_load,
     serve,
 )
-from tests.synthetic import make_catalog  # noqa: E402
+from tests.support.synthetic import make_catalog  # noqa: E402
 
 
 def main() -> int:

@@ -1,6 +1,6 @@
 """STAC API + remote COGs vs static catalog + local files.
 
-Sets up what the tests use (``tests/stac_support.py``): a throw-away PostgreSQL with pgSTAC
+Sets up what the tests use (``tests/support/stac.py``): a throw-away PostgreSQL with pgSTAC
 served by stac-fastapi-pgstac, the demo collections and the 10 000-item CONTINENT
 collection, their COGs behind a local HTTP server that honours Range requests. Then:
 
@@ -42,9 +42,9 @@ import morecantile  # noqa: E402
 import rasterio  # noqa: E402
 from pyproj import Transformer  # noqa: E402
 
-from tests import continent  # noqa: E402
-from tests.pg_support import PostgresCluster, pg_bindir  # noqa: E402
-from tests.stac_support import deployment  # noqa: E402
+from tests.support import continent  # noqa: E402
+from tests.support.pg import PostgresCluster, pg_bindir  # noqa: E402
+from tests.support.stac import deployment  # noqa: E402
 from tileserver import metrics
 from tileserver.data import reader  # noqa: E402
 from tileserver.cache.memory import NodeCache  # noqa: E402

@@ -7,19 +7,21 @@ imported (so it covers every test file, including ones added later):
   the same on every run and every machine), no example database, no deadline. A test
   cannot pass on one run and fail on the next.
 - ``fuzz`` (``HYPOTHESIS_PROFILE=fuzz``, used by ``make fuzz``): random search, examples
-  multiplied by ``TILESERVER_FUZZ_SCALE`` (see :func:`tests.fuzz_support.examples`),
+  multiplied by ``TILESERVER_FUZZ_SCALE`` (see :func:`tests.support.fuzz.examples`),
   failures kept in ``.hypothesis/``. What it finds becomes an explicit ``@example``.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.synthetic import make_catalog
+from tests.support.synthetic import make_catalog
+from tests.support.wmts import LiveServer
 from tileserver.settings import load_settings
 
 settings.register_profile(
@@ -35,7 +37,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 @pytest.fixture(scope="session")
 def small_catalog(tmp_path_factory) -> Path:
-    """The synthetic two-zone catalog of ``tests/synthetic.py``."""
+    """The synthetic two-zone catalog of ``tests/support/synthetic.py``."""
     return make_catalog(tmp_path_factory.mktemp("small"))
 
 
@@ -86,12 +88,30 @@ def client(small_app):
     return small_app.test_client()
 
 
+@pytest.fixture
+def live(small_app):
+    """``small_app`` served over real HTTP in a thread (:class:`tests.support.wmts.LiveServer`)."""
+    server = LiveServer(small_app)
+    yield server
+    server.close()
+
+
 @pytest.fixture(scope="session")
 def pg_cluster():
     """A throw-away PostgreSQL + PostGIS cluster (skipped without the packages, except
     under CI)."""
-    from tests.pg_support import PostgresCluster, require_postgres
+    from tests.support.pg import PostgresCluster, require_postgres
 
     cluster = PostgresCluster(require_postgres()).start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster, monkeypatch):
+    """A fresh database; ``TILESERVER_DATABASE_URL`` points at it (servers started by the
+    tests inherit it). The ``*_on_postgresql`` tests run the concurrency and restart tests
+    that SQLite passes again on PostgreSQL."""
+    url = pg_cluster.create_db(f"jobs_{uuid.uuid4().hex[:10]}")
+    monkeypatch.setenv("TILESERVER_DATABASE_URL", url)
+    return url

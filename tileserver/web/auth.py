@@ -278,7 +278,7 @@ def _require_credentials():
 
     The global OGC endpoints are the exception: their views ask for the user themselves
     (after their blueprint has chosen the exception report format of the protocol version);
-    ``tests/test_auth.py`` checks that each of their routes answers 401 without credentials.
+    ``tests/api/web/test_auth.py`` checks that each of their routes answers 401 without credentials.
     """
     if request.method == "OPTIONS" or is_public(request.path):
         return None
