@@ -127,8 +127,8 @@ def _float_arg(name: str, lo: float, hi: float) -> float:
 
 
 @bp.get("/jobs/<job_id>/point")
-@operation("The job's values at one point (the viewer's click)", json_response(ANY_OBJECT),
-           "BadRequest", "Unauthorized", "NotFound")
+@operation("The job's values at lon/lat (WGS84) on its native grid, for time",
+           json_response(ANY_OBJECT), "BadRequest", "Unauthorized", "NotFound")
 def point(job_id: str):
     """The job's values at ``lon``/``lat`` (WGS84) on its native grid, for ``time``."""
     layer = _layer(job_id)
