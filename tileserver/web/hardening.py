@@ -108,7 +108,10 @@ def init_app(app: Flask) -> None:
     app.before_request(_limit_body)
     # after_request hooks run last-registered first: _route_methods after flask-cors
     app.after_request(_route_methods)
+    # error answers pass through after_request too: no need for flask-cors to wrap
+    # the app's exception handlers (intercept_exceptions)
     CORS(app, origins="*", supports_credentials=True, allow_headers="*",
-         expose_headers=list(EXPOSE_HEADERS), max_age=PREFLIGHT_MAX_AGE)
+         expose_headers=list(EXPOSE_HEADERS), max_age=PREFLIGHT_MAX_AGE,
+         intercept_exceptions=False)
     app.after_request(_nosniff)
     app.register_error_handler(TooManyRequests, _too_many)
