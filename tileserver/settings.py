@@ -42,6 +42,10 @@ def _flag(value: Any) -> Any:
     return value
 
 
+def _path(value: Any) -> Any:
+    return value if value is None or isinstance(value, Path) else str(value)
+
+
 def _paths(value: Any) -> tuple[str, ...]:
     """A list, or a comma-separated string (blank entries dropped)."""
     if value is None:
@@ -54,13 +58,14 @@ def _paths(value: Any) -> tuple[str, ...]:
 Text = Annotated[str, BeforeValidator(_blank_is_none)]
 OptionalText = Annotated[str | None, BeforeValidator(_blank_is_none)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
+Folder = Annotated[Path, BeforeValidator(_path)]
 Paths = Annotated[tuple[str, ...], BeforeValidator(_paths), NoDecode]
 
 
 class StateSettings(BaseModel):
     """Where the server keeps its state and finds its data."""
 
-    home: Path
+    home: Folder
     catalog: Paths
     database_url: OptionalText
 
@@ -196,6 +201,9 @@ class Settings(RemoteSettings, ViewerSettings, UdfSettings, BatchSettings, AuthS
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (checked like the rest)."""
+        unknown = sorted(set(changes) - set(type(self).model_fields))
+        if unknown:
+            raise TypeError(f"no such setting: {', '.join(unknown)}")
         return _build({**self.model_dump(), **changes}, "")
 
 
@@ -210,7 +218,7 @@ def _message(error: dict) -> str:
     elif error["type"].startswith("bool_"):
         expected = "a boolean (true/false)"
     else:
-        expected = error["msg"][0].lower() + error["msg"][1:]
+        expected = error["msg"].removeprefix("Input should be ")
     return f"setting {name} ({_env_name(name)}): expected {expected}, got {value!r}"
 
 

@@ -94,6 +94,11 @@ def operation(summary: str, response: dict = OK, *errors: str, status: int = 200
     return declare
 
 
+def is_declared(view: Callable[..., Any]) -> bool:
+    """Whether the view declares its operation."""
+    return hasattr(view, _ATTRIBUTE)
+
+
 def declared(view: Callable[..., Any]) -> Operation:
     """The view's declared operation; without one, its docstring's first line, and the
     errors every private route may answer."""

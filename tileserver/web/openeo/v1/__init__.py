@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from flask import Blueprint, Flask
 
 from tileserver.web.openeo.v1 import capabilities, catalog, files, processing, services, udp
-from tileserver.web.openeo.v1.versions import EVERY, VERSIONS, ApiVersion, Gate
+from tileserver.web.openeo.v1.versions import EVERY, SERVED, VERSIONS, ApiVersion, Gate
 
 wellknown = Blueprint("openeo_wellknown", __name__)
 wellknown.add_url_rule("/.well-known/openeo", view_func=capabilities.well_known)
@@ -76,34 +76,27 @@ ROUTES: list[Route] = [Route(*row) for row in [
 ]]
 
 
-
-def blueprint(version: ApiVersion) -> Blueprint:
-    """The routes of ``version`` under its base (endpoints ``<version.name>.<view>``)."""
+def mount(app: Flask, version: ApiVersion) -> None:
+    """Serve ``version`` under its base: a blueprint named after it with the routes its
+    gates admit. Its public routes answer without credentials, :func:`~.versions.current`
+    and ``/.well-known/openeo`` know it, and the root API's OpenAPI document leaves it out."""
     bp = Blueprint(version.name, __name__, url_prefix=version.base)
+    public = app.extensions.setdefault("tileserver.public_endpoints", set())
     for route in ROUTES:
         if route.gate.admits(version):
             bp.add_url_rule(route.rule, endpoint=route.view.__name__, view_func=route.view,
                             methods=route.methods)
-    return bp
-
-
-#: One blueprint per version.
-BLUEPRINTS = [blueprint(version) for version in VERSIONS]
-
-#: Endpoints that need no credentials.
-PUBLIC_ENDPOINTS = frozenset(
-    [f"{bp.name}.{route.view.__name__}" for bp in BLUEPRINTS for route in ROUTES
-     if route.public]
-    + ["openeo_wellknown.well_known"])
+            if route.public:
+                public.add(f"{version.name}.{route.view.__name__}")
+    app.register_blueprint(bp)
+    app.extensions.setdefault(SERVED, {})[version.name] = version
+    app.extensions.setdefault("tileserver.versioned_blueprints", set()).add(version.name)
 
 
 def init_app(app: Flask) -> None:
-    """Mount every version and ``/.well-known/openeo``; let the public routes answer without
-    credentials, and keep these routes out of the root API's OpenAPI document."""
-    for bp in BLUEPRINTS:
-        app.register_blueprint(bp)
+    """Mount every version of :data:`~.versions.VERSIONS`, and ``/.well-known/openeo``."""
+    for version in VERSIONS:
+        mount(app, version)
     app.register_blueprint(wellknown)
-    public = app.extensions.setdefault("tileserver.public_endpoints", set())
-    public.update(PUBLIC_ENDPOINTS)
-    versioned = app.extensions.setdefault("tileserver.versioned_blueprints", set())
-    versioned.update({bp.name for bp in BLUEPRINTS} | {wellknown.name})
+    app.extensions["tileserver.public_endpoints"].add(f"{wellknown.name}.well_known")
+    app.extensions["tileserver.versioned_blueprints"].add(wellknown.name)

@@ -8,7 +8,7 @@ from tileserver import __version__
 from tileserver.render.encoders import output_formats
 from tileserver.web.auth import basic_login
 from tileserver.web.common import current_user, external_url
-from tileserver.web.openeo.v1.versions import VERSIONS, current
+from tileserver.web.openeo.v1.versions import current, served
 
 SERVICE_CONFIGURATION = {
     "colormap": {"type": "string", "default": "viridis",
@@ -28,7 +28,7 @@ def well_known():
     """The API versions: each 1.x version at its base (newest first), 0.0.2 at the root."""
     return jsonify({"versions": [
         *({"url": external_url(f"{v.name}.index"), "api_version": v.number,
-           "production": v.production} for v in reversed(VERSIONS)),
+           "production": v.production} for v in reversed(served())),
         {"url": external_url("openeo.capabilities"), "api_version": "0.0.2",
          "production": True},
     ]})

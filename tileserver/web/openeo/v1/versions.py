@@ -1,8 +1,8 @@
 """The openEO 1.x versions this server speaks, and the gates of the endpoints that only some
 of them have (as openeo-python-driver's ``api_endpoint(version=...)`` does).
 
-Each row of :data:`VERSIONS` is mounted once, as a blueprint of its own under its base (see
-:mod:`tileserver.web.openeo.v1`), from the one route table ``ROUTES``: a route whose
+Each row of :data:`VERSIONS` is mounted once, as a blueprint of its own under its base
+(:func:`tileserver.web.openeo.v1.mount`), from the one route table ``ROUTES``: a route whose
 :class:`Gate` does not admit a version is simply not there, so its capabilities' endpoint
 list (built from the URL map) is right by construction. A view that answers differently in
 one version asks :func:`current`; URLs to sibling routes are built with a relative endpoint
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import request
+from flask import current_app, request
 
 #: STAC API conformance of the collections endpoints (the same in every 1.x version).
 STAC_CONFORMANCE = "https://api.stacspec.org/v1.0.0/collections"
@@ -52,7 +52,8 @@ class ApiVersion:
 VERSIONS: tuple[ApiVersion, ...] = (
     ApiVersion("1.2.0", "openeo_v1", "/openeo/1.2"),
 )
-_BY_NAME = {version.name: version for version in VERSIONS}
+#: ``app.extensions`` key of the versions an app serves (``{blueprint name: ApiVersion}``).
+SERVED = "tileserver.openeo_versions"
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,12 @@ class Gate:
 EVERY = Gate()
 
 
+def served() -> list[ApiVersion]:
+    """The 1.x versions the current app serves, oldest first."""
+    versions = current_app.extensions.get(SERVED, {}).values()
+    return sorted(versions, key=lambda version: _key(version.number))
+
+
 def current() -> ApiVersion:
     """The version of the request being answered (from its blueprint)."""
-    return _BY_NAME[request.blueprint or ""]
+    return current_app.extensions[SERVED][request.blueprint]
