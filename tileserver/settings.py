@@ -1,82 +1,73 @@
-"""Settings: one immutable object read from ``config/default.yaml`` and ``TILESERVER_*``."""
+"""Settings: one immutable, typed object read from ``config/default.yaml`` and ``TILESERVER_*``.
+
+The fields are declared in groups (:data:`GROUPS`: the server, its state, cache, limits,
+auth, batch, UDF, viewer, remote sources); :class:`Settings` is all of them at once, so
+``settings.cache_bytes`` is read as before, and a subsystem may ask for its group alone
+(``def from_settings(s: UdfSettings)`` accepts the whole :class:`Settings`). pydantic checks
+the types; ``config/default.yaml`` is the one source of the defaults (what each setting
+means is written there too), so no field has a default here.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_type_hints
+from typing import Annotated, Any
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 
 #: The defaults shipped with the package (``config/default.yaml`` at the repository root,
 #: also installed as package data).
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
 _PACKAGED_CONFIG = Path(sys.prefix) / "share" / "tileserver" / "config" / "default.yaml"
+#: Environment variables are ``TILESERVER_<KEY upper-case>``.
+ENV_PREFIX = "TILESERVER_"
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Every setting of the server; build it with :func:`load_settings`.
+class SettingsError(ValueError):
+    """A setting (YAML key or ``TILESERVER_*`` variable) with an impossible value."""
 
-    The fields have no defaults here: ``config/default.yaml`` is their one source (what each
-    one means is written there too), and :func:`load_settings` requires every field in it.
-    """
 
-    home: Path
-    catalog: tuple[str, ...]
-    dask_scheduler: str | None
-    cache_bytes: int
-    cache_url: str | None
-    cache_shared_bytes: int
-    cache_shared_max_entry: int
-    cache_shared_min_ms: int
-    cache_shared_ttl: int
-    database_url: str | None
-    host: str
-    port: int
-    workers: int
-    threads: int
-    public_url: str | None
-    max_pixels: int
-    max_graph_nodes: int
-    max_graph_depth: int
-    max_body_bytes: int
-    max_upload_bytes: int
-    max_output_pixels: int
-    resampling: str
-    users_file: str | None
-    allow_remote: bool
-    token_ttl: int
-    max_evaluations: int
-    evaluation_queue_timeout: int
-    evaluation_timeout: int
-    batch_block_size: int
-    batch_workers: int
-    batch_worker_memory: str
-    batch_stale_seconds: int
-    udf_allowed_users: str
-    udf_workers: int
-    udf_user_workers: int
-    udf_timeout: int
-    udf_memory: str
-    udf_max_output: str
-    udf_nproc: int
-    udf_isolation: str
-    udf_user: str
-    viewer_basemap_url: str | None
-    viewer_basemap_attribution: str | None
-    remote_timeout: int
-    remote_connect_timeout: int
-    remote_retries: int
-    remote_retry_delay: int
-    remote_cache_bytes: int
-    stac_page_size: int
-    stac_max_pages: int
-    stac_search_ttl: int
-    extra: dict[str, Any] = field(default_factory=dict)
+def _blank_is_none(value: Any) -> Any:
+    return None if value == "" else value
+
+
+def _flag(value: Any) -> Any:
+    """Booleans as YAML writes them, or 1/0, yes/no, on/off; an empty variable is false."""
+    if isinstance(value, str):
+        value = value.strip().lower() or "false"
+    return value
+
+
+def _path(value: Any) -> Any:
+    return value if value is None or isinstance(value, Path) else str(value)
+
+
+def _paths(value: Any) -> tuple[str, ...]:
+    """A list, or a comma-separated string (blank entries dropped)."""
+    if value is None:
+        return ()
+    if isinstance(value, list | tuple):
+        return tuple(str(v) for v in value)
+    return tuple(p.strip() for p in str(value).split(",") if p.strip())
+
+
+Text = Annotated[str, BeforeValidator(_blank_is_none)]
+OptionalText = Annotated[str | None, BeforeValidator(_blank_is_none)]
+Flag = Annotated[bool, BeforeValidator(_flag)]
+Folder = Annotated[Path, BeforeValidator(_path)]
+Paths = Annotated[tuple[str, ...], BeforeValidator(_paths), NoDecode]
+
+
+class StateSettings(BaseModel):
+    """Where the server keeps its state and finds its data."""
+
+    home: Folder
+    catalog: Paths
+    database_url: OptionalText
 
     @property
     def db_url(self) -> str:
@@ -88,48 +79,160 @@ class Settings:
         """Where the demo catalog lives when no catalog is configured."""
         return self.home / "demo"
 
+
+class ServerSettings(BaseModel):
+    """The HTTP server (``tileserver serve``)."""
+
+    host: Text
+    port: int
+    workers: int
+    threads: int
+    public_url: OptionalText
+
+
+class CacheSettings(BaseModel):
+    """The intermediate-result cache and its shared tier."""
+
+    cache_bytes: int
+    cache_url: OptionalText
+    cache_shared_bytes: int
+    cache_shared_max_entry: int
+    cache_shared_min_ms: int
+    cache_shared_ttl: int
+
+
+class LimitSettings(BaseModel):
+    """What one request or evaluation may cost."""
+
+    max_pixels: int
+    max_graph_nodes: int
+    max_graph_depth: int
+    max_body_bytes: int
+    max_upload_bytes: int
+    max_output_pixels: int
+    resampling: Text
+    max_evaluations: int
+    evaluation_queue_timeout: int
+    evaluation_timeout: int
+
+
+class AuthSettings(BaseModel):
+    """Users and their tokens."""
+
+    users_file: OptionalText
+    allow_remote: Flag
+    token_ttl: int
+
+
+class BatchSettings(BaseModel):
+    """Batch jobs on dask.distributed."""
+
+    dask_scheduler: OptionalText
+    batch_block_size: int
+    batch_workers: int
+    batch_worker_memory: Text
+    batch_stale_seconds: int
+
+
+class UdfSettings(BaseModel):
+    """The sandbox of user-defined functions."""
+
+    udf_allowed_users: Text
+    udf_workers: int
+    udf_user_workers: int
+    udf_timeout: int
+    udf_memory: Text
+    udf_max_output: Text
+    udf_nproc: int
+    udf_isolation: Text
+    udf_user: Text
+
+
+class ViewerSettings(BaseModel):
+    """The job viewer page."""
+
+    viewer_basemap_url: OptionalText
+    viewer_basemap_attribution: OptionalText
+
+
+class RemoteSettings(BaseModel):
+    """Remote sources: COGs over HTTP/S3 and STAC API searches."""
+
+    remote_timeout: int
+    remote_connect_timeout: int
+    remote_retries: int
+    remote_retry_delay: int
+    remote_cache_bytes: int
+    stac_page_size: int
+    stac_max_pages: int
+    stac_search_ttl: int
+
+
+#: The groups of settings, in the order of ``config/default.yaml``.
+GROUPS: tuple[type[BaseModel], ...] = (
+    StateSettings, ServerSettings, CacheSettings, LimitSettings, AuthSettings, BatchSettings,
+    UdfSettings, ViewerSettings, RemoteSettings)
+
+
+class Settings(RemoteSettings, ViewerSettings, UdfSettings, BatchSettings, AuthSettings,
+               LimitSettings, CacheSettings, ServerSettings, StateSettings, BaseSettings):
+    """Every setting of the server (all :data:`GROUPS`); build it with :func:`load_settings`.
+
+    ``extra`` holds the keys of the configuration files that are no setting (finer knobs
+    that a subsystem reads itself, such as ``batch_poll_seconds``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid",
+                                      coerce_numbers_to_str=True)
+
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
+                                   dotenv_settings, file_secret_settings):
+        """Only the keyword arguments: :func:`load_settings` layers the files and the
+        environment itself, and :meth:`replace` must not read the environment again."""
+        return (init_settings,)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """The settings' names (the YAML keys; ``extra`` excluded)."""
+        return [name for name in cls.model_fields if name != "extra"]
+
     def replace(self, **changes: Any) -> Settings:
-        """A copy with some fields changed."""
-        return dataclasses.replace(self, **changes)
+        """A copy with some fields changed (checked like the rest)."""
+        unknown = sorted(set(changes) - set(type(self).model_fields))
+        if unknown:
+            raise TypeError(f"no such setting: {', '.join(unknown)}")
+        return _build({**self.model_dump(), **changes}, "")
 
 
-class SettingsError(ValueError):
-    """A setting (YAML key or ``TILESERVER_*`` variable) with an impossible value."""
+def _env_name(name: str) -> str:
+    return f"{ENV_PREFIX}{name.upper()}"
 
 
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+def _message(error: dict) -> str:
+    name, value = str(error["loc"][0]), error.get("input")
+    if error["type"].startswith("int_"):
+        expected = "an integer"
+    elif error["type"].startswith("bool_"):
+        expected = "a boolean (true/false)"
+    else:
+        expected = error["msg"].removeprefix("Input should be ")
+    return f"setting {name} ({_env_name(name)}): expected {expected}, got {value!r}"
 
 
-def _fields() -> dict[str, Any]:
-    """``{name: type}`` of the settings (``extra`` excluded)."""
-    hints = get_type_hints(Settings)
-    return {f.name: hints[f.name] for f in dataclasses.fields(Settings) if f.name != "extra"}
-
-
-def _coerce(name: str, kind: Any, value: Any) -> Any:
-    if name == "home":
-        return Path(str(value))
-    if name == "catalog":
-        if value is None:
-            return ()
-        if isinstance(value, list | tuple):
-            return tuple(str(v) for v in value)
-        return tuple(p.strip() for p in str(value).split(",") if p.strip())
-    if value is None:
-        return None
-    if kind is bool:
-        text = str(value).strip().lower()
-        if text not in _TRUE + _FALSE:
-            raise SettingsError(f"setting {name} (TILESERVER_{name.upper()}): expected a "
-                                f"boolean (true/false), got {value!r}")
-        return text in _TRUE
-    if kind is int:
-        try:
-            return int(str(value).strip().replace("_", ""))
-        except ValueError:
-            raise SettingsError(f"setting {name} (TILESERVER_{name.upper()}): expected an "
-                                f"integer, got {value!r}") from None
-    return str(value) if value != "" else None
+def _build(values: dict[str, Any], shipped: Path | str) -> Settings:
+    """:class:`Settings` of ``values``; pydantic's errors said as :class:`SettingsError`."""
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        errors = exc.errors()
+        unset = sorted({str(e["loc"][0]) for e in errors if e.get("input", "") is None})
+        if unset:
+            where = f" (null in {shipped})" if shipped else ""
+            raise SettingsError(f"settings without a value: {', '.join(unset)}{where}") from None
+        raise SettingsError("; ".join(_message(e) for e in errors)) from None
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -140,6 +243,11 @@ def _read(path: Path) -> dict[str, Any]:
     if not isinstance(loaded, dict | None):
         raise SettingsError(f"configuration file {path} must be a mapping of settings")
     return loaded or {}
+
+
+def _environment() -> dict[str, Any]:
+    """The ``TILESERVER_*`` variables that name a setting, read by pydantic-settings."""
+    return {k: v for k, v in EnvSettingsSource(Settings)().items() if k != "extra"}
 
 
 def load_settings(config_file: str | os.PathLike | None = None, **overrides: Any) -> Settings:
@@ -158,22 +266,17 @@ def load_settings(config_file: str | os.PathLike | None = None, **overrides: Any
     if not shipped.exists():
         raise SettingsError(f"the default settings are missing: neither {DEFAULT_CONFIG} nor "
                             f"{_PACKAGED_CONFIG} exists (reinstall tileserver)")
-    kinds = _fields()
+    names = Settings.names()
     values = _read(shipped)
-    missing = sorted(set(kinds) - set(values))
+    missing = sorted(set(names) - set(values))
     if missing:
         raise SettingsError(f"{shipped} has no default for {', '.join(missing)}")
-    unknown = sorted(set(overrides) - set(kinds))
+    unknown = sorted(set(overrides) - set(names))
     if unknown:
         raise TypeError(f"no such setting: {', '.join(unknown)}")
     layers = [_read(path)] if path is not None and path != shipped else []
-    layers.append({name: os.environ.get(f"TILESERVER_{name.upper()}") for name in kinds})
-    layers.append(overrides)
+    layers += [_environment(), overrides]
     for layer in layers:
         values.update({k: v for k, v in layer.items() if v is not None})
-    extra = {k: v for k, v in values.items() if k not in kinds}
-    out = {k: _coerce(k, kind, values[k]) for k, kind in kinds.items()}
-    unset = [k for k, v in out.items() if v is None and type(None) not in get_args(kinds[k])]
-    if unset:
-        raise SettingsError(f"settings without a value: {', '.join(unset)} (null in {shipped})")
-    return Settings(extra=extra, **out)
+    extra = {k: v for k, v in values.items() if k not in names}
+    return _build({k: values[k] for k in names} | {"extra": extra}, shipped)

@@ -34,6 +34,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from tileserver.errors import InvalidCredentials, TileserverError, Unauthorized, WrongPassword
 from tileserver.settings import Settings, load_settings
+from tileserver.web.apidoc import json_response, operation, ref
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger(__name__)
@@ -301,6 +302,8 @@ def _unauthorized(exc: Unauthorized):
 
 
 @bp.get("/auth/login")
+@operation("HTTP Basic in, a Bearer token out", json_response(ref("Login")), "Unauthorized",
+           security=[{"Basic": []}])
 def login():
     """HTTP Basic in, ``{user_id, token}`` out (0.0.2 ``GET /auth/login``)."""
     user, token = basic_login()

@@ -1,11 +1,12 @@
 """Cross-cutting protections of every request: CORS, body size limits, retry hints, and a
 bounded GDAL block cache.
 
-CORS follows the openEO 0.0.2 specification: the request's ``Origin`` is echoed in
+CORS (flask-cors) follows the openEO specification: the request's ``Origin`` is echoed in
 ``Access-Control-Allow-Origin`` with ``Access-Control-Allow-Credentials: true`` (no CORS
-headers without an ``Origin``); every ``OPTIONS`` request is answered 204 (with no
-credentials needed) with the methods of the path. Tiles and coverages get the same
-headers, so web maps on other origins can use them.
+headers without an ``Origin``), and the headers of :data:`EXPOSE_HEADERS` are readable by
+browser scripts. Every ``OPTIONS`` request on a route is answered 204 without credentials,
+with the route's methods ("all endpoints must respond to the OPTIONS HTTP method ... with
+204"). Tiles and coverages get the same headers, so web maps on other origins can use them.
 """
 
 from __future__ import annotations
@@ -14,17 +15,17 @@ import os
 import re
 
 from flask import Flask, current_app, make_response, request
+from flask_cors import CORS
 from rasterio.env import set_gdal_config
 from werkzeug.exceptions import HTTPException
 
 from tileserver.errors import LimitExceeded, TooManyRequests
+from tileserver.web.errors import handle_tileserver_error
 
 #: Headers a browser script may read from our responses.
 EXPOSE_HEADERS = ("Location", "OpenEO-Identifier", "OpenEO-Costs", "Content-Disposition",
                   "Content-Length", "Warning", "X-Tileserver-Notes", "Retry-After",
                   "WWW-Authenticate", "Link")
-#: Request headers a browser script may send.
-ALLOW_HEADERS = ("Authorization", "Content-Type", "Accept", "Range", "If-None-Match")
 #: How long a browser may cache a preflight answer (seconds).
 PREFLIGHT_MAX_AGE = 3600
 #: GDAL block cache of a server process (MB) unless ``GDAL_CACHEMAX`` is set.
@@ -58,40 +59,35 @@ def _limit_body():
     return None
 
 
-def _preflight():
-    """Every ``OPTIONS`` request on a route: 204 with the route's methods (the openEO CORS
-    page: "all endpoints must respond to the OPTIONS HTTP method ... with 204")."""
+def _options():
+    """Every ``OPTIONS`` request on a route: 204 with the route's methods in ``Allow`` and
+    ``Access-Control-Allow-Methods`` (flask-cors adds the CORS headers to it)."""
     if request.method != "OPTIONS":
         return None
     if isinstance(request.routing_exception, HTTPException):
         raise request.routing_exception
     adapter = current_app.url_map.bind_to_environ(request.environ)
-    methods = sorted(set(adapter.allowed_methods(request.path)) | {"OPTIONS"})
+    methods = ", ".join(sorted(set(adapter.allowed_methods(request.path)) | {"OPTIONS"}))
     resp = current_app.response_class(status=204, content_type="application/json")
-    resp.headers["Allow"] = ", ".join(methods)
-    resp.headers["Access-Control-Allow-Methods"] = ", ".join(methods)
-    requested = request.headers.get("Access-Control-Request-Headers", "")
-    allowed = list(ALLOW_HEADERS) + [h.strip() for h in requested.split(",")
-                                     if h.strip() and h.strip().title() not in ALLOW_HEADERS]
-    resp.headers["Access-Control-Allow-Headers"] = ", ".join(allowed)
-    resp.headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE)
+    resp.headers["Allow"] = methods
+    resp.headers["Access-Control-Allow-Methods"] = methods
     return resp
 
 
-def _cors(resp):
-    origin = request.headers.get("Origin")
-    if origin:
-        resp.headers["Access-Control-Allow-Origin"] = origin
-        resp.headers["Access-Control-Allow-Credentials"] = "true"
-        resp.headers["Access-Control-Expose-Headers"] = ", ".join(EXPOSE_HEADERS)
-        resp.vary.add("Origin")
+def _route_methods(resp):
+    """flask-cors lists one fixed set of methods in a preflight answer; openEO asks for the
+    endpoint's own (the ``Allow`` of :func:`_options`)."""
+    if request.method == "OPTIONS" and "Allow" in resp.headers:
+        resp.headers["Access-Control-Allow-Methods"] = resp.headers["Allow"]
+    return resp
+
+
+def _nosniff(resp):
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     return resp
 
 
 def _too_many(exc: TooManyRequests):
-    from tileserver.web.errors import handle_tileserver_error  # noqa: PLC0415
-
     resp = make_response(handle_tileserver_error(exc))
     resp.headers["Retry-After"] = str(getattr(exc, "retry_after", 1))
     return resp
@@ -105,9 +101,17 @@ def bound_gdal_cache() -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Install CORS, the preflight answer, the body limits and the 503 retry hint."""
+    """Install CORS, the ``OPTIONS`` answer, the body limits and the 503 retry hint."""
     bound_gdal_cache()
-    app.before_request_funcs.setdefault(None, []).insert(0, _preflight)
+    # before every other hook (authentication too): OPTIONS needs no credentials
+    app.before_request_funcs.setdefault(None, []).insert(0, _options)
     app.before_request(_limit_body)
-    app.after_request(_cors)
+    # after_request hooks run last-registered first: _route_methods after flask-cors
+    app.after_request(_route_methods)
+    # error answers pass through after_request too: no need for flask-cors to wrap
+    # the app's exception handlers (intercept_exceptions)
+    CORS(app, origins="*", supports_credentials=True, allow_headers="*",
+         expose_headers=list(EXPOSE_HEADERS), max_age=PREFLIGHT_MAX_AGE,
+         intercept_exceptions=False)
+    app.after_request(_nosniff)
     app.register_error_handler(TooManyRequests, _too_many)

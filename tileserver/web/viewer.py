@@ -21,6 +21,7 @@ from tileserver.web.common import (
     service_url,
 )
 from tileserver.maps.served import ServedJob
+from tileserver.web.apidoc import ANY_OBJECT, HTML, json_response, operation
 from tileserver.web.served import served_job
 
 bp = Blueprint("viewer", __name__)
@@ -40,6 +41,7 @@ def leaflet(filename: str):
 
 
 @bp.get("/jobs/<job_id>/viewer")
+@operation("Leaflet viewer page of the job", HTML, "Unauthorized", "NotFound")
 def viewer(job_id: str):
     """An HTML map of the job: the user's jobs, legend, opacity, labelled date slider
     (``?time=`` picks the date shown, default the latest), click-to-query with the pixel's
@@ -122,6 +124,8 @@ def _float_arg(name: str, lo: float, hi: float) -> float:
 
 
 @bp.get("/jobs/<job_id>/point")
+@operation("The job's values at lon/lat (WGS84) on its native grid, for time",
+           json_response(ANY_OBJECT), "BadRequest", "Unauthorized", "NotFound")
 def point(job_id: str):
     """The job's values at ``lon``/``lat`` (WGS84) on its native grid, for ``time``."""
     layer = _layer(job_id)

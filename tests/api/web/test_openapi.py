@@ -8,6 +8,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from tests.support.hardening import ndvi_graph
+from tileserver.web.apidoc import is_declared
 from tileserver.web.openapi import NOT_REST, openapi_path
 
 
@@ -42,6 +43,19 @@ def test_every_rest_route_is_documented_and_nothing_else(small_app, doc):
     for contract in ("/jobs", "/jobs/{job_id}", "/execute", "/services",
                      "/services/{service_id}", "/auth/login", "/users/{user_id}/jobs"):
         assert contract in documented, contract
+
+
+def test_every_rest_view_declares_its_operation(small_app, doc):
+    """The document is assembled from the views' own declarations (``@operation`` under the
+    route), so a route cannot be added without its documentation."""
+    other_versions = small_app.extensions["tileserver.versioned_blueprints"]
+    undeclared = sorted(
+        rule.endpoint for rule in small_app.url_map.iter_rules()
+        if rule.endpoint != "static" and not NOT_REST.match(rule.rule)
+        and rule.endpoint.split(".")[0] not in other_versions
+        and not is_declared(small_app.view_functions[rule.endpoint]))
+    assert undeclared == []
+    assert doc["paths"]["/jobs"]["post"]["summary"] == "Register a lazy job"
 
 
 def _validator(doc, name):

@@ -12,6 +12,15 @@ from flask import Blueprint, jsonify, request, send_file
 from tileserver.data.userfiles import UserFiles, files_root, iter_stream
 from tileserver.errors import NotFound, TileserverError
 from tileserver.web.common import current_user, runtime
+from tileserver.web.apidoc import (
+    ANY_ARRAY,
+    ANY_OBJECT,
+    FILE,
+    FILE_BODY,
+    NO_CONTENT,
+    json_response,
+    operation,
+)
 
 bp = Blueprint("files", __name__)
 
@@ -58,18 +67,22 @@ def _listing(entries):
 
 
 @bp.get("/users/<user_id>/files")
+@operation("The user's files", json_response(ANY_ARRAY), "Unauthorized", "NotFound")
 def list_files(user_id: str):
     """All files of the user with sizes and modification dates."""
     return _listing(_files(user_id).list())
 
 
 @bp.get("/users/<user_id>/files/<path:path>")
+@operation("Download a user file", FILE, "Unauthorized", "NotFound")
 def get_file(user_id: str, path: str):
     """The file's bytes (a folder path lists the files under it)."""
     return download(_files(user_id), path, _listing)
 
 
 @bp.put("/users/<user_id>/files/<path:path>")
+@operation("Upload a user file (the body is the file)", json_response(ANY_OBJECT),
+           "BadRequest", "Unauthorized", "NotFound", "TooLarge", body=FILE_BODY)
 def put_file(user_id: str, path: str):
     """Store the request body (streamed; folders are created as needed)."""
     info, created = upload(_files(user_id), path)
@@ -79,6 +92,7 @@ def put_file(user_id: str, path: str):
 
 
 @bp.delete("/users/<user_id>/files/<path:path>")
+@operation("Delete a user file", NO_CONTENT, "Unauthorized", "NotFound", status=204)
 def delete_file(user_id: str, path: str):
     """Remove a file (or a folder and its content)."""
     _files(user_id).delete(path)

@@ -14,6 +14,7 @@ from flask import Blueprint, Flask, jsonify, send_file
 from tileserver.errors import Conflict, FileNotFound
 from tileserver.jobs import lifecycle
 from tileserver.jobs.batch_tasks import ITEM_MEDIA_TYPE
+from tileserver.web.apidoc import FILE, json_response, operation, ref
 from tileserver.web.common import base_url, current_user, job_json, runtime
 
 bp = Blueprint("jobs", __name__)
@@ -32,24 +33,35 @@ def _answer(job: dict, status: int = 200):
 
 
 @bp.route("/jobs/<job_id>/queue", methods=_METHODS)
+@operation("Start or resume the batch computation", json_response(ref("Job")),
+           "Unauthorized", "NotFound", "Conflict", status=202)
 def queue(job_id: str):
     """Start (or resume) the batch computation; 202, the work runs in the background."""
     return _answer(runtime().batch.queue(_owned_job(job_id)), 202)
 
 
 @bp.route("/jobs/<job_id>/pause", methods=_METHODS)
+@operation("Pause; finished blocks are kept", json_response(ref("Job")), "Unauthorized",
+           "NotFound", "Conflict")
 def pause(job_id: str):
     """Pause: finished blocks are kept, ``queue`` resumes from them."""
     return _answer(runtime().batch.pause(_owned_job(job_id)))
 
 
 @bp.route("/jobs/<job_id>/cancel", methods=_METHODS)
+@operation("Cancel; partial results are deleted, services stop",
+           json_response(ref("Job")), "Unauthorized", "NotFound", "Conflict")
 def cancel(job_id: str):
     """Cancel: tasks stop, partial results are deleted, the job's services stop answering."""
     return _answer(runtime().batch.cancel(_owned_job(job_id)))
 
 
 @bp.get("/jobs/<job_id>/logs")
+@operation("The job's log, oldest first",
+           json_response({"type": "array", "items": {"type": "object", "properties": {
+               "time": {"type": "string"}, "level": {"type": "string"},
+               "message": {"type": "string"}}}}),
+           "Unauthorized", "NotFound")
 def logs(job_id: str):
     """The job's log, oldest first: ``[{time, level, message}]``."""
     _owned_job(job_id)
@@ -57,6 +69,9 @@ def logs(job_id: str):
 
 
 @bp.get("/jobs/<job_id>/download")
+@operation("URLs of the result files of a finished job",
+           json_response({"type": "array", "items": {"type": "string", "format": "uri"}}),
+           "Unauthorized", "NotFound", "Conflict")
 def download(job_id: str):
     """The JSON array of the result URLs (data files, then the STAC ``item.json``)."""
     job = _owned_job(job_id)
@@ -72,6 +87,8 @@ def download(job_id: str):
 
 
 @bp.get("/jobs/<job_id>/results/<token>/<path:name>")
+@operation("A result file (the URL's token is the credential; Range requests answer 206)",
+           FILE, "NotFound")
 def result_file(job_id: str, token: str, name: str):
     """A result file. The URL carries an unguessable token (so GDAL's ``/vsicurl/`` and
     other clients need no credentials); Range requests are answered with 206."""

@@ -21,11 +21,23 @@ from tileserver.web.common import (
     runtime,
     service_json,
 )
+from tileserver.web.apidoc import (
+    ANY_ARRAY,
+    ANY_OBJECT,
+    EVALUATION_ERRORS,
+    FILE,
+    NO_CONTENT,
+    json_request,
+    json_response,
+    operation,
+    ref,
+)
 
 bp = Blueprint("openeo", __name__)
 
 
 @bp.get("/")
+@operation("Capabilities: API version and the list of endpoints", json_response(ANY_OBJECT))
 def capabilities():
     """The list of endpoints (0.0.2 ``GET /``)."""
     all_rules = root_api_rules()
@@ -50,30 +62,36 @@ def capabilities():
 
 
 @bp.get("/capabilities")
+@operation("The endpoints as strings", json_response({"type": "array"}))
 def capabilities_list():
     """0.0.2 also lists the endpoints as plain strings."""
     return jsonify(sorted({r.rule for r in root_api_rules()}))
 
 
 @bp.get("/capabilities/output_formats")
+@operation("Output formats and their parameters", json_response(ANY_OBJECT))
 def formats():
     """Supported output formats and their options."""
     return jsonify(output_formats())
 
 
 @bp.get("/capabilities/services")
+@operation("Secondary service types",
+           json_response({"type": "array", "items": {"type": "string"}}))
 def service_types():
     """Supported secondary web service types."""
     return jsonify(list(SERVICE_TYPES))
 
 
 @bp.get("/data")
+@operation("All products", json_response(ANY_ARRAY))
 def data_list():
     """All products."""
     return jsonify([p.to_json() for p in runtime().catalog])
 
 
 @bp.get("/data/<product_id>")
+@operation("One product: extent, time, bands", json_response(ANY_OBJECT), "NotFound")
 def data_detail(product_id: str):
     """One product with extent, time and bands."""
     try:
@@ -84,12 +102,14 @@ def data_detail(product_id: str):
 
 
 @bp.get("/processes")
+@operation("All processes", json_response(ANY_ARRAY))
 def process_list():
     """All processes."""
     return jsonify([p.to_json() for p in REGISTRY.values()])
 
 
 @bp.get("/processes/<process_id>")
+@operation("One process with its arguments", json_response(ANY_OBJECT), "NotFound")
 def process_detail(process_id: str):
     """One process with its arguments."""
     if process_id not in REGISTRY:
@@ -98,6 +118,8 @@ def process_detail(process_id: str):
 
 
 @bp.get("/metrics")
+@operation("Prometheus metrics",
+           {"description": "text exposition", "content": {"text/plain": {}}})
 def metrics():
     """Prometheus counters."""
     return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
@@ -110,6 +132,8 @@ def _graph_and_output(body: dict):
 
 
 @bp.post("/execute")
+@operation("Evaluate a graph synchronously; the answer is the file", FILE,
+           *EVALUATION_ERRORS, body=json_request(ref("JobRequest")))
 def execute():
     """Evaluate a graph on its native view and return the file."""
     graph, output = _graph_and_output(json_body())
@@ -132,6 +156,8 @@ def _job_fields(body: dict, partial: bool = False) -> dict:
 
 
 @bp.post("/jobs")
+@operation("Register a lazy job", json_response(ref("Job"), "created"), "BadRequest",
+           "Unauthorized", "TooLarge", status=201, body=json_request(ref("JobRequest")))
 def create_job():
     """Validate and store a lazy job."""
     fields = _job_fields(json_body())
@@ -141,12 +167,16 @@ def create_job():
 
 
 @bp.get("/jobs/<job_id>")
+@operation("Job description", json_response(ref("Job")), "Unauthorized", "NotFound")
 def get_job(job_id: str):
     """Job meta."""
     return jsonify(job_json(runtime().store.get_job(job_id, current_user())))
 
 
 @bp.patch("/jobs/<job_id>")
+@operation("Change a job's graph, output, title or description", json_response(ref("Job")),
+           "BadRequest", "Unauthorized", "NotFound", "Conflict",
+           body=json_request(ref("JobPatch")))
 def patch_job(job_id: str):
     """Replace the graph, output, title or description."""
     rt, user = runtime(), current_user()
@@ -156,6 +186,8 @@ def patch_job(job_id: str):
 
 
 @bp.delete("/jobs/<job_id>")
+@operation("Delete a job and its services", NO_CONTENT, "Unauthorized", "NotFound",
+           status=204)
 def delete_job(job_id: str):
     """Delete a job and its services."""
     jobs.delete_job(runtime(), current_user(), job_id)
@@ -163,6 +195,7 @@ def delete_job(job_id: str):
 
 
 @bp.get("/users/<user_id>/jobs")
+@operation("The user's jobs", json_response(ANY_ARRAY), "Unauthorized", "NotFound")
 def user_jobs(user_id: str):
     """The user's jobs."""
     _same_user(user_id)
@@ -178,6 +211,9 @@ def _same_user(user_id: str) -> None:
 
 
 @bp.post("/services")
+@operation("Expose a job as WMTS, XYZ or WCS", json_response(ref("Service"), "created"),
+           "BadRequest", "Unauthorized", "NotFound", status=201,
+           body=json_request(ref("ServiceRequest")))
 def create_service():
     """Expose a job as a WMTS layer, XYZ tiles or a WCS coverage."""
     body = json_body()
@@ -194,12 +230,16 @@ def create_service():
 
 
 @bp.get("/services/<service_id>")
+@operation("Service description", json_response(ref("Service")), "Unauthorized",
+           "NotFound")
 def get_service(service_id: str):
     """Service description."""
     return jsonify(service_json(runtime().store.get_service(service_id, current_user())))
 
 
 @bp.patch("/services/<service_id>")
+@operation("Change a service's args or title", json_response(ref("Service")), "BadRequest",
+           "Unauthorized", "NotFound", body=json_request(ref("ServicePatch")))
 def patch_service(service_id: str):
     """Change a service's args or title."""
     store = runtime().store
@@ -217,6 +257,8 @@ def patch_service(service_id: str):
 
 
 @bp.delete("/services/<service_id>")
+@operation("Delete a service; its URLs answer 404", NO_CONTENT, "Unauthorized",
+           "NotFound", status=204)
 def delete_service(service_id: str):
     """Delete a service: its URLs answer 404 from now on."""
     runtime().store.delete_service(service_id, current_user())
@@ -224,6 +266,8 @@ def delete_service(service_id: str):
 
 
 @bp.get("/users/<user_id>/services")
+@operation("The user's services", json_response(ANY_ARRAY), "Unauthorized",
+           "NotFound")
 def user_services(user_id: str):
     """The user's services."""
     _same_user(user_id)

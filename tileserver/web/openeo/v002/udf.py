@@ -12,6 +12,7 @@ from flask import Blueprint, jsonify
 from tileserver.processes import REGISTRY
 from tileserver.processes.v002.udf import LANGUAGE, UDF_TYPES
 from tileserver.errors import NotFound
+from tileserver.web.apidoc import ANY_OBJECT, json_response, operation
 
 bp = Blueprint("udf", __name__)
 
@@ -49,6 +50,8 @@ def runtimes_v1() -> dict:
 
 
 @bp.get("/udf_runtimes")
+@operation("The UDF runtimes: languages, UDF types, versions, packages",
+           json_response(ANY_OBJECT))
 def runtimes():
     """The languages, UDF types, versions and packages (0.0.2 shape)."""
     return jsonify({LANGUAGE: {
@@ -58,6 +61,7 @@ def runtimes():
 
 
 @bp.get("/udf_runtimes/<lang>/<udf_type>")
+@operation("One UDF runtime", json_response(ANY_OBJECT), "NotFound")
 def runtime_detail(lang: str, udf_type: str):
     """One UDF type as a process description (``process_id`` ``/udf/<lang>/<type>``)."""
     process = REGISTRY.get(f"/udf/{lang}/{udf_type}")

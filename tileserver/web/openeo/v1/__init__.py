@@ -1,40 +1,43 @@
-"""The openEO API 1.2 dialect under ``/openeo/1.2/``, and ``/.well-known/openeo`` at the root.
+"""The openEO API 1.x dialect, mounted once per version of :data:`~.versions.VERSIONS` (1.2
+under ``/openeo/1.2/``), and ``/.well-known/openeo`` at the root.
 
-Every route of the version is in :data:`ROUTES` (the capabilities' ``endpoints`` are built
-from it through the URL map); the views live in the modules named there and use the shared
-use cases of :mod:`tileserver.services`. Errors under the base use the 1.x format
-(:mod:`tileserver.web.errors`). A 1.3 dialect would be another such package.
+Every route of the dialect is in :data:`ROUTES`, with the :class:`~.versions.Gate` of the
+versions that have it; each version's blueprint gets the routes its gate admits (the
+capabilities' ``endpoints`` are built from it through the URL map). The views live in the
+modules named there and use the shared use cases of :mod:`tileserver.jobs`. Errors under a
+base use the 1.x format (:mod:`tileserver.web.errors`). Adding a version: see
+:mod:`tileserver.web.openeo.v1.versions`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Blueprint, Flask
 
-from tileserver.web.openeo.v1 import capabilities
+from tileserver.web.openeo.v1 import capabilities, catalog, files, processing, services, udp
+from tileserver.web.openeo.v1.versions import EVERY, SERVED, VERSIONS, ApiVersion, Gate
 
-from tileserver.web.openeo.v1 import catalog
-
-from tileserver.web.openeo.v1 import files
-
-from tileserver.web.openeo.v1 import processing
-
-from tileserver.web.openeo.v1 import services
-
-from tileserver.web.openeo.v1 import udp
-from tileserver.web.openeo.v1.capabilities import BASE, NAME
-
-bp = Blueprint(NAME, __name__, url_prefix=BASE)
 wellknown = Blueprint("openeo_wellknown", __name__)
 wellknown.add_url_rule("/.well-known/openeo", view_func=capabilities.well_known)
 
+
+class Route(NamedTuple):
+    """One endpoint: ``public`` ones answer without credentials when users are configured;
+    ``gate`` says which versions have it."""
+
+    rule: str
+    methods: list[str]
+    view: Callable[..., Any]
+    public: bool
+    gate: Gate = EVERY
+
+
 GET, POST, PATCH, PUT, DELETE = ["GET"], ["POST"], ["PATCH"], ["PUT"], ["DELETE"]
 
-#: ``(rule, methods, view, public)``: every route of the 1.2 API; ``public`` ones answer
-#: without credentials when users are configured.
-ROUTES: list[tuple[str, list[str], Callable[..., Any], bool]] = [
+#: Every route of the 1.x dialect.
+ROUTES: list[Route] = [Route(*row) for row in [
     ("/", GET, capabilities.index, True),
     ("/conformance", GET, capabilities.conformance, True),
     ("/file_formats", GET, capabilities.file_formats, True),
@@ -70,21 +73,30 @@ ROUTES: list[tuple[str, list[str], Callable[..., Any], bool]] = [
     ("/files/<path:path>", GET, files.get_file, False),
     ("/files/<path:path>", PUT, files.put_file, False),
     ("/files/<path:path>", DELETE, files.delete_file, False),
-]
+]]
 
-for _rule, _methods, _view, _public in ROUTES:
-    bp.add_url_rule(_rule, endpoint=_view.__name__, view_func=_view, methods=_methods)
 
-#: Endpoints that need no credentials.
-PUBLIC_ENDPOINTS = frozenset(
-    [f"{NAME}.{view.__name__}" for _r, _m, view, public in ROUTES if public]
-    + ["openeo_wellknown.well_known"])
+def mount(app: Flask, version: ApiVersion) -> None:
+    """Serve ``version`` under its base: a blueprint named after it with the routes its
+    gates admit. Its public routes answer without credentials, :func:`~.versions.current`
+    and ``/.well-known/openeo`` know it, and the root API's OpenAPI document leaves it out."""
+    bp = Blueprint(version.name, __name__, url_prefix=version.base)
+    public = app.extensions.setdefault("tileserver.public_endpoints", set())
+    for route in ROUTES:
+        if route.gate.admits(version):
+            bp.add_url_rule(route.rule, endpoint=route.view.__name__, view_func=route.view,
+                            methods=route.methods)
+            if route.public:
+                public.add(f"{version.name}.{route.view.__name__}")
+    app.register_blueprint(bp)
+    app.extensions.setdefault(SERVED, {})[version.name] = version
+    app.extensions.setdefault("tileserver.versioned_blueprints", set()).add(version.name)
 
 
 def init_app(app: Flask) -> None:
-    """Serve ``/.well-known/openeo`` and let the public routes answer without credentials."""
+    """Mount every version of :data:`~.versions.VERSIONS`, and ``/.well-known/openeo``."""
+    for version in VERSIONS:
+        mount(app, version)
     app.register_blueprint(wellknown)
-    public = app.extensions.setdefault("tileserver.public_endpoints", set())
-    public.update(PUBLIC_ENDPOINTS)
-    versioned = app.extensions.setdefault("tileserver.versioned_blueprints", set())
-    versioned.update({NAME, wellknown.name})
+    app.extensions["tileserver.public_endpoints"].add(f"{wellknown.name}.well_known")
+    app.extensions["tileserver.versioned_blueprints"].add(wellknown.name)

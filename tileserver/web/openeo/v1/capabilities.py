@@ -9,14 +9,8 @@ from tileserver.jobs.services import OPENEO_V1_SERVICES
 from tileserver.render import formats
 from tileserver.web.auth import basic_login
 from tileserver.web.common import current_user, external_url
+from tileserver.web.openeo.v1.versions import current, served
 
-#: The openEO API version served under :data:`BASE`.
-API_VERSION = "1.2.0"
-#: The blueprint's name (its endpoints are ``openeo_v1.<view>``) and its URL prefix.
-NAME = "openeo_v1"
-BASE = "/openeo/1.2"
-CONFORMANCE = ["https://api.openeo.org/1.2.0",
-               "https://api.stacspec.org/v1.0.0/collections"]
 SERVICE_CONFIGURATION = {
     "colormap": {"type": "string", "default": "viridis",
                  "description": "matplotlib colour map of single-band results"},
@@ -27,10 +21,10 @@ SERVICE_DESCRIPTIONS = OPENEO_V1_SERVICES
 
 
 def well_known():
-    """The API versions: 1.2 at its base, 0.0.2 at the root."""
+    """The API versions: each 1.x version at its base (newest first), 0.0.2 at the root."""
     return jsonify({"versions": [
-        {"url": external_url(f"{NAME}.index"), "api_version": API_VERSION,
-         "production": True},
+        *({"url": external_url(f"{v.name}.index"), "api_version": v.number,
+           "production": v.production} for v in reversed(served())),
         {"url": external_url("openeo.capabilities"), "api_version": "0.0.2",
          "production": True},
     ]})
@@ -38,11 +32,12 @@ def well_known():
 
 def endpoints() -> list[dict]:
     """Every route of this API version, relative to its base, with its methods."""
+    version = current()
     methods: dict[str, set] = {}
     for rule in current_app.url_map.iter_rules():
-        if not rule.endpoint.startswith(f"{NAME}."):
+        if not rule.endpoint.startswith(f"{version.name}."):
             continue
-        path = rule.rule.removeprefix(BASE)
+        path = rule.rule.removeprefix(version.base)
         for conv in ("path:", "int:"):
             path = path.replace(f"<{conv}", "<")
         path = path.replace("<", "{").replace(">", "}")
@@ -51,9 +46,9 @@ def endpoints() -> list[dict]:
 
 
 def index():
-    """The capabilities of the 1.2 API."""
+    """The capabilities of the request's 1.x version."""
     return jsonify({
-        "api_version": API_VERSION,
+        "api_version": current().number,
         "backend_version": __version__,
         "stac_version": "1.0.0",
         "type": "Catalog",
@@ -62,15 +57,15 @@ def index():
         "description": "openEO process graphs over STAC imagery, served lazily as WMTS/XYZ/WCS, "
                        "synchronously and as batch jobs.",
         "production": True,
-        "conformsTo": CONFORMANCE,
+        "conformsTo": current().conformance,
         "endpoints": endpoints(),
         "links": [
-            {"rel": "self", "href": external_url(f"{NAME}.index"), "type": "application/json"},
+            {"rel": "self", "href": external_url(".index"), "type": "application/json"},
             {"rel": "version-history", "href": external_url("openeo_wellknown.well_known"),
              "type": "application/json"},
-            {"rel": "data", "href": external_url(f"{NAME}.collections"),
+            {"rel": "data", "href": external_url(".collections"),
              "type": "application/json"},
-            {"rel": "conformance", "href": external_url(f"{NAME}.conformance"),
+            {"rel": "conformance", "href": external_url(".conformance"),
              "type": "application/json"},
         ],
     })
@@ -78,7 +73,7 @@ def index():
 
 def conformance():
     """The conformance classes."""
-    return jsonify({"conformsTo": CONFORMANCE})
+    return jsonify({"conformsTo": current().conformance})
 
 
 def _parameter_schema(value) -> dict:
@@ -128,7 +123,7 @@ def me():
     """The authenticated user."""
     user = current_user()
     return jsonify({"user_id": user, "name": user, "links": [
-        {"rel": "related", "href": external_url(f"{NAME}.list_jobs"),
+        {"rel": "related", "href": external_url(".list_jobs"),
          "title": "batch jobs"}]})
 
 

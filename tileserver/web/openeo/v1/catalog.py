@@ -13,16 +13,15 @@ from tileserver.processes.registry import parse_date
 from tileserver.graph.specs import load_spec
 from tileserver.errors import CollectionNotFound, TileserverError
 from tileserver.web.common import external_url, runtime
-from tileserver.web.openeo.v1.capabilities import NAME
 from tileserver.web.openeo.v1.serializers import collection_json
 
 
 def _collection(product) -> dict:
     links = [
-        {"rel": "self", "href": external_url(f"{NAME}.collection", collection_id=product.id),
+        {"rel": "self", "href": external_url(".collection", collection_id=product.id),
          "type": "application/json"},
-        {"rel": "root", "href": external_url(f"{NAME}.index"), "type": "application/json"},
-        {"rel": "parent", "href": external_url(f"{NAME}.collections"),
+        {"rel": "root", "href": external_url(".index"), "type": "application/json"},
+        {"rel": "parent", "href": external_url(".collections"),
          "type": "application/json"},
     ]
     return collection_json(product, links)
@@ -114,7 +113,7 @@ def _item(product, item) -> dict:
         "bbox": list(item.bbox), "geometry": mapping(item.geometry), "properties": props,
         "collection": product.id,
         "links": [{"rel": "collection", "type": "application/json",
-                   "href": external_url(f"{NAME}.collection", collection_id=product.id)}],
+                   "href": external_url(".collection", collection_id=product.id)}],
         # the files are read by the back-end (load_collection); their paths are not shown
         "assets": {},
     }
@@ -133,11 +132,11 @@ def collection_items(collection_id: str):
     page = items[offset:offset + limit]
     args = {k: v for k, v in request.args.items() if k in ("bbox", "datetime")}
     links = [{"rel": "self", "type": "application/geo+json", "href": external_url(
-        f"{NAME}.collection_items", collection_id=collection_id, **args, limit=limit,
+        ".collection_items", collection_id=collection_id, **args, limit=limit,
         token=offset)}]
     if offset + limit < len(items):
         links.append({"rel": "next", "type": "application/geo+json", "href": external_url(
-            f"{NAME}.collection_items", collection_id=collection_id, **args, limit=limit,
+            ".collection_items", collection_id=collection_id, **args, limit=limit,
             token=offset + limit)})
     return jsonify({"type": "FeatureCollection", "features": [_item(product, i) for i in page],
                     "numberMatched": len(items), "numberReturned": len(page), "links": links})

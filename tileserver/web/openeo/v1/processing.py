@@ -19,7 +19,6 @@ from tileserver.web.common import (
 )
 from tileserver.web.errors import v1_body, v1_code
 from tileserver.web.openeo.v1.bodies import check_nodes, process_graph
-from tileserver.web.openeo.v1.capabilities import NAME
 from tileserver.web.openeo.v1.serializers import job_json, log_json
 
 
@@ -79,7 +78,7 @@ def create_job():
     """Store a job (201 with ``Location`` and ``OpenEO-Identifier``)."""
     fields = _job_fields(json_body())
     job = runtime().store.create_job(current_user(), **fields)
-    return created(None, f"{NAME}.get_job", job["job_id"], job_id=job["job_id"])
+    return created(None, ".get_job", job["job_id"], job_id=job["job_id"])
 
 
 def _owned(job_id: str) -> dict:
@@ -137,7 +136,7 @@ def job_results(job_id: str):
         asset["href"] = external_url("jobs.result_file", job_id=job_id, token=token,
                                      name=asset["href"])
     item["links"] = [
-        {"rel": "self", "href": external_url(f"{NAME}.job_results", job_id=job_id),
+        {"rel": "self", "href": external_url(".job_results", job_id=job_id),
          "type": "application/geo+json"},
         {"rel": "canonical", "type": "application/geo+json",
          "href": external_url("jobs.result_file", job_id=job_id, token=token,

@@ -12,7 +12,7 @@ from tileserver.jobs.store import iso
 from tileserver.jobs import usecases as jobs
 from tileserver.jobs.services import SERVICE_TYPES, check_service_args, openeo_v1_service_type
 from tileserver.web.common import created, current_user, json_body, runtime, service_url
-from tileserver.web.openeo.v1.capabilities import NAME
+from tileserver.web.openeo.v1.capabilities import SERVICE_DESCRIPTIONS
 from tileserver.web.openeo.v1.processing import parse_process
 
 #: Marks the jobs that a 1.x service created (deleted with their service).
@@ -65,7 +65,7 @@ def create_service():
     service = rt.store.create_service(user, job["job_id"], kind, args, text.get("title"))
     rt.store.update_job(job["job_id"], user, extra={OWNER_KEY: service["service_id"]})
     sid = service["service_id"]
-    return created(None, f"{NAME}.get_service", sid, service_id=sid)
+    return created(None, ".get_service", sid, service_id=sid)
 
 
 def get_service(service_id: str):

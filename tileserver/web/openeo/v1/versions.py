@@ -1,0 +1,85 @@
+"""The openEO 1.x versions this server speaks, and the gates of the endpoints that only some
+of them have (as openeo-python-driver's ``api_endpoint(version=...)`` does).
+
+Each row of :data:`VERSIONS` is mounted once, as a blueprint of its own under its base
+(:func:`tileserver.web.openeo.v1.mount`), from the one route table ``ROUTES``: a route whose
+:class:`Gate` does not admit a version is simply not there, so its capabilities' endpoint
+list (built from the URL map) is right by construction. A view that answers differently in
+one version asks :func:`current`; URLs to sibling routes are built with a relative endpoint
+(``url_for(".get_job")``) and so stay in the request's version.
+
+Adding openEO 1.3 is one row here, e.g. ``ApiVersion("1.3.0", "openeo_v1_3",
+"/openeo/1.3")``, plus its real differences: ``Gate(since="1.3.0")`` on routes it adds,
+``Gate(until="1.3.0")`` on routes it drops, ``current().at_least("1.3.0")`` in a view whose
+answer changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app, request
+
+#: STAC API conformance of the collections endpoints (the same in every 1.x version).
+STAC_CONFORMANCE = "https://api.stacspec.org/v1.0.0/collections"
+
+
+def _key(number: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in number.split("."))
+
+
+@dataclass(frozen=True)
+class ApiVersion:
+    """One openEO 1.x version: its number, blueprint name (endpoints ``<name>.<view>``) and
+    URL prefix."""
+
+    number: str
+    name: str
+    base: str
+    production: bool = True
+
+    def at_least(self, number: str) -> bool:
+        """Whether this version is ``number`` or newer."""
+        return _key(self.number) >= _key(number)
+
+    @property
+    def conformance(self) -> list[str]:
+        """The conformance classes (``conformsTo``)."""
+        return [f"https://api.openeo.org/{self.number}", STAC_CONFORMANCE]
+
+
+#: Every openEO 1.x version served, oldest first.
+VERSIONS: tuple[ApiVersion, ...] = (
+    ApiVersion("1.2.0", "openeo_v1", "/openeo/1.2"),
+)
+#: ``app.extensions`` key of the versions an app serves (``{blueprint name: ApiVersion}``).
+SERVED = "tileserver.openeo_versions"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The versions that have an endpoint: from ``since`` (inclusive) to ``until``
+    (exclusive); no bound means every version on that side."""
+
+    since: str | None = None
+    until: str | None = None
+
+    def admits(self, version: ApiVersion) -> bool:
+        """Whether ``version`` has the endpoint."""
+        return ((self.since is None or version.at_least(self.since))
+                and (self.until is None or not version.at_least(self.until)))
+
+
+#: The gate of an endpoint every 1.x version has.
+EVERY = Gate()
+
+
+def served() -> list[ApiVersion]:
+    """The 1.x versions the current app serves, oldest first."""
+    versions = current_app.extensions.get(SERVED, {}).values()
+    return sorted(versions, key=lambda version: _key(version.number))
+
+
+def current() -> ApiVersion:
+    """The version of the request being answered (from its blueprint)."""
+    return current_app.extensions[SERVED][request.blueprint]
