@@ -10,7 +10,8 @@ import statistics
 import numpy as np
 import pytest
 
-from tileserver.processes.array.lib import ARRAY_PROCESSES, LabeledArray
+from tileserver.processes import ARRAY_PROCESSES
+from tileserver.processes.array.lib import LabeledArray
 from tileserver.errors import ProcessArgumentInvalid, TileserverError
 
 

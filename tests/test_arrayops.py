@@ -14,8 +14,8 @@ from numpy.testing import assert_allclose
 from tests.core_support import TEST_BOUNDS_32632, make_engine, reference_stack
 from tileserver.processes.callbacks import ChildProcess, params_read
 from tileserver.engine.evaluator import Engine
-from tileserver.processes import V1_REGISTRY, array_processes
-from tileserver.processes.array.lib import ARRAY_PROCESSES, LabeledArray
+from tileserver.processes import ARRAY_PROCESSES, REGISTRY
+from tileserver.processes.array.lib import LabeledArray
 from tileserver.datacube.view import View
 from tileserver.errors import ProcessArgumentInvalid, ProcessGraphError
 
@@ -32,7 +32,7 @@ def child(nodes: dict, params=("x", "index", "label", "context")) -> ChildProces
     """A child process graph parsed by the engine's parser, as callbacks receive it."""
     from tileserver.graph.v1 import FlatGraphParser
 
-    parser = FlatGraphParser(V1_REGISTRY, array_processes)
+    parser = FlatGraphParser(REGISTRY)
     root = parser._graph(nodes, "cb.", tuple(params), 1)
     from tileserver.graph.nodes import Callback
 

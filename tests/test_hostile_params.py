@@ -343,7 +343,7 @@ def _stored(client, path: str) -> tuple:
 
 
 def _process_cases():
-    from tileserver.processes import REGISTRY
+    from tileserver.processes import TRANSLATIONS as REGISTRY
 
     return [(pid, p.name) for pid, proc in sorted(REGISTRY.items()) for p in proc.params]
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from tileserver.graph.nodes import Callback, Node, ParamRef
-from tileserver.processes import array_processes
+from tileserver.processes.registry import ARRAY_PROCESSES
 from tileserver.errors import ProcessArgumentInvalid, ProcessGraphError, TileserverError
 
 
@@ -63,7 +63,7 @@ def params_read(callback: Callback) -> frozenset[str]:
 
 def run_callback(callback: Callback, bindings: dict[str, Any]) -> Any:
     """The value of a callback for its parameters ``bindings``."""
-    procs = array_processes()
+    procs = ARRAY_PROCESSES
     memo: dict[int, Any] = {}
 
     def ev(value: Any) -> Any:

@@ -30,8 +30,8 @@ from tileserver.processes.array.lib import (
     _is_number,
     _numeric,
     _py,
-    _register,
 )
+from tileserver.processes.registry import ARRAY, process
 
 
 def reads(fn: Any, name: str) -> bool:
@@ -122,7 +122,7 @@ def _per_element(pid: str, name: str, fn, values, labels, context) -> np.ndarray
     return _stack(pid, name, results, values.shape[1:])
 
 
-@_register("array_apply", "data", "process", ("context", None))
+@process("array_apply", ["data", "process", ("context", None)], kind=ARRAY)
 def array_apply(data, process, context=None):
     """``process`` applied to every element (labels kept)."""
     values, labels = _split("array_apply", data)
@@ -148,7 +148,7 @@ def _compact(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return out
 
 
-@_register("array_filter", "data", "condition", ("context", None))
+@process("array_filter", ["data", "condition", ("context", None)], kind=ARRAY)
 def array_filter(data, condition, context=None):
     """The elements for which ``condition`` is true (labels kept)."""
     values, labels = _split("array_filter", data)
@@ -237,7 +237,7 @@ def _drop_nodata(ranked: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
-@_register("order", "data", ("asc", True), ("nodata", None))
+@process("order", ["data", ("asc", True), ("nodata", None)], kind=ARRAY)
 def order(data, asc=True, nodata=None):
     """The permutation that sorts ``data`` (zero-based positions)."""
     _check_flags("order", asc, nodata)
@@ -252,7 +252,7 @@ def order(data, asc=True, nodata=None):
     return rows
 
 
-@_register("sort", "data", ("asc", True), ("nodata", None))
+@process("sort", ["data", ("asc", True), ("nodata", None)], kind=ARRAY)
 def sort(data, asc=True, nodata=None):
     """``data`` sorted (no-data dropped, or put last/first)."""
     _check_flags("sort", asc, nodata)
@@ -276,7 +276,7 @@ def sort(data, asc=True, nodata=None):
     return ranked
 
 
-@_register("rearrange", "data", "order")
+@process("rearrange", ["data", "order"], kind=ARRAY)
 def rearrange(data, order):
     """The elements of ``data`` at the positions ``order`` (labels follow their elements)."""
     values, labels = _split("rearrange", data)
@@ -309,7 +309,7 @@ def rearrange(data, order):
     return _relabel(out, None if labels is None else [labels[i] for i in positions])
 
 
-@_register("array_interpolate_linear", "data")
+@process("array_interpolate_linear", ["data"], kind=ARRAY)
 def array_interpolate_linear(data):
     """No-data between two values replaced by the linear interpolation along the index
     (or the numeric labels); no-data before the first and after the last value stays."""

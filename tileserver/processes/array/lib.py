@@ -1,8 +1,9 @@
 """The openEO 1.x array and scalar processes (``add``, ``mean``, ``array_element``...), in numpy.
 
 These are the processes that run inside callbacks (``reduce_dimension``'s reducer,
-``apply``'s process...). Each is an :class:`ArrayProcess` in :data:`ARRAY_PROCESSES`, called
-as ``ARRAY_PROCESSES[pid].fn(**kwargs)`` with the process's parameter names.
+``apply``'s process...). Each is a process of kind ``array`` in the registry
+(:mod:`tileserver.processes.registry`), called as ``REGISTRY[pid].fn(**kwargs)`` with the
+process's parameter names.
 
 Values
     Arguments are numpy arrays, Python scalars (``int``, ``float``, ``bool``, ``str``),
@@ -32,37 +33,17 @@ is the exception name of the process specification where it names one
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from tileserver.errors import ProcessArgumentInvalid
+from tileserver.processes.registry import ARRAY, process
 
-__all__ = ["ARRAY_PROCESSES", "ArrayProcess", "LabeledArray", "Param"]
-
-_REQUIRED = object()
-
-
-class Param(NamedTuple):
-    """One parameter: ``(name, required, default)``."""
-
-    name: str
-    required: bool
-    default: Any = None
-
-
-@dataclass(frozen=True)
-class ArrayProcess:
-    """A process of the library: its id, parameters (in specification order) and function."""
-
-    id: str
-    params: tuple[Param, ...]
-    fn: Callable[..., Any]
+__all__ = ["LabeledArray"]
 
 
 @dataclass(frozen=True)
@@ -74,34 +55,6 @@ class LabeledArray:
 
     def __len__(self) -> int:
         return len(self.values)
-
-
-ARRAY_PROCESSES: dict[str, ArrayProcess] = {}
-
-
-def _register(pid: str, *params: str | tuple[str, Any]):
-    """Register ``fn`` as process ``pid``; a plain name is required, ``(name, default)`` not."""
-    spec = tuple(Param(p, True) if isinstance(p, str) else Param(p[0], False, p[1])
-                 for p in params)
-
-    def deco(fn):
-        flags = tuple(p.name for p in spec if p.name in _FLAGS)
-        call = fn
-        if flags:  # a boolean switch given anything else is a client error, not a crash
-            @functools.wraps(fn)
-            def call(**kwargs):
-                for name in flags:
-                    if name in kwargs and not isinstance(kwargs[name], (bool, np.bool_)):
-                        raise _invalid(pid, name, "expected true or false")
-                return fn(**kwargs)
-
-        ARRAY_PROCESSES[pid] = ArrayProcess(pid, spec, call)
-        return fn
-
-    return deco
-
-
-_FLAGS = {"ignore_nodata", "return_nodata", "exclude_max", "reverse", "case_sensitive"}
 
 
 # --- value helpers -------------------------------------------------------------------
@@ -278,7 +231,7 @@ def _elementwise(pid: str, names: tuple[str, ...], func, values, *, nodata_in=Tr
 
 
 def _unary(pid: str, func, name: str = "x"):
-    @_register(pid, name)
+    @process(pid, [name], kind=ARRAY)
     def fn(**kw):
         return _elementwise(pid, (name,), func, (kw[name],))
 
@@ -287,7 +240,7 @@ def _unary(pid: str, func, name: str = "x"):
 
 
 def _binary(pid: str, func, names=("x", "y")):
-    @_register(pid, *names)
+    @process(pid, [*names], kind=ARRAY)
     def fn(**kw):
         return _elementwise(pid, names, func, (kw[names[0]], kw[names[1]]))
 
@@ -327,7 +280,7 @@ def _normalized_difference(x, y):
 _binary("normalized_difference", _normalized_difference)
 
 
-@_register("log", "x", "base")
+@process("log", ["x", "base"], kind=ARRAY)
 def log(x, base):
     """Logarithm of ``x`` to ``base``."""
     def func(x, base):
@@ -362,7 +315,7 @@ def _integer_scalar(v):
 
 
 def _rounding(pid: str, func):
-    @_register(pid, "x")
+    @process(pid, ["x"], kind=ARRAY)
     def fn(x):
         out = _elementwise(pid, ("x",), func, (x,))
         if pid == "int" and isinstance(out, float) and math.isnan(out):
@@ -378,7 +331,7 @@ _rounding("ceil", np.ceil)
 _rounding("int", np.trunc)
 
 
-@_register("round", "x", ("p", 0))
+@process("round", ["x", ("p", 0)], kind=ARRAY)
 def round_(x, p=0):
     """Round half to even at ``p`` decimals."""
     if not isinstance(p, numbers.Integral) or isinstance(p, bool):
@@ -386,7 +339,7 @@ def round_(x, p=0):
     return _elementwise("round", ("x",), lambda v: np.round(v, int(p)), (x,))
 
 
-@_register("clip", "x", "min", "max")
+@process("clip", ["x", "min", "max"], kind=ARRAY)
 def clip(x, min, max):  # noqa: A002  (the parameter names of the specification)
     """``x`` limited to ``[min, max]``."""
     if _is_number(min) and _is_number(max) and min > max:
@@ -395,7 +348,7 @@ def clip(x, min, max):  # noqa: A002  (the parameter names of the specification)
                         lambda v, lo, hi: np.minimum(np.maximum(v, lo), hi), (x, min, max))
 
 
-@_register("linear_scale_range", "x", "inputMin", "inputMax", ("outputMin", 0), ("outputMax", 1))
+@process("linear_scale_range", ["x", "inputMin", "inputMax", ("outputMin", 0), ("outputMax", 1)], kind=ARRAY)
 def linear_scale_range(x, inputMin, inputMax, outputMin=0, outputMax=1):  # noqa: N803
     """``x`` clipped to the input range and mapped linearly onto the output range."""
     args = (x, inputMin, inputMax, outputMin, outputMax)
@@ -421,25 +374,25 @@ def linear_scale_range(x, inputMin, inputMax, outputMin=0, outputMax=1):  # noqa
     return _elementwise("linear_scale_range", names, func, args)
 
 
-@_register("constant", "x")
+@process("constant", ["x"], kind=ARRAY)
 def constant(x):
     """``x`` itself."""
     return x
 
 
-@_register("pi")
+@process("pi", [], kind=ARRAY)
 def pi():
     """π."""
     return math.pi
 
 
-@_register("e")
+@process("e", [], kind=ARRAY)
 def e():
     """Euler's number."""
     return math.e
 
 
-@_register("nan")
+@process("nan", [], kind=ARRAY)
 def nan():
     """Not a number."""
     return math.nan
@@ -485,13 +438,13 @@ def _equal(pid: str, x, y, delta, case_sensitive):
         return _with_nodata(np.equal(xw, yw), x, y)
 
 
-@_register("eq", "x", "y", ("delta", None), ("case_sensitive", True))
+@process("eq", ["x", "y", ("delta", None), ("case_sensitive", True)], kind=ARRAY)
 def eq(x, y, delta=None, case_sensitive=True):
     """``x == y`` (within ``delta``; strings optionally case-insensitive)."""
     return _equal("eq", x, y, delta, case_sensitive)
 
 
-@_register("neq", "x", "y", ("delta", None), ("case_sensitive", True))
+@process("neq", ["x", "y", ("delta", None), ("case_sensitive", True)], kind=ARRAY)
 def neq(x, y, delta=None, case_sensitive=True):
     """``x != y``."""
     out = _equal("neq", x, y, delta, case_sensitive)
@@ -522,7 +475,7 @@ def _with_nodata(out, x, y):
 
 
 def _ordering(pid: str, op):
-    @_register(pid, "x", "y")
+    @process(pid, ["x", "y"], kind=ARRAY)
     def fn(x, y):
         if _is_scalar(x) and _is_scalar(y):
             if x is None or y is None:
@@ -547,7 +500,7 @@ _ordering("lt", np.less)
 _ordering("lte", np.less_equal)
 
 
-@_register("between", "x", "min", "max", ("exclude_max", False))
+@process("between", ["x", "min", "max", ("exclude_max", False)], kind=ARRAY)
 def between(x, min, max, exclude_max=False):  # noqa: A002
     """``min <= x <= max`` (or ``< max``)."""
     for name, bound in (("min", min), ("max", max)):
@@ -601,7 +554,7 @@ def _three_valued(pid: str, x, y, combine):
     return out
 
 
-@_register("and", "x", "y")
+@process("and", ["x", "y"], kind=ARRAY)
 def and_(x, y):
     """Logical AND; false wins over no-data."""
     def combine(xv, xn, yv, yn):
@@ -611,7 +564,7 @@ def and_(x, y):
     return _three_valued("and", x, y, combine)
 
 
-@_register("or", "x", "y")
+@process("or", ["x", "y"], kind=ARRAY)
 def or_(x, y):
     """Logical OR; true wins over no-data."""
     def combine(xv, xn, yv, yn):
@@ -621,7 +574,7 @@ def or_(x, y):
     return _three_valued("or", x, y, combine)
 
 
-@_register("xor", "x", "y")
+@process("xor", ["x", "y"], kind=ARRAY)
 def xor(x, y):
     """Logical exclusive OR; no-data if either is no-data."""
     def combine(xv, xn, yv, yn):
@@ -630,7 +583,7 @@ def xor(x, y):
     return _three_valued("xor", x, y, combine)
 
 
-@_register("not", "x")
+@process("not", ["x"], kind=ARRAY)
 def not_(x):
     """Logical NOT."""
     v, nodata = _logic_operand("not", "x", x)
@@ -643,7 +596,7 @@ def not_(x):
     return out
 
 
-@_register("if", "value", "accept", ("reject", None))
+@process("if", ["value", "accept", ("reject", None)], kind=ARRAY)
 def if_(value, accept, reject=None):
     """``accept`` where ``value`` is true, else ``reject`` (no-data counts as false)."""
     if _is_scalar(value):
@@ -671,7 +624,7 @@ def if_(value, accept, reject=None):
 # --- tests on values -----------------------------------------------------------------
 
 
-@_register("is_nan", "x")
+@process("is_nan", ["x"], kind=ARRAY)
 def is_nan(x):
     """``x`` is NaN (in arrays: NaN, which is also no-data there)."""
     if isinstance(x, np.ndarray) and x.ndim:
@@ -680,7 +633,7 @@ def is_nan(x):
     return isinstance(x, float) and math.isnan(x)
 
 
-@_register("is_nodata", "x")
+@process("is_nodata", ["x"], kind=ARRAY)
 def is_nodata(x):
     """``x`` is the no-data value (in float arrays: NaN)."""
     if isinstance(x, np.ndarray) and x.ndim:
@@ -688,7 +641,7 @@ def is_nodata(x):
     return x is None
 
 
-@_register("is_valid", "x")
+@process("is_valid", ["x"], kind=ARRAY)
 def is_valid(x):
     """``x`` is neither no-data nor a non-finite number."""
     if isinstance(x, np.ndarray) and x.ndim:
@@ -699,7 +652,7 @@ def is_valid(x):
     return not (isinstance(x, float) and not math.isfinite(x))
 
 
-@_register("is_infinite", "x")
+@process("is_infinite", ["x"], kind=ARRAY)
 def is_infinite(x):
     """``x`` is +∞ or -∞."""
     if isinstance(x, np.ndarray) and x.ndim:
@@ -726,19 +679,19 @@ def _minmax(pid: str, data, ignore_nodata, skip_nan, keep_nan):
     return _result((skip_nan if ignore_nodata else keep_nan).reduce(a, axis=0))
 
 
-@_register("min", "data", ("ignore_nodata", True))
+@process("min", ["data", ("ignore_nodata", True)], kind=ARRAY)
 def min_(data, ignore_nodata=True):
     """Smallest value."""
     return _minmax("min", data, ignore_nodata, np.fmin, np.minimum)
 
 
-@_register("max", "data", ("ignore_nodata", True))
+@process("max", ["data", ("ignore_nodata", True)], kind=ARRAY)
 def max_(data, ignore_nodata=True):
     """Largest value."""
     return _minmax("max", data, ignore_nodata, np.fmax, np.maximum)
 
 
-@_register("extrema", "data", ("ignore_nodata", True))
+@process("extrema", ["data", ("ignore_nodata", True)], kind=ARRAY)
 def extrema(data, ignore_nodata=True):
     """``[min, max]`` on a new axis 0."""
     a = _reducer_input("extrema", data)
@@ -774,7 +727,7 @@ def _empty_to_nodata(out, n):
     return out
 
 
-@_register("sum", "data", ("ignore_nodata", True))
+@process("sum", ["data", ("ignore_nodata", True)], kind=ARRAY)
 def sum_(data, ignore_nodata=True):
     """Sum of the values."""
     a = _reducer_input("sum", data)
@@ -784,7 +737,7 @@ def sum_(data, ignore_nodata=True):
     return _result(_empty_to_nodata(s, n))
 
 
-@_register("product", "data", ("ignore_nodata", True))
+@process("product", ["data", ("ignore_nodata", True)], kind=ARRAY)
 def product(data, ignore_nodata=True):
     """Product of the values."""
     a = _reducer_input("product", data)
@@ -806,7 +759,7 @@ def _mean(a: np.ndarray, ignore_nodata: bool):
         return s / n.astype(a.dtype), n
 
 
-@_register("mean", "data", ("ignore_nodata", True))
+@process("mean", ["data", ("ignore_nodata", True)], kind=ARRAY)
 def mean(data, ignore_nodata=True):
     """Arithmetic mean."""
     a = _reducer_input("mean", data)
@@ -831,13 +784,13 @@ def _variance(pid: str, data, ignore_nodata):
         return np.add.reduce(dev, axis=0) / np.maximum(np.asarray(n, dtype=a.dtype) - 1, 0)
 
 
-@_register("variance", "data", ("ignore_nodata", True))
+@process("variance", ["data", ("ignore_nodata", True)], kind=ARRAY)
 def variance(data, ignore_nodata=True):
     """Sample variance (``n - 1``)."""
     return _result(_variance("variance", data, ignore_nodata))
 
 
-@_register("sd", "data", ("ignore_nodata", True))
+@process("sd", ["data", ("ignore_nodata", True)], kind=ARRAY)
 def sd(data, ignore_nodata=True):
     """Sample standard deviation."""
     with np.errstate(all="ignore"):
@@ -929,14 +882,14 @@ def _quantiles(a: np.ndarray, probabilities, ignore_nodata: bool) -> np.ndarray:
     return out
 
 
-@_register("median", "data", ("ignore_nodata", True))
+@process("median", ["data", ("ignore_nodata", True)], kind=ARRAY)
 def median(data, ignore_nodata=True):
     """Median (the 0.5 quantile)."""
     a = _reducer_input("median", data)
     return _result(_quantiles(a, (0.5,), ignore_nodata)[0])
 
 
-@_register("quantiles", "data", ("probabilities", None), ("q", None), ("ignore_nodata", True))
+@process("quantiles", ["data", ("probabilities", None), ("q", None), ("ignore_nodata", True)], kind=ARRAY)
 def quantiles(data, probabilities=None, q=None, ignore_nodata=True):
     """Quantiles for ``probabilities`` or the ``q``-quantiles, on a new axis 0."""
     if probabilities is None and q is None:
@@ -987,19 +940,19 @@ def _first_last(pid: str, data, ignore_nodata: bool, last: bool):
     return None if isinstance(out, float) and math.isnan(out) and a.dtype.kind == "O" else out
 
 
-@_register("first", "data", ("ignore_nodata", True))
+@process("first", ["data", ("ignore_nodata", True)], kind=ARRAY)
 def first(data, ignore_nodata=True):
     """First (valid) element."""
     return _first_last("first", data, ignore_nodata, last=False)
 
 
-@_register("last", "data", ("ignore_nodata", True))
+@process("last", ["data", ("ignore_nodata", True)], kind=ARRAY)
 def last(data, ignore_nodata=True):
     """Last (valid) element."""
     return _first_last("last", data, ignore_nodata, last=True)
 
 
-@_register("count", "data", ("condition", None), ("context", None))
+@process("count", ["data", ("condition", None), ("context", None)], kind=ARRAY)
 def count(data, condition=None, context=None):
     """Number of valid elements, of all (``condition=True``) or of those matching."""
     a, _ = _data("count", data)
@@ -1024,7 +977,7 @@ def _finite(a: np.ndarray) -> np.ndarray:
 # --- array access --------------------------------------------------------------------
 
 
-@_register("array_element", "data", ("index", None), ("label", None), ("return_nodata", False))
+@process("array_element", ["data", ("index", None), ("label", None), ("return_nodata", False)], kind=ARRAY)
 def array_element(data, index=None, label=None, return_nodata=False):
     """The element at ``index`` or with ``label`` (along axis 0)."""
     labels = data.labels if isinstance(data, LabeledArray) else None
@@ -1074,7 +1027,7 @@ def _strict_equal(a, b) -> bool:
     return _same_kind(a, b) and a == b
 
 
-@_register("array_contains", "data", "value")
+@process("array_contains", ["data", "value"], kind=ARRAY)
 def array_contains(data, value):
     """Whether ``value`` is in the array (per pixel for cube slices)."""
     values = _array_arg("array_contains", data)
@@ -1085,7 +1038,7 @@ def array_contains(data, value):
     return any(_strict_equal(_py(v), value) for v in values)
 
 
-@_register("array_find", "data", "value", ("reverse", False))
+@process("array_find", ["data", "value", ("reverse", False)], kind=ARRAY)
 def array_find(data, value, reverse=False):
     """Index of the first (last) element equal to ``value``, no-data when none is."""
     values = _array_arg("array_find", data)
@@ -1106,7 +1059,7 @@ def array_find(data, value, reverse=False):
     return None
 
 
-@_register("array_create", ("data", []), ("repeat", 1))
+@process("array_create", [("data", []), ("repeat", 1)], kind=ARRAY)
 def array_create(data=[], repeat=1):  # noqa: B006  (never mutated)
     """``data`` repeated ``repeat`` times."""
     if not isinstance(repeat, numbers.Integral) or isinstance(repeat, bool) or repeat < 1:
@@ -1146,7 +1099,7 @@ def _logic_result(value: np.ndarray, nodata: np.ndarray):
     return out
 
 
-@_register("all", "data", ("ignore_nodata", True))
+@process("all", ["data", ("ignore_nodata", True)], kind=ARRAY)
 def all_(data, ignore_nodata=True):
     """Whether every (valid) value is true; false wins over no-data."""
     truth, nodata = _logic_stack("all", data)
@@ -1156,7 +1109,7 @@ def all_(data, ignore_nodata=True):
     return _logic_result(~some_false, ~some_false & np.any(nodata, axis=0))
 
 
-@_register("any", "data", ("ignore_nodata", True))
+@process("any", ["data", ("ignore_nodata", True)], kind=ARRAY)
 def any_(data, ignore_nodata=True):
     """Whether a (valid) value is true; true wins over no-data."""
     truth, nodata = _logic_stack("any", data)
@@ -1167,7 +1120,7 @@ def any_(data, ignore_nodata=True):
 
 
 def _cumulative(pid: str, ufunc, skip_fill, propagating=None):
-    @_register(pid, "data", ("ignore_nodata", True))
+    @process(pid, ["data", ("ignore_nodata", True)], kind=ARRAY)
     def fn(data, ignore_nodata=True):
         a = _reducer_input(pid, data)
         with np.errstate(all="ignore"):
@@ -1196,7 +1149,7 @@ def _values_labels(data) -> tuple[Any, tuple | None]:
     return data, None
 
 
-@_register("array_labels", "data")
+@process("array_labels", ["data"], kind=ARRAY)
 def array_labels(data):
     """The labels of a labelled array, else the indices."""
     values, labels = _values_labels(data)
@@ -1217,7 +1170,7 @@ def _concat_values(a, b):
     return list(a) + list(b)
 
 
-@_register("array_concat", "array1", "array2")
+@process("array_concat", ["array1", "array2"], kind=ARRAY)
 def array_concat(array1, array2):
     """``array2`` after ``array1`` (labels kept when both are labelled)."""
     (v1, l1), (v2, l2) = _values_labels(array1), _values_labels(array2)
@@ -1233,7 +1186,7 @@ def array_concat(array1, array2):
     return LabeledArray(values, tuple(l1) + tuple(l2))
 
 
-@_register("array_append", "data", "value", ("label", None))
+@process("array_append", ["data", "value", ("label", None)], kind=ARRAY)
 def array_append(data, value, label=None):
     """``data`` with ``value`` added at the end (with ``label`` for labelled arrays)."""
     values, labels = _values_labels(data)

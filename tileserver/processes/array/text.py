@@ -10,11 +10,12 @@ import numbers
 
 import numpy as np
 
-from tileserver.processes.array.lib import _invalid, _py, _register
+from tileserver.processes.array.lib import _invalid, _py
+from tileserver.processes.registry import ARRAY, process
 
 
 def _text_test(pid: str, test):
-    @_register(pid, "data", "pattern", ("case_sensitive", True))
+    @process(pid, ["data", "pattern", ("case_sensitive", True)], kind=ARRAY)
     def fn(data, pattern, case_sensitive=True):
         if not isinstance(pattern, str):
             raise _invalid(pid, "pattern", "expected a string")
@@ -53,7 +54,7 @@ def _text(pid: str, name: str, v) -> str:
     raise _invalid(pid, name, "expected strings, numbers, booleans or null")
 
 
-@_register("text_concat", "data", ("separator", ""))
+@process("text_concat", ["data", ("separator", "")], kind=ARRAY)
 def text_concat(data, separator=""):
     """The elements' texts joined by ``separator``."""
     if hasattr(data, "labels"):

@@ -26,9 +26,14 @@ from tileserver.processes.callbacks import labels_used, root_process, run_callba
 from tileserver.data.catalog import FilteredProduct
 from tileserver.datacube.cube import Cube, day_key
 from tileserver.graph.nodes import Callback, Node
-from tileserver.processes.registry import V1Param, parse_date, register_v1
-from tileserver.processes.v002.filters import _check_bbox_area, _intersect_inner, mask_outside
-from tileserver.processes.v002.spectral import normalized_difference
+from tileserver.params import parse_iso_date as parse_date
+from tileserver.processes.registry import Param, process
+from tileserver.processes.cube.common import (
+    check_bbox_area,
+    intersect_inner,
+    mask_outside,
+    normalized_difference,
+)
 from tileserver.datacube.query import CubeMeta
 from tileserver.errors import (
     BandNotFound,
@@ -43,8 +48,8 @@ TIME_DIMS = ("t",)
 BAND_DIMS = ("bands",)
 WGS84 = CRS.from_epsg(4326)
 
-_DATA = V1Param("data", "cube")
-_CONTEXT = V1Param("context", required=False)
+_DATA = Param("data", "cube")
+_CONTEXT = Param("context", required=False)
 
 
 def _invalid(node: Node, name: str, why: str, code: str | None = None
@@ -287,7 +292,7 @@ def _property_filter(node: Node, filters: Any):
 
 def _check_extent(node: Node, name: str, bounds, crs: CRS, product_crs: CRS) -> None:
     try:
-        _check_bbox_area(node, bounds, crs, product_crs)
+        check_bbox_area(node, bounds, crs, product_crs)
     except ProcessArgumentInvalid:
         raise
     except Exception as exc:  # the 0.0.2 checker words its messages for 0.0.2 arguments
@@ -342,11 +347,11 @@ def collection_id(node: Node, catalog) -> Any:
                    f"(one of: {', '.join(sorted(ids))}); other STAC sources are not read")
 
 
-_LOAD_OPTIONS = [V1Param("spatial_extent", required=False),
-                 V1Param("temporal_extent", required=False), V1Param("bands", required=False),
-                 V1Param("properties", required=False)]
-register_v1("load_collection", [V1Param("id"), *_LOAD_OPTIONS], meta=_load_meta)(_read)
-register_v1("load_stac", [V1Param("url"), *_LOAD_OPTIONS], meta=_load_meta)(_read)
+_LOAD_OPTIONS = [Param("spatial_extent", required=False),
+                 Param("temporal_extent", required=False), Param("bands", required=False),
+                 Param("properties", required=False)]
+process("load_collection", [Param("id"), *_LOAD_OPTIONS], meta=_load_meta)(_read)
+process("load_stac", [Param("url"), *_LOAD_OPTIONS], meta=_load_meta)(_read)
 
 
 def _save_meta(ctx, node):
@@ -358,9 +363,9 @@ def _save_meta(ctx, node):
     return ctx.meta(node.args["data"])
 
 
-@register_v1(
+@process(
     "save_result",
-    [_DATA, V1Param("format"), V1Param("options", required=False)],
+    [_DATA, Param("format"), Param("options", required=False)],
     meta=_save_meta,
 )
 def save_result(ctx, node, query):
@@ -377,7 +382,7 @@ def _bbox_meta(ctx, node):
     bounds, crs, _ = spatial_extent(node, name, node.args[name])
     _check_extent(node, name, bounds, crs, child.product.crs)
     try:
-        bounds = _intersect_inner(node, bounds, crs, child)
+        bounds = intersect_inner(node, bounds, crs, child)
     except Exception:  # noqa: BLE001 - worded for 0.0.2
         raise _invalid(node, name, "the extent does not overlap the spatial extent of the "
                        "data below (the result would be empty)") from None
@@ -390,8 +395,8 @@ def _spatial_filter(ctx, node, query):
     return mask_outside(cube, meta.bbox, meta.srs, _geometry_of(node))
 
 
-register_v1("filter_bbox", [_DATA, V1Param("extent")], meta=_bbox_meta)(_spatial_filter)
-register_v1("filter_spatial", [_DATA, V1Param("geometries")], meta=_bbox_meta)(
+process("filter_bbox", [_DATA, Param("extent")], meta=_bbox_meta)(_spatial_filter)
+process("filter_spatial", [_DATA, Param("geometries")], meta=_bbox_meta)(
     _spatial_filter)
 
 
@@ -415,7 +420,7 @@ def _temporal_meta(ctx, node):
     return child.but(time_range=(start, end))
 
 
-@register_v1("filter_temporal", [_DATA, V1Param("extent"), V1Param("dimension", required=False)],
+@process("filter_temporal", [_DATA, Param("extent"), Param("dimension", required=False)],
              meta=_temporal_meta)
 def filter_temporal(ctx, node, query):
     """Narrow the time range pushed down to the reads."""
@@ -443,8 +448,8 @@ def _bands_meta(ctx, node):
         b for b in bands if b in child.product.bands) or child.source_bands)
 
 
-@register_v1("filter_bands", [_DATA, V1Param("bands", required=False),
-                              V1Param("wavelengths", required=False)], meta=_bands_meta)
+@process("filter_bands", [_DATA, Param("bands", required=False),
+                              Param("wavelengths", required=False)], meta=_bands_meta)
 def filter_bands(ctx, node, query):
     """Select bands, pushing the selection down."""
     meta = ctx.meta(node)
@@ -475,9 +480,9 @@ def _ndvi_meta(ctx, node):
     return child.but(bands=("ndvi",), source_bands=(red, nir), kind="ndvi", has_bands=False)
 
 
-@register_v1("ndvi", [_DATA, V1Param("nir", required=False, default="nir"),
-                      V1Param("red", required=False, default="red"),
-                      V1Param("target_band", required=False)], meta=_ndvi_meta)
+@process("ndvi", [_DATA, Param("nir", required=False, default="nir"),
+                      Param("red", required=False, default="red"),
+                      Param("target_band", required=False)], meta=_ndvi_meta)
 def ndvi(ctx, node, query):
     """(nir - red) / (nir + red), reading only the two bands unless they are kept."""
     red, nir = _ndvi_bands(ctx, node)
@@ -551,9 +556,9 @@ def _empty_time(cube: Cube) -> Cube:
     return cube.with_data(data, times=(datetime(1970, 1, 1, tzinfo=UTC),))
 
 
-@register_v1("reduce_dimension", [_DATA, V1Param("reducer", "callback",
+@process("reduce_dimension", [_DATA, Param("reducer", "callback",
                                                  callback_params=("data", "context")),
-                                  V1Param("dimension"), _CONTEXT], meta=_reduce_meta)
+                                  Param("dimension"), _CONTEXT], meta=_reduce_meta)
 def reduce_dimension(ctx, node, query):
     """Run the reducer once on the whole window, the reduced dimension first."""
     meta = ctx.meta(node)
@@ -592,7 +597,7 @@ def _apply_meta(ctx, node):
     return child.but(kind=_callback_kind(node.args["process"], child.kind))
 
 
-@register_v1("apply", [_DATA, V1Param("process", "callback", callback_params=("x", "context")),
+@process("apply", [_DATA, Param("process", "callback", callback_params=("x", "context")),
                        _CONTEXT], meta=_apply_meta)
 def apply(ctx, node, query):
     """Run the process on every value at once (elementwise processes broadcast)."""
@@ -693,10 +698,10 @@ def _computed(node: Node, out: Any, n: int, shape: tuple[int, ...], along: str
     return _as_float32(arr, (n, *shape), node)
 
 
-@register_v1("apply_dimension", [_DATA, V1Param("process", "callback",
+@process("apply_dimension", [_DATA, Param("process", "callback",
                                                 callback_params=("data", "context")),
-                                 V1Param("dimension"),
-                                 V1Param("target_dimension", required=False), _CONTEXT],
+                                 Param("dimension"),
+                                 Param("target_dimension", required=False), _CONTEXT],
              meta=_apply_dim_meta)
 def apply_dimension(ctx, node, query):
     """Run the process once on the whole window, the arrays along ``t`` or ``bands`` on
@@ -756,7 +761,7 @@ def _mask_meta(ctx, node):
     return ctx.meta(node.args["data"])
 
 
-@register_v1("mask", [_DATA, V1Param("mask", "cube"), V1Param("replacement", required=False)],
+@process("mask", [_DATA, Param("mask", "cube"), Param("replacement", required=False)],
              meta=_mask_meta)
 def mask(ctx, node, query):
     """Replace the values where the mask is true (non-zero, not nodata) by ``replacement``
@@ -790,9 +795,9 @@ def _mask_polygon_meta(ctx, node):
     return ctx.meta(node.args["data"])
 
 
-@register_v1("mask_polygon", [_DATA, V1Param("mask"),
-                              V1Param("replacement", required=False),
-                              V1Param("inside", required=False, default=False)],
+@process("mask_polygon", [_DATA, Param("mask"),
+                              Param("replacement", required=False),
+                              Param("inside", required=False, default=False)],
              meta=_mask_polygon_meta)
 def mask_polygon(ctx, node, query):
     """Replace the pixels whose centre lies outside the polygons (inside them with
@@ -833,7 +838,7 @@ def _drop_meta(ctx, node):
     raise _invalid(node, "name", f"no dimension {name!r}", "DimensionNotAvailable")
 
 
-@register_v1("drop_dimension", [_DATA, V1Param("name")], meta=_drop_meta)
+@process("drop_dimension", [_DATA, Param("name")], meta=_drop_meta)
 def drop_dimension(ctx, node, query):
     """Drop a dimension that has one label: the single band, or the single date."""
     cube = ctx.eval(node.args["data"], query)
@@ -904,10 +909,10 @@ def _outside_extent(view, meta: CubeMeta) -> np.ndarray:
     return geometry_mask([geom], (view.height, view.width), view.transform)
 
 
-@register_v1("apply_kernel", [_DATA, V1Param("kernel"),
-                              V1Param("factor", required=False, default=1),
-                              V1Param("border", required=False, default=0),
-                              V1Param("replace_invalid", required=False, default=0)],
+@process("apply_kernel", [_DATA, Param("kernel"),
+                              Param("factor", required=False, default=1),
+                              Param("border", required=False, default=0),
+                              Param("replace_invalid", required=False, default=0)],
              meta=_kernel_meta)
 def apply_kernel(ctx, node, query):
     """A 2-D convolution over x and y of every date and band, times ``factor``: the data is
@@ -958,8 +963,8 @@ def _merge_meta(ctx, node):
         min(a.time_range[0], b.time_range[0]), max(a.time_range[1], b.time_range[1])))
 
 
-@register_v1("merge_cubes", [V1Param("cube1", "cube"), V1Param("cube2", "cube"),
-                             V1Param("overlap_resolver", "callback", required=False,
+@process("merge_cubes", [Param("cube1", "cube"), Param("cube2", "cube"),
+                             Param("overlap_resolver", "callback", required=False,
                                      callback_params=("x", "y", "context")), _CONTEXT],
              meta=_merge_meta)
 def merge_cubes(ctx, node, query):
@@ -1041,8 +1046,8 @@ def _rename_meta(ctx, node):
     return child.but(bands=bands)
 
 
-@register_v1("rename_labels", [_DATA, V1Param("dimension"), V1Param("target"),
-                               V1Param("source", required=False)], meta=_rename_meta)
+@process("rename_labels", [_DATA, Param("dimension"), Param("target"),
+                               Param("source", required=False)], meta=_rename_meta)
 def rename_labels(ctx, node, query):
     """New band names (the reads below still use the old ones)."""
     old, new = ctx.meta(node.args["data"]).bands, ctx.meta(node).bands
@@ -1075,10 +1080,10 @@ def _resample_meta(ctx, node):
     return child.but(native_res=float(max(values)) or None, native_crs=crs)
 
 
-@register_v1("resample_spatial", [_DATA, V1Param("resolution", required=False, default=0),
-                                  V1Param("projection", required=False),
-                                  V1Param("method", required=False, default="near"),
-                                  V1Param("align", required=False, default="upper-left")],
+@process("resample_spatial", [_DATA, Param("resolution", required=False, default=0),
+                                  Param("projection", required=False),
+                                  Param("method", required=False, default="near"),
+                                  Param("align", required=False, default="upper-left")],
              meta=_resample_meta)
 def resample_spatial(ctx, node, query):
     """The native grid of the result changes (for /result and batch jobs); tiles and
@@ -1109,8 +1114,8 @@ def _resample_cube_meta(ctx, node):
     return child.but(native_res=res, native_crs=crs)
 
 
-@register_v1("resample_cube_spatial", [_DATA, V1Param("target", "cube"),
-                                       V1Param("method", required=False, default="near")],
+@process("resample_cube_spatial", [_DATA, Param("target", "cube"),
+                                       Param("method", required=False, default="near")],
              meta=_resample_cube_meta)
 def resample_cube_spatial(ctx, node, query):
     """``data`` on the CRS and resolution of ``target``'s native grid (only its grid is
@@ -1184,10 +1189,10 @@ def _period_meta(ctx, node):
     return child.but(kind=_callback_kind(node.args["reducer"], child.kind))
 
 
-@register_v1("aggregate_temporal_period", [
-    _DATA, V1Param("period"), V1Param("reducer", "callback",
+@process("aggregate_temporal_period", [
+    _DATA, Param("period"), Param("reducer", "callback",
                                       callback_params=("data", "context")),
-    V1Param("dimension", required=False), _CONTEXT], meta=_period_meta)
+    Param("dimension", required=False), _CONTEXT], meta=_period_meta)
 def aggregate_temporal_period(ctx, node, query):
     """One time step per period from the first date's to the last date's (periods without
     data are nodata: the labels are complete for the extent), labelled with the period's
@@ -1259,10 +1264,10 @@ def _aggregate_temporal_meta(ctx, node):
                      kind=_callback_kind(node.args["reducer"], child.kind))
 
 
-@register_v1("aggregate_temporal", [
-    _DATA, V1Param("intervals"), V1Param("reducer", "callback",
+@process("aggregate_temporal", [
+    _DATA, Param("intervals"), Param("reducer", "callback",
                                          callback_params=("data", "context")),
-    V1Param("labels", required=False), V1Param("dimension", required=False), _CONTEXT],
+    Param("labels", required=False), Param("dimension", required=False), _CONTEXT],
     meta=_aggregate_temporal_meta)
 def aggregate_temporal(ctx, node, query):
     """One time step per interval (``[start, end)``; intervals may overlap), the dates
@@ -1327,10 +1332,10 @@ def _aggregate_spatial_meta(ctx, node):
     return child.but(kind="table")
 
 
-@register_v1("aggregate_spatial", [_DATA, V1Param("geometries"),
-                                   V1Param("reducer", "callback",
+@process("aggregate_spatial", [_DATA, Param("geometries"),
+                                   Param("reducer", "callback",
                                            callback_params=("data", "context")),
-                                   V1Param("target_dimension", required=False,
+                                   Param("target_dimension", required=False,
                                            default="result"), _CONTEXT],
              meta=_aggregate_spatial_meta, returns="table")
 def aggregate_spatial(ctx, node, query):
