@@ -29,7 +29,7 @@ from tileserver.processes import ARRAY_PROCESSES, REGISTRY  # noqa: E402  isort:
 from tileserver.processes.callbacks import ChildProcess  # noqa: E402
 from tileserver.graph.nodes import Callback  # noqa: E402
 from tileserver.graph.v1 import FlatGraphParser  # noqa: E402
-from tileserver.processes.array.lib import LabeledArray  # noqa: E402
+from tileserver.processes.array import LabeledArray  # noqa: E402
 
 DATES = tuple(f"2020-05-{d:02d}T10:00:00Z" for d in range(1, 13))
 BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tileserver.processes import ARRAY_PROCESSES
-from tileserver.processes.array.lib import LabeledArray
+from tileserver.processes.array import LabeledArray
 from tileserver.errors import ProcessArgumentInvalid, TileserverError
 
 

@@ -15,7 +15,7 @@ from tests.core_support import TEST_BOUNDS_32632, make_engine, reference_stack
 from tileserver.processes.callbacks import ChildProcess, params_read
 from tileserver.engine.evaluator import Engine
 from tileserver.processes import ARRAY_PROCESSES, REGISTRY
-from tileserver.processes.array.lib import LabeledArray
+from tileserver.processes.array import LabeledArray
 from tileserver.datacube.view import View
 from tileserver.errors import ProcessArgumentInvalid, ProcessGraphError
 

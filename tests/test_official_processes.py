@@ -20,7 +20,7 @@ import pytest
 
 from tests.openeo_support import REPO, shared_openeo
 from tileserver.processes import ARRAY_PROCESSES
-from tileserver.processes.array.lib import LabeledArray
+from tileserver.processes.array import LabeledArray
 from tileserver.errors import ProcessArgumentInvalid
 
 json5 = pytest.importorskip("json5")

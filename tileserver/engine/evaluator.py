@@ -38,7 +38,7 @@ from tileserver.graph.v1 import V1, FlatGraphParser, is_flat_graph
 from tileserver.engine.limits import Limiter, check_deadline, remaining
 from tileserver.processes import CUBE, CUBE_PROCESSES, REGISTRY, TRANSLATIONS
 from tileserver.processes.callbacks import run_callback
-from tileserver.processes.cube.cubes import collection_id
+from tileserver.processes.cube.load import collection_id
 from tileserver.datacube.query import CubeMeta, Query
 from tileserver.data.reader import read_band
 from tileserver.data.remote import BrokenSource

@@ -2,7 +2,7 @@
 
 A callback is evaluated once per request, vectorised: the parameter ``data`` of a reducer
 is the whole ``(n, …)`` array of the window with the reduced dimension first (a
-:class:`~tileserver.processes.array.lib.LabeledArray` carrying the labels), ``x`` of
+:class:`~tileserver.processes.array.common.LabeledArray` carrying the labels), ``x`` of
 ``apply`` is the whole cube; the array processes reduce along axis 0 and broadcast
 elementwise, so a callback costs a few numpy calls, never a Python call per pixel.
 """

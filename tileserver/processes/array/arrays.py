@@ -1,7 +1,11 @@
-"""Array processes that map, filter and reorder: ``array_apply``, ``array_filter``,
-``sort``, ``order``, ``rearrange``, ``array_interpolate_linear``.
+"""Processes on whole arrays: element access and search (``array_element``,
+``array_contains``, ``array_find``, ``array_create``), ``all``/``any``, cumulative
+processes, labels and concatenation (``array_labels``, ``array_concat``, ``array_append``),
+and the ones that map, filter and reorder: ``array_apply``, ``array_filter``, ``sort``,
+``order``, ``rearrange``, ``array_interpolate_linear``.
 
-Two kinds of ``data`` arrive here (see :mod:`.arraylib`):
+Two kinds of ``data`` arrive at the processes that map, filter and reorder (see
+:mod:`tileserver.processes.array`):
 
 - a JSON array (a Python list, maybe labelled): the child process runs once per element,
   on Python values, exactly as the specification describes it;
@@ -22,16 +26,266 @@ from typing import Any
 import numpy as np
 
 from tileserver.params import parse_iso_date
-from tileserver.processes.array.lib import (
+from tileserver.processes.array.common import (
     LabeledArray,
+    _data,
     _float_dtype,
     _floating,
     _invalid,
     _is_number,
+    _nodata_mask,
     _numeric,
     _py,
+    _weak,
 )
+from tileserver.processes.array.compare import _same_kind
+from tileserver.processes.array.reduce import _reducer_input
 from tileserver.processes.registry import ARRAY, process
+
+
+@process("array_element", ["data", ("index", None), ("label", None), ("return_nodata", False)],
+         kind=ARRAY)
+def array_element(data, index=None, label=None, return_nodata=False):
+    """The element at ``index`` or with ``label`` (along axis 0)."""
+    labels = data.labels if isinstance(data, LabeledArray) else None
+    values = data.values if isinstance(data, LabeledArray) else data
+    if index is None and label is None:
+        raise _invalid("array_element", "index", "set index or label",
+                       code="ArrayElementParameterMissing")
+    if index is not None and label is not None:
+        raise _invalid("array_element", "label", "set only one of index and label",
+                       code="ArrayElementParameterConflict")
+    if not isinstance(values, (list, tuple, np.ndarray)) or np.ndim(values) == 0:
+        raise _invalid("array_element", "data", "expected an array")
+    n = len(values)
+    if label is not None:
+        if not isinstance(label, (str, numbers.Real)) or isinstance(label, bool):
+            raise _invalid("array_element", "label", "expected a string or a number")
+        if labels is None:
+            raise _invalid("array_element", "label", "the array has no labels",
+                           code="ArrayNotLabeled")
+        index = labels.index(label) if label in labels else -1
+    elif not isinstance(index, numbers.Integral) or isinstance(index, bool):
+        raise _invalid("array_element", "index", "expected an integer")
+    if not 0 <= index < n:
+        if return_nodata:
+            if isinstance(values, np.ndarray) and values.ndim > 1:
+                return np.full(values.shape[1:], np.nan, dtype=_float_dtype(values))
+            return None
+        raise _invalid("array_element", "index" if label is None else "label",
+                       f"no element {label if label is not None else index!r}",
+                       code="ArrayElementNotAvailable")
+    return _py(values[index])
+
+
+def _array_arg(pid: str, data, name: str = "data"):
+    """The values of an array argument (labels dropped); anything else is invalid."""
+    values = data.values if isinstance(data, LabeledArray) else data
+    if not isinstance(values, (list, tuple, np.ndarray)) or np.ndim(values) == 0:
+        raise _invalid(pid, name, "expected an array")
+    return values
+
+
+def _strict_equal(a, b) -> bool:
+    """openEO equality of two array elements (no bool/number mixing, no null match)."""
+    if a is None or b is None or isinstance(a, (list, dict, np.ndarray)) or isinstance(
+            b, (list, dict, np.ndarray)):
+        return False
+    return _same_kind(a, b) and a == b
+
+
+@process("array_contains", ["data", "value"], kind=ARRAY)
+def array_contains(data, value):
+    """Whether ``value`` is in the array (per pixel for cube slices)."""
+    values = _array_arg("array_contains", data)
+    if isinstance(values, np.ndarray) and values.ndim > 1:
+        if value is None or not _is_number(value):
+            return np.zeros(values.shape[1:], dtype=bool)
+        return np.any(values == _weak(value), axis=0)
+    return any(_strict_equal(_py(v), value) for v in values)
+
+
+@process("array_find", ["data", "value", ("reverse", False)], kind=ARRAY)
+def array_find(data, value, reverse=False):
+    """Index of the first (last) element equal to ``value``, no-data when none is."""
+    values = _array_arg("array_find", data)
+    if isinstance(values, np.ndarray) and values.ndim > 1:
+        if value is None or not _is_number(value):
+            return np.full(values.shape[1:], np.nan)
+        match = values == _weak(value)
+        if reverse:
+            idx = values.shape[0] - 1 - np.argmax(match[::-1], axis=0)
+        else:
+            idx = np.argmax(match, axis=0)
+        return np.where(match.any(axis=0), idx, np.nan)
+    items = [_py(v) for v in values]
+    order = range(len(items) - 1, -1, -1) if reverse else range(len(items))
+    for i in order:
+        if _strict_equal(items[i], value):
+            return i
+    return None
+
+
+@process("array_create", [("data", []), ("repeat", 1)], kind=ARRAY)
+def array_create(data=[], repeat=1):  # noqa: B006  (never mutated)
+    """``data`` repeated ``repeat`` times."""
+    if not isinstance(repeat, numbers.Integral) or isinstance(repeat, bool) or repeat < 1:
+        raise _invalid("array_create", "repeat", "expected an integer >= 1")
+    if isinstance(data, np.ndarray):
+        return np.concatenate([data] * repeat, axis=0) if repeat > 1 else data
+    if not isinstance(data, (list, tuple)):
+        raise _invalid("array_create", "data", "expected an array")
+    return list(data) * repeat
+
+
+# --- all/any, cumulative processes, labels, concatenation -----------------------------
+
+
+def _logic_stack(pid: str, data) -> tuple[np.ndarray, np.ndarray]:
+    """(truth, no-data) masks of an array of booleans (bool arrays, 1/0/NaN float arrays
+    from logical processes over no-data, or JSON lists of booleans and nulls)."""
+    a, _ = _data(pid, data)
+    if a.dtype == bool:
+        return a, np.zeros(a.shape, dtype=bool)
+    if a.dtype.kind == "f":
+        return a == 1, np.isnan(a)
+    if a.dtype.kind == "O" and all(v is None or isinstance(v, (bool, np.bool_))
+                                   for v in a.ravel()):
+        return (np.frompyfunc(lambda v: v is True or v is np.True_, 1, 1)(a).astype(bool),
+                _nodata_mask(a))
+    raise _invalid(pid, "data", "expected an array of booleans")
+
+
+def _logic_result(value: np.ndarray, nodata: np.ndarray):
+    if value.ndim == 0:
+        return None if nodata else bool(value)
+    if not nodata.any():
+        return value
+    out = value.astype(np.float32)
+    out[nodata] = np.nan
+    return out
+
+
+@process("all", ["data", ("ignore_nodata", True)], kind=ARRAY)
+def all_(data, ignore_nodata=True):
+    """Whether every (valid) value is true; false wins over no-data."""
+    truth, nodata = _logic_stack("all", data)
+    some_false = np.any(~truth & ~nodata, axis=0)
+    if ignore_nodata:
+        return _logic_result(~some_false, np.zeros(some_false.shape, dtype=bool))
+    return _logic_result(~some_false, ~some_false & np.any(nodata, axis=0))
+
+
+@process("any", ["data", ("ignore_nodata", True)], kind=ARRAY)
+def any_(data, ignore_nodata=True):
+    """Whether a (valid) value is true; true wins over no-data."""
+    truth, nodata = _logic_stack("any", data)
+    some_true = np.any(truth & ~nodata, axis=0)
+    if ignore_nodata:
+        return _logic_result(some_true, np.zeros(some_true.shape, dtype=bool))
+    return _logic_result(some_true, ~some_true & np.any(nodata, axis=0))
+
+
+def _cumulative(pid: str, ufunc, skip_fill, propagating=None):
+    @process(pid, ["data", ("ignore_nodata", True)], kind=ARRAY)
+    def fn(data, ignore_nodata=True):
+        a = _reducer_input(pid, data)
+        with np.errstate(all="ignore"):
+            if not ignore_nodata:  # NaN propagates to every later element
+                return (propagating or ufunc).accumulate(a, axis=0)
+            nodata = np.isnan(a)
+            if not nodata.any():
+                return ufunc.accumulate(a, axis=0)
+            out = ufunc.accumulate(np.where(nodata, a.dtype.type(skip_fill), a), axis=0)
+            out[nodata] = np.nan  # skipped, but no-data stays in the result
+            return out
+
+    fn.__name__ = pid
+    return fn
+
+
+_cumulative("cumsum", np.add, 0)
+_cumulative("cumproduct", np.multiply, 1)
+_cumulative("cummin", np.fmin, np.nan, np.minimum)
+_cumulative("cummax", np.fmax, np.nan, np.maximum)
+
+
+def _values_labels(data) -> tuple[Any, tuple | None]:
+    if isinstance(data, LabeledArray):
+        return data.values, data.labels
+    return data, None
+
+
+@process("array_labels", ["data"], kind=ARRAY)
+def array_labels(data):
+    """The labels of a labelled array, else the indices."""
+    values, labels = _values_labels(data)
+    if labels is not None:
+        return list(labels)
+    if not isinstance(values, (list, tuple, np.ndarray)) or np.ndim(values) == 0:
+        raise _invalid("array_labels", "data", "expected an array")
+    return list(range(len(values)))
+
+
+def _concat_values(a, b):
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        try:
+            return np.concatenate([np.asarray(a), np.asarray(b)], axis=0)
+        except ValueError:
+            raise _invalid("array_concat", "array2", "its elements do not fit those of "
+                           "array1") from None
+    return list(a) + list(b)
+
+
+@process("array_concat", ["array1", "array2"], kind=ARRAY)
+def array_concat(array1, array2):
+    """``array2`` after ``array1`` (labels kept when both are labelled)."""
+    (v1, l1), (v2, l2) = _values_labels(array1), _values_labels(array2)
+    for name, v in (("array1", v1), ("array2", v2)):
+        if not isinstance(v, (list, tuple, np.ndarray)) or np.ndim(v) == 0:
+            raise _invalid("array_concat", name, "expected an array")
+    values = _concat_values(v1, v2)
+    if l1 is None or l2 is None:
+        return values
+    if set(l1) & set(l2):
+        raise _invalid("array_concat", "array2", "both arrays have a label in common",
+                       code="ArrayLabelConflict")
+    return LabeledArray(values, tuple(l1) + tuple(l2))
+
+
+@process("array_append", ["data", "value", ("label", None)], kind=ARRAY)
+def array_append(data, value, label=None):
+    """``data`` with ``value`` added at the end (with ``label`` for labelled arrays)."""
+    values, labels = _values_labels(data)
+    if not isinstance(values, (list, tuple, np.ndarray)) or np.ndim(values) == 0:
+        raise _invalid("array_append", "data", "expected an array")
+    if label is not None and (not isinstance(label, (str, numbers.Real))
+                              or isinstance(label, bool)):
+        raise _invalid("array_append", "label", "expected a string or a number")
+    if labels is None and label is not None:
+        raise _invalid("array_append", "label", "the array has no labels",
+                       code="ArrayNotLabeled")
+    if isinstance(values, np.ndarray):
+        item = np.asarray(np.nan if value is None else value)
+        try:
+            item = np.broadcast_to(item, values.shape[1:])[None]
+        except ValueError:
+            raise _invalid("array_append", "value", "does not fit the elements of the "
+                           "array") from None
+        out = np.concatenate([values, item], axis=0)
+    else:
+        out = [*values, value]
+    if labels is None:
+        return out
+    if label is None:
+        label = len(labels)
+    if label in labels:
+        raise _invalid("array_append", "label", f"the label {label!r} exists",
+                       code="LabelExists")
+    return LabeledArray(out, (*labels, label))
+
+
+# --- map, filter, order -------------------------------------------------------------
 
 
 def reads(fn: Any, name: str) -> bool:

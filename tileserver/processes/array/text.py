@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-from tileserver.processes.array.lib import _invalid, _py
+from tileserver.processes.array.common import _invalid, _py
 from tileserver.processes.registry import ARRAY, process
 
 

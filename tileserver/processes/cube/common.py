@@ -1,15 +1,214 @@
-"""Helpers shared by the cube processes and by the 0.0.2 translations: bbox checks, masking
-outside an extent, the normalised difference."""
+"""What the cube processes share: the names of the dimensions, the argument helpers
+(extents, bands, dimensions, labels, errors) and the bbox checks, masking and normalised
+difference that the 0.0.2 translations use too."""
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 import numpy as np
 from rasterio.crs import CRS
+from rasterio.errors import CRSError
 from rasterio.features import geometry_mask
 from rasterio.warp import transform_bounds, transform_geom
-from shapely.geometry import box, mapping
+from shapely.geometry import box, mapping, shape
 
-from tileserver.errors import ProcessGraphError
+from tileserver.datacube.cube import Cube
+from tileserver.datacube.query import CubeMeta
+from tileserver.errors import BandNotFound, ProcessArgumentInvalid, ProcessGraphError
+from tileserver.graph.nodes import Node
+from tileserver.params import parse_iso_date as parse_date
+from tileserver.processes.array.common import LabeledArray
+from tileserver.processes.registry import Param
+
+
+#: The names of the temporal and band dimensions, as ``GET /collections`` describes them.
+TIME_DIMS = ("t",)
+BAND_DIMS = ("bands",)
+WGS84 = CRS.from_epsg(4326)
+
+_DATA = Param("data", "cube")
+_CONTEXT = Param("context", required=False)
+
+
+def _invalid(node: Node, name: str, why: str, code: str | None = None
+             ) -> ProcessArgumentInvalid:
+    """The error of an argument; ``code``: the exception the process description names
+    for it (``DimensionNotAvailable``…), else ``ProcessArgumentInvalid``."""
+    return ProcessArgumentInvalid(
+        f"node '{node.path}': argument {name!r} of {node.process_id}: {why}",
+        path=node.arg_path(name), code=code)
+
+
+def _context(value: Any) -> Any:
+    return value if not isinstance(value, Node) else None
+
+
+def _crs(node: Node, name: str, value: Any) -> CRS:
+    if value is None:
+        return WGS84
+    if isinstance(value, bool):
+        raise _invalid(node, name, f"crs {value!r} is not a CRS")
+    try:
+        return CRS.from_epsg(value) if isinstance(value, int) else CRS.from_user_input(value)
+    except (CRSError, TypeError, ValueError):
+        raise _invalid(node, name, f"crs {value!r} is not a known CRS (an EPSG code such as "
+                       "32632)") from None
+
+
+def spatial_extent(node: Node, name: str, value: Any):
+    """``(bounds, crs, geometry)`` of a bounding box object or a GeoJSON geometry."""
+    if not isinstance(value, dict):
+        raise _invalid(node, name, "expected a bounding box {west, south, east, north, crs} "
+                       "or a GeoJSON object")
+    if "type" in value:
+        geoms = _geojson_geometries(node, name, value)
+        union = shape(geoms[0])
+        for g in geoms[1:]:
+            union = union.union(shape(g))
+        if union.is_empty:
+            raise _invalid(node, name, "the geometry is empty")
+        geometry = {"type": "GeometryCollection", "geometries": geoms} if len(geoms) > 1 \
+            else geoms[0]
+        return tuple(union.bounds), WGS84, geometry
+    missing = [k for k in ("west", "south", "east", "north") if k not in value]
+    if missing:
+        raise _invalid(node, name, f"missing {', '.join(missing)}")
+    nums = []
+    for key in ("west", "south", "east", "north"):
+        v = value[key]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise _invalid(node, name, f"{key} must be a finite number, got {v!r}")
+        nums.append(float(v))
+    west, south, east, north = nums
+    if west >= east or south >= north:
+        raise _invalid(node, name, f"empty or inverted extent: west {west} must be < east "
+                       f"{east} and south {south} < north {north}")
+    return (west, south, east, north), _crs(node, name, value.get("crs")), None
+
+
+def _geojson_geometries(node: Node, name: str, obj: dict, points: bool = False
+                        ) -> list[dict]:
+    """The GeoJSON polygons of ``obj`` (and points, when ``points``), validated."""
+    kind = obj.get("type")
+    if kind == "FeatureCollection":
+        out = []
+        for f in obj.get("features") or []:
+            out += _geojson_geometries(node, name, f, points)
+        if not out:
+            raise _invalid(node, name, "the FeatureCollection has no features")
+        return out
+    if kind == "Feature":
+        return _geojson_geometries(node, name, obj.get("geometry") or {}, points)
+    if points and kind in ("Point", "MultiPoint"):
+        try:
+            geom = shape(obj)
+        except Exception:  # noqa: BLE001 - shapely's errors vary with the input
+            raise _invalid(node, name, f"not a valid GeoJSON {kind}") from None
+        if geom.is_empty or not all(math.isfinite(v) for v in geom.bounds):
+            raise _invalid(node, name, f"not a valid GeoJSON {kind}")
+        return [obj]
+    if kind in ("Polygon", "MultiPolygon"):
+        try:
+            geom = shape(obj)
+        except Exception:  # noqa: BLE001 - shapely's errors vary with the input
+            raise _invalid(node, name, "not a valid GeoJSON polygon") from None
+        if not geom.is_valid or geom.is_empty:
+            raise _invalid(node, name, "not a valid GeoJSON polygon")
+        return [obj]
+    raise _invalid(node, name, f"GeoJSON type {kind!r} is not supported (Polygon, "
+                   "MultiPolygon" + (", Point, MultiPoint" if points else "") +
+                   ", Feature or FeatureCollection of them)")
+
+
+def temporal_extent(node: Node, name: str, value: Any) -> tuple[datetime, datetime] | None:
+    """An inclusive ``(start, end)`` for a 1.x ``[start, end)`` interval (``None`` = open)."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise _invalid(node, name, "expected an interval [start, end] (either may be null)")
+    start, end = value
+    if start is None and end is None:
+        raise _invalid(node, name, "start and end cannot both be null")
+    try:
+        t0 = parse_date(start) if start is not None else datetime(1, 1, 1, tzinfo=UTC)
+        t1 = (parse_date(end) - timedelta(microseconds=1)) if end is not None else datetime(
+            9999, 12, 31, tzinfo=UTC)
+    except (ValueError, AttributeError, TypeError):
+        raise _invalid(node, name, f"{value!r} is not an interval of ISO 8601 dates") from None
+    if t0 > t1:
+        raise _invalid(node, name, f"start {start} is not before end {end} (the end is "
+                       "excluded)", "TemporalExtentEmpty" if node.process_id ==
+                       "filter_temporal" else None)
+    return t0, t1
+
+
+NIR_FALLBACKS = {"nir": ("nir08", "nir09")}
+
+
+def resolve_band(product, available: tuple[str, ...], name: Any, node: Node, arg: str) -> str:
+    """A band id from a band name or a common name (``red``, ``nir``)."""
+    if isinstance(name, str):
+        if name in available:
+            return name
+        def common(b):
+            return product.bands[b].common_name if b in product.bands else None
+
+        # "nir" is also the narrow NIR bands (nir08, nir09) when there is no broad one, as
+        # on a 20 m Sentinel-2 product without B08: the client's ndvi() asks for "nir"
+        for wanted in (name, *NIR_FALLBACKS.get(name, ())):
+            matches = [b for b in available if common(b) == wanted]
+            if matches:
+                return matches[0]
+    names = [f"{b} ({product.bands[b].common_name})" if b in product.bands and
+             product.bands[b].common_name else b for b in available]
+    raise BandNotFound(f"node '{node.path}': argument {arg!r}: band {name!r} is not in the "
+                       f"data; available: {', '.join(names)}", path=node.arg_path(arg))
+
+
+def _dimension(node: Node, meta: CubeMeta, name: str = "dimension") -> str:
+    """The axis (``t`` or ``bands``) of the dimension an argument names."""
+    dim = node.args.get(name)
+    if dim in TIME_DIMS:
+        if meta.reduced:
+            raise _invalid(node, name, "the temporal dimension was already reduced",
+                           "DimensionNotAvailable")
+        return "t"
+    if dim == meta.band_dim:
+        if not meta.has_bands:
+            raise _invalid(node, name, f"the {dim} dimension was already reduced",
+                           "DimensionNotAvailable")
+        return "bands"
+    if dim in ("x", "y"):
+        raise _invalid(node, name, f"dimension {dim!r} cannot be used here (spatial "
+                       "dimensions are kept for tiles and coverages)")
+    dims = [d for d, present in (("t", not meta.reduced), (meta.band_dim, meta.has_bands))
+            if present]
+    raise _invalid(node, name, f"the data cube has no dimension {dim!r}; its dimensions are "
+                   f"x, y{''.join(', ' + d for d in dims)}", "DimensionNotAvailable")
+
+
+def _labels(cube: Cube, dim: str) -> tuple:
+    if dim == "t":
+        return tuple(t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in (cube.times or ()))
+    return tuple(cube.bands)
+
+
+def _labeled(values: np.ndarray, labels: tuple):
+    return LabeledArray(values, labels)
+
+
+def _as_float32(value: Any, shape: tuple[int, ...], node: Node) -> np.ndarray:
+    out = np.asarray(value.values if hasattr(value, "values") and not isinstance(
+        value, np.ndarray) else value)
+    if out.dtype == object:
+        raise _invalid(node, "process", "the callback returned something that is not a "
+                       "number or an array of numbers")
+    try:
+        return np.broadcast_to(out.astype(np.float32, copy=False), shape)
+    except ValueError:
+        raise _invalid(node, "process", f"the callback returned an array of shape "
+                       f"{out.shape}, expected {shape}") from None
 
 
 def check_bbox_area(node, bounds, crs: CRS, product_crs: CRS) -> None:

@@ -38,4 +38,5 @@ def _ndvi_meta(ctx, node):
 )
 def ndvi(ctx, node, data):
     """1.x ``ndvi`` (the bands dimension is dropped)."""
-    return v1_node("ndvi", node.path, REGISTRY, data=data, red=node.args["red"], nir=node.args["nir"])
+    return v1_node("ndvi", node.path, REGISTRY, data=data, red=node.args["red"],
+                   nir=node.args["nir"])
