@@ -35,7 +35,7 @@ from tileserver.render.encoders import check_output_kind, validate_output
 from tileserver.graph.nodes import Callback, Node
 from tileserver.graph.v002 import GraphParser, translate
 from tileserver.graph.v1 import V1, FlatGraphParser, is_flat_graph
-from tileserver.engine.limits import Limiter, check_deadline, remaining
+from tileserver.limits import Limiter, check_deadline, remaining
 from tileserver.processes import CUBE, CUBE_PROCESSES, REGISTRY, TRANSLATIONS
 from tileserver.processes.callbacks import run_callback
 from tileserver.processes.cube.load import collection_id
