@@ -26,10 +26,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tileserver.processes import ARRAY_PROCESSES, REGISTRY  # noqa: E402  isort: skip
-from tileserver.processes.callbacks import ChildProcess  # noqa: E402
 from tileserver.graph.nodes import Callback  # noqa: E402
 from tileserver.graph.v1 import FlatGraphParser  # noqa: E402
 from tileserver.processes.array import LabeledArray  # noqa: E402
+from tileserver.processes.callbacks import ChildProcess  # noqa: E402
 
 DATES = tuple(f"2020-05-{d:02d}T10:00:00Z" for d in range(1, 13))
 BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")

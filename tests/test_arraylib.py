@@ -10,9 +10,9 @@ import statistics
 import numpy as np
 import pytest
 
+from tileserver.errors import ProcessArgumentInvalid, TileserverError
 from tileserver.processes import ARRAY_PROCESSES
 from tileserver.processes.array import LabeledArray
-from tileserver.errors import ProcessArgumentInvalid, TileserverError
 
 
 def run(pid, **kwargs):

@@ -12,12 +12,12 @@ import pytest
 from numpy.testing import assert_allclose
 
 from tests.core_support import TEST_BOUNDS_32632, make_engine, reference_stack
-from tileserver.processes.callbacks import ChildProcess, params_read
+from tileserver.datacube.view import View
 from tileserver.engine.evaluator import Engine
+from tileserver.errors import ProcessArgumentInvalid, ProcessGraphError
 from tileserver.processes import ARRAY_PROCESSES, REGISTRY
 from tileserver.processes.array import LabeledArray
-from tileserver.datacube.view import View
-from tileserver.errors import ProcessArgumentInvalid, ProcessGraphError
+from tileserver.processes.callbacks import ChildProcess, params_read
 
 L, B, R, T = TEST_BOUNDS_32632
 #: A full-resolution (10 m) window, so that the references read the same pixels.

@@ -26,12 +26,16 @@ from rasterio.enums import Resampling
 from rasterio.warp import transform_bounds
 
 from tileserver import metrics
-
 from tileserver.cache import codec as serial
 from tileserver.cache.memory import NodeCache
+from tileserver.cache.shared import SharedTier, digest_key
 from tileserver.data.catalog import Catalog, Product
+from tileserver.data.reader import read_band
+from tileserver.data.remote import BrokenSource
 from tileserver.datacube.cube import Cube, day_key, first_of_each_day
-from tileserver.render.encoders import check_output_kind, validate_output
+from tileserver.datacube.query import CubeMeta, Query
+from tileserver.datacube.view import View
+from tileserver.errors import LimitExceeded, ProcessGraphError, TileserverError
 from tileserver.graph.nodes import Callback, Node
 from tileserver.graph.v002 import GraphParser, translate
 from tileserver.graph.v1 import V1, FlatGraphParser, is_flat_graph
@@ -39,12 +43,7 @@ from tileserver.limits import Limiter, check_deadline, remaining
 from tileserver.processes import CUBE, CUBE_PROCESSES, REGISTRY, TRANSLATIONS
 from tileserver.processes.callbacks import run_callback
 from tileserver.processes.cube.load import collection_id
-from tileserver.datacube.query import CubeMeta, Query
-from tileserver.data.reader import read_band
-from tileserver.data.remote import BrokenSource
-from tileserver.cache.shared import SharedTier, digest_key
-from tileserver.datacube.view import View
-from tileserver.errors import LimitExceeded, ProcessGraphError, TileserverError
+from tileserver.render.encoders import check_output_kind, validate_output
 
 WGS84 = CRS.from_epsg(4326)
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from tileserver.errors import ProcessArgumentInvalid, ProcessGraphError, TileserverError
 from tileserver.graph.nodes import Callback, Node, ParamRef
 from tileserver.processes.registry import ARRAY_PROCESSES
-from tileserver.errors import ProcessArgumentInvalid, ProcessGraphError, TileserverError
 
 
 def _stack_if_arrays(values: list) -> Any:

@@ -10,24 +10,24 @@ import numpy as np
 
 from tileserver.processes.array.common import (
     LabeledArray,
-    _data,
-    _invalid,
-    _is_number,
-    _is_scalar,
-    _nodata_like,
-    _py,
-    _weak,
+    data_array,
+    invalid_argument,
+    is_number,
+    is_scalar,
+    nodata_like,
+    py_value,
+    weak_scalar,
 )
 from tileserver.processes.registry import ARRAY, process
 
 
 def _check_number(pid: str, name: str, v) -> None:
-    if v is None or _is_number(v):
+    if v is None or is_number(v):
         return
     if isinstance(v, np.ndarray):
         if v.dtype.kind in "fiub":
             return
-    raise _invalid(pid, name, f"expected a number, got {type(v).__name__}")
+    raise invalid_argument(pid, name, f"expected a number, got {type(v).__name__}")
 
 
 def _plain_arrays(values) -> bool:
@@ -52,20 +52,20 @@ def _elementwise(pid: str, names: tuple[str, ...], func, values, *, nodata_in=Tr
             return func(*values)
     labelled = next((v for v in values if isinstance(v, LabeledArray)), None)
     if labelled is not None:
-        values = tuple(_data(pid, v)[0] if isinstance(v, LabeledArray) else v for v in values)
+        values = tuple(data_array(pid, v)[0] if isinstance(v, LabeledArray) else v for v in values)
         return LabeledArray(_elementwise(pid, names, func, values, nodata_in=nodata_in),
                             labelled.labels)
     for name, v in zip(names, values, strict=True):
         _check_number(pid, name, v)
-    if all(_is_scalar(v) for v in values):
+    if all(is_scalar(v) for v in values):
         if nodata_in and any(v is None for v in values):
             return None
         with np.errstate(all="ignore"):
-            return _py(func(*(np.float64(v) for v in values)))
+            return py_value(func(*(np.float64(v) for v in values)))
     if nodata_in and any(v is None for v in values):
-        return _nodata_like(*values)
+        return nodata_like(*values)
     with np.errstate(all="ignore"):
-        return func(*(_weak(v) for v in values))
+        return func(*(weak_scalar(v) for v in values))
 
 
 def _unary(pid: str, func, name: str = "x"):
@@ -122,9 +122,9 @@ _binary("normalized_difference", _normalized_difference)
 def log(x, base):
     """Logarithm of ``x`` to ``base``."""
     def func(x, base):
-        if _is_number(base) and base > 0 and base != 1:  # one division for the whole array,
+        if is_number(base) and base > 0 and base != 1:  # one division for the whole array,
             return np.log(x) * (1.0 / math.log(base))  # no float64 upcast of float32 x
-        return np.log(x) / np.log(np.float64(base) if _is_number(base) else base)
+        return np.log(x) / np.log(np.float64(base) if is_number(base) else base)
 
     return _elementwise("log", ("x", "base"), func, (x, base))
 
@@ -173,15 +173,15 @@ _rounding("int", np.trunc)
 def round_(x, p=0):
     """Round half to even at ``p`` decimals."""
     if not isinstance(p, numbers.Integral) or isinstance(p, bool):
-        raise _invalid("round", "p", "expected an integer")
+        raise invalid_argument("round", "p", "expected an integer")
     return _elementwise("round", ("x",), lambda v: np.round(v, int(p)), (x,))
 
 
 @process("clip", ["x", "min", "max"], kind=ARRAY)
 def clip(x, min, max):  # noqa: A002  (the parameter names of the specification)
     """``x`` limited to ``[min, max]``."""
-    if _is_number(min) and _is_number(max) and min > max:
-        raise _invalid("clip", "max", "min is greater than max", code="MinMaxSwapped")
+    if is_number(min) and is_number(max) and min > max:
+        raise invalid_argument("clip", "max", "min is greater than max", code="MinMaxSwapped")
     return _elementwise("clip", ("x", "min", "max"),
                         lambda v, lo, hi: np.minimum(np.maximum(v, lo), hi), (x, min, max))
 

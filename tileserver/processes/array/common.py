@@ -24,38 +24,28 @@ class LabeledArray:
         return len(self.values)
 
 
-
-@dataclass(frozen=True)
-class LabeledArray:
-    """An array whose elements along axis 0 have labels (band names, dates)."""
-
-    values: Any
-    labels: tuple | None = None
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-
 # --- value helpers -------------------------------------------------------------------
 
 
-def _invalid(pid: str, argument: str, reason: str, code: str | None = None):
+def invalid_argument(pid: str, argument: str, reason: str, code: str | None = None):
+    """The 400 of an argument (``code``: the exception name the specification gives)."""
     return ProcessArgumentInvalid(
         f"The argument '{argument}' in process '{pid}' is invalid: {reason}",
         process=pid, argument=argument, code=code)
 
 
-def _is_number(v) -> bool:
+def is_number(v) -> bool:
     """A real number (bools are not numbers in openEO)."""
     return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
 
 
-def _is_scalar(v) -> bool:
+def is_scalar(v) -> bool:
+    """A single value: a number, a boolean, no-data (``None``) or a 0-d array."""
     return v is None or isinstance(v, (numbers.Number, np.bool_)) or (
         isinstance(v, np.ndarray) and v.ndim == 0)
 
 
-def _py(v):
+def py_value(v):
     """numpy scalar or 0-d array -> Python scalar; anything else unchanged."""
     if isinstance(v, np.ndarray) and v.ndim == 0:
         v = v[()]
@@ -64,14 +54,14 @@ def _py(v):
     return v
 
 
-def _weak(v):
+def weak_scalar(v):
     """A scalar argument for array arithmetic: a Python number (numpy keeps array dtypes)."""
     if isinstance(v, (np.generic, np.ndarray)) and np.ndim(v) == 0:
-        return _py(v)
+        return py_value(v)
     return v
 
 
-def _float_dtype(*values) -> np.dtype:
+def float_dtype(*values) -> np.dtype:
     """The float dtype a result over these values has (float32 stays float32)."""
     arrays = [v for v in values if isinstance(v, np.ndarray)]
     if not arrays:
@@ -80,22 +70,23 @@ def _float_dtype(*values) -> np.dtype:
     return dt if np.issubdtype(dt, np.floating) else np.dtype(np.float64)
 
 
-def _is_array(v) -> bool:
+def is_array(v) -> bool:
+    """A numpy array with at least one axis."""
     return isinstance(v, np.ndarray) and v.ndim > 0
 
 
-def _false_like(*values) -> np.ndarray | bool:
+def false_like(*values) -> np.ndarray | bool:
     """An all-false array shaped like the broadcast of the array values (False for none)."""
-    if not any(_is_array(v) for v in values):
+    if not any(is_array(v) for v in values):
         return False
-    return np.zeros(np.broadcast_shapes(*(np.shape(v) for v in values if _is_array(v))),
+    return np.zeros(np.broadcast_shapes(*(np.shape(v) for v in values if is_array(v))),
                     dtype=bool)
 
 
-def _nodata_like(*values) -> np.ndarray:
+def nodata_like(*values) -> np.ndarray:
     """A no-data array shaped like the broadcast of the array values."""
     shape = np.broadcast_shapes(*(np.shape(v) for v in values if isinstance(v, np.ndarray)))
-    return np.full(shape, np.nan, dtype=_float_dtype(*values))
+    return np.full(shape, np.nan, dtype=float_dtype(*values))
 
 
 def _list_to_array(items: list) -> np.ndarray:
@@ -104,16 +95,16 @@ def _list_to_array(items: list) -> np.ndarray:
     if any(isinstance(v, np.ndarray) and v.ndim > 0 for v in items):
         arrays = [np.asarray(np.nan if v is None else v) for v in items]
         shape = np.broadcast_shapes(*(a.shape for a in arrays))
-        dtype = _float_dtype(*[a for a in arrays if a.ndim > 0])
+        dtype = float_dtype(*[a for a in arrays if a.ndim > 0])
         return np.stack([np.broadcast_to(a, shape) for a in arrays]).astype(dtype, copy=False)
-    if all(v is None or _is_number(v) for v in items):
+    if all(v is None or is_number(v) for v in items):
         return np.array([np.nan if v is None else v for v in items], dtype=np.float64)
     out = np.empty(len(items), dtype=object)
     out[:] = items
     return out
 
 
-def _data(pid: str, data) -> tuple[np.ndarray, tuple | None]:
+def data_array(pid: str, data) -> tuple[np.ndarray, tuple | None]:
     """The values (as an array along axis 0) and labels of a ``data`` argument."""
     labels = None
     if isinstance(data, LabeledArray):
@@ -122,10 +113,10 @@ def _data(pid: str, data) -> tuple[np.ndarray, tuple | None]:
         return _list_to_array(list(data)), labels
     if isinstance(data, np.ndarray) and data.ndim > 0:
         return data, labels
-    raise _invalid(pid, "data", "expected an array")
+    raise invalid_argument(pid, "data", "expected an array")
 
 
-def _nodata_mask(a: np.ndarray) -> np.ndarray:
+def nodata_mask(a: np.ndarray) -> np.ndarray:
     """Where ``a`` holds no-data: NaN in float arrays, None (or NaN) in object arrays."""
     if a.dtype.kind == "f":
         return np.isnan(a)
@@ -135,25 +126,25 @@ def _nodata_mask(a: np.ndarray) -> np.ndarray:
     return np.zeros(a.shape, dtype=bool)
 
 
-def _numeric(pid: str, a: np.ndarray) -> np.ndarray:
+def numeric_array(pid: str, a: np.ndarray) -> np.ndarray:
     """``a`` as a numeric array (object arrays of numbers/None -> float64)."""
     if a.dtype.kind in "fiu":
         return a
     if a.dtype.kind == "O":
         flat = a.ravel()
-        if all(v is None or _is_number(v) for v in flat):
+        if all(v is None or is_number(v) for v in flat):
             return np.array([np.nan if v is None else v for v in flat],
                             dtype=np.float64).reshape(a.shape)
-    raise _invalid(pid, "data", "expected an array of numbers")
+    raise invalid_argument(pid, "data", "expected an array of numbers")
 
 
-def _floating(a: np.ndarray) -> np.ndarray:
+def as_floating(a: np.ndarray) -> np.ndarray:
     """Integer arrays as float64 (so that NaN can mark no-data); float arrays as they are."""
     return a if a.dtype.kind == "f" else a.astype(np.float64)
 
 
-def _result(out):
+def to_result(out):
     """A reducer's result: Python scalar for 1-D input, the array otherwise."""
     if isinstance(out, np.ndarray) and out.ndim == 0 or isinstance(out, np.generic):
-        return _py(out)
+        return py_value(out)
     return out

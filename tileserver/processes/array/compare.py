@@ -6,19 +6,19 @@ import numpy as np
 
 from tileserver.processes.array.common import (
     LabeledArray,
-    _false_like,
-    _float_dtype,
-    _invalid,
-    _is_array,
-    _is_number,
-    _is_scalar,
-    _nodata_like,
-    _weak,
+    false_like,
+    float_dtype,
+    invalid_argument,
+    is_array,
+    is_number,
+    is_scalar,
+    nodata_like,
+    weak_scalar,
 )
 from tileserver.processes.registry import ARRAY, process
 
 
-def _same_kind(x, y) -> bool:
+def same_kind(x, y) -> bool:
     """openEO compares only values of one type: numbers with numbers, strings with strings."""
     if isinstance(x, (bool, np.bool_)) or isinstance(y, (bool, np.bool_)):
         return isinstance(x, (bool, np.bool_)) and isinstance(y, (bool, np.bool_))
@@ -28,27 +28,27 @@ def _same_kind(x, y) -> bool:
 
 
 def _equal(pid: str, x, y, delta, case_sensitive):
-    if delta is not None and not _is_number(delta):
-        raise _invalid(pid, "delta", "expected a number")
+    if delta is not None and not is_number(delta):
+        raise invalid_argument(pid, "delta", "expected a number")
     if x is None or y is None:
-        return None if _is_scalar(x) and _is_scalar(y) else _nodata_like(x, y)
+        return None if is_scalar(x) and is_scalar(y) else nodata_like(x, y)
     if isinstance(x, (list, dict, LabeledArray)) or isinstance(y, (list, dict, LabeledArray)):
-        raise _invalid(pid, "x", "arrays and objects cannot be compared")
-    if _is_array(x) or _is_array(y):
-        if not all(_is_array(v) or _is_number(v) for v in (x, y)):
-            return _false_like(x, y)  # a string or boolean never equals a number
+        raise invalid_argument(pid, "x", "arrays and objects cannot be compared")
+    if is_array(x) or is_array(y):
+        if not all(is_array(v) or is_number(v) for v in (x, y)):
+            return false_like(x, y)  # a string or boolean never equals a number
     else:
-        if not _same_kind(x, y):
+        if not same_kind(x, y):
             return False
         if isinstance(x, str):
             if not case_sensitive:
                 return x.casefold() == y.casefold()
             return x == y
-        if delta is not None and _is_number(x):
+        if delta is not None and is_number(x):
             with np.errstate(all="ignore"):
                 return bool(abs(np.float64(x) - np.float64(y)) <= delta)
         return bool(x == y)
-    xw, yw = _weak(x), _weak(y)
+    xw, yw = weak_scalar(x), weak_scalar(y)
     with np.errstate(all="ignore"):
         if delta is not None:
             return _with_nodata(np.abs(np.subtract(xw, yw)) <= delta, x, y)
@@ -83,10 +83,10 @@ def _with_nodata(out, x, y):
             mask = np.isnan(v)
             holes = mask if holes is None else holes | mask
         elif isinstance(v, float) and v != v:
-            return _nodata_like(x, y)
+            return nodata_like(x, y)
     if holes is None or not holes.any():
         return out
-    result = out.astype(_float_dtype(x, y))
+    result = out.astype(float_dtype(x, y))
     result[np.broadcast_to(holes, result.shape)] = np.nan
     return result
 
@@ -94,18 +94,18 @@ def _with_nodata(out, x, y):
 def _ordering(pid: str, op):
     @process(pid, ["x", "y"], kind=ARRAY)
     def fn(x, y):
-        if _is_scalar(x) and _is_scalar(y):
+        if is_scalar(x) and is_scalar(y):
             if x is None or y is None:
                 return None
-            if not (_is_number(x) and _is_number(y)):
+            if not (is_number(x) and is_number(y)):
                 return False
             return bool(op(np.float64(x), np.float64(y)))
-        if not all(v is None or _is_array(v) or _is_number(v) for v in (x, y)):
-            return _false_like(x, y)  # only numbers are ordered
+        if not all(v is None or is_array(v) or is_number(v) for v in (x, y)):
+            return false_like(x, y)  # only numbers are ordered
         if x is None or y is None:
-            return _nodata_like(x, y)
+            return nodata_like(x, y)
         with np.errstate(all="ignore"):
-            return _with_nodata(op(_weak(x), _weak(y)), x, y)
+            return _with_nodata(op(weak_scalar(x), weak_scalar(y)), x, y)
 
     fn.__name__ = pid
     return fn
@@ -121,18 +121,18 @@ _ordering("lte", np.less_equal)
 def between(x, min, max, exclude_max=False):  # noqa: A002
     """``min <= x <= max`` (or ``< max``)."""
     for name, bound in (("min", min), ("max", max)):
-        if not (_is_number(bound) or _is_array(bound) and bound.dtype.kind in "fiu"):
-            raise _invalid("between", name, "expected a number")
+        if not (is_number(bound) or is_array(bound) and bound.dtype.kind in "fiu"):
+            raise invalid_argument("between", name, "expected a number")
     if x is None:
         return None
-    if _is_scalar(x) and not _is_number(x) or isinstance(x, (str, list, dict, LabeledArray)):
+    if is_scalar(x) and not is_number(x) or isinstance(x, (str, list, dict, LabeledArray)):
         return False
     upper = np.less if exclude_max else np.less_equal
     with np.errstate(all="ignore"):
-        if _is_scalar(x) and _is_number(min) and _is_number(max):
+        if is_scalar(x) and is_number(min) and is_number(max):
             if min > max:
                 return False
             return bool(np.float64(x) >= min and upper(np.float64(x), max))
-        x = _weak(x)
-        return (np.greater_equal(x, _weak(min)) & upper(x, _weak(max))
-                & np.less_equal(_weak(min), _weak(max)))
+        x = weak_scalar(x)
+        return (np.greater_equal(x, weak_scalar(min)) & upper(x, weak_scalar(max))
+                & np.less_equal(weak_scalar(min), weak_scalar(max)))

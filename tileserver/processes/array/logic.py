@@ -7,7 +7,13 @@ import math
 
 import numpy as np
 
-from tileserver.processes.array.common import _invalid, _is_scalar, _nodata_mask, _py, _weak
+from tileserver.processes.array.common import (
+    invalid_argument,
+    is_scalar,
+    nodata_mask,
+    py_value,
+    weak_scalar,
+)
 from tileserver.processes.registry import ARRAY, process
 
 
@@ -23,13 +29,13 @@ def _logic_operand(pid: str, name: str, v):
         if v.dtype.kind in "fiu":
             nodata = np.isnan(v) if v.dtype.kind == "f" else False
             return v == 1, nodata
-    raise _invalid(pid, name, "expected a boolean")
+    raise invalid_argument(pid, name, "expected a boolean")
 
 
 def _three_valued(pid: str, x, y, combine):
     (xv, xn), (yv, yn) = _logic_operand(pid, "x", x), _logic_operand(pid, "y", y)
     value, nodata = combine(xv, xn, yv, yn)
-    if _is_scalar(x) and _is_scalar(y):
+    if is_scalar(x) and is_scalar(y):
         return None if nodata else bool(value)
     if not np.any(nodata):
         return np.broadcast_to(np.asarray(value, dtype=bool),
@@ -74,7 +80,7 @@ def xor(x, y):
 def not_(x):
     """Logical NOT."""
     v, nodata = _logic_operand("not", "x", x)
-    if _is_scalar(x):
+    if is_scalar(x):
         return None if nodata else not v
     if not np.any(nodata):
         return ~v
@@ -86,18 +92,19 @@ def not_(x):
 @process("if", ["value", "accept", ("reject", None)], kind=ARRAY)
 def if_(value, accept, reject=None):
     """``accept`` where ``value`` is true, else ``reject`` (no-data counts as false)."""
-    if _is_scalar(value):
+    if is_scalar(value):
         if value is not None and not isinstance(value, (bool, np.bool_)):
-            raise _invalid("if", "value", "expected a boolean")
+            raise invalid_argument("if", "value", "expected a boolean")
         return accept if value is True or value is np.True_ else reject
     if not isinstance(value, np.ndarray):
-        raise _invalid("if", "value", "expected a boolean")
+        raise invalid_argument("if", "value", "expected a boolean")
     cond = value if value.dtype == bool else value == 1
     for name, v in (("accept", accept), ("reject", reject)):
-        if not (_is_scalar(v) or isinstance(v, np.ndarray)):
-            raise _invalid("if", name, "expected a number or an array in an array condition")
-    a = np.nan if accept is None else _weak(accept)
-    r = np.nan if reject is None else _weak(reject)
+        if not (is_scalar(v) or isinstance(v, np.ndarray)):
+            raise invalid_argument(
+                "if", name, "expected a number or an array in an array condition")
+    a = np.nan if accept is None else weak_scalar(accept)
+    r = np.nan if reject is None else weak_scalar(reject)
     if (a is np.nan or r is np.nan) and not any(
             isinstance(v, np.ndarray) and v.dtype.kind == "f" for v in (accept, reject)):
         dtype = np.result_type(*(v for v in (accept, reject) if isinstance(v, np.ndarray)),
@@ -116,7 +123,7 @@ def is_nan(x):
     """``x`` is NaN (in arrays: NaN, which is also no-data there)."""
     if isinstance(x, np.ndarray) and x.ndim:
         return np.isnan(x) if x.dtype.kind == "f" else np.zeros(x.shape, dtype=bool)
-    x = _py(x)
+    x = py_value(x)
     return isinstance(x, float) and math.isnan(x)
 
 
@@ -124,7 +131,7 @@ def is_nan(x):
 def is_nodata(x):
     """``x`` is the no-data value (in float arrays: NaN)."""
     if isinstance(x, np.ndarray) and x.ndim:
-        return _nodata_mask(x)
+        return nodata_mask(x)
     return x is None
 
 
@@ -132,8 +139,8 @@ def is_nodata(x):
 def is_valid(x):
     """``x`` is neither no-data nor a non-finite number."""
     if isinstance(x, np.ndarray) and x.ndim:
-        return np.isfinite(x) if x.dtype.kind == "f" else ~_nodata_mask(x)
-    x = _py(x)
+        return np.isfinite(x) if x.dtype.kind == "f" else ~nodata_mask(x)
+    x = py_value(x)
     if x is None:
         return False
     return not (isinstance(x, float) and not math.isfinite(x))
@@ -144,5 +151,5 @@ def is_infinite(x):
     """``x`` is +∞ or -∞."""
     if isinstance(x, np.ndarray) and x.ndim:
         return np.isinf(x) if x.dtype.kind == "f" else np.zeros(x.shape, dtype=bool)
-    x = _py(x)
+    x = py_value(x)
     return isinstance(x, float) and math.isinf(x)

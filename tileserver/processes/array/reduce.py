@@ -9,31 +9,32 @@ import numbers
 import numpy as np
 
 from tileserver.processes.array.common import (
-    _data,
-    _floating,
-    _invalid,
-    _is_number,
-    _nodata_mask,
-    _numeric,
-    _py,
-    _result,
+    as_floating,
+    data_array,
+    invalid_argument,
+    is_number,
+    nodata_mask,
+    numeric_array,
+    py_value,
+    to_result,
 )
 from tileserver.processes.registry import ARRAY, process
 
 
-def _reducer_input(pid: str, data) -> np.ndarray:
-    return _floating(_numeric(pid, _data(pid, data)[0]))
+def reducer_input(pid: str, data) -> np.ndarray:
+    """``data`` of a reducer as a floating array (no-data NaN), reduced along axis 0."""
+    return as_floating(numeric_array(pid, data_array(pid, data)[0]))
 
 
 def _nodata_result(a: np.ndarray):
-    return _result(np.full(a.shape[1:], np.nan, dtype=a.dtype))
+    return to_result(np.full(a.shape[1:], np.nan, dtype=a.dtype))
 
 
 def _minmax(pid: str, data, ignore_nodata, skip_nan, keep_nan):
-    a = _reducer_input(pid, data)
+    a = reducer_input(pid, data)
     if a.shape[0] == 0:
         return _nodata_result(a)
-    return _result((skip_nan if ignore_nodata else keep_nan).reduce(a, axis=0))
+    return to_result((skip_nan if ignore_nodata else keep_nan).reduce(a, axis=0))
 
 
 @process("min", ["data", ("ignore_nodata", True)], kind=ARRAY)
@@ -51,7 +52,7 @@ def max_(data, ignore_nodata=True):
 @process("extrema", ["data", ("ignore_nodata", True)], kind=ARRAY)
 def extrema(data, ignore_nodata=True):
     """``[min, max]`` on a new axis 0."""
-    a = _reducer_input("extrema", data)
+    a = reducer_input("extrema", data)
     if a.shape[0] == 0:
         return np.full((2, *a.shape[1:]), np.nan, dtype=a.dtype)
     lo, hi = (np.fmin, np.fmax) if ignore_nodata else (np.minimum, np.maximum)
@@ -87,25 +88,25 @@ def _empty_to_nodata(out, n):
 @process("sum", ["data", ("ignore_nodata", True)], kind=ARRAY)
 def sum_(data, ignore_nodata=True):
     """Sum of the values."""
-    a = _reducer_input("sum", data)
+    a = reducer_input("sum", data)
     if a.shape[0] == 0:
         return _nodata_result(a)
     s, n = _sum_count(a, ignore_nodata)
-    return _result(_empty_to_nodata(s, n))
+    return to_result(_empty_to_nodata(s, n))
 
 
 @process("product", ["data", ("ignore_nodata", True)], kind=ARRAY)
 def product(data, ignore_nodata=True):
     """Product of the values."""
-    a = _reducer_input("product", data)
+    a = reducer_input("product", data)
     if a.shape[0] == 0:
         return _nodata_result(a)
     with np.errstate(all="ignore"):
         if not ignore_nodata:
-            return _result(np.multiply.reduce(a, axis=0))
+            return to_result(np.multiply.reduce(a, axis=0))
         valid = ~np.isnan(a)
         out = np.multiply.reduce(np.where(valid, a, a.dtype.type(1)), axis=0)
-        return _result(_empty_to_nodata(out, np.count_nonzero(valid, axis=0)))
+        return to_result(_empty_to_nodata(out, np.count_nonzero(valid, axis=0)))
 
 
 def _mean(a: np.ndarray, ignore_nodata: bool):
@@ -119,14 +120,14 @@ def _mean(a: np.ndarray, ignore_nodata: bool):
 @process("mean", ["data", ("ignore_nodata", True)], kind=ARRAY)
 def mean(data, ignore_nodata=True):
     """Arithmetic mean."""
-    a = _reducer_input("mean", data)
+    a = reducer_input("mean", data)
     if a.shape[0] == 0:
         return _nodata_result(a)
-    return _result(_mean(a, ignore_nodata)[0])
+    return to_result(_mean(a, ignore_nodata)[0])
 
 
 def _variance(pid: str, data, ignore_nodata):
-    a = _reducer_input(pid, data)
+    a = reducer_input(pid, data)
     if a.shape[0] == 0:
         return _nodata_result(a)
     m, n = _mean(a, ignore_nodata)
@@ -144,14 +145,14 @@ def _variance(pid: str, data, ignore_nodata):
 @process("variance", ["data", ("ignore_nodata", True)], kind=ARRAY)
 def variance(data, ignore_nodata=True):
     """Sample variance (``n - 1``)."""
-    return _result(_variance("variance", data, ignore_nodata))
+    return to_result(_variance("variance", data, ignore_nodata))
 
 
 @process("sd", ["data", ("ignore_nodata", True)], kind=ARRAY)
 def sd(data, ignore_nodata=True):
     """Sample standard deviation."""
     with np.errstate(all="ignore"):
-        return _result(np.sqrt(_variance("sd", data, ignore_nodata)))
+        return to_result(np.sqrt(_variance("sd", data, ignore_nodata)))
 
 
 _NETWORK_MAX = 12
@@ -242,8 +243,8 @@ def _quantiles(a: np.ndarray, probabilities, ignore_nodata: bool) -> np.ndarray:
 @process("median", ["data", ("ignore_nodata", True)], kind=ARRAY)
 def median(data, ignore_nodata=True):
     """Median (the 0.5 quantile)."""
-    a = _reducer_input("median", data)
-    return _result(_quantiles(a, (0.5,), ignore_nodata)[0])
+    a = reducer_input("median", data)
+    return to_result(_quantiles(a, (0.5,), ignore_nodata)[0])
 
 
 @process("quantiles", ["data", ("probabilities", None), ("q", None), ("ignore_nodata", True)],
@@ -251,11 +252,11 @@ def median(data, ignore_nodata=True):
 def quantiles(data, probabilities=None, q=None, ignore_nodata=True):
     """Quantiles for ``probabilities`` or the ``q``-quantiles, on a new axis 0."""
     if probabilities is None and q is None:
-        raise _invalid("quantiles", "probabilities", "set probabilities or q",
-                       code="QuantilesParameterMissing")
+        raise invalid_argument("quantiles", "probabilities", "set probabilities or q",
+                               code="QuantilesParameterMissing")
     if probabilities is not None and q is not None:
-        raise _invalid("quantiles", "q", "set only one of probabilities and q",
-                       code="QuantilesParameterConflict")
+        raise invalid_argument("quantiles", "q", "set only one of probabilities and q",
+                               code="QuantilesParameterConflict")
     if isinstance(probabilities, numbers.Integral) and not isinstance(probabilities, bool):
         probabilities, q = None, probabilities  # the number of intervals (q-quantiles)
         name = "probabilities"
@@ -263,21 +264,21 @@ def quantiles(data, probabilities=None, q=None, ignore_nodata=True):
         name = "q"
     if q is not None:
         if not isinstance(q, numbers.Integral) or isinstance(q, bool) or q < 2:
-            raise _invalid("quantiles", name, "expected an integer >= 2")
+            raise invalid_argument("quantiles", name, "expected an integer >= 2")
         probs = [i / q for i in range(1, q)]
     else:
         if not isinstance(probabilities, (list, tuple, np.ndarray)) or not all(
-                _is_number(p) and 0 <= p <= 1 for p in probabilities):
-            raise _invalid("quantiles", "probabilities", "expected numbers in [0, 1]")
+                is_number(p) and 0 <= p <= 1 for p in probabilities):
+            raise invalid_argument("quantiles", "probabilities", "expected numbers in [0, 1]")
         probs = [float(p) for p in probabilities]
         if any(b < a for a, b in zip(probs, probs[1:], strict=False)):
-            raise _invalid("quantiles", "probabilities", "must be ascending",
-                           code="AscendingProbabilitiesRequired")
-    return _quantiles(_reducer_input("quantiles", data), probs, ignore_nodata)
+            raise invalid_argument("quantiles", "probabilities", "must be ascending",
+                                   code="AscendingProbabilitiesRequired")
+    return _quantiles(reducer_input("quantiles", data), probs, ignore_nodata)
 
 
 def _first_last(pid: str, data, ignore_nodata: bool, last: bool):
-    a, _ = _data(pid, data)
+    a, _ = data_array(pid, data)
     if a.shape[0] == 0:
         return None if a.ndim == 1 else np.full(a.shape[1:], np.nan)
     if last:
@@ -285,7 +286,7 @@ def _first_last(pid: str, data, ignore_nodata: bool, last: bool):
     if not ignore_nodata:
         out = a[0]
     else:
-        valid = ~_nodata_mask(a)
+        valid = ~nodata_mask(a)
         idx = np.argmax(valid, axis=0)
         if a.ndim == 1:
             out = a[idx]
@@ -294,7 +295,7 @@ def _first_last(pid: str, data, ignore_nodata: bool, last: bool):
             if a.dtype.kind in "fO":  # other dtypes have no no-data
                 out[~valid.any(axis=0)] = np.nan if a.dtype.kind == "f" else None
             return out
-    out = _py(out)
+    out = py_value(out)
     return None if isinstance(out, float) and math.isnan(out) and a.dtype.kind == "O" else out
 
 
@@ -313,19 +314,19 @@ def last(data, ignore_nodata=True):
 @process("count", ["data", ("condition", None), ("context", None)], kind=ARRAY)
 def count(data, condition=None, context=None):
     """Number of valid elements, of all (``condition=True``) or of those matching."""
-    a, _ = _data("count", data)
+    a, _ = data_array("count", data)
     if condition is None:
-        return _result(np.count_nonzero(~_nodata_mask(a) & _finite(a), axis=0))
+        return to_result(np.count_nonzero(~nodata_mask(a) & _finite(a), axis=0))
     if condition is True:
         return a.shape[0] if a.ndim == 1 else np.full(a.shape[1:], a.shape[0])
     if not callable(condition):
-        raise _invalid("count", "condition", "expected null, true or a child process")
+        raise invalid_argument("count", "condition", "expected null, true or a child process")
     if a.shape[0] == 0:
         return 0 if a.ndim == 1 else np.zeros(a.shape[1:], dtype=np.intp)
     matches = condition(x=a, context=context)
     if not isinstance(matches, np.ndarray):
-        matches = np.asarray([condition(x=_py(v), context=context) for v in a])
-    return _result(np.count_nonzero(matches == True, axis=0))  # noqa: E712  (None/NaN: no)
+        matches = np.asarray([condition(x=py_value(v), context=context) for v in a])
+    return to_result(np.count_nonzero(matches == True, axis=0))  # noqa: E712  (None/NaN: no)
 
 
 def _finite(a: np.ndarray) -> np.ndarray:

@@ -7,11 +7,15 @@ from shapely.geometry import shape
 from tileserver.datacube.query import Query
 from tileserver.graph.nodes import Node
 from tileserver.processes.callbacks import root_process
-from tileserver.processes.cube.common import _CONTEXT, _DATA, _geojson_geometries, _invalid
+from tileserver.processes.cube.common import (
+    CONTEXT_PARAM,
+    DATA_PARAM,
+    geojson_geometries,
+    invalid_argument,
+)
 from tileserver.processes.registry import Param, process
 from tileserver.zonal import stats as zonal
 from tileserver.zonal.tables import Regions
-
 
 #: openEO reducers that the zonal statistics compute exactly (``sd`` is the sample standard
 #: deviation in openEO, the zonal ``std`` the population one: not mapped).
@@ -22,14 +26,14 @@ ZONAL_REDUCERS = {"mean": "avg", "min": "min", "max": "max", "median": "median",
 def _zonal_regions(node: Node):
     value = node.args.get("geometries")
     if isinstance(value, dict) and "type" in value:
-        geoms = [shape(g) for g in _geojson_geometries(node, "geometries", value,
-                                                        points=True)]
+        geoms = [shape(g) for g in geojson_geometries(node, "geometries", value,
+                                                      points=True)]
         if len(geoms) > zonal.MAX_REGIONS:
-            raise _invalid(node, "geometries", f"more than {zonal.MAX_REGIONS} polygons")
+            raise invalid_argument(node, "geometries", f"more than {zonal.MAX_REGIONS} polygons")
         return Regions(geoms, zonal.WGS84, ["geometries"] * len(geoms))
-    raise _invalid(node, "geometries", "expected GeoJSON polygons or points (a Polygon, "
-                   "MultiPolygon, Point, MultiPoint, Feature or FeatureCollection); for "
-                   "uploaded region files use the 0.0.2 zonal_statistics process")
+    raise invalid_argument(node, "geometries", "expected GeoJSON polygons or points (a Polygon, "
+                           "MultiPolygon, Point, MultiPoint, Feature or FeatureCollection); for "
+                           "uploaded region files use the 0.0.2 zonal_statistics process")
 
 
 def _zonal_func(node: Node) -> str:
@@ -37,8 +41,8 @@ def _zonal_func(node: Node) -> str:
     root = root_process(reducer)
     if root not in ZONAL_REDUCERS or not isinstance(reducer.root, Node) or any(
             isinstance(v, Node) for v in reducer.root.args.values()):
-        raise _invalid(node, "reducer", f"a single reducer of {', '.join(ZONAL_REDUCERS)} "
-                       "applied to the pixels is supported")
+        raise invalid_argument(node, "reducer", f"a single reducer of {', '.join(ZONAL_REDUCERS)} "
+                               "applied to the pixels is supported")
     return ZONAL_REDUCERS[root]
 
 
@@ -47,16 +51,16 @@ def _aggregate_spatial_meta(ctx, node):
     _zonal_regions(node)
     _zonal_func(node)
     if node.args.get("target_dimension") not in (None, "result"):
-        raise _invalid(node, "target_dimension", "only the default 'result' is supported")
+        raise invalid_argument(node, "target_dimension", "only the default 'result' is supported")
     return child.but(kind="table")
 
 
-@process("aggregate_spatial", [_DATA, Param("geometries"),
-                                   Param("reducer", "callback",
-                                           callback_params=("data", "context")),
-                                   Param("target_dimension", required=False,
-                                           default="result"), _CONTEXT],
-             meta=_aggregate_spatial_meta, returns="table")
+@process("aggregate_spatial", [DATA_PARAM, Param("geometries"),
+                               Param("reducer", "callback",
+                                     callback_params=("data", "context")),
+                               Param("target_dimension", required=False,
+                                     default="result"), CONTEXT_PARAM],
+         meta=_aggregate_spatial_meta, returns="table")
 def aggregate_spatial(ctx, node, query):
     """Zonal statistics per polygon, date and band (the 0.0.2 ``zonal_statistics`` engine:
     only the pixels under the polygons are read, at native resolution)."""

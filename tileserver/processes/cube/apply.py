@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from rasterio.features import geometry_mask
 from rasterio.warp import transform_geom
-from shapely.geometry import box, mapping, shape
+from shapely.geometry import box, mapping
 
 from tileserver.datacube.cube import Cube
 from tileserver.datacube.query import CubeMeta
@@ -21,21 +21,22 @@ from tileserver.errors import ProcessArgumentInvalid
 from tileserver.graph.nodes import Callback, Node
 from tileserver.processes.callbacks import labels_used, root_process, run_callback
 from tileserver.processes.cube.common import (
-    _CONTEXT,
-    _DATA,
+    CONTEXT_PARAM,
+    DATA_PARAM,
     TIME_DIMS,
     WGS84,
-    _as_float32,
-    _context,
-    _dimension,
-    _invalid,
-    _labeled,
-    _labels,
+    as_float32,
+    context_value,
+    dimension_argument,
+    invalid_argument,
+    labeled,
+    labels_of,
 )
 from tileserver.processes.registry import Param, process
 
 
-def _callback_kind(cb: Callback, child_kind: str) -> str:
+def callback_kind(cb: Callback, child_kind: str) -> str:
+    """The ``kind`` of a callback's result (a count, an index in [-1, 1]…), for styles."""
     root = root_process(cb)
     if root == "count":
         return "count"
@@ -66,8 +67,8 @@ def _needed_bands(cb: Callback, meta: CubeMeta) -> tuple[str, ...] | None:
 
 def _reduce_meta(ctx, node):
     child = ctx.meta(node.args["data"])
-    dim = _dimension(node, child)
-    kind = _callback_kind(node.args["reducer"], child.kind)
+    dim = dimension_argument(node, child)
+    kind = callback_kind(node.args["reducer"], child.kind)
     if dim == "t":
         return child.but(reduced=True, kind=kind)
     needed = _needed_bands(node.args["reducer"], child)
@@ -84,27 +85,27 @@ def _empty_time(cube: Cube) -> Cube:
     return cube.with_data(data, times=(datetime(1970, 1, 1, tzinfo=UTC),))
 
 
-@process("reduce_dimension", [_DATA, Param("reducer", "callback",
-                                                 callback_params=("data", "context")),
-                                  Param("dimension"), _CONTEXT], meta=_reduce_meta)
+@process("reduce_dimension", [DATA_PARAM, Param("reducer", "callback",
+                                                callback_params=("data", "context")),
+                              Param("dimension"), CONTEXT_PARAM], meta=_reduce_meta)
 def reduce_dimension(ctx, node, query):
     """Run the reducer once on the whole window, the reduced dimension first."""
     meta = ctx.meta(node)
     child_meta = ctx.meta(node.args["data"])
-    dim = _dimension(node, child_meta)
+    dim = dimension_argument(node, child_meta)
     cb = node.args["reducer"]
-    context = _context(node.args.get("context"))
+    context = context_value(node.args.get("context"))
     if dim == "t":
         cube = ctx.eval(node.args["data"], query)
         if cube.data.shape[0] == 0:
             cube = _empty_time(cube)
-        out = run_callback(cb, {"data": _labeled(cube.data, _labels(cube, "t")),
+        out = run_callback(cb, {"data": labeled(cube.data, labels_of(cube, "t")),
                                 "context": context})
-        data = _as_float32(out, cube.data.shape[1:], node)[None]
+        data = as_float32(out, cube.data.shape[1:], node)[None]
         return cube.with_data(np.ascontiguousarray(data), times=None, kind=meta.kind)
     needed = _needed_bands(cb, child_meta)
     cube = ctx.eval(node.args["data"], query.with_bands(needed) if needed else query)
-    values, labels = np.moveaxis(cube.data, 1, 0), _labels(cube, "bands")
+    values, labels = np.moveaxis(cube.data, 1, 0), labels_of(cube, "bands")
     if needed and cube.bands != child_meta.bands:
         # only the bands the reducer reads were read: put them at their positions among
         # all the bands, so that array_element(index=…) finds them (the others stay nodata
@@ -114,25 +115,25 @@ def reduce_dimension(ctx, node, query):
             if band in cube.bands:
                 full[i] = values[cube.bands.index(band)]
         values, labels = full, tuple(child_meta.bands)
-    out = run_callback(cb, {"data": _labeled(values, labels), "context": context})
+    out = run_callback(cb, {"data": labeled(values, labels), "context": context})
     shape = (cube.data.shape[0],) + cube.data.shape[2:]
-    data = _as_float32(out, shape, node)[:, None]
+    data = as_float32(out, shape, node)[:, None]
     return cube.with_data(np.ascontiguousarray(data), bands=meta.bands, kind=meta.kind)
 
 
 def _apply_meta(ctx, node):
     child = ctx.meta(node.args["data"])
-    return child.but(kind=_callback_kind(node.args["process"], child.kind))
+    return child.but(kind=callback_kind(node.args["process"], child.kind))
 
 
-@process("apply", [_DATA, Param("process", "callback", callback_params=("x", "context")),
-                       _CONTEXT], meta=_apply_meta)
+@process("apply", [DATA_PARAM, Param("process", "callback", callback_params=("x", "context")),
+                   CONTEXT_PARAM], meta=_apply_meta)
 def apply(ctx, node, query):
     """Run the process on every value at once (elementwise processes broadcast)."""
     cube = ctx.eval(node.args["data"], query)
     out = run_callback(node.args["process"], {"x": cube.data,
-                                              "context": _context(node.args.get("context"))})
-    data = _as_float32(out, cube.data.shape, node)
+                                              "context": context_value(node.args.get("context"))})
+    data = as_float32(out, cube.data.shape, node)
     return cube.with_data(np.ascontiguousarray(data), kind=ctx.meta(node).kind)
 
 
@@ -146,23 +147,23 @@ def _target_dimension(node: Node, meta: CubeMeta, dim: str) -> tuple[str, str]:
     if target is None or target == source:
         return dim, (meta.band_dim if dim == "bands" else "t")
     if target in TIME_DIMS:
-        raise _invalid(node, "target_dimension", "the temporal dimension's labels are "
-                       "dates, which values computed along another dimension do not have")
+        raise invalid_argument(node, "target_dimension", "the temporal dimension's labels are "
+                               "dates, which values computed along another dimension do not have")
     if not isinstance(target, str) or not target or target in ("x", "y"):
-        raise _invalid(node, "target_dimension", "expected the name of a new dimension, "
-                       "of the band dimension, or null")
+        raise invalid_argument(node, "target_dimension", "expected the name of a new dimension, "
+                               "of the band dimension, or null")
     if dim == "bands" or not meta.has_bands:
         return "bands", target
     if target != meta.band_dim:
-        raise _invalid(node, "target_dimension", f"cannot create the dimension {target!r} "
-                       f"beside {meta.band_dim!r}: the data cubes of this back-end have x, "
-                       "y, t and one more dimension; use "
-                       f"{meta.band_dim!r} as the target, or reduce it first")
+        raise invalid_argument(node, "target_dimension", f"cannot create the dimension {target!r} "
+                               f"beside {meta.band_dim!r}: the data cubes of this back-end have x, "
+                               "y, t and one more dimension; use "
+                               f"{meta.band_dim!r} as the target, or reduce it first")
     if len(meta.bands) != 1:
-        raise _invalid(node, "target_dimension", f"the values along t become the "
-                       f"{target} dimension, so the data must have one band, not "
-                       f"{len(meta.bands)} ({', '.join(meta.bands)}): select one with "
-                       "filter_bands or reduce the bands first")
+        raise invalid_argument(node, "target_dimension", f"the values along t become the "
+                               f"{target} dimension, so the data must have one band, not "
+                               f"{len(meta.bands)} ({', '.join(meta.bands)}): select one with "
+                               "filter_bands or reduce the bands first")
     return "bands", target
 
 
@@ -173,8 +174,8 @@ def _probe_count(node: Node, labels: tuple) -> int:
     if root_process(node.args["process"]) == "run_udf":
         return n  # a UDF runs on the real data only, and keeps the shape (udf_v1)
     values = np.arange(1, n + 1, dtype=np.float32).reshape(n, 1, 1)
-    out = run_callback(node.args["process"], {"data": _labeled(values, labels),
-                                              "context": _context(node.args.get("context"))})
+    out = run_callback(node.args["process"], {"data": labeled(values, labels),
+                                              "context": context_value(node.args.get("context"))})
     out = np.asarray(getattr(out, "values", out) if not isinstance(out, np.ndarray) else out)
     return 1 if out.ndim < values.ndim else int(out.shape[0])  # a reducer: one value
 
@@ -185,9 +186,9 @@ def _made_up_dates(n: int) -> tuple[str, ...]:
 
 def _apply_dim_meta(ctx, node):
     child = ctx.meta(node.args["data"])
-    dim = _dimension(node, child)
+    dim = dimension_argument(node, child)
     axis, name = _target_dimension(node, child, dim)
-    kind = _callback_kind(node.args["process"], child.kind)
+    kind = callback_kind(node.args["process"], child.kind)
     if dim == "bands":
         count = _probe_count(node, child.bands)
         if count == len(child.bands) and name == child.band_dim:
@@ -199,15 +200,15 @@ def _apply_dim_meta(ctx, node):
     try:
         counts = {n: _probe_count(node, _made_up_dates(n)) for n in (3, 5)}
     except ProcessArgumentInvalid as exc:
-        raise _invalid(node, "process", "the number of values it computes along t must be "
-                       "known from the graph (it is found by running the process on "
-                       "made-up dates, and a process that reads given dates by label "
-                       f"cannot run there): {exc.message}") from None
+        raise invalid_argument(node, "process", "the number of values it computes along t must be "
+                               "known from the graph (it is found by running the process on "
+                               "made-up dates, and a process that reads given dates by label "
+                               f"cannot run there): {exc.message}") from None
     if counts[3] != counts[5]:
-        raise _invalid(node, "process", f"it computes {counts[3]} values for 3 dates and "
-                       f"{counts[5]} for 5: the values along t can become a dimension only "
-                       "when their number does not depend on the number of dates (e.g. "
-                       "quantiles, extrema, or an array of reducers)")
+        raise invalid_argument(node, "process", f"it computes {counts[3]} values for 3 dates and "
+                               f"{counts[5]} for 5: the values along t can become a dimension only "
+                               "when their number does not depend on the number of dates (e.g. "
+                               "quantiles, extrema, or an array of reducers)")
     return child.but(bands=tuple(str(i) for i in range(counts[3])), reduced=True,
                      has_bands=True, band_dim=name, kind=kind)
 
@@ -220,28 +221,28 @@ def _computed(node: Node, out: Any, n: int, shape: tuple[int, ...], along: str
         arr = arr[None]
     if arr.ndim == 0 or arr.shape[0] != n:
         got = 1 if arr.ndim == 0 else arr.shape[0]
-        raise _invalid(node, "process", f"it computed {got} values along {along} where "
-                       f"{n} were expected (the number of values must not depend on the "
-                       "data)")
-    return _as_float32(arr, (n, *shape), node)
+        raise invalid_argument(node, "process", f"it computed {got} values along {along} where "
+                               f"{n} were expected (the number of values must not depend on the "
+                               "data)")
+    return as_float32(arr, (n, *shape), node)
 
 
-@process("apply_dimension", [_DATA, Param("process", "callback",
-                                                callback_params=("data", "context")),
-                                 Param("dimension"),
-                                 Param("target_dimension", required=False), _CONTEXT],
-             meta=_apply_dim_meta)
+@process("apply_dimension", [DATA_PARAM, Param("process", "callback",
+                                               callback_params=("data", "context")),
+                             Param("dimension"),
+                             Param("target_dimension", required=False), CONTEXT_PARAM],
+         meta=_apply_dim_meta)
 def apply_dimension(ctx, node, query):
     """Run the process once on the whole window, the arrays along ``t`` or ``bands`` on
     axis 0. Along ``t`` it returns one value per date (the labels are dates), or any fixed
     number of values that become the bands (``target_dimension: "bands"``); along
     ``bands`` any fixed number of values (labels 0, 1, … when it changes)."""
     child_meta, meta = ctx.meta(node.args["data"]), ctx.meta(node)
-    dim = _dimension(node, child_meta)
-    context = _context(node.args.get("context"))
+    dim = dimension_argument(node, child_meta)
+    context = context_value(node.args.get("context"))
     if dim == "t" and not meta.reduced:
         cube = ctx.eval(node.args["data"], query)
-        out = run_callback(node.args["process"], {"data": _labeled(cube.data, _labels(
+        out = run_callback(node.args["process"], {"data": labeled(cube.data, labels_of(
             cube, "t")), "context": context})
         data = _computed(node, out, cube.data.shape[0], cube.data.shape[1:], "t")
         return cube.with_data(np.ascontiguousarray(data), kind=meta.kind)
@@ -249,13 +250,13 @@ def apply_dimension(ctx, node, query):
     if dim == "t":  # the values along t become the bands
         if cube.data.shape[0] == 0:
             cube = _empty_time(cube)
-        out = run_callback(node.args["process"], {"data": _labeled(cube.data[:, 0], _labels(
+        out = run_callback(node.args["process"], {"data": labeled(cube.data[:, 0], labels_of(
             cube, "t")), "context": context})
         data = _computed(node, out, len(meta.bands), cube.data.shape[2:], "t")
         return cube.with_data(np.ascontiguousarray(data[None]), times=None, bands=meta.bands,
                               kind=meta.kind)
     values = np.moveaxis(cube.data, 1, 0)
-    out = run_callback(node.args["process"], {"data": _labeled(values, _labels(cube, "bands")),
+    out = run_callback(node.args["process"], {"data": labeled(values, labels_of(cube, "bands")),
                                               "context": context})
     data = _computed(node, out, len(meta.bands), values.shape[1:], "bands")
     return cube.with_data(np.ascontiguousarray(np.moveaxis(data, 0, 1)), bands=meta.bands,
@@ -272,13 +273,14 @@ def _kernel(node: Node) -> np.ndarray:
             isinstance(row, list) and row and len(row) == len(value[0]) and all(
                 isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
                 for v in row) for row in value):
-        raise _invalid(node, "kernel", "expected a rectangular 2-D array of numbers")
+        raise invalid_argument(node, "kernel", "expected a rectangular 2-D array of numbers")
     kernel = np.asarray(value, dtype=np.float64)
     if kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
-        raise _invalid(node, "kernel", f"the kernel is {kernel.shape[0]} x {kernel.shape[1]}; "
-                       "each dimension must be odd", "KernelDimensionsUneven")
+        raise invalid_argument(
+            node, "kernel", f"the kernel is {kernel.shape[0]} x {kernel.shape[1]}; "
+            "each dimension must be odd", "KernelDimensionsUneven")
     if max(kernel.shape) > MAX_KERNEL:
-        raise _invalid(node, "kernel", f"at most {MAX_KERNEL} x {MAX_KERNEL} values")
+        raise invalid_argument(node, "kernel", f"at most {MAX_KERNEL} x {MAX_KERNEL} values")
     return kernel
 
 
@@ -286,7 +288,7 @@ def _number(node: Node, name: str, default: float) -> float:
     value = node.args.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
             value):
-        raise _invalid(node, name, f"expected a finite number, got {value!r}")
+        raise invalid_argument(node, name, f"expected a finite number, got {value!r}")
     return float(value)
 
 
@@ -295,9 +297,9 @@ def _kernel_meta(ctx, node):
     _number(node, "factor", 1)
     _number(node, "replace_invalid", 0)
     if isinstance(node.args.get("border", 0), str):
-        raise _invalid(node, "border", f"border {node.args['border']!r} is not supported; "
-                       "give the number that stands for the pixels outside the data (the "
-                       "default 0)")
+        raise invalid_argument(node, "border", f"border {node.args['border']!r} is not supported; "
+                               "give the number that stands for the pixels outside the data (the "
+                               "default 0)")
     _number(node, "border", 0)
     return ctx.meta(node.args["data"])
 
@@ -313,11 +315,11 @@ def _outside_extent(view, meta: CubeMeta) -> np.ndarray:
     return geometry_mask([geom], (view.height, view.width), view.transform)
 
 
-@process("apply_kernel", [_DATA, Param("kernel"),
-                              Param("factor", required=False, default=1),
-                              Param("border", required=False, default=0),
-                              Param("replace_invalid", required=False, default=0)],
-             meta=_kernel_meta)
+@process("apply_kernel", [DATA_PARAM, Param("kernel"),
+                          Param("factor", required=False, default=1),
+                          Param("border", required=False, default=0),
+                          Param("replace_invalid", required=False, default=0)],
+         meta=_kernel_meta)
 def apply_kernel(ctx, node, query):
     """A 2-D convolution over x and y of every date and band, times ``factor``: the data is
     computed on the view grown by the kernel's half size (a tile sees its neighbours'

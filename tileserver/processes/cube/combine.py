@@ -11,13 +11,13 @@ from tileserver.errors import ProcessArgumentInvalid
 from tileserver.graph.nodes import Node
 from tileserver.processes.callbacks import run_callback
 from tileserver.processes.cube.common import (
-    _CONTEXT,
-    _DATA,
+    CONTEXT_PARAM,
+    DATA_PARAM,
     WGS84,
-    _as_float32,
-    _context,
-    _geojson_geometries,
-    _invalid,
+    as_float32,
+    context_value,
+    geojson_geometries,
+    invalid_argument,
 )
 from tileserver.processes.registry import Param, process
 
@@ -29,7 +29,7 @@ def _align(a: Cube, b: Cube) -> tuple[np.ndarray, np.ndarray]:
         index = {day_key(t): i for i, t in enumerate(b.times)}
         rows = [index.get(day_key(t)) for t in a.times]
         bd = np.stack([b.data[i] if i is not None else np.full(b.data.shape[1:], np.nan,
-                                                                np.float32) for i in rows]) \
+                                                               np.float32) for i in rows]) \
             if rows else b.data[:0]
     if bd.shape[1] not in (1, a.data.shape[1]):
         idx = [b.bands.index(x) if x in b.bands else None for x in a.bands]
@@ -46,8 +46,8 @@ def _mask_meta(ctx, node):
     return ctx.meta(node.args["data"])
 
 
-@process("mask", [_DATA, Param("mask", "cube"), Param("replacement", required=False)],
-             meta=_mask_meta)
+@process("mask", [DATA_PARAM, Param("mask", "cube"), Param("replacement", required=False)],
+         meta=_mask_meta)
 def mask(ctx, node, query):
     """Replace the values where the mask is true (non-zero, not nodata) by ``replacement``
     (nodata by default)."""
@@ -65,25 +65,25 @@ def mask(ctx, node, query):
 def _mask_polygon_geoms(node: Node) -> list[dict]:
     value = node.args["mask"]
     if not isinstance(value, dict) or "type" not in value:
-        raise _invalid(node, "mask", "expected GeoJSON polygons (a Polygon, MultiPolygon, "
-                       "Feature or FeatureCollection)")
-    return _geojson_geometries(node, "mask", value)
+        raise invalid_argument(node, "mask", "expected GeoJSON polygons (a Polygon, MultiPolygon, "
+                               "Feature or FeatureCollection)")
+    return geojson_geometries(node, "mask", value)
 
 
 def _mask_polygon_meta(ctx, node):
     _mask_polygon_geoms(node)
     repl = node.args.get("replacement")
     if repl is not None and (isinstance(repl, bool) or not isinstance(repl, int | float)):
-        raise _invalid(node, "replacement", "expected a number or null (nodata)")
+        raise invalid_argument(node, "replacement", "expected a number or null (nodata)")
     if not isinstance(node.args.get("inside", False), bool):
-        raise _invalid(node, "inside", "expected true or false")
+        raise invalid_argument(node, "inside", "expected true or false")
     return ctx.meta(node.args["data"])
 
 
-@process("mask_polygon", [_DATA, Param("mask"),
-                              Param("replacement", required=False),
-                              Param("inside", required=False, default=False)],
-             meta=_mask_polygon_meta)
+@process("mask_polygon", [DATA_PARAM, Param("mask"),
+                          Param("replacement", required=False),
+                          Param("inside", required=False, default=False)],
+         meta=_mask_polygon_meta)
 def mask_polygon(ctx, node, query):
     """Replace the pixels whose centre lies outside the polygons (inside them with
     ``inside``) by ``replacement`` (nodata by default); the extent stays."""
@@ -104,28 +104,28 @@ def _merge_meta(ctx, node):
     a, b = ctx.meta(node.args["cube1"]), ctx.meta(node.args["cube2"])
     overlap = [x for x in b.bands if x in a.bands]
     if overlap and node.args.get("overlap_resolver") is None:
-        raise _invalid(node, "overlap_resolver", f"both cubes have the bands {overlap}: an "
-                       "overlap_resolver is required", "OverlapResolverMissing")
+        raise invalid_argument(node, "overlap_resolver", f"both cubes have the bands {overlap}: an "
+                               "overlap_resolver is required", "OverlapResolverMissing")
     if a.reduced != b.reduced:
-        raise _invalid(node, "cube2", "one cube has a temporal dimension and the other not")
+        raise invalid_argument(node, "cube2", "one cube has a temporal dimension and the other not")
     bands = a.bands + tuple(x for x in b.bands if x not in a.bands)
     return a.but(bands=bands, source_bands=tuple(dict.fromkeys(
         a.source_bands + b.source_bands)), time_range=None if (a.time_range is None or
-                                                                b.time_range is None) else (
+                                                               b.time_range is None) else (
         min(a.time_range[0], b.time_range[0]), max(a.time_range[1], b.time_range[1])))
 
 
 @process("merge_cubes", [Param("cube1", "cube"), Param("cube2", "cube"),
-                             Param("overlap_resolver", "callback", required=False,
-                                     callback_params=("x", "y", "context")), _CONTEXT],
-             meta=_merge_meta)
+                         Param("overlap_resolver", "callback", required=False,
+                               callback_params=("x", "y", "context")), CONTEXT_PARAM],
+         meta=_merge_meta)
 def merge_cubes(ctx, node, query):
     """Bands of both cubes on the union of their dates; overlapping values resolved."""
     ma, mb = ctx.meta(node.args["cube1"]), ctx.meta(node.args["cube2"])
 
     def part(child, meta):
         wanted = None if query.bands is None else tuple(b for b in meta.bands
-                                                         if b in query.bands)
+                                                        if b in query.bands)
         if wanted == ():
             return None
         return ctx.eval(child, query.with_bands(wanted))
@@ -160,9 +160,9 @@ def merge_cubes(ctx, node, query):
             both = np.isfinite(current) & np.isfinite(other)
             merged = np.where(np.isfinite(current), current, other)
             if both.any():
-                value = run_callback(resolver, {"x": current, "y": other, "context": _context(
+                value = run_callback(resolver, {"x": current, "y": other, "context": context_value(
                     node.args.get("context"))})
-                merged = np.where(both, _as_float32(value, current.shape, node), merged)
+                merged = np.where(both, as_float32(value, current.shape, node), merged)
             out[rb, j] = merged
         else:
             out[rb, j] = b.data[:, i]

@@ -23,18 +23,17 @@ from tileserver.params import parse_iso_date as parse_date
 from tileserver.processes.array.common import LabeledArray
 from tileserver.processes.registry import Param
 
-
 #: The names of the temporal and band dimensions, as ``GET /collections`` describes them.
 TIME_DIMS = ("t",)
 BAND_DIMS = ("bands",)
 WGS84 = CRS.from_epsg(4326)
 
-_DATA = Param("data", "cube")
-_CONTEXT = Param("context", required=False)
+DATA_PARAM = Param("data", "cube")
+CONTEXT_PARAM = Param("context", required=False)
 
 
-def _invalid(node: Node, name: str, why: str, code: str | None = None
-             ) -> ProcessArgumentInvalid:
+def invalid_argument(node: Node, name: str, why: str, code: str | None = None
+                     ) -> ProcessArgumentInvalid:
     """The error of an argument; ``code``: the exception the process description names
     for it (``DimensionNotAvailable``…), else ``ProcessArgumentInvalid``."""
     return ProcessArgumentInvalid(
@@ -42,104 +41,109 @@ def _invalid(node: Node, name: str, why: str, code: str | None = None
         path=node.arg_path(name), code=code)
 
 
-def _context(value: Any) -> Any:
+def context_value(value: Any) -> Any:
+    """A ``context`` argument as the callback receives it (``None`` for a node)."""
     return value if not isinstance(value, Node) else None
 
 
-def _crs(node: Node, name: str, value: Any) -> CRS:
+def crs_argument(node: Node, name: str, value: Any) -> CRS:
+    """The CRS of an extent (an EPSG code or any CRS text; ``None``: WGS84)."""
     if value is None:
         return WGS84
     if isinstance(value, bool):
-        raise _invalid(node, name, f"crs {value!r} is not a CRS")
+        raise invalid_argument(node, name, f"crs {value!r} is not a CRS")
     try:
         return CRS.from_epsg(value) if isinstance(value, int) else CRS.from_user_input(value)
     except (CRSError, TypeError, ValueError):
-        raise _invalid(node, name, f"crs {value!r} is not a known CRS (an EPSG code such as "
-                       "32632)") from None
+        raise invalid_argument(
+            node, name, f"crs {value!r} is not a known CRS (an EPSG code such as "
+            "32632)") from None
 
 
 def spatial_extent(node: Node, name: str, value: Any):
     """``(bounds, crs, geometry)`` of a bounding box object or a GeoJSON geometry."""
     if not isinstance(value, dict):
-        raise _invalid(node, name, "expected a bounding box {west, south, east, north, crs} "
-                       "or a GeoJSON object")
+        raise invalid_argument(
+            node, name, "expected a bounding box {west, south, east, north, crs} "
+            "or a GeoJSON object")
     if "type" in value:
-        geoms = _geojson_geometries(node, name, value)
+        geoms = geojson_geometries(node, name, value)
         union = shape(geoms[0])
         for g in geoms[1:]:
             union = union.union(shape(g))
         if union.is_empty:
-            raise _invalid(node, name, "the geometry is empty")
+            raise invalid_argument(node, name, "the geometry is empty")
         geometry = {"type": "GeometryCollection", "geometries": geoms} if len(geoms) > 1 \
             else geoms[0]
         return tuple(union.bounds), WGS84, geometry
     missing = [k for k in ("west", "south", "east", "north") if k not in value]
     if missing:
-        raise _invalid(node, name, f"missing {', '.join(missing)}")
+        raise invalid_argument(node, name, f"missing {', '.join(missing)}")
     nums = []
     for key in ("west", "south", "east", "north"):
         v = value[key]
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise _invalid(node, name, f"{key} must be a finite number, got {v!r}")
+            raise invalid_argument(node, name, f"{key} must be a finite number, got {v!r}")
         nums.append(float(v))
     west, south, east, north = nums
     if west >= east or south >= north:
-        raise _invalid(node, name, f"empty or inverted extent: west {west} must be < east "
-                       f"{east} and south {south} < north {north}")
-    return (west, south, east, north), _crs(node, name, value.get("crs")), None
+        raise invalid_argument(node, name, f"empty or inverted extent: west {west} must be < east "
+                               f"{east} and south {south} < north {north}")
+    return (west, south, east, north), crs_argument(node, name, value.get("crs")), None
 
 
-def _geojson_geometries(node: Node, name: str, obj: dict, points: bool = False
-                        ) -> list[dict]:
+def geojson_geometries(node: Node, name: str, obj: dict, points: bool = False
+                       ) -> list[dict]:
     """The GeoJSON polygons of ``obj`` (and points, when ``points``), validated."""
     kind = obj.get("type")
     if kind == "FeatureCollection":
         out = []
         for f in obj.get("features") or []:
-            out += _geojson_geometries(node, name, f, points)
+            out += geojson_geometries(node, name, f, points)
         if not out:
-            raise _invalid(node, name, "the FeatureCollection has no features")
+            raise invalid_argument(node, name, "the FeatureCollection has no features")
         return out
     if kind == "Feature":
-        return _geojson_geometries(node, name, obj.get("geometry") or {}, points)
+        return geojson_geometries(node, name, obj.get("geometry") or {}, points)
     if points and kind in ("Point", "MultiPoint"):
         try:
             geom = shape(obj)
         except Exception:  # noqa: BLE001 - shapely's errors vary with the input
-            raise _invalid(node, name, f"not a valid GeoJSON {kind}") from None
+            raise invalid_argument(node, name, f"not a valid GeoJSON {kind}") from None
         if geom.is_empty or not all(math.isfinite(v) for v in geom.bounds):
-            raise _invalid(node, name, f"not a valid GeoJSON {kind}")
+            raise invalid_argument(node, name, f"not a valid GeoJSON {kind}")
         return [obj]
     if kind in ("Polygon", "MultiPolygon"):
         try:
             geom = shape(obj)
         except Exception:  # noqa: BLE001 - shapely's errors vary with the input
-            raise _invalid(node, name, "not a valid GeoJSON polygon") from None
+            raise invalid_argument(node, name, "not a valid GeoJSON polygon") from None
         if not geom.is_valid or geom.is_empty:
-            raise _invalid(node, name, "not a valid GeoJSON polygon")
+            raise invalid_argument(node, name, "not a valid GeoJSON polygon")
         return [obj]
-    raise _invalid(node, name, f"GeoJSON type {kind!r} is not supported (Polygon, "
-                   "MultiPolygon" + (", Point, MultiPoint" if points else "") +
-                   ", Feature or FeatureCollection of them)")
+    raise invalid_argument(node, name, f"GeoJSON type {kind!r} is not supported (Polygon, "
+                           "MultiPolygon" + (", Point, MultiPoint" if points else "") +
+                           ", Feature or FeatureCollection of them)")
 
 
 def temporal_extent(node: Node, name: str, value: Any) -> tuple[datetime, datetime] | None:
     """An inclusive ``(start, end)`` for a 1.x ``[start, end)`` interval (``None`` = open)."""
     if not isinstance(value, list | tuple) or len(value) != 2:
-        raise _invalid(node, name, "expected an interval [start, end] (either may be null)")
+        raise invalid_argument(node, name, "expected an interval [start, end] (either may be null)")
     start, end = value
     if start is None and end is None:
-        raise _invalid(node, name, "start and end cannot both be null")
+        raise invalid_argument(node, name, "start and end cannot both be null")
     try:
         t0 = parse_date(start) if start is not None else datetime(1, 1, 1, tzinfo=UTC)
         t1 = (parse_date(end) - timedelta(microseconds=1)) if end is not None else datetime(
             9999, 12, 31, tzinfo=UTC)
     except (ValueError, AttributeError, TypeError):
-        raise _invalid(node, name, f"{value!r} is not an interval of ISO 8601 dates") from None
+        raise invalid_argument(
+            node, name, f"{value!r} is not an interval of ISO 8601 dates") from None
     if t0 > t1:
-        raise _invalid(node, name, f"start {start} is not before end {end} (the end is "
-                       "excluded)", "TemporalExtentEmpty" if node.process_id ==
-                       "filter_temporal" else None)
+        raise invalid_argument(node, name, f"start {start} is not before end {end} (the end is "
+                               "excluded)", "TemporalExtentEmpty" if node.process_id ==
+                               "filter_temporal" else None)
     return t0, t1
 
 
@@ -166,49 +170,53 @@ def resolve_band(product, available: tuple[str, ...], name: Any, node: Node, arg
                        f"data; available: {', '.join(names)}", path=node.arg_path(arg))
 
 
-def _dimension(node: Node, meta: CubeMeta, name: str = "dimension") -> str:
+def dimension_argument(node: Node, meta: CubeMeta, name: str = "dimension") -> str:
     """The axis (``t`` or ``bands``) of the dimension an argument names."""
     dim = node.args.get(name)
     if dim in TIME_DIMS:
         if meta.reduced:
-            raise _invalid(node, name, "the temporal dimension was already reduced",
-                           "DimensionNotAvailable")
+            raise invalid_argument(node, name, "the temporal dimension was already reduced",
+                                   "DimensionNotAvailable")
         return "t"
     if dim == meta.band_dim:
         if not meta.has_bands:
-            raise _invalid(node, name, f"the {dim} dimension was already reduced",
-                           "DimensionNotAvailable")
+            raise invalid_argument(node, name, f"the {dim} dimension was already reduced",
+                                   "DimensionNotAvailable")
         return "bands"
     if dim in ("x", "y"):
-        raise _invalid(node, name, f"dimension {dim!r} cannot be used here (spatial "
-                       "dimensions are kept for tiles and coverages)")
+        raise invalid_argument(node, name, f"dimension {dim!r} cannot be used here (spatial "
+                               "dimensions are kept for tiles and coverages)")
     dims = [d for d, present in (("t", not meta.reduced), (meta.band_dim, meta.has_bands))
             if present]
-    raise _invalid(node, name, f"the data cube has no dimension {dim!r}; its dimensions are "
-                   f"x, y{''.join(', ' + d for d in dims)}", "DimensionNotAvailable")
+    raise invalid_argument(
+        node, name, f"the data cube has no dimension {dim!r}; its dimensions are "
+        f"x, y{''.join(', ' + d for d in dims)}", "DimensionNotAvailable")
 
 
-def _labels(cube: Cube, dim: str) -> tuple:
+def labels_of(cube: Cube, dim: str) -> tuple:
+    """The labels of a cube's dimension (dates as ISO 8601 texts, or band names)."""
     if dim == "t":
         return tuple(t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in (cube.times or ()))
     return tuple(cube.bands)
 
 
-def _labeled(values: np.ndarray, labels: tuple):
+def labeled(values: np.ndarray, labels: tuple):
+    """Values along a dimension with its labels, as callbacks receive them."""
     return LabeledArray(values, labels)
 
 
-def _as_float32(value: Any, shape: tuple[int, ...], node: Node) -> np.ndarray:
+def as_float32(value: Any, shape: tuple[int, ...], node: Node) -> np.ndarray:
+    """A callback's result as float32 of ``shape`` (broadcast), else a 400."""
     out = np.asarray(value.values if hasattr(value, "values") and not isinstance(
         value, np.ndarray) else value)
     if out.dtype == object:
-        raise _invalid(node, "process", "the callback returned something that is not a "
-                       "number or an array of numbers")
+        raise invalid_argument(node, "process", "the callback returned something that is not a "
+                               "number or an array of numbers")
     try:
         return np.broadcast_to(out.astype(np.float32, copy=False), shape)
     except ValueError:
-        raise _invalid(node, "process", f"the callback returned an array of shape "
-                       f"{out.shape}, expected {shape}") from None
+        raise invalid_argument(node, "process", f"the callback returned an array of shape "
+                               f"{out.shape}, expected {shape}") from None
 
 
 def check_bbox_area(node, bounds, crs: CRS, product_crs: CRS) -> None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from shapely.geometry import mapping
 
-from tileserver.processes.cube.common import _DATA, TIME_DIMS, _invalid
+from tileserver.processes.cube.common import DATA_PARAM, TIME_DIMS, invalid_argument
 from tileserver.processes.registry import Param, process
 
 
@@ -14,31 +13,33 @@ def _drop_meta(ctx, node):
     name = node.args.get("name")
     if name in TIME_DIMS:
         if child.reduced:
-            raise _invalid(node, "name", "the data has no temporal dimension (it was "
-                           "reduced)", "DimensionNotAvailable")
+            raise invalid_argument(node, "name", "the data has no temporal dimension (it was "
+                                   "reduced)", "DimensionNotAvailable")
         return child.but(reduced=True)
     if child.has_bands and name == child.band_dim:
         if len(child.bands) != 1:
-            raise _invalid(node, "name", f"dimension {name!r} has {len(child.bands)} labels "
-                           f"({', '.join(child.bands)}); only a dimension with one label "
-                           "can be dropped", "DimensionLabelCountMismatch")
+            raise invalid_argument(
+                node, "name", f"dimension {name!r} has {len(child.bands)} labels "
+                f"({', '.join(child.bands)}); only a dimension with one label "
+                "can be dropped", "DimensionLabelCountMismatch")
         return child.but(has_bands=False)
     if name in ("x", "y"):
-        raise _invalid(node, "name", "the spatial dimensions cannot be dropped",
-                       "DimensionLabelCountMismatch")
-    raise _invalid(node, "name", f"no dimension {name!r}", "DimensionNotAvailable")
+        raise invalid_argument(node, "name", "the spatial dimensions cannot be dropped",
+                               "DimensionLabelCountMismatch")
+    raise invalid_argument(node, "name", f"no dimension {name!r}", "DimensionNotAvailable")
 
 
-@process("drop_dimension", [_DATA, Param("name")], meta=_drop_meta)
+@process("drop_dimension", [DATA_PARAM, Param("name")], meta=_drop_meta)
 def drop_dimension(ctx, node, query):
     """Drop a dimension that has one label: the single band, or the single date."""
     cube = ctx.eval(node.args["data"], query)
     if node.args["name"] not in TIME_DIMS:
         return cube
     if cube.times is not None and len(cube.times) > 1:
-        raise _invalid(node, "name", f"the temporal dimension has {len(cube.times)} labels "
-                       "here; only a dimension with one label can be dropped (filter_temporal "
-                       "or reduce_dimension first)", "DimensionLabelCountMismatch")
+        raise invalid_argument(
+            node, "name", f"the temporal dimension has {len(cube.times)} labels "
+            "here; only a dimension with one label can be dropped (filter_temporal "
+            "or reduce_dimension first)", "DimensionLabelCountMismatch")
     if cube.times is None:
         return cube
     return cube.with_data(cube.data if cube.data.shape[0] else np.full(
@@ -48,34 +49,35 @@ def drop_dimension(ctx, node, query):
 def _rename_meta(ctx, node):
     child = ctx.meta(node.args["data"])
     if node.args.get("dimension") != child.band_dim:
-        raise _invalid(node, "dimension", f"only the {child.band_dim} dimension can be "
-                       "renamed")
+        raise invalid_argument(node, "dimension", f"only the {child.band_dim} dimension can be "
+                               "renamed")
     target, source = node.args.get("target"), node.args.get("source") or []
     if isinstance(source, list):  # apply_dimension's labels 0, 1, … are numbers in openEO
         source = [str(v) if isinstance(v, int) and not isinstance(v, bool)
                   and str(v) in child.bands else v for v in source]
     if not isinstance(target, list) or not all(isinstance(t, str) for t in target):
-        raise _invalid(node, "target", "expected a list of new band names")
+        raise invalid_argument(node, "target", "expected a list of new band names")
     if not source:
         if len(target) != len(child.bands):
-            raise _invalid(node, "target", f"{len(target)} names for {len(child.bands)} bands")
+            raise invalid_argument(
+                node, "target", f"{len(target)} names for {len(child.bands)} bands")
         mapping = dict(zip(child.bands, target, strict=True))
     else:
         if len(source) != len(target):
-            raise _invalid(node, "source", "source and target must have the same length",
-                           "LabelMismatch")
+            raise invalid_argument(node, "source", "source and target must have the same length",
+                                   "LabelMismatch")
         missing = [s for s in source if s not in child.bands]
         if missing:
-            raise _invalid(node, "source", f"unknown bands {missing}", "LabelNotAvailable")
+            raise invalid_argument(node, "source", f"unknown bands {missing}", "LabelNotAvailable")
         mapping = dict(zip(source, target, strict=True))
     bands = tuple(mapping.get(b, b) for b in child.bands)
     if len(set(bands)) != len(bands):
-        raise _invalid(node, "target", "the new band names are not unique", "LabelExists")
+        raise invalid_argument(node, "target", "the new band names are not unique", "LabelExists")
     return child.but(bands=bands)
 
 
-@process("rename_labels", [_DATA, Param("dimension"), Param("target"),
-                               Param("source", required=False)], meta=_rename_meta)
+@process("rename_labels", [DATA_PARAM, Param("dimension"), Param("target"),
+                           Param("source", required=False)], meta=_rename_meta)
 def rename_labels(ctx, node, query):
     """New band names (the reads below still use the old ones)."""
     old, new = ctx.meta(node.args["data"]).bands, ctx.meta(node).bands

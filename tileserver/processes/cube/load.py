@@ -15,9 +15,9 @@ from tileserver.errors import CollectionNotFound, ProcessArgumentInvalid, Produc
 from tileserver.graph.nodes import Callback, Node
 from tileserver.processes.callbacks import run_callback
 from tileserver.processes.cube.common import (
-    _DATA,
-    _invalid,
+    DATA_PARAM,
     check_bbox_area,
+    invalid_argument,
     mask_outside,
     resolve_band,
     spatial_extent,
@@ -39,16 +39,16 @@ def _load_meta(ctx, node: Node) -> CubeMeta:
     if a.get("bands") is not None:
         wanted = a["bands"]
         if not isinstance(wanted, list) or not wanted:
-            raise _invalid(node, "bands", "expected a non-empty list of band names")
+            raise invalid_argument(node, "bands", "expected a non-empty list of band names")
         bands = tuple(resolve_band(product, bands, b, node, "bands") for b in wanted)
         if len(set(bands)) != len(bands):
-            raise _invalid(node, "bands", "a band is listed twice")
+            raise invalid_argument(node, "bands", "a band is listed twice")
     if a.get("properties") is not None:
         product = FilteredProduct(product, _property_filter(node, a["properties"]))
     meta = CubeMeta(product, bands, bands)
     if a.get("spatial_extent") is not None:
         bounds, crs, _ = spatial_extent(node, "spatial_extent", a["spatial_extent"])
-        _check_extent(node, "spatial_extent", bounds, crs, product.crs)
+        check_extent(node, "spatial_extent", bounds, crs, product.crs)
         meta = meta.but(bbox=bounds, srs=crs)
     if a.get("temporal_extent") is not None:
         meta = meta.but(time_range=temporal_extent(node, "temporal_extent",
@@ -61,8 +61,8 @@ def _property_filter(node: Node, filters: Any):
     (its parameter ``value`` is the item's property, null when absent) returns true."""
     if not isinstance(filters, dict) or not all(
             isinstance(k, str) and isinstance(v, Callback) for k, v in filters.items()):
-        raise _invalid(node, "properties", "expected an object of property names and "
-                       "callbacks ({\"eo:cloud_cover\": {\"process_graph\": ...}})")
+        raise invalid_argument(node, "properties", "expected an object of property names and "
+                               "callbacks ({\"eo:cloud_cover\": {\"process_graph\": ...}})")
 
     def keep(item) -> bool:
         for name, callback in filters.items():
@@ -71,24 +71,25 @@ def _property_filter(node: Node, filters: Any):
                 if result is None or not bool(np.asarray(result).item()):
                     return False
             except (TypeError, ValueError):
-                raise _invalid(node, "properties", f"the filter of {name!r} returned "
-                               f"{result!r}, not a boolean") from None
+                raise invalid_argument(node, "properties", f"the filter of {name!r} returned "
+                                       f"{result!r}, not a boolean") from None
         return True
 
     return keep
 
 
-def _check_extent(node: Node, name: str, bounds, crs: CRS, product_crs: CRS) -> None:
+def check_extent(node: Node, name: str, bounds, crs: CRS, product_crs: CRS) -> None:
+    """The bbox checks of :func:`check_bbox_area`, as a 400 naming the argument."""
     try:
         check_bbox_area(node, bounds, crs, product_crs)
     except ProcessArgumentInvalid:
         raise
     except Exception as exc:  # the 0.0.2 checker words its messages for 0.0.2 arguments
-        raise _invalid(node, name, getattr(exc, "message", str(exc)).split(": ", 1)[-1]) \
+        raise invalid_argument(node, name, getattr(exc, "message", str(exc)).split(": ", 1)[-1]) \
             from None
 
 
-def _geometry_of(node: Node):
+def geometry_of(node: Node):
     """The GeoJSON geometry of a spatial filter (None for a bounding box)."""
     value = node.args.get("spatial_extent" if node.process_id.startswith("load_") else
                           "geometries" if node.process_id == "filter_spatial" else "extent")
@@ -97,7 +98,7 @@ def _geometry_of(node: Node):
     return None
 
 
-def _wanted(bands: tuple[str, ...], query) -> tuple[str, ...]:
+def wanted_bands(bands: tuple[str, ...], query) -> tuple[str, ...]:
     """The bands of ``bands`` that the query asks for, in their order (at least one)."""
     if query.bands is None:
         return bands
@@ -110,9 +111,9 @@ def _read(ctx, node: Node, query) -> Cube:
     q = query
     if meta.time_range is not None:
         q = q.narrow_time(*meta.time_range)
-    cube = ctx.engine.load(meta.product, q.with_bands(_wanted(meta.bands, query)))
+    cube = ctx.engine.load(meta.product, q.with_bands(wanted_bands(meta.bands, query)))
     if meta.bbox is not None and meta.srs is not None:
-        cube = mask_outside(cube, meta.bbox, meta.srs, _geometry_of(node))
+        cube = mask_outside(cube, meta.bbox, meta.srs, geometry_of(node))
     return cube
 
 
@@ -123,7 +124,7 @@ def collection_id(node: Node, catalog) -> Any:
         return node.args.get("id")
     url = node.args.get("url")
     if not isinstance(url, str) or not url:
-        raise _invalid(node, "url", "expected the URL of a STAC collection")
+        raise invalid_argument(node, "url", "expected the URL of a STAC collection")
     parts = [p for p in url.rstrip("/").split("/") if p]
     if parts and parts[-1] in ("collection.json", "catalog.json") and len(parts) > 1:
         parts = parts[:-1]
@@ -131,8 +132,8 @@ def collection_id(node: Node, catalog) -> Any:
     for candidate in reversed(parts[-2:]):
         if candidate in ids:
             return candidate
-    raise _invalid(node, "url", f"{url!r} is not a collection of this back-end's catalog "
-                   f"(one of: {', '.join(sorted(ids))}); other STAC sources are not read")
+    raise invalid_argument(node, "url", f"{url!r} is not a collection of this back-end's catalog "
+                           f"(one of: {', '.join(sorted(ids))}); other STAC sources are not read")
 
 
 _LOAD_OPTIONS = [Param("spatial_extent", required=False),
@@ -145,15 +146,15 @@ process("load_stac", [Param("url"), *_LOAD_OPTIONS], meta=_load_meta)(_read)
 def _save_meta(ctx, node):
     fmt = node.args.get("format")
     if not isinstance(fmt, str) or not fmt:
-        raise _invalid(node, "format", "expected an output format name such as 'GTiff'")
+        raise invalid_argument(node, "format", "expected an output format name such as 'GTiff'")
     if node.args.get("options") is not None and not isinstance(node.args["options"], dict):
-        raise _invalid(node, "options", "expected an object")
+        raise invalid_argument(node, "options", "expected an object")
     return ctx.meta(node.args["data"])
 
 
 @process(
     "save_result",
-    [_DATA, Param("format"), Param("options", required=False)],
+    [DATA_PARAM, Param("format"), Param("options", required=False)],
     meta=_save_meta,
 )
 def save_result(ctx, node, query):

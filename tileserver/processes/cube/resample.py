@@ -7,9 +7,8 @@ import math
 from rasterio.crs import CRS
 
 from tileserver.datacube.query import CubeMeta
-from tileserver.processes.cube.common import _DATA, _crs, _invalid
+from tileserver.processes.cube.common import DATA_PARAM, crs_argument, invalid_argument
 from tileserver.processes.registry import Param, process
-
 
 #: resample_spatial's methods as the resampling of GDAL's warper (rasterio's names).
 RESAMPLING = {"near": "nearest", "bilinear": "bilinear", "cubic": "cubic",
@@ -24,20 +23,20 @@ def _resample_meta(ctx, node):
     values = res if isinstance(res, list) else [res]
     if not values or any(isinstance(v, bool) or not isinstance(v, int | float)
                          or not math.isfinite(v) or v < 0 for v in values):
-        raise _invalid(node, "resolution", "expected a number >= 0 or [x, y] numbers")
+        raise invalid_argument(node, "resolution", "expected a number >= 0 or [x, y] numbers")
     proj = node.args.get("projection")
-    crs = _crs(node, "projection", proj) if proj is not None else None
+    crs = crs_argument(node, "projection", proj) if proj is not None else None
     if node.args.get("method", "near") not in RESAMPLING:
-        raise _invalid(node, "method", f"unknown method {node.args['method']!r}; one of "
-                       f"{', '.join(RESAMPLING)}")
+        raise invalid_argument(node, "method", f"unknown method {node.args['method']!r}; one of "
+                               f"{', '.join(RESAMPLING)}")
     return child.but(native_res=float(max(values)) or None, native_crs=crs)
 
 
-@process("resample_spatial", [_DATA, Param("resolution", required=False, default=0),
-                                  Param("projection", required=False),
-                                  Param("method", required=False, default="near"),
-                                  Param("align", required=False, default="upper-left")],
-             meta=_resample_meta)
+@process("resample_spatial", [DATA_PARAM, Param("resolution", required=False, default=0),
+                              Param("projection", required=False),
+                              Param("method", required=False, default="near"),
+                              Param("align", required=False, default="upper-left")],
+         meta=_resample_meta)
 def resample_spatial(ctx, node, query):
     """The native grid of the result changes (for /result and batch jobs); tiles and
     coverages keep choosing their own grid, read from the fitting overview. Everywhere the
@@ -61,15 +60,15 @@ def _resample_cube_meta(ctx, node):
     child = ctx.meta(node.args["data"])
     target = ctx.meta(node.args["target"])
     if node.args.get("method", "near") not in RESAMPLING:
-        raise _invalid(node, "method", f"unknown method {node.args['method']!r}; one of "
-                       f"{', '.join(RESAMPLING)}")
+        raise invalid_argument(node, "method", f"unknown method {node.args['method']!r}; one of "
+                               f"{', '.join(RESAMPLING)}")
     crs, res = native_grid_of(target)
     return child.but(native_res=res, native_crs=crs)
 
 
-@process("resample_cube_spatial", [_DATA, Param("target", "cube"),
-                                       Param("method", required=False, default="near")],
-             meta=_resample_cube_meta)
+@process("resample_cube_spatial", [DATA_PARAM, Param("target", "cube"),
+                                   Param("method", required=False, default="near")],
+         meta=_resample_cube_meta)
 def resample_cube_spatial(ctx, node, query):
     """``data`` on the CRS and resolution of ``target``'s native grid (only its grid is
     used: ``target`` is not read); the files are warped with ``method``."""

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from tileserver.processes.cube.common import _DATA, _invalid, normalized_difference, resolve_band
+from tileserver.processes.cube.common import (
+    DATA_PARAM,
+    invalid_argument,
+    normalized_difference,
+    resolve_band,
+)
 from tileserver.processes.registry import Param, process
 
 
 def _ndvi_bands(ctx, node) -> tuple[str, str]:
     child = ctx.meta(node.args["data"])
     if not child.has_bands:
-        raise _invalid(node, "data", "the bands dimension was already reduced")
+        raise invalid_argument(node, "data", "the bands dimension was already reduced")
     return (resolve_band(child.product, child.bands, node.args.get("red", "red"), node, "red"),
             resolve_band(child.product, child.bands, node.args.get("nir", "nir"), node, "nir"))
 
@@ -22,14 +27,14 @@ def _ndvi_meta(ctx, node):
     target = node.args.get("target_band")
     if target is not None:
         if not isinstance(target, str) or not target or target in child.bands:
-            raise _invalid(node, "target_band", f"{target!r} must be a new band name")
+            raise invalid_argument(node, "target_band", f"{target!r} must be a new band name")
         return child.but(bands=child.bands + (target,))
     return child.but(bands=("ndvi",), source_bands=(red, nir), kind="ndvi", has_bands=False)
 
 
-@process("ndvi", [_DATA, Param("nir", required=False, default="nir"),
-                      Param("red", required=False, default="red"),
-                      Param("target_band", required=False)], meta=_ndvi_meta)
+@process("ndvi", [DATA_PARAM, Param("nir", required=False, default="nir"),
+                  Param("red", required=False, default="red"),
+                  Param("target_band", required=False)], meta=_ndvi_meta)
 def ndvi(ctx, node, query):
     """(nir - red) / (nir + red), reading only the two bands unless they are kept."""
     red, nir = _ndvi_bands(ctx, node)

@@ -10,18 +10,18 @@ from tileserver.errors import LimitExceeded
 from tileserver.graph.nodes import Node
 from tileserver.params import parse_iso_date as parse_date
 from tileserver.processes.callbacks import run_callback
-from tileserver.processes.cube.apply import _callback_kind
+from tileserver.processes.cube.apply import callback_kind
 from tileserver.processes.cube.common import (
-    _CONTEXT,
-    _DATA,
-    _as_float32,
-    _context,
-    _invalid,
-    _labeled,
-    _labels,
+    CONTEXT_PARAM,
+    DATA_PARAM,
+    as_float32,
+    context_value,
+    invalid_argument,
+    labeled,
+    labels_of,
     temporal_extent,
 )
-from tileserver.processes.cube.filter import _over_time
+from tileserver.processes.cube.filter import over_time
 from tileserver.processes.registry import Param, process
 
 
@@ -82,15 +82,15 @@ PERIODS = ("hour", "day", "week", "dekad", "month", "season", "tropical-season",
 
 def _period_meta(ctx, node):
     if node.args.get("period") not in PERIODS:
-        raise _invalid(node, "period", f"expected one of {', '.join(PERIODS)}")
-    child = _over_time(ctx, node, "the data has no temporal dimension (it was reduced)")
-    return child.but(kind=_callback_kind(node.args["reducer"], child.kind))
+        raise invalid_argument(node, "period", f"expected one of {', '.join(PERIODS)}")
+    child = over_time(ctx, node, "the data has no temporal dimension (it was reduced)")
+    return child.but(kind=callback_kind(node.args["reducer"], child.kind))
 
 
 @process("aggregate_temporal_period", [
-    _DATA, Param("period"), Param("reducer", "callback",
-                                      callback_params=("data", "context")),
-    Param("dimension", required=False), _CONTEXT], meta=_period_meta)
+    DATA_PARAM, Param("period"), Param("reducer", "callback",
+                                       callback_params=("data", "context")),
+    Param("dimension", required=False), CONTEXT_PARAM], meta=_period_meta)
 def aggregate_temporal_period(ctx, node, query):
     """One time step per period from the first date's to the last date's (periods without
     data are nodata: the labels are complete for the extent), labelled with the period's
@@ -114,15 +114,15 @@ def aggregate_temporal_period(ctx, node, query):
                     f"{len(starts)} periods of {per_step} values: over the limit of "
                     f"{ctx.engine.max_pixels}; choose a longer period or fewer dates")
     out = np.full((len(starts),) + cube.data.shape[1:], np.nan, np.float32)
-    context = _context(node.args.get("context"))
+    context = context_value(node.args.get("context"))
     for k, start in enumerate(starts):
         rows = groups.get(start)
         if rows is None:
             continue  # a period without data: nodata
         value = run_callback(node.args["reducer"], {
-            "data": _labeled(cube.data[rows], tuple(_labels(cube, "t")[i] for i in rows)),
+            "data": labeled(cube.data[rows], tuple(labels_of(cube, "t")[i] for i in rows)),
             "context": context})
-        out[k] = _as_float32(value, cube.data.shape[1:], node)
+        out[k] = as_float32(value, cube.data.shape[1:], node)
     return cube.with_data(out, times=tuple(starts), kind=ctx.meta(node).kind)
 
 
@@ -131,41 +131,42 @@ def _intervals(node: Node) -> tuple[list[tuple[datetime, datetime]], list[dateti
     interval, and a date label per interval (its start unless ``labels`` names them)."""
     value = node.args.get("intervals")
     if not isinstance(value, list) or not value:
-        raise _invalid(node, "intervals", "expected a non-empty list of [start, end] "
-                       "intervals")
+        raise invalid_argument(node, "intervals", "expected a non-empty list of [start, end] "
+                               "intervals")
     intervals = [temporal_extent(node, "intervals", v) for v in value]
     labels = node.args.get("labels")
     if labels in (None, []):
         if any(v[0] is None for v in value):
-            raise _invalid(node, "labels", "an interval with an open start needs labels")
+            raise invalid_argument(node, "labels", "an interval with an open start needs labels")
         return intervals, [t0 for t0, _ in intervals]
     if not isinstance(labels, list) or len(labels) != len(intervals):
-        raise _invalid(node, "labels", f"expected {len(intervals)} labels, one per interval")
+        raise invalid_argument(
+            node, "labels", f"expected {len(intervals)} labels, one per interval")
     try:
         dates = [parse_date(v) for v in labels]
     except (ValueError, AttributeError, TypeError):
-        raise _invalid(node, "labels", "the labels of the temporal dimension must be "
-                       "ISO 8601 dates here") from None
+        raise invalid_argument(node, "labels", "the labels of the temporal dimension must be "
+                               "ISO 8601 dates here") from None
     if len(set(dates)) != len(dates):
-        raise _invalid(node, "labels", "the labels must be distinct",
-                       "DistinctDimensionLabelsRequired")
+        raise invalid_argument(node, "labels", "the labels must be distinct",
+                               "DistinctDimensionLabelsRequired")
     return intervals, dates
 
 
 def _aggregate_temporal_meta(ctx, node):
-    child = _over_time(ctx, node, "the data has no temporal dimension (it was reduced)")
-    intervals, _labels = _intervals(node)
+    child = over_time(ctx, node, "the data has no temporal dimension (it was reduced)")
+    intervals, _dates = _intervals(node)
     lo, hi = min(t0 for t0, _ in intervals), max(t1 for _, t1 in intervals)
     if child.time_range:
         lo, hi = max(lo, child.time_range[0]), min(hi, child.time_range[1])
     return child.but(time_range=(lo, hi) if lo <= hi else child.time_range,
-                     kind=_callback_kind(node.args["reducer"], child.kind))
+                     kind=callback_kind(node.args["reducer"], child.kind))
 
 
 @process("aggregate_temporal", [
-    _DATA, Param("intervals"), Param("reducer", "callback",
-                                         callback_params=("data", "context")),
-    Param("labels", required=False), Param("dimension", required=False), _CONTEXT],
+    DATA_PARAM, Param("intervals"), Param("reducer", "callback",
+                                          callback_params=("data", "context")),
+    Param("labels", required=False), Param("dimension", required=False), CONTEXT_PARAM],
     meta=_aggregate_temporal_meta)
 def aggregate_temporal(ctx, node, query):
     """One time step per interval (``[start, end)``; intervals may overlap), the dates
@@ -175,13 +176,13 @@ def aggregate_temporal(ctx, node, query):
     cube = ctx.eval(node.args["data"], query.narrow_time(lo, hi) if lo <= hi else query)
     times = cube.times or ()
     out = np.full((len(intervals),) + cube.data.shape[1:], np.nan, np.float32)
-    context = _context(node.args.get("context"))
+    context = context_value(node.args.get("context"))
     for k, (t0, t1) in enumerate(intervals):
         rows = [i for i, t in enumerate(times) if t0 <= t <= t1]
         if not rows:
             continue
         value = run_callback(node.args["reducer"], {
-            "data": _labeled(cube.data[rows], tuple(_labels(cube, "t")[i] for i in rows)),
+            "data": labeled(cube.data[rows], tuple(labels_of(cube, "t")[i] for i in rows)),
             "context": context})
-        out[k] = _as_float32(value, cube.data.shape[1:], node)
+        out[k] = as_float32(value, cube.data.shape[1:], node)
     return cube.with_data(out, times=tuple(labels), kind=ctx.meta(node).kind)

@@ -25,11 +25,11 @@ import numpy as np
 
 from tileserver.datacube.cube import Cube
 from tileserver.datacube.view import View
+from tileserver.errors import ProcessArgumentInvalid, UdfError, UdfUnavailable
 from tileserver.graph.nodes import Callback, Node, ParamRef
 from tileserver.processes.callbacks import run_callback
 from tileserver.processes.registry import ARRAY, REGISTRY, Param, process
 from tileserver.udf import Script
-from tileserver.errors import ProcessArgumentInvalid, UdfError, UdfUnavailable
 
 RUNTIME = "Python"
 

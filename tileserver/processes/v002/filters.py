@@ -66,7 +66,7 @@ def _bbox_meta(ctx, node):
         Arg("top", "number", "Northern boundary (maximum y) in `srs`."),
         Arg("bottom", "number", "Southern boundary (minimum y) in `srs`."),
         Arg("srs", "srs", "CRS of the coordinates, e.g. 'EPSG:32632'.", required=False,
-              default="EPSG:4326"),
+            default="EPSG:4326"),
     ],
     meta=_bbox_meta,
 )

@@ -18,19 +18,19 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tileserver.graph.nodes import IMAGERY
-from tileserver.graph.v1 import v1_node
-from tileserver.processes.registry import REGISTRY, Param, process
-from tileserver.processes.v002.table import Arg, translation
-from tileserver.datacube.query import Query
-from tileserver.udf import Script
 from tileserver.data.userfiles import (
     InvalidPath,
     files_root,
     parse_graph_path,
     resolve_graph_path,
 )
+from tileserver.datacube.query import Query
 from tileserver.errors import FileNotFound, ProcessGraphError, UdfError, UdfUnavailable
+from tileserver.graph.nodes import IMAGERY
+from tileserver.graph.v1 import v1_node
+from tileserver.processes.registry import REGISTRY, Param, process
+from tileserver.processes.v002.table import Arg, translation
+from tileserver.udf import Script
 
 LANGUAGE = "Python"
 #: Largest script accepted (bytes).
