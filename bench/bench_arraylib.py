@@ -48,7 +48,7 @@ def tile():
 
 def ours():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tileserver.processes.array.lib import ARRAY_PROCESSES as P
+    from tileserver.processes import ARRAY_PROCESSES as P
 
     stack, red, nir = tile()
     f = {k: v.fn for k, v in P.items()}

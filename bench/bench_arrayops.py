@@ -25,18 +25,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tileserver.processes import V1_REGISTRY, array_processes  # noqa: E402  isort: skip
-from tileserver.processes.callbacks import ChildProcess  # noqa: E402
+from tileserver.processes import ARRAY_PROCESSES, REGISTRY  # noqa: E402  isort: skip
 from tileserver.graph.nodes import Callback  # noqa: E402
 from tileserver.graph.v1 import FlatGraphParser  # noqa: E402
-from tileserver.processes.array.lib import ARRAY_PROCESSES, LabeledArray  # noqa: E402
+from tileserver.processes.array import LabeledArray  # noqa: E402
+from tileserver.processes.callbacks import ChildProcess  # noqa: E402
 
 DATES = tuple(f"2020-05-{d:02d}T10:00:00Z" for d in range(1, 13))
 BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
 
 
 def child(nodes: dict) -> ChildProcess:
-    parser = FlatGraphParser(V1_REGISTRY, array_processes)
+    parser = FlatGraphParser(REGISTRY)
     params = ("x", "index", "label", "context")
     return ChildProcess(Callback(parser._graph(nodes, "cb.", params, 1), params, "cb"))
 

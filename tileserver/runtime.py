@@ -13,7 +13,7 @@ from tileserver.data import remote
 from tileserver.cache.memory import NodeCache
 from tileserver.data.catalog import Catalog
 from tileserver.engine.evaluator import Engine
-from tileserver.engine.limits import Limiter
+from tileserver.limits import Limiter
 from tileserver.cache.shared import SharedTier, open_tier
 from tileserver.data.stac_api import ApiOptions
 from tileserver.jobs.store import JobStore

@@ -107,9 +107,9 @@ JSON_FIELDS = [
 
 def process_cases():
     """``(process id, argument)`` of every 0.0.2 process."""
-    from tileserver.processes import REGISTRY
+    from tileserver.processes import TRANSLATIONS
 
-    return [(pid, p.name) for pid, proc in sorted(REGISTRY.items()) for p in proc.params]
+    return [(pid, p.name) for pid, proc in sorted(TRANSLATIONS.items()) for p in proc.params]
 
 
 #: Files whose query parameters have their own tables (KVP_PARAMS, TILE_SEGMENTS).

@@ -1,1 +1,1 @@
-"""The evaluator: a graph and a view in, the values for that view out; and the limits of evaluations."""
+"""The evaluator: a graph and a view in, the values for that view out."""

@@ -26,23 +26,24 @@ from rasterio.enums import Resampling
 from rasterio.warp import transform_bounds
 
 from tileserver import metrics
-
 from tileserver.cache import codec as serial
 from tileserver.cache.memory import NodeCache
+from tileserver.cache.shared import SharedTier, digest_key
 from tileserver.data.catalog import Catalog, Product
-from tileserver.datacube.cube import Cube, day_key, first_of_each_day
-from tileserver.render.formats import check_output_kind, validate_output
-from tileserver.graph.nodes import IMAGERY, GraphParser, Node, node_hash
-from tileserver.graph.v1 import V1, FlatGraphParser, is_flat_graph, v1_node
-from tileserver.engine.limits import Limiter, check_deadline, remaining
-from tileserver.processes import REGISTRY, V1_REGISTRY, array_processes
-from tileserver.processes.cube.cubes import collection_id
-from tileserver.datacube.query import CubeMeta, Query
 from tileserver.data.reader import read_band
 from tileserver.data.remote import BrokenSource
-from tileserver.cache.shared import SharedTier, digest_key
+from tileserver.datacube.cube import Cube, day_key, first_of_each_day
+from tileserver.datacube.query import CubeMeta, Query
 from tileserver.datacube.view import View
 from tileserver.errors import LimitExceeded, ProcessGraphError, TileserverError
+from tileserver.graph.nodes import Callback, Node
+from tileserver.graph.v002 import GraphParser, translate
+from tileserver.graph.v1 import V1, FlatGraphParser, is_flat_graph
+from tileserver.limits import Limiter, check_deadline, remaining
+from tileserver.processes import CUBE, CUBE_PROCESSES, REGISTRY, TRANSLATIONS
+from tileserver.processes.callbacks import run_callback
+from tileserver.processes.cube.load import collection_id
+from tileserver.render.formats import check_output_kind, validate_output
 
 WGS84 = CRS.from_epsg(4326)
 log = logging.getLogger(__name__)
@@ -71,8 +72,9 @@ def skipped(product_id: str, item_id: str, exc: Exception) -> None:
 
 
 def process_of(node: Node):
-    """The registered process of a node, from the registry of its dialect."""
-    return (V1_REGISTRY if node.dialect == V1 else REGISTRY)[node.process_id]
+    """The process of a node: the registry's, or for a node of a parsed 0.0.2 tree (before
+    its translation) the 0.0.2 table's entry."""
+    return (REGISTRY if node.dialect == V1 else TRANSLATIONS)[node.process_id]
 
 
 def node_returns(node: Node) -> str:
@@ -80,7 +82,7 @@ def node_returns(node: Node) -> str:
     or the ``returns`` of its process (``table`` for ``zonal_statistics``)."""
     if node.is_product:
         return "imagery"
-    if node.dialect == V1 and node.process_id not in V1_REGISTRY:
+    if node.dialect == V1 and getattr(REGISTRY.get(node.process_id), "kind", None) != CUBE:
         return "value"  # a scalar computed by an array process outside any callback
     if node.dialect == V1 and node.process_id == "save_result" and isinstance(
             node.args.get("data"), Node):
@@ -155,9 +157,8 @@ class _EvalContext(_MetaContext):
         the graph (a UDF's script content), once per evaluation; ``None`` when none."""
         key = id(node)
         if key not in self._tokens:
-            fns = [(getattr((V1_REGISTRY if n.dialect == V1 else REGISTRY).get(
-                n.process_id), "cache_token", None), n) for n in node.walk()
-                if not n.is_product]
+            fns = [(getattr(REGISTRY.get(n.process_id), "cache_token", None), n)
+                   for n in node.walk() if not n.is_product and n.dialect == V1]
             tokens = tuple(fn(self, n) for fn, n in fns if fn is not None)
             self._tokens[key] = tokens or None
         return self._tokens[key]
@@ -185,9 +186,8 @@ class Engine:
         self.catalog = catalog
         self.cache = cache if cache is not None else NodeCache(256 * 1024 * 1024)
         self.max_pixels = max_pixels
-        self.parser = GraphParser(REGISTRY, max_graph_nodes, max_graph_depth)
-        self.flat_parser = FlatGraphParser(V1_REGISTRY, array_processes, max_graph_nodes,
-                                           max_graph_depth)
+        self.parser = GraphParser(TRANSLATIONS, max_graph_nodes, max_graph_depth)
+        self.flat_parser = FlatGraphParser(REGISTRY, max_graph_nodes, max_graph_depth)
         self.resampling = Resampling[resampling]
         self._pool = ThreadPoolExecutor(max_workers=read_threads, thread_name_prefix="read")
         #: Evaluations in flight and their deadline (None: unlimited).
@@ -213,12 +213,9 @@ class Engine:
         processes alone, with no data cube anywhere (``{"add": {"process_id": "add", ...}}``:
         what the openEO process tests send to ``/result``); ``(False, None)`` for any other
         graph (:meth:`parse` takes it, and explains what is wrong with it)."""
-        from tileserver.processes.callbacks import run_callback  # noqa: PLC0415
-        from tileserver.graph.nodes import Callback  # noqa: PLC0415
-
         root = self.flat_parser.parse(obj, processes=dict(processes or {}))
         if isinstance(root, Node) and (node_returns(root) != "value" or any(
-                n.process_id in V1_REGISTRY for n in root.walk())):
+                n.process_id in CUBE_PROCESSES for n in root.walk())):
             return False, None
         return True, run_callback(Callback(root, (), "process_graph"), {})
 
@@ -254,20 +251,8 @@ class Engine:
         meta = mctx.meta(root)  # validates, with the dialect's own words and paths
         parsed = root
         if not flat:
-            root = self._translate(root, mctx)
+            root = translate(root, TRANSLATIONS, REGISTRY, mctx)
         return Graph(root, meta, obj, V1 if flat else "0.0.2", save, parsed, processes)
-
-    def _translate(self, node: Node, mctx: _MetaContext) -> Node:
-        """A validated 0.0.2 tree as the 1.x processes that compute the same values."""
-        if node.is_product:
-            return v1_node("load_collection", node.path, id=node.args["product_id"])
-        proc = REGISTRY[node.process_id]
-        if proc.translate is not None:
-            return proc.translate(mctx, node, self._translate(node.args[IMAGERY], mctx))
-        args = {k: self._translate(v, mctx) if isinstance(v, Node) else v
-                for k, v in node.args.items()}
-        return Node(node.process_id, args, node.path, node_hash(node.process_id, args),
-                    node.depth)
 
     def cache_token(self, graph: Graph, context: dict | None = None) -> tuple | None:
         """What besides the graph decides its result for this caller (a UDF's script
@@ -407,7 +392,7 @@ class Engine:
             check_deadline()
             if node.is_product:
                 return self._load(ctx.meta(node).product, query)
-            return process_of(node).evaluate(ctx, node, query)
+            return process_of(node).fn(ctx, node, query)
 
         if node_returns(node) != "imagery":
             return compute()  # tables depend on user files and the caller: never cached

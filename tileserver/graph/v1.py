@@ -11,11 +11,9 @@ for both dialects. Errors name the node id and the argument, with the openEO 1.x
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from tileserver.graph.nodes import Callback, Node, ParamRef, json_type, node_hash
-from tileserver.graph.udp import PREDEFINED_NAMESPACES, USER
 from tileserver.errors import (
     ProcessArgumentRequired,
     ProcessArgumentUnsupported,
@@ -23,6 +21,9 @@ from tileserver.errors import (
     ProcessParameterMissing,
     UnknownProcess,
 )
+from tileserver.graph.nodes import Callback, Node, ParamRef, json_type, node_hash
+from tileserver.graph.specs import load_spec
+from tileserver.graph.udp import PREDEFINED_NAMESPACES, USER
 
 V1 = "1.x"
 _NODE_KEYS = {"process_id", "arguments", "result", "description", "namespace"}
@@ -36,23 +37,14 @@ def is_flat_graph(obj: Any) -> bool:
 
 
 def _param_specs(proc: Any) -> list[tuple[str, bool, Any, str, tuple[str, ...]]]:
-    """``(name, required, default, kind, callback params)`` of a cube or array process."""
-    out = []
-    for p in proc.params:
-        if isinstance(p, tuple):
-            name, required, default = (tuple(p) + (True, None))[:3]
-            out.append((name, bool(required), default, "value", ()))
-        else:
-            out.append((p.name, bool(getattr(p, "required", True)), getattr(p, "default", None),
-                        getattr(p, "kind", "value"), tuple(getattr(p, "callback_params", ()))))
-    return out
+    """``(name, required, default, kind, callback params)`` of a process's parameters."""
+    return [(p.name, bool(p.required), p.default, p.kind, tuple(p.callback_params))
+            for p in proc.params]
 
 
 def _spec_callback_params(process_id: str, argument: str) -> tuple[str, ...] | None:
     """The parameters the official spec says a callback argument receives."""
     try:
-        from tileserver.graph.specs import load_spec  # noqa: PLC0415
-
         spec = load_spec(process_id) or {}
     except Exception:  # noqa: BLE001 - descriptions not installed: the caller's default
         return None
@@ -69,24 +61,18 @@ def _spec_callback_params(process_id: str, argument: str) -> tuple[str, ...] | N
 
 
 class FlatGraphParser:
-    """Parses 1.x graphs against the cube registry and the array (callback) registry."""
+    """Parses 1.x graphs against a process registry (id -> process with ``params``, a
+    ``kind`` and ``public``: :data:`tileserver.processes.registry.REGISTRY`)."""
 
-    def __init__(
-        self,
-        cube_registry: Mapping[str, Any],
-        array_registry: Callable[[], Mapping[str, Any]],
-        max_nodes: int = 200,
-        max_depth: int = 50,
-    ):
-        self.cube_registry = cube_registry
-        self.array_registry = array_registry
+    def __init__(self, registry: Mapping[str, Any], max_nodes: int = 200,
+                 max_depth: int = 50):
+        self.registry = registry
         self.max_nodes = max_nodes
         self.max_depth = max_depth
         self._count = 0
         self._top_params: dict[str, Any] = {}
         self._processes: dict[str, dict] = {}
         self._calling: list[str] = []
-        self._udp_in_callback = False
 
     def parse(self, graph: Any, parameters: Mapping[str, Any] | None = None,
               processes: Mapping[str, dict] | None = None) -> Any:
@@ -100,8 +86,6 @@ class FlatGraphParser:
         run._processes = dict(processes or {})
         #: the user-defined processes being expanded (innermost last)
         run._calling = []
-        #: whether the process being expanded was called inside a callback
-        run._udp_in_callback = False
         return run._graph(graph, "", None, 0)
 
     # -- one (sub)graph ----------------------------------------------------------------
@@ -163,14 +147,10 @@ class FlatGraphParser:
 
         return build(results[0], where)
 
-    def _lookup(self, process_id: str, inside_callback: bool):
-        arrays = self.array_registry()
-        order = (arrays, self.cube_registry) if inside_callback else (
-            self.cube_registry, arrays)
-        for registry in order:
-            if process_id in registry:
-                return registry[process_id], registry is self.cube_registry
-        return None, False
+    def _lookup(self, process_id: str):
+        """The public process of this id (``None``: not one of the back-end's)."""
+        proc = self.registry.get(process_id)
+        return proc if proc is not None and getattr(proc, "public", True) else None
 
     def _node(self, node_id: str, raw: dict, prefix: str, params, depth: int, build) -> Node:
         self._count += 1
@@ -180,8 +160,7 @@ class FlatGraphParser:
                 f"{path}: graph has more than the limit of {self.max_nodes} nodes", path=path)
         pid = raw["process_id"]
         namespace = raw.get("namespace")
-        inside = params is not None or self._udp_in_callback
-        if namespace == USER or (namespace is None and self._lookup(pid, inside)[0] is None):
+        if namespace == USER or (namespace is None and self._lookup(pid) is None):
             if pid in self._processes:
                 return self._call_udp(pid, raw, path, params, depth, build)
             if namespace == USER:
@@ -194,7 +173,7 @@ class FlatGraphParser:
                 f"node '{path}': process {pid!r} in namespace {namespace!r} is not supported "
                 "(the back-end's predefined processes have no namespace or 'backend', "
                 "your own processes 'user')", path=path)
-        proc, is_cube = self._lookup(pid, inside)
+        proc = self._lookup(pid)
         if proc is None:
             raise UnknownProcess(
                 f"node '{path}': process {pid!r} is not supported (GET /processes lists the "
@@ -268,16 +247,15 @@ class FlatGraphParser:
                     f"{name!r}", path=apath)
             else:
                 bound[name] = None
-        saved = self._top_params, self._udp_in_callback
+        saved = self._top_params
         self._top_params = bound
-        self._udp_in_callback = params is not None or self._udp_in_callback
         self._calling.append(pid)
         try:
             return self._graph(definition.get("process_graph"), f"{path}.{pid}.", None,
                                depth + 1)
         finally:
             self._calling.pop()
-            self._top_params, self._udp_in_callback = saved
+            self._top_params = saved
 
     def _value(self, value: Any, path: str, params, depth: int, build, pid: str,
                arg: str, cb_params: tuple[str, ...]) -> Any:
@@ -336,23 +314,21 @@ def _udp_parameters(pid: str, definition: dict, path: str
     return out
 
 
-def v1_node(process_id: str, path: str, registry: Mapping[str, Any] | None = None,
-            **args: Any) -> Node:
+def v1_node(process_id: str, path: str, registry: Mapping[str, Any], **args: Any) -> Node:
     """A 1.x node built by code (the 0.0.2 translations), with the defaults the parser
-    would fill in, so that it hashes like the same node written by a client."""
-    if registry is None:
-        from tileserver.processes import V1_REGISTRY, array_processes  # noqa: PLC0415
-
-        registry = V1_REGISTRY if process_id in V1_REGISTRY else array_processes()
+    would fill in (from the process's ``registry``), so that it hashes like the same node
+    written by a client."""
     for name, required, default, _kind, _cb in _param_specs(registry[process_id]):
         if name not in args and not required and default is not None:
             args[name] = default
     return Node(process_id, args, path, node_hash(process_id, args, V1), 0, V1)
 
 
-def reducer_callback(process_id: str, path: str, param: str = "data") -> Callback:
+def reducer_callback(process_id: str, path: str, registry: Mapping[str, Any],
+                     param: str = "data") -> Callback:
     """``{"process_graph": {process_id(data=from_parameter data)}}`` built by code."""
-    root = v1_node(process_id, f"{path}.{process_id}", **{param: ParamRef(param, path)})
+    root = v1_node(process_id, f"{path}.{process_id}", registry,
+                   **{param: ParamRef(param, path)})
     names = (param, "context")
     return Callback(root, names, path, node_hash("#callback", {"root": root,
                                                               "params": list(names)}, V1))

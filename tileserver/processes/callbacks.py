@@ -2,7 +2,7 @@
 
 A callback is evaluated once per request, vectorised: the parameter ``data`` of a reducer
 is the whole ``(n, …)`` array of the window with the reduced dimension first (a
-:class:`~tileserver.processes.array.lib.LabeledArray` carrying the labels), ``x`` of
+:class:`~tileserver.processes.array.common.LabeledArray` carrying the labels), ``x`` of
 ``apply`` is the whole cube; the array processes reduce along axis 0 and broadcast
 elementwise, so a callback costs a few numpy calls, never a Python call per pixel.
 """
@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from tileserver.graph.nodes import Callback, Node, ParamRef
-from tileserver.processes import array_processes
 from tileserver.errors import ProcessArgumentInvalid, ProcessGraphError, TileserverError
+from tileserver.graph.nodes import Callback, Node, ParamRef
+from tileserver.processes.registry import ARRAY_PROCESSES
 
 
 def _stack_if_arrays(values: list) -> Any:
@@ -63,7 +63,7 @@ def params_read(callback: Callback) -> frozenset[str]:
 
 def run_callback(callback: Callback, bindings: dict[str, Any]) -> Any:
     """The value of a callback for its parameters ``bindings``."""
-    procs = array_processes()
+    procs = ARRAY_PROCESSES
     memo: dict[int, Any] = {}
 
     def ev(value: Any) -> Any:

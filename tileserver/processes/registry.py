@@ -1,231 +1,50 @@
-"""Process descriptions, argument checking and the registry."""
+"""The one registry of the processes the engine runs, and the decorator that fills it.
+
+Every executable process is one :class:`Process` in :data:`REGISTRY`, whatever it works on:
+
+- ``kind="cube"``: a process on data cubes (``load_collection``, ``reduce_dimension``…):
+  ``fn`` is ``evaluate(ctx, node, query)`` and ``meta(ctx, node)`` says what the result is
+  (from the graph and the catalog alone, with the errors a client should get before any
+  read);
+- ``kind="array"``: a process on arrays and numbers that runs inside callbacks (``add``,
+  ``mean``, ``array_element``…): ``fn`` is called as ``fn(**arguments)``.
+
+Adding a process is one decorated function in one module of :mod:`tileserver.processes`
+(``cube/`` or ``array/``)::
+
+    @process("ndvi", [Param("data", "cube"), Param("nir", required=False, default="nir")],
+             meta=_ndvi_meta)
+    def ndvi(ctx, node, query): ...
+
+    @process("add", ["x", "y"], kind=ARRAY)
+    def add(x, y): ...
+
+The graph parsers receive the registry (:class:`tileserver.graph.v1.FlatGraphParser`); the
+openEO 0.0.2 processes are a translation table into these processes
+(:mod:`tileserver.processes.v002`), not a registry of their own.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+import functools
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-import pyproj
-from rasterio.crs import CRS
-from rasterio.errors import CRSError
+import numpy as np
 
-from tileserver import params
-from tileserver.graph.nodes import json_type
-from tileserver.params import parse_iso_date
-from tileserver.errors import ProcessGraphError, TileserverError
+from tileserver.errors import ProcessArgumentInvalid
 
-_KIND_DOC = {
-    "imagery": "a process node or a data leaf",
-    "number": "a number",
-    "integer": "an integer",
-    "string": "a string",
-    "srs": "a CRS such as 'EPSG:4326'",
-    "date": "an ISO 8601 date or date-time such as '2017-01-31'",
-    "bands": "a band id, a list of band ids, or a 1-based band index",
-    "band": "a band id",
-    "enum": "one of the listed values",
-    "path": "a user file or folder path such as '/users/me/files/regions.geojson'",
-}
-
-_JSON_SCHEMA = {
-    "imagery": {"type": "object", "format": "eodata"},
-    "number": {"type": "number"},
-    "integer": {"type": "integer"},
-    "string": {"type": "string"},
-    "srs": {"type": "string", "format": "crs", "examples": ["EPSG:4326"]},
-    "date": {"type": "string", "format": "date-time"},
-    "bands": {
-        "oneOf": [
-            {"type": "string"},
-            {"type": "array", "items": {"type": "string"}, "minItems": 1},
-            {"type": "integer", "minimum": 1},
-        ]
-    },
-    "band": {"type": "string"},
-    "path": {"type": "string"},
-}
-
-
-def parse_date(value: str, *, end: bool = False) -> datetime:
-    """An ISO date or date-time in UTC; a plain date is its first (or last, ``end``) instant
-    (:func:`tileserver.params.parse_iso_date`)."""
-    return parse_iso_date(value, end=end)
+CUBE = "cube"
+ARRAY = "array"
 
 
 @dataclass(frozen=True)
 class Param:
-    """One argument of a process."""
-
-    name: str
-    kind: str
-    description: str
-    required: bool = True
-    default: Any = None
-    choices: tuple[str, ...] = ()
-
-    @property
-    def kind_doc(self) -> str:
-        """Human description of the expected value."""
-        if self.kind == "enum":
-            return "one of " + ", ".join(repr(c) for c in self.choices)
-        return _KIND_DOC[self.kind]
-
-    def check(self, value: Any, path: str) -> Any:
-        """Check a literal argument and return it normalised."""
-
-        def bad(why: str = "") -> ProcessGraphError:
-            msg = f"{path}: expected {self.kind_doc}, got {json_type(value)}"
-            if why:
-                msg = f"{path}: {why}"
-            return ProcessGraphError(msg, path=path)
-
-        kind = self.kind
-        if kind == "number":
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise bad()
-            try:
-                return params.number(value, path)
-            except TileserverError:  # NaN, +-inf, or an integer beyond the float range
-                raise bad("expected a finite number") from None
-        if kind == "integer":
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise bad()
-            return value
-        if kind in ("string", "band", "path"):
-            if not isinstance(value, str) or not value:
-                raise bad()
-            return value
-        if kind == "enum":
-            if not isinstance(value, str) or value not in self.choices:
-                raise bad(f"expected {self.kind_doc}, got {value!r}")
-            return value
-        if kind == "srs":
-            if isinstance(value, int) and not isinstance(value, bool):
-                value = f"EPSG:{value}"
-            if not isinstance(value, str):
-                raise bad()
-            try:
-                # pyproj first: it fails quietly, where GDAL logs "ERROR 1: PROJ" to stderr
-                pyproj.CRS.from_user_input(value)
-                CRS.from_user_input(value)
-            except (CRSError, pyproj.exceptions.CRSError):
-                raise bad(f"{value!r} is not a known CRS (use 'EPSG:<code>')") from None
-            return value
-        if kind == "date":
-            if not isinstance(value, str):
-                raise bad()
-            try:
-                parse_date(value)
-            except ValueError as exc:
-                raise bad(str(exc)) from None
-            return value
-        if kind == "bands":
-            if isinstance(value, bool):
-                raise bad()
-            if isinstance(value, int):
-                if value < 1:
-                    raise bad(f"band index {value} must be >= 1 (indexes are 1-based)")
-                return value
-            if isinstance(value, str) and value:
-                return value
-            if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-                if len(set(value)) != len(value):
-                    raise bad("duplicate band ids")
-                return list(value)
-            raise bad()
-        return value
-
-    def to_json(self) -> dict[str, Any]:
-        """The 0.0.2 argument description."""
-        out: dict[str, Any] = {"description": self.description, "required": self.required}
-        if self.kind == "enum":
-            out["schema"] = {"type": "string", "enum": list(self.choices)}
-        else:
-            out["schema"] = _JSON_SCHEMA.get(self.kind, {})
-        if self.default is not None:
-            out["default"] = self.default
-        return out
-
-
-@dataclass
-class Process:
-    """A registered process: its description and the functions that implement it."""
-
-    id: str
-    summary: str
-    description: str
-    params: tuple[Param, ...]
-    #: ``evaluate(ctx, node, query)``; ``None`` for a process written as a translation
-    evaluate: Callable | None
-    meta: Callable
-    returns: str = "imagery"
-    extra: dict[str, Any] = field(default_factory=dict)
-    #: ``translate(ctx, node, data) -> Node``: the same computation as 1.x process nodes,
-    #: ``data`` being the translated input (the engine evaluates only 1.x processes then)
-    translate: Callable | None = None
-    #: ``cache_token(ctx, node) -> hashable``: what besides the graph decides the node's
-    #: result (a UDF's script content and owner); added to the cache keys of the node and
-    #: of every node above it. ``None``: the graph alone decides.
-    cache_token: Callable | None = None
-
-    def to_json(self, full: bool = False) -> dict[str, Any]:
-        """The ``/processes`` entry (``full`` adds arguments and return value)."""
-        out: dict[str, Any] = {
-            "process_id": self.id,
-            "summary": self.summary,
-            "description": self.description,
-        }
-        if full:
-            out["args"] = {p.name: p.to_json() for p in self.params}
-            out["returns"] = {"description": self.returns, "schema": _JSON_SCHEMA.get(
-                self.returns, {"type": "object"})}
-            out.update(self.extra)
-        return out
-
-
-REGISTRY: dict[str, Process] = {}
-
-
-def register(
-    process_id: str,
-    summary: str,
-    description: str,
-    params: list[Param],
-    meta: Callable,
-    returns: str = "imagery",
-    *,
-    translation: bool = False,
-    cache_token: Callable | None = None,
-    **extra: Any,
-) -> Callable[[Callable], Callable]:
-    """Register a 0.0.2 process with its description and ``meta(ctx, node)``: the decorated
-    function is ``evaluate(ctx, node, query)``, or with ``translation`` the function
-    ``translate(ctx, node, data)`` that writes it as 1.x process nodes."""
-
-    def deco(fn: Callable) -> Callable:
-        REGISTRY[process_id] = Process(
-            process_id, summary, description, tuple(params),
-            None if translation else fn, meta, returns, extra, fn if translation else None,
-            cache_token)
-        return fn
-
-    return deco
-
-
-ONE_DAY = timedelta(days=1)
-
-
-# --- openEO 1.x processes --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class V1Param:
-    """One parameter of a 1.x cube process.
+    """One parameter of a process.
 
     ``kind`` is ``cube`` (a data cube from another node), ``callback`` (a child process
-    graph receiving ``callback_params``) or ``value`` (anything else, checked by ``meta``).
+    graph receiving ``callback_params``) or ``value`` (anything else, checked by the process).
     """
 
     name: str
@@ -236,27 +55,126 @@ class V1Param:
 
 
 @dataclass
-class V1Process:
-    """A 1.x process that works on data cubes: ``meta(ctx, node)`` and
-    ``evaluate(ctx, node, query)``, like the 0.0.2 processes."""
+class Process:
+    """A registered process: its parameters (in specification order) and function.
+
+    ``fn`` is ``evaluate(ctx, node, query)`` for a cube process, ``fn(**arguments)`` for an
+    array process.
+    """
 
     id: str
-    params: tuple[V1Param, ...]
-    evaluate: Callable
-    meta: Callable
+    params: tuple[Param, ...]
+    fn: Callable[..., Any]
+    #: ``meta(ctx, node)`` of a cube process (``None`` for array processes).
+    meta: Callable | None = None
+    kind: str = CUBE
+    #: ``imagery`` (a cube), ``table`` or ``value`` (an array process's result).
     returns: str = "imagery"
+    #: ``cache_token(ctx, node) -> hashable``: what besides the graph decides the node's
+    #: result (a UDF's script content and owner); added to the cache keys of the node and
+    #: of every node above it. ``None``: the graph alone decides.
+    cache_token: Callable | None = None
+    #: ``False``: reached only through the 0.0.2 translation table, neither listed by
+    #: ``GET /processes`` of 1.x nor callable by id from a 1.x graph.
+    public: bool = True
 
 
-V1_REGISTRY: dict[str, V1Process] = {}
+#: Every executable process, by id.
+REGISTRY: dict[str, Process] = {}
+
+#: Boolean switches of array processes: anything but true/false is a client error.
+_FLAGS = {"ignore_nodata", "return_nodata", "exclude_max", "reverse", "case_sensitive"}
 
 
-def register_v1(
-    process_id: str, params: list[V1Param], meta: Callable, returns: str = "imagery"
+def _param(spec: Param | str | tuple[str, Any]) -> Param:
+    """A :class:`Param`; a plain name is a required value, ``(name, default)`` an optional
+    one (the shorthand of array processes)."""
+    if isinstance(spec, Param):
+        return spec
+    if isinstance(spec, str):
+        return Param(spec)
+    return Param(spec[0], required=False, default=spec[1])
+
+
+def _checking_flags(process_id: str, params: tuple[Param, ...], fn: Callable) -> Callable:
+    flags = tuple(p.name for p in params if p.name in _FLAGS)
+    if not flags:
+        return fn
+
+    @functools.wraps(fn)
+    def call(**kwargs):
+        for name in flags:
+            if name in kwargs and not isinstance(kwargs[name], (bool, np.bool_)):
+                raise ProcessArgumentInvalid(
+                    f"The argument '{name}' in process '{process_id}' is invalid: expected "
+                    "true or false", process=process_id, argument=name)
+        return fn(**kwargs)
+
+    return call
+
+
+def process(
+    process_id: str,
+    params: list[Param | str | tuple[str, Any]] | tuple = (),
+    *,
+    kind: str = CUBE,
+    meta: Callable | None = None,
+    returns: str | None = None,
+    cache_token: Callable | None = None,
+    public: bool = True,
 ) -> Callable[[Callable], Callable]:
-    """Register the cube-level 1.x process ``evaluate(ctx, node, query)``."""
+    """Register the decorated function as process ``process_id`` (see the module)."""
+    spec = tuple(_param(p) for p in params)
 
     def deco(fn: Callable) -> Callable:
-        V1_REGISTRY[process_id] = V1Process(process_id, tuple(params), fn, meta, returns)
+        call = _checking_flags(process_id, spec, fn) if kind == ARRAY else fn
+        REGISTRY[process_id] = Process(
+            process_id, spec, call, meta, kind,
+            returns or ("value" if kind == ARRAY else "imagery"), cache_token, public)
         return fn
 
     return deco
+
+
+class _Kind(Mapping[str, Process]):
+    """The processes of one kind, as a live read-only view of :data:`REGISTRY`."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def __getitem__(self, process_id: str) -> Process:
+        proc = REGISTRY[process_id]
+        if proc.kind != self.kind:
+            raise KeyError(process_id)
+        return proc
+
+    def get(self, process_id: str, default: Any = None) -> Any:
+        proc = REGISTRY.get(process_id)
+        return proc if proc is not None and proc.kind == self.kind else default
+
+    def __contains__(self, process_id: object) -> bool:
+        proc = REGISTRY.get(process_id)  # type: ignore[call-overload]
+        return proc is not None and proc.kind == self.kind
+
+    def __iter__(self) -> Iterator[str]:
+        return (pid for pid, p in list(REGISTRY.items()) if p.kind == self.kind)
+
+    def __len__(self) -> int:
+        return sum(1 for p in list(REGISTRY.values()) if p.kind == self.kind)
+
+
+#: The cube processes (a view of :data:`REGISTRY`).
+CUBE_PROCESSES: Mapping[str, Process] = _Kind(CUBE)
+#: The array processes, run inside callbacks (a view of :data:`REGISTRY`).
+ARRAY_PROCESSES: Mapping[str, Process] = _Kind(ARRAY)
+
+
+def is_predefined(process_id: str) -> bool:
+    """Whether a 1.x process id is one of the back-end's own processes."""
+    proc = REGISTRY.get(process_id)
+    return proc is not None and proc.public
+
+
+def supported_v1() -> list[str]:
+    """Sorted ids of every openEO 1.x process this back-end runs."""
+    return sorted(pid for pid, proc in REGISTRY.items() if proc.public)

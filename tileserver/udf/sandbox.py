@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tileserver.engine.limits import slot_released
+from tileserver.limits import slot_released
 from tileserver.udf import wire
 from tileserver.errors import UdfUnavailable
 

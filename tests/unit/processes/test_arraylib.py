@@ -10,8 +10,9 @@ import statistics
 import numpy as np
 import pytest
 
-from tileserver.processes.array.lib import ARRAY_PROCESSES, LabeledArray
 from tileserver.errors import ProcessArgumentInvalid, TileserverError
+from tileserver.processes import ARRAY_PROCESSES
+from tileserver.processes.array import LabeledArray
 
 
 def run(pid, **kwargs):

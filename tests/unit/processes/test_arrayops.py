@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from tests.support.core import TEST_BOUNDS_32632, reference_stack
-from tileserver.processes.callbacks import ChildProcess, params_read
-from tileserver.processes import V1_REGISTRY, array_processes
-from tileserver.processes.array.lib import ARRAY_PROCESSES, LabeledArray
+from tests.support.core import TEST_BOUNDS_32632, make_engine, reference_stack
 from tileserver.datacube.view import View
+from tileserver.engine.evaluator import Engine
 from tileserver.errors import ProcessArgumentInvalid, ProcessGraphError
+from tileserver.processes import ARRAY_PROCESSES, REGISTRY
+from tileserver.processes.array import LabeledArray
+from tileserver.processes.callbacks import ChildProcess, params_read
 
 L, B, R, T = TEST_BOUNDS_32632
 #: A full-resolution (10 m) window, so that the references read the same pixels.
@@ -31,7 +32,7 @@ def child(nodes: dict, params=("x", "index", "label", "context")) -> ChildProces
     """A child process graph parsed by the engine's parser, as callbacks receive it."""
     from tileserver.graph.v1 import FlatGraphParser
 
-    parser = FlatGraphParser(V1_REGISTRY, array_processes)
+    parser = FlatGraphParser(REGISTRY)
     root = parser._graph(nodes, "cb.", tuple(params), 1)
     from tileserver.graph.nodes import Callback
 

@@ -54,8 +54,9 @@ from tileserver.cache.memory import NodeCache
 from tileserver.data.catalog import Band, Catalog, Item, StaticProduct
 from tileserver.datacube.cube import Cube
 from tileserver.engine.evaluator import Engine
-from tileserver.processes import V1_REGISTRY
-from tileserver.processes.registry import V1Param, V1Process
+from tileserver.processes import REGISTRY as V1_REGISTRY
+from tileserver.processes.registry import Param as V1Param
+from tileserver.processes.registry import Process as V1Process
 from tileserver.datacube.query import CubeMeta
 from tileserver.datacube.view import View
 from tileserver.errors import TileserverError

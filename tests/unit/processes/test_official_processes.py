@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from tests.support.openeo import REPO, shared_openeo
-from tileserver.processes.array.lib import ARRAY_PROCESSES, LabeledArray
+from tileserver.processes import ARRAY_PROCESSES
+from tileserver.processes.array import LabeledArray
 from tileserver.errors import ProcessArgumentInvalid
 
 json5 = pytest.importorskip("json5")

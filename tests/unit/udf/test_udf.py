@@ -571,8 +571,8 @@ def test_the_wire_refuses_pickles_and_broken_frames():
 
 
 def test_waiting_for_a_worker_gives_the_evaluation_slot_back():
-    from tileserver.engine.limits import Limiter, slot_released
     from tileserver.errors import TooManyRequests
+    from tileserver.limits import Limiter, slot_released
 
     limiter = Limiter(1, queue_timeout=0.01, timeout=60)
     served = []

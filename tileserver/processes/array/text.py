@@ -10,19 +10,20 @@ import numbers
 
 import numpy as np
 
-from tileserver.processes.array.lib import _invalid, _py, _register
+from tileserver.processes.array.common import invalid_argument, py_value
+from tileserver.processes.registry import ARRAY, process
 
 
 def _text_test(pid: str, test):
-    @_register(pid, "data", "pattern", ("case_sensitive", True))
+    @process(pid, ["data", "pattern", ("case_sensitive", True)], kind=ARRAY)
     def fn(data, pattern, case_sensitive=True):
         if not isinstance(pattern, str):
-            raise _invalid(pid, "pattern", "expected a string")
-        data = _py(data)
+            raise invalid_argument(pid, "pattern", "expected a string")
+        data = py_value(data)
         if data is None:
             return None
         if not isinstance(data, str):
-            raise _invalid(pid, "data", "expected a string or null")
+            raise invalid_argument(pid, "data", "expected a string or null")
         if not case_sensitive:
             data, pattern = data.casefold(), pattern.casefold()
         return test(data, pattern)
@@ -38,7 +39,7 @@ _text_test("text_contains", str.__contains__)
 
 def _text(pid: str, name: str, v) -> str:
     """The text representation of a string, number, boolean or null (as in JSON)."""
-    v = _py(v)
+    v = py_value(v)
     if isinstance(v, str):
         return v
     if v is None or isinstance(v, bool):
@@ -50,10 +51,10 @@ def _text(pid: str, name: str, v) -> str:
         if not math.isfinite(f):
             return "NaN" if math.isnan(f) else ("Infinity" if f > 0 else "-Infinity")
         return str(int(f)) if f.is_integer() and abs(f) < 2**53 else repr(f)
-    raise _invalid(pid, name, "expected strings, numbers, booleans or null")
+    raise invalid_argument(pid, name, "expected strings, numbers, booleans or null")
 
 
-@_register("text_concat", "data", ("separator", ""))
+@process("text_concat", ["data", ("separator", "")], kind=ARRAY)
 def text_concat(data, separator=""):
     """The elements' texts joined by ``separator``."""
     if hasattr(data, "labels"):
@@ -61,6 +62,6 @@ def text_concat(data, separator=""):
     if isinstance(data, np.ndarray) and data.ndim == 1:
         data = data.tolist()
     if not isinstance(data, (list, tuple)):
-        raise _invalid("text_concat", "data", "expected an array")
+        raise invalid_argument("text_concat", "data", "expected an array")
     sep = _text("text_concat", "separator", separator)
     return sep.join(_text("text_concat", "data", v) for v in data)

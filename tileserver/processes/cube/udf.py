@@ -18,13 +18,18 @@ graphs naming it validate.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from tileserver.graph.nodes import Callback, Node, ParamRef
-from tileserver.processes.array.lib import ARRAY_PROCESSES, ArrayProcess, Param
-from tileserver.processes.registry import V1_REGISTRY
-from tileserver.udf import Script
+import numpy as np
+
+from tileserver.datacube.cube import Cube
+from tileserver.datacube.view import View
 from tileserver.errors import ProcessArgumentInvalid, UdfError, UdfUnavailable
+from tileserver.graph.nodes import Callback, Node, ParamRef
+from tileserver.processes.callbacks import run_callback
+from tileserver.processes.registry import ARRAY, REGISTRY, Param, process
+from tileserver.udf import Script
 
 RUNTIME = "Python"
 
@@ -36,9 +41,8 @@ def _not_here(**_: Any) -> Any:
         "official client)")
 
 
-ARRAY_PROCESSES.setdefault("run_udf", ArrayProcess("run_udf", (
-    Param("data", True), Param("udf", True), Param("runtime", True),
-    Param("version", False), Param("context", False, {})), _not_here))
+process("run_udf", ["data", "udf", "runtime", ("version", None), ("context", {})],
+        kind=ARRAY)(_not_here)
 
 
 def udf_call(cb: Any) -> Node | None:
@@ -72,8 +76,8 @@ def _script(udf: Node) -> Script:
 
 
 def _wrap(process_id: str, callback_arg: str, mode: str) -> None:
-    proc = V1_REGISTRY[process_id]
-    original = proc.evaluate
+    proc = REGISTRY[process_id]
+    original = proc.fn
 
     def evaluate(ctx, node, query):
         udf = udf_call(node.args.get(callback_arg))
@@ -109,7 +113,7 @@ def _wrap(process_id: str, callback_arg: str, mode: str) -> None:
             return out.with_data(out.data, times=cube.times, bands=meta.bands, kind=meta.kind)
         return out.with_data(out.data, times=cube.times, bands=cube.bands, kind=meta.kind)
 
-    proc.evaluate = evaluate
+    proc.fn = evaluate
 
 
 _wrap("apply", "process", "apply")
@@ -173,14 +177,6 @@ def apply_neighborhood(ctx, node, query):
     computed: the native grid for /result and batch jobs, a tile's own grid for tiles),
     the child process (a UDF with ``openeo.UDF``, or array processes on the chunk) runs on
     each chunk with every date and band, and the overlap is cut off its result."""
-    from dataclasses import replace  # noqa: PLC0415
-
-    import numpy as np  # noqa: PLC0415
-
-    from tileserver.processes.callbacks import run_callback  # noqa: PLC0415
-    from tileserver.datacube.cube import Cube  # noqa: PLC0415
-    from tileserver.datacube.view import View  # noqa: PLC0415
-
     size, overlap = _extent_px(node, "size", True), _extent_px(node, "overlap", False)
     ox, oy = overlap["x"], overlap["y"]
     view = query.view
@@ -225,14 +221,8 @@ def apply_neighborhood(ctx, node, query):
     return Cube(out, cube.times, cube.bands, view, meta.kind)
 
 
-def _register_neighborhood() -> None:
-    from tileserver.processes.registry import V1Param, register_v1  # noqa: PLC0415
-
-    register_v1("apply_neighborhood", [
-        V1Param("data", "cube"),
-        V1Param("process", "callback", callback_params=("data", "context")),
-        V1Param("size"), V1Param("overlap", required=False),
-        V1Param("context", required=False)], meta=_neighborhood_meta)(apply_neighborhood)
-
-
-_register_neighborhood()
+process("apply_neighborhood", [
+    Param("data", "cube"),
+    Param("process", "callback", callback_params=("data", "context")),
+    Param("size"), Param("overlap", required=False),
+    Param("context", required=False)], meta=_neighborhood_meta)(apply_neighborhood)

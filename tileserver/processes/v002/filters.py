@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import numpy as np
 from rasterio.crs import CRS
-from rasterio.features import geometry_mask
-from rasterio.warp import transform_bounds, transform_geom
-from shapely.geometry import box, mapping
 
+from tileserver.errors import BandNotFound, ProcessGraphError
 from tileserver.graph.nodes import IMAGERY
 from tileserver.graph.v1 import v1_node
-from tileserver.processes.registry import Param, parse_date, register
-from tileserver.errors import BandNotFound, ProcessGraphError
+from tileserver.params import parse_iso_date as parse_date
+from tileserver.processes.cube.common import check_bbox_area, intersect_inner
+from tileserver.processes.registry import REGISTRY
+from tileserver.processes.v002.table import Arg, translation
 
-_IMAGERY = Param(IMAGERY, "imagery", "The input cube.")
+_IMAGERY = Arg(IMAGERY, "imagery", "The input cube.")
 
 
 def bbox_of(node) -> tuple[tuple[float, float, float, float], CRS, bool]:
@@ -38,52 +37,11 @@ def bbox_of(node) -> tuple[tuple[float, float, float, float], CRS, bool]:
     return (left, bottom, right, top), CRS.from_user_input(a.get("srs") or "EPSG:4326"), swapped
 
 
-def _check_bbox_area(node, bounds, crs: CRS, product_crs: CRS) -> None:
-    """A 400 when the bbox is outside its CRS's valid range or cannot reach the data's CRS
-    (e.g. UTM metres given with ``srs`` EPSG:4326)."""
-    path = f"{node.path}.args"
-    if crs.is_geographic and not (-360 <= bounds[0] and bounds[2] <= 360
-                                  and -90 <= bounds[1] and bounds[3] <= 90):
-        raise ProcessGraphError(
-            f"{path}: bbox {bounds} is outside the longitude/latitude range of "
-            f"{node.args.get('srs') or 'EPSG:4326'} (are these projected coordinates? "
-            "then set 'srs')", path=f"{path}.srs")
-    try:
-        moved = transform_bounds(crs, product_crs, *bounds, densify_pts=21)
-    except Exception:  # noqa: BLE001 - PROJ refuses
-        moved = (float("nan"),) * 4
-    if not all(np.isfinite(moved)):
-        raise ProcessGraphError(
-            f"{path}: bbox {bounds} in {node.args.get('srs') or 'EPSG:4326'} cannot be "
-            f"transformed to the data's CRS {product_crs.to_string()}", path=f"{path}.srs")
-
-
-def _intersect_inner(node, bounds, crs: CRS, child) -> tuple[float, float, float, float]:
-    """A filter_bbox below this one narrows the extent: the native extent is the overlap."""
-    if child.bbox is None or child.srs is None:
-        return bounds
-    inner = child.bbox
-    if child.srs != crs:
-        try:
-            inner = transform_bounds(child.srs, crs, *inner, densify_pts=21)
-        except Exception:  # noqa: BLE001 - not representable: keep this bbox
-            return bounds
-        if not all(np.isfinite(inner)):
-            return bounds
-    out = (max(bounds[0], inner[0]), max(bounds[1], inner[1]),
-           min(bounds[2], inner[2]), min(bounds[3], inner[3]))
-    if out[0] >= out[2] or out[1] >= out[3]:
-        raise ProcessGraphError(
-            f"{node.path}.args: the bbox does not overlap the bbox of the filter_bbox below it "
-            "(the result would be empty)", path=f"{node.path}.args")
-    return out
-
-
 def _bbox_meta(ctx, node):
     child = ctx.meta(node.args[IMAGERY])
     bounds, crs, swapped = bbox_of(node)
-    _check_bbox_area(node, bounds, crs, child.product.crs)
-    bounds = _intersect_inner(node, bounds, crs, child)
+    check_bbox_area(node, bounds, crs, child.product.crs)
+    bounds = intersect_inner(node, bounds, crs, child)
     notes = child.notes
     if swapped:
         notes += (
@@ -93,7 +51,7 @@ def _bbox_meta(ctx, node):
     return child.but(bbox=bounds, srs=crs, notes=notes)
 
 
-@register(
+@translation(
     "filter_bbox",
     "Spatial filter",
     "Keeps the pixels whose centre lies inside the bounding box given in `srs` "
@@ -103,49 +61,21 @@ def _bbox_meta(ctx, node):
     "their overlap.",
     [
         _IMAGERY,
-        Param("left", "number", "Western boundary (minimum x) in `srs`."),
-        Param("right", "number", "Eastern boundary (maximum x) in `srs`."),
-        Param("top", "number", "Northern boundary (maximum y) in `srs`."),
-        Param("bottom", "number", "Southern boundary (minimum y) in `srs`."),
-        Param("srs", "srs", "CRS of the coordinates, e.g. 'EPSG:32632'.", required=False,
-              default="EPSG:4326"),
+        Arg("left", "number", "Western boundary (minimum x) in `srs`."),
+        Arg("right", "number", "Eastern boundary (maximum x) in `srs`."),
+        Arg("top", "number", "Northern boundary (maximum y) in `srs`."),
+        Arg("bottom", "number", "Southern boundary (minimum y) in `srs`."),
+        Arg("srs", "srs", "CRS of the coordinates, e.g. 'EPSG:32632'.", required=False,
+            default="EPSG:4326"),
     ],
     meta=_bbox_meta,
-    translation=True,
 )
 def filter_bbox(ctx, node, data):
     """1.x ``filter_bbox`` with the normalised bbox."""
     (west, south, east, north), _, _ = bbox_of(node)
-    return v1_node("filter_bbox", node.path, data=data, extent={
+    return v1_node("filter_bbox", node.path, REGISTRY, data=data, extent={
         "west": west, "south": south, "east": east, "north": north,
         "crs": node.args.get("srs") or "EPSG:4326"})
-
-
-def mask_outside(cube, bounds, crs: CRS, geometry: dict | None = None):
-    """Pixels whose centre lies outside ``bounds`` (or ``geometry``, GeoJSON in ``crs``)
-    become nodata; a view entirely inside is returned untouched (no copy)."""
-    view = cube.view
-    try:
-        vb = transform_bounds(view.crs, crs, *view.bounds, densify_pts=21)
-        inside = (vb[0] >= bounds[0] and vb[1] >= bounds[1]
-                  and vb[2] <= bounds[2] and vb[3] <= bounds[3])
-    except Exception:  # noqa: BLE001 - view not representable in the bbox CRS
-        inside = False
-    if inside and geometry is None:
-        return cube
-    if geometry is None:
-        geometry = mapping(box(*bounds).segmentize(
-            max(bounds[2] - bounds[0], bounds[3] - bounds[1]) / 64))
-    try:
-        geom = transform_geom(crs, view.crs, geometry)
-        outside = geometry_mask([geom], (view.height, view.width), view.transform)
-    except Exception:  # noqa: BLE001
-        outside = np.ones((view.height, view.width), dtype=bool)
-    if not outside.any():
-        return cube
-    data = cube.data.copy()
-    data[:, :, outside] = np.nan
-    return cube.with_data(data)
 
 
 def daterange_of(node):
@@ -171,25 +101,24 @@ def _daterange_meta(ctx, node):
     return child.but(time_range=(start, end))
 
 
-@register(
+@translation(
     "filter_daterange",
     "Temporal filter",
     "Keeps the acquisitions whose datetime lies in [from, to], both inclusive; a date "
     "without time in `to` covers that whole day. Either bound may be omitted.",
     [
         _IMAGERY,
-        Param("from", "date", "Start (inclusive), ISO 8601.", required=False),
-        Param("to", "date", "End (inclusive), ISO 8601.", required=False),
+        Arg("from", "date", "Start (inclusive), ISO 8601.", required=False),
+        Arg("to", "date", "End (inclusive), ISO 8601.", required=False),
     ],
     meta=_daterange_meta,
-    translation=True,
 )
 def filter_daterange(ctx, node, data):
     """1.x ``filter_temporal``: the inclusive end becomes the excluded instant after it."""
     start, end = daterange_of(node)
     if start is None and end is None:
         return data
-    return v1_node("filter_temporal", node.path, data=data, extent=[
+    return v1_node("filter_temporal", node.path, REGISTRY, data=data, extent=[
         start.isoformat() if start else None,
         (end + timedelta(microseconds=1)).isoformat() if end else None])
 
@@ -227,17 +156,16 @@ def _bands_meta(ctx, node):
     return child.but(bands=bands, source_bands=bands)
 
 
-@register(
+@translation(
     "filter_bands",
     "Band filter",
     "Keeps the given bands, in the given order. `bands` is one band id ('B04'), a list of "
     "band ids, or an integer n: the n-th band of the product in catalog order, 1-based like "
     "GDAL band numbers (for Sentinel-2 the order is B01, B02, …, B08, B8A, B09, …, B12, so "
     "8 means B08).",
-    [_IMAGERY, Param("bands", "bands", "Band id, list of band ids, or 1-based band index.")],
+    [_IMAGERY, Arg("bands", "bands", "Band id, list of band ids, or 1-based band index.")],
     meta=_bands_meta,
-    translation=True,
 )
 def filter_bands(ctx, node, data):
     """1.x ``filter_bands`` with the band ids (an index resolved to its id)."""
-    return v1_node("filter_bands", node.path, data=data, bands=list(ctx.meta(node).bands))
+    return v1_node("filter_bands", node.path, REGISTRY, data=data, bands=list(ctx.meta(node).bands))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
-
+from tileserver.errors import BandNotFound
 from tileserver.graph.nodes import IMAGERY
 from tileserver.graph.v1 import v1_node
-from tileserver.processes.registry import Param, register
-from tileserver.errors import BandNotFound
+from tileserver.processes.registry import REGISTRY
+from tileserver.processes.v002.table import Arg, translation
 
 
 def _ndvi_meta(ctx, node):
@@ -25,29 +24,19 @@ def _ndvi_meta(ctx, node):
     )
 
 
-@register(
+@translation(
     "NDVI",
     "Normalized Difference Vegetation Index",
     "(nir - red) / (nir + red) per pixel and date, in [-1, 1]. Nodata where either band is "
     "nodata or both are 0.",
     [
-        Param(IMAGERY, "imagery", "The input cube."),
-        Param("red", "band", "Band id of the red band, e.g. 'B04'."),
-        Param("nir", "band", "Band id of the near-infrared band, e.g. 'B08' or 'B8A'."),
+        Arg(IMAGERY, "imagery", "The input cube."),
+        Arg("red", "band", "Band id of the red band, e.g. 'B04'."),
+        Arg("nir", "band", "Band id of the near-infrared band, e.g. 'B08' or 'B8A'."),
     ],
     meta=_ndvi_meta,
-    translation=True,
 )
 def ndvi(ctx, node, data):
     """1.x ``ndvi`` (the bands dimension is dropped)."""
-    return v1_node("ndvi", node.path, data=data, red=node.args["red"], nir=node.args["nir"])
-
-
-def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(a - b) / (a + b)`` as float32; nodata where either is nodata or both are 0."""
-    den = np.add(a, b, dtype=np.float32)
-    out = np.subtract(a, b, dtype=np.float32)  # divided in place: no other full-size copy
-    with np.errstate(divide="ignore", invalid="ignore"):
-        np.divide(out, den, out=out)
-    out[~np.isfinite(den) | (den == 0)] = np.nan  # nodata, or both 0
-    return out
+    return v1_node("ndvi", node.path, REGISTRY, data=data, red=node.args["red"],
+                   nir=node.args["nir"])

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from tileserver.graph.nodes import IMAGERY
 from tileserver.graph.v1 import reducer_callback, v1_node
-from tileserver.processes.registry import Param, register
+from tileserver.processes.registry import REGISTRY
+from tileserver.processes.v002.table import Arg, translation
 
 
 def _reduced_meta(kind=None):
@@ -18,17 +19,16 @@ def _reduced_meta(kind=None):
 
 
 def _reducer(process_id, summary, description, reducer, kind=None):
-    @register(
+    @translation(
         process_id,
         summary,
         description,
-        [Param(IMAGERY, "imagery", "The input cube with a time axis.")],
+        [Arg(IMAGERY, "imagery", "The input cube with a time axis.")],
         meta=_reduced_meta(kind),
-        translation=True,
     )
     def translate(ctx, node, data):
-        return v1_node("reduce_dimension", node.path, data=data, dimension="t",
-                       reducer=reducer_callback(reducer, f"{node.path}.reducer"))
+        return v1_node("reduce_dimension", node.path, REGISTRY, data=data, dimension="t",
+                       reducer=reducer_callback(reducer, f"{node.path}.reducer", REGISTRY))
 
     return translate
 

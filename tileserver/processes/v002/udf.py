@@ -6,6 +6,9 @@ the UDF sandbox (:mod:`tileserver.udf`) on the requested window only, once per w
 (vectorised: the whole window at once, never a call per pixel). Results are cached like any
 node, under keys that include the script's content hash and its owner: editing the file
 invalidates them.
+
+These 0.0.2 processes have no 1.x equivalent: each translates into a node of the same id,
+an executable cube process that the 1.x API does not list (``public=False``).
 """
 
 from __future__ import annotations
@@ -15,17 +18,19 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tileserver.graph.nodes import IMAGERY
-from tileserver.processes.registry import Param, register
-from tileserver.datacube.query import Query
-from tileserver.udf import Script
 from tileserver.data.userfiles import (
     InvalidPath,
     files_root,
     parse_graph_path,
     resolve_graph_path,
 )
+from tileserver.datacube.query import Query
 from tileserver.errors import FileNotFound, ProcessGraphError, UdfError, UdfUnavailable
+from tileserver.graph.nodes import IMAGERY
+from tileserver.graph.v1 import v1_node
+from tileserver.processes.registry import REGISTRY, Param, process
+from tileserver.processes.v002.table import Arg, translation
+from tileserver.udf import Script
 
 LANGUAGE = "Python"
 #: Largest script accepted (bytes).
@@ -194,24 +199,34 @@ def _evaluate_for(udf_type):
     return evaluate
 
 
+def _translate(ctx, node, data):
+    """The executable process of the same id, on the translated input."""
+    args = {k: v for k, v in node.args.items() if k != IMAGERY}
+    return v1_node(node.process_id, node.path, REGISTRY, **{IMAGERY: data}, **args)
+
+
 def _register(udf_type: str) -> None:
     summary, contract = CONTRACTS[udf_type]
-    register(
-        f"/udf/{LANGUAGE}/{udf_type}",
+    process_id = f"/udf/{LANGUAGE}/{udf_type}"
+    translation(
+        process_id,
         summary,
         f"{summary} {contract} The script runs in a sandbox: no network, no files but "
         "Python's libraries, limited CPU time, memory and output (GET /udf_runtimes).",
         [
-            Param(IMAGERY, "imagery", "array of input collections with one element"),
-            Param("script", "path", _SCRIPT_DOC),
-            Param("version", "string", "Python version to use, defaults to the latest "
-                  "available version.", required=False, default="latest"),
+            Arg(IMAGERY, "imagery", "array of input collections with one element"),
+            Arg("script", "path", _SCRIPT_DOC),
+            Arg("version", "string", "Python version to use, defaults to the latest "
+                "available version.", required=False, default="latest"),
         ],
         meta=_meta_for(udf_type),
-        cache_token=_token,
         udf_type=udf_type,
         language=LANGUAGE,
-    )(_evaluate_for(udf_type))
+    )(_translate)
+    process(process_id, [Param(IMAGERY, "cube"), Param("script"),
+                         Param("version", required=False, default="latest")],
+            meta=_meta_for(udf_type), cache_token=_token, public=False)(
+        _evaluate_for(udf_type))
 
 
 for _type in CONTRACTS:

@@ -1,15 +1,20 @@
-"""zonal_statistics: a time series of a statistic per user-uploaded region."""
+"""zonal_statistics: a time series of a statistic per user-uploaded region.
+
+A 0.0.2 process without a 1.x equivalent: its translation is a node of the same id, an
+executable cube process that the 1.x API does not list (``public=False``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tileserver.zonal import stats as zonal
-from tileserver.graph.nodes import IMAGERY
-from tileserver.processes.registry import Param, register
-from tileserver.datacube.query import Query
 from tileserver.data.userfiles import InvalidPath, parse_graph_path, resolve_graph_path
+from tileserver.datacube.query import Query
 from tileserver.errors import FileNotFound, ProcessGraphError
+from tileserver.graph.nodes import IMAGERY
+from tileserver.graph.v1 import v1_node
+from tileserver.processes.registry import REGISTRY, Param, process
+from tileserver.processes.v002.table import Arg, translation
+from tileserver.zonal import stats as zonal
 
 _DESCRIPTION = (
     "For each region (polygon) of `regions` and each date of `imagery`, one value of `func` "
@@ -47,19 +52,27 @@ def _meta(ctx, node):
     return child.but(kind="table")
 
 
-@register(
+@translation(
     "zonal_statistics",
     "Zonal statistics time series",
     _DESCRIPTION,
     [
-        Param(IMAGERY, "imagery", "The input cube (with or without a time axis)."),
-        Param("regions", "path", "A user file or folder of polygons, e.g. "
-              "'/users/me/files/fields.geojson' or '/users/me/files/'."),
-        Param("func", "enum", "The statistic per region and date.", choices=zonal.FUNCS),
+        Arg(IMAGERY, "imagery", "The input cube (with or without a time axis)."),
+        Arg("regions", "path", "A user file or folder of polygons, e.g. "
+            "'/users/me/files/fields.geojson' or '/users/me/files/'."),
+        Arg("func", "enum", "The statistic per region and date.", choices=zonal.FUNCS),
     ],
     meta=_meta,
     returns="table",
 )
+def translate(ctx, node, data):
+    """The executable process of the same id, on the translated input."""
+    return v1_node("zonal_statistics", node.path, REGISTRY, imagery=data,
+                   regions=node.args["regions"], func=node.args["func"])
+
+
+@process("zonal_statistics", [Param(IMAGERY, "cube"), Param("regions"), Param("func")],
+         meta=_meta, returns="table", public=False)
 def zonal_statistics(ctx, node, query):
     """Read the calling user's regions and compute the table."""
     context = getattr(ctx, "context", None) or {}

@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tileserver import __version__
 from tileserver.render.formats import output_formats, validate_output
-from tileserver.processes import REGISTRY
+from tileserver.processes import TRANSLATIONS
 from tileserver.errors import NotFound, TileserverError
 from tileserver.jobs import usecases as jobs
 from tileserver.jobs.services import SERVICE_TYPES, check_service_args, service_type
@@ -105,16 +105,16 @@ def data_detail(product_id: str):
 @operation("All processes", json_response(ANY_ARRAY))
 def process_list():
     """All processes."""
-    return jsonify([p.to_json() for p in REGISTRY.values()])
+    return jsonify([p.to_json() for p in TRANSLATIONS.values()])
 
 
 @bp.get("/processes/<process_id>")
 @operation("One process with its arguments", json_response(ANY_OBJECT), "NotFound")
 def process_detail(process_id: str):
     """One process with its arguments."""
-    if process_id not in REGISTRY:
+    if process_id not in TRANSLATIONS:
         raise NotFound(f"process {process_id!r} does not exist")
-    return jsonify(REGISTRY[process_id].to_json(full=True))
+    return jsonify(TRANSLATIONS[process_id].to_json(full=True))
 
 
 @bp.get("/metrics")

@@ -9,7 +9,7 @@ import platform
 
 from flask import Blueprint, jsonify
 
-from tileserver.processes import REGISTRY
+from tileserver.processes import TRANSLATIONS
 from tileserver.processes.v002.udf import LANGUAGE, UDF_TYPES
 from tileserver.errors import NotFound
 from tileserver.web.apidoc import ANY_OBJECT, json_response, operation
@@ -64,7 +64,7 @@ def runtimes():
 @operation("One UDF runtime", json_response(ANY_OBJECT), "NotFound")
 def runtime_detail(lang: str, udf_type: str):
     """One UDF type as a process description (``process_id`` ``/udf/<lang>/<type>``)."""
-    process = REGISTRY.get(f"/udf/{lang}/{udf_type}")
+    process = TRANSLATIONS.get(f"/udf/{lang}/{udf_type}")
     if lang != LANGUAGE or process is None:
         raise NotFound(f"no UDF runtime {lang}/{udf_type}; available: "
                        + ", ".join(f"{LANGUAGE}/{t}" for t in UDF_TYPES))

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from flask import jsonify, request
 from shapely.geometry import mapping
 
+from tileserver.params import parse_iso_date as parse_date
 from tileserver.processes import supported_v1
-from tileserver.processes.registry import parse_date
 from tileserver.graph.specs import load_spec
 from tileserver.errors import CollectionNotFound, TileserverError
 from tileserver.web.common import external_url, runtime

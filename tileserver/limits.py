@@ -1,4 +1,5 @@
-"""Limits of evaluations: how many run at once, and how long one may take.
+"""Limits of evaluations: how many run at once, and how long one may take (read by the
+engine, the UDF sandbox and the runtime: a foundation module).
 
 A :class:`Limiter` is a semaphore of evaluation slots plus a per-evaluation deadline. The
 deadline lives in a context variable, so the engine checks it between node evaluations and
