@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from tileserver import demo
+from tileserver.demo import files, synth
 from tileserver.demo import (
     COG_MEDIA_TYPE,
     GENERATOR_VERSION,
@@ -140,18 +141,15 @@ def test_l1c_grid_is_the_snapped_utm_box():
 
 
 def test_import_is_cheap():
-    """Importing the module (on its own) does not pull in rasterio or pystac."""
-    path = str(REPO / "tileserver" / "demo.py")
+    """Importing the package does not pull in rasterio, pystac nor tqdm."""
     code = (
-        "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('demo_alone', {path!r})\n"
-        "mod = importlib.util.module_from_spec(spec)\n"
-        "sys.modules['demo_alone'] = mod\n"
-        "spec.loader.exec_module(mod)\n"
-        "print(sorted(m for m in ('rasterio', 'pystac', 'osgeo') if m in sys.modules))\n"
+        "import sys\n"
+        "import tileserver.demo\n"
+        "print(sorted(m for m in ('rasterio', 'pystac', 'osgeo', 'tqdm') if m in sys.modules))\n"
     )
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True,
-                         text=True, check=True, timeout=120)
+                         text=True, check=True, timeout=120, env=env)
     assert out.stdout.strip() == "[]"
     assert importlib.util.find_spec("tileserver.demo") is not None
 
@@ -528,21 +526,21 @@ def test_idempotent(demo_dir):
 
 
 def test_is_complete_needs_catalog_and_matching_marker(tmp_path):
-    assert not demo._is_complete(tmp_path)
+    assert not files.is_complete(tmp_path)
     (tmp_path / "catalog.json").write_text("{}")
-    assert not demo._is_complete(tmp_path)
+    assert not files.is_complete(tmp_path)
     (tmp_path / MARKER_NAME).write_text(json.dumps({"generator_version": "0-old"}))
-    assert not demo._is_complete(tmp_path)
+    assert not files.is_complete(tmp_path)
     (tmp_path / MARKER_NAME).write_text("not json")
-    assert not demo._is_complete(tmp_path)
+    assert not files.is_complete(tmp_path)
     (tmp_path / MARKER_NAME).write_text(json.dumps({"generator_version": GENERATOR_VERSION}))
-    assert demo._is_complete(tmp_path)
+    assert files.is_complete(tmp_path)
 
 
 def test_interrupted_run_leaves_no_catalog(tmp_path, monkeypatch):
     """A run that dies half-way leaves no catalog.json nor marker (and no temp files)."""
     calls = []
-    real_state = demo._make_state
+    real_state = synth._make_state
 
     def failing_state(p, scene, d):
         calls.append(d)
@@ -552,7 +550,7 @@ def test_interrupted_run_leaves_no_catalog(tmp_path, monkeypatch):
 
     (tmp_path / "catalog.json").write_text("{}")  # stale catalog of an older run
     (tmp_path / MARKER_NAME).write_text(json.dumps({"generator_version": "0-old"}))
-    monkeypatch.setattr(demo, "_make_state", failing_state)
+    monkeypatch.setattr(synth, "_make_state", failing_state)
     with pytest.raises(KeyboardInterrupt):
         write_demo_catalog(tmp_path, workers=1)
     assert not (tmp_path / "catalog.json").exists()
@@ -574,10 +572,10 @@ def test_cog_write_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(rasterio.shutil, "copy", broken_copy)
     with pytest.raises(OSError, match="disk full"):
-        demo._write_cog(target, arr, product, spec)
+        demo.write_band(target, arr, product, spec)
     assert list(tmp_path.iterdir()) == []
     monkeypatch.undo()
-    demo._write_cog(target, arr, product, spec)
+    demo.write_band(target, arr, product, spec)
     assert [p.name for p in tmp_path.iterdir()] == ["B10.tif"]
     with rasterio.open(target) as src:
         assert src.overviews(1) == [2] and np.array_equal(src.read(1), arr)
