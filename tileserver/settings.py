@@ -57,6 +57,7 @@ class Settings:
     batch_workers: int
     batch_worker_memory: str
     batch_stale_seconds: int
+    batch_cluster_at_start: bool
     udf_allowed_users: str
     udf_workers: int
     udf_user_workers: int
