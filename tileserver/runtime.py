@@ -123,7 +123,8 @@ class Runtime:
             client = self.batch.client
             client.run(_prepare_batch_worker)
         except Exception:  # the first job will try again and report it
-            log.exception("the batch cluster did not start")
+            if not self.batch.closed:  # not the server stopping while it started
+                log.exception("the batch cluster did not start")
 
     def close(self) -> None:
         """Release resources (database connections, batch cluster)."""

@@ -83,7 +83,8 @@ class LineProgress(_Counts):
             return
         self._last = now
         left = self.seconds_left()
-        tail = f", about {left:.0f} s left" if left is not None and left >= 1 else ""
+        sure = self.weight >= self.total_weight / 10  # the first files say little
+        tail = f", about {left:.0f} s left" if sure and left is not None and left >= 1 else ""
         self._write(f"demo data: {self.summary()}{tail}")
 
 
