@@ -104,12 +104,20 @@ class Runtime:
         return BatchRunner(self.settings, self.store, lambda: self.engine,
                            lambda: catalog_paths(self.settings))
 
-    def start_background(self) -> list[threading.Thread]:
-        """What a server starts at once, off the request path: reading the collections
-        (unreachable STAC APIs logged at start-up) and, with ``batch_cluster_at_start``, the
-        batch Dask cluster with its workers' imports, so the first batch job does not pay
-        for them. Returns the threads (daemons)."""
-        jobs = {"catalog-load": lambda: self.catalog}
+    def start_background(self, progress: Progress | None = None) -> list[threading.Thread]:
+        """What a server starts at once, off the request path: the demo data on its first
+        start (telling ``progress``; requests that need the catalog wait for it, the others
+        are answered meanwhile), reading the collections (unreachable STAC APIs logged at
+        start-up) and, with ``batch_cluster_at_start``, the batch Dask cluster with its
+        workers' imports, so the first batch job does not pay for them. Returns the threads
+        (daemons)."""
+
+        def load_catalog() -> None:
+            with self._lock:  # requests that need the catalog wait here meanwhile
+                catalog_paths(self.settings, progress)
+            self.catalog  # noqa: B018 - the cached property, loaded now
+
+        jobs = {"catalog-load": load_catalog}
         if self.settings.batch_cluster_at_start:
             jobs["batch-cluster"] = self._start_cluster
         threads = [threading.Thread(target=fn, name=name, daemon=True)

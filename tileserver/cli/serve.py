@@ -1,5 +1,6 @@
-"""``tileserver serve``: the demo data written with progress on the first start, gunicorn,
-and, once it listens, where to go (viewer, openEO, WMTS, WCS, users)."""
+"""``tileserver serve``: gunicorn at once, the demo data written with progress beside the
+first requests on the first start, and, once it listens, where to go (viewer, openEO, WMTS,
+WCS, users)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import argparse
 import sys
 
 from tileserver.demo import example_graph, progress_for
+from tileserver.demo.files import is_complete
 from tileserver.jobs.store import JobStore
-from tileserver.runtime import catalog_paths
 from tileserver.settings import Settings, load_settings
 from tileserver.web.auth import SINGLE_USER, configured_users
 
@@ -70,10 +71,11 @@ def serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    # the demo data before forking workers, with progress on stderr (first start only)
-    catalog_paths(settings, progress_for(sys.stderr))
     job_id = demo_job(settings)
     banner = where_to_go(settings, job_id)
+    if not settings.catalog and not is_complete(settings.demo_dir):
+        banner += ("\n  (first start: the demo data is being written, see the progress; /data, "
+                   "maps and jobs answer when it is done)")
 
     class App(BaseApplication):
         def load_config(self):
@@ -89,8 +91,9 @@ def serve(args: argparse.Namespace) -> int:
 
         def load(self):
             app = create_app(settings)
-            # the collections and the batch cluster start now, off the first requests
-            app.extensions["tileserver"].start_background()
+            # the demo data (first start, with progress on stderr), the collections and the
+            # batch cluster start now, beside the first requests
+            app.extensions["tileserver"].start_background(progress_for(sys.stderr))
             return app
 
     print(f"tileserver on http://{settings.host}:{settings.port}", file=sys.stderr)
