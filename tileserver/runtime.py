@@ -104,27 +104,29 @@ class Runtime:
         return BatchRunner(self.settings, self.store, lambda: self.engine,
                            lambda: catalog_paths(self.settings))
 
-    def start_background(self, progress: Progress | None = None) -> list[threading.Thread]:
+    def start_background(self, progress: Progress | None = None) -> threading.Thread:
         """What a server starts at once, off the request path: the demo data on its first
         start (telling ``progress``; requests that need the catalog wait for it, the others
         are answered meanwhile), reading the collections (unreachable STAC APIs logged at
         start-up) and, with ``batch_cluster_at_start``, the batch Dask cluster with its
-        workers' imports, so the first batch job does not pay for them. Returns the threads
-        (daemons)."""
+        workers' imports, so the first batch job does not pay for them. Returns the (daemon)
+        thread."""
 
         def load_catalog() -> None:
             with self._lock:  # requests that need the catalog wait here meanwhile
                 catalog_paths(self.settings, progress)
             self.catalog  # noqa: B018 - the cached property, loaded now
 
-        jobs = {"catalog-load": load_catalog}
-        if self.settings.batch_cluster_at_start:
-            jobs["batch-cluster"] = self._start_cluster
-        threads = [threading.Thread(target=fn, name=name, daemon=True)
-                   for name, fn in jobs.items()]
-        for thread in threads:
-            thread.start()
-        return threads
+        def start() -> None:
+            try:
+                load_catalog()
+            finally:  # the cluster after the demo data: they would share the CPUs
+                if self.settings.batch_cluster_at_start:
+                    self._start_cluster()
+
+        thread = threading.Thread(target=start, name="start-up", daemon=True)
+        thread.start()
+        return thread
 
     def _start_cluster(self) -> None:
         try:
