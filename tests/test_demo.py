@@ -579,3 +579,73 @@ def test_cog_write_is_atomic(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["B10.tif"]
     with rasterio.open(target) as src:
         assert src.overviews(1) == [2] and np.array_equal(src.read(1), arr)
+
+
+# -- progress of the first start --------------------------------------------------------------
+
+def test_line_progress_reports_files_megabytes_and_time_left():
+    from tileserver.demo.progress import LineProgress
+
+    lines: list[str] = []
+    progress = LineProgress(lines.append, every=0)
+    progress.start(4, 400)
+    progress.t0 -= 10  # ten seconds ago
+    progress.advance(100, 3 * 1024 * 1024)
+    progress.advance(100, 1024 * 1024)
+    progress.finish()
+    assert lines[0] == "writing the demo data: 4 files (first start only)"
+    assert lines[1].startswith("demo data: 1/4 files, 3 MB written, about 30 s left")
+    assert lines[2].startswith("demo data: 2/4 files, 4 MB written, about 10 s left")
+
+
+def test_progress_on_a_terminal_is_a_bar_and_in_a_pipe_plain_lines():
+    import io
+
+    from tileserver.demo.progress import BarProgress, LineProgress, progress_for
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    bar = progress_for(term)
+    assert isinstance(bar, BarProgress)
+    bar.start(2, 10)
+    bar.advance(5, 2 * 1024 * 1024)
+    bar.finish()
+    assert "demo data:" in term.getvalue() and "1/2 files, 2 MB written" in term.getvalue()
+    pipe = io.StringIO()
+    assert isinstance(progress_for(pipe), LineProgress)
+
+
+@pytest.mark.slow
+def test_writing_tells_the_progress_of_every_file(tmp_path):
+    """The writer announces its files and their pixels, then every COG with its size on
+    disk (biggest first), and finishes the report also when the run is cut short."""
+    from tileserver.demo import Progress
+
+    class Recorder(Progress):
+        def __init__(self):
+            self.started, self.files, self.finished = None, [], False
+
+        def start(self, files, weight):
+            self.started = (files, weight)
+
+        def advance(self, weight, nbytes):
+            self.files.append((weight, nbytes))
+            if len(self.files) == 2:
+                raise KeyboardInterrupt("enough")
+
+        def finish(self):
+            self.finished = True
+
+    rec = Recorder()
+    with pytest.raises(KeyboardInterrupt):
+        write_demo_catalog(tmp_path, workers=1, progress=rec)
+    bands = [(p, b) for p in PRODUCTS.values() for _ in p.items for b in p.bands]
+    pixels = sum(band_grid(p, b.name)[1] * band_grid(p, b.name)[2] for p, b in bands)
+    assert rec.started == (len(bands), pixels) and rec.finished
+    # the L1C 10 m bands first; a task already running when the run stopped may finish
+    assert [w for w, _ in rec.files[:2]] == [3084 * 5616] * 2
+    written = list(tmp_path.rglob("*.tif"))
+    assert sorted(n for _, n in rec.files) == sorted(f.stat().st_size for f in written)

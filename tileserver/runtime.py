@@ -132,9 +132,9 @@ class Runtime:
         try:
             client = self.batch.client
             client.run(_prepare_batch_worker)
-        except Exception:  # the first job will try again and report it
+        except Exception as exc:  # the first job tries again and reports it in its log
             if not self.batch.closed:  # not the server stopping while it started
-                log.exception("the batch cluster did not start")
+                log.warning("the batch cluster did not start (yet): %s", exc)
 
     def close(self) -> None:
         """Release resources (database connections, batch cluster)."""
