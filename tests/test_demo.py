@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 from tileserver import demo
-from tileserver.demo import files, synth
 from tileserver.demo import (
     COG_MEDIA_TYPE,
     GENERATOR_VERSION,
@@ -28,7 +27,9 @@ from tileserver.demo import (
     PRODUCTS,
     SCL_CLASSES,
     band_grid,
+    files,
     generate_band,
+    synth,
     write_demo_catalog,
 )
 
