@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tileserver.demo import demo_catalog_paths, progress_for
+from tileserver.demo import progress_for, write_demo_catalog
 from tileserver.jobs import usecases
 from tileserver.jobs.store import JOB_STATUSES, JobNotFound, JobStore
 from tileserver.runtime import Runtime
@@ -107,9 +107,8 @@ def services_list(args: argparse.Namespace) -> int:
 
 
 def demo_data(args: argparse.Namespace) -> int:
-    """Write (or find) the demo catalogs in a directory, with progress; print the main one."""
-    paths = demo_catalog_paths(Path(args.directory), progress_for(sys.stderr))
-    print(paths[0])
+    """Write (or find) the demo catalog in a directory, with progress; print its path."""
+    print(write_demo_catalog(Path(args.directory), progress=progress_for(sys.stderr)))
     return 0
 
 
