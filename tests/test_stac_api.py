@@ -26,10 +26,10 @@ from tests.wmts_support import create_job, create_service
 from tileserver import metrics
 from tileserver.cache.memory import NodeCache
 from tileserver.data.catalog import Catalog
-from tileserver.engine.evaluator import Engine
 from tileserver.data.stac_api import ApiOptions, snap_bbox
 from tileserver.datacube.view import View
 from tileserver.demo import example_graph
+from tileserver.engine.evaluator import Engine
 
 GOOD = (10.0, 50.0)  # west, north of the EXTRAS file
 SECRET = "sv=2024&sig=TOPSECRET"
