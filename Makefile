@@ -14,9 +14,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m tileserver.graph.specs install
 	touch $(STAMP)
 
-install: $(STAMP)
+# the console script of the editable install (put back if something uninstalled it)
+$(BIN)/tileserver: $(STAMP)
+	test -x $@ || $(BIN)/pip install -q --no-deps -e .
 
-serve: $(STAMP)
+install: $(BIN)/tileserver
+
+serve: $(BIN)/tileserver
 	$(BIN)/tileserver serve
 
 test: $(STAMP)

@@ -9,26 +9,31 @@ import logging
 import threading
 from functools import cached_property
 
-from tileserver.data import remote
 from tileserver.cache.memory import NodeCache
+from tileserver.cache.shared import SharedTier, open_tier
+from tileserver.data import remote
 from tileserver.data.catalog import Catalog
+from tileserver.data.stac_api import ApiOptions
+from tileserver.demo import Progress, demo_catalog_paths
 from tileserver.engine.evaluator import Engine
 from tileserver.limits import Limiter
-from tileserver.cache.shared import SharedTier, open_tier
-from tileserver.data.stac_api import ApiOptions
 from tileserver.jobs.store import JobStore
 from tileserver.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def catalog_paths(settings: Settings) -> list[str]:
-    """The configured catalogs, or the demo catalog (written on first use)."""
+def catalog_paths(settings: Settings, progress: Progress | None = None) -> list[str]:
+    """The configured catalogs, or the demo catalog (written on first use, telling
+    ``progress``)."""
     if settings.catalog:
         return list(settings.catalog)
-    from tileserver.demo import demo_catalog_paths  # noqa: PLC0415
+    return [str(p) for p in demo_catalog_paths(settings.demo_dir, progress)]
 
-    return [str(p) for p in demo_catalog_paths(settings.demo_dir)]
+
+def _prepare_batch_worker() -> None:
+    """Run on every Dask worker at start-up: the batch tasks' imports, paid before a job."""
+    import tileserver.jobs.batch_tasks  # noqa: F401, PLC0415
 
 
 class Runtime:
@@ -98,6 +103,38 @@ class Runtime:
 
         return BatchRunner(self.settings, self.store, lambda: self.engine,
                            lambda: catalog_paths(self.settings))
+
+    def start_background(self, progress: Progress | None = None) -> threading.Thread:
+        """What a server starts at once, off the request path: the demo data on its first
+        start (telling ``progress``; requests that need the catalog wait for it, the others
+        are answered meanwhile), reading the collections (unreachable STAC APIs logged at
+        start-up) and, with ``batch_cluster_at_start``, the batch Dask cluster with its
+        workers' imports, so the first batch job does not pay for them. Returns the (daemon)
+        thread."""
+
+        def load_catalog() -> None:
+            with self._lock:  # requests that need the catalog wait here meanwhile
+                catalog_paths(self.settings, progress)
+            self.catalog  # noqa: B018 - the cached property, loaded now
+
+        def start() -> None:
+            try:
+                load_catalog()
+            finally:  # the cluster after the demo data: they would share the CPUs
+                if self.settings.batch_cluster_at_start:
+                    self._start_cluster()
+
+        thread = threading.Thread(target=start, name="start-up", daemon=True)
+        thread.start()
+        return thread
+
+    def _start_cluster(self) -> None:
+        try:
+            client = self.batch.client
+            client.run(_prepare_batch_worker)
+        except Exception as exc:  # the first job tries again and reports it in its log
+            if not self.batch.closed:  # not the server stopping while it started
+                log.warning("the batch cluster did not start (yet): %s", exc)
 
     def close(self) -> None:
         """Release resources (database connections, batch cluster)."""

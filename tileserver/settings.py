@@ -132,6 +132,7 @@ class BatchSettings(BaseModel):
     batch_workers: int
     batch_worker_memory: Text
     batch_stale_seconds: int
+    batch_cluster_at_start: Flag
 
 
 class UdfSettings(BaseModel):

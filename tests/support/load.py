@@ -84,7 +84,9 @@ def serve(home: Path, catalog: Path, cache_bytes: int, threads: int = 8, workers
     port = free_port()
     environ = {**os.environ, "TILESERVER_HOME": str(home), "TILESERVER_CATALOG": str(catalog),
                "TILESERVER_CACHE_BYTES": str(cache_bytes), "TILESERVER_THREADS": str(threads),
-               "PYTHONPATH": str(REPO), **env}
+               "PYTHONPATH": str(REPO),
+               # no batch cluster starting beside the measured requests (fds, memory)
+               "TILESERVER_BATCH_CLUSTER_AT_START": "false", **env}
     log = open(home.parent / f"serve-{port}.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "tileserver.cli", "serve", "--host", "127.0.0.1", "--port",

@@ -5,8 +5,12 @@ and ``b`` of that API (all of them without ``#collections``). Items are never lo
 each evaluation searches the items of its window (``pystac-client`` item search by bbox and
 datetime, paged, at most ``stac_max_pages`` pages). Searches are cached in memory for
 ``stac_search_ttl`` seconds, keyed by (collection, bbox snapped outward to a power-of-two
-grid of degrees at least as large as the window, datetime range, see :func:`snap_bbox`): the
-tiles of one map view share a few searches, and identical searches in flight are sent once.
+grid of degrees at least as large as the window and never finer than ``search_cell``,
+datetime range, see :func:`snap_bbox`); a window inside the area of any cached search of the
+same collection and dates is served by it. So the tiles of a map view, at every zoom level
+where a tile is smaller than the cell, share one or two searches of a larger area, whose
+items are then cut to each window by their own footprints; identical searches in flight are
+sent once.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from shapely.geometry import box, shape
 from urllib3.util.retry import Retry
 
 from tileserver import metrics
-from tileserver.data.catalog import (
+from tileserver.data.model import (
     Band,
     CatalogError,
     Item,
@@ -62,6 +66,10 @@ class ApiOptions:
     max_pages: int = 20  # pages of one search at most: an API that pages forever stops
     search_ttl: int = 300  # seconds a search result is reused
     search_cache_entries: int = 1024
+    #: degrees: the finest grid of search areas (a window smaller than half a cell searches
+    #: the two-cell-wide area around its cell: 0.25 degrees, ~20-28 km, for every tile of
+    #: zoom 13 and more, so panning and zooming in reuse one search)
+    search_cell: float = 0.125
     timeout: int = 30  # seconds of one request
     retries: int = 2  # retries of a failed request (connection errors, 502/503/504)
     retry_delay: int = 1  # backoff factor of the retries, seconds
@@ -89,14 +97,17 @@ def parse_root(root: str) -> tuple[str, list[str] | None]:
     return url, wanted
 
 
-def snap_bbox(bbox: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+def snap_bbox(bbox: tuple[float, float, float, float], min_cell: float = 0.0
+              ) -> tuple[float, float, float, float]:
     """The search area of ``bbox``: a cell of a grid of 2**k degrees (twice the
-    power of two at least as large as the bbox) holding the bbox's centre, grown by half a
-    cell on each side, which contains the bbox. Every window of similar size whose centre
-    lies in the same cell (the neighbouring tiles of a map) gets the same search."""
+    power of two at least as large as the bbox, at least ``min_cell``) holding the bbox's
+    centre, grown by half a cell on each side, which contains the bbox. Every window of
+    similar size or smaller whose centre lies in the same cell (the neighbouring tiles of a
+    map, and with ``min_cell`` the tiles of every zoom level above it) gets the same
+    search."""
     x0, y0, x1, y1 = bbox
     size = max(x1 - x0, y1 - y0, 1e-9)
-    cell = 2.0 ** (math.ceil(math.log2(size)) + 1)
+    cell = max(2.0 ** (math.ceil(math.log2(size)) + 1), min_cell)
     i = math.floor((x0 + x1) / 2 / cell)
     j = math.floor((y0 + y1) / 2 / cell)
     return (max(-180.0, (i - 0.5) * cell), max(-90.0, (j - 0.5) * cell),
@@ -165,11 +176,13 @@ class ApiSource:
     def search(self, collection: str, bbox, time: tuple[datetime, datetime] | None,
                parse) -> list[Item]:
         """Items of ``collection`` in the snapped ``bbox`` and ``time``, through the cache."""
-        snapped = snap_bbox(bbox) if bbox is not None else None
+        snapped = snap_bbox(bbox, self.options.search_cell) if bbox is not None else None
         dt = f"{_iso(time[0])}/{_iso(time[1])}" if time else None
         key = (collection, snapped, dt)
         with self._lock:
             hit = self._cache.get(key)
+            if hit is None and bbox is not None:
+                hit = self._covering(collection, bbox, dt)
             if hit is None:
                 gate = self._inflight.setdefault(key, threading.Lock())
         if hit is not None:
@@ -197,6 +210,21 @@ class ApiSource:
             with self._lock:
                 self._cache[key] = items
             return items
+
+
+    def _covering(self, collection: str, bbox, dt: str | None) -> list[Item] | None:
+        """The items of a cached search of the same collection and dates whose area holds
+        ``bbox`` (a larger window's search, of another zoom level), else None. Under the
+        lock."""
+        x0, y0, x1, y1 = bbox
+        for key in list(self._cache.keys()):
+            cid, area, when = key
+            if cid == collection and when == dt and area is not None and (
+                    area[0] <= x0 and area[1] <= y0 and x1 <= area[2] and y1 <= area[3]):
+                items = self._cache.get(key)  # None if it expired meanwhile
+                if items is not None:
+                    return items
+        return None
 
 
 def time_now() -> float:

@@ -54,6 +54,42 @@ app.extensions["tileserver"].close()
 """
 
 
+_ENVIRONMENT = r"""
+import json, sys
+from importlib import metadata
+try:
+    dist = metadata.distribution("tileserver")
+except metadata.PackageNotFoundError:
+    print(json.dumps(None))
+    sys.exit()
+print(json.dumps({"version": dist.version, "direct_url": dist.read_text("direct_url.json"),
+                  "scripts": sorted(e.name for e in dist.entry_points
+                                    if e.group == "console_scripts")}))
+"""
+
+
+def environment_state() -> dict:
+    """How the test environment's interpreter sees the installed ``tileserver`` (read in a
+    fresh process without the checkout on ``PYTHONPATH``): its metadata, whether its console
+    script is on disk and what ``pip show`` says."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    meta = subprocess.run([sys.executable, "-c", _ENVIRONMENT], capture_output=True,
+                          text=True, check=True, env=env, timeout=120)
+    show = subprocess.run([sys.executable, "-m", "pip", "show", "tileserver"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    fields = dict(line.split(": ", 1) for line in show.stdout.splitlines() if ": " in line)
+    return {"metadata": json.loads(meta.stdout),
+            "script": (Path(sys.executable).parent / "tileserver").exists(),
+            "pip_show": show.returncode,
+            "editable": fields.get("Editable project location")}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def environment_before() -> dict:
+    """The test environment before any test of this module installs a wheel."""
+    return environment_state()
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     """A wheel built from a copy of the checkout (isolated build, as pip does)."""
@@ -93,12 +129,12 @@ def test_installed_wheel_serves_the_viewer_without_npm(wheel, tmp_path, small_ca
     from tests.support.hardening import ndvi_graph
 
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
-                   timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     py = venv / "bin" / "python"
-    # pip of the test environment installs into the new venv (its layout, its share/)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
-                    "--prefix", str(venv), str(wheel)], check=True, timeout=300)
+    # the new venv's own pip installs into it: the test environment's pip would first
+    # uninstall the checkout's editable tileserver (its console script and .pth) from .venv
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                    "--disable-pip-version-check", str(wheel)], check=True, timeout=300)
     # the dependencies come from the test environment (a path entry, not its .pth hooks:
     # the editable install of the checkout stays invisible)
     site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()"
@@ -143,3 +179,14 @@ def test_viewer_says_when_leaflet_is_missing(client, monkeypatch):
     monkeypatch.setattr(viewer, "leaflet_available", lambda: False)
     html = client.get(f"/jobs/{job}/viewer").get_data(as_text=True)
     assert str(escape(MISSING)) in html and 'id="missing" class="ts-missing">' in html
+
+
+def test_the_checkout_environment_is_unchanged(environment_before):
+    """Last in this module: installing the wheel (above) left the test environment as it was,
+    so ``make serve`` after ``make test`` still finds ``.venv/bin/tileserver``."""
+    after = environment_state()
+    assert after == environment_before
+    if Path(sys.prefix).resolve() == (ROOT / ".venv").resolve():  # make test in the checkout
+        assert after["script"] and after["pip_show"] == 0
+        assert after["metadata"] is not None and "tileserver" in after["metadata"]["scripts"]
+        assert Path(after["editable"]).resolve() == ROOT

@@ -15,6 +15,7 @@ import pytest
 import rasterio
 from numpy.testing import assert_array_equal
 from pyproj import Transformer
+from rasterio.crs import CRS
 from rasterio.io import MemoryFile
 from rasterio.transform import from_origin
 from shapely.geometry import box, mapping
@@ -25,10 +26,10 @@ from tests.support.wmts import create_job, create_service
 from tileserver import metrics
 from tileserver.cache.memory import NodeCache
 from tileserver.data.catalog import Catalog
-from tileserver.engine.evaluator import Engine
 from tileserver.data.stac_api import ApiOptions, snap_bbox
 from tileserver.datacube.view import View
 from tileserver.demo import example_graph
+from tileserver.engine.evaluator import Engine
 
 GOOD = (10.0, 50.0)  # west, north of the EXTRAS file
 SECRET = "sv=2024&sig=TOPSECRET"
@@ -181,6 +182,42 @@ def test_neighbouring_windows_share_one_cached_search(stac):
     dates = [continent.when(k) for k in range(continent.DATES)]
     expected = [f"c34-{k:03d}" for k, d in enumerate(dates) if t[0] <= d <= t[1]]
     assert all([i.id for i in f] == expected for f in found)
+
+
+def map_view(centre: tuple[float, float]) -> list:
+    """The 24 tiles of a map view around ``centre`` (lon, lat): 4 x 3 tiles at zoom 15, then
+    zoomed in, 4 x 3 tiles at zoom 16."""
+    tms = morecantile.tms.get("WebMercatorQuad")
+    out = []
+    for z in (15, 16):
+        c = tms.tile(*centre, z)
+        out += [morecantile.Tile(c.x + dx, c.y + dy, z) for dy in (-1, 0, 1)
+                for dx in (-2, -1, 0, 1)]
+    return out
+
+
+def test_panning_a_map_costs_few_searches_and_the_static_values(stac, static_catalog):
+    """24 distinct tiles of a map view at zoom 15-16 of the example graph: at most 0.3
+    searches per tile (one search of a larger snapped area serves the neighbouring tiles
+    and both zoom levels), and every tile has the static catalog's values."""
+    tms = morecantile.tms.get("WebMercatorQuad")
+    centre = Transformer.from_crs(32632, 4326, always_xy=True).transform(662000, 5171000)
+    tiles = map_view(centre)
+    assert len(set(tiles)) == 24
+    cat = Catalog.load([f"{stac.url}#collections=S2_L2A_T32TPS_20M"], ApiOptions(page_size=50))
+    engines = [Engine(c, NodeCache(64 << 20)) for c in (cat, static_catalog)]
+    graphs = [e.parse(example_graph()) for e in engines]
+    before = _counter(metrics.STAC_SEARCHES, "S2_L2A_T32TPS_20M")
+    for t in tiles:
+        b = tms.xy_bounds(t)
+        view = View(CRS.from_epsg(3857), (b.left, b.bottom, b.right, b.top), 256, 256)
+        got, expected = (np.asarray(e.evaluate(g, view, purpose="tile").data)
+                         for e, g in zip(engines, graphs, strict=True))
+        assert np.isfinite(expected).sum() > 1000
+        assert_array_equal(got, expected)
+    searches = _counter(metrics.STAC_SEARCHES, "S2_L2A_T32TPS_20M") - before
+    print(f"panning: {searches:.0f} searches for {len(tiles)} tiles")
+    assert searches / len(tiles) <= 0.3
 
 
 def test_searches_over_ten_thousand_items_match_a_brute_force_filter(stac):

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from tileserver import demo
+from tileserver.render.cog import COG_MEDIA_TYPE
 from tileserver.demo import (
-    COG_MEDIA_TYPE,
     GENERATOR_VERSION,
     L1C_PRODUCT_ID,
     L2A_PRODUCT_ID,
@@ -27,7 +27,9 @@ from tileserver.demo import (
     PRODUCTS,
     SCL_CLASSES,
     band_grid,
+    files,
     generate_band,
+    synth,
     write_demo_catalog,
 )
 
@@ -140,18 +142,15 @@ def test_l1c_grid_is_the_snapped_utm_box():
 
 
 def test_import_is_cheap():
-    """Importing the module (on its own) does not pull in rasterio or pystac."""
-    path = str(REPO / "tileserver" / "demo.py")
+    """Importing the package does not pull in rasterio, pystac nor tqdm."""
     code = (
-        "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('demo_alone', {path!r})\n"
-        "mod = importlib.util.module_from_spec(spec)\n"
-        "sys.modules['demo_alone'] = mod\n"
-        "spec.loader.exec_module(mod)\n"
-        "print(sorted(m for m in ('rasterio', 'pystac', 'osgeo') if m in sys.modules))\n"
+        "import sys\n"
+        "import tileserver.demo\n"
+        "print(sorted(m for m in ('rasterio', 'pystac', 'osgeo', 'tqdm') if m in sys.modules))\n"
     )
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True,
-                         text=True, check=True, timeout=120)
+                         text=True, check=True, timeout=120, env=env)
     assert out.stdout.strip() == "[]"
     assert importlib.util.find_spec("tileserver.demo") is not None
 
@@ -528,21 +527,21 @@ def test_idempotent(demo_dir):
 
 
 def test_is_complete_needs_catalog_and_matching_marker(tmp_path):
-    assert not demo._is_complete(tmp_path)
+    assert not files.is_complete(tmp_path)
     (tmp_path / "catalog.json").write_text("{}")
-    assert not demo._is_complete(tmp_path)
+    assert not files.is_complete(tmp_path)
     (tmp_path / MARKER_NAME).write_text(json.dumps({"generator_version": "0-old"}))
-    assert not demo._is_complete(tmp_path)
+    assert not files.is_complete(tmp_path)
     (tmp_path / MARKER_NAME).write_text("not json")
-    assert not demo._is_complete(tmp_path)
+    assert not files.is_complete(tmp_path)
     (tmp_path / MARKER_NAME).write_text(json.dumps({"generator_version": GENERATOR_VERSION}))
-    assert demo._is_complete(tmp_path)
+    assert files.is_complete(tmp_path)
 
 
 def test_interrupted_run_leaves_no_catalog(tmp_path, monkeypatch):
     """A run that dies half-way leaves no catalog.json nor marker (and no temp files)."""
     calls = []
-    real_state = demo._make_state
+    real_state = synth._make_state
 
     def failing_state(p, scene, d):
         calls.append(d)
@@ -552,7 +551,7 @@ def test_interrupted_run_leaves_no_catalog(tmp_path, monkeypatch):
 
     (tmp_path / "catalog.json").write_text("{}")  # stale catalog of an older run
     (tmp_path / MARKER_NAME).write_text(json.dumps({"generator_version": "0-old"}))
-    monkeypatch.setattr(demo, "_make_state", failing_state)
+    monkeypatch.setattr(synth, "_make_state", failing_state)
     with pytest.raises(KeyboardInterrupt):
         write_demo_catalog(tmp_path, workers=1)
     assert not (tmp_path / "catalog.json").exists()
@@ -574,10 +573,80 @@ def test_cog_write_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(rasterio.shutil, "copy", broken_copy)
     with pytest.raises(OSError, match="disk full"):
-        demo._write_cog(target, arr, product, spec)
+        demo.write_band(target, arr, product, spec)
     assert list(tmp_path.iterdir()) == []
     monkeypatch.undo()
-    demo._write_cog(target, arr, product, spec)
+    demo.write_band(target, arr, product, spec)
     assert [p.name for p in tmp_path.iterdir()] == ["B10.tif"]
     with rasterio.open(target) as src:
         assert src.overviews(1) == [2] and np.array_equal(src.read(1), arr)
+
+
+# -- progress of the first start --------------------------------------------------------------
+
+def test_line_progress_reports_files_megabytes_and_time_left():
+    from tileserver.demo.progress import LineProgress
+
+    lines: list[str] = []
+    progress = LineProgress(lines.append, every=0)
+    progress.start(4, 400)
+    progress.t0 -= 10  # ten seconds ago
+    progress.advance(100, 3 * 1024 * 1024)
+    progress.advance(100, 1024 * 1024)
+    progress.finish()
+    assert lines[0] == "writing the demo data: 4 files (first start only)"
+    assert lines[1].startswith("demo data: 1/4 files, 3 MB written, about 30 s left")
+    assert lines[2].startswith("demo data: 2/4 files, 4 MB written, about 10 s left")
+
+
+def test_progress_on_a_terminal_is_a_bar_and_in_a_pipe_plain_lines():
+    import io
+
+    from tileserver.demo.progress import BarProgress, LineProgress, progress_for
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    bar = progress_for(term)
+    assert isinstance(bar, BarProgress)
+    bar.start(2, 10)
+    bar.advance(5, 2 * 1024 * 1024)
+    bar.finish()
+    assert "demo data:" in term.getvalue() and "1/2 files, 2 MB written" in term.getvalue()
+    pipe = io.StringIO()
+    assert isinstance(progress_for(pipe), LineProgress)
+
+
+@pytest.mark.slow
+def test_writing_tells_the_progress_of_every_file(tmp_path):
+    """The writer announces its files and their pixels, then every COG with its size on
+    disk (biggest first), and finishes the report also when the run is cut short."""
+    from tileserver.demo import Progress
+
+    class Recorder(Progress):
+        def __init__(self):
+            self.started, self.files, self.finished = None, [], False
+
+        def start(self, files, weight):
+            self.started = (files, weight)
+
+        def advance(self, weight, nbytes):
+            self.files.append((weight, nbytes))
+            if len(self.files) == 2:
+                raise KeyboardInterrupt("enough")
+
+        def finish(self):
+            self.finished = True
+
+    rec = Recorder()
+    with pytest.raises(KeyboardInterrupt):
+        write_demo_catalog(tmp_path, workers=1, progress=rec)
+    bands = [(p, b) for p in PRODUCTS.values() for _ in p.items for b in p.bands]
+    pixels = sum(band_grid(p, b.name)[1] * band_grid(p, b.name)[2] for p, b in bands)
+    assert rec.started == (len(bands), pixels) and rec.finished
+    # the L1C 10 m bands first; a task already running when the run stopped may finish
+    assert [w for w, _ in rec.files[:2]] == [3084 * 5616] * 2
+    written = list(tmp_path.rglob("*.tif"))
+    assert sorted(n for _, n in rec.files) == sorted(f.stat().st_size for f in written)

@@ -1,0 +1,5 @@
+import sys
+
+from tileserver.cli import main
+
+sys.exit(main())

@@ -1,0 +1,101 @@
+"""``tileserver serve``: gunicorn at once, the demo data written with progress beside the
+first requests on the first start, and, once it listens, where to go (viewer, openEO, WMTS,
+WCS, users)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tileserver.demo import example_graph, progress_for
+from tileserver.demo.files import is_complete
+from tileserver.jobs.store import JobStore
+from tileserver.settings import Settings, load_settings
+from tileserver.web.auth import SINGLE_USER, configured_users
+
+#: Title of the job registered on the demo catalog's first start (found again by it).
+DEMO_JOB_TITLE = "Demo: minimum NDVI of January 2017 (the openEO 0.0.2 documentation's example)"
+
+
+def demo_job(settings: Settings) -> str | None:
+    """The id of the demo job (registered once, for the single user) when the server runs on
+    the demo catalog without users; else ``None``."""
+    if settings.catalog or configured_users(settings):
+        return None
+    store = JobStore(settings.db_url)
+    try:
+        for job in store.list_jobs(SINGLE_USER):
+            if job.get("title") == DEMO_JOB_TITLE:
+                return job["job_id"]
+        return store.create_job(SINGLE_USER, example_graph(), title=DEMO_JOB_TITLE,
+                                description="registered by the first start of tileserver "
+                                "serve on the demo catalog; delete it at will")["job_id"]
+    finally:
+        store.dispose()
+
+
+def where_to_go(settings: Settings, job_id: str | None) -> str:
+    """The lines printed when the server is ready."""
+    base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    lines = [f"tileserver is ready on {base}"]
+    if job_id is not None:
+        lines.append(f"  map of the demo job   {base}/jobs/{job_id}/viewer")
+    lines += [
+        f"  openEO (Python)       openeo.connect(\"{base}\")   (API 1.2; 0.0.2 at {base}/)",
+        f"  WMTS, every job       {base}/wmts?SERVICE=WMTS&REQUEST=GetCapabilities",
+        f"  WCS, every job        {base}/wcs?SERVICE=WCS&REQUEST=GetCapabilities",
+        "  jobs and services     tileserver jobs list | tileserver services list",
+    ]
+    if configured_users(settings):
+        lines.append("  users                 tileserver users list | tileserver users add NAME")
+    else:
+        lines.append("  add a user            tileserver users add NAME   (single-user mode "
+                     "until then: no login)")
+    return "\n".join(lines)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run gunicorn (``gthread`` workers) until Ctrl-C."""
+    from gunicorn.app.base import BaseApplication  # noqa: PLC0415 - only the server needs it
+
+    from tileserver.web.app import create_app  # noqa: PLC0415 - the app, once per worker
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port),
+                                   ("workers", args.workers)) if v is not None}
+    settings = load_settings(**overrides)
+    loopback = settings.host in ("127.0.0.1", "localhost", "::1")
+    if not loopback and not settings.allow_remote and not configured_users(settings):
+        print(
+            "refusing to listen on a non-loopback address in single-user mode; add users "
+            "(tileserver users add) or set allow_remote: true in the configuration",
+            file=sys.stderr,
+        )
+        return 2
+    job_id = demo_job(settings)
+    banner = where_to_go(settings, job_id)
+    if not settings.catalog and not is_complete(settings.demo_dir):
+        banner += ("\n  (first start: the demo data is being written, see the progress; /data, "
+                   "maps and jobs answer when it is done)")
+
+    class App(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"{settings.host}:{settings.port}")
+            self.cfg.set("workers", settings.workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", settings.threads)
+            self.cfg.set("timeout", 300)
+            self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("accesslog", "-")
+            self.cfg.set("when_ready", lambda _server: print(banner, file=sys.stderr,
+                                                             flush=True))
+
+        def load(self):
+            app = create_app(settings)
+            # the demo data (first start, with progress on stderr), the collections and the
+            # batch cluster start now, beside the first requests
+            app.extensions["tileserver"].start_background(progress_for(sys.stderr))
+            return app
+
+    print(f"tileserver on http://{settings.host}:{settings.port}", file=sys.stderr)
+    App().run()
+    return 0
