@@ -12,7 +12,8 @@ from typing import Any
 
 from tileserver.demo import progress_for, write_demo_catalog
 from tileserver.jobs import usecases
-from tileserver.jobs.store import JOB_STATUSES, JobNotFound, JobStore
+from tileserver.jobs.lifecycle import STATUSES as JOB_STATUSES
+from tileserver.jobs.store import JobNotFound, JobStore
 from tileserver.runtime import Runtime
 from tileserver.settings import load_settings
 
