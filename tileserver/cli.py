@@ -58,7 +58,7 @@ def _has_users(settings) -> bool:
         from tileserver.web.auth import configured_users  # noqa: PLC0415
     except ImportError:
         return False
-    return bool(configured_users(settings))
+    return bool(configured_users(settings)) or bool(settings.oidc_providers)
 
 
 def _demo_data(args: argparse.Namespace) -> int:
