@@ -1,8 +1,8 @@
 """Settings: one immutable, typed object read from ``config/default.yaml`` and ``TILESERVER_*``.
 
 The fields are declared in groups (:data:`GROUPS`: the server, its state, cache, limits,
-auth, OpenID Connect, batch, UDF, viewer, remote sources); :class:`Settings` is all of them at once, so
-``settings.cache_bytes`` is read as before, and a subsystem may ask for its group alone
+auth, OpenID Connect, batch, UDF, viewer, remote sources); :class:`Settings` is all of them at
+once, so ``settings.cache_bytes`` is read as before, and a subsystem may ask for its group alone
 (``def from_settings(s: UdfSettings)`` accepts the whole :class:`Settings`). pydantic checks
 the types; ``config/default.yaml`` is the one source of the defaults (what each setting
 means is written there too), so no field has a default here.
@@ -128,11 +128,11 @@ def _providers(value: Any) -> Any:
     """OpenID Connect providers: a list of mappings, or the path of a YAML/JSON file holding
     one (or ``{"providers": [...]}``), or such a list as JSON text."""
     if value is None:
-        return ()
+        return []
     if isinstance(value, str):
         text = value.strip()
         if not text:
-            return ()
+            return []
         if text[0] not in "[{":
             try:
                 text = Path(text).expanduser().read_text()
@@ -146,10 +146,10 @@ def _providers(value: Any) -> Any:
         value = value.get("providers")
     if not isinstance(value, list | tuple) or not all(isinstance(v, dict) for v in value):
         raise ValueError("OpenID Connect providers must be a list of mappings")
-    return tuple(value)
+    return list(value)
 
 
-Providers = Annotated[tuple[dict[str, Any], ...], BeforeValidator(_providers), NoDecode]
+Providers = Annotated[list[dict[str, Any]], BeforeValidator(_providers), NoDecode]
 
 
 class OidcSettings(BaseModel):
@@ -215,7 +215,8 @@ GROUPS: tuple[type[BaseModel], ...] = (
 
 
 class Settings(RemoteSettings, ViewerSettings, UdfSettings, BatchSettings, OidcSettings,
-               AuthSettings, LimitSettings, CacheSettings, ServerSettings, StateSettings, BaseSettings):
+               AuthSettings, LimitSettings, CacheSettings, ServerSettings, StateSettings,
+               BaseSettings):
     """Every setting of the server (all :data:`GROUPS`); build it with :func:`load_settings`.
 
     ``extra`` holds the keys of the configuration files that are no setting (finer knobs

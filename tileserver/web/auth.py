@@ -241,7 +241,7 @@ class Authenticator:
             return basic[0] if self.check_password(*basic) else None
         if scheme == "bearer" and value.strip():
             token = value.strip()
-            if self.oidc:
+            if self.oidc and not token.startswith("basic//"):
                 found = self.oidc.authenticate(token)
                 if found is not None:
                     return self.oidc_user(found[0])
