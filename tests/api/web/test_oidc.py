@@ -141,6 +141,7 @@ def test_client_credentials_flow(live):
     assert conn.auth.bearer.startswith("oidc/testidp/")
 
 
+@pytest.mark.slow
 def test_device_code_flow_then_refresh_token(live):
     conn = openeo.connect(f"{live.url}{V1}")
     user = DeviceUser("carol")
@@ -168,6 +169,10 @@ def test_plain_jwt_of_openeo_1_3(client, provider):
     assert resp.json["user_id"] == "oidc-testidp-service"
     resp = client.get(f"{V1}/me", headers=oidc(token))
     assert resp.json["user_id"] == "oidc-testidp-service"
+    # the 0.0.2 API at the root takes the same tokens, and says 401 to bad ones
+    files = "/users/oidc-testidp-service/files"
+    assert client.get(files, headers=oidc(token)).status_code == 200
+    assert client.get(files, headers=oidc(token[:-4] + "AAAA")).status_code == 401
 
 
 def test_oidc_users_are_isolated_like_basic_users(client, provider):
@@ -186,6 +191,7 @@ def test_oidc_users_are_isolated_like_basic_users(client, provider):
         .status_code == 403
 
 
+@pytest.mark.slow
 def test_expired_token(client, provider):
     token = provider.client_credentials(client=("shortlived", "shortlived-secret-0123456789"))
     assert client.get(f"{V1}/me", headers=oidc(token["access_token"])).status_code == 200
@@ -248,6 +254,7 @@ def test_forged_tokens(client, provider):
     assert client.get(f"{V1}/me", headers=oidc(real)).status_code == 200
 
 
+@pytest.mark.slow
 def test_key_rotation_is_followed(make_app, small_catalog, tmp_path):
     first = start_provider(tmp_path, kids=("k1",))
     port = int(first.issuer.rsplit(":", 1)[1])
