@@ -36,10 +36,16 @@ from flask import Blueprint, Flask, current_app, g, jsonify, make_response, requ
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from tileserver.errors import InvalidCredentials, TileserverError, Unauthorized, WrongPassword
+from tileserver.errors import (
+    InvalidCredentials,
+    TileserverError,
+    TokenInvalid,
+    Unauthorized,
+    WrongPassword,
+)
 from tileserver.settings import Settings, load_settings
 from tileserver.web.apidoc import json_response, operation, ref
-from tileserver.web.oidc import OidcVerifier, TokenInvalid
+from tileserver.web.oidc import OidcVerifier
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from typing import Any
 
 import jwt
 
-from tileserver.errors import InvalidCredentials
+from tileserver.errors import IdentityProviderUnavailable, TokenInvalid
 from tileserver.settings import OidcSettings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -43,11 +43,6 @@ ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES
               "EdDSA")
 #: A subject usable as is in a user id (the rest is replaced by a digest).
 _PLAIN_SUBJECT = re.compile(r"^[A-Za-z0-9_.@-]{1,40}$")
-
-
-class TokenInvalid(InvalidCredentials):
-    """An OpenID Connect access token that is forged, expired, for another audience or from
-    an unknown provider (openEO 1.x ``403 TokenInvalid``)."""
 
 
 @dataclass(frozen=True)
@@ -173,8 +168,9 @@ class OidcVerifier:
                 discovery = _get_json(url, self.timeout)
             except (OSError, ValueError) as exc:
                 log.warning("OpenID Connect discovery of %s failed: %s", provider.id, exc)
-                raise TokenInvalid(f"the OpenID Connect provider {provider.id} cannot be "
-                                   "reached to check the token; try again later") from None
+                raise IdentityProviderUnavailable(
+                    f"the OpenID Connect provider {provider.id} cannot be reached to check the "
+                    "token; try again later") from None
             if str(discovery.get("issuer", "")).rstrip("/") != provider.issuer:
                 raise TokenInvalid(f"the discovery document of {provider.id} names another "
                                    "issuer")
@@ -218,8 +214,9 @@ class OidcVerifier:
                 from None
         except jwt.PyJWKClientConnectionError as exc:
             log.warning("the keys of %s cannot be fetched: %s", provider.id, exc)
-            raise TokenInvalid(f"the keys of {provider.id} cannot be fetched to check the "
-                               "token; try again later") from None
+            raise IdentityProviderUnavailable(
+                f"the keys of {provider.id} cannot be fetched to check the token; try again "
+                "later") from None
         except jwt.PyJWKClientError:
             raise TokenInvalid(f"the access token is not signed by a key of {provider.id}") \
                 from None

@@ -306,6 +306,16 @@ def test_unknown_subjects_need_listing_without_auto_users(make_app, small_catalo
         == "oidc-testidp-service"
 
 
+def test_provider_down_is_a_503(make_app, small_catalog, provider):
+    down = provider.config(issuer="http://127.0.0.1:9")  # the discard port: nobody there
+    client = make_app([small_catalog], oidc_providers=[down]).test_client()
+    token = provider.client_credentials()["access_token"]
+    resp = client.get(f"{V1}/me", headers=oidc(token))
+    assert resp.status_code == 503
+    assert resp.json["code"] == "ServiceUnavailable"
+    assert "cannot be reached" in resp.json["message"]
+
+
 def test_oidc_only_is_no_single_user_mode(make_app, small_catalog, provider):
     client = make_app([small_catalog], oidc_providers=[provider.config()]).test_client()
     assert client.get(f"{V1}/me").status_code == 401
