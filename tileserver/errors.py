@@ -123,6 +123,20 @@ class WrongPassword(InvalidCredentials):
     """HTTP Basic credentials that were sent but are wrong."""
 
 
+class TokenInvalid(InvalidCredentials):
+    """An OpenID Connect access token that is forged, expired, for another audience or of an
+    unknown provider (openEO 1.x ``403 TokenInvalid``, like every wrong token)."""
+
+
+class IdentityProviderUnavailable(TileserverError):
+    """An OpenID Connect provider whose discovery document or keys cannot be fetched, so a
+    token cannot be checked now (not the client's fault: 503)."""
+
+    status = 503
+    code = "ServiceUnavailable"
+    ogc_code = "NoApplicableCode"
+
+
 class LimitExceeded(TileserverError):
     """A request larger than a configured limit."""
 

@@ -1,8 +1,8 @@
 """Settings: one immutable, typed object read from ``config/default.yaml`` and ``TILESERVER_*``.
 
 The fields are declared in groups (:data:`GROUPS`: the server, its state, cache, limits,
-auth, batch, UDF, viewer, remote sources); :class:`Settings` is all of them at once, so
-``settings.cache_bytes`` is read as before, and a subsystem may ask for its group alone
+auth, OpenID Connect, batch, UDF, viewer, remote sources); :class:`Settings` is all of them at
+once, so ``settings.cache_bytes`` is read as before, and a subsystem may ask for its group alone
 (``def from_settings(s: UdfSettings)`` accepts the whole :class:`Settings`). pydantic checks
 the types; ``config/default.yaml`` is the one source of the defaults (what each setting
 means is written there too), so no field has a default here.
@@ -124,6 +124,46 @@ class AuthSettings(BaseModel):
     token_ttl: int
 
 
+def _providers(value: Any) -> Any:
+    """OpenID Connect providers: a list of mappings, or the path of a YAML/JSON file holding
+    one (or ``{"providers": [...]}``), or such a list as JSON text."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        if text[0] not in "[{":
+            try:
+                text = Path(text).expanduser().read_text()
+            except OSError as exc:
+                raise ValueError(f"cannot read the OpenID Connect providers file: {exc}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"OpenID Connect providers are no valid YAML/JSON: {exc}")
+    if isinstance(value, dict):
+        value = value.get("providers")
+    if not isinstance(value, list | tuple) or not all(isinstance(v, dict) for v in value):
+        raise ValueError("OpenID Connect providers must be a list of mappings")
+    return list(value)
+
+
+Providers = Annotated[list[dict[str, Any]], BeforeValidator(_providers), NoDecode]
+
+
+class OidcSettings(BaseModel):
+    """OpenID Connect providers whose access tokens the server accepts (README: OIDC)."""
+
+    oidc_providers: Providers
+    oidc_auto_users: Flag
+    oidc_user_claim: Text
+    oidc_leeway: int
+    oidc_jwks_ttl: int
+    oidc_jwks_cooldown: int
+    oidc_timeout: int
+
+
 class BatchSettings(BaseModel):
     """Batch jobs on dask.distributed."""
 
@@ -171,12 +211,13 @@ class RemoteSettings(BaseModel):
 
 #: The groups of settings, in the order of ``config/default.yaml``.
 GROUPS: tuple[type[BaseModel], ...] = (
-    StateSettings, ServerSettings, CacheSettings, LimitSettings, AuthSettings, BatchSettings,
-    UdfSettings, ViewerSettings, RemoteSettings)
+    StateSettings, ServerSettings, CacheSettings, LimitSettings, AuthSettings, OidcSettings,
+    BatchSettings, UdfSettings, ViewerSettings, RemoteSettings)
 
 
-class Settings(RemoteSettings, ViewerSettings, UdfSettings, BatchSettings, AuthSettings,
-               LimitSettings, CacheSettings, ServerSettings, StateSettings, BaseSettings):
+class Settings(RemoteSettings, ViewerSettings, UdfSettings, BatchSettings, OidcSettings,
+               AuthSettings, LimitSettings, CacheSettings, ServerSettings, StateSettings,
+               BaseSettings):
     """Every setting of the server (all :data:`GROUPS`); build it with :func:`load_settings`.
 
     ``extra`` holds the keys of the configuration files that are no setting (finer knobs

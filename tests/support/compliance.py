@@ -4,8 +4,10 @@ against a real ``tileserver serve`` through the 1.2 base.
 The suite validates every answer against the openEO API 1.2.0 document and posts the
 request bodies of its ``payload_examples`` (from ``../shared/openeo/``: its wheel ships
 neither). It finds both two folders above its installed package, so they are copied there
-(:func:`install_suite_files`). Its access token comes from OIDC;
-:mod:`tests.support.compliance_plugin` replaces that with ``GET /credentials/basic``. The
+(:func:`install_suite_files`). Its access token comes from OIDC: the runs of
+:func:`main` and of the e2e test start a real OpenID provider (:func:`oidc_provider`) and the
+suite logs in with client credentials; without one, :mod:`tests.support.compliance_plugin`
+replaces that with ``GET /credentials/basic``. The
 payloads load ``CGLS_SSM_1KM`` (band ``B01``, near Vienna, 2020), so the server gets a small
 synthetic collection of that name (:func:`make_compliance_catalog`) besides the test catalog.
 
@@ -20,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from xml.etree import ElementTree
@@ -39,7 +42,6 @@ SCHEMA = ("the 1.2 document's data_type_schema is oneOf(Generic, process-graph, 
           "which every plain JSON schema matches thrice when validated with OpenAPI 3.1 "
           "semantics as the suite does")
 DEVIATIONS: dict[str, str] = {
-    "test_GET_credentials_oidc": "no OpenID Connect: HTTP Basic only (GET /credentials/basic)",
     "test_PUT_process_graphs_process_id": "the suite PUTs uuid4 strings as ids; the 1.2 "
                                           "document's pattern for them is ^\\w+$ (no '-')",
     "test_GET_jobs_job_id_estimate": "no cost estimates (GET /jobs/{job_id}/estimate)",
@@ -49,6 +51,22 @@ DEVIATIONS: dict[str, str] = {
     "test_GET_processes": "the official openEO process descriptions (openeo-processes, "
                           "served as published) fail the same check: " + SCHEMA,
 }
+
+
+@contextmanager
+def oidc_provider(work: Path):
+    """A real OpenID provider (:mod:`tests.support.oidc`) for a compliance run: yields the
+    environment of the server (``TILESERVER_OIDC_PROVIDERS``) and of the suite (the client's
+    ``OPENEO_AUTH_*`` variables: its ``authenticate_oidc()`` takes the client credentials)."""
+    from tests.support.oidc import SERVICE, start_provider  # noqa: PLC0415
+
+    provider = start_provider(work)
+    try:
+        yield {"TILESERVER_OIDC_PROVIDERS": json.dumps([provider.config()]),
+               "OPENEO_AUTH_METHOD": "client_credentials", "OPENEO_AUTH_PROVIDER_ID": "testidp",
+               "OPENEO_AUTH_CLIENT_ID": SERVICE[0], "OPENEO_AUTH_CLIENT_SECRET": SERVICE[1]}
+    finally:
+        provider.close()
 
 
 def suite_root() -> Path:
@@ -101,15 +119,17 @@ def make_compliance_catalog(root: Path) -> Path:
     return root / "collection.json"
 
 
-def run_suite(base_url: str, report: Path, *extra: str) -> dict[str, str]:
-    """Run ``tests/general`` against ``base_url`` (the 1.2 base, trailing slash); returns
-    ``{test name: "passed" | "failed" | "skipped"}`` read from its JUnit report."""
+def run_suite(base_url: str, report: Path, *extra: str,
+              env: dict[str, str] | None = None) -> dict[str, str]:
+    """Run ``tests/general`` against ``base_url`` (the 1.2 base, trailing slash), with
+    ``env`` added to its environment; returns ``{test name: "passed" | "failed" |
+    "skipped"}`` read from its JUnit report."""
     install_suite_files()
     import openeo_test_suite  # noqa: PLC0415
 
     tests = Path(openeo_test_suite.__file__).parent / "tests" / "general"
     env = {**os.environ, "TILESERVER_COMPLIANCE_USER": USER,
-           "TILESERVER_COMPLIANCE_PASSWORD": PASSWORD, "PYTHONPATH": str(REPO)}
+           "TILESERVER_COMPLIANCE_PASSWORD": PASSWORD, "PYTHONPATH": str(REPO), **(env or {})}
     with tempfile.TemporaryDirectory() as tmp:
         ini = Path(tmp) / "pytest.ini"
         ini.write_text("[pytest]\nmarkers =\n    optional: optional\n    longrunning: long\n")
@@ -192,8 +212,9 @@ def main() -> int:
         home = work / "home"
         add_user(load_settings(home=str(home)), USER, PASSWORD)
         catalogs = f"{make_catalog(work / 'test')},{make_compliance_catalog(work / 'ssm')}"
-        with serve(home, catalogs, 256 * 1024 * 1024) as (base, _pids):
-            outcomes = run_suite(f"{base}/openeo/1.2/", work / "report.xml")
+        with oidc_provider(work) as oidc, \
+                serve(home, catalogs, 256 * 1024 * 1024, **oidc) as (base, _pids):
+            outcomes = run_suite(f"{base}/openeo/1.2/", work / "report.xml", env=oidc)
     counts = {k: sum(v == k for v in outcomes.values()) for k in ("passed", "failed",
                                                                   "skipped")}
     print(json.dumps(counts))

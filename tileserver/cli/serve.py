@@ -17,10 +17,15 @@ from tileserver.web.auth import SINGLE_USER, configured_users
 DEMO_JOB_TITLE = "Demo: minimum NDVI of January 2017 (the openEO 0.0.2 documentation's example)"
 
 
+def single_user(settings: Settings) -> bool:
+    """Whether the server runs in single-user mode (no users file, no OpenID provider)."""
+    return not configured_users(settings) and not settings.oidc_providers
+
+
 def demo_job(settings: Settings) -> str | None:
     """The id of the demo job (registered once, for the single user) when the server runs on
     the demo catalog without users; else ``None``."""
-    if settings.catalog or configured_users(settings):
+    if settings.catalog or not single_user(settings):
         return None
     store = JobStore(settings.db_url)
     try:
@@ -64,7 +69,7 @@ def serve(args: argparse.Namespace) -> int:
                                    ("workers", args.workers)) if v is not None}
     settings = load_settings(**overrides)
     loopback = settings.host in ("127.0.0.1", "localhost", "::1")
-    if not loopback and not settings.allow_remote and not configured_users(settings):
+    if not loopback and not settings.allow_remote and single_user(settings):
         print(
             "refusing to listen on a non-loopback address in single-user mode; add users "
             "(tileserver users add) or set allow_remote: true in the configuration",

@@ -1,8 +1,12 @@
-"""Users and authentication: HTTP Basic, signed Bearer tokens, single-user mode.
+"""Users and authentication: HTTP Basic, signed Bearer tokens, OpenID Connect access tokens
+(:mod:`tileserver.web.oidc`), single-user mode.
 
 Users live in a YAML file (``users_file``, default ``$TILESERVER_HOME/users.yaml``) with
-scrypt password hashes, written by ``tileserver users add NAME``. With no users the server
-runs in single-user mode as ``me`` (and ``tileserver serve`` binds only to loopback).
+scrypt password hashes, written by ``tileserver users add NAME``. With no users and no
+OpenID Connect provider the server runs in single-user mode as ``me`` (and ``tileserver serve``
+binds only to loopback). The user of an OpenID Connect token is ``oidc-<provider>-<subject>``;
+with ``oidc_auto_users`` off, only such ids listed in the users file (without a password) may
+come in. No password user may take an ``oidc-`` id.
 
 With users, every request needs credentials except the public parts: capabilities, data,
 processes, the OpenAPI document, metrics, static files, the public service URLs
@@ -32,9 +36,16 @@ from flask import Blueprint, Flask, current_app, g, jsonify, make_response, requ
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from tileserver.errors import InvalidCredentials, TileserverError, Unauthorized, WrongPassword
+from tileserver.errors import (
+    InvalidCredentials,
+    TileserverError,
+    TokenInvalid,
+    Unauthorized,
+    WrongPassword,
+)
 from tileserver.settings import Settings, load_settings
 from tileserver.web.apidoc import json_response, operation, ref
+from tileserver.web.oidc import OidcVerifier
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger(__name__)
@@ -44,6 +55,8 @@ SINGLE_USER = "me"
 #: Stands for the users while the users file cannot be read: nobody can log in.
 LOCKED = "\0locked"
 USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+#: The prefix of the users of OpenID Connect tokens (no password user may have it).
+OIDC_PREFIX = "oidc-"
 #: Paths anyone may call (exact, or prefixes ending with ``/``).
 PUBLIC_EXACT = ("/", "/openapi.json", "/metrics", "/auth/login", "/capabilities", "/data",
                 "/processes", "/udf_runtimes")
@@ -92,6 +105,8 @@ def add_user(settings: Settings, user_id: str, password: str) -> None:
     """Add a user or change their password."""
     if not USER_ID.match(user_id):
         raise ValueError(f"invalid user id {user_id!r}: letters, digits and _.@- only")
+    if user_id.startswith(OIDC_PREFIX):
+        raise ValueError(f"user ids starting with {OIDC_PREFIX!r} are OpenID Connect users")
     if len(password) < 8:
         raise ValueError("the password needs at least 8 characters")
     path = users_path(settings)
@@ -129,7 +144,8 @@ def load_secret(home: Path) -> bytes:
 
 
 class Authenticator:
-    """Checks Basic credentials and Bearer tokens against the users file."""
+    """Checks Basic credentials and Bearer tokens against the users file, and OpenID Connect
+    access tokens against their providers."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -142,6 +158,12 @@ class Authenticator:
         # verified (user, password digest, hash) -> True: scrypt costs ~0.1 s per check
         self._verified: TTLCache = TTLCache(maxsize=1024, ttl=300)
         self._dummy: str | None = None
+        self.oidc = OidcVerifier(settings)
+        self.oidc_auto_users = settings.oidc_auto_users
+
+    def single_user(self) -> bool:
+        """Whether the server runs in single-user mode (no users, no OIDC provider)."""
+        return not self.users() and not self.oidc
 
     @property
     def dummy_hash(self) -> str:
@@ -179,6 +201,8 @@ class Authenticator:
     def check_password(self, user_id: str, password: str) -> bool:
         """Whether the password is the user's (constant work for unknown users)."""
         user = self.users().get(user_id)
+        if user_id.startswith(OIDC_PREFIX):
+            user = None  # OpenID Connect users come in with their provider's tokens only
         stored = (user or {}).get("password") or self.dummy_hash
         key = (user_id, hashlib.sha256(password.encode()).hexdigest(), stored)
         if key in self._verified:
@@ -223,9 +247,22 @@ class Authenticator:
             return basic[0] if self.check_password(*basic) else None
         if scheme == "bearer" and value.strip():
             token = value.strip()
+            if self.oidc and not token.startswith("basic//"):
+                found = self.oidc.authenticate(token)
+                if found is not None:
+                    return self.oidc_user(found[0])
             # openEO 1.x clients send "basic//<token>"; accept that form too
             return self.verify_token(token.rsplit("/", 1)[-1])
         return None
+
+
+    def oidc_user(self, user_id: str) -> str:
+        """The user of a verified OpenID Connect token: anyone with ``oidc_auto_users``, else
+        only the ids listed in the users file."""
+        if self.oidc_auto_users or user_id in self.users():
+            return user_id
+        raise TokenInvalid(f"the token is valid, but {user_id} is no user of this server "
+                           "(ask its operator to add the id to the users file)")
 
 
 def basic_credentials(header: str) -> tuple[str, str] | None:
@@ -255,7 +292,7 @@ def request_user() -> str:
     if "tileserver_user" in g:
         return g.tileserver_user
     auth = _auth()
-    if not auth.users():
+    if auth.single_user():
         user = SINGLE_USER
     else:
         user = auth.from_request()
@@ -313,7 +350,7 @@ def login():
 def basic_login() -> tuple[str, str]:
     """``(user, token)`` for the request's HTTP Basic credentials (``me`` with no users)."""
     auth = _auth()
-    if not auth.users():
+    if auth.single_user():
         user = SINGLE_USER
     else:
         basic = basic_credentials(request.headers.get("Authorization", ""))

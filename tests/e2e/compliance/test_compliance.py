@@ -12,6 +12,7 @@ from tests.support.compliance import (
     SHARED,
     USER,
     make_compliance_catalog,
+    oidc_provider,
     run_process_tests,
     run_suite,
 )
@@ -29,15 +30,19 @@ def test_compliance_suite_fails_only_on_documented_deviations(tmp_path, small_ca
     home = tmp_path / "home"
     add_user(load_settings(home=str(home)), USER, PASSWORD)
     catalogs = f"{small_catalog},{make_compliance_catalog(tmp_path / 'ssm')}"
-    with serve(home, catalogs, 256 * 1024 * 1024) as (base, _pids):
-        outcomes = run_suite(f"{base}/openeo/1.2/", tmp_path / "report.xml")
+    # a real OpenID provider: the suite logs in with client credentials and checks
+    # GET /credentials/oidc
+    with oidc_provider(tmp_path) as oidc, \
+            serve(home, catalogs, 256 * 1024 * 1024, **oidc) as (base, _pids):
+        outcomes = run_suite(f"{base}/openeo/1.2/", tmp_path / "report.xml", env=oidc)
     failed = {name for name, outcome in outcomes.items() if outcome == "failed"}
     assert failed <= set(DEVIATIONS), sorted(failed - set(DEVIATIONS))
     passed = {name for name, outcome in outcomes.items() if outcome == "passed"}
     # the job, result, validation and capability checks are among the passing ones
     assert {"test_GET_backend_info", "test_GET_well_known", "test_GET_collections",
             "test_POST_jobs", "test_GET_jobs_job_id_results", "test_PATCH_jobs_job_id",
-            "test_POST_validation", "test_GET_me", "test_GET_process_graphs_process_id"} <= passed
+            "test_POST_validation", "test_GET_me", "test_GET_process_graphs_process_id",
+            "test_GET_credentials_oidc"} <= passed
     assert len(outcomes) >= 40
 
 

@@ -25,13 +25,15 @@ wellknown.add_url_rule("/.well-known/openeo", view_func=capabilities.well_known)
 
 class Route(NamedTuple):
     """One endpoint: ``public`` ones answer without credentials when users are configured;
-    ``gate`` says which versions have it."""
+    ``gate`` says which versions have it; ``wanted`` (when set) whether the app's
+    configuration has it at all (``/credentials/oidc`` with OpenID Connect providers)."""
 
     rule: str
     methods: list[str]
     view: Callable[..., Any]
     public: bool
     gate: Gate = EVERY
+    wanted: Callable[[Flask], bool] | None = None
 
 
 GET, POST, PATCH, PUT, DELETE = ["GET"], ["POST"], ["PATCH"], ["PUT"], ["DELETE"]
@@ -44,6 +46,8 @@ ROUTES: list[Route] = [Route(*row) for row in [
     ("/service_types", GET, capabilities.service_types, True),
     ("/udf_runtimes", GET, capabilities.udf_runtimes, True),
     ("/credentials/basic", GET, capabilities.credentials_basic, True),
+    ("/credentials/oidc", GET, capabilities.credentials_oidc, True, EVERY,
+     capabilities.has_oidc),
     ("/me", GET, capabilities.me, False),
     ("/collections", GET, catalog.collections, True),
     ("/collections/<collection_id>", GET, catalog.collection, True),
@@ -83,7 +87,7 @@ def mount(app: Flask, version: ApiVersion) -> None:
     bp = Blueprint(version.name, __name__, url_prefix=version.base)
     public = app.extensions.setdefault("tileserver.public_endpoints", set())
     for route in ROUTES:
-        if route.gate.admits(version):
+        if route.gate.admits(version) and (route.wanted is None or route.wanted(app)):
             bp.add_url_rule(route.rule, endpoint=route.view.__name__, view_func=route.view,
                             methods=route.methods)
             if route.public:

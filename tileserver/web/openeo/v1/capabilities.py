@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import current_app, jsonify
+from flask import Flask, current_app, jsonify
 
 from tileserver import __version__
 from tileserver.jobs.services import OPENEO_V1_SERVICES
 from tileserver.render import formats
-from tileserver.web.auth import basic_login
+from tileserver.web.auth import Authenticator, basic_login
 from tileserver.web.common import current_user, external_url
 from tileserver.web.openeo.v1.versions import current, served
 
@@ -117,6 +117,19 @@ def credentials_basic():
     """HTTP Basic in, ``{"access_token"}`` out (sent back as ``Bearer basic//<token>``)."""
     _user, token = basic_login()
     return jsonify({"access_token": token})
+
+
+def has_oidc(app: Flask) -> bool:
+    """Whether OpenID Connect providers are configured (else no ``/credentials/oidc``)."""
+    return bool(app.extensions["tileserver"].settings.oidc_providers)
+
+
+def credentials_oidc():
+    """The OpenID Connect providers (``authorization_parameters`` since 1.3)."""
+    auth: Authenticator = current_app.extensions["tileserver.authenticator"]
+    providers = auth.oidc.providers.values()
+    with_params = current().at_least("1.3.0")
+    return jsonify({"providers": [p.describe(with_params) for p in providers]})
 
 
 def me():
