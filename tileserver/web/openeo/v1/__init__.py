@@ -1,5 +1,5 @@
 """The openEO API 1.x dialect, mounted once per version of :data:`~.versions.VERSIONS` (1.2
-under ``/openeo/1.2/``), and ``/.well-known/openeo`` at the root.
+under ``/openeo/1.2/``, 1.3 under ``/openeo/1.3/``), and ``/.well-known/openeo`` at the root.
 
 Every route of the dialect is in :data:`ROUTES`, with the :class:`~.versions.Gate` of the
 versions that have it; each version's blueprint gets the routes its gate admits (the
