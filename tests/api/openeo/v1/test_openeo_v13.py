@@ -61,8 +61,22 @@ def test_capabilities_of_1_3_have_the_web_editor_link(client):
     assert [link for link in new["links"] if link["rel"] != "web-editor"] == [
         {**link, "href": link["href"].replace("/openeo/1.2/", "/openeo/1.3/")}
         for link in old["links"]]
-    assert new["endpoints"] == old["endpoints"]
+    assert [e for e in new["endpoints"] if e["path"] != "/processing_parameters"] \
+        == old["endpoints"]
+    assert {"path": "/processing_parameters", "methods": ["GET"]} in new["endpoints"]
     assert client.get(f"{V13}/conformance").json["conformsTo"] == new["conformsTo"]
+    assert client.get(f"{V12}/conformance").json["conformsTo"] == old["conformsTo"]
+
+
+def test_processing_parameters_extension_in_1_3_only(users_app):
+    c = users_app.test_client()  # public, as the capabilities are
+    assert c.get(f"{V13}/processing_parameters").json == {
+        "create_job_parameters": [], "create_synchronous_parameters": [],
+        "create_service_parameters": [], "links": []}
+    assert c.get(f"{V12}/processing_parameters").status_code == 404
+    conforms = c.get(f"{V13}/").json["conformsTo"]
+    assert "https://api.openeo.org/extensions/processing-parameters/0.1.0" in conforms
+    assert not any("extensions" in cls for cls in c.get(f"{V12}/").json["conformsTo"])
 
 
 def test_processes_have_a_version_in_1_3_only(client):

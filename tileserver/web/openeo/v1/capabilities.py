@@ -130,6 +130,13 @@ def udf_runtimes():
     return jsonify(runtimes_v1())
 
 
+def processing_parameters():
+    """The Processing Parameters extension (1.3): the extra parameters of ``POST /result``,
+    ``POST /jobs`` and ``POST /services``; this back-end takes none."""
+    return jsonify({"create_job_parameters": [], "create_synchronous_parameters": [],
+                    "create_service_parameters": [], "links": []})
+
+
 def credentials_basic():
     """HTTP Basic in, ``{"access_token"}`` out: sent back as ``Bearer basic//<token>`` (1.2),
     from 1.3 on a JSON Web Token that is also accepted as a plain ``Bearer <token>``."""
