@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 from flask import jsonify, request
 from shapely.geometry import mapping
 
+from tileserver.errors import CollectionNotFound, TileserverError
+from tileserver.graph.specs import PROCESSES_VERSION, load_spec
 from tileserver.params import parse_iso_date as parse_date
 from tileserver.processes import supported_v1
-from tileserver.graph.specs import PROCESSES_VERSION, load_spec
-from tileserver.errors import CollectionNotFound, TileserverError
 from tileserver.web.common import external_url, runtime
-from tileserver.web.openeo.v1.versions import V1_3, current
 from tileserver.web.openeo.v1.serializers import collection_json
+from tileserver.web.openeo.v1.versions import V1_3, current
 
 
 def _collection(product) -> dict:
