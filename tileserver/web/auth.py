@@ -153,6 +153,7 @@ class Authenticator:
         self._users: dict[str, dict[str, Any]] = {}
         self._stamp: tuple | None = None
         self._serializer: URLSafeTimedSerializer | None = None
+        self._jwt_key: bytes | None = None
         # verified (user, password digest, hash) -> True: scrypt costs ~0.1 s per check
         self._verified: TTLCache = TTLCache(maxsize=1024, ttl=300)
         self._dummy: str | None = None
@@ -212,9 +213,11 @@ class Authenticator:
 
     @property
     def jwt_key(self) -> bytes:
-        """The HS256 key of the JSON Web Tokens (derived from the signing key)."""
-        secret = load_secret(self.settings.home)
-        return hmac.new(secret, b"tileserver-jwt", hashlib.sha256).digest()
+        """The HS256 key of the JSON Web Tokens (derived from the signing key, once)."""
+        if self._jwt_key is None:
+            secret = load_secret(self.settings.home)
+            self._jwt_key = hmac.new(secret, b"tileserver-jwt", hashlib.sha256).digest()
+        return self._jwt_key
 
     def issue_jwt(self, user_id: str) -> str:
         """A JSON Web Token for ``user_id`` (openEO 1.3 ``/credentials/basic``): HS256,
@@ -242,10 +245,12 @@ class Authenticator:
 
     def verify_token(self, token: str) -> str | None:
         """The user of a valid token (itsdangerous or JSON Web Token), else ``None``."""
+        if _is_jwt(token):
+            return self._jwt_user(token)
         try:
             data = self.serializer.loads(token, max_age=self.ttl)
         except (BadSignature, SignatureExpired, ValueError):
-            return self._jwt_user(token)
+            return None
         if not isinstance(data, dict):
             return None
         return self._current(data.get("u"), data.get("p"))
@@ -266,6 +271,15 @@ class Authenticator:
             # on, the plain token)
             return self.verify_token(token.rsplit("/", 1)[-1])
         return None
+
+
+def _is_jwt(token: str) -> bool:
+    """Whether ``token`` has the form of a JSON Web Token (a header naming its ``alg``; an
+    itsdangerous token's first part is its payload)."""
+    try:
+        return "alg" in jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        return False
 
 
 def basic_credentials(header: str) -> tuple[str, str] | None:
