@@ -1,7 +1,8 @@
 """The official openEO process descriptions (Open-EO/openeo-processes), installed from PyPI.
 
 The JSON files are not in this repository and not rewritten by hand: ``python -m
-tileserver.graph.specs install`` (a step of ``make install``) downloads the wheel of
+tileserver.graph.specs install`` (a step of ``make install``, and done by itself on first use
+when it was skipped, e.g. after a plain ``pip install -e .``) downloads the wheel of
 ``openeo-driver`` (the openEO project's own Python back-end driver, which ships the
 openeo-processes repository as data) with pip, without its dependencies, and extracts the
 2.x process set (``2.0.0-rc.1`` and later drafts: the stable processes and ``proposals/``)
@@ -12,33 +13,63 @@ them in ``tileserver/graph/openeo_processes/`` (``setup.py`` calls
 ``wavelengths``), ``titiler-openeo`` a rewritten one; ``openeo-driver``'s 2.x set has the
 same parameters as release 2.0.0-rc.2 for every process both have.
 
+On first use with no specifications found, they are installed as ``install`` does (pip
+takes the wheel from its cache when it has it, so this also works offline after any earlier
+install), into the environment or, when that is read-only, into the user's cache
+(``$XDG_CACHE_HOME/tileserver/openeo-processes``); workers of one server wait for each
+other. When that fails too, :class:`SpecsNotInstalled` (a 503 with the command to run) is
+raised, and tried again at most every :data:`RETRY_SECONDS`.
+
 ``load_spec(id)`` returns a description as a dict (a fresh copy), ``spec_ids()`` the ids.
 """
 
 from __future__ import annotations
 
 import copy
+import fcntl
 import json
+import logging
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import zipfile
 from functools import cache
 from pathlib import Path
 
+from tileserver.errors import TileserverError
+
 SOURCE_PACKAGE = "openeo-driver"
 SOURCE_VERSION = "0.136.0a4"
 _MEMBER_PREFIX = "openeo_driver/specs/openeo-processes/2.x/"
+#: The openeo-processes version of the set (``version`` of openEO 1.3 ``GET /processes``).
+PROCESSES_VERSION = "2.0.0-rc.1"
+#: Seconds between two attempts to install missing specifications on first use.
+RETRY_SECONDS = 300.0
+
+log = logging.getLogger(__name__)
 
 
-class SpecsNotInstalled(RuntimeError):
-    """The process descriptions are missing (an installation step was skipped)."""
+class SpecsNotInstalled(TileserverError, RuntimeError):
+    """The process descriptions are missing and could not be installed on first use."""
+
+    status = 503
+    code = "ServiceUnavailable"
+    ogc_code = "NoApplicableCode"
 
 
 def specs_dir() -> Path:
     """Where ``install`` puts the JSON files (a source checkout, an editable install)."""
     return Path(sys.prefix) / "share" / "tileserver" / "openeo-processes"
+
+
+def user_specs_dir() -> Path:
+    """Where first use installs them when the environment is read-only."""
+    cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache_home) / "tileserver" / "openeo-processes"
 
 
 def packaged_dir() -> Path:
@@ -112,13 +143,53 @@ def install() -> Path:
     return target
 
 
+def _installed() -> Path | None:
+    """The first folder that holds the specifications (a complete install: stamped)."""
+    if packaged_dir().is_dir():
+        return packaged_dir()
+    return next((d for d in (specs_dir(), user_specs_dir())
+                 if (d / f".{SOURCE_PACKAGE}-{SOURCE_VERSION}").exists()), None)
+
+
+_first_use = threading.Lock()
+_failed: list[float] = []  # when the last first-use install failed
+
+
+def _install_on_first_use() -> Path:
+    """Install into the environment, else into the user's cache; one process at a time
+    (a file lock), the others find the result. :class:`SpecsNotInstalled` on failure."""
+    with _first_use:
+        found = _installed()
+        if found is not None:
+            return found
+        if _failed and time.monotonic() - _failed[-1] < RETRY_SECONDS:
+            raise _not_installed("the last attempt to install them failed")
+        reasons = []
+        for target in (specs_dir(), user_specs_dir()):
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(target.parent / ".openeo-processes.lock", "w") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    log.warning("openEO process specifications missing: installing them "
+                                "into %s (pip download %s==%s)", target, SOURCE_PACKAGE,
+                                SOURCE_VERSION)
+                    return build_into(target)
+            except (OSError, subprocess.SubprocessError, SystemExit) as exc:
+                reasons.append(f"{target}: {exc}")
+        _failed.append(time.monotonic())
+        raise _not_installed("; ".join(reasons))
+
+
+def _not_installed(reason: str) -> SpecsNotInstalled:
+    return SpecsNotInstalled(
+        f"the openEO process specifications are not installed and could not be installed "
+        f"now ({reason}); run 'python -m tileserver.graph.specs install' (part of 'make "
+        f"install') where pip can download {SOURCE_PACKAGE}=={SOURCE_VERSION}")
+
+
 @cache
 def _index() -> dict[str, Path]:
-    root = next((d for d in (packaged_dir(), specs_dir()) if d.is_dir()), None)
-    if root is None:
-        raise SpecsNotInstalled(
-            f"openEO process specifications not found in {specs_dir()}: run "
-            "'python -m tileserver.graph.specs install' (part of 'make install')")
+    root = _installed() or _install_on_first_use()
     files = {p.stem: p for p in root.glob("proposals/*.json")}
     files.update({p.stem: p for p in root.glob("*.json")})  # stable wins over proposal
     return files

@@ -25,6 +25,7 @@ import logging
 import shutil
 import threading
 import time
+import traceback
 import uuid
 import weakref
 from collections.abc import Callable
@@ -42,7 +43,7 @@ from tileserver.errors import Conflict, JobNotFound
 from tileserver.jobs import batch_tasks, lifecycle
 from tileserver.jobs.batch_tasks import SINGLE, JobSpec
 from tileserver.jobs.lifecycle import ACTIVE, CANCELED, RUNNING
-from tileserver.jobs.store import JobStore, jobs, now
+from tileserver.jobs.store import MAX_STACKTRACE, STACKTRACE, JobStore, iso, jobs, now
 from tileserver.jobs.usecases import user_processes
 from tileserver.settings import Settings
 
@@ -176,8 +177,10 @@ class BatchRunner:
             raise lifecycle.forbidden("queue", job_id, job["status"])
         token = uuid.uuid4().hex
         extra = dict(job.get("extra") or {})
-        extra.update(run=token)
+        extra.update(run=token, queued=iso(now()))
         extra.pop("handed_back", None)
+        extra.pop(STACKTRACE, None)
+        extra.pop("started", None)  # until the new run starts
         restart = job["status"] in lifecycle.RESTARTS
         if restart:
             extra.update(blocks_done=0, strips_done=0)
@@ -435,7 +438,9 @@ class _Run:
     def fail(self, exc: BaseException) -> None:
         self.cancel_futures()
         message = _reason(exc)
-        if self.runner._move(self.job_id, self.token, "fail", error=message):
+        trace = "".join(traceback.format_exception(exc))[-MAX_STACKTRACE:]
+        if self.runner._move(self.job_id, self.token, "fail", error=message,
+                             extra={**self.extra, STACKTRACE: trace}):
             self.log(message, "error")
         log.info("batch job %s failed: %s", self.job_id, message)
 
@@ -444,7 +449,8 @@ class _Run:
     def execute(self) -> None:
         job = self.store.get_job(self.job_id)
         self.extra = dict(job.get("extra") or {})
-        if not self.runner._move(self.job_id, self.token, "start"):
+        self.extra["started"] = iso(now())
+        if not self.runner._move(self.job_id, self.token, "start", extra=dict(self.extra)):
             raise _Stop
         spec, times = self.plan(job)
         client = self.runner.client

@@ -104,6 +104,21 @@ def iso(t: datetime | None) -> str | None:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+#: Lifecycle times a job keeps in its ``extra`` (RFC 3339 strings, openEO 1.3 job metadata):
+#: when it was last queued, when it last started running, when its results were last
+#: discarded (``unpublished``); and ``stacktrace``, the traceback of its last failure.
+TIMES = ("queued", "started", "unpublished")
+STACKTRACE = "stacktrace"
+#: Characters of a failure's traceback that are kept (its end).
+MAX_STACKTRACE = 16000
+
+
+def job_times(job: dict) -> dict[str, str | None]:
+    """A job's :data:`TIMES` (``None`` when it has not happened)."""
+    extra = job.get("extra") or {}
+    return {name: extra.get(name) for name in TIMES}
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")

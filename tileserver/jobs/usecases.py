@@ -21,7 +21,7 @@ from tileserver.errors import LimitExceeded, TileserverError, UnknownProcess
 from tileserver.graph import udp
 from tileserver.graph.v1 import is_flat_graph
 from tileserver.jobs import lifecycle
-from tileserver.jobs.store import JobStore
+from tileserver.jobs.store import JobStore, iso, now
 from tileserver.processes import is_predefined
 from tileserver.render.encoders import Encoded
 from tileserver.render.formats import default_output, encode, validate_output
@@ -179,7 +179,8 @@ def patch_job(rt: Backend, user: str, job_id: str, fields: dict) -> dict:
     if changes_result and lifecycle.allowed("reset", job["status"]):
         # the stored results and finished blocks belong to the old graph: drop them
         rt.batch.on_delete(job_id)
-        fields.update(status=lifecycle.target("reset"), progress=0.0, error=None, extra={})
+        extra = {"unpublished": iso(now())} if lifecycle.results_token(job) else {}
+        fields.update(status=lifecycle.target("reset"), progress=0.0, error=None, extra=extra)
         store.log(job_id, "graph or output changed: previous results discarded")
     if fields:
         store.update_job(job_id, user, **fields)

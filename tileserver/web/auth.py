@@ -1,6 +1,13 @@
 """Users and authentication: HTTP Basic, signed Bearer tokens, OpenID Connect access tokens
 (:mod:`tileserver.web.oidc`), single-user mode.
 
+Bearer tokens are signed by the server's key: ``GET /auth/login`` (0.0.2) and ``GET
+/openeo/1.2/credentials/basic`` issue an itsdangerous token, sent as ``Bearer <token>`` or
+``Bearer basic//<token>``; from openEO 1.3 on ``/credentials/basic`` issues a standard JSON
+Web Token (HS256, ``iss`` :data:`BASIC_ISSUER`, ``sub`` the user, ``exp``), sent as a plain
+``Bearer <token>`` (the ``basic//`` form is still accepted). Both kinds are accepted on
+every path and expire after ``token_ttl`` or when the user's password changes.
+
 Users live in a YAML file (``users_file``, default ``$TILESERVER_HOME/users.yaml``) with
 scrypt password hashes, written by ``tileserver users add NAME``. With no users and no
 OpenID Connect provider the server runs in single-user mode as ``me`` (and ``tileserver serve``
@@ -27,9 +34,11 @@ import re
 import secrets
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import jwt
 import yaml
 from cachetools import TTLCache
 from flask import Blueprint, Flask, current_app, g, jsonify, make_response, request
@@ -66,6 +75,11 @@ PUBLIC_PREFIXES = ("/capabilities/", "/data/", "/processes/", "/service/", "/sta
 PUBLIC_PATTERN = re.compile(r"^/jobs/[^/]+/results/[^/]+/.+")
 #: Paths of the global OGC endpoints (their errors are ``ows:ExceptionReport``).
 OGC_PREFIXES = ("/wmts", "/wcs")
+#: ``iss`` of the JSON Web Tokens of ``GET /credentials/basic`` (openEO 1.3 and later).
+BASIC_ISSUER = "urn:tileserver:basic"
+#: Key of ``app.extensions`` holding the openEO 1.x versions by blueprint name (kept by
+#: :mod:`tileserver.web.openeo.v1`, read here for the login path of a 401 message).
+OPENEO_VERSIONS = "tileserver.openeo_versions"
 
 
 def users_path(settings: Settings) -> Path:
@@ -155,6 +169,7 @@ class Authenticator:
         self._users: dict[str, dict[str, Any]] = {}
         self._stamp: tuple | None = None
         self._serializer: URLSafeTimedSerializer | None = None
+        self._jwt_key: bytes | None = None
         # verified (user, password digest, hash) -> True: scrypt costs ~0.1 s per check
         self._verified: TTLCache = TTLCache(maxsize=1024, ttl=300)
         self._dummy: str | None = None
@@ -220,20 +235,49 @@ class Authenticator:
         """A signed token; it expires after ``token_ttl`` or when the password changes."""
         return self.serializer.dumps({"u": user_id, "p": self._fingerprint(user_id)})
 
+    @property
+    def jwt_key(self) -> bytes:
+        """The HS256 key of the JSON Web Tokens (derived from the signing key, once)."""
+        if self._jwt_key is None:
+            secret = load_secret(self.settings.home)
+            self._jwt_key = hmac.new(secret, b"tileserver-jwt", hashlib.sha256).digest()
+        return self._jwt_key
+
+    def issue_jwt(self, user_id: str) -> str:
+        """A JSON Web Token for ``user_id`` (openEO 1.3 ``/credentials/basic``): HS256,
+        expiring after ``token_ttl`` or when the password changes, like :meth:`issue_token`."""
+        issued = int(time.time())
+        claims = {"iss": BASIC_ISSUER, "sub": user_id, "iat": issued,
+                  "exp": issued + int(self.ttl), "fp": self._fingerprint(user_id)}
+        return jwt.encode(claims, self.jwt_key, algorithm="HS256")
+
+    def _jwt_user(self, token: str) -> str | None:
+        try:
+            data = jwt.decode(token, self.jwt_key, algorithms=["HS256"], issuer=BASIC_ISSUER,
+                              options={"require": ["exp", "iss", "sub"]})
+        except jwt.PyJWTError:
+            return None
+        return self._current(data.get("sub"), data.get("fp"))
+
+    def _current(self, user_id: Any, fingerprint: Any) -> str | None:
+        """``user_id`` if that user exists and their password is the token's."""
+        if not isinstance(user_id, str) or user_id not in self.users():
+            return None
+        if not hmac.compare_digest(str(fingerprint), self._fingerprint(user_id)):
+            return None
+        return user_id
+
     def verify_token(self, token: str) -> str | None:
-        """The user of a valid token, else ``None``."""
+        """The user of a valid token (itsdangerous or JSON Web Token), else ``None``."""
+        if _is_jwt(token):
+            return self._jwt_user(token)
         try:
             data = self.serializer.loads(token, max_age=self.ttl)
         except (BadSignature, SignatureExpired, ValueError):
             return None
         if not isinstance(data, dict):
             return None
-        user_id = data.get("u")
-        if not isinstance(user_id, str) or user_id not in self.users():
-            return None
-        if not hmac.compare_digest(str(data.get("p")), self._fingerprint(user_id)):
-            return None
-        return user_id
+        return self._current(data.get("u"), data.get("p"))
 
     def from_request(self) -> str | None:
         """The user of the request's ``Authorization`` header, or ``None``."""
@@ -251,10 +295,10 @@ class Authenticator:
                 found = self.oidc.authenticate(token)
                 if found is not None:
                     return self.oidc_user(found[0])
-            # openEO 1.x clients send "basic//<token>"; accept that form too
+            # openEO 1.x clients send "basic//<token>"; accept that form too (and, from 1.3
+            # on, the plain token)
             return self.verify_token(token.rsplit("/", 1)[-1])
         return None
-
 
     def oidc_user(self, user_id: str) -> str:
         """The user of a verified OpenID Connect token: anyone with ``oidc_auto_users``, else
@@ -263,6 +307,15 @@ class Authenticator:
             return user_id
         raise TokenInvalid(f"the token is valid, but {user_id} is no user of this server "
                            "(ask its operator to add the id to the users file)")
+
+
+def _is_jwt(token: str) -> bool:
+    """Whether ``token`` has the form of a JSON Web Token (a header naming its ``alg``; an
+    itsdangerous token's first part is its payload)."""
+    try:
+        return "alg" in jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        return False
 
 
 def basic_credentials(header: str) -> tuple[str, str] | None:
@@ -297,12 +350,31 @@ def request_user() -> str:
     else:
         user = auth.from_request()
         if user is None and "Authorization" not in request.headers:
-            raise Unauthorized("this request needs credentials: HTTP Basic, or the Bearer "
-                               "token of GET /auth/login")
+            raise Unauthorized(f"this request needs credentials: {login_hint()}")
         if user is None:
             raise InvalidCredentials("invalid credentials or expired token")
     g.tileserver_user = user
     return user
+
+
+def login_hint() -> str:
+    """How to log in, in the API version of the request: under an openEO 1.x base its
+    ``GET /credentials/basic`` (with the token form of that version), else 0.0.2's
+    ``GET /auth/login``."""
+    version = current_app.extensions.get(OPENEO_VERSIONS, {}).get(request.blueprint or "")
+    if version is None:
+        return "HTTP Basic, or the Bearer token of GET /auth/login"
+    login = f"GET {version.base}/credentials/basic"
+    if version.at_least("1.3.0"):
+        return (f"HTTP Basic, or a Bearer token: the access_token of {login} "
+                "(with HTTP Basic), sent as 'Authorization: Bearer <access_token>'")
+    return (f"HTTP Basic, or a Bearer token: the access_token of {login} "
+            "(with HTTP Basic), sent as 'Authorization: Bearer basic//<access_token>'")
+
+
+def issue_jwt(user_id: str) -> str:
+    """A JSON Web Token for ``user_id`` (see :meth:`Authenticator.issue_jwt`)."""
+    return _auth().issue_jwt(user_id)
 
 
 def is_public(path: str) -> bool:

@@ -25,15 +25,16 @@ def test_document_is_valid_openapi(doc):
 
 
 def test_every_rest_route_is_documented_and_nothing_else(small_app, doc):
-    # the openEO 1.2 dialect is described by the official openEO API document instead
+    # the openEO 1.2 and 1.3 dialects are described by the official openEO API documents
     other_versions = small_app.extensions["tileserver.versioned_blueprints"]
-    assert "openeo_v1" in other_versions
+    assert {"openeo_v1", "openeo_v1_3"} <= other_versions
     routes: dict[str, set[str]] = {}
     for rule in small_app.url_map.iter_rules():
         if rule.endpoint == "static" or NOT_REST.match(rule.rule):
             continue
         if rule.endpoint.split(".")[0] in other_versions:
-            assert rule.rule.startswith(("/openeo/1.2/", "/.well-known/")), rule.rule
+            assert rule.rule.startswith(("/openeo/1.2/", "/openeo/1.3/", "/.well-known/")), \
+                rule.rule
             continue
         methods = {m.lower() for m in rule.methods} - {"head", "options"}
         routes.setdefault(openapi_path(rule.rule), set()).update(methods)

@@ -1,6 +1,7 @@
 """The official ``openeo`` Python client drives a real ``tileserver serve`` (gunicorn) over
-HTTP through the 1.2 API, from the bare root URL; values are compared with plain rasterio +
-numpy references computed here."""
+HTTP, from the bare root URL (where it picks openEO 1.3, the newest production version), and
+through 1.2 at its base (connect, basic auth, sync result, batch job, services: the last
+section); values are compared with plain rasterio + numpy references computed here."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import requests
 from numpy.testing import assert_allclose
 from openeo.api.process import Parameter
 from openeo.rest import OpenEoApiError
+from openeo.rest.auth.auth import BearerAuth
 from owslib.wmts import WebMapTileService
 from rasterio.io import MemoryFile
 
@@ -82,10 +84,12 @@ def load(con, bands=("B04", "B08")):
 # -- discovery, auth, collections ------------------------------------------------------
 
 
-def test_bare_root_finds_the_12_api(server):
+def test_bare_root_finds_the_13_api(server):
     con = openeo.connect(server)
-    assert con.root_url.rstrip("/").endswith("/openeo/1.2")
-    assert con.capabilities().api_version() == "1.2.0"
+    assert con.root_url.rstrip("/").endswith("/openeo/1.3")
+    assert con.capabilities().api_version() == "1.3.0"
+    links = {link["rel"]: link for link in con.capabilities().capabilities["links"]}
+    assert links["web-editor"]["href"].startswith("https://editor.openeo.org/?server=")
     assert {"XYZ", "WMTS"} <= set(con.list_service_types())
     assert "GTiff" in con.list_output_formats()
     with pytest.raises(OpenEoApiError) as err:
@@ -714,3 +718,77 @@ def test_single_user_mode_needs_no_authentication(tmp_path, small_catalog):
         job = load(con).ndvi().reduce_dimension(dimension="t", reducer="min").create_job()
         assert job.status() == "created"
         assert [j["id"] for j in con.list_jobs()] == [job.job_id]
+
+
+# -- openEO 1.2 at its base, beside 1.3 ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def con12(server):
+    connection = openeo.connect(f"{server}/openeo/1.2")
+    connection.authenticate_basic("alice", PASSWORDS["alice"])
+    return connection
+
+
+def test_12_connect_and_authenticate_basic(server, con12):
+    assert con12.capabilities().api_version() == "1.2.0"
+    assert "web-editor" not in {link["rel"] for link in con12.capabilities().capabilities["links"]}
+    assert con12.describe_account()["user_id"] == "alice"
+    anonymous = openeo.connect(f"{server}/openeo/1.2")
+    with pytest.raises(OpenEoApiError) as err:
+        anonymous.describe_account()
+    assert err.value.http_status_code == 401
+    assert "GET /openeo/1.2/credentials/basic" in err.value.message
+
+
+def test_13_basic_token_is_a_plain_bearer_json_web_token(server):
+    """The client sends ``basic//<token>`` in 1.3 too; the token alone (a JWT) works as
+    well, as a 1.3 client without the openEO-specific form would send it."""
+    login = requests.get(f"{server}/openeo/1.3/credentials/basic",
+                         auth=("alice", PASSWORDS["alice"]), timeout=60).json()
+    assert login["access_token"].count(".") == 2
+    con = openeo.connect(server)
+    con.auth = BearerAuth(bearer=login["access_token"])
+    assert con.describe_account()["user_id"] == "alice"
+    assert con.list_jobs() is not None
+
+
+def test_12_sync_result(con12, small_catalog, tmp_path):
+    path = tmp_path / "ndvi12.tif"
+    load(con12).ndvi().reduce_dimension(dimension="t", reducer="min").download(
+        path, format="GTiff")
+    data, stack = reference(small_catalog, path)
+    assert_same(data[0], reduce_t(ndvi(stack[:, 0], stack[:, 1]), np.nanmin))
+
+
+def test_12_and_13_batch_jobs(con, con12, small_catalog, tmp_path):
+    """One batch job through each version; each sees the other's (one store)."""
+    for connection in (con12, con):
+        cube = load(connection).ndvi().reduce_dimension(dimension="t", reducer="max")
+        job = cube.create_job(out_format="GTiff", title=f"ndvi max {connection.root_url}")
+        job.start_and_wait(max_poll_interval=1, connection_retry_interval=1,
+                           print=lambda *a: None)
+        assert job.status() == "finished"
+        (path,) = [p for p in job.get_results().download_files(tmp_path / job.job_id)
+                   if p.suffix == ".tif"]
+        data, stack = reference(small_catalog, path)
+        assert_same(data[0], reduce_t(ndvi(stack[:, 0], stack[:, 1]), np.nanmax))
+        meta = job.describe()
+        if connection is con:  # 1.3: the timestamps of the run
+            assert meta["created"] <= meta["queued"] <= meta["started"] <= meta["updated"]
+            props = job.get_results().get_metadata()["properties"]
+            assert props["started"] == meta["started"]
+        else:
+            assert "queued" not in meta and "started" not in meta
+        other = con if connection is con12 else con12
+        assert job.job_id in {j["id"] for j in other.list_jobs()}
+        job.delete()
+
+
+def test_12_xyz_service(con12):
+    cube = load(con12).ndvi().reduce_dimension(dimension="t", reducer="min")
+    service = cube.tiled_viewing_service(type="XYZ", title="ndvi tiles 1.2")
+    meta = service.describe_service()
+    tile = requests.get(meta["url"].format(z=14, x=8602, y=5826), timeout=60)
+    assert tile.status_code == 200 and tile.content.startswith(b"\x89PNG")
+    service.delete_service()

@@ -295,6 +295,50 @@ def test_patching_a_finished_job_discards_its_results(apps):
         "finished"
 
 
+def test_openeo_1_3_shows_the_job_timestamps_and_the_stacktrace_of_a_failure(apps):
+    """openEO 1.3: ``queued``, ``started`` and ``unpublished`` in the job metadata and the
+    STAC results, the failure's ``stacktrace`` in its log entry; 1.2 answers as before."""
+    v12, v13 = "/openeo/1.2", "/openeo/1.3"
+    client = apps().test_client()
+    job_id = create_job(client, ndvi_graph("min_time"))
+    fresh = client.get(f"{v13}/jobs/{job_id}").get_json()
+    assert (fresh["queued"], fresh["started"], fresh["unpublished"]) == (None, None, None)
+    assert client.post(f"{v13}/jobs/{job_id}/results").status_code == 202
+    assert wait_job(client, job_id, status_is("finished", "error"))["status"] == "finished"
+    job = client.get(f"{v13}/jobs/{job_id}").get_json()
+    assert job["created"] <= job["queued"] <= job["started"] <= job["updated"], job
+    assert job["unpublished"] is None
+    assert not {"queued", "started", "unpublished"} & set(client.get(f"{v12}/jobs/{job_id}")
+                                                          .get_json())
+    props = client.get(f"{v13}/jobs/{job_id}/results").get_json()["properties"]
+    assert {k: props[k] for k in ("created", "updated", "queued", "started")} == {
+        k: job[k] for k in ("created", "updated", "queued", "started")}
+    old_props = client.get(f"{v12}/jobs/{job_id}/results").get_json()["properties"]
+    assert "queued" not in old_props and "started" not in old_props
+    # a new graph discards the results: the time is the job's "unpublished"
+    client.patch(f"/jobs/{job_id}", json={"process_graph": ndvi_graph("max_time")})
+    job = client.get(f"{v13}/jobs/{job_id}").get_json()
+    assert job["status"] == "created" and job["unpublished"] >= props["started"]
+    assert job["queued"] is None and job["started"] is None
+    # a failure: its log entry has the stacktrace in 1.3
+    failing = create_job(client, ndvi_graph(None, ("2019-01-01", "2019-01-31")))
+    assert client.post(f"{v13}/jobs/{failing}/results").status_code == 202
+    error = wait_job(client, failing, status_is("finished", "error"))["error"]
+    logs = client.get(f"{v13}/jobs/{failing}/logs").get_json()["logs"]
+    (entry,) = [e for e in logs if e["level"] == "error"]
+    assert entry["message"] == error and entry["stacktrace"].startswith("Traceback")
+    assert "no acquisition" in entry["stacktrace"]
+    assert all("stacktrace" not in e for e in logs if e is not entry)
+    old_logs = client.get(f"{v12}/jobs/{failing}/logs").get_json()["logs"]
+    assert all("stacktrace" not in e for e in old_logs)
+    assert [e["message"] for e in old_logs] == [e["message"] for e in logs]
+    # queued again: a new queued time, and it fails the same way once more
+    assert client.post(f"{v13}/jobs/{failing}/results").status_code == 202
+    again = wait_job(client, failing, status_is("error"))
+    assert client.get(f"{v13}/jobs/{failing}").get_json()["queued"] is not None
+    assert again["error"] == error
+
+
 def test_pause_keeps_blocks_and_queue_resumes(apps):
     app = apps(batch_block_size=128, batch_inflight=1)  # 16 blocks, one at a time
     client = app.test_client()

@@ -369,7 +369,14 @@ def test_user_defined_processes_are_stored_per_user(users_app):
     for bad in ({}, {"process_graph": {"a": {"arguments": {}}}},
                 {"process_graph": {"a": {"process_id": "add", "arguments": {}}}}):
         assert c.put(f"{V1}/process_graphs/twice", json=bad, headers=alice).status_code == 400
-    assert c.put(f"{V1}/process_graphs/no-dash", json=udp, headers=alice).status_code == 400
+    for bad_id in ("no.dot", "-dash-first", "x" * 129):
+        resp = c.put(f"{V1}/process_graphs/{bad_id}", json=udp, headers=alice)
+        assert resp.status_code == 400 and resp.json["code"] == "BadRequest", bad_id
+    # the ids of the openEO compliance suite: uuid4 with dashes
+    suite_id = "0b5a6e58-3f1e-4c57-9d5e-2f0f6d1f4a7b"
+    assert c.put(f"{V1}/process_graphs/{suite_id}", json=udp, headers=alice).status_code == 200
+    assert c.get(f"{V1}/process_graphs/{suite_id}", headers=alice).json["id"] == suite_id
+    assert c.delete(f"{V1}/process_graphs/{suite_id}", headers=alice).status_code == 204
     renamed = {**udp, "id": "other"}  # the path names it
     assert c.put(f"{V1}/process_graphs/twice", json=renamed, headers=alice).status_code == 200
     assert c.get(f"{V1}/process_graphs/twice", headers=alice).json["id"] == "twice"

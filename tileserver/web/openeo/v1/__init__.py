@@ -1,5 +1,5 @@
 """The openEO API 1.x dialect, mounted once per version of :data:`~.versions.VERSIONS` (1.2
-under ``/openeo/1.2/``), and ``/.well-known/openeo`` at the root.
+under ``/openeo/1.2/``, 1.3 under ``/openeo/1.3/``), and ``/.well-known/openeo`` at the root.
 
 Every route of the dialect is in :data:`ROUTES`, with the :class:`~.versions.Gate` of the
 versions that have it; each version's blueprint gets the routes its gate admits (the
@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from flask import Blueprint, Flask
 
 from tileserver.web.openeo.v1 import capabilities, catalog, files, processing, services, udp
-from tileserver.web.openeo.v1.versions import EVERY, SERVED, VERSIONS, ApiVersion, Gate
+from tileserver.web.openeo.v1.versions import EVERY, SERVED, V1_3, VERSIONS, ApiVersion, Gate
 
 wellknown = Blueprint("openeo_wellknown", __name__)
 wellknown.add_url_rule("/.well-known/openeo", view_func=capabilities.well_known)
@@ -77,6 +77,7 @@ ROUTES: list[Route] = [Route(*row) for row in [
     ("/files/<path:path>", GET, files.get_file, False),
     ("/files/<path:path>", PUT, files.put_file, False),
     ("/files/<path:path>", DELETE, files.delete_file, False),
+    ("/processing_parameters", GET, capabilities.processing_parameters, True, Gate(since=V1_3)),
 ]]
 
 

@@ -20,6 +20,28 @@ def process_graph(body: dict) -> dict:
     return graph
 
 
+def own_process_graph(body: dict) -> dict:
+    """The ``process_graph`` of a body that is a process itself (``PUT
+    /process_graphs/{id}``, ``POST /validation``: the 1.x ``process_graph_with_metadata``,
+    with ``process_graph`` at the top level), or :class:`ProcessGraphMissing` naming that
+    field (and saying so when the body is one node, as the JS client's ``setUserProcess``
+    sends a builder node, or wraps the process in ``process``)."""
+    if "process_graph" not in body:
+        hint = ""
+        if "process_id" in body or "arguments" in body:
+            hint = (" (this body is one node, with 'process_id' and 'arguments': put the "
+                    "nodes in 'process_graph', keyed by node id)")
+        elif isinstance(body.get("process"), dict) and "process_graph" in body["process"]:
+            hint = " (not inside 'process': this body is the process itself)"
+        raise ProcessGraphMissing("the request needs 'process_graph': {...} at the top level "
+                                  f"of the body{hint}", locator="process_graph")
+    graph = body["process_graph"]
+    if not isinstance(graph, dict) or not graph:
+        raise ProcessGraphMissing("'process_graph' must be a non-empty object",
+                                  locator="process_graph")
+    return graph
+
+
 def check_nodes(graph: dict) -> None:
     """The structure of a stored process's flat graph (TileserverError when wrong)."""
     for node_id, node in graph.items():

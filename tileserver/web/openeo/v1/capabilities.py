@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from flask import Flask, current_app, jsonify
 
 from tileserver import __version__
 from tileserver.jobs.services import OPENEO_V1_SERVICES
 from tileserver.render import formats
-from tileserver.web.auth import Authenticator, basic_login
-from tileserver.web.common import current_user, external_url
-from tileserver.web.openeo.v1.versions import current, served
+from tileserver.web.auth import Authenticator, basic_login, issue_jwt
+from tileserver.web.common import current_user, external_url, runtime
+from tileserver.web.openeo.v1.versions import V1_3, current, served
 
 SERVICE_CONFIGURATION = {
     "colormap": {"type": "string", "default": "viridis",
@@ -18,6 +20,9 @@ SERVICE_CONFIGURATION = {
               "description": "[min, max] of the values mapped to the colour map"},
 }
 SERVICE_DESCRIPTIONS = OPENEO_V1_SERVICES
+#: The openEO Web Editor that the 1.3 ``web-editor`` link opens on this back-end (``{url}``:
+#: the version's base URL, quoted); the configuration key ``web_editor_url`` replaces it.
+WEB_EDITOR_URL = "https://editor.openeo.org/?server={url}"
 
 
 def well_known():
@@ -45,8 +50,28 @@ def endpoints() -> list[dict]:
     return [{"path": p, "methods": sorted(m)} for p, m in sorted(methods.items())]
 
 
+def _web_editor_link() -> dict:
+    """The 1.3 ``web-editor`` link: the openEO Web Editor connected to this version."""
+    template = runtime().settings.extra.get("web_editor_url") or WEB_EDITOR_URL
+    href = template.format(url=quote(external_url(".index"), safe=""))
+    return {"rel": "web-editor", "href": href, "type": "text/html",
+            "title": "openEO Web Editor"}
+
+
 def index():
-    """The capabilities of the request's 1.x version."""
+    """The capabilities of the request's 1.x version (1.3 adds the ``web-editor`` link;
+    ``type`` and ``conformsTo``, required from 1.3 on, are there in every version)."""
+    links = [
+        {"rel": "self", "href": external_url(".index"), "type": "application/json"},
+        {"rel": "version-history", "href": external_url("openeo_wellknown.well_known"),
+         "type": "application/json"},
+        {"rel": "data", "href": external_url(".collections"),
+         "type": "application/json"},
+        {"rel": "conformance", "href": external_url(".conformance"),
+         "type": "application/json"},
+    ]
+    if current().at_least(V1_3):
+        links.append(_web_editor_link())
     return jsonify({
         "api_version": current().number,
         "backend_version": __version__,
@@ -59,15 +84,7 @@ def index():
         "production": True,
         "conformsTo": current().conformance,
         "endpoints": endpoints(),
-        "links": [
-            {"rel": "self", "href": external_url(".index"), "type": "application/json"},
-            {"rel": "version-history", "href": external_url("openeo_wellknown.well_known"),
-             "type": "application/json"},
-            {"rel": "data", "href": external_url(".collections"),
-             "type": "application/json"},
-            {"rel": "conformance", "href": external_url(".conformance"),
-             "type": "application/json"},
-        ],
+        "links": links,
     })
 
 
@@ -113,9 +130,19 @@ def udf_runtimes():
     return jsonify(runtimes_v1())
 
 
+def processing_parameters():
+    """The Processing Parameters extension (1.3): the extra parameters of ``POST /result``,
+    ``POST /jobs`` and ``POST /services``; this back-end takes none."""
+    return jsonify({"create_job_parameters": [], "create_synchronous_parameters": [],
+                    "create_service_parameters": [], "links": []})
+
+
 def credentials_basic():
-    """HTTP Basic in, ``{"access_token"}`` out (sent back as ``Bearer basic//<token>``)."""
-    _user, token = basic_login()
+    """HTTP Basic in, ``{"access_token"}`` out: sent back as ``Bearer basic//<token>`` (1.2),
+    from 1.3 on a JSON Web Token that is also accepted as a plain ``Bearer <token>``."""
+    user, token = basic_login()
+    if current().at_least(V1_3):
+        token = issue_jwt(user)
     return jsonify({"access_token": token})
 
 

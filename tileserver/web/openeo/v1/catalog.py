@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 from flask import jsonify, request
 from shapely.geometry import mapping
 
+from tileserver.errors import CollectionNotFound, TileserverError
+from tileserver.graph.specs import PROCESSES_VERSION, load_spec
 from tileserver.params import parse_iso_date as parse_date
 from tileserver.processes import supported_v1
-from tileserver.graph.specs import load_spec
-from tileserver.errors import CollectionNotFound, TileserverError
 from tileserver.web.common import external_url, runtime
 from tileserver.web.openeo.v1.serializers import collection_json
+from tileserver.web.openeo.v1.versions import V1_3, current
 
 
 def _collection(product) -> dict:
@@ -149,5 +150,9 @@ def process_descriptions() -> list[dict]:
 
 
 def processes():
-    """The processes (``GET /processes``)."""
-    return jsonify({"processes": process_descriptions(), "links": []})
+    """The processes (``GET /processes``; from openEO 1.3 on with the ``version`` of the
+    openeo-processes set)."""
+    body = {"processes": process_descriptions(), "links": []}
+    if current().at_least(V1_3):
+        body["version"] = PROCESSES_VERSION
+    return jsonify(body)

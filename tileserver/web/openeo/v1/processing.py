@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 from flask import jsonify, request
 
@@ -18,8 +19,9 @@ from tileserver.web.common import (
     runtime,
 )
 from tileserver.web.errors import v1_body, v1_code
-from tileserver.web.openeo.v1.bodies import check_nodes, process_graph
+from tileserver.web.openeo.v1.bodies import check_nodes, own_process_graph, process_graph
 from tileserver.web.openeo.v1.serializers import job_json, log_json
+from tileserver.web.openeo.v1.versions import V1_3, current
 
 
 def parse_process(body: dict):
@@ -28,13 +30,23 @@ def parse_process(body: dict):
 
 
 def result():
-    """Evaluate synchronously and return the file of ``save_result``'s format."""
+    """Evaluate synchronously and return the file of ``save_result``'s format (from openEO
+    1.3 on with an ``OpenEO-Identifier`` header naming the request)."""
     body = json_body()
     done, value = jobs.compute_value(runtime(), process_graph(body), current_user())
     if done:  # array processes only (the openEO process tests): their value as JSON
-        return jsonify(value)
-    graph, output = parse_process(body)
-    return result_file(jobs.execute(runtime(), current_user(), graph, output), graph.notes)
+        resp = jsonify(value)
+    else:
+        graph, output = parse_process(body)
+        resp = result_file(jobs.execute(runtime(), current_user(), graph, output),
+                           graph.notes)
+    if current().at_least(V1_3):
+        resp.headers["OpenEO-Identifier"] = uuid.uuid4().hex
+    return resp
+
+
+def _v13() -> bool:
+    return current().at_least(V1_3)
 
 
 def validation():
@@ -42,7 +54,7 @@ def validation():
     ``{"errors": [...]}``, empty when it is valid (a missing graph is one of the errors)."""
     body = json_body()
     try:
-        graph = process_graph({"process": body})
+        graph = own_process_graph(body)
         if isinstance(body.get("parameters"), list) and body["parameters"]:
             # a process with parameters (the client validates a user-defined process
             # before storing it): they are bound where it is called
@@ -71,7 +83,8 @@ def _job_fields(body: dict, partial: bool = False) -> dict:
 def list_jobs():
     """The user's jobs."""
     user_jobs = runtime().store.list_jobs(current_user())
-    return jsonify({"jobs": [job_json(j, full=False) for j in user_jobs], "links": []})
+    return jsonify({"jobs": [job_json(j, full=False, times=_v13()) for j in user_jobs],
+                    "links": []})
 
 
 def create_job():
@@ -87,7 +100,7 @@ def _owned(job_id: str) -> dict:
 
 def get_job(job_id: str):
     """A job with its status and progress."""
-    return jsonify(job_json(_owned(job_id)))
+    return jsonify(job_json(_owned(job_id), times=_v13()))
 
 
 def patch_job(job_id: str):
@@ -148,15 +161,20 @@ def job_results(job_id: str):
         # the 1.2 document types it as a (nullable, in OpenAPI 3.0 terms) string; validators
         # with 3.1 semantics refuse null: the start of the range is the nominal time
         props["datetime"] = props["start_datetime"]
+    if _v13():  # every batch job timestamp, as in the job's metadata
+        meta = job_json(job, full=False, times=True)
+        props.update({k: meta[k] for k in ("created", "updated", "queued", "started",
+                                            "unpublished") if meta[k]})
     resp = jsonify(item)
     resp.headers["OpenEO-Costs"] = "0"  # no billing: the owner downloads for free
     return resp
 
 
 def job_logs(job_id: str):
-    """The job's log (``offset``: entries after that id; ``level``: the minimum level)."""
-    _owned(job_id)
-    entries = log_json(runtime().store.logs(job_id))
+    """The job's log (``offset``: entries after that id; ``level``: the minimum level;
+    from openEO 1.3 on the failure's entry has the ``stacktrace``)."""
+    job = _owned(job_id)
+    entries = log_json(runtime().store.logs(job_id), job if _v13() else None)
     offset = request.args.get("offset")
     if offset is not None and offset.isdigit():
         entries = [e for e in entries if int(e["id"]) > int(offset)]

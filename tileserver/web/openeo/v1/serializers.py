@@ -7,7 +7,7 @@ from typing import Any
 from rasterio.warp import transform_bounds
 
 from tileserver.jobs import lifecycle
-from tileserver.jobs.store import iso
+from tileserver.jobs.store import STACKTRACE, iso, job_times
 
 #: STAC version of the collections and of the API's catalog fields.
 STAC_VERSION = "1.0.0"
@@ -61,8 +61,10 @@ def collection_json(product, links: list[dict]) -> dict[str, Any]:
     }
 
 
-def job_json(job: dict, full: bool = True) -> dict[str, Any]:
-    """A batch job (``GET /jobs/{id}`` with ``full``, an entry of ``GET /jobs`` without)."""
+def job_json(job: dict, full: bool = True, times: bool = False) -> dict[str, Any]:
+    """A batch job (``GET /jobs/{id}`` with ``full``, an entry of ``GET /jobs`` without);
+    ``times``: with the openEO 1.3 timestamps ``queued``, ``started`` and ``unpublished``
+    (``null`` until they happen)."""
     out: dict[str, Any] = {
         "id": job["job_id"],
         "title": job.get("title"),
@@ -71,6 +73,8 @@ def job_json(job: dict, full: bool = True) -> dict[str, Any]:
         "created": iso(job["submitted"]),
         "updated": iso(job["updated"]),
     }
+    if times:
+        out.update(job_times(job))
     if job["status"] in lifecycle.V1_WITH_PROGRESS:
         out["progress"] = round(float(job.get("progress") or 0.0), 1)
     if full:
@@ -78,10 +82,19 @@ def job_json(job: dict, full: bool = True) -> dict[str, Any]:
     return out
 
 
-def log_json(entries: list[dict]) -> list[dict]:
-    """Job log entries with ids (their position) and 1.x levels."""
-    return [{"id": str(i), "level": LOG_LEVELS.get(e["level"], e["level"]),
-             "message": e["message"], "time": e["time"]} for i, e in enumerate(entries)]
+def log_json(entries: list[dict], job: dict | None = None) -> list[dict]:
+    """Job log entries with ids (their position) and 1.x levels. With the ``job`` (openEO
+    1.3), the entry of its failure carries the ``stacktrace`` of that failure; the others
+    have none (the field is left out)."""
+    out = [{"id": str(i), "level": LOG_LEVELS.get(e["level"], e["level"]),
+            "message": e["message"], "time": e["time"]} for i, e in enumerate(entries)]
+    trace = ((job or {}).get("extra") or {}).get(STACKTRACE)
+    if trace and job is not None and job.get("error"):
+        failure = next((e for e in reversed(out)
+                        if e["level"] == "error" and e["message"] == job["error"]), None)
+        if failure is not None:
+            failure["stacktrace"] = trace
+    return out
 
 
 def file_json(info) -> dict[str, Any]:

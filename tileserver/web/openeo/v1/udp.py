@@ -14,10 +14,11 @@ from flask import jsonify
 
 from tileserver.errors import TileserverError
 from tileserver.web.common import current_user, json_body, runtime
-from tileserver.web.openeo.v1.bodies import check_nodes, process_graph
+from tileserver.web.openeo.v1.bodies import check_nodes, own_process_graph
 
-#: openEO's pattern of process ids.
-PROCESS_ID = re.compile(r"^\w{1,128}$")
+#: Ids of user-defined processes: openEO's pattern of process ids (``\w+``), plus dashes
+#: (the openEO compliance suite stores its processes under uuid4 ids with dashes).
+PROCESS_ID = re.compile(r"^\w[\w-]{0,127}$")
 #: The fields of a process that ``GET /process_graphs`` lists (the graph comes by id).
 SUMMARY_FIELDS = ("id", "summary", "description", "categories", "parameters", "returns",
                   "deprecated", "experimental")
@@ -26,7 +27,7 @@ SUMMARY_FIELDS = ("id", "summary", "description", "categories", "parameters", "r
 def _check_id(process_graph_id: str) -> str:
     if not PROCESS_ID.match(process_graph_id):
         raise TileserverError(f"process graph id {process_graph_id[:64]!r} must be letters, "
-                              "digits and underscores", locator="process_graph_id")
+                              "digits, underscores and dashes", locator="process_graph_id")
     return process_graph_id
 
 
@@ -46,7 +47,7 @@ def put_udp(process_graph_id: str):
     """Store or replace a process (its ``id`` is the one of the path, whatever the body's)."""
     _check_id(process_graph_id)
     body = json_body()
-    graph = process_graph({"process": body})
+    graph = own_process_graph(body)
     check_nodes(graph)
     if not isinstance(body.get("parameters", []), list):
         raise TileserverError("'parameters' must be an array", locator="parameters")

@@ -8,10 +8,15 @@ list (built from the URL map) is right by construction. A view that answers diff
 one version asks :func:`current`; URLs to sibling routes are built with a relative endpoint
 (``url_for(".get_job")``) and so stay in the request's version.
 
-Adding openEO 1.3 is one row here, e.g. ``ApiVersion("1.3.0", "openeo_v1_3",
-"/openeo/1.3")``, plus its real differences: ``Gate(since="1.3.0")`` on routes it adds,
-``Gate(until="1.3.0")`` on routes it drops, ``current().at_least("1.3.0")`` in a view whose
-answer changes.
+A version is one row here plus its real differences: ``Gate(since=...)`` on routes it adds,
+``Gate(until=...)`` on routes it drops, ``current().at_least(...)`` in a view whose answer
+changes. openEO 1.3 (:data:`V1_3`) answers as 1.2 does except where a view asks
+``current().at_least(V1_3)``: the ``web-editor`` link of ``GET /``, ``version`` in ``GET
+/processes``, ``OpenEO-Identifier`` on ``POST /result``, ``stacktrace`` in log entries, the
+``queued``/``started``/``unpublished`` job timestamps (metadata and STAC results), a JSON Web
+Token from ``GET /credentials/basic`` and the 401 message naming it; and it has one route
+more, ``GET /processing_parameters`` (``Gate(since=V1_3)``, the Processing Parameters
+extension: this back-end takes no extra parameters, the lists are empty).
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from flask import current_app, request
 
 #: STAC API conformance of the collections endpoints (the same in every 1.x version).
 STAC_CONFORMANCE = "https://api.stacspec.org/v1.0.0/collections"
+#: The conformance class of the openEO Processing Parameters extension (served from 1.3 on).
+PROCESSING_PARAMETERS = "https://api.openeo.org/extensions/processing-parameters/0.1.0"
+#: The first version with the 1.3 additions (compare with ``current().at_least(V1_3)``).
+V1_3 = "1.3.0"
 
 
 def _key(number: str) -> tuple[int, ...]:
@@ -44,15 +53,21 @@ class ApiVersion:
 
     @property
     def conformance(self) -> list[str]:
-        """The conformance classes (``conformsTo``)."""
-        return [f"https://api.openeo.org/{self.number}", STAC_CONFORMANCE]
+        """The conformance classes (``conformsTo``): from 1.3 on with the Processing
+        Parameters extension (``GET /processing_parameters``)."""
+        classes = [f"https://api.openeo.org/{self.number}", STAC_CONFORMANCE]
+        if self.at_least(V1_3):
+            classes.append(PROCESSING_PARAMETERS)
+        return classes
 
 
 #: Every openEO 1.x version served, oldest first.
 VERSIONS: tuple[ApiVersion, ...] = (
     ApiVersion("1.2.0", "openeo_v1", "/openeo/1.2"),
+    ApiVersion(V1_3, "openeo_v1_3", "/openeo/1.3"),
 )
-#: ``app.extensions`` key of the versions an app serves (``{blueprint name: ApiVersion}``).
+#: ``app.extensions`` key of the versions an app serves (``{blueprint name: ApiVersion}``;
+#: ``tileserver.web.auth.OPENEO_VERSIONS`` reads it without importing this package).
 SERVED = "tileserver.openeo_versions"
 
 
