@@ -13,7 +13,7 @@ from flask import g
 from tileserver import params
 from tileserver.errors import NotFound
 from tileserver.maps.served import ServedJob
-from tileserver.maps.tilematrix import get_tms
+from tileserver.maps.tilematrix import extent_in, get_tms
 from tileserver.web.conditional import PRIVATE_CACHE, conditional
 from tileserver.web.ogc.ogcapi.base import (
     CRS84,
@@ -80,6 +80,22 @@ def tilesets(collection_id: str):
     return document(doc, "generic.html", f"{served.title}: tilesets")
 
 
+def _limits(served: ServedJob, tms) -> list[tuple[str, int, int, int, int]]:
+    """The limits of the job's extent in the matrices where it spans one pixel or more
+    (the coarser ones have no tiles of their own to offer). The rows are the whole
+    matrix: every tile is answered (transparent outside the extent), and GDAL before 3.7
+    sizes a matrix whose rows are limited wrongly (it also fails on a matrix where the
+    extent is less than a pixel)."""
+    extent = extent_in(tms, *served.extent)
+    if extent is None:
+        return []
+    width, height = extent[2] - extent[0], extent[3] - extent[1]
+    return [(m, 0, matrix.matrix_height - 1, c0, c1)
+            for (m, _, _, c0, c1), matrix in zip(served.limits(tms) or [], tms.matrices,
+                                                 strict=True)
+            if width >= matrix.cell_size and height >= matrix.cell_size]
+
+
 @bp.get("/ogcapi/collections/<collection_id>/tiles/<tms_id>")
 def tileset(collection_id: str, tms_id: str):
     """A tileset's metadata: its matrix set, the limits of the job's extent, tile links."""
@@ -87,10 +103,9 @@ def tileset(collection_id: str, tms_id: str):
     name, tms = _tms(tms_id)
     doc = _tileset_summary(served, name)
     href = f"{root()}/collections/{served.identifier}/tiles/{name}"
-    limits = served.limits(tms) or []
     doc["tileMatrixSetLimits"] = [
         {"tileMatrix": m, "minTileRow": r0, "maxTileRow": r1, "minTileCol": c0,
-         "maxTileCol": c1} for m, r0, r1, c0, c1 in limits]
+         "maxTileCol": c1} for m, r0, r1, c0, c1 in _limits(served, tms)]
     times = served.time_values
     if times:
         doc["datetime"] = {"default": times[-1], "values": times}
@@ -125,7 +140,20 @@ def tile(collection_id: str, tms_id: str, z: str, row: str, col: str):
 
 @cache
 def _definition(name: str) -> dict:
-    return morecantile.tms.get(name).model_dump(mode="json", exclude_none=True)
+    """The 2D-TMS 2.0 definition, with the members of the 1.0 JSON encoding beside them
+    (``identifier``, ``supportedCRS``, ``boundingBox``, each matrix's ``identifier`` and
+    ``topLeftCorner``): GDAL before 3.7 reads only those."""
+    tms = morecantile.tms.get(name)
+    doc = tms.model_dump(mode="json", exclude_none=True)
+    crs = _crs_of(name)
+    left, bottom, right, top = tms.xy_bbox
+    doc.update({"type": "TileMatrixSetType", "identifier": name, "supportedCRS": crs,
+                "boundingBox": {"type": "BoundingBoxType", "crs": crs,
+                                "lowerCorner": [left, bottom], "upperCorner": [right, top]}})
+    for matrix in doc["tileMatrices"]:
+        matrix["identifier"] = matrix["id"]
+        matrix["topLeftCorner"] = matrix["pointOfOrigin"]
+    return doc
 
 
 @bp.get("/ogcapi/tileMatrixSets")
