@@ -47,7 +47,7 @@ _LOCATORS = {"scalesize": "width", "subset": "bbox", "time": "datetime"}
 
 def request_bbox(text: str | None, crs_text: str | None, served: ServedJob,
                  locator: str = "bbox"):
-    """``(bounds in x/y order, crs of a view)`` of ``bbox``/``bbox-crs`` (default CRS84);
+    """``(bounds in x/y order, crs of a view, crs as given)`` of ``bbox``/``bbox-crs`` (default CRS84);
     a CRS whose first axis is northing (EPSG:4326, EPSG:3035) takes its bbox in that order;
     no bbox: the collection's extent."""
     given = request_crs(crs_text or CRS84, f"{locator}-crs")
@@ -55,11 +55,11 @@ def request_bbox(text: str | None, crs_text: str | None, served: ServedJob,
     if text is None:
         bounds, native = served.extent
         return reproject_bounds(bounds, native, crs, InvalidParameterValue,
-                                f"{locator}-crs"), crs
+                                f"{locator}-crs"), crs, given
     box = params.bbox(text, locator)
     if axes_of(given)[1]:  # northing first
         box = (box[1], box[0], box[3], box[2])
-    return box, crs
+    return box, crs, given
 
 
 def _size(bounds, crs, served: ServedJob) -> tuple[int, int]:
@@ -113,9 +113,11 @@ def collection_map(collection_id: str):
     g.ogcapi_locators = _LOCATORS
     served = find_collection(collection_id)
     media_type = pick_format(MAP_FORMATS, "image/png")
-    bounds, bbox_crs = request_bbox(arg("bbox"), arg("bbox-crs"), served)
+    bounds, bbox_crs, given = request_bbox(arg("bbox"), arg("bbox-crs"), served)
     crs_text = arg("crs")
-    crs = grid_crs(request_crs(crs_text, "crs")) if crs_text else bbox_crs
+    if crs_text:
+        given = request_crs(crs_text, "crs")
+    crs = grid_crs(given)
     if crs != bbox_crs:
         bounds = reproject_bounds(bounds, bbox_crs, crs, InvalidParameterValue, "crs")
     width, height = _size(bounds, crs, served)
@@ -150,6 +152,6 @@ def collection_map(collection_id: str):
 
     resp = conditional(key, lambda: cached_answer(served.engine, ("map", key), produce),
                        PRIVATE_CACHE, stored=served.stored is not None)
-    resp.headers["Content-Crs"] = f"<{crs_uri(crs)}>"
+    resp.headers["Content-Crs"] = f"<{crs_uri(given)}>"
     resp.headers["Content-Bbox"] = ",".join(repr(float(v)) for v in bounds)
     return resp

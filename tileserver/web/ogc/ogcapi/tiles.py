@@ -81,19 +81,17 @@ def tilesets(collection_id: str):
 
 
 def _limits(served: ServedJob, tms) -> list[tuple[str, int, int, int, int]]:
-    """The limits of the job's extent in the matrices where it spans one pixel or more
-    (the coarser ones have no tiles of their own to offer). The rows are the whole
-    matrix: every tile is answered (transparent outside the extent), and GDAL before 3.7
-    sizes a matrix whose rows are limited wrongly (it also fails on a matrix where the
-    extent is less than a pixel)."""
+    """The matrices where the job's extent spans one pixel or more (the coarser ones have
+    no detail of their own to offer), each whole: every tile of a matrix is answered
+    (transparent outside the extent). GDAL before 3.7 reads limits narrower than the matrix
+    wrongly (rows: a wrong size; columns: tiles counted from the first limited column), and
+    fails on a matrix where the extent is less than a pixel."""
     extent = extent_in(tms, *served.extent)
     if extent is None:
         return []
     width, height = extent[2] - extent[0], extent[3] - extent[1]
-    return [(m, 0, matrix.matrix_height - 1, c0, c1)
-            for (m, _, _, c0, c1), matrix in zip(served.limits(tms) or [], tms.matrices,
-                                                 strict=True)
-            if width >= matrix.cell_size and height >= matrix.cell_size]
+    return [(m.identifier, 0, m.matrix_height - 1, 0, m.matrix_width - 1)
+            for m in tms.matrices if width >= m.cell_size and height >= m.cell_size]
 
 
 @bp.get("/ogcapi/collections/<collection_id>/tiles/<tms_id>")
