@@ -49,10 +49,6 @@ from tileserver.web.ogc.wcs_request import request_20
 COVERAGE_FORMATS = {"tiff": "image/tiff", "tif": "image/tiff", "geotiff": "image/tiff",
                     "png": "image/png", "netcdf": "application/netcdf",
                     "nc": "application/netcdf", "application/x-netcdf": "application/netcdf"}
-#: OGC API parameter (and the older camel-case names GDAL sends) -> WCS 2.0 KVP key.
-_SCALING = {"scale-size": ("SCALESIZE", "scaleSize"), "scale-factor": ("SCALEFACTOR",
-                                                                       "scaleFactor"),
-            "scale-axes": ("SCALEAXES", "scaleAxes")}
 #: Locators of the WCS parser -> OGC API parameters.
 _LOCATORS = {"subsettingcrs": "subset-crs", "outputcrs": "crs", "scalesize": "scale-size",
              "scalefactor": "scale-factor", "scaleaxes": "scale-axes",
@@ -136,10 +132,11 @@ def coverage_request(served: ServedJob, cov: Coverage) -> CoverageRequest:
                          "bbox-crs", labels[0]: "bbox", labels[1]: "bbox"})
     if out_crs is not None:
         pairs.append(("OUTPUTCRS", out_crs))
-    for name, (key, alias) in _SCALING.items():
-        value = arg(name, alias)
-        if value is not None:
-            pairs.append((key, value))
+    # (and the older camel-case names, which GDAL sends)
+    scaling = {"SCALESIZE": arg("scale-size", "scaleSize"),
+               "SCALEFACTOR": arg("scale-factor", "scaleFactor"),
+               "SCALEAXES": arg("scale-axes", "scaleAxes")}
+    pairs += [(key, value) for key, value in scaling.items() if value is not None]
     properties = arg("properties")
     if properties is not None:
         pairs.append(("RANGESUBSET", properties))
