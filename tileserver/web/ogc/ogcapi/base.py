@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from rasterio.crs import CRS
-
 from flask import Blueprint, Response, g, jsonify, render_template, request
+from rasterio.crs import CRS
 
 from tileserver import params
 from tileserver.errors import InvalidParameterValue, NotFound, TileserverError

@@ -47,9 +47,9 @@ _LOCATORS = {"scalesize": "width", "subset": "bbox", "time": "datetime"}
 
 def request_bbox(text: str | None, crs_text: str | None, served: ServedJob,
                  locator: str = "bbox"):
-    """``(bounds in x/y order, crs of a view, crs as given)`` of ``bbox``/``bbox-crs`` (default CRS84);
-    a CRS whose first axis is northing (EPSG:4326, EPSG:3035) takes its bbox in that order;
-    no bbox: the collection's extent."""
+    """``(bounds in x/y order, crs of a view, crs as given)`` of ``bbox``/``bbox-crs``
+    (default CRS84); a CRS whose first axis is northing (EPSG:4326, EPSG:3035) takes its
+    bbox in that order; no bbox: the collection's extent."""
     given = request_crs(crs_text or CRS84, f"{locator}-crs")
     crs = grid_crs(given)
     if text is None:
