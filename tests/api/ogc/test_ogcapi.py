@@ -192,6 +192,10 @@ def test_coverage_equals_the_wcs_coverage(api_app, c):
     ref, _ = wcs(c, job, ("SUBSET", 'time("2020-05-01","2020-05-12")'))
     assert both.shape[0] == ref.shape[0] >= 2
     np.testing.assert_array_equal(both, ref)
+    # a time subset with quoted date-times (their colons are not the interval's)
+    quoted, _ = read(c.get(f"/ogcapi/collections/{job}/coverage", query_string={
+        "subset": 'time("2020-05-01T00:00:00Z":"2020-05-12T23:59:59Z")'}).data)
+    np.testing.assert_array_equal(quoted, ref)
 
 
 def test_coverage_bbox_properties_crs_and_formats(api_app, c):

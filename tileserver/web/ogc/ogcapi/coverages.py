@@ -123,12 +123,12 @@ def coverage_request(served: ServedJob, cov: Coverage) -> CoverageRequest:
         if axes_of(given)[1]:  # northing first
             box = (box[1], box[0], box[3], box[2])
         pairs += [("SUBSETTINGCRS", "EPSG:4326" if is_crs84(given) else arg("bbox-crs")),
-                  ("SUBSET", f"x({box[0]!r},{box[2]!r})"),
-                  ("SUBSET", f"y({box[1]!r},{box[3]!r})")]
+                  ("SUBSET", f"X({box[0]!r},{box[2]!r})"),
+                  ("SUBSET", f"Y({box[1]!r},{box[3]!r})")]
         if out_crs is None:  # the coverage stays in its own CRS
             out_crs = crs_uri(cov.view.crs)
         labels = cov.axes[0]
-        locators.update({"subset": "bbox", "x": "bbox", "y": "bbox", "subsettingcrs":
+        locators.update({"subset": "bbox", "X": "bbox", "Y": "bbox", "subsettingcrs":
                          "bbox-crs", labels[0]: "bbox", labels[1]: "bbox"})
     if out_crs is not None:
         pairs.append(("OUTPUTCRS", out_crs))
@@ -137,6 +137,9 @@ def coverage_request(served: ServedJob, cov: Coverage) -> CoverageRequest:
                "SCALEFACTOR": arg("scale-factor", "scaleFactor"),
                "SCALEAXES": arg("scale-axes", "scaleAxes")}
     pairs += [(key, value) for key, value in scaling.items() if value is not None]
+    for key, name in (("SCALEAXES", "scale-axes"), ("SCALESIZE", "scale-size")):
+        if scaling[key] is not None:  # the WCS parser names the axis of a bad size
+            locators.update({"x": name, "y": name})
     properties = arg("properties")
     if properties is not None:
         pairs.append(("RANGESUBSET", properties))
