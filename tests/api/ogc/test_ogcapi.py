@@ -335,11 +335,13 @@ def _gdal_ogcapi() -> str:
 
 
 def gdal_read(url: str, api: str, tmp_path: Path, *options: str):
-    """The collection through GDAL's OGCAPI driver (``gdal_translate`` to a GeoTIFF)."""
+    """The collection through GDAL's OGCAPI driver (``gdal_translate`` to a GeoTIFF);
+    ``url``: a collection's URL, or a ``.moaw`` file (a workflow GDAL posts)."""
     tool = _gdal_ogcapi()
     out = tmp_path / f"{api.lower()}.tif"
+    source = url if url.endswith(".moaw") else f"OGCAPI:{url}"
     args = [tool, "-q", "-oo", f"API={api}", *(x for o in options for x in ("-oo", o)),
-            f"OGCAPI:{url}", str(out)]
+            source, str(out)]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False,
                           env={"PATH": "/usr/bin:/bin", "GDAL_HTTP_TIMEOUT": "120",
                                "CPL_VSIL_CURL_CACHE_SIZE": "0"})
@@ -406,6 +408,23 @@ def test_gdal_opens_the_tiles_and_its_pixels_are_the_wmts_tiles(api_app, server,
     y, x = row0 - (row0 // 256) * 256, col0 - (col0 // 256) * 256
     np.testing.assert_array_equal(got, mosaic[:, y:y + h, x:x + w])
     assert (got[3] > 0).mean() > 0.5
+
+
+def test_gdal_opens_an_openeo_workflow_as_a_collection(api_app, server, tmp_path):
+    """A ``.moaw`` file names the execution endpoint and holds the openEO graph: GDAL posts
+    it, follows the 303 to the lazy job's collection and reads its coverage."""
+    import json
+
+    c = api_app.test_client()
+    moaw = tmp_path / "ndvi.moaw"
+    moaw.write_text(json.dumps({
+        "process": f"{server.url}/ogcapi/processes/OpenEO/execution?response=collection",
+        "process_graph": v1_graph()}))
+    got, transform, _ = gdal_read(str(moaw), "COVERAGE", tmp_path)
+    sync, prof = read(c.post(f"{V1}/result",
+                             json={"process": {"process_graph": v1_graph()}}).data)
+    assert tuple(transform)[:6] == tuple(prof["transform"])[:6]
+    np.testing.assert_array_equal(got, sync)
 
 
 # -- OWSLib ------------------------------------------------------------------------------

@@ -74,9 +74,11 @@ def collections():
     return document(doc, "collections.html", "Collections")
 
 
-@bp.get("/ogcapi/collections/<collection_id>")
+@bp.route("/ogcapi/collections/<collection_id>", methods=["GET", "POST"])
 def collection(collection_id: str):
-    """One job as a collection."""
+    """One job as a collection. (POST: a client that sends its execution request again
+    after the 303 of ``response=collection``, as GDAL does with a ``.moaw`` file, gets the
+    collection too; the body is ignored.)"""
     served = find_collection(collection_id)
     return document(collection_doc(served), "collection.html", served.title)
 
