@@ -154,7 +154,7 @@ OGC_SOURCES = {"tileserver/web/ogc/wmts.py", "tileserver/web/ogc/wcs.py",
                "tileserver/web/ogc/xyz.py", "tileserver/web/ogc/tms.py",
                "tileserver/web/ogc/wcs_request.py",
                *(f"tileserver/web/ogc/ogcapi/{name}.py" for name in (
-                   "__init__", "base", "collections", "coverages", "maps", "processes",
+                   "__init__", "api", "base", "collections", "coverages", "maps", "processes",
                    "tiles"))}
 
 

@@ -442,6 +442,12 @@ def test_owslib_ogcapi_classes(api_app, server):
         cov.conformance()["conformsTo"]
     job = api_app.jobs["series"]
     assert set(api_app.jobs.values()) <= set(cov.coverages())
+    paths = cov.api()["paths"]  # the service-desc of the landing page
+    rules = {r.rule for r in api_app.url_map.iter_rules() if r.rule.startswith("/ogcapi/")}
+    assert len(paths) == len(rules) - 1  # all but /api itself
+    names = {p["name"] for p in paths["/collections/{collection_id}/coverage"]["get"][
+        "parameters"]}
+    assert {"subset", "scale-size", "properties", "datetime", "bbox"} <= names
     assert cov.collection(job)["id"] == job
     data = cov.coverage(job, subset={"E": (500_600, 501_400), "N": (5_096_000, 5_097_000)},
                         datetime="2020-05-11", properties=["ndvi"])

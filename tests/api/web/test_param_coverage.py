@@ -50,6 +50,7 @@ OGC_ROUTES = {
     "/ogcapi": "no parameters but f (KVP_PARAMS ogcapi-*: the same parser)",
     "/ogcapi/": "no parameters but f",
     "/ogcapi/conformance": "no parameters but f",
+    "/ogcapi/api": "no parameters",
     "/ogcapi/collections": "no parameters but f",
     "/ogcapi/collections/<collection_id>": "TILE_SEGMENTS (ogcapi-tile collection)",
     "/ogcapi/collections/<collection_id>/tiles": "TILE_SEGMENTS (ogcapi-tile collection)",

@@ -4,7 +4,7 @@ the blueprint, negotiation and collection lookup of :mod:`.base`."""
 
 from __future__ import annotations
 
-from tileserver.web.ogc.ogcapi import collections, coverages, maps, processes, tiles
+from tileserver.web.ogc.ogcapi import api, collections, coverages, maps, processes, tiles
 from tileserver.web.ogc.ogcapi.base import bp
 
-__all__ = ["bp", "collections", "coverages", "maps", "processes", "tiles"]
+__all__ = ["api", "bp", "collections", "coverages", "maps", "processes", "tiles"]

@@ -40,7 +40,7 @@ _WORKFLOWS = "http://www.opengis.net/spec/ogcapi-processes-3/0.0/conf/"
 
 #: The conformance classes implemented here (``/ogcapi/conformance``).
 CONFORMANCE = [
-    *(_COMMON + c for c in ("core", "landing-page", "json", "html")),
+    *(_COMMON + c for c in ("core", "landing-page", "json", "html", "oas30")),
     "http://www.opengis.net/spec/ogcapi-common-2/1.0/conf/collections",
     *(_TILES + c for c in ("core", "tileset", "tilesets-list", "geodata-tilesets", "png",
                            "jpeg", "tiff")),

@@ -45,6 +45,8 @@ def landing():
                        "graphs executed through OGC API - Processes.",
         "links": [
             *self_links(f"{top}/", "this document"),
+            link(f"{top}/api", "service-desc",
+                 "application/vnd.oai.openapi+json;version=3.0", "The API definition"),
             link(f"{top}/conformance", "conformance", JSON, "Conformance classes"),
             link(f"{top}/conformance",
                  "http://www.opengis.net/def/rel/ogc/1.0/conformance", JSON,
