@@ -340,9 +340,12 @@ def gdal_read(url: str, api: str, tmp_path: Path, *options: str):
     tool = _gdal_ogcapi()
     out = tmp_path / f"{api.lower()}.tif"
     source = url if url.endswith(".moaw") else f"OGCAPI:{url}"
-    args = [tool, "-q", "-oo", f"API={api}", *(x for o in options for x in ("-oo", o)),
-            source, str(out)]
+    # CACHE=NO: GDAL's WMS cache (./gdalwmscache, keyed by URL) would answer a server on a
+    # port reused from an earlier run with that run's pixels
+    args = [tool, "-q", "-oo", f"API={api}", "-oo", "CACHE=NO",
+            *(x for o in options for x in ("-oo", o)), source, str(out)]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False,
+                          cwd=tmp_path,
                           env={"PATH": "/usr/bin:/bin", "GDAL_HTTP_TIMEOUT": "120",
                                "CPL_VSIL_CURL_CACHE_SIZE": "0"})
     assert proc.returncode == 0, proc.stderr[-2000:]
