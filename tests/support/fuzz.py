@@ -52,6 +52,8 @@ _QUERY_READS = [
     r"_required\(params,\s*[\"'](\w+)[\"']",
     r"\bparams\.get\(\s*[\"'](\w+)[\"']",
     r"_float_arg\(\s*[\"'](\w+)[\"']",
+    # OGC API (tileserver/web/ogc/ogcapi): arg("name", "alias"...)
+    r"\barg\(\s*[\"']([^\"']+)[\"']",
 ]
 
 

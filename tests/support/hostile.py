@@ -64,6 +64,38 @@ KVP_PARAMS = [
     ("wcs10", "TIME", "2020-05-01/{}", {"time"}),
     ("wcs10", "BAND", "{}", {"band", "rangesubset"}),
     ("wcs10", "PARAMETER", "{}", {"parameter", "rangesubset"}),
+    # OGC API (/ogcapi/collections/{id}/map, /coverage, /tiles/..., /processes/.../execution)
+    ("ogcapi-map", "BBOX", "{},5099360,500640,5100000", {"bbox"}),
+    ("ogcapi-map", "BBOX", "500000,5099360,500640,{}", {"bbox"}),
+    ("ogcapi-map", "BBOX", "{}", {"bbox"}),
+    ("ogcapi-map", "BBOX-CRS", "{}", {"bbox-crs", "bbox"}),
+    ("ogcapi-map", "CRS", "{}", {"crs"}),
+    ("ogcapi-map", "WIDTH", "{}", {"width"}),
+    ("ogcapi-map", "HEIGHT", "{}", {"height"}),
+    ("ogcapi-map", "DATETIME", "{}", {"datetime"}),
+    ("ogcapi-map", "DATETIME", "2020-05-01/{}", {"datetime"}),
+    ("ogcapi-map", "TRANSPARENT", "{}", {"transparent"}),
+    ("ogcapi-map", "BGCOLOR", "{}", {"bgcolor"}),
+    ("ogcapi-map", "F", "{}", {"f"}),
+    ("ogcapi-coverage", "SUBSET", "E({}:500640)", {"subset", "E"}),
+    ("ogcapi-coverage", "SUBSET", "N(5099360:{}),E(500000:500640)", {"subset", "N"}),
+    ("ogcapi-coverage", "SUBSET", "{}", {"subset", "E"}),
+    ("ogcapi-coverage", "SUBSET-CRS", "{}", {"subset-crs"}),
+    ("ogcapi-coverage", "BBOX", "{},46.04,9.01,46.05", {"bbox"}),
+    ("ogcapi-coverage", "BBOX", "{}", {"bbox"}),
+    ("ogcapi-coverage", "BBOX-CRS", "{}", {"bbox-crs", "bbox"}),
+    ("ogcapi-coverage", "CRS", "{}", {"crs"}),
+    ("ogcapi-coverage", "SCALE-SIZE", "E({}),N(8)", {"scale-size", "x"}),
+    ("ogcapi-coverage", "SCALE-SIZE", "{}", {"scale-size", "x"}),
+    ("ogcapi-coverage", "SCALE-FACTOR", "{}", {"scale-factor"}),
+    ("ogcapi-coverage", "SCALE-AXES", "E({}),N(2)", {"scale-axes", "x", "scale-factor"}),
+    ("ogcapi-coverage", "PROPERTIES", "{}", {"properties"}),
+    ("ogcapi-coverage", "DATETIME", "{}", {"datetime"}),
+    ("ogcapi-coverage", "DATETIME", "{}/2020-05-21", {"datetime"}),
+    ("ogcapi-coverage", "F", "{}", {"f"}),
+    ("ogcapi-tiles", "DATETIME", "{}", {"datetime"}),
+    ("ogcapi-tiles", "F", "{}", {"f"}),
+    ("ogcapi-execute", "RESPONSE", "{}", {"response"}),
 ]
 
 
@@ -84,6 +116,11 @@ TILE_SEGMENTS = [
     ("tms", "z", {"z", "y", "tilematrix", "tilerow", "tilecol"}),
     ("tms", "x", {"x", "tilecol"}),
     ("tms", "y", {"y", "tilerow"}),
+    ("ogcapi-tile", "collection", {"collectionId"}),
+    ("ogcapi-tile", "tms", {"tileMatrixSetId"}),
+    ("ogcapi-tile", "z", {"tileMatrix", "tileRow", "tileCol"}),
+    ("ogcapi-tile", "row", {"tileRow"}),
+    ("ogcapi-tile", "col", {"tileCol"}),
 ]
 
 
@@ -115,7 +152,10 @@ def process_cases():
 #: Files whose query parameters have their own tables (KVP_PARAMS, TILE_SEGMENTS).
 OGC_SOURCES = {"tileserver/web/ogc/wmts.py", "tileserver/web/ogc/wcs.py",
                "tileserver/web/ogc/xyz.py", "tileserver/web/ogc/tms.py",
-               "tileserver/web/ogc/wcs_request.py"}
+               "tileserver/web/ogc/wcs_request.py",
+               *(f"tileserver/web/ogc/ogcapi/{name}.py" for name in (
+                   "__init__", "api", "base", "collections", "coverages", "maps", "processes",
+                   "tiles"))}
 
 
 def rest_query_cases(app) -> list[tuple[str, str]]:

@@ -3,7 +3,9 @@
 REST requests of the root API get openEO 0.0.2 JSON ``{"code", "message"}``; requests under
 an openEO 1.x base (``/openeo/<version>/``) get ``{"id", "code", "message", "links"}`` with the
 1.x codes of :data:`V1_ERRORS`; OGC requests (views that set ``g.ogc``) get an
-``ows:ExceptionReport`` rendered from ``templates/ows_exception.xml``.
+``ows:ExceptionReport`` rendered from ``templates/ows_exception.xml``; OGC API requests (under
+:data:`OGCAPI_PREFIX`) get RFC 7807 problem details ``{"type", "title", "status", "detail"}``
+(plus ``code`` and ``locator``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from tileserver.errors import (
     InvalidCredentials,
     JobLocked,
     JobNotFinished,
+    NoSuchCoverage,
+    OGCError,
     ProductNotFound,
     TileserverError,
     WrongPassword,
@@ -46,6 +50,9 @@ V1_ERRORS: dict[type, tuple[str, int | None]] = {
     JobNotFinished: ("JobNotFinished", 400),
     Conflict: ("Conflict", 409),
 }
+
+#: Path prefix of OGC API (Tiles, Maps, Coverages, Processes); its errors are RFC 7807 JSON.
+OGCAPI_PREFIX = "/ogcapi"
 
 #: Werkzeug's errors (404 routing, 405, 413…) by status, for both JSON dialects.
 HTTP_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
@@ -92,8 +99,32 @@ def _wants_ogc() -> bool:
     return bool(getattr(g, "ogc", False))
 
 
+def _wants_ogcapi() -> bool:
+    return request.path == OGCAPI_PREFIX or request.path.startswith(OGCAPI_PREFIX + "/")
+
+
+def problem_response(code: str, message: str, status: int, locator: str | None = None):
+    """RFC 7807 problem details (``application/problem+json``), as OGC API answers errors;
+    ``g.ogcapi_locators`` may rename a parser's locator to the OGC API parameter."""
+    locator = (getattr(g, "ogcapi_locators", None) or {}).get(locator, locator)
+    body = {"type": f"urn:tileserver:problem:{code}", "title": code,
+            "status": status, "detail": message, "code": code}
+    if locator:
+        body["locator"] = locator
+    resp = jsonify(body)
+    resp.status_code = status
+    resp.mimetype = "application/problem+json"
+    return resp
+
+
 def handle_tileserver_error(exc: TileserverError):
     """Our own errors: status and code come from the class."""
+    if _wants_ogcapi():
+        # the WCS codes answered 404 (InvalidSubsetting, NoSuchField…) are bad input here;
+        # only a resource that does not exist is a 404
+        bad_input = isinstance(exc, OGCError) and not isinstance(exc, NoSuchCoverage)
+        status = 400 if exc.status == 404 and bad_input else exc.status
+        return problem_response(exc.code, exc.message, status, exc.locator)
     if _wants_ogc():
         return ogc_response(exc.ogc_code, exc.message, exc.status, exc.locator)
     if _wants_v1():
@@ -106,6 +137,11 @@ def handle_http_error(exc: HTTPException):
     """Werkzeug's errors (404 routing, 405, 413, bad JSON…)."""
     status = exc.code or 500
     code = HTTP_CODES.get(status, exc.name.replace(" ", ""))
+    if _wants_ogcapi():
+        resp = problem_response(code, exc.description or exc.name, status)
+        if status == 405 and getattr(exc, "valid_methods", None):
+            resp.headers["Allow"] = ", ".join(exc.valid_methods)
+        return resp
     if _wants_ogc():
         ogc = {404: "NotFound", 413: "InvalidParameterValue"}.get(status, "NoApplicableCode")
         return ogc_response(ogc, exc.description or exc.name, status)
@@ -120,6 +156,8 @@ def handle_http_error(exc: HTTPException):
 def handle_unexpected(exc: Exception):
     """Anything else is our bug: log it, answer 500 without a traceback."""
     log.exception("unhandled error on %s %s", request.method, request.path)
+    if _wants_ogcapi():
+        return problem_response("InternalServerError", "internal server error", 500)
     if _wants_ogc():
         return ogc_response("NoApplicableCode", "internal server error", 500)
     if _wants_v1():

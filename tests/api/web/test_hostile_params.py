@@ -65,9 +65,25 @@ WCS10 = {"SERVICE": "WCS", "REQUEST": "GetCoverage", "VERSION": "1.0.0", "FORMAT
 GLOBAL_EDGES = ["NaN", "1e309", "", "²", "é" * 3000]
 
 
+#: A cheap 1.x graph (array processes only) for the OGC API execution endpoint.
+ADD_GRAPH = {"a": {"process_id": "add", "arguments": {"x": 1, "y": 2}, "result": True}}
+
+
 def _kvp_request(app, protocol: str, key: str, value: str,
                  global_endpoint: bool = False) -> tuple[str, list]:
     ids = app.ids
+    if protocol.startswith("ogcapi"):  # OGC API is global already; lower-case names
+        root = f"/ogcapi/collections/{ids['job']}"
+        path, base = {
+            "ogcapi-map": (f"{root}/map", {"width": "8", "height": "8"}),
+            "ogcapi-coverage": (f"{root}/coverage", {"scale-size": "E(8),N(8)"}),
+            "ogcapi-tiles": (f"{root}/tiles/WebMercatorQuad/14/5825/8602", {}),
+            "ogcapi-execute": ("/ogcapi/processes/OpenEO/execution", {}),
+        }[protocol]
+        name = key.lower()
+        if name in ("scale-factor", "scale-axes", "subset", "bbox"):
+            base = {k: v for k, v in base.items() if k != "scale-size"}
+        return path, [(k, v) for k, v in base.items() if k != name] + [(name, value)]
     if protocol == "wmts":
         base = {**WMTS_TILE, "LAYER": ids["job"]}
         path = "/wmts" if global_endpoint else f"/service/wmts/{ids['wmts']}"
@@ -103,14 +119,23 @@ def _check_ogc(resp, locators: set[str], what) -> None:
 def test_every_ogc_parameter_rejects_hostile_values(hostile, protocol, key, template,
                                                     locators):
     c = hostile.test_client()
+    if protocol == "ogcapi-execute":  # a POST with an openEO process as its body
+        def send(path, query_string):
+            return c.post(path, query_string=query_string,
+                          json={"process": {"process_graph": ADD_GRAPH}})
+    else:
+        send = c.get
     for edge in EDGES:
         path, pairs = _kvp_request(hostile, protocol, key, template.replace("{}", edge))
-        _check_ogc(c.get(path, query_string=pairs), locators, (key, edge))
+        _check_ogc(send(path, query_string=pairs), locators, (key, edge))
     # the same key twice (first value valid) and a list where one value is expected
     path, pairs = _kvp_request(hostile, protocol, key, template.replace("{}", "NaN"))
-    _check_ogc(c.get(path, query_string=pairs + pairs[-1:]), locators, (key, "twice"))
-    _check_ogc(c.get(path, query_string=pairs[:-1] + [(key, "1,2,3,NaN")]), locators,
+    _check_ogc(send(path, query_string=pairs + pairs[-1:]), locators, (key, "twice"))
+    name = pairs[-1][0]
+    _check_ogc(send(path, query_string=pairs[:-1] + [(name, "1,2,3,NaN")]), locators,
                (key, "list"))
+    if protocol.startswith("ogcapi"):
+        return  # OGC API is global already (the same requests as above)
     for edge in GLOBAL_EDGES:
         path, pairs = _kvp_request(hostile, protocol, key, template.replace("{}", edge),
                                    global_endpoint=True)
@@ -122,9 +147,14 @@ def _tile_url(app, route: str, segment: str, value: str) -> str:
 
     parts = {"style": "default", "time": "2020-05-11", "tms": "GoogleMapsCompatible",
              "z": "14", "row": "5825", "col": "8602", "x": "8602", "y": "5825",
-             "layer": app.ids["job"]}
+             "layer": app.ids["job"], "collection": app.ids["job"]}
+    if route == "ogcapi-tile":
+        parts["tms"] = "WebMercatorQuad"
     parts[segment] = quote(value, safe="") or "%20"
     p = parts
+    if route == "ogcapi-tile":
+        return (f"/ogcapi/collections/{p['collection']}/tiles/{p['tms']}/{p['z']}/{p['row']}"
+                f"/{p['col']}")
     if route == "wmts-legend":
         return f"/service/wmts/{app.ids['wmts']}/1.0.0/{p['layer']}/{p['style']}/legend.png"
     if route == "xyz":
@@ -142,7 +172,8 @@ def test_every_tile_path_segment_rejects_hostile_values(hostile, route, segment,
     c = hostile.test_client()
     for edge in EDGES:
         resp = c.get(_tile_url(hostile, route, segment, edge))
-        if resp.status_code == 404 and not resp.data.lstrip().startswith(b"<?xml"):
+        if resp.status_code == 404 and not resp.data.lstrip().startswith(b"<?xml") \
+                and (not resp.is_json or "locator" not in resp.json):
             continue  # no route matches (e.g. an encoded slash): werkzeug's own 404
         _check_ogc(resp, locators, (segment, edge))
 

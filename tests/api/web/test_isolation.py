@@ -50,7 +50,8 @@ def _values(ids: dict, job_id: str, service_id: str, file_path: str) -> dict:
     return {"job_id": job_id, "service_id": service_id, "user_id": ids["user"],
             "path": file_path, "layer": job_id, "style": "default",
             "tms": "GoogleMapsCompatible", "z": "0", "row": "0", "last": "0.png",
-            "x": "0", "time": "2020-05-01", "token": "0" * 32, "name": "item.json"}
+            "x": "0", "time": "2020-05-01", "token": "0" * 32, "name": "item.json",
+            "collection_id": job_id, "tms_id": "WebMercatorQuad", "col": "0"}
 
 
 def _call(client, method: str, url: str, headers: dict):
@@ -78,7 +79,7 @@ def test_every_endpoint_across_users(app, alice):
     tried = []
     for rule in app.url_map.iter_rules():
         names = set(route_args(rule.rule))
-        if not names & {"job_id", "service_id", "user_id"} or is_public(
+        if not names & {"job_id", "service_id", "user_id", "collection_id"} or is_public(
                 fill_rule(rule.rule, theirs) or rule.rule):
             continue  # nothing owned in the URL, or a public capability URL
         url_theirs, url_nobody = fill_rule(rule.rule, theirs), fill_rule(rule.rule, nobody)

@@ -47,6 +47,26 @@ OGC_ROUTES = {
     "/static/leaflet/<path:filename>": "test_viewer (path traversal)",
     "/service/wmts/<service_id>/1.0.0/<layer>/<style>/legend.png": "TILE_SEGMENTS (legend)",
     "/wmts/1.0.0/<layer>/<style>/legend.png": "test_wmts (legend errors)",
+    "/ogcapi": "no parameters but f (KVP_PARAMS ogcapi-*: the same parser)",
+    "/ogcapi/": "no parameters but f",
+    "/ogcapi/conformance": "no parameters but f",
+    "/ogcapi/api": "no parameters",
+    "/ogcapi/collections": "no parameters but f",
+    "/ogcapi/collections/<collection_id>": "TILE_SEGMENTS (ogcapi-tile collection)",
+    "/ogcapi/collections/<collection_id>/tiles": "TILE_SEGMENTS (ogcapi-tile collection)",
+    "/ogcapi/collections/<collection_id>/tiles/<tms_id>": "TILE_SEGMENTS (ogcapi-tile tms)",
+    "/ogcapi/collections/<collection_id>/tiles/<tms_id>/<z>/<row>/<col>":
+        "TILE_SEGMENTS (ogcapi-tile), KVP_PARAMS (ogcapi-tiles)",
+    "/ogcapi/collections/<collection_id>/map": "KVP_PARAMS (ogcapi-map)",
+    "/ogcapi/collections/<collection_id>/coverage": "KVP_PARAMS (ogcapi-coverage)",
+    "/ogcapi/collections/<collection_id>/coverage/domainset": "no parameters but f",
+    "/ogcapi/collections/<collection_id>/coverage/rangetype": "no parameters but f",
+    "/ogcapi/tileMatrixSets": "no parameters but f",
+    "/ogcapi/tileMatrixSets/<tms_id>": "TILE_SEGMENTS (ogcapi-tile tms: the same check)",
+    "/ogcapi/processes": "no parameters but f",
+    "/ogcapi/processes/<process_id>": "test_ogcapi (unknown process: 404)",
+    "/ogcapi/processes/<process_id>/execution":
+        "KVP_PARAMS (ogcapi-execute), test_ogcapi (bodies)",
 }
 
 
