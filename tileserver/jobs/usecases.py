@@ -21,6 +21,7 @@ from tileserver.errors import LimitExceeded, TileserverError, UnknownProcess
 from tileserver.graph import udp
 from tileserver.graph.v1 import is_flat_graph
 from tileserver.jobs import lifecycle
+from tileserver.jobs.services import SERVICE_OWNER_KEY, service_owner
 from tileserver.jobs.store import JobStore
 from tileserver.processes import is_predefined
 from tileserver.render.encoders import Encoded
@@ -155,6 +156,12 @@ def parse_job(rt: Backend, job: dict, processes: dict[str, dict] | None = None):
     return rt.engine.parse(job["process_graph"], processes=processes)
 
 
+def batch_jobs(jobs: list[dict]) -> list[dict]:
+    """The jobs the user made (1.x ``GET /jobs``): without the lazy jobs behind 1.x services
+    (an XYZ/WMTS/WCS service, the Web Editor's "Quick view", is no batch job)."""
+    return [job for job in jobs if service_owner(job) is None]
+
+
 def create_job(rt: Backend, user: str, graph, output: dict, **text: Any) -> dict:
     """Store a lazy job (its WMTS/WCS/XYZ services and batch runs come later)."""
     return rt.store.create_job(user, graph.source, output, **text)
@@ -179,7 +186,10 @@ def patch_job(rt: Backend, user: str, job_id: str, fields: dict) -> dict:
     if changes_result and lifecycle.allowed("reset", job["status"]):
         # the stored results and finished blocks belong to the old graph: drop them
         rt.batch.on_delete(job_id)
-        fields.update(status=lifecycle.target("reset"), progress=0.0, error=None, extra={})
+        # a service's lazy job stays its service's (the mark is not a result)
+        owner = service_owner(job)
+        fields.update(status=lifecycle.target("reset"), progress=0.0, error=None,
+                      extra={} if owner is None else {SERVICE_OWNER_KEY: owner})
         store.log(job_id, "graph or output changed: previous results discarded")
     if fields:
         store.update_job(job_id, user, **fields)

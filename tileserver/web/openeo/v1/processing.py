@@ -69,8 +69,8 @@ def _job_fields(body: dict, partial: bool = False) -> dict:
 
 
 def list_jobs():
-    """The user's jobs."""
-    user_jobs = runtime().store.list_jobs(current_user())
+    """The user's batch jobs (not the lazy jobs of their services)."""
+    user_jobs = jobs.batch_jobs(runtime().store.list_jobs(current_user()))
     return jsonify({"jobs": [job_json(j, full=False) for j in user_jobs], "links": []})
 
 
