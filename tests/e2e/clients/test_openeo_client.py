@@ -698,8 +698,10 @@ def test_wmts_service_is_a_lazy_job_with_a_layer(con, server):
     tile = wmts.gettile(layer=layer, tilematrixset="GoogleMapsCompatible", tilematrix="14",
                         row=5826, column=8602, format="image/png")
     assert tile.read().startswith(b"\x89PNG")
-    # the job behind it is a job like any other: listed, with a viewer
-    assert layer in {j["id"] for j in con.list_jobs()}
+    # the job behind it is no batch job: not listed by GET /jobs (the Web Editor's list),
+    # but a lazy job like any other by its id, with a viewer
+    assert layer not in {j["id"] for j in con.list_jobs()}
+    assert con.job(layer).describe()["id"] == layer
     viewer = requests.get(f"{server}/jobs/{layer}/viewer",
                           auth=("alice", PASSWORDS["alice"]), timeout=60)
     assert viewer.status_code == 200 and layer in viewer.text

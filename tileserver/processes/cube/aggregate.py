@@ -66,7 +66,7 @@ def aggregate_spatial(ctx, node, query):
     only the pixels under the polygons are read, at native resolution)."""
     data = node.args["data"]
     meta = ctx.meta(data)
-    grid = zonal.native_grid(meta.product, meta.source_bands)
+    grid = zonal.native_grid(meta.product, meta.product_bands)
     return zonal.zonal_statistics(lambda view: ctx.eval(data, Query(view, query.time)),
                                   meta, _zonal_regions(node), _zonal_func(node), grid,
                                   ctx.engine.max_pixels)

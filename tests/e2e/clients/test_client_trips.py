@@ -1,0 +1,373 @@
+"""What the openEO Web Editor and the official Python client tripped over (issue 20, item 5),
+driven through the official ``openeo`` client against a real ``tileserver serve``; values
+are compared with plain rasterio + numpy references computed here (and GDAL's own
+statistics).
+
+- results carry band names and statistics (GDAL ``STATISTICS_*``, STAC ``raster:bands``);
+- ``GET /jobs`` lists batch jobs only (not the lazy jobs behind services);
+- ``merge_cubes`` of collections with different bands, CRSs and resolutions;
+- ``run_udf`` on cubes of every shape;
+- ``aggregate_spatial`` JSON as ``timeseries_json_to_pandas`` reads it, feature
+  properties kept in every vector output;
+- empty results reported (a job log warning, an ``OpenEO-Warning`` header).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import openeo
+import pystac
+import pytest
+import rasterio
+import requests
+from numpy.testing import assert_allclose
+from owslib.wmts import WebMapTileService
+from rasterio.io import MemoryFile
+from rasterio.transform import from_origin
+from shapely.geometry import box, mapping
+
+from tests.support.core import ndvi, reference_stack, warp_file
+from tests.support.hardening import PASSWORDS, users_file
+from tests.support.load import serve
+from tileserver.datacube.view import View
+from tileserver.settings import load_settings
+from tileserver.web.auth import users_path
+
+pytestmark = pytest.mark.slow
+
+#: A window of the synthetic TEST collection (both UTM zones' items cover it).
+EXTENT = {"west": 500_000, "south": 5_096_000, "east": 503_000, "north": 5_099_000,
+          "crs": "EPSG:32632"}
+DATES = ["2020-05-01", "2020-05-31"]
+START, END = datetime(2020, 5, 1, tzinfo=UTC), datetime(2020, 5, 31, 23, 59, tzinfo=UTC)
+
+# -- a second collection: other band, CRS and resolution ---------------------------------
+
+#: ``RADAR``: one band ``VV`` in EPSG:4326 at 0.0005 deg (about 40 x 55 m), over TEST.
+RADAR_BOUNDS = (8.99, 45.99, 9.08, 46.05)
+RADAR_PIXEL = 0.0005
+#: One date of its own, one on a day of TEST (2020-05-11).
+RADAR_DATES = [datetime(2020, 5, 3, 5, 30, tzinfo=UTC), datetime(2020, 5, 11, 5, 30, tzinfo=UTC)]
+
+
+def radar_values(index: int, shape: tuple[int, int]) -> np.ndarray:
+    """float32 backscatter-like values with NaN holes, different per date."""
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    values = (0.05 + 0.03 * np.sin(xx / 11.0 + index) * np.cos(yy / 7.0)
+              + 0.001 * index).astype(np.float32)
+    values[(xx + 2 * yy + 9 * index) % 53 < 3] = np.nan
+    return values
+
+
+def make_radar_catalog(root: Path) -> Path:
+    """A STAC catalog of the ``RADAR`` collection; the path of its ``catalog.json``."""
+    west, south, east, north = RADAR_BOUNDS
+    width, height = round((east - west) / RADAR_PIXEL), round((north - south) / RADAR_PIXEL)
+    catalog = pystac.Catalog("radar-catalog", "synthetic radar")
+    collection = pystac.Collection(
+        "RADAR", "Synthetic VV backscatter in EPSG:4326",
+        pystac.Extent(pystac.SpatialExtent([list(RADAR_BOUNDS)]),
+                      pystac.TemporalExtent([[RADAR_DATES[0], RADAR_DATES[-1]]])))
+    collection.summaries.add("eo:bands", [{"name": "VV"}])
+    for i, when in enumerate(RADAR_DATES):
+        folder = root / "RADAR" / f"radar_{i}"
+        folder.mkdir(parents=True, exist_ok=True)
+        with rasterio.open(folder / "VV.tif", "w", driver="GTiff", width=width, height=height,
+                           count=1, dtype="float32", crs="EPSG:4326", nodata=float("nan"),
+                           transform=from_origin(west, north, RADAR_PIXEL, RADAR_PIXEL)) as dst:
+            dst.write(radar_values(i, (height, width)), 1)
+        item = pystac.Item(f"radar_{i}", mapping(box(*RADAR_BOUNDS)), list(RADAR_BOUNDS),
+                           when, {})
+        item.add_asset("VV", pystac.Asset(str(folder / "VV.tif"), roles=["data"],
+                                          media_type=pystac.MediaType.GEOTIFF))
+        collection.add_item(item)
+    catalog.add_child(collection)
+    catalog.normalize_hrefs(str(root))
+    catalog.make_all_asset_hrefs_relative()
+    catalog.save(pystac.CatalogType.SELF_CONTAINED)
+    return root / "catalog.json"
+
+
+def radar_file(catalog: Path, index: int) -> str:
+    return str(catalog.parent / "RADAR" / f"radar_{index}" / "VV.tif")
+
+
+@pytest.fixture(scope="module")
+def radar_catalog(tmp_path_factory) -> Path:
+    return make_radar_catalog(tmp_path_factory.mktemp("radar"))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, small_catalog, radar_catalog):
+    home = tmp_path_factory.mktemp("trips") / "home"
+    home.mkdir()
+    shutil.copyfile(users_file(tmp_path_factory), users_path(load_settings(home=str(home))))
+    with serve(home, f"{small_catalog},{radar_catalog}", 256 * 1024 * 1024,
+               threads=4) as (base, _pids):
+        yield base
+
+
+@pytest.fixture(scope="module")
+def con(server):
+    connection = openeo.connect(server)
+    connection.authenticate_basic("alice", PASSWORDS["alice"])
+    return connection
+
+
+def load(con, bands=("B04", "B08"), collection="TEST", **kwargs):
+    return con.load_collection(collection, spatial_extent=kwargs.pop("extent", EXTENT),
+                               temporal_extent=kwargs.pop("dates", DATES), bands=list(bands),
+                               **kwargs)
+
+
+def wait(job) -> None:
+    job.start_and_wait(max_poll_interval=1, connection_retry_interval=1, print=lambda *a: None)
+
+
+def view_of(path) -> View:
+    with rasterio.open(path) as src:
+        return View(src.crs, tuple(src.bounds), src.width, src.height)
+
+
+def read(path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read().astype("float64")
+
+
+def gdal_statistics(path) -> list[dict]:
+    """GDAL's own statistics of every band of the file's values (computed by GDAL on a
+    copy that carries none: the file's own ``STATISTICS_*`` items play no part)."""
+    with rasterio.open(path) as src:
+        data, profile = src.read(), src.profile
+    profile.update(driver="GTiff")
+    for key in ("blockxsize", "blockysize", "tiled", "compress", "interleave"):
+        profile.pop(key, None)
+    out = []
+    with MemoryFile() as mem, mem.open(**profile) as copy:
+        copy.write(data)
+        for band in copy.indexes:
+            if not np.isfinite(data[band - 1]).any():
+                out.append({})
+                continue
+            (stats,) = copy.stats(indexes=[band], approx=False)
+            valid = 100.0 * np.isfinite(data[band - 1]).mean()
+            out.append({"min": stats.min, "max": stats.max, "mean": stats.mean,
+                        "std": stats.std, "valid": valid})
+    return out
+
+
+def assert_statistics_are_gdals(path) -> list[dict]:
+    """Every band of the file has ``STATISTICS_*`` items equal to GDAL's statistics of its
+    values; returns GDAL's."""
+    expected = gdal_statistics(path)
+    with rasterio.open(path) as src:
+        tags = [src.tags(band) for band in src.indexes]
+    for band, exp in zip(tags, expected, strict=True):
+        if not exp:
+            assert band["STATISTICS_VALID_PERCENT"] == "0"
+            continue
+        assert float(band["STATISTICS_MINIMUM"]) == pytest.approx(exp["min"], rel=1e-12)
+        assert float(band["STATISTICS_MAXIMUM"]) == pytest.approx(exp["max"], rel=1e-12)
+        assert float(band["STATISTICS_MEAN"]) == pytest.approx(exp["mean"], rel=1e-9)
+        assert float(band["STATISTICS_STDDEV"]) == pytest.approx(exp["std"], rel=1e-9)
+        assert float(band["STATISTICS_VALID_PERCENT"]) == pytest.approx(exp["valid"], abs=0.01)
+    return expected
+
+
+def nanreduce(fn, stack: np.ndarray, axis=0) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
+        return fn(stack, axis=axis)
+
+
+def assert_same(actual: np.ndarray, expected: np.ndarray) -> None:
+    assert actual.shape == expected.shape
+    assert np.isfinite(expected).mean() > 0.5  # the comparison is about real values
+    assert_allclose(actual, expected, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+# -- band statistics and names --------------------------------------------------------------
+
+
+def test_synchronous_geotiff_has_band_names_and_gdals_statistics(con, small_catalog, tmp_path):
+    path = tmp_path / "stack.tif"
+    load(con).download(path, format="GTiff")
+    with rasterio.open(path) as src:
+        assert src.descriptions == ("2020-05-01 B04", "2020-05-01 B08", "2020-05-11 B04",
+                                    "2020-05-11 B08", "2020-05-21 B04", "2020-05-21 B08")
+    expected = assert_statistics_are_gdals(path)
+    # and they are the statistics of the data (rasterio + numpy reference)
+    _days, stack = reference_stack(small_catalog, "TEST", view_of(path), ["B04", "B08"],
+                                   START, END)
+    flat = stack.reshape(-1, *stack.shape[2:])
+    for exp, ref in zip(expected, flat, strict=True):
+        assert exp["min"] == pytest.approx(np.nanmin(ref))
+        assert exp["mean"] == pytest.approx(np.nanmean(ref), rel=1e-6)
+    reduced = tmp_path / "ndvi.tif"
+    load(con).ndvi().reduce_dimension(dimension="t", reducer="max").download(reduced)
+    with rasterio.open(reduced) as src:
+        assert src.descriptions == ("ndvi",)
+    (stats,) = assert_statistics_are_gdals(reduced)
+    assert -1 <= stats["min"] < stats["max"] <= 1
+
+
+def test_batch_cogs_and_stac_carry_statistics_names_size_and_projection(con, tmp_path):
+    job = load(con).create_job(out_format="GTiff", title="stack")
+    wait(job)
+    assets = job.get_results().get_metadata()["assets"]
+    assert sorted(assets) == ["result_2020-05-01", "result_2020-05-11", "result_2020-05-21"]
+    for name, asset in assets.items():
+        path = tmp_path / f"{name}.tif"
+        path.write_bytes(requests.get(asset["href"], timeout=60).content)
+        with rasterio.open(path) as src:
+            assert src.descriptions == ("B04", "B08")  # as in the synchronous GeoTIFF
+            assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+            assert asset["proj:code"] == f"EPSG:{src.crs.to_epsg()}"
+            assert asset["proj:shape"] == [src.height, src.width]
+            assert asset["proj:bbox"] == pytest.approx(list(src.bounds))
+        assert asset["file:size"] == path.stat().st_size
+        expected = assert_statistics_are_gdals(path)
+        bands = asset["raster:bands"]
+        assert [b["name"] for b in bands] == ["B04", "B08"]
+        for band, exp in zip(bands, expected, strict=True):
+            stats = band["statistics"]
+            assert stats["minimum"] == pytest.approx(exp["min"])
+            assert stats["maximum"] == pytest.approx(exp["max"])
+            assert stats["mean"] == pytest.approx(exp["mean"], rel=1e-9)
+            assert stats["stddev"] == pytest.approx(exp["std"], rel=1e-9)
+            assert stats["valid_percent"] == pytest.approx(exp["valid"], abs=1e-6)
+    job.delete()
+
+
+# -- GET /jobs: batch jobs only ------------------------------------------------------------
+
+
+def test_services_are_not_listed_as_batch_jobs(con, server):
+    cube = load(con).ndvi().reduce_dimension(dimension="t", reducer="max")
+    job = cube.create_job(title="mine")
+    xyz = cube.tiled_viewing_service(type="XYZ", title="quick view")
+    wmts = cube.tiled_viewing_service(type="WMTS", title="layer")
+    (layer,) = wmts.describe_service()["attributes"]["layers"]
+    listed = {j["id"] for j in con.list_jobs()}
+    assert job.job_id in listed and layer not in listed
+    assert {j.get("title") for j in con.list_jobs()} & {"quick view", "layer"} == set()
+    # a changed process keeps the service's job a service's
+    graph = load(con).ndvi().reduce_dimension(dimension="t", reducer="min").flat_graph()
+    con.patch(f"/services/{wmts.service_id}", json={"process": {"process_graph": graph}},
+              expected_status=204)
+    assert layer not in {j["id"] for j in con.list_jobs()}
+    # the 0.0.2 API (frozen) still shows it as the lazy job it is
+    old = requests.get(f"{server}/jobs/{layer}", auth=("alice", PASSWORDS["alice"]),
+                       timeout=30)
+    assert old.status_code == 200 and old.json()["job_id"] == layer
+    for thing in (xyz, wmts):
+        thing.delete_service()
+    job.delete()
+
+
+# -- merge_cubes across collections -------------------------------------------------------
+
+
+def merged_cube(con):
+    optical = load(con, bands=["B04"])
+    radar = load(con, bands=["VV"], collection="RADAR")
+    return optical.merge_cubes(radar)
+
+
+def assert_merged(path, small_catalog, radar_catalog) -> None:
+    """The merged file: B04 of TEST and VV of RADAR (nearest) on TEST's grid, per date of
+    either collection."""
+    view = view_of(path)
+    with rasterio.open(path) as src:
+        assert src.crs.to_epsg() == 32632 and src.res == (10.0, 10.0)
+        names = src.descriptions
+    data = read(path)
+    days, optical = reference_stack(small_catalog, "TEST", view, ["B04"], START, END)
+    assert names == tuple(f"{d} {b}" for d in ["2020-05-01", "2020-05-03", "2020-05-11",
+                                                 "2020-05-21"] for b in ("B04", "VV"))
+    for t, day in enumerate(["2020-05-01", "2020-05-03", "2020-05-11", "2020-05-21"]):
+        b04, vv = data[2 * t], data[2 * t + 1]
+        if day in days:
+            assert_same(b04, optical[days.index(day), 0])
+        else:
+            assert np.isnan(b04).all()
+        if day in ("2020-05-03", "2020-05-11"):
+            assert_same(vv, warp_file(radar_file(radar_catalog, 0 if day == "2020-05-03"
+                                                 else 1), view))
+        else:
+            assert np.isnan(vv).all()
+
+
+def test_merge_cubes_of_two_collections_synchronously(con, small_catalog, radar_catalog,
+                                                      tmp_path):
+    path = tmp_path / "merged.tif"
+    merged_cube(con).download(path, format="GTiff")
+    assert_merged(path, small_catalog, radar_catalog)
+    # and reduced: the band math of both collections' values
+    cube = merged_cube(con).reduce_dimension(dimension="t", reducer="max")
+    ratio = cube.band("VV") / cube.band("B04")
+    ratio.download(tmp_path / "ratio.tif", format="GTiff")
+    view = view_of(tmp_path / "ratio.tif")
+    _days, optical = reference_stack(small_catalog, "TEST", view, ["B04"], START, END)
+    radar = np.stack([warp_file(radar_file(radar_catalog, i), view) for i in (0, 1)])
+    expected = nanreduce(np.nanmax, radar) / nanreduce(np.nanmax, optical[:, 0])
+    assert_same(read(tmp_path / "ratio.tif")[0], expected)
+
+
+def test_merge_cubes_of_two_collections_in_a_batch_job(con, small_catalog, radar_catalog,
+                                                       tmp_path):
+    job = merged_cube(con).create_job(out_format="GTiff", title="merged")
+    wait(job)
+    assets = job.get_results().get_metadata()["assets"]
+    assert sorted(assets) == [f"result_{d}" for d in (
+        "2020-05-01", "2020-05-03", "2020-05-11", "2020-05-21")]
+    files = []
+    for name in sorted(assets):
+        files.append(tmp_path / f"{name}.tif")
+        files[-1].write_bytes(requests.get(assets[name]["href"], timeout=60).content)
+    # one file per date: stacked, they are the synchronous result
+    path = tmp_path / "stacked.tif"
+    with rasterio.open(files[0]) as src:
+        profile = src.profile
+    profile.update(driver="GTiff", count=2 * len(files))
+    profile.pop("blockxsize", None), profile.pop("blockysize", None)
+    names = []
+    with rasterio.open(path, "w", **{k: v for k, v in profile.items() if k != "tiled"}) as dst:
+        for i, f in enumerate(files):
+            with rasterio.open(f) as src:
+                dst.write(src.read(), [2 * i + 1, 2 * i + 2])
+                day = f.stem.removeprefix("result_")
+                names += [f"{day} {b}" for b in src.descriptions]
+        for i, name in enumerate(names, start=1):
+            dst.set_band_description(i, name)
+    assert_merged(path, small_catalog, radar_catalog)
+    job.delete()
+
+
+def test_merge_cubes_of_two_collections_as_xyz_and_wmts_tiles(con, radar_catalog):
+    cube = merged_cube(con).reduce_dimension(dimension="t", reducer="max").band("VV")
+    xyz = cube.tiled_viewing_service(type="XYZ")
+    # web mercator z=14 at 9.02E 46.03N
+    png = requests.get(xyz.describe_service()["url"].format(z=14, x=8602, y=5826), timeout=60)
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    xyz.delete_service()
+    # the same tile as GeoTIFF values (WMTS)
+    wmts = cube.tiled_viewing_service(type="WMTS")
+    meta = wmts.describe_service()
+    (layer,) = meta["attributes"]["layers"]
+    tile = WebMapTileService(meta["url"]).gettile(
+        layer=layer, tilematrixset="GoogleMapsCompatible", tilematrix="14", row=5826,
+        column=8602, format="image/tiff")
+    with MemoryFile(tile.read()) as mem, mem.open() as src:
+        view = View(src.crs, tuple(src.bounds), src.width, src.height)
+        values = src.read(1).astype("float64")
+    radar = np.stack([warp_file(radar_file(radar_catalog, i), view) for i in (0, 1)])
+    assert_same(values, nanreduce(np.nanmax, radar))
+    wmts.delete_service()
