@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import textwrap
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -371,3 +372,64 @@ def test_merge_cubes_of_two_collections_as_xyz_and_wmts_tiles(con, radar_catalog
     radar = np.stack([warp_file(radar_file(radar_catalog, i), view) for i in (0, 1)])
     assert_same(values, nanreduce(np.nanmax, radar))
     wmts.delete_service()
+
+
+# -- run_udf on cubes of every shape ----------------------------------------------------------
+
+
+def scaling_udf(dims: tuple[str, ...], factor: float = 2.0) -> openeo.UDF:
+    """A UDF that checks the dimensions it is given, then scales the values."""
+    return openeo.UDF(textwrap.dedent(f"""
+        import xarray
+
+        def apply_datacube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:
+            assert cube.dims == {dims!r}, f"dimensions {{cube.dims}}"
+            return cube * {factor}
+    """), runtime="Python")
+
+
+def reference_values(small_catalog, path, bands=("B04", "B08"), start=START, end=END):
+    _days, stack = reference_stack(small_catalog, "TEST", view_of(path), list(bands),
+                                   start, end)
+    return stack
+
+
+@pytest.mark.parametrize("shape", ["time reduced", "bands reduced", "ndvi, time reduced",
+                                   "one date", "one band", "reduce time by a UDF after ndvi"])
+def test_run_udf_on_cubes_of_every_shape(con, small_catalog, tmp_path, shape):
+    path = tmp_path / "out.tif"
+    if shape == "time reduced":
+        cube = load(con).reduce_dimension(dimension="t", reducer="max")
+        cube.apply(scaling_udf(("bands", "y", "x"))).download(path, format="GTiff")
+        expected = 2 * nanreduce(np.nanmax, reference_values(small_catalog, path))
+    elif shape == "bands reduced":
+        cube = load(con).reduce_dimension(dimension="bands", reducer="mean")
+        cube.apply(scaling_udf(("t", "y", "x"))).download(path, format="GTiff")
+        expected = 2 * nanreduce(np.nanmean, reference_values(small_catalog, path), axis=1)
+    elif shape == "ndvi, time reduced":  # the issue's example
+        cube = load(con).ndvi().reduce_dimension(dimension="t", reducer="max")
+        cube.apply(scaling_udf(("y", "x"))).download(path, format="GTiff")
+        stack = reference_values(small_catalog, path)
+        expected = 2 * nanreduce(np.nanmax, ndvi(stack[:, 0], stack[:, 1]))[None]
+    elif shape == "one date":
+        cube = load(con, dates=["2020-05-01", "2020-05-02"])
+        cube.apply(scaling_udf(("t", "bands", "y", "x"))).download(path, format="GTiff")
+        expected = 2 * reference_values(small_catalog, path, end=datetime(
+            2020, 5, 2, tzinfo=UTC))[0]
+    elif shape == "one band":
+        cube = load(con, bands=["B08"])
+        cube.apply(scaling_udf(("t", "bands", "y", "x"))).download(path, format="GTiff")
+        expected = 2 * reference_values(small_catalog, path, bands=("B08",))[:, 0]
+    else:
+        reducer = openeo.UDF(textwrap.dedent("""
+            import xarray
+
+            def apply_datacube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:
+                assert cube.dims == ("t", "y", "x"), f"dimensions {cube.dims}"
+                return cube.max(dim="t")
+        """), runtime="Python")
+        load(con).ndvi().reduce_dimension(dimension="t", reducer=reducer).download(
+            path, format="GTiff")
+        stack = reference_values(small_catalog, path)
+        expected = nanreduce(np.nanmax, ndvi(stack[:, 0], stack[:, 1]))[None]
+    assert_same(read(path), expected)
