@@ -433,3 +433,108 @@ def test_run_udf_on_cubes_of_every_shape(con, small_catalog, tmp_path, shape):
         stack = reference_values(small_catalog, path)
         expected = nanreduce(np.nanmax, ndvi(stack[:, 0], stack[:, 1]))[None]
     assert_same(read(path), expected)
+
+
+# -- aggregate_spatial: the clients' JSON, the features' properties ------------------------
+
+FIELDS = {"type": "FeatureCollection", "features": [
+    {"type": "Feature", "properties": {"name": "north field", "crop": "maize", "area_ha": 12.5},
+     "geometry": {"type": "Polygon", "coordinates": [[
+         [9.0012, 46.0112], [9.02, 46.0112], [9.02, 46.02], [9.0012, 46.02], [9.0012, 46.0112]]]}},
+    {"type": "Feature", "properties": {"name": "south field", "crop": "wheat", "id": 7},
+     "geometry": {"type": "Polygon", "coordinates": [[
+         [9.005, 46.0012], [9.03, 46.0012], [9.03, 46.009], [9.005, 46.009], [9.005, 46.0012]]]}},
+]}
+
+
+#: Means of thousands of pixels; the reference warps the 2020-05-21 acquisition (EPSG:32633)
+#: to the 32632 grid by nearest neighbour, where a pixel or two at a field's edge differ.
+RTOL = 1e-4
+
+
+def field_means(small_catalog) -> tuple[list[str], np.ndarray]:
+    """``(days, means (field, day, band))`` over the pixel centres inside each field, on the
+    native grid of TEST (rasterio + numpy)."""
+    from rasterio.features import geometry_mask  # noqa: PLC0415
+    from rasterio.warp import transform_geom  # noqa: PLC0415
+
+    from tests.support.core import TEST_BOUNDS_32632  # noqa: PLC0415
+
+    native = View("EPSG:32632", TEST_BOUNDS_32632, 512, 512)
+    days, stack = reference_stack(small_catalog, "TEST", native, ["B04", "B08"], START, END)
+    out = []
+    for feature in FIELDS["features"]:
+        inside = ~geometry_mask([transform_geom("EPSG:4326", "EPSG:32632",
+                                                feature["geometry"])], (512, 512),
+                                native.transform)
+        assert inside.sum() > 500
+        out.append([[nanreduce(np.nanmean, stack[t, b][inside], axis=None) for b in (0, 1)]
+                    for t in range(len(days))])
+    return days, np.array(out)
+
+
+def test_aggregate_spatial_json_is_what_timeseries_json_to_pandas_reads(con, small_catalog):
+    from openeo.rest.conversions import timeseries_json_to_pandas  # noqa: PLC0415
+
+    cube = con.load_collection("TEST", temporal_extent=DATES, bands=["B04", "B08"])
+    series = cube.aggregate_spatial(FIELDS, "mean").execute()
+    days, expected = field_means(small_catalog)
+    assert list(series) == [f"{d}T00:00:00Z" for d in days]
+    frame = timeseries_json_to_pandas(series)
+    assert frame.shape == (len(days), 2 * 2)  # dates x (polygon, band)
+    for p in range(2):
+        for b in range(2):
+            assert_allclose(frame[(p, b)].to_numpy(dtype=float), expected[p, :, b], rtol=RTOL)
+    by_polygon = timeseries_json_to_pandas(series, index="polygon")
+    assert list(by_polygon.index) == [0, 1]
+    # one band, one polygon: a Series per date (the client collapses the single levels)
+    one = cube.filter_bands(["B08"]).aggregate_spatial(FIELDS["features"][0], "mean").execute()
+    single = timeseries_json_to_pandas(one)
+    assert_allclose(single.to_numpy(dtype=float), expected[0, :, 1], rtol=RTOL)
+    # time reduced: [[value per band] per polygon]
+    reduced = cube.reduce_dimension(dimension="t", reducer="max").aggregate_spatial(
+        FIELDS, "max").execute()
+    assert len(reduced) == 2 and all(len(bands) == 2 for bands in reduced)
+
+
+@pytest.mark.parametrize("fmt", ["GeoJSON", "CSV", "GPKG"])
+def test_aggregate_spatial_keeps_the_features_properties(con, small_catalog, tmp_path, fmt):
+    cube = con.load_collection("TEST", temporal_extent=DATES, bands=["B04", "B08"]) \
+        .aggregate_spatial(FIELDS, "mean")
+    path = tmp_path / f"fields.{fmt.lower()}"
+    cube.download(path, format=fmt)
+    days, expected = field_means(small_catalog)
+    if fmt == "GeoJSON":
+        features = json.loads(path.read_text())["features"]
+        rows = [f["properties"] for f in features]
+    elif fmt == "CSV":
+        import csv  # noqa: PLC0415
+
+        with open(path, newline="") as f:
+            long_rows = list(csv.DictReader(f))
+        rows = []
+        for region in ("1", "2"):
+            mine = [r for r in long_rows if r["region_id"] == region]
+            row = dict(mine[0])
+            for r in mine:
+                row[f"avg_{r['band']}_{r['date'].replace('-', '_')}"] = float(r["value"])
+            rows.append(row)
+        for row in rows:  # CSV has text only
+            row["area_ha"] = float(row["area_ha"]) if row["area_ha"] else None
+            row["id"] = int(row["id"]) if row["id"] else None
+    else:
+        import pyogrio  # noqa: PLC0415
+
+        frame = pyogrio.read_dataframe(path, layer="regions")
+        rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v)
+                 for k, v in r.items()} for r in frame.drop(columns="geometry").to_dict(
+                     "records")]
+    assert [r["name"] for r in rows] == ["north field", "south field"]
+    assert [r["crop"] for r in rows] == ["maize", "wheat"]
+    assert [r["area_ha"] for r in rows] == [12.5, None]
+    assert [None if r["id"] is None else int(r["id"]) for r in rows] == [None, 7]
+    for p, row in enumerate(rows):
+        for t, day in enumerate(days):
+            for b, band in enumerate(("B04", "B08")):
+                assert row[f"avg_{band}_{day.replace('-', '_')}"] == pytest.approx(
+                    expected[p, t, b], rel=RTOL)
