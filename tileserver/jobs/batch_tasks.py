@@ -50,6 +50,7 @@ from tileserver.render.styles import Style, render_rgba
 from tileserver.datacube.view import View
 from tileserver.render import cog, formats
 from tileserver.render.formats import OutputFormat, encode
+from tileserver.jobs.empty import empty_result, empty_statistics
 from tileserver.render.statistics import Summary, merged, raster_band, summaries
 
 #: Layer name of a result without a time axis.
@@ -527,8 +528,13 @@ def mosaic(spec: JobSpec, out_dir: str, times: dict[str, str] | None = None,
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
-    # the statistics and band names are in the files and the STAC item, not the job's row
-    return [{k: v for k, v in a.items() if k not in ("stats", "bands")} for a in assets]
+    # the statistics and band names are in the files and the STAC item, not the job's row;
+    # a result without any valid value says so (the job's log warns)
+    why = empty_statistics([Summary.from_json(v).valid for a in assets
+                            for v in a.get("stats") or ()] if all(
+                                a.get("stats") for a in assets) else [])
+    return [{**{k: v for k, v in a.items() if k not in ("stats", "bands")},
+             **({"warning": why} if why else {})} for a in assets]
 
 
 def progress_path(out_dir: str | Path) -> Path:
@@ -733,13 +739,14 @@ def run_whole(spec: JobSpec, out_dir: str) -> list[dict]:
     result = engine.evaluate(graph, engine.native_view(graph), purpose="batch",
                              context=spec.context)
     encoded = encode(result, spec.output)
+    why = empty_result(result)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     name = f"result.{encoded.extension}"
     (out / name).write_bytes(encoded.content)
     assets = [{"name": name, "type": encoded.media_type, "layer": SINGLE}]
     write_item(spec, out, assets, {})
-    return assets
+    return [{**a, "warning": why} for a in assets] if why else assets
 
 
 # -- STAC ----------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from tileserver.errors import LimitExceeded, TileserverError, UnknownProcess
 from tileserver.graph import udp
 from tileserver.graph.v1 import is_flat_graph
 from tileserver.jobs import lifecycle
+from tileserver.jobs.empty import empty_result
 from tileserver.jobs.services import SERVICE_OWNER_KEY, service_owner
 from tileserver.jobs.store import JobStore
 from tileserver.processes import is_predefined
@@ -203,8 +204,11 @@ def delete_job(rt: Backend, user: str, job_id: str) -> None:
     rt.store.delete_job(job_id, user)
 
 
-def execute(rt: Backend, user: str, graph, output: dict) -> Encoded:
-    """Evaluate on the graph's native view and encode (images and zonal statistics)."""
+def execute(rt: Backend, user: str, graph, output: dict,
+            warnings: list[str] | None = None) -> Encoded:
+    """Evaluate on the graph's native view and encode (images and zonal statistics);
+    ``warnings`` (when given) receives why the result is empty
+    (:func:`~tileserver.jobs.empty.empty_result`)."""
     engine = rt.engine
     view = engine.native_view(graph)
     limit = rt.settings.max_output_pixels
@@ -216,4 +220,6 @@ def execute(rt: Backend, user: str, graph, output: dict) -> Encoded:
         )
     context = eval_context(rt.settings.home, user)
     result = engine.evaluate(graph, view, purpose="execute", context=context)
+    if warnings is not None and (why := empty_result(result)):
+        warnings.append(why)
     return encode(result, output)

@@ -538,3 +538,83 @@ def test_aggregate_spatial_keeps_the_features_properties(con, small_catalog, tmp
             for b, band in enumerate(("B04", "B08")):
                 assert row[f"avg_{band}_{day.replace('-', '_')}"] == pytest.approx(
                     expected[p, t, b], rel=RTOL)
+
+
+# -- empty results reported ------------------------------------------------------------------
+
+#: A bbox of the right zone where TEST has no data (100 km east of it).
+OUTSIDE = {"west": 600_000, "south": 5_096_000, "east": 601_000, "north": 5_097_000,
+           "crs": "EPSG:32632"}
+
+
+def result_headers(con, cube, fmt="GTiff") -> dict:
+    """The response headers of the synchronous result, as the client hands them to
+    ``on_response_headers``."""
+    seen: dict = {}
+    cube.download(format=fmt, on_response_headers=seen.update)
+    return seen
+
+
+def monitor_log(con, headers) -> list[dict]:
+    """The entries of the log that the ``Link: rel="monitor"`` header points at (what the
+    JavaScript client reads into a result's ``logs``), read with the user's token."""
+    (link,) = [v for v in requests.utils.parse_header_links(headers["Link"])
+               if v["rel"] == "monitor"]
+    resp = con.get(link["url"].removeprefix(con.root_url.rstrip("/")), expected_status=200)
+    return resp.json()["logs"]
+
+
+def all_masked(con):
+    """A cube with acquisitions whose every value is masked (nodata)."""
+    cube = load(con)
+    return cube.mask(cube.band("B04") > -1).reduce_dimension(dimension="t", reducer="max")
+
+
+@pytest.mark.parametrize("case", ["bbox outside the data", "dates without acquisitions",
+                                  "no valid value"])
+def test_empty_synchronous_results_carry_a_warning_and_a_log(con, case):
+    if case == "bbox outside the data":
+        cube = load(con, extent=OUTSIDE)
+    elif case == "dates without acquisitions":
+        cube = load(con, dates=["2020-06-01", "2020-06-30"])
+    else:
+        cube = all_masked(con)
+    headers = result_headers(con, cube)
+    warning = headers["Warning"]
+    assert warning.startswith('299 tileserver "the result ')
+    logs = monitor_log(con, headers)
+    assert [e["level"] for e in logs] == ["warning"]
+    assert logs[0]["message"] in warning
+    # a result with data has neither
+    full = result_headers(con, load(con).reduce_dimension(dimension="t", reducer="max"))
+    assert "Warning" not in full and "Link" not in full
+
+
+def test_empty_tables_and_filters_are_errors_that_say_why(con):
+    """Where the graph itself shows the result would be empty, the request is a 400 that
+    says so, before any work (a filter_bbox off the data, regions off the data)."""
+    far = {"type": "Polygon", "coordinates": [[[10.3, 46.0], [10.31, 46.0], [10.31, 46.01],
+                                               [10.3, 46.01], [10.3, 46.0]]]}
+    for cube, words in ((load(con).filter_bbox(**OUTSIDE), "would be empty"),
+                        (load(con).aggregate_spatial(far, "mean"), "intersects the data")):
+        with pytest.raises(openeo.rest.OpenEoApiError) as err:
+            cube.execute()
+        assert err.value.http_status_code == 400 and words in err.value.message
+
+
+def test_empty_batch_results_are_reported_in_the_job_log(con):
+    job = all_masked(con).create_job(out_format="GTiff", title="all masked")
+    wait(job)  # the result is what was asked: the job finishes, and warns
+    warned = [e for e in job.logs() if e["level"] == "warning"]
+    assert len(warned) == 1 and "no valid value" in warned[0]["message"]
+    job.delete()
+    # no acquisition at all: nothing to compute, an error that says so
+    job = load(con, dates=["2020-06-01", "2020-06-30"]).create_job(out_format="GTiff")
+    with pytest.raises(openeo.rest.JobFailedException):
+        wait(job)
+    assert any("no acquisition" in e["message"] for e in job.logs(level="error"))
+    job.delete()
+    full = load(con).reduce_dimension(dimension="t", reducer="max").create_job()
+    wait(full)
+    assert not [e for e in full.logs() if e["level"] == "warning"]
+    full.delete()
