@@ -247,6 +247,29 @@ def test_batch_cogs_and_stac_carry_statistics_names_size_and_projection(con, tmp
     job.delete()
 
 
+def test_batch_netcdf_stac_carries_the_statistics_of_its_values(con, tmp_path):
+    job = load(con).reduce_dimension(dimension="t", reducer="max").create_job(
+        out_format="netCDF")
+    wait(job)
+    (asset,) = job.get_results().get_metadata()["assets"].values()
+    path = tmp_path / "result.nc"
+    path.write_bytes(requests.get(asset["href"], timeout=60).content)
+    assert asset["file:size"] == path.stat().st_size
+    import xarray  # noqa: PLC0415
+
+    with xarray.open_dataset(path) as ds:  # one variable per band (GDAL's netCDF writer)
+        values = [ds[name].values.astype("float64") for name in ds.data_vars
+                  if ds[name].ndim == 2]
+    for band, stats in zip(values, [b["statistics"] for b in asset["raster:bands"]],
+                           strict=True):
+        assert stats["minimum"] == pytest.approx(np.nanmin(band))
+        assert stats["maximum"] == pytest.approx(np.nanmax(band))
+        assert stats["mean"] == pytest.approx(np.nanmean(band), rel=1e-9)
+        assert stats["stddev"] == pytest.approx(np.nanstd(band), rel=1e-9)
+        assert stats["valid_percent"] == pytest.approx(100 * np.isfinite(band).mean())
+    job.delete()
+
+
 # -- GET /jobs: batch jobs only ------------------------------------------------------------
 
 
