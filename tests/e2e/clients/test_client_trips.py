@@ -611,6 +611,11 @@ def test_empty_synchronous_results_carry_a_warning_and_a_log(con, case):
     # a result with data has neither
     full = result_headers(con, load(con).reduce_dimension(dimension="t", reducer="max"))
     assert "Warning" not in full and "Link" not in full
+    # the log link is the user's (Bearer), and only what the server made is a log
+    (link,) = requests.utils.parse_header_links(headers["Link"])
+    assert requests.get(link["url"], timeout=30).status_code == 401
+    bad = con.get("/result/logs/not-a-log", expected_status=400)
+    assert bad.json()["code"] == "BadRequest"
 
 
 def test_empty_tables_and_filters_are_errors_that_say_why(con):
