@@ -417,6 +417,8 @@ def reference_values(small_catalog, path, bands=("B04", "B08"), start=START, end
     return stack
 
 
+@pytest.mark.skipif(shutil.which("bwrap") is None,
+                    reason="UDFs need bubblewrap (.ci/run installs it)")
 @pytest.mark.parametrize("shape", ["time reduced", "bands reduced", "ndvi, time reduced",
                                    "one date", "one band", "reduce time by a UDF after ndvi"])
 def test_run_udf_on_cubes_of_every_shape(con, small_catalog, tmp_path, shape):
