@@ -87,3 +87,11 @@ class CubeMeta:
     def but(self, **changes) -> CubeMeta:
         """A copy with some fields changed."""
         return replace(self, **changes)
+
+    @property
+    def product_bands(self) -> tuple[str, ...]:
+        """The bands read of ``product`` (whose grid the result is on): ``source_bands``
+        without those of another collection (``merge_cubes``), all of the product's when
+        none is."""
+        own = tuple(b for b in self.source_bands if b in self.product.bands)
+        return own or tuple(self.product.bands)

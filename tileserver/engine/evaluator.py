@@ -277,7 +277,7 @@ class Engine:
         bounds, crs = self.extent(graph)
         meta = graph.meta
         product = meta.product
-        res = min(product.bands[b].res_m for b in meta.source_bands or tuple(product.bands))
+        res = min(product.bands[b].res_m for b in meta.product_bands)
         pcrs = product.crs
         if graph.dialect == V1:
             # 1.x: the result is in the data's CRS (or resample_spatial's), whatever CRS the
@@ -323,8 +323,26 @@ class Engine:
         if bbox_wgs84 is None:
             bounds, crs = self.extent(graph)
             bbox_wgs84 = transform_bounds(crs, WGS84, *bounds, densify_pts=21)
-        items = meta.product.items_for(bbox_wgs84, meta.time_range)
+        items = list(meta.product.items_for(bbox_wgs84, meta.time_range))
+        # merge_cubes of collections: the dates of the other collections read too
+        for product in self.other_products(graph):
+            items += product.items_for(bbox_wgs84, meta.time_range)
         return sorted(first_of_each_day(item.datetime for item in items).values())
+
+    def other_products(self, graph: Graph) -> list:
+        """The products a graph reads besides the one whose grid its result is on (the
+        second collection of a ``merge_cubes``), as their load processes filter them."""
+        main = graph.meta.product.id
+        ctx = _MetaContext(self)
+        out, seen = [], {main}
+        for node in graph.root.walk():
+            if node.is_product or (node.dialect == V1 and node.process_id in (
+                    "load_collection", "load_stac")):
+                product = ctx.meta(node).product
+                if product.id not in seen:
+                    seen.add(product.id)
+                    out.append(product)
+        return out
 
     # -- versions -----------------------------------------------------------------------
 

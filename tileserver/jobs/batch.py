@@ -629,6 +629,9 @@ class _Run:
             raise BlockFailed(f"writing the result failed: {_reason(fut.exception())}")
         assets = fut.result()
         self.log(f"result files written ({time.monotonic() - started:.1f} s)")
+        warnings = {a.pop("warning") for a in assets if "warning" in a}
+        for warning in sorted(warnings):  # an empty result is answered, and said so
+            self.log(warning, "warning")
         final = runner.result_dir(self.job_id)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)

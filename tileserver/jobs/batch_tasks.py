@@ -50,9 +50,13 @@ from tileserver.render.styles import Style, render_rgba
 from tileserver.datacube.view import View
 from tileserver.render import cog, formats
 from tileserver.render.formats import OutputFormat, encode
+from tileserver.jobs.empty import empty_result, empty_statistics
+from tileserver.render.statistics import Summary, merged, raster_band, summaries
 
 #: Layer name of a result without a time axis.
 SINGLE = "result"
+#: Tags of an uncompressed block file: its values' statistics per layer, its band names.
+STATS_TAG, BANDS_TAG = "TILESERVER_STATS", "TILESERVER_BANDS"
 
 #: Media type of the STAC item of a result (the result files have their format's,
 #: :class:`~tileserver.render.formats.BatchWriter`).
@@ -293,7 +297,7 @@ def run_block(spec: JobSpec, row: int, col: int) -> str:
     layers = [SINGLE] if cube.times is None else [day_key(t) for t in cube.times]
     if spec.cog_parts:
         values = dict(zip(layers, cube.data, strict=True))
-        return _write_parts(spec, row, col, values, len(cube.bands))
+        return _write_parts(spec, row, col, values, len(cube.bands), cube.bands)
     if spec.mode == "rgba":
         assert spec.style is not None
         stacks = [np.moveaxis(render_rgba(cube.data[i], spec.style), -1, 0)
@@ -308,6 +312,10 @@ def run_block(spec: JobSpec, row: int, col: int) -> str:
     target = spec.block_path(row, col)
     tags = {"TILESERVER_LAYERS": json.dumps(layers if stacks else []),
             "TILESERVER_PER_LAYER": str(per_layer)}
+    if spec.mode != "rgba":  # the values' statistics and band names, for the STAC item
+        tags[STATS_TAG] = json.dumps({layer: [s.to_json() for s in summaries(stack)]
+                                      for layer, stack in zip(layers, stacks, strict=True)})
+        tags[BANDS_TAG] = json.dumps(list(cube.bands))
     if not stacks:
         profile = dict(driver="GTiff", width=1, height=1, count=count, dtype=dtype,
                        nodata=nodata)
@@ -339,7 +347,7 @@ def _decimate(spec: JobSpec, row: int, col: int, data: np.ndarray, factor: int) 
 
 
 def _write_parts(spec: JobSpec, row: int, col: int, values: dict[str, np.ndarray],
-                 per_layer: int) -> str:
+                 per_layer: int, bands: tuple[str, ...] = ()) -> str:
     """The files of a block whose values become COGs, one per layer of the job:
 
     - ``.tiles``: its compressed tiles of every level it covers whole tiles of
@@ -348,7 +356,9 @@ def _write_parts(spec: JobSpec, row: int, col: int, values: dict[str, np.ndarray
       result's options, as they will be in the result (:mod:`~tileserver.render.cog`);
     - ``.values``: the raw float32 values of the other levels (level by level, layer by
       layer: ``per_layer`` x rows x cols each), that the strip tasks compress;
-    - ``.json``, last: what is where (the block is finished when it exists).
+    - ``.json``, last: what is where (the block is finished when it exists), with the
+      band names and each layer's band statistics of the block (:mod:`~tileserver.render.
+      statistics`: merged into the result's GDAL ``STATISTICS_*`` and STAC statistics).
 
     A layer of the job that the block has no date of is all nodata.
     """
@@ -359,11 +369,13 @@ def _write_parts(spec: JobSpec, row: int, col: int, values: dict[str, np.ndarray
     tiles: dict[str, list] = {}
     scratch: dict[int, list[np.ndarray]] = {f: [] for f in spec.levels
                                             if not spec.tiled_by_blocks(f)}
+    stats: dict[str, list] = {}
     for layer in spec.layers:
         data = values.get(layer)
         if data is None:
             data = np.full(shape, np.nan, np.float32)
         data = data.astype(np.float32, copy=False)
+        stats[layer] = [summary.to_json() for summary in summaries(data)]
         for factor in spec.levels:
             win = spec.level_window(row, col, factor)
             if win.width <= 0 or win.height <= 0:
@@ -391,7 +403,8 @@ def _write_parts(spec: JobSpec, row: int, col: int, values: dict[str, np.ndarray
             tmp.unlink(missing_ok=True)
     target = spec.block_path(row, col)
     _write_bytes_atomic(target, json.dumps({"per_layer": per_layer, "tiles": tiles,
-                                            "values": offsets}).encode())
+                                            "values": offsets, "bands": list(bands),
+                                            "stats": stats}).encode())
     return target.name
 
 
@@ -462,20 +475,33 @@ def _vrt(spec: JobSpec, sources: list[tuple[Path, int, Window]], nbands: int, dt
     return etree.tostring(root, pretty_print=True)
 
 
-def _layer_sources(spec: JobSpec) -> tuple[dict[str, list], int]:
-    """Per layer, the ``(block file, first band, window)`` of every block."""
+def _layer_sources(spec: JobSpec) -> tuple[dict[str, list], int, dict[str, list], list]:
+    """Per layer, the ``(block file, first band, window)`` of every block; the bands per
+    layer; per layer the band statistics of the values (empty for styled results); the
+    band names."""
     sources: dict[str, list] = {layer: [] for layer in spec.layers}
+    stats: dict[str, list] = {layer: [] for layer in spec.layers}
     per_layer = 0
+    bands: list = []
     for row, col in spec.all_blocks():
         path = spec.block_path(row, col)
         with rasterio.open(path) as src:
             tags = src.tags()
         layers = json.loads(tags["TILESERVER_LAYERS"])
         per_layer = int(tags["TILESERVER_PER_LAYER"])
+        bands = json.loads(tags.get(BANDS_TAG, "[]")) or bands
+        block_stats = json.loads(tags.get(STATS_TAG, "{}"))
         for i, layer in enumerate(layers):
             if layer in sources:
                 sources[layer].append((row, col, 1 + i * per_layer))
-    return sources, per_layer
+        if STATS_TAG in tags:
+            win = spec.block_window(row, col)
+            for layer in stats:
+                # a layer the block has no date of is nodata there
+                stats[layer].append([Summary.from_json(v) for v in block_stats[layer]]
+                                    if layer in block_stats else
+                                    [Summary(pixels=int(win.width * win.height))] * per_layer)
+    return sources, per_layer, {k: merged(v) for k, v in stats.items()}, bands
 
 
 #: GDAL's block cache (MB) while a result is written: a few tile rows of the widest
@@ -502,7 +528,13 @@ def mosaic(spec: JobSpec, out_dir: str, times: dict[str, str] | None = None,
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
-    return assets
+    # the statistics and band names are in the files and the STAC item, not the job's row;
+    # a result without any valid value says so (the job's log warns)
+    why = empty_statistics([Summary.from_json(v).valid for a in assets
+                            for v in a.get("stats") or ()] if all(
+                                a.get("stats") for a in assets) else [])
+    return [{**{k: v for k, v in a.items() if k not in ("stats", "bands")},
+             **({"warning": why} if why else {})} for a in assets]
 
 
 def progress_path(out_dir: str | Path) -> Path:
@@ -569,13 +601,19 @@ def _assemble_results(spec: JobSpec, out: Path, progress: Progress) -> list[dict
                                   tuple(map(tuple, strips[(factor, i)]["tiles"][layer])),
                                   str(spec.strip_path(factor, i, ".tiles")))
                     for i, win in enumerate(spec.strips(factor))])
+        layer_stats = merged([Summary.from_json(v) for v in m["stats"][layer]]
+                             for m in manifests.values())
+        bands = next((m["bands"] for m in manifests.values() if m.get("bands")), [])
         try:
-            # the COG structure: the same grid, levels and options, without any data
+            # the COG structure: the same grid, levels and options, without any data, but
+            # with the band names and the statistics of the values its tiles will hold
             view = spec.view
             cog.write_template(
                 target, crs=view.crs, transform=view.transform, width=view.width,
                 height=view.height, count=per_layer, dtype="float32", nodata=float("nan"),
-                factors=spec.overviews, cog_options=options)
+                factors=spec.overviews, cog_options=options,
+                descriptions=[str(b) for b in bands][:per_layer],
+                band_metadata=[s.gdal_metadata() for s in layer_stats])
             base = index * tiles
             cog.assemble(target, levels,
                               lambda n, _total, base=base: progress(base + n, total))
@@ -584,7 +622,8 @@ def _assemble_results(spec: JobSpec, out: Path, progress: Progress) -> list[dict
                           f"{_room(out)}") from exc
         for aux in out.glob(f"{target.name}.aux.xml"):
             aux.unlink()
-        assets.append({"name": target.name, "type": cog.COG_MEDIA_TYPE, "layer": layer})
+        assets.append({"name": target.name, "type": cog.COG_MEDIA_TYPE, "layer": layer,
+                       "bands": list(bands), "stats": [s.to_json() for s in layer_stats]})
     return assets
 
 
@@ -632,7 +671,7 @@ def run_strip(spec: JobSpec, factor: int, index: int) -> str:
 
 
 def _write_results(spec: JobSpec, out: Path) -> list[dict]:
-    sources, per_layer = _layer_sources(spec)
+    sources, per_layer, stats, bands = _layer_sources(spec)
     if not per_layer:
         per_layer = 4 if spec.mode == "rgba" else 1
     dtype = "uint8" if spec.mode == "rgba" else "float32"
@@ -669,7 +708,10 @@ def _write_results(spec: JobSpec, out: Path) -> list[dict]:
                 path.unlink(missing_ok=True)
         for aux in out.glob(f"{target.name}.aux.xml"):
             aux.unlink()
-        assets.append({"name": target.name, "type": writer.media_type, "layer": layer})
+        asset = {"name": target.name, "type": writer.media_type, "layer": layer}
+        if stats.get(layer):
+            asset.update(bands=bands, stats=[s.to_json() for s in stats[layer]])
+        assets.append(asset)
     return assets
 
 
@@ -697,13 +739,14 @@ def run_whole(spec: JobSpec, out_dir: str) -> list[dict]:
     result = engine.evaluate(graph, engine.native_view(graph), purpose="batch",
                              context=spec.context)
     encoded = encode(result, spec.output)
+    why = empty_result(result)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     name = f"result.{encoded.extension}"
     (out / name).write_bytes(encoded.content)
     assets = [{"name": name, "type": encoded.media_type, "layer": SINGLE}]
     write_item(spec, out, assets, {})
-    return assets
+    return [{**a, "warning": why} for a in assets] if why else assets
 
 
 # -- STAC ----------------------------------------------------------------------------------
@@ -743,10 +786,20 @@ def write_item(spec: JobSpec, out: Path, assets: list[dict], times: dict[str, st
                 extra["proj:wkt2"] = view.crs.to_wkt()
         if a["layer"] in times:
             extra["datetime"] = times[a["layer"]]
+        if writer is not None and writer.proj:
+            extra["proj:bbox"] = list(view.bounds)
+        if a.get("stats"):  # what viewers stretch the values by
+            names = a.get("bands") or []
+            extra["raster:bands"] = [
+                raster_band(Summary.from_json(v), names[i] if i < len(names) else None)
+                for i, v in enumerate(a["stats"])]
+        extra["file:size"] = (out / a["name"]).stat().st_size
         item.add_asset(a["name"].rsplit(".", 1)[0], pystac.Asset(
             a["name"], media_type=a["type"], roles=["data"], extra_fields=extra))
-    item.stac_extensions.append(
-        "https://stac-extensions.github.io/projection/v2.0.0/schema.json")
+    item.stac_extensions += [
+        "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
+        "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+        "https://stac-extensions.github.io/file/v2.1.0/schema.json"]
     path = out / "item.json"
     path.write_text(json.dumps(item.to_dict(include_self_link=False), indent=2))
     return path

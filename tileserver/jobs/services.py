@@ -48,6 +48,17 @@ OPENEO_V1_SERVICES: dict[str, str] = {
     for name in ("xyz", "wmts", "wcs")}
 
 
+#: The key of a job's ``extra`` that names the 1.x service which created it (a service's
+#: lazy job, not a batch job the user made: deleted with its service, absent from 1.x
+#: ``GET /jobs``).
+SERVICE_OWNER_KEY = "service_of"
+
+
+def service_owner(job: dict) -> str | None:
+    """The id of the 1.x service that created ``job``, or ``None`` for the user's own job."""
+    return (job.get("extra") or {}).get(SERVICE_OWNER_KEY)
+
+
 def service_type(value: Any, locator: str = "type") -> ServiceType:
     """The service type named ``value`` (0.0.2: lower case), or a 400."""
     if not isinstance(value, str) or value not in SERVICE_TYPES:

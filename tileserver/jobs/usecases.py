@@ -21,6 +21,8 @@ from tileserver.errors import LimitExceeded, TileserverError, UnknownProcess
 from tileserver.graph import udp
 from tileserver.graph.v1 import is_flat_graph
 from tileserver.jobs import lifecycle
+from tileserver.jobs.empty import empty_result
+from tileserver.jobs.services import SERVICE_OWNER_KEY, service_owner
 from tileserver.jobs.store import JobStore, iso, now
 from tileserver.processes import is_predefined
 from tileserver.render.encoders import Encoded
@@ -155,6 +157,12 @@ def parse_job(rt: Backend, job: dict, processes: dict[str, dict] | None = None):
     return rt.engine.parse(job["process_graph"], processes=processes)
 
 
+def batch_jobs(jobs: list[dict]) -> list[dict]:
+    """The jobs the user made (1.x ``GET /jobs``): without the lazy jobs behind 1.x services
+    (an XYZ/WMTS/WCS service, the Web Editor's "Quick view", is no batch job)."""
+    return [job for job in jobs if service_owner(job) is None]
+
+
 def create_job(rt: Backend, user: str, graph, output: dict, **text: Any) -> dict:
     """Store a lazy job (its WMTS/WCS/XYZ services and batch runs come later)."""
     return rt.store.create_job(user, graph.source, output, **text)
@@ -179,7 +187,11 @@ def patch_job(rt: Backend, user: str, job_id: str, fields: dict) -> dict:
     if changes_result and lifecycle.allowed("reset", job["status"]):
         # the stored results and finished blocks belong to the old graph: drop them
         rt.batch.on_delete(job_id)
-        extra = {"unpublished": iso(now())} if lifecycle.results_token(job) else {}
+        # a service's lazy job stays its service's (the mark is not a result)
+        owner = service_owner(job)
+        extra = {} if owner is None else {SERVICE_OWNER_KEY: owner}
+        if lifecycle.results_token(job):
+            extra["unpublished"] = iso(now())
         fields.update(status=lifecycle.target("reset"), progress=0.0, error=None, extra=extra)
         store.log(job_id, "graph or output changed: previous results discarded")
     if fields:
@@ -194,8 +206,11 @@ def delete_job(rt: Backend, user: str, job_id: str) -> None:
     rt.store.delete_job(job_id, user)
 
 
-def execute(rt: Backend, user: str, graph, output: dict) -> Encoded:
-    """Evaluate on the graph's native view and encode (images and zonal statistics)."""
+def execute(rt: Backend, user: str, graph, output: dict,
+            warnings: list[str] | None = None) -> Encoded:
+    """Evaluate on the graph's native view and encode (images and zonal statistics);
+    ``warnings`` (when given) receives why the result is empty
+    (:func:`~tileserver.jobs.empty.empty_result`)."""
     engine = rt.engine
     view = engine.native_view(graph)
     limit = rt.settings.max_output_pixels
@@ -207,4 +222,6 @@ def execute(rt: Backend, user: str, graph, output: dict) -> Encoded:
         )
     context = eval_context(rt.settings.home, user)
     result = engine.evaluate(graph, view, purpose="execute", context=context)
+    if warnings is not None and (why := empty_result(result)):
+        warnings.append(why)
     return encode(result, output)

@@ -245,24 +245,29 @@ def _ghost(data: bytes) -> dict[str, str]:
 
 def write_template(target: Path, *, crs, transform, width: int, height: int, count: int,
                    dtype: str, nodata: float | None, factors: tuple[int, ...],
-                   cog_options: dict[str, Any]) -> None:
+                   cog_options: dict[str, Any], descriptions: Sequence[str] = (),
+                   band_metadata: Sequence[dict[str, str]] = ()) -> None:
     """The COG structure (every IFD, no tile data) of a ``count`` x ``height`` x ``width``
     result with overview levels of decimation ``factors`` (``ceil(size / factor)`` each),
-    written by GDAL's COG driver from VRTs that have no sources."""
+    written by GDAL's COG driver from VRTs that have no sources; the full resolution
+    bands with their ``descriptions`` and ``band_metadata`` (e.g. the ``STATISTICS_*``
+    of the values the tiles will hold: GDAL keeps a source's statistics)."""
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".template-") as tmp:
         overviews = []
         for factor in (*factors, 1):
             path = Path(tmp) / f"o{factor}.vrt"
-            path.write_bytes(_empty_vrt(crs, transform * transform.scale(factor),
-                                        -(-width // factor), -(-height // factor), count,
-                                        dtype, nodata, overviews if factor == 1 else []))
+            path.write_bytes(_empty_vrt(
+                crs, transform * transform.scale(factor), -(-width // factor),
+                -(-height // factor), count, dtype, nodata, overviews if factor == 1 else [],
+                descriptions if factor == 1 else (), band_metadata if factor == 1 else ()))
             overviews.append(path)
         rasterio.shutil.copy(overviews[-1], target, driver="COG", sparse_ok=True,
                              **cog_options)
 
 
 def _empty_vrt(crs, transform, width: int, height: int, count: int, dtype: str,
-               nodata: float | None, overviews: list[Path]) -> bytes:
+               nodata: float | None, overviews: list[Path], descriptions: Sequence[str] = (),
+               band_metadata: Sequence[dict[str, str]] = ()) -> bytes:
     root = etree.Element("VRTDataset", rasterXSize=str(width), rasterYSize=str(height))
     etree.SubElement(root, "SRS").text = CRS.from_user_input(crs).to_wkt()
     etree.SubElement(root, "GeoTransform").text = ", ".join(
@@ -270,6 +275,12 @@ def _empty_vrt(crs, transform, width: int, height: int, count: int, dtype: str,
     gdal_type = _gdal_dtype_name(dtype)
     for b in range(count):
         band = etree.SubElement(root, "VRTRasterBand", dataType=gdal_type, band=str(b + 1))
+        if b < len(descriptions):
+            etree.SubElement(band, "Description").text = descriptions[b]
+        if b < len(band_metadata) and band_metadata[b]:
+            items = etree.SubElement(band, "Metadata")
+            for key, value in sorted(band_metadata[b].items()):
+                etree.SubElement(items, "MDI", key=key).text = value
         if nodata is not None:
             etree.SubElement(band, "NoDataValue").text = repr(float(nodata)).lower()
         for level in overviews:

@@ -20,6 +20,7 @@ from PIL import Image
 from rasterio.io import MemoryFile
 
 from tileserver.datacube.cube import Cube
+from tileserver.render.statistics import summaries
 from tileserver.render.styles import Style, render_rgba, style_from_args
 from tileserver.errors import OutputFormatError
 
@@ -202,6 +203,9 @@ def encode_gtiff(cube: Cube, opts: dict | None = None, style: Style | None = Non
                     for i, desc in enumerate(_band_descriptions(cube), start=1):
                         if i <= dst.count:
                             dst.set_band_description(i, desc)
+                    # what viewers stretch the values by (GDAL's STATISTICS_* items)
+                    for i, summary in enumerate(summaries(data), start=1):
+                        dst.update_tags(i, **summary.gdal_metadata())
                 dst.update_tags(TILESERVER_KIND=cube.kind)
         except rasterio.errors.RasterioError as exc:
             raise OutputFormatError(f"GDAL refused the GTiff options: {exc}") from exc

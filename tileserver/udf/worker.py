@@ -222,10 +222,17 @@ def _run_openeo(fn_name, req, arrays):
         compile(req["code"], SCRIPT, "exec")
     except SyntaxError as exc:
         raise ScriptError(f"SyntaxError: {exc.msg}", exc.lineno) from None
-    cube = _cube(req, arrays)
     dims = req.get("dims") or ["t", "bands", "y", "x"]
-    cube = cube.rename({"t": dims[0], "bands": dims[1], "y": dims[2], "x": dims[3]}) \
-        if dims != ["t", "bands", "y", "x"] else cube
+    if req.get("reduced"):  # no time dimension (reduced): the UDF sees none either
+        data, ys, xs = arrays
+        cube = xr.DataArray(data[0], dims=("bands", "y", "x"), name="data", coords={
+            "bands": list(req["bands"]), "y": ys, "x": xs})
+    else:
+        cube = _cube(req, arrays)
+    if req.get("bands_dim") is False:  # no bands dimension (ndvi, a band reduction)
+        cube = cube.isel(bands=0, drop=True)
+    cube = cube.rename({d: n for d, n in zip(("t", "bands", "y", "x"), dims, strict=True)
+                        if d in cube.dims and d != n})
     data = UdfData(datacube_list=[XarrayDataCube(cube)], user_context=req.get("context") or {})
     result = run_udf_code(code=req["code"], data=data)
     cubes = result.get_datacube_list() if result is not None else None
@@ -249,6 +256,7 @@ def _shape_cube(out, dims, req):
     if tname not in out.dims:
         out = out.expand_dims(tname)
         times = None
+        out = out.drop_vars(tname, errors="ignore")
     else:
         times = [pd.Timestamp(v).isoformat() for v in out[tname].values] \
             if tname in out.coords else req["times"]

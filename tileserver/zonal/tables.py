@@ -78,6 +78,10 @@ class ZonalTable:
     pixels: np.ndarray
     kind: str = "reflectance"
     notes: tuple[str, ...] = ()
+    #: the JSON document: ``table`` (0.0.2 ``zonal_statistics``: dates, bands, regions) or
+    #: ``timeseries`` (1.x ``aggregate_spatial``: what openEO clients read, see
+    #: :func:`encode_json`)
+    json_shape: str = "table"
 
     @property
     def nbytes(self) -> int:
@@ -275,9 +279,29 @@ def encode_csv(table: ZonalTable, opts: dict) -> Encoded:
     return Encoded(buf.getvalue().encode("utf-8"), "text/csv; charset=utf-8", "csv")
 
 
+def timeseries_json(table: ZonalTable) -> dict | list:
+    """The openEO JSON of ``aggregate_spatial`` that the official clients read
+    (``openeo.rest.conversions.timeseries_json_to_pandas`` of the Python client, the
+    back-ends' ``execute()`` answers): ``{date: [[value per band] per region]}``, dates as
+    RFC 3339 date-times, ``null`` for no value; ``[[value per band] per region]`` once time
+    is reduced (there is no date to key by). The regions keep the input's order."""
+    def per_region(ti: int) -> list:
+        return [[_value(table.values[ri, ti, bi]) for bi in range(len(table.bands))]
+                for ri in range(len(table.regions))]
+
+    if table.dates is None:
+        return per_region(0)
+    return {f"{label}T00:00:00Z": per_region(ti)
+            for ti, label in enumerate(table.date_labels())}
+
+
 def encode_json(table: ZonalTable, opts: dict) -> Encoded:
-    """The whole table: dates, bands and per region its properties, values and pixels."""
+    """1.x (``json_shape`` ``timeseries``): :func:`timeseries_json`. 0.0.2: the whole
+    table: dates, bands and per region its properties, values and pixels."""
     _no_options("JSON", opts)
+    if table.json_shape == "timeseries":
+        return Encoded(json.dumps(timeseries_json(table)).encode(), "application/json",
+                       "json")
     labels = table.date_labels()
     regions = []
     for ri in range(len(table.regions)):

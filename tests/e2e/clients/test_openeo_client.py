@@ -235,10 +235,11 @@ def test_aggregate_spatial_download_and_execute(con, small_catalog, tmp_path):
                     for b, band in enumerate(["B04", "B08"])}
 
     def check(table):
-        assert table["dates"] == days
-        (region,) = table["regions"]
-        for band, values in expected.items():
-            assert_allclose(region["values"][band], values, rtol=1e-5)
+        # openEO's aggregate_spatial JSON: {date: [[value per band] per polygon]}
+        assert list(table) == [f"{day}T00:00:00Z" for day in days]
+        for b, (band, values) in enumerate(expected.items()):
+            assert_allclose([table[f"{day}T00:00:00Z"][0][b] for day in days], values,
+                            rtol=1e-5)
 
     check(cube.execute())
     cube.download(tmp_path / "means.json", format="JSON")
@@ -391,15 +392,16 @@ def test_aggregate_spatial_time_series_at_points(con, small_catalog):
     xs, ys = warp_points("EPSG:4326", "EPSG:32632", [p[0] for p in pts], [p[1] for p in pts])
     rows, cols = rasterio.transform.rowcol(native.transform, xs, ys)
     at = [stack[:, 0, r, c] for r, c in zip(rows, cols, strict=True)]
-    assert table["dates"] == days
-    first, multi, area = table["regions"]
+    # openEO's aggregate_spatial JSON: {date: [[value per band] per geometry]}
+    assert list(table) == [f"{day}T00:00:00Z" for day in days]
+    first, multi, area = (np.array([table[f"{day}T00:00:00Z"][i][0] for day in days],
+                                   dtype=float) for i in range(3))
     assert np.isfinite(at[0]).sum() >= 2
-    assert_allclose(np.array(first["values"]["B04"], dtype=float), at[0], equal_nan=True)
+    assert_allclose(first, at[0], equal_nan=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        assert_allclose(np.array(multi["values"]["B04"], dtype=float),
-                        np.nanmean([at[1], at[2]], axis=0), equal_nan=True)
-    assert all(v is not None for v in area["values"]["B04"])
+        assert_allclose(multi, np.nanmean([at[1], at[2]], axis=0), equal_nan=True)
+    assert np.isfinite(area).all()
 
 
 def test_drop_dimension(con, small_catalog, tmp_path):
@@ -702,8 +704,10 @@ def test_wmts_service_is_a_lazy_job_with_a_layer(con, server):
     tile = wmts.gettile(layer=layer, tilematrixset="GoogleMapsCompatible", tilematrix="14",
                         row=5826, column=8602, format="image/png")
     assert tile.read().startswith(b"\x89PNG")
-    # the job behind it is a job like any other: listed, with a viewer
-    assert layer in {j["id"] for j in con.list_jobs()}
+    # the job behind it is no batch job: not listed by GET /jobs (the Web Editor's list),
+    # but a lazy job like any other by its id, with a viewer
+    assert layer not in {j["id"] for j in con.list_jobs()}
+    assert con.job(layer).describe()["id"] == layer
     viewer = requests.get(f"{server}/jobs/{layer}/viewer",
                           auth=("alice", PASSWORDS["alice"]), timeout=60)
     assert viewer.status_code == 200 and layer in viewer.text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from shapely.geometry import shape
 
 from tileserver.datacube.query import Query
@@ -23,6 +25,23 @@ ZONAL_REDUCERS = {"mean": "avg", "min": "min", "max": "max", "median": "median",
                   "count": "count", "sum": "sum"}
 
 
+def feature_properties(value: dict) -> list[dict]:
+    """The ``properties`` of each feature of GeoJSON ``geometries`` (one region each; ``{}``
+    for a bare geometry)."""
+    if value.get("type") == "FeatureCollection":
+        return [p for f in value.get("features") or [] for p in feature_properties(f)]
+    if value.get("type") == "Feature":
+        props = value.get("properties")
+        return [props if isinstance(props, dict) else {}]
+    return [{}]
+
+
+def _attributes(properties: list[dict]) -> dict[str, list]:
+    """Per property name (in order of appearance), its value in each region (or null)."""
+    names = list(dict.fromkeys(str(k) for props in properties for k in props))
+    return {name: [props.get(name) for props in properties] for name in names}
+
+
 def _zonal_regions(node: Node):
     value = node.args.get("geometries")
     if isinstance(value, dict) and "type" in value:
@@ -30,7 +49,10 @@ def _zonal_regions(node: Node):
                                                       points=True)]
         if len(geoms) > zonal.MAX_REGIONS:
             raise invalid_argument(node, "geometries", f"more than {zonal.MAX_REGIONS} polygons")
-        return Regions(geoms, zonal.WGS84, ["geometries"] * len(geoms))
+        properties = feature_properties(value)
+        # the input features' properties go into every vector output (not JSON's series)
+        attributes = _attributes(properties) if len(properties) == len(geoms) else {}
+        return Regions(geoms, zonal.WGS84, ["geometries"] * len(geoms), attributes)
     raise invalid_argument(node, "geometries", "expected GeoJSON polygons or points (a Polygon, "
                            "MultiPolygon, Point, MultiPoint, Feature or FeatureCollection); for "
                            "uploaded region files use the 0.0.2 zonal_statistics process")
@@ -66,7 +88,9 @@ def aggregate_spatial(ctx, node, query):
     only the pixels under the polygons are read, at native resolution)."""
     data = node.args["data"]
     meta = ctx.meta(data)
-    grid = zonal.native_grid(meta.product, meta.source_bands)
-    return zonal.zonal_statistics(lambda view: ctx.eval(data, Query(view, query.time)),
-                                  meta, _zonal_regions(node), _zonal_func(node), grid,
-                                  ctx.engine.max_pixels)
+    grid = zonal.native_grid(meta.product, meta.product_bands)
+    table = zonal.zonal_statistics(lambda view: ctx.eval(data, Query(view, query.time)),
+                                   meta, _zonal_regions(node), _zonal_func(node), grid,
+                                   ctx.engine.max_pixels)
+    # openEO's JSON of aggregate_spatial (what the clients' tools read)
+    return replace(table, json_shape="timeseries")

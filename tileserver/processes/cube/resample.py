@@ -52,7 +52,7 @@ def native_grid_of(meta: CubeMeta) -> tuple[CRS, float]:
     crs = meta.native_crs or product.crs
     if meta.native_res:
         return crs, meta.native_res
-    res = min(product.bands[b].res_m for b in meta.source_bands or tuple(product.bands))
+    res = min(product.bands[b].res_m for b in meta.product_bands)
     return crs, res / 111_320.0 if crs.is_geographic else res
 
 

@@ -75,6 +75,13 @@ def _script(udf: Node) -> Script:
     return Script(code, f"run_udf ({where})")
 
 
+def shape_of(meta, cube: Cube) -> dict[str, bool]:
+    """Which dimensions the UDF's ``XarrayDataCube`` has besides ``y`` and ``x``: no ``t``
+    once time is reduced, no ``bands`` once a process dropped them (``ndvi``, a band
+    reducer), as the openEO data cube of the graph has them."""
+    return {"reduced": cube.times is None, "bands_dim": bool(meta.has_bands)}
+
+
 def _wrap(process_id: str, callback_arg: str, mode: str) -> None:
     proc = REGISTRY[process_id]
     original = proc.fn
@@ -99,7 +106,8 @@ def _wrap(process_id: str, callback_arg: str, mode: str) -> None:
         if not isinstance(context, dict | type(None)):
             context = {"value": context}
         out = runner.apply(user, script, f"openeo:{mode}", cube, kind=meta.kind,
-                           extra={"context": context or {}, "dimension": dim})
+                           extra={"context": context or {}, "dimension": dim,
+                                  **shape_of(ctx.meta(node.args["data"]), cube)})
         t, b = cube.data.shape[:2]
         expected = {"apply": (t, b), "apply_dimension": (t, b),
                     "reduce_dimension": (1, b) if dim == "t" else (t, 1)}[mode]
@@ -208,7 +216,8 @@ def apply_neighborhood(ctx, node, query):
                 done = runner.apply(user, _script(udf), "openeo:apply", chunk, kind=meta.kind,
                                     extra={"context": context if isinstance(
                                         context, dict) else {"value": context} if context
-                                        is not None else {}, "dimension": None})
+                                        is not None else {}, "dimension": None,
+                                        **shape_of(ctx.meta(node.args["data"]), chunk)})
                 values = done.data
             else:
                 values = np.asarray(run_callback(callback, {"data": chunk.data,

@@ -54,6 +54,7 @@ ROUTES: list[Route] = [Route(*row) for row in [
     ("/collections/<collection_id>/items", GET, catalog.collection_items, True),
     ("/processes", GET, catalog.processes, True),
     ("/result", POST, processing.result, False),
+    ("/result/logs/<token>", GET, processing.result_logs, False),
     ("/validation", POST, processing.validation, False),
     ("/jobs", GET, processing.list_jobs, False),
     ("/jobs", POST, processing.create_job, False),

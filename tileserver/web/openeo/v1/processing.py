@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
+import zlib
+from datetime import UTC, datetime
 
 from flask import jsonify, request
 
@@ -31,15 +34,24 @@ def parse_process(body: dict):
 
 def result():
     """Evaluate synchronously and return the file of ``save_result``'s format (from openEO
-    1.3 on with an ``OpenEO-Identifier`` header naming the request)."""
+    1.3 on with an ``OpenEO-Identifier`` header naming the request).
+
+    An empty result (no acquisition, or no valid value, in the extent and dates asked) is
+    answered with a ``Warning: 299`` header that says so (what HTTP tools and the Python
+    client's ``on_response_headers`` show) and the 1.x ``Link: <...>; rel="monitor"`` to
+    its log (what the JavaScript client reads into ``logs``, shown by the Web Editor)."""
     body = json_body()
     done, value = jobs.compute_value(runtime(), process_graph(body), current_user())
     if done:  # array processes only (the openEO process tests): their value as JSON
         resp = jsonify(value)
     else:
         graph, output = parse_process(body)
-        resp = result_file(jobs.execute(runtime(), current_user(), graph, output),
-                           graph.notes)
+        warnings: list[str] = []
+        encoded = jobs.execute(runtime(), current_user(), graph, output, warnings)
+        resp = result_file(encoded, (*graph.notes, *warnings))
+        if warnings:
+            link = external_url(".result_logs", token=log_token(warnings))
+            resp.headers.add("Link", f'<{link}>; rel="monitor"')
     if current().at_least(V1_3):
         resp.headers["OpenEO-Identifier"] = uuid.uuid4().hex
     return resp
@@ -47,6 +59,36 @@ def result():
 
 def _v13() -> bool:
     return current().at_least(V1_3)
+
+
+#: Most entries, and characters of each, of a synchronous result's log in its link.
+MAX_LOG_ENTRIES, MAX_LOG_MESSAGE = 8, 500
+
+
+def log_token(messages: list[str]) -> str:
+    """The log of a synchronous result (its warnings) as a URL segment: the log travels in
+    its own link, so that no state is kept for it and any worker answers it."""
+    kept = [m[:MAX_LOG_MESSAGE] for m in messages[:MAX_LOG_ENTRIES]]
+    raw = zlib.compress(json.dumps(kept).encode())
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def result_logs(token: str):
+    """The log of a synchronous result (``Link: rel="monitor"`` of ``POST /result``), in
+    the format of the job logs; the time is when it is read."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        # bounded: a crafted token cannot inflate into more than a log's worth
+        messages = json.loads(zlib.decompressobj().decompress(
+            raw, MAX_LOG_ENTRIES * (MAX_LOG_MESSAGE + 8) + 2))
+        if not isinstance(messages, list) or not all(isinstance(m, str) for m in messages):
+            raise ValueError("not a list of messages")
+    except (ValueError, zlib.error):
+        raise TileserverError("not the log link of a result", locator="token") from None
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    entries = [{"id": str(i), "code": "EmptyResult", "level": "warning", "message": m,
+                "time": now} for i, m in enumerate(messages)]
+    return jsonify({"logs": entries, "links": [], "level": "warning"})
 
 
 def validation():
@@ -81,8 +123,8 @@ def _job_fields(body: dict, partial: bool = False) -> dict:
 
 
 def list_jobs():
-    """The user's jobs."""
-    user_jobs = runtime().store.list_jobs(current_user())
+    """The user's batch jobs (not the lazy jobs of their services)."""
+    user_jobs = jobs.batch_jobs(runtime().store.list_jobs(current_user()))
     return jsonify({"jobs": [job_json(j, full=False, times=_v13()) for j in user_jobs],
                     "links": []})
 

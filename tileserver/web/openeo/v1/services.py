@@ -10,13 +10,17 @@ from flask import jsonify
 
 from tileserver.jobs.store import iso
 from tileserver.jobs import usecases as jobs
-from tileserver.jobs.services import SERVICE_TYPES, check_service_args, openeo_v1_service_type
+from tileserver.jobs.services import (
+    SERVICE_OWNER_KEY,
+    SERVICE_TYPES,
+    check_service_args,
+    openeo_v1_service_type,
+    service_owner,
+)
 from tileserver.web.common import created, current_user, json_body, runtime, service_url
 from tileserver.web.openeo.v1.capabilities import SERVICE_DESCRIPTIONS
 from tileserver.web.openeo.v1.processing import parse_process
 
-#: Marks the jobs that a 1.x service created (deleted with their service).
-OWNER_KEY = "service_of"
 
 
 def service_json(service: dict, job: dict, full: bool = True) -> dict[str, Any]:
@@ -63,7 +67,7 @@ def create_service():
     text = jobs.text_fields(body)
     job = jobs.create_job(rt, user, graph, output, **text)
     service = rt.store.create_service(user, job["job_id"], kind, args, text.get("title"))
-    rt.store.update_job(job["job_id"], user, extra={OWNER_KEY: service["service_id"]})
+    rt.store.update_job(job["job_id"], user, extra={SERVICE_OWNER_KEY: service["service_id"]})
     sid = service["service_id"]
     return created(None, ".get_service", sid, service_id=sid)
 
@@ -99,6 +103,6 @@ def delete_service(service_id: str):
     rt, user = runtime(), current_user()
     service, job = _owned(service_id)
     rt.store.delete_service(service_id, user)
-    if (job.get("extra") or {}).get(OWNER_KEY) == service_id:
+    if service_owner(job) == service_id:
         jobs.delete_job(rt, user, job["job_id"])
     return "", 204
