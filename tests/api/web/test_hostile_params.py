@@ -8,7 +8,6 @@ keeps answering correctly afterwards.
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
 
@@ -25,6 +24,7 @@ from tests.support.hostile import (
     versioned_body_fields,
     versioned_rules,
 )
+from tests.support.requirements import require
 from tests.support.synthetic import make_catalog
 from tileserver.settings import load_settings
 from tileserver.web.app import create_app
@@ -296,8 +296,7 @@ def test_every_process_argument_rejects_hostile_values(hostile, process_id, arg)
              ' [9.004, 46.052], [9.0005, 46.052], [9.0005, 46.049]]]}}]}')
     c.put("/users/me/files/zones.geojson", data=zones)
     if process_id.startswith("/udf/"):
-        if shutil.which("bwrap") is None:
-            pytest.skip("UDFs need bubblewrap (.ci/run installs it)")
+        require("bubblewrap")
         udf_type = process_id.rsplit("/", 1)[1]
         c.put(f"/users/me/files/{udf_type}.py", data=UDF_SCRIPTS[udf_type])
     graph = _graph_for(process_id)

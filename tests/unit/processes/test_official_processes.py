@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from tests.support.openeo import REPO, shared_openeo
+from tests.support.requirements import requires
 from tileserver.processes.array.lib import ARRAY_PROCESSES, LabeledArray
 from tileserver.errors import ProcessArgumentInvalid
 
@@ -100,8 +101,7 @@ def _tests_dir():
 def _cases():
     folder = _tests_dir()
     if folder is None:
-        return [pytest.param(None, None, None, marks=pytest.mark.skip(
-            reason="openEO reference files not found (set TILESERVER_OPENEO_SHARED)"))]
+        return [pytest.param(None, None, None, marks=requires("openeo-shared"))]
     out = []
     for pid in sorted(ARRAY_PROCESSES):
         doc = json5.loads((folder / f"{pid}.json5").read_text(encoding="utf-8"))
