@@ -1,5 +1,10 @@
 """Shared fixtures: synthetic catalogs, the demo catalog, apps and clients.
 
+Skips: outside CI a test whose system part is missing is skipped, and the run ends with a
+one-line summary of the skips and their reasons. Under CI (``CI=true``) every skip is a
+failure (see :mod:`tests.support.requirements`), except a case that cannot apply at all
+(reason starting with ``not applicable: ``); xfail is not a skip.
+
 Hypothesis runs under one global settings profile, loaded here before any test module is
 imported (so it covers every test file, including ones added later):
 
@@ -20,6 +25,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.support.requirements import NOT_APPLICABLE, in_ci
 from tests.support.synthetic import make_catalog
 from tests.support.wmts import LiveServer
 from tileserver.settings import load_settings
@@ -33,6 +39,53 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                            HealthCheck.data_too_large, HealthCheck.filter_too_much])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    text = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return text.removeprefix("Skipped: ")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI a skip (other than a case that cannot apply) fails, naming what is missing."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.skipped or hasattr(report, "wasxfail") or not in_ci():
+        return
+    reason = _skip_reason(report)
+    if reason.startswith(NOT_APPLICABLE):
+        return
+    report.outcome = "failed"
+    report.longrepr = (f"skipped under CI=true, where every test must run: {reason}\n"
+                       "(a skip outside CI is fine; see tests/support/requirements.py)")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter):
+    """One line: how many tests were skipped, grouped by reason (cases that cannot apply
+    are counted apart)."""
+    reports = [r for r in terminalreporter.stats.get("skipped", ())
+               if not hasattr(r, "wasxfail")]
+    if not reports:
+        return
+    reasons: dict[str, int] = {}
+    not_applicable = 0
+    for report in reports:
+        reason = _skip_reason(report)
+        if reason.startswith(NOT_APPLICABLE):
+            not_applicable += 1
+        else:
+            short = reason.split(" (install:")[0]
+            reasons[short] = reasons.get(short, 0) + 1
+    parts = [f"{n}× {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])]
+    if not_applicable:
+        parts.append(f"{not_applicable}× official cases that cannot apply")
+    failing = sum(reasons.values())
+    note = "" if in_ci() or not failing else f" ({failing} of them fail under CI=true)"
+    terminalreporter.write_line(f"SKIPPED {len(reports)}{note}: " + "; ".join(parts),
+                                yellow=True, bold=True)
 
 
 @pytest.fixture(scope="session")

@@ -155,11 +155,13 @@ def computed_size(value: float, locator: str, *, maximum: int = MAX_SIZE) -> int
 
 def bbox(value: str, locator: str = "bbox", *, error: ErrorClass = InvalidParameterValue,
          name: str | None = None) -> tuple[float, float, float, float]:
-    """``minx,miny,maxx,maxy`` (a fifth item, a CRS, is ignored here) with min < max."""
+    """``minx,miny,maxx,maxy`` (a fifth item must be a CRS, not used here) with min < max."""
     label = name or locator.upper()
     parts = items(value, locator, error=error, max_items=5, name=label)
     if len(parts) < 4:
         raise error(f"{label} must be minx,miny,maxx,maxy, got {value!r}", locator=locator)
+    if len(parts) == 5:  # not a number taken for a CRS: "1,2,3,4,5" is no bounding box
+        crs(parts[4], locator, error=error)
     box = tuple(number(p, locator, error=error, name=label) for p in parts[:4])
     if not (box[0] < box[2] and box[1] < box[3]):
         raise error(f"{label} {value!r} is empty or inverted (min must be below max)",

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.crs
 
+from tests.support.core import ndvi, reference_stack, stac_items
+from tileserver.datacube.view import View
 from tileserver.settings import load_settings
 
 BBOX = {"left": 500000, "right": 505120, "top": 5100000, "bottom": 5094880, "srs": "EPSG:32632"}
@@ -60,6 +64,18 @@ def wait_job(client, job_id: str, until, timeout: float = 120.0) -> dict:
         time.sleep(0.05)
 
 
+def wait_driver_stopped(app, job_id: str, timeout: float = 60.0) -> None:
+    """Wait until the batch driver of ``job_id`` in ``app`` has stopped (its thread left
+    the runner's table of drivers): after that no block of the job can finish. Fails after
+    ``timeout`` -- a driver that ignores a pause, cancel or delete is a failure, not a
+    race."""
+    runner = app.extensions["tileserver"].batch
+    deadline = time.monotonic() + timeout
+    while job_id in runner._drivers:  # noqa: SLF001 - the runner's own record of them
+        assert time.monotonic() < deadline, f"the driver of job {job_id} did not stop"
+        time.sleep(0.02)
+
+
 def done_blocks(job: dict) -> int:
     """Blocks finished according to the job meta."""
     return (job.get("blocks") or {}).get("done", 0)
@@ -89,3 +105,62 @@ def read_result(client, url: str) -> tuple[np.ndarray, dict]:
         return src.read(), {"crs": src.crs, "transform": src.transform, "profile": src.profile,
                             "tags": src.tags(), "media_type": resp.mimetype,
                             "count": src.count, "is_tiled": src.profile.get("tiled")}
+
+
+def plain_grid(catalog) -> View:
+    """The grid of a job over :data:`BBOX`, computed without the engine: the BBOX in its
+    CRS at the pixel size of the collection's items in that CRS (read with rasterio)."""
+    res = None
+    for item in stac_items(catalog, "TEST"):
+        with rasterio.open(item.assets["B04"].get_absolute_href()) as src:
+            if src.crs == rasterio.crs.CRS.from_user_input(BBOX["srs"]):
+                res = src.res[0]
+                break
+    assert res is not None, "no item in the BBOX's CRS"
+    left, right, bottom, top = BBOX["left"], BBOX["right"], BBOX["bottom"], BBOX["top"]
+    return View(BBOX["srs"], (left, bottom, right, top), round((right - left) / res),
+                round((top - bottom) / res))
+
+
+_REDUCERS = {"min_time": np.nanmin, "max_time": np.nanmax}
+
+
+def plain_ndvi(catalog, reduce: str | None, block: int, dates=None) -> tuple[list, np.ndarray]:
+    """``(days, values (t, y, x))``: the NDVI of the :data:`BBOX` job computed with plain
+    rasterio + numpy on the source files (:func:`tests.support.core.reference_stack`, each
+    file warped with nearest neighbour), reduced over time with ``reduce`` (t = 1) or one
+    layer per date within ``dates``. Each block of ``block`` pixels (from the top left) is
+    warped on its own grid, as a block-wise writer reads: GDAL's warper picks the nearest
+    source pixel of another zone slightly differently for grids of different sizes."""
+    grid = plain_grid(catalog)
+    left, _, _, top = grid.bounds
+    res = grid.res[0]
+    days: list[str] = []
+    out = None
+    for r0 in range(0, grid.height, block):
+        for c0 in range(0, grid.width, block):
+            h, w = min(block, grid.height - r0), min(block, grid.width - c0)
+            view = View(grid.crs, (left + c0 * res, top - (r0 + h) * res,
+                                   left + (c0 + w) * res, top - r0 * res), w, h)
+            days, stack = reference_stack(catalog, "TEST", view, ["B04", "B08"])
+            values = ndvi(stack[:, 0], stack[:, 1])
+            if dates is not None:
+                keep = [i for i, d in enumerate(days) if dates[0] <= d <= dates[1]]
+                days, values = [days[i] for i in keep], values[keep]
+            if reduce is not None:
+                with warnings.catch_warnings():  # all-NaN pixels: nodata
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    values = _REDUCERS[reduce](values, axis=0)[None]
+            if out is None:
+                out = np.full((len(values), grid.height, grid.width), np.nan)
+            out[:, r0:r0 + h, c0:c0 + w] = values
+    return days, out
+
+
+def assert_plain(result: np.ndarray, expected: np.ndarray) -> None:
+    """The tolerance of the other value tests: the same nodata pixels, values equal up to
+    float32 arithmetic."""
+    assert result.shape == expected.shape, (result.shape, expected.shape)
+    np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
+    assert np.isfinite(result).mean() > 0.5  # the comparison is not vacuous
+    np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-6, equal_nan=True)

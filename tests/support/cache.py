@@ -9,18 +9,17 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 import redis
 
 from tests.support.load import free_port
+from tests.support.requirements import require
 
 
 @contextmanager
 def redis_server(workdir: Path, maxmemory: str = "64mb"):
     """A redis-server subprocess; yields ``(url, process)``. Stopped (killed) at exit."""
+    require("redis-server")
     exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server is not installed (.ci/run installs it)")
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(

@@ -33,10 +33,10 @@ import rasterio
 from rasterio.transform import from_origin
 from shapely.geometry import box, mapping
 
+from tests.support.requirements import openeo_shared_dir
+
 REPO = Path(__file__).resolve().parents[2]
-#: The openEO reference files: ``../shared/openeo``, or ``TILESERVER_OPENEO_SHARED`` (as in
-#: :mod:`tests.support.openeo`, for a checkout elsewhere such as a git worktree).
-SHARED = Path(os.environ.get("TILESERVER_OPENEO_SHARED") or REPO.parent / "shared" / "openeo")
+SHARED = openeo_shared_dir()
 USER, PASSWORD = "compliance", "compliance-secret"
 
 #: Failures that are deliberate deviations (test name -> reason); README lists them too.
@@ -51,6 +51,8 @@ DEVIATIONS: dict[str, str] = {
     "test_GET_processes": "the official openEO process descriptions (openeo-processes, "
                           "served as published) fail the same check: " + SCHEMA,
 }
+#: Passed tests of ``tests/general`` today: asserted exactly.
+GENERAL_PASSED = 37
 
 
 @contextmanager
@@ -147,33 +149,62 @@ def run_suite(base_url: str, report: Path, *extra: str,
     return outcomes
 
 
-#: Failures of the suite's process tests (``tests/processes``, HTTP runner) that say
-#: nothing about the back-end: (regular expression on the failure message, reason).
-PROCESS_TEST_DEVIATIONS: list[tuple[str, str]] = [
-    (r"HTTP JSON APIs don't support (NaN|infinity) values",
-     "the suite's HTTP runner cannot send NaN or infinite arguments in JSON"),
-    (r"Failed to load external reference assets/",
-     "the HTTP runner sends no data cubes (the cube cases run in "
-     "tests/unit/processes/test_official_cube_processes.py)"),
-    (r"Got None instead of NaN|Expected a numerical result but got None",
-     "a NaN result is null in JSON"),
-    (r"Expected exception (\w+) but got OpenEoApiError\(\"\[400\] \1:",
-     "the error has the expected code; over HTTP every error is the client's OpenEoApiError"),
-    (r"parameter 'element' is not defined",
-     "count cases read the parameter 'element'; count.json names it 'x'"),
-    (r"array_filter' has no argument 'process'",
-     "array_filter cases pass 'process'; array_filter.json names it 'condition'"),
-    (r"ArrayNotLabeled|'process' in process 'array_apply' is invalid",
-     "labelled arrays have no JSON form in the API: the runner cannot send them"),
-    (r"Differences: \{'values_changed': \{'root\[0\]': \{'new_value': 0, 'old_value': 1",
-     "array_append case 0 expects [1] for appending 0 to an empty array"),
-]
+#: The suite's process tests (``tests/processes``, HTTP runner) and how this back-end
+#: answers them. A case whose arguments hold NaN, an infinity or an external reference is
+#: refused by the runner itself before any request (:data:`RUNNER_REFUSES`): it says nothing
+#: about the back-end. Every other failing case is named here, by process and index in its
+#: test file, with the exact expected value (JSON) and the reason; a case listed here that
+#: passes, or whose expected value changed, fails the test (the entry is stale).
+NAN_NULL = "a NaN result has no JSON form: the answer is null"
+INF_NULL = "an infinite result has no JSON form: the answer is null"
+NO_DATA = ("the case contradicts the truth table of the process description "
+           "(a lone no-data value reduces to no-data); the unit tests record the same case")
+FROM_ARGUMENT = ("the case's child process reads its parameters with 'from_argument' (the "
+                 "pre-1.0 name of 'from_parameter'), which an API 1.x graph does not have: the "
+                 "object is no child process (the unit tests run the case with the old name)")
+ELEMENT = ("the condition reads parameter 'element'; count.json names it 'x' (the unit tests "
+           "record the same case)")
+FILTER_PROCESS = "the case passes 'process'; array_filter.json names the argument 'condition'"
+PROCESS_TEST_DEVIATIONS: dict[str, tuple[str, str]] = {
+    # case: (expected value as JSON, reason)
+    **{case: ("NaN", NAN_NULL) for case in (
+        "arccos#5", "arccos#6", "arcosh#5", "arcosh#6", "arcsin#5", "arcsin#6", "artanh#5",
+        "artanh#6", "divide#7", "ln#5", "log#0", "mod#8", "sqrt#3")},
+    **{case: ("Infinity", INF_NULL) for case in ("artanh#3", "divide#5", "mod#6")},
+    **{case: ("-Infinity", INF_NULL) for case in ("artanh#4", "divide#6", "ln#4", "log#1",
+                                                  "mod#7")},
+    "all#8": ("true", NO_DATA),
+    "any#8": ("false", NO_DATA),
+    "array_append#0": ("[1]", "the case expects [1] for appending 0 to an empty array; "
+                              "the result is [0] (the unit tests record the same case)"),
+    "array_apply#0": ("[]", FROM_ARGUMENT),
+    "array_apply#2": ("[2.5, 6.25]", FROM_ARGUMENT),
+    "array_apply#4": ("[0, 1, 2, 3]", FROM_ARGUMENT),
+    "array_filter#0": ("[]", FILTER_PROCESS),
+    "array_filter#2": ("[1, 2, 3]", FILTER_PROCESS),
+    "count#4": ("3", ELEMENT),
+    "count#5": ("3", ELEMENT),
+}
+
+#: The runner's own refusals (checked before it sends anything): (unsendable kind, message).
+RUNNER_REFUSES = {
+    "a NaN argument": "HTTP JSON APIs don't support NaN values",
+    "an infinite argument": "HTTP JSON APIs don't support infinity values",
+    "an external reference": "Failed to load external reference assets/",
+}
+
+#: Passed cases of today's run: asserted exactly (a new pass updates it, a lost one fails).
+PROCESS_TESTS_PASSED = 547
+#: Skipped cases (the suite's own skips: no expected result, unsupported argument types).
+PROCESS_TESTS_SKIPPED = 58
 
 
-def run_process_tests(base_url: str, report: Path) -> dict[str, tuple[str, str]]:
+def run_process_tests(base_url: str, report: Path) -> dict[str, dict[str, str]]:
     """Run the suite's process tests (``tests/processes/processing``, the official
     openeo-processes cases from ``../shared/openeo/processes``) through ``POST /result``
-    (the suite's HTTP runner); ``{case: (outcome, failure message)}``."""
+    (the suite's HTTP runner). ``{case ("sqrt#3"): {"outcome", "message", "returns",
+    "unsendable", "name"}}``; the case names and expected values come from
+    :mod:`tests.support.compliance_plugin`."""
     import openeo_test_suite  # noqa: PLC0415
 
     tests = Path(openeo_test_suite.__file__).parent / "tests" / "processes" / "processing"
@@ -183,21 +214,61 @@ def run_process_tests(base_url: str, report: Path) -> dict[str, tuple[str, str]]
         (Path(tmp) / "assets").mkdir()
         (Path(tmp) / "assets" / "processes").symlink_to(SHARED / "processes")
         ini = Path(tmp) / "pytest.ini"
-        ini.write_text("[pytest]\n")
+        ini.write_text("[pytest]\njunit_logging = no\n")
         cmd = [sys.executable, "-m", "pytest", str(tests / "test_example.py"), "-c",
                str(ini), "--rootdir", tmp, "-p", "openeo_test_suite.lib.pytest_plugin",
                "-p", "tests.support.compliance_plugin", "-U", base_url, "--runner", "http", "-q",
                f"--junitxml={report}", "-p", "no:cacheprovider"]
         subprocess.run(cmd, env=env, cwd=tmp, check=False, timeout=900,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    outcomes: dict[str, tuple[str, str]] = {}
+    outcomes: dict[str, dict[str, str]] = {}
     for case in ElementTree.parse(report).iter("testcase"):
         bad = case.find("failure") if case.find("failure") is not None else case.find("error")
-        outcome = ("failed" if bad is not None else
-                   "skipped" if case.find("skipped") is not None else "passed")
-        outcomes[case.get("name", "?")] = (outcome, "" if bad is None else
-                                           bad.get("message") or "")
+        skipped = case.find("skipped")
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        name = case.get("name", "?")
+        outcomes[props.get("case", name)] = {
+            "name": name,
+            "outcome": ("failed" if bad is not None else
+                        "skipped" if skipped is not None else "passed"),
+            "message": (bad.get("message") if bad is not None else
+                        skipped.get("message") if skipped is not None else "") or "",
+            "returns": props.get("returns", "?"), "unsendable": props.get("unsendable", "")}
     return outcomes
+
+
+def process_test_problems(outcomes: dict[str, dict[str, str]]) -> list[str]:
+    """What is wrong with a run of the process tests: an unexpected failure, a stale
+    allow-list entry (the case passes, or expects another value), a runner refusal that
+    is not one, or counts that differ from today's."""
+    problems = []
+    for case, out in sorted(outcomes.items()):
+        excused = PROCESS_TEST_DEVIATIONS.get(case)
+        refused = RUNNER_REFUSES.get(out["unsendable"])
+        if excused and out["returns"] != excused[0]:
+            problems.append(f"{case}: the allow-list expects {excused[0]}, the case "
+                            f"now expects {out['returns']}")
+        if out["outcome"] == "failed":
+            if refused and refused in out["message"]:
+                continue
+            if not excused:
+                problems.append(f"{case} ({out['name']}) FAILED, not an allowed deviation: "
+                                f"{out['message'][:300]}")
+        elif excused:
+            problems.append(f"{case}: {out['outcome']}, but the allow-list excuses it "
+                            f"({excused[1]}): remove the entry")
+        elif refused and out["outcome"] == "passed":
+            problems.append(f"{case}: passed although the runner should refuse it "
+                            f"({out['unsendable']})")
+    counts = {k: sum(o["outcome"] == k for o in outcomes.values()) for k in ("passed",
+                                                                            "skipped")}
+    if counts["passed"] != PROCESS_TESTS_PASSED:
+        problems.append(f"{counts['passed']} cases passed, today's count is "
+                        f"{PROCESS_TESTS_PASSED} (PROCESS_TESTS_PASSED)")
+    if counts["skipped"] != PROCESS_TESTS_SKIPPED:
+        problems.append(f"{counts['skipped']} cases skipped, today's count is "
+                        f"{PROCESS_TESTS_SKIPPED} (PROCESS_TESTS_SKIPPED)")
+    return problems
 
 
 def main() -> int:
@@ -222,7 +293,10 @@ def main() -> int:
         if outcome == "failed":
             print(f"FAILED {name}: {DEVIATIONS.get(name, 'NOT A DOCUMENTED DEVIATION')}")
     unexpected = [n for n, o in outcomes.items() if o == "failed" and n not in DEVIATIONS]
-    return 1 if unexpected else 0
+    stale = [n for n in DEVIATIONS if outcomes.get(n) != "failed"]
+    for name in stale:
+        print(f"STALE DEVIATION {name}: {outcomes.get(name, 'not run')}")
+    return 1 if unexpected or stale or counts["passed"] != GENERAL_PASSED else 0
 
 
 if __name__ == "__main__":

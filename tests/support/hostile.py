@@ -212,3 +212,94 @@ def versioned_body_fields() -> list[str]:
                 for found in re.findall(pattern, code):
                     fields |= set(re.findall(r"\w+", found))
     return sorted(fields)
+
+
+# -- which hostile values are valid values of which parameter ------------------------------
+#
+# A hostile value must be refused with a 4xx in the protocol's form, except where it is a
+# valid value of that very parameter (a number for a coordinate, an empty optional value):
+# only then may the answer be a success. Everything not listed here must be a 4xx.
+
+#: Numbers among the edges (valid as coordinates; 1e-400 is 0 after rounding).
+NUMBERS = frozenset({"-0", "0", "-1", "0.5", "1e-400", "5e-324", "1e3"})
+#: An empty value of an optional parameter is the parameter left out (OGC KVP).
+EMPTY = frozenset({""})
+BLANK = frozenset({"", " "})
+#: Zero with or without a sign: a valid tile index.
+ZERO = frozenset({"-0", "0"})
+
+#: ``(key, template) -> the edges that are valid values`` of :data:`KVP_PARAMS`.
+VALID_KVP: dict[tuple[str, str], frozenset] = {
+    ("VERSION", "{}"): EMPTY,          # no version: the one this service speaks
+    ("STYLE", "{}"): EMPTY,            # the default style
+    ("TILEROW", "{}"): ZERO,
+    ("TILECOL", "{}"): ZERO,
+    ("TIME", "{}"): BLANK,             # no time: the latest date (WMTS), all dates (WCS 1.0)
+    ("ACCEPTVERSIONS", "{}"): EMPTY,   # (sent with GetCapabilities) no preference
+    ("FORMAT", "{}"): EMPTY,           # WCS 2.0: the coverage's native format
+    ("SUBSET", "E({},500640)"): NUMBERS,
+    ("SUBSET", "N(5099360,{})"): frozenset(),
+    ("SUBSET", "E({})"): NUMBERS,      # a slice point: the coverage at that easting
+    ("SUBSETTINGCRS", "{}"): EMPTY,
+    ("OUTPUTCRS", "{}"): EMPTY,
+    ("SCALESIZE", "i({}),j(8)"): frozenset({"1e3"}),  # 1000 written with an exponent
+    ("SCALESIZE", "{}"): BLANK,
+    ("SIZE", "x({})"): frozenset({"1e3"}),
+    ("SCALEFACTOR", "{}"): frozenset({"0.5", "1e3"}),
+    ("SCALEAXES", "i({}),j(2)"): frozenset({"0.5", "1e3"}),
+    ("SCALEEXTENT", "i(0:{}),j(0:7)"): NUMBERS - {"-1", "0.5"},
+    ("SCALEEXTENT", "i({}:7),j(0:7)"): NUMBERS - {"0.5", "1e3"},
+    ("RANGESUBSET", "{}"): EMPTY,      # all fields
+    ("RESPONSE_CRS", "{}"): EMPTY,     # the request CRS
+    ("BBOX", "{},5099360,500640,5100000"): NUMBERS,
+    ("BBOX", "500000,5099360,500640,{}"): frozenset(),
+    ("WIDTH", "{}"): frozenset({"1e3"}),
+    ("HEIGHT", "{}"): frozenset({"1e3"}),
+    ("RESX", "{}"): frozenset({"0.5", "1e3"}),
+    ("RESY", "{}"): frozenset({"0.5", "1e3"}),
+    ("BAND", "{}"): EMPTY,
+    ("PARAMETER", "{}"): EMPTY,
+}
+
+#: ``segment -> valid edges`` of :data:`TILE_SEGMENTS` (and the XYZ/TMS query parameters).
+VALID_SEGMENTS: dict[str, frozenset] = {
+    "row": ZERO, "col": ZERO, "x": ZERO, "y": ZERO,
+    "time": BLANK,                      # no time: the latest date
+    "TIME": BLANK,
+    "bands": EMPTY,                     # all bands
+}
+
+#: ``key -> valid edges`` of :data:`VIEWER_PARAMS`.
+VALID_VIEWER: dict[str, frozenset] = {
+    "lon": NUMBERS - {"1e3"}, "lat": NUMBERS - {"1e3"}, "time": BLANK,
+}
+
+
+def _one_of(value, *valid) -> bool:
+    """``value`` is one of ``valid``, type included (JSON's 0 is not false, nor -0.0)."""
+    return any(type(value) is type(v) and value == v for v in valid)
+
+
+def valid_json(field: str, value) -> bool:
+    """Whether ``value`` is a valid value of a JSON field of :data:`JSON_FIELDS` (or of a
+    process argument, or of an output option): only then may the answer be a success."""
+    if field in ("title", "description"):  # a text, or null (none)
+        return value is None or isinstance(value, str)
+    if field in ("output", "output.parameters"):  # {} or null: the defaults
+        return _one_of(value, None, {})
+    if field == "args":                     # service arguments: an object (unknown keys kept)
+        return value is None or isinstance(value, dict)
+    if field in ("args.colormap", "colormap", "compress", "photometric"):
+        return value is None                # null: the default
+    if field in ("args.range", "range"):
+        return _one_of(value, None, [1, 2])
+    if field == "tiled":                    # a boolean, also as GDAL's "0"/"1"
+        return _one_of(value, True, False, "0", "1")
+    if field == "bigtiff":                  # YES/NO, also as a boolean, 0/1 or "0"/"1"
+        return _one_of(value, True, False, 0, 1, "0", "1")
+    if field == "imagery":                  # a collection leaf is valid imagery
+        return value == {"product_id": "TEST"}
+    if field in ("left", "right", "bottom", "top"):  # finite coordinates
+        return (isinstance(value, int | float) and not isinstance(value, bool)
+                and abs(value) < 1e300)  # False for NaN, infinities and 10**400
+    return False

@@ -6,19 +6,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import pytest
+from tests.support.requirements import openeo_shared_dir, require
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def shared_openeo() -> Path:
-    """The folder of the openEO reference files; skips the test when it is absent."""
-    env = os.environ.get("TILESERVER_OPENEO_SHARED")
-    path = Path(env) if env else REPO.parent / "shared" / "openeo"
-    if not (path / "processes" / "tests").is_dir():
-        pytest.skip(f"openEO reference files not found at {path} "
-                    "(set TILESERVER_OPENEO_SHARED to the shared/openeo folder)")
-    return path
+    """The folder of the openEO reference files; skips the test (fails it under CI) when
+    it is absent."""
+    require("openeo-shared")
+    return openeo_shared_dir()

@@ -77,7 +77,7 @@ def test_bbox():
     assert params.bbox("1,2,3,4") == (1.0, 2.0, 3.0, 4.0)
     assert params.bbox(" 1, 2 ,3,4,EPSG:4326") == (1.0, 2.0, 3.0, 4.0)
     for bad in ("1,2,3", "3,2,1,4", "1,4,3,2", "1,2,1,4", "NaN,2,3,4", "1,2,3,1e309",
-                ",".join(["1"] * 6), ""):
+                ",".join(["1"] * 6), "", "1,2,3,4,5", "1,2,3,4,NaN"):
         with pytest.raises(InvalidParameterValue) as info:
             params.bbox(bad)
         assert info.value.locator == "bbox"

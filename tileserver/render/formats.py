@@ -154,8 +154,9 @@ def output_params(output: dict) -> dict:
 def _split_output(output: dict | None) -> tuple[OutputFormat, dict]:
     output = dict(output or {"format": DEFAULT})
     fmt = get(output.pop("format", DEFAULT))
-    opts = output.pop("parameters", None) or {}
-    if not isinstance(opts, dict):
+    opts = output.pop("parameters", None)
+    opts = {} if opts is None else opts
+    if not isinstance(opts, dict):  # 0, "" and [] too: not a missing object
         raise OutputFormatError("'output.parameters' must be an object")
     return fmt, {**output, **opts}
 
@@ -320,9 +321,6 @@ register_format(OutputFormat(
     batch=BatchWriter("application/netcdf",
                       _gdal_copy("netCDF", {"FORMAT": "NC4", "COMPRESS": "DEFLATE"}),
                       proj=False),
-    # as /file_formats has always listed it (the 1.x document took "raster" from image/*
-    # media types); "raster" would be right, but the capabilities stay as they were
-    gis_types=("vector", "table"),
 ))  # fmt: skip
 
 register_format(OutputFormat(

@@ -8,7 +8,6 @@ import json
 import subprocess
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +24,7 @@ from rasterio.windows import Window
 
 from tests.support.core import bbox, call, leaf, ndvi, reference_stack
 from tests.support.fuzz import examples
+from tests.support.requirements import qgis_tool, requires
 from tests.support.wcs import (
     NS,
     assert_fragments_valid,
@@ -524,21 +524,18 @@ def test_global_endpoint_lists_every_job(wcs_app, jobs, small_catalog):
 
 # -- QGIS (its WCS 1.0.0 provider, headless) --------------------------------------------
 
-QGIS_TOOL = Path(__file__).resolve().parents[4] / "shared" / "tools" / "qgis_render.py"
 
 
-@pytest.mark.skipif(not (QGIS_TOOL.exists() and Path("/usr/bin/python3").exists()),
-                    reason="the QGIS render tool (shared/tools) is not beside the checkout")
+@requires("qgis-tool", "python3-qgis")
 @pytest.mark.parametrize("name, crs, bounds", [
     ("utm_min", "EPSG:32632", UTM_BBOX), ("geo_max", "EPSG:4326", GEO_BBOX)])
 def test_qgis_adds_and_renders_the_coverage(jobs, name, crs, bounds):
     cid, _, url, _ = jobs[name]
-    proc = subprocess.run(["/usr/bin/python3", str(QGIS_TOOL), "wcs", url, cid, crs,
+    proc = subprocess.run(["/usr/bin/python3", str(qgis_tool()), "wcs", url, cid, crs,
                            *map(str, bounds)], capture_output=True, text=True, timeout=240,
                           check=False)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if not lines and "No module named 'qgis'" in proc.stderr:
-        pytest.skip("python3-qgis is not installed")
+    assert lines, proc.stderr[-2000:]
     out = json.loads(lines[-1])
     assert out["valid"], out["error"]
     assert out["crs"] == crs

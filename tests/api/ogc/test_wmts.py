@@ -21,7 +21,6 @@ from tests.support.wmts import (
     ndvi_graph,
     reference_ndvi,
 )
-from tileserver.render.styles import colormap_lut
 from tileserver.maps.tilematrix import get_tms, tile_view
 
 CAPS_XSD = "wmts/1.0/wmtsGetCapabilities_response.xsd"
@@ -220,7 +219,10 @@ def test_jpeg_tile_and_colormap_style(client, small_catalog):
     with MemoryFile(tif.data) as mem, mem.open() as ds:
         values = ds.read(1)
     png = np.asarray(Image.open(io.BytesIO(_kvp_tile(client, service, job).data)))
-    lut = colormap_lut("viridis")
+    # the documented ramp: matplotlib's viridis sampled at 256 levels (not the server's table)
+    import matplotlib
+
+    lut = (matplotlib.colormaps["viridis"](np.linspace(0.0, 1.0, 256)) * 255).round()
     idx = np.clip(np.nan_to_num((values - 0.0) / 0.8 * 255.0), 0, 255).astype(np.uint8)
     valid = np.isfinite(values)
     np.testing.assert_array_equal(png[valid][:, :3], lut[idx[valid]][:, :3])

@@ -12,8 +12,8 @@ import pytest
 import rasterio
 from pyproj import Transformer
 
+from tests.support.requirements import require, requires
 from tests.support.wmts import LiveServer, create_job, create_service, ndvi_graph
-from tileserver.web.assets import leaflet_dir
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -26,9 +26,7 @@ def _dump_dom(url: str, profile) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
-@pytest.mark.skipif(not (leaflet_dir() / "leaflet.js").exists(),
-                    reason="Leaflet is not installed (python -m tileserver.web.assets install)")
+@requires("chromium", "leaflet")
 @pytest.mark.parametrize("reduce,query", [(None, ""), (None, "?time=2020-05-01"),
                                           ("min_time", "")])
 def test_viewer_loads_all_tiles_in_headless_chromium(live, small_app, tmp_path, caplog,
@@ -56,8 +54,7 @@ def test_viewer_loads_all_tiles_in_headless_chromium(live, small_app, tmp_path, 
 
 
 def test_leaflet_is_served_locally(client):
-    if not (leaflet_dir() / "leaflet.js").exists():
-        pytest.skip("Leaflet is not installed")
+    require("leaflet")
     resp = client.get("/static/leaflet/leaflet.js")
     assert resp.status_code == 200 and b"Leaflet" in resp.data[:2000]
     resp.close()
@@ -128,9 +125,7 @@ def _screenshot(url: str, profile, out) -> None:
     subprocess.run(cmd, capture_output=True, timeout=120, check=True)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
-@pytest.mark.skipif(not (leaflet_dir() / "leaflet.js").exists(),
-                    reason="Leaflet is not installed (python -m tileserver.web.assets install)")
+@requires("chromium", "leaflet")
 def test_viewer_paints_legend_jobs_dates_links_and_time_series(live, small_app, tmp_path):
     """The page as a browser paints it: the legend's ramp has the style's colours, the map
     has tiles in those colours; the DOM lists the user's jobs, labelled dates, the OGC URLs,
@@ -194,9 +189,7 @@ def test_viewer_paints_legend_jobs_dates_links_and_time_series(live, small_app, 
     assert 'id="basemap"' not in dom  # no base map unless configured (works offline)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
-@pytest.mark.skipif(not (leaflet_dir() / "leaflet.js").exists(),
-                    reason="Leaflet is not installed (python -m tileserver.web.assets install)")
+@requires("chromium", "leaflet")
 def test_viewer_base_map_is_an_xyz_setting(make_app, small_catalog, tmp_path):
     # any XYZ template works; this one is served by the server itself (no internet)
     app = make_app([small_catalog], viewer_basemap_url="/static/leaflet/images/layers.png"

@@ -19,9 +19,10 @@ from openeo.api.process import Parameter
 from openeo.rest import OpenEoApiError
 from openeo.rest.auth.auth import BearerAuth
 from owslib.wmts import WebMapTileService
+from rasterio.crs import CRS
 from rasterio.io import MemoryFile
 
-from tests.support.core import ndvi, reference_stack
+from tests.support.core import ndvi, reference_stack, stac_items
 from tests.support.hardening import PASSWORDS, users_file
 from tests.support.load import serve
 from tileserver.datacube.view import View
@@ -52,10 +53,31 @@ def con(server):
     return connection
 
 
-def reference(catalog, path, bands=("B04", "B08")):
-    """``(dataset profile, (t, b, y, x) reference)`` on the grid of the file at ``path``."""
+def expected_grid(catalog) -> View:
+    """The grid a download of :data:`EXTENT` must have, computed without the server: the
+    extent in its CRS at the pixel size of the collection's items in that CRS."""
+    for item in stac_items(catalog, "TEST"):
+        with rasterio.open(item.assets["B04"].get_absolute_href()) as src:
+            if src.crs == CRS.from_user_input(EXTENT["crs"]):
+                res = src.res
+                break
+    west, south, east, north = (EXTENT[k] for k in ("west", "south", "east", "north"))
+    return View(EXTENT["crs"], (west, south, east, north), round((east - west) / res[0]),
+                round((north - south) / res[1]))
+
+
+def reference(catalog, path, bands=("B04", "B08"), grid: bool = True):
+    """``(dataset profile, (t, b, y, x) reference)`` on the grid of the file at ``path``;
+    that grid is first checked against :func:`expected_grid` (CRS, bounds, transform and
+    shape) unless ``grid`` is false (a result on another grid, checked by its test)."""
     with rasterio.open(path) as src:
         view = View(src.crs, tuple(src.bounds), src.width, src.height)
+        if grid:
+            want = expected_grid(catalog)
+            assert src.crs == want.crs, (src.crs, want.crs)
+            assert tuple(src.bounds) == pytest.approx(want.bounds, abs=1e-6), src.bounds
+            assert (src.height, src.width) == (want.height, want.width)
+            assert src.transform.almost_equals(want.transform), src.transform
         data = src.read().astype("float64")
         data[~np.isfinite(data)] = np.nan
     _days, stack = reference_stack(catalog, "TEST", view, list(bands),

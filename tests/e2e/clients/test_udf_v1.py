@@ -17,14 +17,14 @@ from openeo.rest import OpenEoApiError
 
 from tests.support.hardening import PASSWORDS, users_file
 from tests.support.load import serve
+from tests.support.requirements import requires
 from tests.support.udf import SMALL, source
 from tileserver.demo import S1_PRODUCT_ID, write_s1_product
 from tileserver.settings import load_settings
 from tileserver.web.auth import users_path
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("bwrap") is None,
-                                 reason="UDFs need bubblewrap (.ci/run installs it)")]
+              requires("bubblewrap")]
 
 EXTENT = {"west": SMALL["left"], "east": SMALL["right"], "south": SMALL["bottom"],
           "north": SMALL["top"]}

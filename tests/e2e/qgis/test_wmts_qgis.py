@@ -8,22 +8,14 @@ import os
 import subprocess
 
 import numpy as np
-import pytest
 from PIL import Image
 from pyproj import Transformer
 
 from tests.support.qgis import SCRIPTS as QGIS_SCRIPTS
+from tests.support.requirements import requires
 from tests.support.wmts import create_job, create_service, ndvi_graph
 
 SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-def _has_qgis() -> bool:
-    try:
-        return subprocess.run([SYSTEM_PYTHON, "-c", "import qgis.core"], capture_output=True,
-                              timeout=60).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 def _system_env() -> dict[str, str]:
@@ -32,7 +24,7 @@ def _system_env() -> dict[str, str]:
             if not k.startswith(("GDAL_", "PROJ_", "PYTHON", "VIRTUAL_ENV", "CPL_"))}
 
 
-@pytest.mark.skipif(not _has_qgis(), reason="python3-qgis is not installed")
+@requires("python3-qgis")
 def test_qgis_renders_the_layers_with_nodata_transparent(live, small_app, tmp_path):
     client = small_app.test_client()
     job = create_job(client, ndvi_graph())  # latest date: NDVI with diagonal nodata stripes
@@ -60,7 +52,7 @@ def test_qgis_renders_the_layers_with_nodata_transparent(live, small_app, tmp_pa
         assert 0.2 < opaque < 0.9, (spec["tms"], opaque)  # data; margin + nodata clear
 
 
-@pytest.mark.skipif(not _has_qgis(), reason="python3-qgis is not installed")
+@requires("python3-qgis")
 def test_qgis_shows_the_legend_of_the_style(live, small_app, tmp_path):
     """QGIS takes the style's LegendURL for its layer tree: the image it fetches is our
     legend PNG, ramp colours included."""

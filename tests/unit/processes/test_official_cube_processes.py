@@ -50,6 +50,7 @@ from rasterio.warp import transform_bounds
 from shapely.geometry import box
 
 from tests.support.openeo import shared_openeo
+from tests.support.requirements import NOT_APPLICABLE, require, requires
 from tileserver.cache.memory import NodeCache
 from tileserver.data.catalog import Band, Catalog, Item, StaticProduct
 from tileserver.datacube.cube import Cube
@@ -196,21 +197,20 @@ def _tests_dir() -> Path | None:
 def _cases():
     folder = _tests_dir()
     if folder is None:
-        return [pytest.param(None, None, None, marks=pytest.mark.skip(
-            reason="openEO reference files not found (set TILESERVER_OPENEO_SHARED)"))]
+        return [pytest.param(None, None, None, marks=requires("openeo-shared"))]
     out = []
     for pid in CUBE_PROCESSES:
         doc = json5.loads((folder / f"{pid}.json5").read_text(encoding="utf-8"))
         if not doc["tests"]:
             out.append(pytest.param(pid, None, None, id=f"{pid}-none", marks=pytest.mark.skip(
-                reason=f"the official {pid}.json5 of the release has no test cases")))
+                reason=f"{NOT_APPLICABLE}the official {pid}.json5 of the release has no test cases")))
         for i, case in enumerate(doc["tests"]):
             key = (pid, i)
             marks = ()
             if key in UNREPRESENTABLE:
-                marks = (pytest.mark.skip(reason=f"not representable: {UNREPRESENTABLE[key]}"),)
+                marks = (pytest.mark.skip(reason=f"{NOT_APPLICABLE}not representable: {UNREPRESENTABLE[key]}"),)
             elif key in CASE_ERRORS:
-                marks = (pytest.mark.skip(reason=f"error of the test case: {CASE_ERRORS[key]}"),)
+                marks = (pytest.mark.skip(reason=f"{NOT_APPLICABLE}error of the test case: {CASE_ERRORS[key]}"),)
             elif key in DEVIATIONS:
                 marks = (pytest.mark.xfail(strict=True, reason=DEVIATIONS[key]),)
             out.append(pytest.param(pid, i, case, id=f"{pid}-{i}", marks=marks))
@@ -311,7 +311,7 @@ def to_cube(doc: dict) -> tuple[Cube, bool]:
     dims, order = _dims(doc), _order(doc)
     extra = sorted(set(dims) - {"x", "y", "t", "bands"})
     if extra or not {"x", "y"} <= set(dims):
-        pytest.skip(f"not representable: a datacube with the dimensions {sorted(dims)} "
+        pytest.skip(f"{NOT_APPLICABLE}not representable: a datacube with the dimensions {sorted(dims)} "
                     "(our cubes have x, y and optionally t and bands)")
     view = _view(dims)
     times = tuple(_time(v) for v in dims["t"]["values"]) if "t" in dims else None
@@ -545,7 +545,7 @@ def test_official_case_adapted(key, leaves):
     """The cases of ADAPTED, changed as their entry says, run as the others."""
     folder = _tests_dir()
     if folder is None:
-        pytest.skip("openEO reference files not found")
+        require("openeo-shared")
     pid, index = key
     doc = json5.loads((folder / f"{pid}.json5").read_text(encoding="utf-8"))
     case = copy.deepcopy(doc["tests"][index])
@@ -562,7 +562,7 @@ def test_the_leaf_answers_queries_like_load_collection(leaves):
     """The harness's data leaf: only the dates and bands a query asks for."""
     folder = _tests_dir()
     if folder is None:
-        pytest.skip("openEO reference files not found")
+        require("openeo-shared")
     graph = {"a": {"process_id": LEAF, "arguments": {"name": "data"}},
              "f": {"process_id": "filter_temporal", "arguments": {
                  "data": {"from_node": "a"}, "extent": ["2020-06-02", "2020-06-06"]}},
@@ -581,7 +581,7 @@ def test_the_comparison_catches_wrong_values_labels_and_pixels():
     """``compare`` fails on a changed value, label or nodata pixel (the harness can fail)."""
     folder = _tests_dir()
     if folder is None:
-        pytest.skip("openEO reference files not found")
+        require("openeo-shared")
     doc = _resolve({"$ref": "assets/xyt-minimal-float.json5"}, folder)
     cube, has_bands = to_cube(doc)
     case = {"arguments": {}}

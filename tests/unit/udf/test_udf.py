@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import socket
 import threading
 import warnings
@@ -22,14 +21,13 @@ from PIL import Image
 from rasterio.warp import Resampling, reproject
 
 from tests.support.hardening import basic, users_file, with_users
+from tests.support.requirements import requires
 from tests.support.udf import SMALL, source
 from tileserver.demo import S1_PRODUCT_ID, s1_grid, write_s1_product
 from tileserver.settings import load_settings
 from tileserver.web.app import create_app
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None,
-                                reason="bubblewrap (Debian 'bubblewrap') is not installed; "
-                                "UDFs need it (.ci/run installs it)")
+pytestmark = requires("bubblewrap")
 
 TIMEOUT = 3
 ALICE, BOB = basic("alice"), basic("bob")

@@ -36,6 +36,7 @@ from tests.support.core import (
     reference_stack,
 )
 from tests.support.qgis import SCRIPTS as QGIS_SCRIPTS
+from tests.support.requirements import require, requires
 from tileserver.zonal.tables import ZonalTable
 from tileserver.data.userfiles import UserFiles, eval_context
 from tileserver.datacube.view import View
@@ -431,9 +432,8 @@ def test_gpkg_read_back_with_pyogrio_and_gdal(engine, home, tmp_path):
         assert_allclose(v, table.values[r - 1, ti, 0])
         assert n == table.pixels[r - 1, ti, 0]
 
+    require("gdal-bin")
     ogrinfo = shutil.which("ogrinfo")
-    if ogrinfo is None:
-        pytest.skip("GDAL's ogrinfo is not installed")
     out = subprocess.run([ogrinfo, "-ro", "-al", "-where", "region_id = 2", str(path)],
                          capture_output=True, text=True, check=True).stdout
     assert "Layer name: regions" in out and "Layer name: timeseries" in out
@@ -670,15 +670,7 @@ def test_batch_job_queue_poll_download_gpkg(small_catalog, reference, tmp_path):
     assert len(pyogrio.raw.read(path, layer="timeseries")[3][0]) == 3 * len(days)
 
 
-def _system_qgis() -> bool:
-    try:
-        return subprocess.run(["/usr/bin/python3", "-c", "import qgis.core"],
-                              capture_output=True, timeout=60).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-@pytest.mark.skipif(not _system_qgis(), reason="python3-qgis is not installed")
+@requires("python3-qgis")
 def test_qgis_opens_both_layers_and_reads_the_series(engine, home, tmp_path):
     import os
 

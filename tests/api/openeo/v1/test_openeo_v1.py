@@ -93,6 +93,7 @@ def test_small_documents(client):
     assert formats["input"] == {}
     assert {"GTiff", "PNG", "JPEG"} <= set(formats["output"])
     assert formats["output"]["GTiff"]["gis_data_types"] == ["raster"]
+    assert formats["output"]["NetCDF"]["gis_data_types"] == ["raster"]  # a gridded format
     assert {"XYZ", "WMTS"} <= set(client.get(f"{V1}/service_types").json)
     runtimes = client.get(f"{V1}/udf_runtimes").json  # run_udf: tests/e2e/clients/test_udf_v1.py
     assert runtimes["Python"]["type"] == "language"

@@ -136,7 +136,9 @@ def _graph_and_output(body: dict):
            *EVALUATION_ERRORS, body=json_request(ref("JobRequest")))
 def execute():
     """Evaluate a graph on its native view and return the file."""
-    graph, output = _graph_and_output(json_body())
+    body = json_body()
+    jobs.text_fields(body)  # JobRequest's title and description: checked, not kept
+    graph, output = _graph_and_output(body)
     return result_file(jobs.execute(runtime(), current_user(), graph, output), graph.notes)
 
 
