@@ -9,7 +9,6 @@ reuse work.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections import defaultdict
@@ -35,6 +34,7 @@ from tileserver.data.remote import BrokenSource
 from tileserver.datacube.cube import Cube, day_key, first_of_each_day
 from tileserver.datacube.query import CubeMeta, Query
 from tileserver.datacube.view import View
+from tileserver.engine.plan import Plan, plan, wgs84_bounds
 from tileserver.errors import LimitExceeded, ProcessGraphError, TileserverError
 from tileserver.graph.nodes import Callback, Node
 from tileserver.graph.v002 import GraphParser, translate
@@ -50,16 +50,6 @@ log = logging.getLogger(__name__)
 #: Pixels a side of the view a UDF's output dates are learnt on (:meth:`Engine.times`).
 TIMES_PROBE = 8
 _skipped_logged: set[tuple[str, str]] = set()
-
-
-def wgs84_bounds(view: View) -> tuple[float, float, float, float] | None:
-    """The view's bounds in WGS84 (for item searches), or ``None`` when they have none
-    (a view that does not transform, or to infinite values): then every item is a match."""
-    try:
-        bbox = transform_bounds(view.crs, WGS84, *view.bounds, densify_pts=21)
-    except Exception:  # noqa: BLE001
-        return None
-    return bbox if all(math.isfinite(v) for v in bbox) else None
 
 
 def skipped(product_id: str, item_id: str, exc: Exception) -> None:
@@ -326,6 +316,15 @@ class Engine:
         items = meta.product.items_for(bbox_wgs84, meta.time_range)
         return sorted(first_of_each_day(item.datetime for item in items).values())
 
+    # -- plans --------------------------------------------------------------------------
+
+    def plan(self, graph: Graph, view: View | None = None,
+             time_range: tuple[datetime, datetime] | None = None) -> Plan:
+        """What evaluating ``graph`` on ``view`` (its native view by default) reads,
+        produces and holds in memory (:mod:`tileserver.engine.plan`), without reading."""
+        return plan(self, graph, self.native_view(graph) if view is None else view,
+                    time_range)
+
     # -- versions -----------------------------------------------------------------------
 
     def products_read(self, root: Node) -> set[str]:
@@ -373,7 +372,17 @@ class Engine:
         if view.width <= 0 or view.height <= 0:
             raise ProcessGraphError(f"empty view {view.width}x{view.height}")
         started = time.perf_counter()
-        slot = nullcontext() if self.limiter is None else self.limiter.slot(purpose)
+        slot = nullcontext()
+        if self.limiter is not None:
+            admission = {}
+            if isinstance(graph, Graph) and self.limiter.memory_budget and \
+                    self.limiter.applies(purpose):
+                # admission control: the memory this evaluation will hold, from the planner
+                # (a UDF's own views and nested evaluations are planned by their callers)
+                p = self.plan(graph, view, time_range)
+                admission = {"memory": p.memory_bytes, "explain": p.shrink_hint}
+            slot = self.limiter.slot(purpose, user=(context or {}).get("user_id"),
+                                     **admission)
         with slot:
             ctx = _EvalContext(self, context, self.version(root, view))
             result = self.evaluate_node(root, Query(view, time_range), ctx)

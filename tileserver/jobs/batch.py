@@ -36,12 +36,13 @@ from sqlalchemy import update
 
 from tileserver.render import cog, formats
 from tileserver.engine.evaluator import Engine, day_key
+from tileserver.engine.plan import Plan
 from tileserver.render.styles import style_args, style_from_args
 from tileserver.data.userfiles import eval_context
 from tileserver.errors import Conflict, JobNotFound
-from tileserver.jobs import batch_tasks, lifecycle
+from tileserver.jobs import batch_tasks, estimates, lifecycle
 from tileserver.jobs.batch_tasks import SINGLE, JobSpec
-from tileserver.jobs.lifecycle import ACTIVE, CANCELED, RUNNING
+from tileserver.jobs.lifecycle import ACTIVE, CANCELED, QUEUED, RUNNING
 from tileserver.jobs.store import JobStore, jobs, now
 from tileserver.jobs.usecases import user_processes
 from tileserver.settings import Settings
@@ -375,6 +376,7 @@ class _Run:
         self.futures: dict = {}
         self.extra: dict = {}
         self.files_done = 0.0  # fraction of the result files written
+        self.plan_of_job: Plan | None = None  # what the job reads (the planner's figures)
 
     def log(self, message: str, level: str = "info") -> None:
         self.store.log(self.job_id, message, level)
@@ -441,13 +443,43 @@ class _Run:
 
     # -- the run ---------------------------------------------------------------------------
 
+    def wait_turn(self, job: dict) -> None:
+        """Stay ``queued`` while the owner has ``max_user_batch_jobs`` jobs running (a
+        pause, cancel or shutdown meanwhile stops the driver)."""
+        limit = self.runner.settings.max_user_batch_jobs
+        logged = False
+        while limit > 0:
+            running = [j for j in self.store.jobs_with_status((RUNNING,))
+                       if j["user_id"] == job["user_id"] and j["job_id"] != self.job_id]
+            if len(running) < limit:
+                return
+            if not logged:
+                self.log(f"waiting: {len(running)} of your batch jobs are running, the most "
+                         f"one user may run at once (max_user_batch_jobs = {limit})")
+                logged = True
+            self.wakeup.wait(self.runner.options["batch_poll_seconds"])
+            self.wakeup.clear()
+            if self.runner._closing.is_set():
+                raise _Stop
+            try:
+                now_job = self.store.get_job(self.job_id)
+            except JobNotFound:
+                raise _Stop from None
+            if now_job["status"] != QUEUED or (now_job.get("extra") or {}).get(
+                    "run") != self.token:
+                raise _Stop
+
     def execute(self) -> None:
         job = self.store.get_job(self.job_id)
         self.extra = dict(job.get("extra") or {})
+        self.wait_turn(job)
         if not self.runner._move(self.job_id, self.token, "start"):
             raise _Stop
+        started = time.monotonic()
         spec, times = self.plan(job)
+        waited = time.monotonic()
         client = self.runner.client
+        started += time.monotonic() - waited  # starting the embedded cluster is not the job
         workers = len(client.scheduler_info().get("workers", {}))
         if spec.mode != "whole":
             started = time.monotonic()
@@ -459,6 +491,11 @@ class _Run:
             self.extra.update(blocks_total=1, blocks_done=0, strips_total=0, strips_done=0)
             self.log(f"running the graph once over its extent on {workers} worker(s)")
             self.finish(spec, batch_tasks.run_whole)
+        try:  # what this job measured: the estimates of the next ones learn from it
+            estimates.record(self.store, self.plan_of_job, spec.output,
+                             time.monotonic() - started, self.runner.result_dir(self.job_id))
+        except Exception:  # noqa: BLE001 - a measurement is never worth failing a job
+            log.exception("batch job %s: cannot record its measurement", self.job_id)
 
     def plan(self, job: dict) -> tuple[JobSpec, tuple[dict[str, str], tuple[str, str]]]:
         """The job's spec: native view, blocks, layers, style; prepares the work dir."""
@@ -470,6 +507,7 @@ class _Run:
         fmt = formats.get(output.get("format", "GTiff"))
         view = engine.native_view(graph)
         raster = graph.is_raster
+        self.plan_of_job = engine.plan(graph, view)
         context = eval_context(runner.settings.home.resolve(), job["user_id"])
         times = engine.times(graph, context=context)  # a UDF's own dates (aggregate_time)
         if times == [] and raster:
@@ -530,6 +568,9 @@ class _Run:
         meta = graph.meta
         days = {day_key(i.datetime) for i in meta.product.items_for(None, meta.time_range)}
         per_pixel = nbands * max(1, len(days), ndates)
+        read = self.plan_of_job  # the planner's values per pixel (every product a graph reads)
+        if read is not None:
+            per_pixel = max(per_pixel, read.pixels_read // max(1, read.output_pixels))
         side = self.runner.options["batch_block_size"]
         budget = min(engine.max_pixels, BLOCK_VALUES)
         while side > 16 and side * side * per_pixel > budget:

@@ -7,8 +7,9 @@ import json
 from flask import jsonify, request
 
 from tileserver.errors import JobNotFinished, TileserverError
-from tileserver.jobs import lifecycle
+from tileserver.jobs import estimates, lifecycle
 from tileserver.jobs import usecases as jobs
+from tileserver.web.apidoc import EVALUATION_ERRORS, ANY_OBJECT, FILE, json_response, operation
 from tileserver.web.common import (
     created,
     current_user,
@@ -27,6 +28,7 @@ def parse_process(body: dict):
     return jobs.parse(runtime(), process_graph(body), v1=True, user=current_user())
 
 
+@operation("Process and download data synchronously", FILE, *EVALUATION_ERRORS)
 def result():
     """Evaluate synchronously and return the file of ``save_result``'s format."""
     body = json_body()
@@ -34,7 +36,12 @@ def result():
     if done:  # array processes only (the openEO process tests): their value as JSON
         return jsonify(value)
     graph, output = parse_process(body)
-    return result_file(jobs.execute(runtime(), current_user(), graph, output), graph.notes)
+    rt = runtime()
+    cost = estimates.result_costs(rt, graph)
+    resp = result_file(jobs.execute(rt, current_user(), graph, output), graph.notes)
+    if cost is not None:  # costs are configured (cost_per_megapixel)
+        resp.headers["OpenEO-Costs"] = str(cost)
+    return resp
 
 
 def validation():
@@ -151,6 +158,15 @@ def job_results(job_id: str):
     resp = jsonify(item)
     resp.headers["OpenEO-Costs"] = "0"  # no billing: the owner downloads for free
     return resp
+
+
+@operation("Estimate a batch job before it runs: duration, size, costs and the pixels it "
+           "reads", json_response(ANY_OBJECT), "BadRequest", "Unauthorized", "NotFound")
+def estimate_job(job_id: str):
+    """The job's estimate: ``duration`` (ISO 8601) and ``size`` (bytes) from the planner's
+    pixel counts and what finished jobs measured here, ``costs`` when configured, and the
+    ``pixels_read``."""
+    return jsonify(estimates.job_estimate(runtime(), current_user(), job_id))
 
 
 def job_logs(job_id: str):
