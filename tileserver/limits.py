@@ -83,6 +83,8 @@ class Limiter:
         self.user_inflight = max(0, int(user_inflight))
         self._cond = threading.Condition()
         self.inflight = 0
+        #: Requests waiting for a slot, memory or their user's turn.
+        self.waiting = 0
         #: Estimated bytes held by the evaluations in flight.
         self.memory_held = 0
         self._users: dict[str, int] = {}
@@ -141,16 +143,20 @@ class Limiter:
         """Wait for a slot (and ``memory`` bytes and a slot of ``user``) within the bounds."""
         start = time.monotonic()
         with self._cond:
-            while True:
-                reason = "slots" if slots_only and self.inflight >= self.max_inflight else (
-                    None if slots_only else self._blocked(memory, user))
-                if reason is None:
-                    break
-                bound = self.queue_timeout if reason == "slots" else self.memory_wait
-                left = start + bound - time.monotonic()
-                if left <= 0:
-                    raise self._refuse(reason)
-                self._cond.wait(left)
+            self.waiting += 1
+            try:
+                while True:
+                    reason = "slots" if slots_only and self.inflight >= self.max_inflight \
+                        else (None if slots_only else self._blocked(memory, user))
+                    if reason is None:
+                        break
+                    bound = self.queue_timeout if reason == "slots" else self.memory_wait
+                    left = start + bound - time.monotonic()
+                    if left <= 0:
+                        raise self._refuse(reason)
+                    self._cond.wait(left)
+            finally:
+                self.waiting -= 1
             self.inflight += 1
             if not slots_only:
                 self.memory_held += memory
