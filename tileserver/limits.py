@@ -6,7 +6,8 @@ A :class:`Limiter` is the admission control of synchronous evaluations (tiles, c
 ``/execute`` and ``/result``): evaluation slots, a memory budget shared by the evaluations
 in flight (each brings its estimate from the planner, :mod:`tileserver.engine.plan`), a
 per-user bound, and a per-evaluation deadline. The deadline lives in a context variable,
-so the engine checks it between node evaluations and block reads (:func:`check_deadline`, :func:`remaining`) without passing it around. No HTTP.
+so the engine checks it between node evaluations and block reads (:func:`check_deadline`,
+:func:`remaining`) without passing it around. No HTTP.
 """
 
 from __future__ import annotations

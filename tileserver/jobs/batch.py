@@ -377,6 +377,7 @@ class _Run:
         self.extra: dict = {}
         self.files_done = 0.0  # fraction of the result files written
         self.plan_of_job: Plan | None = None  # what the job reads (the planner's figures)
+        self.started = time.monotonic()  # when the job started running (its measurement)
 
     def log(self, message: str, level: str = "info") -> None:
         self.store.log(self.job_id, message, level)
@@ -475,11 +476,11 @@ class _Run:
         self.wait_turn(job)
         if not self.runner._move(self.job_id, self.token, "start"):
             raise _Stop
-        started = time.monotonic()
+        self.started = time.monotonic()
         spec, times = self.plan(job)
         waited = time.monotonic()
         client = self.runner.client
-        started += time.monotonic() - waited  # starting the embedded cluster is not the job
+        self.started += time.monotonic() - waited  # starting the embedded cluster is not the job
         workers = len(client.scheduler_info().get("workers", {}))
         if spec.mode != "whole":
             started = time.monotonic()
@@ -491,11 +492,6 @@ class _Run:
             self.extra.update(blocks_total=1, blocks_done=0, strips_total=0, strips_done=0)
             self.log(f"running the graph once over its extent on {workers} worker(s)")
             self.finish(spec, batch_tasks.run_whole)
-        try:  # what this job measured: the estimates of the next ones learn from it
-            estimates.record(self.store, self.plan_of_job, spec.output,
-                             time.monotonic() - started, self.runner.result_dir(self.job_id))
-        except Exception:  # noqa: BLE001 - a measurement is never worth failing a job
-            log.exception("batch job %s: cannot record its measurement", self.job_id)
 
     def plan(self, job: dict) -> tuple[JobSpec, tuple[dict[str, str], tuple[str, str]]]:
         """The job's spec: native view, blocks, layers, style; prepares the work dir."""
@@ -667,6 +663,7 @@ class _Run:
         final = runner.result_dir(self.job_id)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
+        self.measure(spec, final)
         done = self.extra.get("blocks_total", 1)
         self.extra.update(blocks_done=done, results_token=uuid.uuid4().hex, results=assets)
         # logged before the status flips, so that whoever sees "finished" finds this line
@@ -677,6 +674,18 @@ class _Run:
             raise _Stop
         shutil.rmtree(runner.work_root(self.job_id), ignore_errors=True)
         return assets
+
+
+    def measure(self, spec: JobSpec, results: Path) -> None:
+        """Record what this job measured (values read, seconds, bytes written) before it is
+        ``finished``: the estimates of the next jobs learn from it."""
+        if self.plan_of_job is None:
+            return
+        try:
+            estimates.record(self.store, self.plan_of_job, spec.output,
+                             time.monotonic() - self.started, results)
+        except Exception:  # noqa: BLE001 - a measurement is never worth failing a job
+            log.exception("batch job %s: cannot record its measurement", self.job_id)
 
 
 class BlockFailed(Exception):

@@ -8,8 +8,8 @@ what those cost on this machine is learnt from the jobs that finished here (the
   the newest measurements of ``(values read, seconds)``; with fewer than two distinct sizes
   measured, the configured ``estimate_overhead_seconds`` and (until one job finished)
   ``estimate_pixels_per_second`` stand in;
-- size: the planned uncompressed bytes of the result (values x bytes per value, RGBA bytes
-  for styled pictures) times the ratio of written to planned bytes of the format's newest
+- size: the planned uncompressed bytes of the result (values x bytes per value and the COG
+  overviews, or RGBA bytes for styled pictures) times the ratio of written to planned bytes of the format's newest
   finished jobs (compression, overviews, metadata); 1 until one finished;
 - costs: values read x ``cost_per_megapixel`` / 10^6 (only when that is set).
 """
@@ -28,7 +28,7 @@ import numpy as np
 from tileserver.engine.plan import Plan
 from tileserver.jobs.store import JobStore, iso, now
 from tileserver.jobs.usecases import Backend, parse_job
-from tileserver.render import formats
+from tileserver.render import cog, formats
 from tileserver.settings import Settings
 
 #: Kind of the batch measurements in the job store.
@@ -84,7 +84,11 @@ def raw_bytes(plan: Plan, output: dict) -> int | None:
         bands = (fmt.batch.styled_bands if fmt.batch and fmt.batch.styled_bands else
                  STYLED_PIXEL_BYTES)
         return plan.output_pixels * plan.out_dates * bands
-    return plan.output_values * VALUE_BYTES
+    raw = plan.output_values * VALUE_BYTES
+    if fmt.batch is not None and fmt.batch.cog:  # and its overviews, as the COG writer makes
+        factors = cog.overview_factors(plan.view.width, plan.view.height, cog.tile_size(output))
+        raw = int(raw * (1 + sum(1 / (f * f) for f in factors)))
+    return raw
 
 
 def size_ratio(store: JobStore, fmt: str) -> tuple[float, int]:
