@@ -124,8 +124,11 @@ class Limiter:
             return "user"
         return None
 
-    def _refuse(self, reason: str) -> TooManyRequests:
+    def _count(self, reason: str) -> None:
         self.refused[reason] = self.refused.get(reason, 0) + 1
+
+    def _refuse(self, reason: str) -> TooManyRequests:
+        self._count(reason)
         if reason == "memory":
             exc: TooManyRequests = MemoryBusy(
                 f"the evaluations in flight hold {mib(self.memory_held)} MiB of the memory "
@@ -181,7 +184,7 @@ class Limiter:
         """Raise :class:`MemoryTooLarge` when ``memory`` bytes can never fit the budget
         (``explain(budget)``: the message, saying what to shrink)."""
         if self.memory_budget and memory > self.memory_budget:
-            self.refused["budget"] = self.refused.get("budget", 0) + 1
+            self._count("budget")
             raise MemoryTooLarge(explain(self.memory_budget) if explain else (
                 f"the evaluation needs about {mib(memory)} MiB of memory, more than the "
                 f"budget of {mib(self.memory_budget)} MiB; request a smaller window, a "

@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -35,7 +35,13 @@ from tileserver.datacube.cube import Cube, day_key, first_of_each_day
 from tileserver.datacube.query import CubeMeta, Query
 from tileserver.datacube.view import View
 from tileserver.engine.plan import Plan, plan, wgs84_bounds
-from tileserver.errors import LimitExceeded, ProcessGraphError, TileserverError
+from tileserver.errors import (
+    LimitExceeded,
+    MemoryTooLarge,
+    ProcessGraphError,
+    TileserverError,
+    TooManyRequests,
+)
 from tileserver.graph.nodes import Callback, Node
 from tileserver.graph.v002 import GraphParser, translate
 from tileserver.graph.v1 import V1, FlatGraphParser, is_flat_graph
@@ -379,11 +385,19 @@ class Engine:
                     self.limiter.applies(purpose):
                 # admission control: the memory this evaluation will hold, from the planner
                 # (a UDF's own views and nested evaluations are planned by their callers)
-                p = self.plan(graph, view, time_range)
-                admission = {"memory": p.memory_bytes, "explain": p.shrink_hint}
+                try:
+                    p = self.plan(graph, view, time_range)
+                    admission = {"memory": p.memory_bytes, "explain": p.shrink_hint}
+                except Exception:  # noqa: BLE001 - unplanned, as before admission control
+                    log.warning("no plan for an evaluation on %s", view, exc_info=True)
             slot = self.limiter.slot(purpose, user=(context or {}).get("user_id"),
                                      **admission)
-        with slot:
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(slot)
+            except (MemoryTooLarge, TooManyRequests) as exc:
+                metrics.ADMISSION_REFUSED.labels(type(exc).__name__).inc()
+                raise
             ctx = _EvalContext(self, context, self.version(root, view))
             result = self.evaluate_node(root, Query(view, time_range), ctx)
         metrics.EVALUATIONS.labels(purpose).inc()
