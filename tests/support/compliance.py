@@ -42,7 +42,6 @@ DEVIATIONS: dict[str, str] = {
     "test_GET_credentials_oidc": "no OpenID Connect: HTTP Basic only (GET /credentials/basic)",
     "test_PUT_process_graphs_process_id": "the suite PUTs uuid4 strings as ids; the 1.2 "
                                           "document's pattern for them is ^\\w+$ (no '-')",
-    "test_GET_jobs_job_id_estimate": "no cost estimates (GET /jobs/{job_id}/estimate)",
     "test_POST_result": "the suite expects 201 from POST /result; the 1.2 document says 200",
     "test_GET_file_formats": "format parameter schemas: " + SCHEMA,
     "test_GET_service_types": "service configuration schemas: " + SCHEMA,

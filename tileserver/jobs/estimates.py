@@ -118,7 +118,7 @@ def iso_duration(seconds: float) -> str:
 
 def estimate(store: JobStore, settings: Settings, plan: Plan, output: dict) -> dict[str, Any]:
     """The openEO estimate of a batch job with ``plan`` writing ``output``: ``duration``,
-    ``size`` (rasters), ``costs`` (when configured), ``downloads_included``, ``expires``,
+    ``size`` (rasters), ``costs`` (when configured), ``expires``,
     and the planner's figures: ``pixels_read`` and ``tileserver:plan``."""
     model = throughput(store, settings)
     seconds = model.seconds(plan.pixels_read)
@@ -131,8 +131,9 @@ def estimate(store: JobStore, settings: Settings, plan: Plan, output: dict) -> d
     cost = costs(plan, settings)
     if cost is not None:
         out["costs"] = cost
+    # downloads_included is left out: its default (null) means unlimited downloads, and
+    # validators with OpenAPI 3.1 semantics refuse the null the 1.2 document allows
     out.update({
-        "downloads_included": None,
         "expires": iso(now() + VALID_FOR),
         "pixels_read": plan.pixels_read,
         "tileserver:plan": {**plan.to_json(), "seconds": round(seconds, 1),

@@ -47,7 +47,7 @@ def test_estimate_before_the_job_runs(make_app, small_catalog):
     assert est["pixels_read"] == 256 * 256 * 2 * 3
     assert est["size"] == 256 * 256 * 2 * 3 * 4  # float32, nothing measured yet: ratio 1
     assert "costs" not in est  # no cost configured
-    assert est["downloads_included"] is None and est["expires"].endswith("Z")
+    assert "downloads_included" not in est and est["expires"].endswith("Z")  # unlimited
     plan = est["tileserver:plan"]
     assert plan["duration_samples"] == 0 and plan["size_ratio"] == 1.0
     # a time reduction and one band: a third of the output, half the reads
