@@ -14,7 +14,8 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import ExitStack, nullcontext
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -322,7 +323,39 @@ class Engine:
         items = meta.product.items_for(bbox_wgs84, meta.time_range)
         return sorted(first_of_each_day(item.datetime for item in items).values())
 
-    # -- plans --------------------------------------------------------------------------
+    # -- plans and admission ------------------------------------------------------------
+
+    @contextmanager
+    def admitted(self, graph: Graph | Node, view: View,
+                 time_range: tuple[datetime, datetime] | None = None,
+                 purpose: str = "execute", context: dict | None = None, *,
+                 stored: bool = False) -> Iterator[None]:
+        """Hold an evaluation slot of the limiter for ``purpose`` with the planner's memory
+        estimate of ``graph`` on ``view`` (``stored``: read from a finished job's stored
+        result rather than computed); a no-op without a limiter. Raises what the limiter
+        refuses with (413 with what to shrink, 429, 503), counted in the metrics."""
+        limiter = self.limiter
+        if limiter is None:
+            yield
+            return
+        admission: dict[str, Any] = {}
+        if isinstance(graph, Graph) and limiter.memory_budget and limiter.applies(purpose):
+            # a UDF's own views and nested evaluations are planned by their callers
+            try:
+                p = self.plan(graph, view, time_range)
+                admission = {"memory": p.stored_memory_bytes if stored else p.memory_bytes,
+                             "explain": p.shrink_hint}
+            except Exception:  # noqa: BLE001 - unplanned, as before admission control
+                log.warning("no plan for an evaluation on %s", view, exc_info=True)
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(limiter.slot(
+                    purpose, user=(context or {}).get("user_id"), **admission))
+            except (MemoryTooLarge, TooManyRequests) as exc:
+                metrics.ADMISSION_REFUSED.labels(type(exc).__name__).inc()
+                raise
+            yield
+
 
     def plan(self, graph: Graph, view: View | None = None,
              time_range: tuple[datetime, datetime] | None = None) -> Plan:
@@ -378,26 +411,7 @@ class Engine:
         if view.width <= 0 or view.height <= 0:
             raise ProcessGraphError(f"empty view {view.width}x{view.height}")
         started = time.perf_counter()
-        slot = nullcontext()
-        if self.limiter is not None:
-            admission = {}
-            if isinstance(graph, Graph) and self.limiter.memory_budget and \
-                    self.limiter.applies(purpose):
-                # admission control: the memory this evaluation will hold, from the planner
-                # (a UDF's own views and nested evaluations are planned by their callers)
-                try:
-                    p = self.plan(graph, view, time_range)
-                    admission = {"memory": p.memory_bytes, "explain": p.shrink_hint}
-                except Exception:  # noqa: BLE001 - unplanned, as before admission control
-                    log.warning("no plan for an evaluation on %s", view, exc_info=True)
-            slot = self.limiter.slot(purpose, user=(context or {}).get("user_id"),
-                                     **admission)
-        with ExitStack() as stack:
-            try:
-                stack.enter_context(slot)
-            except (MemoryTooLarge, TooManyRequests) as exc:
-                metrics.ADMISSION_REFUSED.labels(type(exc).__name__).inc()
-                raise
+        with self.admitted(graph, view, time_range, purpose, context):
             ctx = _EvalContext(self, context, self.version(root, view))
             result = self.evaluate_node(root, Query(view, time_range), ctx)
         metrics.EVALUATIONS.labels(purpose).inc()

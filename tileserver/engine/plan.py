@@ -108,6 +108,12 @@ class Plan:
         steps = min(self.nodes, MAX_NODES) + TEMPORARIES
         return BASE_BYTES + read + self.output_values * VALUE_BYTES * steps
 
+    @property
+    def stored_memory_bytes(self) -> int:
+        """Peak memory of reading the result from a finished job's stored files instead:
+        each date read, and the dates joined into one cube."""
+        return BASE_BYTES + self.output_values * VALUE_BYTES * (READ_COPIES + 1)
+
     def shrink_hint(self, budget: int) -> str:
         """What to shrink so that the evaluation fits ``budget`` bytes, for a 413."""
         return (f"the evaluation needs about {mib(self.memory_bytes)} MiB of memory "
