@@ -2,7 +2,7 @@
 executes (a memory estimate above the whole budget), executes that fit one by one but not
 all at once, tiles and coverages, from 12 clients at once, a bounded number of requests.
 The server keeps answering, every request gets an HTTP answer (200, or 413 for what can
-never fit, 429 with Retry-After for what had to wait too long), and the worker's RSS stays
+never fit, 429 with Retry-After for what waited too long for memory), and the worker's RSS stays
 under its bound: its memory before the burst + the cache + the memory budget + a fixed
 allowance. The counts and the peak are printed (the closing note of issue 20)."""
 
@@ -107,8 +107,11 @@ def test_a_burst_of_oversized_and_parallel_requests(small_catalog, tmp_path):
         assert len(answers) == CLIENTS * ROUNDS
         assert not missing_retry, missing_retry
         assert set(by_kind["oversized"]) == {413}
-        assert set(by_kind["large"]) <= {200, 429} and by_kind["large"].get(200)
-        assert set(by_kind["tile"]) <= {200, 429} and set(by_kind["coverage"]) <= {200, 429}
+        # 503 (no evaluation slot within evaluation_queue_timeout) is an answer too, with
+        # Retry-After; it needs a machine slower than any seen so far
+        answered = {200, 429, 503}
+        assert set(by_kind["large"]) <= answered and by_kind["large"].get(200)
+        assert set(by_kind["tile"]) <= answered and set(by_kind["coverage"]) <= answered
         assert sampler.peak < bound, (sampler.peak >> 20, bound >> 20)
         # still answering, and a request that fits runs once the burst is over
         assert requests.get(f"{base}/", timeout=120).status_code == 200
