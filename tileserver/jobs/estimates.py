@@ -9,8 +9,8 @@ what those cost on this machine is learnt from the jobs that finished here (the
   measured, the configured ``estimate_overhead_seconds`` and (until one job finished)
   ``estimate_pixels_per_second`` stand in;
 - size: the planned uncompressed bytes of the result (values x bytes per value and the COG
-  overviews, or RGBA bytes for styled pictures) times the ratio of written to planned bytes of the format's newest
-  finished jobs (compression, overviews, metadata); 1 until one finished;
+  overviews, or RGBA bytes for styled pictures) times the ratio of written to planned bytes
+  of the format's newest finished jobs (compression, metadata); 1 until one finished;
 - costs: values read x ``cost_per_megapixel`` / 10^6 (only when that is set).
 """
 
