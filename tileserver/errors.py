@@ -145,12 +145,29 @@ class LimitExceeded(TileserverError):
     ogc_code = "InvalidParameterValue"
 
 
+class MemoryTooLarge(LimitExceeded):
+    """An evaluation whose memory estimate exceeds the whole memory budget (the message
+    says what to shrink)."""
+
+
 class TooManyRequests(TileserverError):
-    """Too many evaluations in flight."""
+    """Too many evaluations in flight (a ``retry_after`` in seconds goes with it)."""
 
     status = 503
     code = "ServiceUnavailable"
     ogc_code = "NoApplicableCode"
+
+
+class MemoryBusy(TooManyRequests):
+    """An evaluation that fits the memory budget, but not beside the evaluations in flight
+    (429 with ``Retry-After``)."""
+
+    status = 429
+    code = "TooManyRequests"
+
+
+class UserBusy(MemoryBusy):
+    """A user with as many evaluations in flight as one user may have (429)."""
 
 
 class EvaluationTimeout(TileserverError):

@@ -19,6 +19,12 @@ EVALUATION_SECONDS = Histogram(
     ["purpose"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+# -- admission control (tileserver.limits) ---------------------------------------------
+ADMISSION_REFUSED = Counter(
+    "tileserver_admission_refused",
+    "Synchronous evaluations refused by admission control, by error: MemoryTooLarge (413, "
+    "can never fit), MemoryBusy or UserBusy (429), TooManyRequests (503: no slot)",
+    ["error"])
 
 # -- the shared cache tier (tileserver.cache.shared) and per-tier counts ---------------
 TIER_HITS = Counter("tileserver_cache_tier_hits", "Cache hits per tier (memory, disk, redis)",

@@ -114,6 +114,19 @@ class LimitSettings(BaseModel):
     max_evaluations: int
     evaluation_queue_timeout: int
     evaluation_timeout: int
+    memory_budget: int
+    admission_wait: int
+    max_user_evaluations: int
+    max_user_batch_jobs: int
+
+
+class EstimateSettings(BaseModel):
+    """Estimates of batch jobs (``GET /jobs/{id}/estimate``) and their costs."""
+
+    estimate_pixels_per_second: int
+    estimate_overhead_seconds: float
+    cost_per_megapixel: float
+    cost_currency: Text
 
 
 class AuthSettings(BaseModel):
@@ -211,12 +224,13 @@ class RemoteSettings(BaseModel):
 
 #: The groups of settings, in the order of ``config/default.yaml``.
 GROUPS: tuple[type[BaseModel], ...] = (
-    StateSettings, ServerSettings, CacheSettings, LimitSettings, AuthSettings, OidcSettings,
-    BatchSettings, UdfSettings, ViewerSettings, RemoteSettings)
+    StateSettings, ServerSettings, CacheSettings, LimitSettings, EstimateSettings,
+    AuthSettings, OidcSettings, BatchSettings, UdfSettings, ViewerSettings, RemoteSettings)
 
 
 class Settings(RemoteSettings, ViewerSettings, UdfSettings, BatchSettings, OidcSettings,
-               AuthSettings, LimitSettings, CacheSettings, ServerSettings, StateSettings,
+               AuthSettings, EstimateSettings, LimitSettings, CacheSettings, ServerSettings,
+               StateSettings,
                BaseSettings):
     """Every setting of the server (all :data:`GROUPS`); build it with :func:`load_settings`.
 

@@ -9,13 +9,13 @@ reuse work.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -35,7 +35,14 @@ from tileserver.data.remote import BrokenSource
 from tileserver.datacube.cube import Cube, day_key, first_of_each_day
 from tileserver.datacube.query import CubeMeta, Query
 from tileserver.datacube.view import View
-from tileserver.errors import LimitExceeded, ProcessGraphError, TileserverError
+from tileserver.engine.plan import Plan, plan, wgs84_bounds
+from tileserver.errors import (
+    LimitExceeded,
+    MemoryTooLarge,
+    ProcessGraphError,
+    TileserverError,
+    TooManyRequests,
+)
 from tileserver.graph.nodes import Callback, Node
 from tileserver.graph.v002 import GraphParser, translate
 from tileserver.graph.v1 import V1, FlatGraphParser, is_flat_graph
@@ -50,16 +57,6 @@ log = logging.getLogger(__name__)
 #: Pixels a side of the view a UDF's output dates are learnt on (:meth:`Engine.times`).
 TIMES_PROBE = 8
 _skipped_logged: set[tuple[str, str]] = set()
-
-
-def wgs84_bounds(view: View) -> tuple[float, float, float, float] | None:
-    """The view's bounds in WGS84 (for item searches), or ``None`` when they have none
-    (a view that does not transform, or to infinite values): then every item is a match."""
-    try:
-        bbox = transform_bounds(view.crs, WGS84, *view.bounds, densify_pts=21)
-    except Exception:  # noqa: BLE001
-        return None
-    return bbox if all(math.isfinite(v) for v in bbox) else None
 
 
 def skipped(product_id: str, item_id: str, exc: Exception) -> None:
@@ -344,6 +341,46 @@ class Engine:
                     out.append(product)
         return out
 
+    # -- plans and admission ------------------------------------------------------------
+
+    @contextmanager
+    def admitted(self, graph: Graph | Node, view: View,
+                 time_range: tuple[datetime, datetime] | None = None,
+                 purpose: str = "execute", context: dict | None = None, *,
+                 stored: bool = False) -> Iterator[None]:
+        """Hold an evaluation slot of the limiter for ``purpose`` with the planner's memory
+        estimate of ``graph`` on ``view`` (``stored``: read from a finished job's stored
+        result rather than computed); a no-op without a limiter. Raises what the limiter
+        refuses with (413 with what to shrink, 429, 503), counted in the metrics."""
+        limiter = self.limiter
+        if limiter is None:
+            yield
+            return
+        admission: dict[str, Any] = {}
+        if isinstance(graph, Graph) and limiter.memory_budget and limiter.applies(purpose):
+            # a UDF's own views and nested evaluations are planned by their callers
+            try:
+                p = self.plan(graph, view, time_range)
+                admission = {"memory": p.stored_memory_bytes if stored else p.memory_bytes,
+                             "explain": p.shrink_hint}
+            except Exception:  # noqa: BLE001 - unplanned, as before admission control
+                log.warning("no plan for an evaluation on %s", view, exc_info=True)
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(limiter.slot(
+                    purpose, user=(context or {}).get("user_id"), **admission))
+            except (MemoryTooLarge, TooManyRequests) as exc:
+                metrics.ADMISSION_REFUSED.labels(type(exc).__name__).inc()
+                raise
+            yield
+
+    def plan(self, graph: Graph, view: View | None = None,
+             time_range: tuple[datetime, datetime] | None = None) -> Plan:
+        """What evaluating ``graph`` on ``view`` (its native view by default) reads,
+        produces and holds in memory (:mod:`tileserver.engine.plan`), without reading."""
+        return plan(self, graph, self.native_view(graph) if view is None else view,
+                    time_range)
+
     # -- versions -----------------------------------------------------------------------
 
     def products_read(self, root: Node) -> set[str]:
@@ -391,8 +428,7 @@ class Engine:
         if view.width <= 0 or view.height <= 0:
             raise ProcessGraphError(f"empty view {view.width}x{view.height}")
         started = time.perf_counter()
-        slot = nullcontext() if self.limiter is None else self.limiter.slot(purpose)
-        with slot:
+        with self.admitted(graph, view, time_range, purpose, context):
             ctx = _EvalContext(self, context, self.version(root, view))
             result = self.evaluate_node(root, Query(view, time_range), ctx)
         metrics.EVALUATIONS.labels(purpose).inc()

@@ -37,12 +37,13 @@ from sqlalchemy import update
 
 from tileserver.render import cog, formats
 from tileserver.engine.evaluator import Engine, day_key
+from tileserver.engine.plan import Plan
 from tileserver.render.styles import style_args, style_from_args
 from tileserver.data.userfiles import eval_context
 from tileserver.errors import Conflict, JobNotFound
-from tileserver.jobs import batch_tasks, lifecycle
+from tileserver.jobs import batch_tasks, estimates, lifecycle
 from tileserver.jobs.batch_tasks import SINGLE, JobSpec
-from tileserver.jobs.lifecycle import ACTIVE, CANCELED, RUNNING
+from tileserver.jobs.lifecycle import ACTIVE, CANCELED, QUEUED, RUNNING
 from tileserver.jobs.store import MAX_STACKTRACE, STACKTRACE, JobStore, iso, jobs, now
 from tileserver.jobs.usecases import user_processes
 from tileserver.settings import Settings
@@ -378,6 +379,8 @@ class _Run:
         self.futures: dict = {}
         self.extra: dict = {}
         self.files_done = 0.0  # fraction of the result files written
+        self.plan_of_job: Plan | None = None  # what the job reads (the planner's figures)
+        self.started = time.monotonic()  # when the job started running (its measurement)
 
     def log(self, message: str, level: str = "info") -> None:
         self.store.log(self.job_id, message, level)
@@ -446,14 +449,44 @@ class _Run:
 
     # -- the run ---------------------------------------------------------------------------
 
+    def wait_turn(self, job: dict) -> None:
+        """Stay ``queued`` while the owner has ``max_user_batch_jobs`` jobs running (a
+        pause, cancel or shutdown meanwhile stops the driver)."""
+        limit = self.runner.settings.max_user_batch_jobs
+        logged = False
+        while limit > 0:
+            running = [j for j in self.store.jobs_with_status((RUNNING,))
+                       if j["user_id"] == job["user_id"] and j["job_id"] != self.job_id]
+            if len(running) < limit:
+                return
+            if not logged:
+                self.log(f"waiting: {len(running)} of your batch jobs are running, the most "
+                         f"one user may run at once (max_user_batch_jobs = {limit})")
+                logged = True
+            self.wakeup.wait(self.runner.options["batch_poll_seconds"])
+            self.wakeup.clear()
+            if self.runner._closing.is_set():
+                raise _Stop
+            try:
+                now_job = self.store.get_job(self.job_id)
+            except JobNotFound:
+                raise _Stop from None
+            if now_job["status"] != QUEUED or (now_job.get("extra") or {}).get(
+                    "run") != self.token:
+                raise _Stop
+
     def execute(self) -> None:
         job = self.store.get_job(self.job_id)
         self.extra = dict(job.get("extra") or {})
+        self.wait_turn(job)
         self.extra["started"] = iso(now())
         if not self.runner._move(self.job_id, self.token, "start", extra=dict(self.extra)):
             raise _Stop
+        self.started = time.monotonic()
         spec, times = self.plan(job)
+        waited = time.monotonic()
         client = self.runner.client
+        self.started += time.monotonic() - waited  # starting the embedded cluster is not the job
         workers = len(client.scheduler_info().get("workers", {}))
         if spec.mode != "whole":
             started = time.monotonic()
@@ -476,6 +509,7 @@ class _Run:
         fmt = formats.get(output.get("format", "GTiff"))
         view = engine.native_view(graph)
         raster = graph.is_raster
+        self.plan_of_job = engine.plan(graph, view)
         context = eval_context(runner.settings.home.resolve(), job["user_id"])
         times = engine.times(graph, context=context)  # a UDF's own dates (aggregate_time)
         if times == [] and raster:
@@ -536,6 +570,9 @@ class _Run:
         meta = graph.meta
         days = {day_key(i.datetime) for i in meta.product.items_for(None, meta.time_range)}
         per_pixel = nbands * max(1, len(days), ndates)
+        read = self.plan_of_job  # the planner's values per pixel (every product a graph reads)
+        if read is not None:
+            per_pixel = max(per_pixel, read.pixels_read // max(1, read.output_pixels))
         side = self.runner.options["batch_block_size"]
         budget = min(engine.max_pixels, BLOCK_VALUES)
         while side > 16 and side * side * per_pixel > budget:
@@ -635,6 +672,7 @@ class _Run:
         final = runner.result_dir(self.job_id)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
+        self.measure(spec, final)
         done = self.extra.get("blocks_total", 1)
         self.extra.update(blocks_done=done, results_token=uuid.uuid4().hex, results=assets)
         # logged before the status flips, so that whoever sees "finished" finds this line
@@ -645,6 +683,18 @@ class _Run:
             raise _Stop
         shutil.rmtree(runner.work_root(self.job_id), ignore_errors=True)
         return assets
+
+
+    def measure(self, spec: JobSpec, results: Path) -> None:
+        """Record what this job measured (values read, seconds, bytes written) before it is
+        ``finished``: the estimates of the next jobs learn from it."""
+        if self.plan_of_job is None:
+            return
+        try:
+            estimates.record(self.store, self.plan_of_job, spec.output,
+                             time.monotonic() - self.started, results)
+        except Exception:  # noqa: BLE001 - a measurement is never worth failing a job
+            log.exception("batch job %s: cannot record its measurement", self.job_id)
 
 
 class BlockFailed(Exception):

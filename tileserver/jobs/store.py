@@ -90,6 +90,25 @@ job_logs = Table(
 )
 
 
+#: What finished batch jobs measured on this machine (their estimates learn from it): the
+#: values read and the seconds they took, the planned raw and the written bytes.
+measurements = Table(
+    "measurements",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False, index=True),
+    Column("format", String(32)),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("pixels", Float, nullable=False),
+    Column("seconds", Float, nullable=False),
+    Column("raw_bytes", Float),
+    Column("bytes", Float),
+)
+
+#: Measurements kept per kind (the oldest are dropped).
+MEASUREMENTS_KEPT = 50
+
+
 def now() -> datetime:
     """Current UTC time, second precision."""
     return datetime.now(UTC).replace(microsecond=0)
@@ -252,6 +271,27 @@ class JobStore:
         with self.engine.connect() as conn:
             rows = conn.execute(select(jobs).where(jobs.c.status.in_(statuses)))
             return [_job_row(r) for r in rows]
+
+    # -- measurements -------------------------------------------------------------------
+
+    def record_measurement(self, kind: str, pixels: float, seconds: float, *,
+                           fmt: str | None = None, raw_bytes: float | None = None,
+                           nbytes: float | None = None) -> None:
+        """Store one measurement of ``kind`` (keeping the newest :data:`MEASUREMENTS_KEPT`)."""
+        with self.engine.begin() as conn:
+            conn.execute(insert(measurements).values(
+                kind=kind, format=fmt, time=now(), pixels=float(pixels),
+                seconds=float(seconds), raw_bytes=raw_bytes, bytes=nbytes))
+            old = select(measurements.c.id).where(measurements.c.kind == kind).order_by(
+                measurements.c.id.desc()).offset(MEASUREMENTS_KEPT)
+            conn.execute(delete(measurements).where(measurements.c.id.in_(old)))
+
+    def measurements(self, kind: str) -> list[dict]:
+        """The measurements of ``kind``, newest first."""
+        q = select(measurements).where(measurements.c.kind == kind).order_by(
+            measurements.c.id.desc())
+        with self.engine.connect() as conn:
+            return [_job_row(r) for r in conn.execute(q)]
 
     # -- logs ---------------------------------------------------------------------------
 

@@ -203,8 +203,10 @@ class ServedJob:
         """The graph on ``view`` and where it came from: ``stored`` (a finished job's
         stored result could answer) or ``computed`` (evaluated for ``purpose``)."""
         if self.stored is not None:
-            cube = evaluate_stored(self.stored, self.graph.meta, view, time_range,
-                                   self.engine.resampling)
+            with self.engine.admitted(self.graph, view, time_range, purpose, self.context,
+                                      stored=True):  # admission control, as computed ones
+                cube = evaluate_stored(self.stored, self.graph.meta, view, time_range,
+                                       self.engine.resampling)
             if cube is not None:
                 return cube, "stored"
         return self.engine.evaluate(self.graph, view, time_range=time_range, purpose=purpose,

@@ -21,9 +21,11 @@ from typing import Any, TypeVar
 
 #: The error responses a view may name, with their status (components ``responses``).
 ERROR_STATUS = {"BadRequest": "400", "Unauthorized": "401", "NotFound": "404",
-                "Conflict": "409", "TooLarge": "413", "Busy": "503", "Timeout": "504"}
+                "Conflict": "409", "TooLarge": "413", "TooMany": "429", "Busy": "503",
+                "Timeout": "504"}
 #: The errors of a synchronous evaluation.
-EVALUATION_ERRORS = ("BadRequest", "Unauthorized", "TooLarge", "Busy", "Timeout")
+EVALUATION_ERRORS = ("BadRequest", "Unauthorized", "TooLarge", "TooMany", "Busy",
+                     "Timeout")
 
 ANY_OBJECT = {"type": "object"}
 ANY_ARRAY = {"type": "array", "items": {"type": "object"}}

@@ -23,6 +23,8 @@ from tileserver.errors import (
     InvalidCredentials,
     JobLocked,
     JobNotFinished,
+    MemoryBusy,
+    MemoryTooLarge,
     NoSuchCoverage,
     OGCError,
     ProductNotFound,
@@ -49,13 +51,16 @@ V1_ERRORS: dict[type, tuple[str, int | None]] = {
     JobLocked: ("JobLocked", 400),
     JobNotFinished: ("JobNotFinished", 400),
     Conflict: ("Conflict", 409),
+    MemoryTooLarge: ("PayloadTooLarge", 413),
+    MemoryBusy: ("TooManyRequests", 429),
 }
 
 #: Path prefix of OGC API (Tiles, Maps, Coverages, Processes); its errors are RFC 7807 JSON.
 OGCAPI_PREFIX = "/ogcapi"
 
 #: Werkzeug's errors (404 routing, 405, 413…) by status, for both JSON dialects.
-HTTP_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
+HTTP_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge",
+              429: "TooManyRequests"}
 
 
 def v1_code(exc: TileserverError) -> tuple[str, int]:

@@ -115,7 +115,8 @@ def build_document() -> dict[str, Any]:
         name: {"description": name, "content": {"application/json": {
             "schema": ref("Error")}}} for name in ERROR_STATUS}
     responses["Unauthorized"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
-    responses["Busy"]["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+    for busy in ("Busy", "TooMany"):
+        responses[busy]["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "tileserver openEO API", "version": __version__,

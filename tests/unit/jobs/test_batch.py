@@ -768,3 +768,23 @@ def test_killed_batch_server_leaves_no_job_running_forever_on_postgresql(apps, t
                                                                          pg_url):
     """The same on PostgreSQL (the pg_url fixture of tests/conftest.py)."""
     test_killed_server_leaves_no_job_running_forever(apps, tmp_path, cluster, catalog)
+
+
+def test_a_user_runs_at_most_max_user_batch_jobs_at_once(apps):
+    """A job of a user who already has ``max_user_batch_jobs`` running stays ``queued`` (and
+    says why in its log) until one of them ends, then runs."""
+    app = apps(max_user_batch_jobs=1, batch_stale_seconds=600)  # no takeover meanwhile
+    client = app.test_client()
+    store = app.extensions["tileserver"].store
+    busy = create_job(client, ndvi_graph())
+    user = store.get_job(busy)["user_id"]
+    store.update_job(busy, user, status="running")  # another of the user's jobs runs
+    job_id = create_job(client, ndvi_graph())
+    assert client.patch(f"/jobs/{job_id}/queue").status_code == 202
+    wait_job(client, job_id, lambda j: any(
+        "waiting: 1 of your batch jobs" in e["message"]
+        for e in store.logs(job_id)), timeout=300)
+    assert client.get(f"/jobs/{job_id}").get_json()["status"] == "queued"
+    store.update_job(busy, user, status="canceled")  # it ends
+    job = wait_job(client, job_id, status_is("finished", "error"), timeout=300)
+    assert job["status"] == "finished", store.logs(job_id)

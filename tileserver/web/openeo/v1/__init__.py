@@ -65,6 +65,7 @@ ROUTES: list[Route] = [Route(*row) for row in [
     ("/jobs/<job_id>/results", GET, processing.job_results, False),
     ("/jobs/<job_id>/results", DELETE, processing.cancel_job, False),
     ("/jobs/<job_id>/logs", GET, processing.job_logs, False),
+    ("/jobs/<job_id>/estimate", GET, processing.estimate_job, False),
     ("/services", GET, services.list_services, False),
     ("/services", POST, services.create_service, False),
     ("/services/<service_id>", GET, services.get_service, False),

@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 from flask import jsonify, request
 
 from tileserver.errors import JobNotFinished, TileserverError
-from tileserver.jobs import lifecycle
+from tileserver.jobs import estimates, lifecycle
 from tileserver.jobs import usecases as jobs
+from tileserver.web.apidoc import EVALUATION_ERRORS, ANY_OBJECT, FILE, json_response, operation
 from tileserver.web.common import (
     created,
     current_user,
@@ -32,6 +33,7 @@ def parse_process(body: dict):
     return jobs.parse(runtime(), process_graph(body), v1=True, user=current_user())
 
 
+@operation("Process and download data synchronously", FILE, *EVALUATION_ERRORS)
 def result():
     """Evaluate synchronously and return the file of ``save_result``'s format (from openEO
     1.3 on with an ``OpenEO-Identifier`` header naming the request).
@@ -46,12 +48,16 @@ def result():
         resp = jsonify(value)
     else:
         graph, output = parse_process(body)
+        rt = runtime()
+        cost = estimates.result_costs(rt, graph)
         warnings: list[str] = []
-        encoded = jobs.execute(runtime(), current_user(), graph, output, warnings)
+        encoded = jobs.execute(rt, current_user(), graph, output, warnings)
         resp = result_file(encoded, (*graph.notes, *warnings))
         if warnings:
             link = external_url(".result_logs", token=log_token(warnings))
             resp.headers.add("Link", f'<{link}>; rel="monitor"')
+        if cost is not None:  # costs are configured (cost_per_megapixel)
+            resp.headers["OpenEO-Costs"] = str(cost)
     if current().at_least(V1_3):
         resp.headers["OpenEO-Identifier"] = uuid.uuid4().hex
     return resp
@@ -210,6 +216,15 @@ def job_results(job_id: str):
     resp = jsonify(item)
     resp.headers["OpenEO-Costs"] = "0"  # no billing: the owner downloads for free
     return resp
+
+
+@operation("Estimate a batch job before it runs: duration, size, costs and the pixels it "
+           "reads", json_response(ANY_OBJECT), "BadRequest", "Unauthorized", "NotFound")
+def estimate_job(job_id: str):
+    """The job's estimate: ``duration`` (ISO 8601) and ``size`` (bytes) from the planner's
+    pixel counts and what finished jobs measured here, ``costs`` when configured, and the
+    ``pixels_read``."""
+    return jsonify(estimates.job_estimate(runtime(), current_user(), job_id))
 
 
 def job_logs(job_id: str):
