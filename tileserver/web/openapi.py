@@ -23,7 +23,7 @@ from tileserver.web.common import root_api_rules
 bp = Blueprint("openapi", __name__)
 
 #: Routes that are not part of the REST API.
-NOT_REST = re.compile(r"^/(service|static|wmts|wcs)(/|$)")
+NOT_REST = re.compile(r"^/(service|static|wmts|wcs|wms)(/|$)")
 PUBLIC = {"security": []}
 
 
