@@ -162,14 +162,13 @@ def pixel_info(served: ServedJob, crs: CRS, x: float, y: float, time: str | None
         out["bands"] = {b: _finite(float(v)) for b, v in zip(cube.bands, values)}
         return out
     cube = served.evaluate(cell, None)  # every date: one pixel of the whole time axis
-    series = [{"time": f"{t:%Y-%m-%d}",
-               "bands": {b: _finite(float(cube.data[i, j, 0, 0]))
-                         for j, b in enumerate(cube.bands)}}
-              for i, t in enumerate(cube.times or ())]
-    by_day = {s["time"]: s["bands"] for s in series}
-    out["bands"] = by_day.get(time) if time else None
-    if out["bands"] is None:
-        out["bands"] = {b: None for b in cube.bands}
+    found = {f"{t:%Y-%m-%d}": {b: _finite(float(cube.data[i, j, 0, 0]))
+                               for j, b in enumerate(cube.bands)}
+             for i, t in enumerate(cube.times or ())}
+    nodata = {b: None for b in cube.bands}
+    # every date of the layer: one that no image covers here has no data
+    series = [{"time": day, "bands": found.get(day, nodata)} for day in times]
+    out["bands"] = found.get(time, nodata) if time else nodata
     out["series"] = series
     out["data_available_for_dates"] = [s["time"] for s in series
                                        if any(v is not None for v in s["bands"].values())]
