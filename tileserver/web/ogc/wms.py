@@ -65,8 +65,12 @@ MERCATOR_LAT = 85.0511287798066
 @bp.before_request
 def _ogc() -> None:
     g.ogc = True
-    version = _version(Kvp(request.args.items(multi=True)), capabilities=False, strict=False)
-    _set_version(version)
+    _set_version(VERSIONS[0])  # errors in the parameters themselves: a 1.3.0 report
+    try:
+        _set_version(_version(Kvp(request.args.items(multi=True)), capabilities=False,
+                              strict=False))
+    except TileserverError:
+        pass  # raised again, as a report, when the request is read
 
 
 def _set_version(version: str) -> None:
