@@ -51,7 +51,7 @@ PUBLIC_PREFIXES = ("/capabilities/", "/data/", "/processes/", "/service/", "/sta
 #: Batch result files carry an unguessable token in their URL (for GDAL's /vsicurl/).
 PUBLIC_PATTERN = re.compile(r"^/jobs/[^/]+/results/[^/]+/.+")
 #: Paths of the global OGC endpoints (their errors are ``ows:ExceptionReport``).
-OGC_PREFIXES = ("/wmts", "/wcs")
+OGC_PREFIXES = ("/wmts", "/wcs", "/wms")
 
 
 def users_path(settings: Settings) -> Path:
