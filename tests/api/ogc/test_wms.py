@@ -23,7 +23,7 @@ from rasterio.io import MemoryFile
 from rasterio.warp import transform_bounds
 
 from tests.support.core import bbox, call, leaf, ndvi, reference_stack
-from tests.support.wmts import LiveServer
+from tests.support.wmts import LiveServer, schema_dir, xsd
 from tileserver.datacube.view import View
 from tileserver.settings import load_settings
 
@@ -147,6 +147,23 @@ def test_capabilities_130_boxes_per_crs_in_axis_order(jobs, wms_app):
             "{http://www.w3.org/1999/xlink}href")
         resp = wms_app.test_client().get(href.replace("http://localhost", ""))
         assert resp.status_code == 200 and resp.mimetype == "image/png"
+
+
+def test_documents_are_valid_against_the_official_schemas(jobs, wms_app):
+    """1.3.0 capabilities (with the SLD GetLegendGraphic extension) and exceptions against
+    the XSDs, 1.1.1 capabilities against the DTD (MapProxy's copies of the schemas)."""
+    client = wms_app.test_client()
+    caps = client.get("/wms?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.3.0").data
+    schema = xsd("sld/1.1.0/sld_capabilities.xsd")  # imports wms/1.3.0
+    assert schema.validate(etree.fromstring(caps)), schema.error_log
+    error = client.get("/wms?SERVICE=WMS&REQUEST=GetMap&VERSION=1.3.0&LAYERS=nope").data
+    schema = xsd("wms/1.3.0/exceptions_1_3_0.xsd")
+    assert schema.validate(etree.fromstring(error)), schema.error_log
+    dtd = etree.DTD(str(schema_dir() / "wms" / "1.1.1" / "WMS_MS_Capabilities.dtd"))
+    caps = client.get("/wms?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.1.1").data
+    assert dtd.validate(etree.fromstring(caps)), dtd.error_log
+    for name, _ in (jobs["series"], jobs["reduced"]):
+        assert name.encode() in caps
 
 
 # -- GetMap ----------------------------------------------------------------------------
