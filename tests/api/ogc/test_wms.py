@@ -436,6 +436,7 @@ BAD = [
     ({"BBOX": "NaN,5094880,505120,5100000"}, "InvalidParameterValue", "bbox"),
     ({"BBOX": "505120,5094880,500000,5100000"}, "InvalidParameterValue", "bbox"),
     ({"BBOX": "1,2,3"}, "InvalidParameterValue", "bbox"),
+    ({"BBOX": "-1e300,-1e300,1e300,1e300"}, "InvalidParameterValue", "bbox"),
     ({"WIDTH": "0"}, "InvalidParameterValue", "width"),
     ({"HEIGHT": "-5"}, "InvalidParameterValue", "height"),
     ({"WIDTH": "100000", "HEIGHT": "100000"}, "InvalidParameterValue", "width"),

@@ -58,6 +58,9 @@ VERSIONS = ("1.3.0", "1.1.1")
 EXTRA_CRS = ("EPSG:3857", "EPSG:4326")
 #: GetFeatureInfo formats.
 INFO_FORMATS = ("application/json", "text/html", "text/plain")
+#: Largest BBOX coordinate accepted (beyond any CRS's domain; PROJ can take minutes on
+#: astronomically large ones).
+MAX_COORDINATE = 1e9
 #: Web Mercator's latitude limit.
 MERCATOR_LAT = 85.0511287798066
 
@@ -283,6 +286,9 @@ def _crs(kvp: Kvp, version: str) -> tuple[CRS, str]:
 
 def _bbox(kvp: Kvp, crs: CRS, crs_text: str, version: str) -> tuple[float, ...]:
     box = params.bbox(kvp.require("BBOX"), "bbox")
+    if max(abs(v) for v in box) > MAX_COORDINATE:
+        raise InvalidParameterValue(f"BBOX {kvp.get('BBOX')[:100]!r} lies outside the domain "
+                                    "of any CRS (coordinates beyond 1e9)", locator="bbox")
     if version == "1.3.0" and "CRS:84" not in crs_text.upper() \
             and "CRS84" not in crs_text.upper() and _north_first(crs):
         box = (box[1], box[0], box[3], box[2])
