@@ -373,3 +373,54 @@ class UdfUnavailable(TooManyRequests):
     """No UDF worker could be had (all busy past the wait, or the sandbox cannot start)."""
 
     code = "UdfUnavailable"
+
+
+# --- WMS 1.3.0 / 1.1.1 exception codes ---------------------------------------------
+
+
+class InvalidCRS(OGCError):
+    """A CRS (1.3.0) or SRS (1.1.1: ``InvalidSRS``) the layer is not offered in."""
+
+    ogc_code = code = "InvalidCRS"
+
+
+class LayerNotDefined(OGCError):
+    """A layer that the WMS does not offer."""
+
+    ogc_code = code = "LayerNotDefined"
+
+
+class StyleNotDefined(OGCError):
+    """A style that the layer does not have."""
+
+    ogc_code = code = "StyleNotDefined"
+
+
+class InvalidFormat(OGCError):
+    """A map, legend or feature-info format the WMS does not produce."""
+
+    ogc_code = code = "InvalidFormat"
+
+
+class InvalidDimensionValue(OGCError):
+    """A ``TIME`` that is malformed or selects none of the layer's dates."""
+
+    ogc_code = code = "InvalidDimensionValue"
+
+
+class MissingDimensionValue(OGCError):
+    """No ``TIME`` given and the layer has no default date."""
+
+    ogc_code = code = "MissingDimensionValue"
+
+
+class InvalidPoint(OGCError):
+    """A GetFeatureInfo ``I``/``J`` (``X``/``Y``) outside the map."""
+
+    ogc_code = code = "InvalidPoint"
+
+
+class LayerNotQueryable(OGCError):
+    """A GetFeatureInfo on a layer that is not queryable."""
+
+    ogc_code = code = "LayerNotQueryable"

@@ -96,6 +96,38 @@ KVP_PARAMS = [
     ("ogcapi-tiles", "DATETIME", "{}", {"datetime"}),
     ("ogcapi-tiles", "F", "{}", {"f"}),
     ("ogcapi-execute", "RESPONSE", "{}", {"response"}),
+    # WMS 1.3.0 GetMap (wms13), GetFeatureInfo (wms13fi), 1.1.1 (wms11, wms11fi), legends
+    ("wms13", "SERVICE", "{}", {"service"}),
+    ("wms13", "REQUEST", "{}", {"request"}),
+    ("wms13", "VERSION", "{}", {"version"}),
+    ("wms13", "WMTVER", "{}", {"version", "wmtver"}),
+    ("wms13", "LAYERS", "{}", {"layers"}),
+    ("wms13", "STYLES", "{}", {"styles"}),
+    ("wms13", "CRS", "{}", {"crs"}),
+    ("wms13", "BBOX", "{},500000,5100000,500640", {"bbox"}),
+    ("wms13", "BBOX", "5099360,500000,5100000,{}", {"bbox"}),
+    ("wms13", "BBOX", "{}", {"bbox"}),
+    ("wms13", "WIDTH", "{}", {"width"}),
+    ("wms13", "HEIGHT", "{}", {"height"}),
+    ("wms13", "FORMAT", "{}", {"format"}),
+    ("wms13", "TIME", "{}", {"time"}),
+    ("wms13", "TIME", "2020-05-01/{}", {"time"}),
+    ("wms13", "TIME", "2020-05-11,{}", {"time"}),
+    ("wms13", "TRANSPARENT", "{}", {"transparent"}),
+    ("wms13", "BGCOLOR", "{}", {"bgcolor"}),
+    ("wms13fi", "QUERY_LAYERS", "{}", {"query_layers"}),
+    ("wms13fi", "I", "{}", {"i"}),
+    ("wms13fi", "J", "{}", {"j"}),
+    ("wms13fi", "INFO_FORMAT", "{}", {"info_format"}),
+    ("wms13fi", "TIME", "{}", {"time"}),
+    ("wms11", "SRS", "{}", {"srs"}),
+    ("wms11", "BBOX", "{},5099360,500640,5100000", {"bbox"}),
+    ("wms11", "VERSION", "{}", {"version"}),
+    ("wms11fi", "X", "{}", {"x"}),
+    ("wms11fi", "Y", "{}", {"y"}),
+    ("wmslegend", "LAYER", "{}", {"layer"}),
+    ("wmslegend", "STYLE", "{}", {"style"}),
+    ("wmslegend", "FORMAT", "{}", {"format"}),
 ]
 
 
@@ -152,7 +184,7 @@ def process_cases():
 #: Files whose query parameters have their own tables (KVP_PARAMS, TILE_SEGMENTS).
 OGC_SOURCES = {"tileserver/web/ogc/wmts.py", "tileserver/web/ogc/wcs.py",
                "tileserver/web/ogc/xyz.py", "tileserver/web/ogc/tms.py",
-               "tileserver/web/ogc/wcs_request.py",
+               "tileserver/web/ogc/wcs_request.py", "tileserver/web/ogc/wms.py",
                *(f"tileserver/web/ogc/ogcapi/{name}.py" for name in (
                    "__init__", "api", "base", "collections", "coverages", "maps", "processes",
                    "tiles"))}

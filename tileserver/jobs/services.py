@@ -1,4 +1,4 @@
-"""Secondary services (WMTS layers, XYZ tiles, WCS coverages, TMS tiles) of lazy jobs: the
+"""Secondary services (WMTS layers, XYZ tiles, WCS coverages, WMS layers, TMS tiles) of lazy jobs: the
 one table of service types, and the check of a service's styling arguments."""
 
 from __future__ import annotations
@@ -39,13 +39,17 @@ SERVICE_TYPES: dict[str, ServiceType] = {t.name: t for t in (
                 "lazily per tile.", url_template="/{z}/{x}/{y}.png"),
     ServiceType("wcs", "OGC WCS 1.0.0 and 2.0.1 with one coverage (GeoTIFF), evaluated for "
                 "the request.", capabilities="?SERVICE=WCS&REQUEST=GetCapabilities"),
+    ServiceType("wms", "OGC WMS 1.3.0 and 1.1.1 with one layer: GetMap of any window, size "
+                "and CRS (PNG, JPEG, float32 GeoTIFF) with TIME, GetFeatureInfo with the "
+                "pixel's time series, GetLegendGraphic; evaluated lazily for each map.",
+                capabilities="?SERVICE=WMS&REQUEST=GetCapabilities", layers=True),
     ServiceType("tms"),  # {root}/{date}/{z}/{x}/{y}.png: not an openEO 1.x service type
 )}
 
 #: The 1.x service types in the order ``/service_types`` lists them: 1.x type -> description.
 OPENEO_V1_SERVICES: dict[str, str] = {
     SERVICE_TYPES[name].openeo_v1_type: SERVICE_TYPES[name].openeo_v1 or ""
-    for name in ("xyz", "wmts", "wcs")}
+    for name in ("xyz", "wmts", "wcs", "wms")}
 
 
 #: The key of a job's ``extra`` that names the 1.x service which created it (a service's

@@ -18,7 +18,7 @@ from tileserver.web import errors
 #: Protocol modules; each exposes a Flask blueprint ``bp`` (and optionally ``init_app``).
 PROTOCOL_MODULES = ("openeo.v002.routes", "openeo.v1", "auth", "openeo.v002.files",
                     "openeo.v002.jobs", "ogc.wmts", "ogc.xyz", "ogc.wcs", "viewer", "openapi",
-                    "hardening", "openeo.v002.udf", "ogc.tms", "ogc.ogcapi")
+                    "hardening", "openeo.v002.udf", "ogc.tms", "ogc.ogcapi", "ogc.wms")
 
 
 def templates_dir() -> Path:

@@ -74,7 +74,7 @@ PUBLIC_PREFIXES = ("/capabilities/", "/data/", "/processes/", "/service/", "/sta
 #: Batch result files carry an unguessable token in their URL (for GDAL's /vsicurl/).
 PUBLIC_PATTERN = re.compile(r"^/jobs/[^/]+/results/[^/]+/.+")
 #: Paths of the global OGC endpoints (their errors are ``ows:ExceptionReport``).
-OGC_PREFIXES = ("/wmts", "/wcs")
+OGC_PREFIXES = ("/wmts", "/wcs", "/wms")
 #: ``iss`` of the JSON Web Tokens of ``GET /credentials/basic`` (openEO 1.3 and later).
 BASIC_ISSUER = "urn:tileserver:basic"
 #: Key of ``app.extensions`` holding the openEO 1.x versions by blueprint name (kept by

@@ -89,15 +89,16 @@ def ogc_response(code: str, message: str, status: int, locator: str | None = Non
     template = getattr(g, "ogc_exception_template", None) or "ows_exception.xml"
     body = render_template(template, code=code, message=message, locator=locator,
                            version=version)
-    resp = current_app_response(body, status)
+    mimetype = getattr(g, "ogc_exception_mimetype", None) or "application/xml"
+    resp = current_app_response(body, status, mimetype)
     return resp
 
 
-def current_app_response(body: str, status: int):
-    """An XML response."""
+def current_app_response(body: str, status: int, mimetype: str = "application/xml"):
+    """An XML response (WMS 1.1.1: ``application/vnd.ogc.se_xml``)."""
     from flask import current_app  # noqa: PLC0415
 
-    return current_app.response_class(body, status=status, mimetype="application/xml")
+    return current_app.response_class(body, status=status, mimetype=mimetype)
 
 
 def _wants_ogc() -> bool:

@@ -27,7 +27,7 @@ from tileserver.web.common import root_api_rules
 bp = Blueprint("openapi", __name__)
 
 #: Routes that are not part of the REST API.
-NOT_REST = re.compile(r"^/(service|static|wmts|wcs|ogcapi)(/|$)")
+NOT_REST = re.compile(r"^/(service|static|wmts|wcs|wms|ogcapi)(/|$)")
 
 
 def _schemas() -> dict:

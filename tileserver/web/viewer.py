@@ -105,7 +105,9 @@ def _ogc_links(job_id: str) -> list[dict]:
     root = base_url()
     links = [{"label": "WMTS, all my jobs", "url": f"{root}/wmts/1.0.0/WMTSCapabilities.xml"},
              {"label": "WCS, all my jobs",
-              "url": f"{root}/wcs?SERVICE=WCS&REQUEST=GetCapabilities"}]
+              "url": f"{root}/wcs?SERVICE=WCS&REQUEST=GetCapabilities"},
+             {"label": "WMS, all my jobs",
+              "url": f"{root}/wms?SERVICE=WMS&REQUEST=GetCapabilities"}]
     for service in runtime().store.list_services(current_user()):
         if service["job_id"] != job_id:
             continue

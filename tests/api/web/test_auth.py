@@ -155,7 +155,8 @@ def test_tokens_shared_between_apps_of_one_home(app, make_app, small_catalog):
 
 
 GLOBAL_KVP = {"/wmts": "SERVICE=WMTS&REQUEST=GetCapabilities",
-              "/wcs": "SERVICE=WCS&REQUEST=GetCapabilities&VERSION=2.0.1"}
+              "/wcs": "SERVICE=WCS&REQUEST=GetCapabilities&VERSION=2.0.1",
+              "/wms": "SERVICE=WMS&REQUEST=GetCapabilities"}
 
 
 def test_global_ogc_endpoints_take_basic_and_list_the_callers_jobs(app, client):
@@ -185,7 +186,7 @@ def test_every_global_ogc_route_needs_credentials(app, client):
               "row": "5000", "last": "8000.png", "time": "2020-05-01"}
     tried = 0
     for rule in app.url_map.iter_rules():
-        if not rule.rule.startswith(("/wmts", "/wcs")):
+        if not rule.rule.startswith(("/wmts", "/wcs", "/wms")):
             continue
         url = fill_rule(rule.rule, values)
         assert url, f"cannot fill {rule.rule}"

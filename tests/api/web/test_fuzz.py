@@ -52,7 +52,7 @@ def fuzz_app(tmp_path_factory):
     c = app.test_client()
     job = c.post("/jobs", json={"process_graph": ndvi_graph()}).json["job_id"]
     app.fuzz_ids = {"job_id": job}
-    for kind in ("wmts", "wcs", "xyz"):
+    for kind in ("wmts", "wcs", "xyz", "wms"):
         resp = c.post("/services", json={"job_id": job, "type": kind})
         app.fuzz_ids[kind] = resp.json["service_id"]
     # a job that keeps its time axis (a Time dimension, dated tiles)
@@ -169,24 +169,27 @@ OGC_KEYS = ["SERVICE", "REQUEST", "VERSION", "LAYER", "STYLE", "FORMAT", "TILEMA
             "TILEMATRIX", "TILEROW", "TILECOL", "TIME", "COVERAGEID", "COVERAGE", "SUBSET",
             "SCALESIZE", "SCALEFACTOR", "BBOX", "CRS", "RESPONSE_CRS", "WIDTH", "HEIGHT",
             "RESX", "RESY", "IDENTIFIERS", "ACCEPTVERSIONS", "OUTPUTCRS", "SUBSETTINGCRS",
-            "MEDIATYPE"]
+            "MEDIATYPE", "LAYERS", "STYLES", "SRS", "I", "J", "X", "Y", "INFO_FORMAT",
+            "QUERY_LAYERS", "TRANSPARENT", "BGCOLOR"]
 ogc_values = st.sampled_from([
     "WMTS", "WCS", "GetCapabilities", "GetTile", "GetCoverage", "DescribeCoverage", "1.0.0",
     "2.0.1", "1.1.1", "image/png", "image/tiff", "image/jpeg", "GoogleMapsCompatible",
     "WorldCRS84Quad", "0", "-1", "99", "1e309", "nan", "E(500000,501000)", "N(0,1)",
     "x(1,0)", "i(100000)", "EPSG:4326", "EPSG:32632", "urn:ogc:def:crs:EPSG::3857",
-    "2020-05-01", "2020-13-45", "0,0,1,1", "1,1,0,0"]) | st.text(max_size=15)
+    "2020-05-01", "2020-13-45", "0,0,1,1", "1,1,0,0", "WMS", "GetMap", "GetFeatureInfo",
+    "GetLegendGraphic", "1.3.0", "2020-05-01/2020-05-30", "0xFF00FF", "TRUE"]) \
+    | st.text(max_size=15)
 
 
 @given(params=st.dictionaries(st.sampled_from(OGC_KEYS), ogc_values, max_size=8),
-       kind=st.sampled_from(["wmts", "wcs"]), fix=st.booleans())
+       kind=st.sampled_from(["wmts", "wcs", "wms"]), fix=st.booleans())
 @FUZZ
 def test_ogc_parameters_never_500(fuzz_app, params, kind, fix):
     if fix:  # reach deeper than SERVICE/REQUEST checks
-        params = {"SERVICE": kind.upper(), "REQUEST": "GetTile" if kind == "wmts"
-                  else "GetCoverage", **params}
-        params.setdefault("LAYER" if kind == "wmts" else "COVERAGEID",
-                          fuzz_app.fuzz_ids["job_id"])
+        request = {"wmts": "GetTile", "wcs": "GetCoverage", "wms": "GetMap"}[kind]
+        params = {"SERVICE": kind.upper(), "REQUEST": request, **params}
+        layer = {"wmts": "LAYER", "wcs": "COVERAGEID", "wms": "LAYERS"}[kind]
+        params.setdefault(layer, fuzz_app.fuzz_ids["job_id"])
     c = fuzz_app.test_client()
     for url in (f"/service/{kind}/{fuzz_app.fuzz_ids[kind]}", f"/{kind}"):
         resp = c.get(url, query_string=params)

@@ -52,7 +52,7 @@ def hostile(tmp_path_factory):
     c = app.test_client()
     job = c.post("/jobs", json={"process_graph": ndvi_graph(SMALL, reduce=None)}).json["job_id"]
     ids = {"job": job}
-    for kind in ("wmts", "wcs", "xyz", "tms"):
+    for kind in ("wmts", "wcs", "xyz", "tms", "wms"):
         ids[kind] = c.post("/services", json={"job_id": job, "type": kind}).json["service_id"]
     app.ids = ids
     yield app
@@ -68,7 +68,16 @@ WCS10 = {"SERVICE": "WCS", "REQUEST": "GetCoverage", "VERSION": "1.0.0", "FORMAT
          "CRS": "EPSG:32632", "BBOX": "500000,5099360,500640,5100000", "WIDTH": "8",
          "HEIGHT": "8"}
 
-#: The few values also sent to the global endpoints (/wmts, /wcs: same parsers).
+WMS13 = {"SERVICE": "WMS", "REQUEST": "GetMap", "VERSION": "1.3.0", "STYLES": "",
+         "CRS": "EPSG:32632", "BBOX": "500000,5099360,500640,5100000", "WIDTH": "8",
+         "HEIGHT": "8", "FORMAT": "image/png", "TIME": "2020-05-11"}
+WMS11 = {**{k: v for k, v in WMS13.items() if k != "CRS"}, "VERSION": "1.1.1",
+         "SRS": "EPSG:32632"}
+WMS_INFO = {"REQUEST": "GetFeatureInfo", "INFO_FORMAT": "application/json"}
+WMS_LEGEND = {"SERVICE": "WMS", "REQUEST": "GetLegendGraphic", "VERSION": "1.3.0",
+              "STYLE": "default", "FORMAT": "image/png"}
+
+#: The few values also sent to the global endpoints (/wmts, /wcs, /wms: same parsers).
 GLOBAL_EDGES = ["NaN", "1e309", "", "²", "é" * 3000]
 
 
@@ -97,6 +106,16 @@ def _kvp_request(app, protocol: str, key: str, value: str,
     elif protocol == "wcs20":
         base = {**WCS20, "COVERAGEID": f"job_{ids['job']}"}
         path = "/wcs" if global_endpoint else f"/service/wcs/{ids['wcs']}"
+    elif protocol.startswith("wms"):
+        job = ids["job"]
+        base = {"wms13": {**WMS13, "LAYERS": job},
+                "wms13fi": {**WMS13, **WMS_INFO, "LAYERS": job, "QUERY_LAYERS": job,
+                            "I": "2", "J": "3"},
+                "wms11": {**WMS11, "LAYERS": job},
+                "wms11fi": {**WMS11, **WMS_INFO, "LAYERS": job, "QUERY_LAYERS": job,
+                            "X": "2", "Y": "3"},
+                "wmslegend": {**WMS_LEGEND, "LAYER": job}}[protocol]
+        path = "/wms" if global_endpoint else f"/service/wms/{ids['wms']}"
     else:
         base = {**WCS10, "COVERAGE": f"job_{ids['job']}"}
         path = "/wcs" if global_endpoint else f"/service/wcs/{ids['wcs']}"
@@ -229,6 +248,9 @@ def test_server_still_answers_correctly(hostile):
     resp = c.get(path, query_string=pairs)
     assert resp.status_code == 200 and resp.data[:2] in (b"II", b"MM")
     assert c.get(_tile_url(hostile, "xyz", "z", "14")).status_code == 200
+    for protocol in ("wms13", "wms13fi", "wms11fi", "wmslegend"):
+        path, pairs = _kvp_request(hostile, protocol, "SERVICE", "WMS")
+        assert c.get(path, query_string=pairs).status_code == 200, protocol
     assert hostile.extensions["tileserver"].engine.limiter.inflight == 0
 
 

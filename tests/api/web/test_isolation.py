@@ -90,7 +90,7 @@ def test_every_endpoint_across_users(app, alice):
             where = f"{method} {rule.rule}"
             assert got.status_code < 500, where
             assert _answer(got) == _answer(ref), f"{where}: bob can tell alice's ids exist"
-            if not rule.rule.startswith(("/wmts", "/wcs")):
+            if not rule.rule.startswith(("/wmts", "/wcs", "/wms")):
                 assert got.status_code == 404, f"{where} answered {got.status_code}"
             tried.append(where)
     assert len(tried) >= 12, tried
@@ -115,7 +115,8 @@ def test_listings_show_only_own_things(app, alice):
     if alice["file"]:
         assert c.get("/users/bob/files", headers=BOB).json == []
     for path in ("/wmts?SERVICE=WMTS&REQUEST=GetCapabilities",
-                 "/wcs?SERVICE=WCS&REQUEST=GetCapabilities&VERSION=2.0.1"):
+                 "/wcs?SERVICE=WCS&REQUEST=GetCapabilities&VERSION=2.0.1",
+                 "/wms?SERVICE=WMS&REQUEST=GetCapabilities"):
         if c.get(path.split("?")[0], headers=BOB).status_code == 404:
             continue  # that protocol module is not there yet
         resp = c.get(path, headers=BOB)
@@ -139,6 +140,8 @@ def test_service_urls_are_public_and_revocable(app, alice):
             url = url.replace("{z}/{x}/{y}", "0/0/0")
         elif kind == "wmts":
             url += "?SERVICE=WMTS&REQUEST=GetCapabilities"
+        elif kind == "wms":
+            url += "?SERVICE=WMS&REQUEST=GetCapabilities"
         else:
             url += "?SERVICE=WCS&REQUEST=GetCapabilities&VERSION=2.0.1"
         if c.get(url).status_code == 404:

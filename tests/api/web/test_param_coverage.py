@@ -41,6 +41,8 @@ OGC_ROUTES = {
     "/wmts/1.0.0/WMTSCapabilities.xml": "no parameters",
     "/service/wcs/<service_id>": "KVP_PARAMS (wcs20, wcs10)",
     "/wcs": "KVP_PARAMS (wcs20, wcs10, GLOBAL_EDGES)",
+    "/service/wms/<service_id>": "KVP_PARAMS (wms13, wms13fi, wms11, wms11fi, wmslegend)",
+    "/wms": "KVP_PARAMS (wms*, GLOBAL_EDGES)",
     "/service/xyz/<service_id>/<z>/<x>/<last>": "TILE_SEGMENTS (xyz)",
     "/service/tms/<service_id>/<date>/<z>/<x>/<y>": "TILE_SEGMENTS (tms), test_tms_bands_...",
     "/service/tms/<service_id>/<date>/<z>/<x>/<y>/": "TILE_SEGMENTS (tms), test_tms_bands_...",

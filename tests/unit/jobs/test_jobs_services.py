@@ -82,7 +82,7 @@ def test_service_crud_and_capabilities(client):
     assert client.patch(f"/services/{sid}", json={"args": {"colormap": "nope"}}
                         ).status_code == 400
     assert [s["service_id"] for s in client.get("/users/me/services").json] == [sid]
-    assert client.post("/services", json={"job_id": job, "type": "wms"}).status_code == 400
+    assert client.post("/services", json={"job_id": job, "type": "wfs"}).status_code == 400
     assert client.post("/services", json={"job_id": "nope", "type": "wmts"}).status_code == 404
     assert client.delete(f"/services/{sid}").status_code == 204
     assert client.get(f"/services/{sid}").status_code == 404

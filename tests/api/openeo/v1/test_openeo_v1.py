@@ -302,7 +302,7 @@ def test_service_crud_and_wmts_layer(client):
     assert service["title"] == "renamed" and service["configuration"] == {"colormap": "magma"}
     bad = client.patch(f"{V1}/services/{sid}", json={"configuration": {"colormap": "nope"}})
     assert bad.status_code == 400
-    bad_type = client.post(f"{V1}/services", json={**process(), "type": "WMS"})
+    bad_type = client.post(f"{V1}/services", json={**process(), "type": "WFS"})
     assert bad_type.status_code == 400 and "type" in bad_type.json["message"]
     assert client.delete(f"{V1}/services/{sid}").status_code == 204
     assert client.get(f"{V1}/services/{sid}").status_code == 404
