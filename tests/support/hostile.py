@@ -291,6 +291,18 @@ VALID_KVP: dict[tuple[str, str], frozenset] = {
     ("RESY", "{}"): frozenset({"0.5", "1e3"}),
     ("BAND", "{}"): EMPTY,
     ("PARAMETER", "{}"): EMPTY,
+    # OGC API (an OpenAPI query parameter takes no empty value unless it says so; none here)
+    ("TRANSPARENT", "{}"): frozenset({"true"}),  # a boolean: true or false, not 0/1
+    # a half-bounded interval: ".." or an empty string for the unbounded end (OGC API -
+    # Features 1.0 / Common ``datetime``)
+    ("DATETIME", "2020-05-01/{}"): EMPTY,
+    ("DATETIME", "{}/2020-05-21"): EMPTY,
+    ("SUBSET", "E({}:500640)"): NUMBERS,
+    ("SUBSET", "N(5099360:{}),E(500000:500640)"): frozenset(),
+    ("BBOX", "{},46.04,9.01,46.05"): NUMBERS - {"1e3"},  # a longitude (CRS84)
+    ("SCALE-SIZE", "E({}),N(8)"): frozenset({"1e3"}),  # 1000 written with an exponent
+    ("SCALE-FACTOR", "{}"): frozenset({"0.5", "1e3"}),
+    ("SCALE-AXES", "E({}),N(2)"): frozenset({"0.5", "1e3"}),
 }
 
 #: ``segment -> valid edges`` of :data:`TILE_SEGMENTS` (and the XYZ/TMS query parameters).

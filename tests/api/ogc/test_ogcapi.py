@@ -160,6 +160,26 @@ def test_errors_are_problem_details(api_app, c):
         assert resp.json["status"] == status and resp.json["detail"]
 
 
+def test_empty_and_malformed_values_are_problem_details_naming_the_parameter(api_app, c):
+    job = api_app.jobs["min"]
+    cases = [("map", "crs", ""), ("map", "bbox-crs", " "), ("map", "transparent", "0"),
+             ("map", "transparent", "yes"), ("coverage", "subset", ""),
+             ("coverage", "subset-crs", ""), ("coverage", "properties", ""),
+             ("coverage", "scale-size", ""), ("coverage", "bbox-crs", "NaN"),
+             ("coverage", "datetime", "2020-05-01/ ")]
+    for resource, name, value in cases:
+        resp = c.get(f"/ogcapi/collections/{job}/{resource}", query_string={name: value})
+        assert resp.status_code == 400 and resp.mimetype == "application/problem+json", \
+            (resource, name, value, resp.status_code, resp.data[:300])
+        assert resp.json["locator"] == name, (resource, name, value, resp.json)
+    bad = c.get(f"/ogcapi/collections/{job}/coverage", query_string={"subset": "E(500500:)"})
+    assert bad.status_code == 400 and bad.json["locator"] == "subset"
+    ok = c.get(f"/ogcapi/collections/{job}/coverage", query_string={
+        "subset": f"E({UTM_BBOX[0]}:*),N({UTM_BBOX[1]}:{UTM_BBOX[1] + 640})",
+        "scale-factor": "0.5"})
+    assert ok.status_code == 200, ok.data[:300]
+
+
 # -- coverages ---------------------------------------------------------------------------
 
 
@@ -292,6 +312,12 @@ def test_map_datetime_selects_the_date(api_app, c):
         "scale-size": "E(64),N(64)", "datetime": dates[0]}).data)[0]
     np.testing.assert_array_equal(first, ref)
     np.testing.assert_array_equal(latest, interval)
+    for half in (f"/{dates[-1][:10]}", f"{dates[0][:10]}/", f"{dates[0][:10]}/.."):
+        # an unbounded end: ".." or an empty string (OGC API - Features 1.0 datetime)
+        resp = c.get(f"/ogcapi/collections/{job}/map", query_string={**common,
+                                                                     "datetime": half})
+        assert resp.status_code == 200, (half, resp.data[:300])
+        np.testing.assert_array_equal(read(resp.data)[0], latest)
     assert not np.array_equal(first, latest, equal_nan=True)
 
 

@@ -66,11 +66,18 @@ def root() -> str:
 
 
 def arg(name: str, *aliases: str) -> str | None:
-    """A query parameter (its first value; control characters and length checked)."""
+    """A query parameter (its first value; control characters and length checked). An
+    empty (or blank) value is a 400 naming the parameter: an OpenAPI 3.0 query parameter
+    takes no empty value (``allowEmptyValue`` is false, see ``/ogcapi/api``), and none of
+    the OGC API parameters here says that empty means its default."""
     for key in (name, *aliases):
         value = request.args.get(key)
         if value is not None:
-            return params.text(value, name)
+            value = params.text(value, name)
+            if not value.strip():
+                raise InvalidParameterValue(f"{name} is empty; give a value or leave the "
+                                            "parameter out", locator=name)
+            return value
     return None
 
 
@@ -177,7 +184,9 @@ def find_collection(collection_id: str) -> ServedJob:
 
 
 def _instant(text: str, end: bool = False) -> datetime | None:
-    if text.strip() in ("", ".."):
+    """One end of a ``datetime`` interval; ``..`` or an empty string: unbounded (OGC API
+    Features 1.0 / Common ``datetime``), anything else an RFC 3339 date-time."""
+    if text in ("", ".."):
         return None
     return params.date(text, "datetime", end=end)
 

@@ -85,20 +85,27 @@ def wcs_subset(item: str) -> str:
         raise InvalidSubsetting(f"subset {item[:80]!r}: give one value or low:high (quote "
                                 "date-times: time(\"2020-05-01T00:00:00Z\":\"...\"))",
                                 locator="subset")
-    parts = ["*" if p.strip() in ("..", "*", "") and len(parts) == 2 else p.strip()
+    if any(not p.strip() for p in parts):  # the grammar's low and high: a point or *
+        raise InvalidSubsetting(f"subset {item[:80]!r}: an empty bound; give a value, or * "
+                                "for an unbounded end", locator="subset")
+    parts = ["*" if p.strip() in ("..", "*") and len(parts) == 2 else p.strip()
              for p in parts]
     return f"{axis}({','.join(parts)})"
 
 
 def _datetime_subset(text: str) -> str:
     """``datetime`` (an instant or ``a/b``, ``..`` open) as a WCS time subset."""
-    parts = params.items(text, "datetime", sep="/", max_items=2)
+    # (an empty start or end is unbounded, like ``..``; a blank one is not a date-time)
+    parts = params.text(text, "datetime").split("/")
+    if len(parts) > 2:
+        raise InvalidParameterValue(f"datetime {text[:64]!r} is not an instant or an "
+                                    "interval a/b", locator="datetime")
     for i, part in enumerate(parts):
         if part not in ("", ".."):
             params.date(part, "datetime", end=i == 1)
     if len(parts) == 1:
         return f'time("{parts[0]}")'
-    lo, hi = ("*" if p in ("", "..") else f'"{p}"' for p in parts)
+    lo, hi = ("*" if p in ("", "..") else f'"{p.strip()}"' for p in parts)
     return f"time({lo},{hi})"
 
 
@@ -108,6 +115,9 @@ def coverage_request(served: ServedJob, cov: Coverage) -> CoverageRequest:
     g.ogcapi_locators = locators
     pairs: list[tuple[str, str]] = []
     subsets = [params.text(s, "subset") for s in request.args.getlist("subset")]
+    if any(not s.strip() for s in subsets):
+        raise InvalidSubsetting("subset is empty; give axis(low:high) or leave it out",
+                                locator="subset")
     bbox = arg("bbox")
     if bbox is not None and subsets:
         raise InvalidParameterValue("give bbox or subset, not both", locator="bbox")
@@ -117,9 +127,10 @@ def coverage_request(served: ServedJob, cov: Coverage) -> CoverageRequest:
     if subset_crs is not None:
         pairs.append(("SUBSETTINGCRS", subset_crs))
     out_crs = arg("crs")
+    # (checked also without a bbox: an invalid CRS is an error wherever it is given)
+    given = request_crs(arg("bbox-crs") or CRS84, "bbox-crs")
     if bbox is not None:
         box = params.bbox(bbox, "bbox")
-        given = request_crs(arg("bbox-crs") or CRS84, "bbox-crs")
         if axes_of(given)[1]:  # northing first
             box = (box[1], box[0], box[3], box[2])
         pairs += [("SUBSETTINGCRS", "EPSG:4326" if is_crs84(given) else arg("bbox-crs")),

@@ -84,6 +84,18 @@ def _size(bounds, crs, served: ServedJob) -> tuple[int, int]:
     return max(1, round(nx * scale)), max(1, round(ny * scale))
 
 
+def _boolean(text: str | None, locator: str, default: bool) -> bool:
+    """A boolean query parameter: ``true`` or ``false`` (the OpenAPI form of the standard's
+    ``type: boolean``; any case), not 0/1 or yes/no."""
+    if text is None:
+        return default
+    value = text.strip().lower()
+    if value not in ("true", "false"):
+        raise InvalidParameterValue(f"{locator} must be true or false, got {text[:20]!r}",
+                                    locator=locator)
+    return value == "true"
+
+
 def _color(text: str | None) -> tuple[int, int, int]:
     if text is None:
         return 255, 255, 255
@@ -131,7 +143,7 @@ def collection_map(collection_id: str):
                  CoverageRequest(view, None, 1, None), settings.max_output_pixels,
                  settings.max_pixels)
     day = select_date(served, arg("datetime"))
-    transparent = params.boolean(arg("transparent") or "true", "transparent")
+    transparent = _boolean(arg("transparent"), "transparent", default=True)
     background = None
     if not transparent or arg("bgcolor") is not None:
         background = _color(arg("bgcolor"))
