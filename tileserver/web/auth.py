@@ -45,6 +45,7 @@ from flask import Blueprint, Flask, current_app, g, jsonify, make_response, requ
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from tileserver.web.errors import handle_tileserver_error
 from tileserver.errors import (
     InvalidCredentials,
     TileserverError,
@@ -403,8 +404,6 @@ def _require_credentials():
 
 
 def _unauthorized(exc: Unauthorized):
-    from tileserver.web.errors import handle_tileserver_error  # noqa: PLC0415
-
     resp = make_response(handle_tileserver_error(exc))
     resp.headers["WWW-Authenticate"] = 'Basic realm="tileserver", charset="UTF-8"'
     return resp

@@ -7,6 +7,7 @@ from urllib.parse import quote
 from flask import Flask, current_app, jsonify
 
 from tileserver import __version__
+from tileserver.web.openeo.v002.udf import runtimes_v1
 from tileserver.jobs.services import OPENEO_V1_SERVICES
 from tileserver.render import formats
 from tileserver.web.auth import Authenticator, basic_login, issue_jwt
@@ -125,8 +126,6 @@ def service_types():
 
 def udf_runtimes():
     """The UDF runtimes (``run_udf``), described by the UDF module."""
-    from tileserver.web.openeo.v002.udf import runtimes_v1  # noqa: PLC0415
-
     return jsonify(runtimes_v1())
 
 
