@@ -303,6 +303,14 @@ VALID_KVP: dict[tuple[str, str], frozenset] = {
     ("SCALE-SIZE", "E({}),N(8)"): frozenset({"1e3"}),  # 1000 written with an exponent
     ("SCALE-FACTOR", "{}"): frozenset({"0.5", "1e3"}),
     ("SCALE-AXES", "E({}),N(2)"): frozenset({"0.5", "1e3"}),
+    # WMS 1.3.0 / 1.1.1 (TRANSPARENT: the row above, TRUE|FALSE in any case, not 0/1;
+    # SERVICE, BGCOLOR, INFO_FORMAT and a blank legend STYLE have no valid edge)
+    ("WMTVER", "{}"): EMPTY,          # the WMS 1.0 name of VERSION: empty like VERSION
+    ("STYLES", "{}"): EMPTY,          # STYLES= : the default styles (WMS 1.3.0 7.3.3.4)
+    # minx, a coordinate below maxx 5100000 (EPSG:32632 is easting first)
+    ("BBOX", "{},500000,5100000,500640"): NUMBERS,
+    # a pixel column/row: an integer, 0 also written -0 (xs:integer)
+    ("I", "{}"): ZERO, ("J", "{}"): ZERO, ("X", "{}"): ZERO, ("Y", "{}"): ZERO,
 }
 
 #: ``segment -> valid edges`` of :data:`TILE_SEGMENTS` (and the XYZ/TMS query parameters).

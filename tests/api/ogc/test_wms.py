@@ -205,6 +205,13 @@ def test_getmap_transparent_false_fills_nodata_with_bgcolor(jobs, wms_app):
     assert hole.any() and (filled[..., 3] == 255).all()
     assert (filled[hole][:, :3] == (0, 0, 255)).all()
     assert (filled[~hole][:, :3] == clear[~hole][:, :3]).all()
+    # any case (Leaflet and OpenLayers send transparent=true/false)
+    lower = client.get("/wms", query_string={**q, "TRANSPARENT": "false",
+                                             "BGCOLOR": "0x0000FF"})
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(lower.data)).convert("RGBA")),
+                          filled)
+    assert client.get("/wms", query_string={**q, "TRANSPARENT": "true"}).data == \
+        client.get("/wms", query_string={**q, "TRANSPARENT": "TRUE"}).data
 
 
 @pytest.mark.parametrize("day", DATES)
@@ -416,6 +423,10 @@ def test_getlegendgraphic_per_style(jobs, wms_app):
         assert resp.status_code == 200 and resp.mimetype == "image/png"
         pictures.add(resp.data)
     assert len(pictures) == 2  # "" is the default style
+    blank = client.get("/wms", query_string={"SERVICE": "WMS", "REQUEST": "GetLegendGraphic",
+                                             "LAYER": job, "STYLE": " ", "FORMAT": "image/png"})
+    assert blank.status_code == 400
+    assert _exception(blank)[1:] == ("StyleNotDefined", "style"), blank.data[:300]
 
 
 # -- exceptions ------------------------------------------------------------------------
@@ -455,6 +466,13 @@ BAD = [
     ({"VERSION": "9.9.9"}, "InvalidParameterValue", "version"),
     ({"REQUEST": "GetStyles"}, "OperationNotSupported", "request"),
     ({"SERVICE": "WFS"}, "InvalidParameterValue", "service"),
+    # empty or not the standard's form (issue 25)
+    ({"SERVICE": ""}, "InvalidParameterValue", "service"),
+    ({"WMTVER": "NaN"}, "InvalidParameterValue", "wmtver"),
+    ({"STYLES": " "}, "StyleNotDefined", "styles"),
+    ({"TRANSPARENT": "0"}, "InvalidParameterValue", "transparent"),
+    ({"TRANSPARENT": ""}, "InvalidParameterValue", "transparent"),
+    ({"BGCOLOR": ""}, "InvalidParameterValue", "bgcolor"),
     ({"CRS": None}, "MissingParameterValue", "crs"),
 ]
 
@@ -485,7 +503,9 @@ def test_wms111_exceptions_use_its_codes(jobs, wms_app):
     ({"I": "64"}, "InvalidPoint", "i"), ({"J": "-1"}, "InvalidPoint", "j"),
     ({"I": "NaN"}, "InvalidPoint", "i"), ({"I": None}, "MissingParameterValue", "i"),
     ({"QUERY_LAYERS": "other"}, "LayerNotDefined", "query_layers"),
-    ({"INFO_FORMAT": "application/pdf"}, "InvalidFormat", "info_format")])
+    ({"INFO_FORMAT": "application/pdf"}, "InvalidFormat", "info_format"),
+    ({"INFO_FORMAT": ""}, "InvalidFormat", "info_format"),
+    ({"I": "0.5"}, "InvalidPoint", "i")])
 def test_bad_getfeatureinfo_is_a_service_exception(jobs, wms_app, change, code, locator):
     job, _ = jobs["series"]
     query = {**MAP, "REQUEST": "GetFeatureInfo", "LAYERS": job, "QUERY_LAYERS": job,

@@ -83,20 +83,30 @@ def _set_version(version: str) -> None:
         "application/vnd.ogc.se_xml"
 
 
-def _version(kvp: Kvp, *, capabilities: bool, strict: bool = True) -> str:
-    """1.3.0 or 1.1.1: negotiated for GetCapabilities, as given otherwise."""
-    text = kvp.get("VERSION") or kvp.get("WMTVER")
-    if not text:
-        return VERSIONS[0]
+def _known_version(text: str) -> str | None:
+    """The version of ours a VERSION (or WMTVER) names: 1.3.0, 1.1.1 for 1.0.x/1.1.x."""
     text = text.strip()
     if text in VERSIONS:
         return text
     if text.startswith("1.1") or text.startswith("1.0"):
         return "1.1.1"
-    if capabilities or not strict:
-        return "1.3.0"
-    raise InvalidParameterValue(f"VERSION {text[:20]!r} is not supported; use 1.3.0 or 1.1.1",
-                                locator="version")
+    return None
+
+
+def _version(kvp: Kvp, *, capabilities: bool, strict: bool = True) -> str:
+    """1.3.0 or 1.1.1: negotiated for GetCapabilities, as given otherwise. ``WMTVER`` is
+    the name of ``VERSION`` in WMS 1.0 (still accepted by WMS 1.1.1 servers); ``VERSION``
+    wins when both are given, but a WMTVER that names no version is an error too."""
+    given = [(key, text) for key in ("VERSION", "WMTVER") if (text := kvp.get(key))]
+    if not given:
+        return VERSIONS[0]
+    found = [_known_version(text) for _, text in given]
+    if strict and not capabilities:
+        for (key, text), version in zip(given, found):
+            if version is None:
+                raise InvalidParameterValue(f"{key} {text[:20]!r} is not supported; use "
+                                            "1.3.0 or 1.1.1", locator=key.lower())
+    return found[0] or "1.3.0"
 
 
 # -- where layers come from ------------------------------------------------------------
@@ -337,15 +347,24 @@ def select_time(layer: ServedJob, text: str | None) -> str | None:
     return max(picked)
 
 
+def _style_name(text: str) -> str:
+    """A style name as given, spaces around it dropped; empty: the default style, blank
+    (only spaces): not a name (StyleNotDefined)."""
+    return text.strip() or text
+
+
 def _styles(kvp: Kvp, layers: list[ServedJob], key: str = "STYLES") -> list:
+    """One style per layer. ``STYLES=`` (empty, as QGIS, OWSLib and GDAL send it) or an
+    empty name in the list (``STYLES=,gray``) is the layer's default style (WMS 1.3.0
+    7.3.3.4); a blank name is no style."""
     text = kvp.get(key) or ""
-    names = [n.strip() for n in text.split(",")] if text.strip() else []
+    names = text.split(",") if text else []
     if names and len(names) != len(layers):
         raise StyleNotDefined(f"{key} names {len(names)} styles for {len(layers)} layers",
                               locator=key.lower())
     out = []
     for i, layer in enumerate(layers):
-        name = names[i] if names else ""
+        name = _style_name(names[i] if names else "")
         offered = styles_of(layer)
         if name in ("", "default"):
             out.append(offered["default"])
@@ -394,12 +413,25 @@ def _format(kvp: Kvp) -> str:
 
 
 def _bgcolor(kvp: Kvp) -> tuple[int, int, int]:
-    text = (kvp.get("BGCOLOR") or "0xFFFFFF").strip()
+    """``BGCOLOR=0xRRGGBB`` (also ``#RRGGBB``); absent: white (WMS 1.3.0 7.3.3.10). An
+    empty value is no colour."""
+    text = kvp.get("BGCOLOR")
+    text = "0xFFFFFF" if text is None else text.strip()
     hexa = text[2:] if text[:2].lower() == "0x" else text.lstrip("#")
     if len(hexa) != 6 or any(c not in "0123456789abcdefABCDEF" for c in hexa):
         raise InvalidParameterValue(f"BGCOLOR {text[:20]!r} must be 0xRRGGBB",
                                     locator="bgcolor")
     return int(hexa[0:2], 16), int(hexa[2:4], 16), int(hexa[4:6], 16)
+
+
+def _transparent(text: str) -> bool:
+    """``TRANSPARENT=TRUE|FALSE`` (WMS 1.3.0 7.3.3.9; any case, as Leaflet and OpenLayers
+    send ``true``), not 0/1 or yes/no."""
+    value = text.strip().upper()
+    if value not in ("TRUE", "FALSE"):
+        raise InvalidParameterValue(f"TRANSPARENT must be TRUE or FALSE, got {text[:20]!r}",
+                                    locator="transparent")
+    return value == "TRUE"
 
 
 # -- operations ------------------------------------------------------------------------
@@ -411,8 +443,7 @@ def getmap(source, kvp: Kvp, version: str) -> Response:
     media = _format(kvp)
     transparent_text = kvp.get("TRANSPARENT")
     # PNG nodata is transparent unless TRANSPARENT=FALSE asks for the background colour
-    transparent = True if transparent_text is None else params.boolean(
-        transparent_text, "transparent")
+    transparent = True if transparent_text is None else _transparent(transparent_text)
     bgcolor = _bgcolor(kvp)
     single = len(words.layers) == 1
     requests = [MapRequest(words.view, t, s, media if single else "image/png",
@@ -455,7 +486,9 @@ def _pixel(kvp: Kvp, version: str, view: View) -> tuple[int, int]:
 
 
 def _info_format(kvp: Kvp) -> str:
-    text = kvp.get("INFO_FORMAT") or "text/plain"
+    text = kvp.get("INFO_FORMAT")
+    if text is None:  # (mandatory in 1.3.0, optional in 1.1.1: plain text when left out)
+        text = "text/plain"
     media = text.split(";")[0].strip().lower()
     media = {"json": "application/json", "application/geo+json": "application/json",
              "html": "text/html", "text": "text/plain"}.get(media, media)
@@ -559,7 +592,7 @@ def getlegendgraphic(source, kvp: Kvp) -> Response:
     fmt = kvp.get("FORMAT")
     if fmt and fmt.split(";")[0].strip().lower() != "image/png":
         raise InvalidFormat(f"FORMAT {fmt[:64]!r}: legends are image/png", locator="format")
-    name = (kvp.get("STYLE") or "").strip()
+    name = _style_name(kvp.get("STYLE") or "")
     offered = styles_of(layer)
     if name not in ("", *offered):
         raise StyleNotDefined(f"style {name[:100]!r} is not a style of layer "
@@ -575,9 +608,12 @@ def dispatch(make_source) -> Response:
     kvp = Kvp(request.args.items(multi=True))
     service = kvp.get("SERVICE")
     operation = kvp.require("REQUEST").strip().lower()
-    if not service and operation not in ("getmap", "map", "getfeatureinfo", "feature_info"):
+    # (WMS 1.1.1 has no SERVICE in GetMap and GetFeatureInfo: it may be left out there; a
+    # SERVICE given, even empty, must be WMS)
+    if service is None and operation not in ("getmap", "map", "getfeatureinfo",
+                                             "feature_info"):
         raise MissingParameterValue("parameter SERVICE=WMS is required", locator="service")
-    if service and service.strip().upper() != "WMS":
+    if service is not None and service.strip().upper() != "WMS":
         raise InvalidParameterValue(f"SERVICE must be WMS, got {service[:20]!r}",
                                     locator="service")
     if operation in ("getcapabilities", "capabilities"):
