@@ -134,6 +134,8 @@ def test_basic_authentication(run):
     assert run["wrong_password"]["status"] == 403
     assert run["wrong_password"]["code"] == "CredentialsInvalid"
     assert ok(run["account"])["user_id"] == "alice"
+    # 1.3 declares authentication/jwt: the client sends the JWT alone; 1.2: basic//<token>
+    assert run["basic_sent"] == (1 if run["connect"]["apiVersion"] == "1.3.0" else 3)
 
 
 def test_openid_connect_client_credentials(run):
@@ -142,7 +144,9 @@ def test_openid_connect_client_credentials(run):
     found = ok(run["oidc"])
     assert "oidc.testidp" in found["providers"] and "basic" in found["providers"]
     assert found["account"]["user_id"] == "oidc-testidp-service"
-    assert found["sent"] == ["oidc", "testidp"]  # the client's form: oidc/<provider>/<token>
+    # 1.3 declares authentication/jwt: the access token alone; 1.2: oidc/<provider>/<token>
+    assert found["sent"] == ([] if run["connect"]["apiVersion"] == "1.3.0"
+                             else ["oidc", "testidp"])
     assert found["jobs"] == 0
     assert ok(run["oidc_token"])["account"]["user_id"] == "oidc-testidp-service"
 

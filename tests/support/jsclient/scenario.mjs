@@ -79,7 +79,7 @@ if (config.oidc) {
     const jobs = await other.listJobs();
     return { providers: providers.map((p) => p.getId()), account,
              sent: other._getAuthHeaders().Authorization.split(" ")[1].split("/")
-               .slice(0, 2), jobs: jobs.length };
+               .slice(0, -1), jobs: jobs.length };
   });
   await step("oidc_token", async () => {  // a token obtained elsewhere, set by hand
     const other = await OpenEO.connectDirect(con.getBaseUrl());
@@ -98,6 +98,7 @@ if (config.oidc) {
 
 await con.authenticateBasic(config.user, config.password);
 await step("account", async () => con.describeAccount());
+out.basic_sent = con._getAuthHeaders().Authorization.split(" ")[1].split("/").length;
 
 await step("collections", async () => {
   const list = await con.listCollections();

@@ -77,6 +77,9 @@ def test_processing_parameters_extension_in_1_3_only(users_app):
     conforms = c.get(f"{V13}/").json["conformsTo"]
     assert "https://api.openeo.org/extensions/processing-parameters/0.1.0" in conforms
     assert not any("extensions" in cls for cls in c.get(f"{V12}/").json["conformsTo"])
+    # plain JSON Web Tokens as bearer tokens (the JS client then drops the basic// prefix)
+    assert "https://api.openeo.org/1.3.0/authentication/jwt" in conforms
+    assert not any("jwt" in cls for cls in c.get(f"{V12}/").json["conformsTo"])
 
 
 def test_processes_have_a_version_in_1_3_only(client):

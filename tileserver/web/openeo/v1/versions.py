@@ -54,10 +54,13 @@ class ApiVersion:
     @property
     def conformance(self) -> list[str]:
         """The conformance classes (``conformsTo``): from 1.3 on with the Processing
-        Parameters extension (``GET /processing_parameters``)."""
+        Parameters extension (``GET /processing_parameters``) and plain JSON Web Tokens as
+        bearer tokens (``authentication/jwt``: no ``basic//`` or ``oidc/<provider>/``
+        prefix needed; the JavaScript client then sends the token alone)."""
         classes = [f"https://api.openeo.org/{self.number}", STAC_CONFORMANCE]
         if self.at_least(V1_3):
-            classes.append(PROCESSING_PARAMETERS)
+            classes += [f"https://api.openeo.org/{self.number}/authentication/jwt",
+                        PROCESSING_PARAMETERS]
         return classes
 
 
