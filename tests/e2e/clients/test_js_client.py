@@ -2,7 +2,7 @@
 ``tileserver serve`` over HTTP through openEO 1.3 (found from the bare root URL) and 1.2 (at
 its base): basic auth, OpenID Connect (the client's own client-credentials flow against a
 real provider, and a token set by hand), collections, processes, a synchronous NDVI result,
-a batch job and an XYZ service. The node scenario (tests/support/jsclient/scenario.mjs)
+a batch job, XYZ and WMTS services. The node scenario (tests/support/jsclient/scenario.mjs)
 prints what it saw as JSON; the downloaded GeoTIFFs are compared here with rasterio + numpy.
 """
 
@@ -193,3 +193,11 @@ def test_xyz_service(run):
     assert service["tile_type"] == "image/png"
     assert service["tile_magic"] == "89504e47"
     assert service["status_after_delete"] == 404
+
+
+def test_wmts_service(run):
+    service = ok(run["wmts"])
+    assert service["type"] == "WMTS"
+    assert service["capabilities_status"] == 200 and service["layer_in_capabilities"], service
+    assert service["tile_status"] == 200, service
+    assert service["tile_type"] == "image/png" and service["tile_magic"] == "89504e47"

@@ -1,13 +1,13 @@
 // One run of the official openEO JavaScript client (@openeo/js-client) against a live
 // tileserver: connect, basic and OpenID Connect (client credentials) authentication,
-// collections, processes, a synchronous result, a batch job and an XYZ service.
+// collections, processes, a synchronous result, a batch job, an XYZ and a WMTS service.
 //
 //   node scenario.mjs <config.json>
 //
 // config: {url, direct, user, password, wrong_password, oidc: {provider, client_id,
 // client_secret} | null, graph (an openEO process graph ending in save_result), out (a folder
 // for the downloaded files), tile: [z, x, y]}. JS_CLIENT_MODULES names the node_modules folder
-// holding the client (tests/support/jsclient.py installs it). Prints one JSON object: what
+// holding the client (tests/support/js_client.py installs it). Prints one JSON object: what
 // each step saw, or {error, code, status} for a step that threw; the Python test asserts.
 
 import fs from "node:fs";
@@ -183,6 +183,26 @@ await step("service", async () => {
            tile_type: resp.headers.get("content-type"),
            tile_magic: body.subarray(0, 4).toString("hex"),
            status_after_delete: gone.status };
+});
+
+await step("wmts", async () => {  // a WMTS service: one tile by KVP GetTile
+  const service = await con.createService(process_, "WMTS", "js client wmts");
+  const meta = await service.describeService();
+  const [layer] = meta.attributes.layers;
+  const [z, x, y] = config.tile;
+  const query = new URLSearchParams({ SERVICE: "WMTS", REQUEST: "GetTile", VERSION: "1.0.0",
+    LAYER: layer, STYLE: "default", TILEMATRIXSET: "GoogleMapsCompatible", TILEMATRIX: z,
+    TILEROW: y, TILECOL: x, FORMAT: "image/png" });
+  const capabilities = await fetch(`${meta.url}?SERVICE=WMTS&REQUEST=GetCapabilities`);
+  const text = await capabilities.text();
+  const resp = await fetch(`${meta.url}?${query}`);
+  const body = Buffer.from(await resp.arrayBuffer());
+  await service.deleteService();
+  return { type: meta.type, url: meta.url, layer,
+           capabilities_status: capabilities.status,
+           layer_in_capabilities: text.includes(`<ows:Identifier>${layer}</ows:Identifier>`),
+           tile_status: resp.status, tile_type: resp.headers.get("content-type"),
+           tile_magic: body.subarray(0, 4).toString("hex") };
 });
 
 process.stdout.write(JSON.stringify(out) + "\n");
