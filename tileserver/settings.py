@@ -186,6 +186,10 @@ class BatchSettings(BaseModel):
     batch_worker_memory: Text
     batch_stale_seconds: int
     batch_cluster_at_start: Flag
+    batch_inflight: int
+    batch_poll_seconds: float
+    batch_heartbeat_seconds: float
+    batch_watchdog_seconds: float
 
 
 class UdfSettings(BaseModel):
@@ -235,7 +239,7 @@ class Settings(RemoteSettings, ViewerSettings, UdfSettings, BatchSettings, OidcS
     """Every setting of the server (all :data:`GROUPS`); build it with :func:`load_settings`.
 
     ``extra`` holds the keys of the configuration files that are no setting (finer knobs
-    that a subsystem reads itself, such as ``batch_poll_seconds``).
+    that a subsystem reads itself, such as ``web_editor_url``).
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid",
