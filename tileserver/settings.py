@@ -207,10 +207,11 @@ class UdfSettings(BaseModel):
 
 
 class ViewerSettings(BaseModel):
-    """The job viewer page."""
+    """The job viewer page, and the openEO Web Editor that links to this server."""
 
     viewer_basemap_url: OptionalText
     viewer_basemap_attribution: OptionalText
+    web_editor_url: Text
 
 
 class RemoteSettings(BaseModel):
@@ -238,8 +239,8 @@ class Settings(RemoteSettings, ViewerSettings, UdfSettings, BatchSettings, OidcS
                BaseSettings):
     """Every setting of the server (all :data:`GROUPS`); build it with :func:`load_settings`.
 
-    ``extra`` holds the keys of the configuration files that are no setting (finer knobs
-    that a subsystem reads itself, such as ``web_editor_url``).
+    ``extra`` holds the keys of the configuration files that are no setting (kept, so
+    that a configuration file written for a later version still loads).
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid",
