@@ -98,7 +98,7 @@ def latency(kind: str, paths: list[str], files) -> dict:
     for r in range(ROUNDS):
         clear_gdal_cache()
         reader._file_info.cache_clear()
-        engine = Engine(Catalog.load(paths, ApiOptions()), NodeCache(0))
+        engine = Engine(Catalog.load(paths, ApiOptions.from_settings()), NodeCache(0))
         g = engine.parse(graph)
         s0, q0, r0 = searches(), http_requests(files), files.ranges
         started = time.perf_counter()

@@ -2,7 +2,7 @@
 Prints tables; no assertions.
 
     .venv/bin/python bench/bench_udf.py [--demo-dir DIR] [--tiles 24] [--rounds 3]
-                                        [--seconds 40] [--timeout 5]
+                                        [--fair-tiles 96] [--timeout 5]
 
 Against ``tileserver serve`` (gunicorn, 1 worker, 8 threads) on loopback, over the demo L2A
 product (NDVI of B04/B8A, four dates 2017-01-05 .. 2017-02-14):
@@ -14,10 +14,11 @@ product (NDVI of B04/B8A, four dates 2017-01-05 .. 2017-02-14):
     (fresh server and home: empty caches, the UDF workers started before) and warm; rounds
     alternate which graph goes first. The fixed
     cost of one UDF call (an empty ``reduce_time`` on a 1x1 window) is measured too.
-(b) two users with UDF layers, 8 clients: bob's 4 clients fetch distinct tiles (zoom 13-15)
-    of his mean-NDVI UDF layer, alice's 4 clients fetch tiles of a layer whose script loops
-    forever (each of her calls burns the whole ``udf_timeout``). Bob's tiles/s and median
-    latency against the same 4 clients on an otherwise idle server.
+(b) two users with UDF layers, 8 clients: bob's 4 clients fetch ``--fair-tiles`` distinct
+    tiles (zoom 13-15) of his mean-NDVI UDF layer, alice's 4 clients fetch tiles of a layer
+    whose script loops forever (each of her calls burns the whole ``udf_timeout``). Bob's
+    tiles/s and median latency against the same 4 clients fetching the same tiles on an
+    otherwise idle server (each scenario on a fresh server and home: no cache hits).
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def sandbox_round_trip(rounds: int = 100) -> dict[str, float]:
 
     from tileserver.udf import UdfConfig, UdfPool  # noqa: PLC0415
 
-    pool = UdfPool(UdfConfig(workers=2))
+    pool = UdfPool(UdfConfig.from_settings(None, workers=2))
     pool.wait_ready()
     time.sleep(1.0)
     header = {"udf_type": "reduce_time", "times": ["2017-01-01T00:00:00", "2017-01-02T00:00:00"],
@@ -208,7 +209,8 @@ def main() -> None:
     ap.add_argument("--demo-dir", default=os.environ.get("TILESERVER_TEST_DEMO_DIR"))
     ap.add_argument("--tiles", type=int, default=24)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=40)
+    ap.add_argument("--fair-tiles", type=int, default=96,
+                    help="tiles bob fetches in each scenario of (b), the same in both")
     ap.add_argument("--timeout", type=int, default=5)
     ap.add_argument("--skip-a", action="store_true")
     ap.add_argument("--skip-b", action="store_true")
@@ -244,8 +246,9 @@ def main() -> None:
         print(f"load average at the end: {os.getloadavg()[0]:.2f}")
         return
     # (b) fairness
-    cells = many_tiles()
-    half = len(cells) // 2
+    every = many_tiles()
+    step = max(1, len(every) // args.fair_tiles)
+    cells = every[::step][:args.fair_tiles]  # spread over the zoom levels
     results = {}
     for scenario in ("idle", "alice burning"):
         with server(catalog, logdir, users=True, timeout=args.timeout) as base:
@@ -260,22 +263,22 @@ def main() -> None:
                 out: dict = {}
 
                 def burn(template=alice_t, into=out, flag=stop_flag, auth=alice):
-                    into.update(clients(template, cells, 4, args.seconds + 30, auth, flag))
+                    into.update(clients(template, cells * 100, 4, None, auth, flag))
 
                 burner = threading.Thread(target=burn)
                 burner.start()
                 time.sleep(2)
-            # bob: the first half of the tiles in the idle run, the second half under load
-            # (distinct tiles: no cache hits between the scenarios)
-            mine = cells[:half] if scenario == "idle" else cells[half:]
-            results[scenario] = clients(bob_t, mine, 4, args.seconds, bob, [])
+            # bob: the same tiles in both scenarios, every one of them (a fresh server and
+            # home each time: no cache hits between the scenarios)
+            results[scenario] = clients(bob_t, cells, 4, None, bob, [])
             stop_flag.append(1)
             if burner is not None:
                 burner.join()
                 results["alice (burning)"] = out
-    print(f"\n(b) bob's 4 clients on his UDF layer (zoom 13-15, distinct tiles, "
-          f"{args.seconds:.0f} s); alice's 4 clients on a script burning udf_timeout = "
-          f"{args.timeout} s")
+    zooms = sorted({z for z, _, _ in cells})
+    print(f"\n(b) bob's 4 clients on his UDF layer (the same {len(cells)} distinct tiles of "
+          f"zoom {zooms[0]}-{zooms[-1]} in both scenarios); alice's 4 clients on a script "
+          f"burning udf_timeout = {args.timeout} s")
     print(f"{'scenario':<16} {'tiles/s':>8} {'median ms':>10}  codes")
     for name, r in results.items():
         print(f"{name:<16} {r['tiles/s']:>8.2f} {r['median ms']:>10.1f}  {r['codes']}")

@@ -186,6 +186,10 @@ class BatchSettings(BaseModel):
     batch_worker_memory: Text
     batch_stale_seconds: int
     batch_cluster_at_start: Flag
+    batch_inflight: int
+    batch_poll_seconds: float
+    batch_heartbeat_seconds: float
+    batch_watchdog_seconds: float
 
 
 class UdfSettings(BaseModel):
@@ -203,10 +207,11 @@ class UdfSettings(BaseModel):
 
 
 class ViewerSettings(BaseModel):
-    """The job viewer page."""
+    """The job viewer page, and the openEO Web Editor that links to this server."""
 
     viewer_basemap_url: OptionalText
     viewer_basemap_attribution: OptionalText
+    web_editor_url: Text
 
 
 class RemoteSettings(BaseModel):
@@ -234,8 +239,8 @@ class Settings(RemoteSettings, ViewerSettings, UdfSettings, BatchSettings, OidcS
                BaseSettings):
     """Every setting of the server (all :data:`GROUPS`); build it with :func:`load_settings`.
 
-    ``extra`` holds the keys of the configuration files that are no setting (finer knobs
-    that a subsystem reads itself, such as ``batch_poll_seconds``).
+    ``extra`` holds the keys of the configuration files that are no setting (kept, so
+    that a configuration file written for a later version still loads).
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid",

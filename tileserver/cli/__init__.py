@@ -17,9 +17,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tileserver", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     parser_serve = sub.add_parser("serve", help="run the production WSGI server (gunicorn)")
-    parser_serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
-    parser_serve.add_argument("--port", type=int, default=None, help="port (default 8080)")
-    parser_serve.add_argument("--workers", type=int, default=None, help="worker processes")
+    parser_serve.add_argument("--host", default=None,
+                              help="address to bind (default: the host setting, TILESERVER_HOST)")
+    parser_serve.add_argument("--port", type=int, default=None,
+                              help="port (default: the port setting, TILESERVER_PORT)")
+    parser_serve.add_argument("--workers", type=int, default=None,
+                              help="worker processes (default: the workers setting)")
     parser_serve.set_defaults(func=serve)
     admin.add_commands(sub)
     doctor.add_commands(sub)

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import requests
 
 from tileserver.errors import TileserverError, UpstreamError, UpstreamTimeout
+from tileserver.settings import RemoteSettings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +40,17 @@ class BrokenSource(TileserverError):
 
 @dataclass(frozen=True)
 class RemoteOptions:
-    """Network settings of remote reads (``remote_*`` settings)."""
+    """Network settings of remote reads (the ``remote_*`` settings; their defaults are in
+    ``config/default.yaml``)."""
 
-    timeout: int = 30  # seconds of one HTTP request (GDAL_HTTP_TIMEOUT, STAC searches)
-    connect_timeout: int = 10  # seconds to connect (GDAL_HTTP_CONNECTTIMEOUT)
-    retries: int = 2  # retries of a failed request (GDAL_HTTP_MAX_RETRY, STAC searches)
-    retry_delay: int = 1  # seconds before the first retry (GDAL_HTTP_RETRY_DELAY)
-    cache_bytes: int = 64 * 1024 * 1024  # GDAL's /vsicurl/ block cache (CPL_VSIL_CURL_CACHE_SIZE)
+    timeout: int  # seconds of one HTTP request (GDAL_HTTP_TIMEOUT, STAC searches)
+    connect_timeout: int  # seconds to connect (GDAL_HTTP_CONNECTTIMEOUT)
+    retries: int  # retries of a failed request (GDAL_HTTP_MAX_RETRY, STAC searches)
+    retry_delay: int  # seconds before the first retry (GDAL_HTTP_RETRY_DELAY)
+    cache_bytes: int  # GDAL's /vsicurl/ block cache (CPL_VSIL_CURL_CACHE_SIZE)
 
     @classmethod
-    def from_settings(cls, settings) -> RemoteOptions:
+    def from_settings(cls, settings: RemoteSettings) -> RemoteOptions:
         """The ``remote_*`` fields of :class:`~tileserver.settings.Settings`."""
         return cls(settings.remote_timeout, settings.remote_connect_timeout,
                    settings.remote_retries, settings.remote_retry_delay,
@@ -75,7 +77,7 @@ class RemoteOptions:
         }
 
 
-_options = RemoteOptions()
+_options: RemoteOptions | None = None  # of configure(), or of the settings at first use
 _lock = threading.Lock()
 _configured = False
 
@@ -99,14 +101,17 @@ def configure(options: RemoteOptions) -> None:
 
 
 def _ensure_configured() -> None:
-    """The defaults, in a process that reads a remote file before any :func:`configure`
-    (a batch worker, a script using the core directly)."""
+    """The options of this process's settings (``config/default.yaml``, ``TILESERVER_*``), in
+    a process that reads a remote file before any :func:`configure` (a batch worker, a
+    script using the core directly)."""
     if not _configured:
-        configure(_options)
+        configure(RemoteOptions.from_settings(load_settings()))
 
 
 def options() -> RemoteOptions:
     """The options of this process."""
+    _ensure_configured()
+    assert _options is not None
     return _options
 
 

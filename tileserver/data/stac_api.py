@@ -52,6 +52,7 @@ from tileserver.data.model import (
 )
 from tileserver.data.remote import host_of, redact
 from tileserver.errors import UpstreamError, UpstreamTimeout
+from tileserver.settings import RemoteSettings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -60,26 +61,30 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class ApiOptions:
-    """How STAC APIs are searched (``stac_*`` and ``remote_*`` settings)."""
+    """How STAC APIs are searched (the ``stac_*`` and ``remote_*`` settings; their defaults
+    are in ``config/default.yaml``)."""
 
-    page_size: int = 100  # items per page (``limit``)
-    max_pages: int = 20  # pages of one search at most: an API that pages forever stops
-    search_ttl: int = 300  # seconds a search result is reused
+    page_size: int  # items per page (``limit``)
+    max_pages: int  # pages of one search at most: an API that pages forever stops
+    search_ttl: int  # seconds a search result is reused
+    timeout: int  # seconds of one request
+    retries: int  # retries of a failed request (connection errors, 502/503/504)
+    retry_delay: int  # backoff factor of the retries, seconds
     search_cache_entries: int = 1024
     #: degrees: the finest grid of search areas (a window smaller than half a cell searches
     #: the two-cell-wide area around its cell: 0.25 degrees, ~20-28 km, for every tile of
     #: zoom 13 and more, so panning and zooming in reuse one search)
     search_cell: float = 0.125
-    timeout: int = 30  # seconds of one request
-    retries: int = 2  # retries of a failed request (connection errors, 502/503/504)
-    retry_delay: int = 1  # backoff factor of the retries, seconds
 
     @classmethod
-    def from_settings(cls, settings) -> ApiOptions:
-        """From :class:`~tileserver.settings.Settings`."""
-        return cls(page_size=settings.stac_page_size, max_pages=settings.stac_max_pages,
-                   search_ttl=settings.stac_search_ttl, timeout=settings.remote_timeout,
-                   retries=settings.remote_retries, retry_delay=settings.remote_retry_delay)
+    def from_settings(cls, settings: RemoteSettings | None = None, **changes) -> ApiOptions:
+        """From :class:`~tileserver.settings.Settings` (by default :func:`load_settings`),
+        with ``changes`` (fields of these options)."""
+        s = settings if settings is not None else load_settings()
+        return cls(**{**dict(page_size=s.stac_page_size, max_pages=s.stac_max_pages,
+                                search_ttl=s.stac_search_ttl, timeout=s.remote_timeout,
+                                retries=s.remote_retries, retry_delay=s.remote_retry_delay),
+                      **changes})
 
 
 def parse_root(root: str) -> tuple[str, list[str] | None]:
@@ -380,7 +385,7 @@ def load_api(root: str, options: ApiOptions | None = None) -> dict[str, Product]
     """The products of the STAC API at ``root``; an API that cannot be read is logged and
     gives none (the server starts with its other catalogs)."""
     url, wanted = parse_root(root)
-    options = options or ApiOptions()
+    options = options or ApiOptions.from_settings()
     host = host_of(url)
     try:
         source = ApiSource(url, options)

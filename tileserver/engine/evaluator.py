@@ -51,6 +51,7 @@ from tileserver.processes import CUBE, CUBE_PROCESSES, REGISTRY, TRANSLATIONS
 from tileserver.processes.callbacks import run_callback
 from tileserver.processes.cube.load import collection_id
 from tileserver.render.formats import check_output_kind, validate_output
+from tileserver.settings import load_settings
 
 WGS84 = CRS.from_epsg(4326)
 log = logging.getLogger(__name__)
@@ -169,10 +170,10 @@ class Engine:
         catalog: Catalog,
         cache: NodeCache | None = None,
         *,
-        max_pixels: int = 64 * 1024 * 1024,
-        max_graph_nodes: int = 200,
-        max_graph_depth: int = 50,
-        resampling: str = "nearest",
+        max_pixels: int | None = None,
+        max_graph_nodes: int | None = None,
+        max_graph_depth: int | None = None,
+        resampling: str | None = None,
         read_threads: int = 4,
         limiter: Limiter | None = None,
         shared: SharedTier | None = None,
@@ -180,6 +181,15 @@ class Engine:
         shared_max_bytes: int = 32 * 1024 * 1024,
         udf: Any = None,
     ):
+        # limits left out: those of the settings (config/default.yaml, TILESERVER_*)
+        if None in (max_pixels, max_graph_nodes, max_graph_depth, resampling):
+            limits = load_settings()
+            max_pixels = limits.max_pixels if max_pixels is None else max_pixels
+            max_graph_nodes = (limits.max_graph_nodes if max_graph_nodes is None
+                               else max_graph_nodes)
+            max_graph_depth = (limits.max_graph_depth if max_graph_depth is None
+                               else max_graph_depth)
+            resampling = limits.resampling if resampling is None else resampling
         self.catalog = catalog
         self.cache = cache if cache is not None else NodeCache(256 * 1024 * 1024)
         self.max_pixels = max_pixels

@@ -46,29 +46,15 @@ from tileserver.jobs.batch_tasks import SINGLE, JobSpec
 from tileserver.jobs.lifecycle import ACTIVE, CANCELED, QUEUED, RUNNING
 from tileserver.jobs.store import MAX_STACKTRACE, STACKTRACE, JobStore, iso, jobs, now
 from tileserver.jobs.usecases import user_processes
-from tileserver.settings import Settings
+from tileserver.settings import BatchSettings, Settings
 
 log = logging.getLogger(__name__)
 
-#: Batch options: ``Settings`` fields (``batch_block_size``, ``batch_workers``,
-#: ``batch_worker_memory``, ``batch_stale_seconds``: YAML keys or ``TILESERVER_*``), and
-#: finer knobs read from the configuration file only (``settings.extra``), with defaults.
-DEFAULTS: dict[str, Any] = {
-    "batch_block_size": 1024,  # pixels per block side (shrunk to respect max_pixels)
-    "batch_workers": 2,  # workers of the embedded LocalCluster
-    "batch_worker_memory": "2GiB",  # memory limit per embedded worker
-    "batch_stale_seconds": 30.0,  # a job not touched for longer is taken over
-    "batch_poll_seconds": 0.5,  # how often a driver checks the database for pause/cancel
-    "batch_heartbeat_seconds": 2.0,  # how often the watchdog touches the jobs it drives
-    "batch_watchdog_seconds": 5.0,  # how often each process looks for orphaned jobs
-    "batch_inflight": 0,  # blocks in flight per job; 0 = 2 x the cluster's threads
-}
-
-
 def batch_options(settings: Settings) -> dict[str, Any]:
-    """The batch options of ``settings`` (fields first, then ``extra``, then defaults)."""
-    return {k: type(v)(getattr(settings, k) if hasattr(settings, k) else
-                       settings.extra.get(k, v)) for k, v in DEFAULTS.items()}
+    """The ``batch_*`` settings of ``settings`` (:class:`~tileserver.settings.BatchSettings`;
+    their defaults are in ``config/default.yaml``, each also a ``TILESERVER_*`` variable)."""
+    return {k: getattr(settings, k) for k in BatchSettings.model_fields if k.startswith("batch_")}
+
 
 #: Values (pixels x bands x dates) of one block at most, whatever ``max_pixels`` allows: the
 #: block's float32 cube (32 MiB) and its intermediate results keep a worker far under 1 GiB,

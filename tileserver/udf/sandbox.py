@@ -40,7 +40,7 @@ import sysconfig
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,7 @@ import numpy as np
 from tileserver.limits import slot_released
 from tileserver.udf import wire
 from tileserver.errors import UdfUnavailable
+from tileserver.settings import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -76,28 +77,31 @@ WORKER_ENV = {
 class UdfConfig:
     """The UDF settings (see ``config/default.yaml``)."""
 
-    workers: int = 2
-    timeout: float = 10.0
-    memory: int = 1 << 30
-    max_output: int = 64 << 20
-    isolation: str = "bwrap"
-    user: str = "nobody"
-    user_workers: int = 0  # 0: workers - 1 (at least 1)
-    nproc: int = 64
-    queue_timeout: float = 30.0
+    workers: int
+    timeout: float
+    memory: int
+    max_output: int
+    isolation: str
+    user: str
+    user_workers: int  # 0: workers - 1 (at least 1)
+    nproc: int
+    queue_timeout: float
     #: Paths the sandbox must never show (home, database, users file…), checked at start.
     forbidden: tuple[str, ...] = ()
 
     @classmethod
-    def from_settings(cls, settings) -> UdfConfig:
-        """From :class:`tileserver.settings.Settings`."""
+    def from_settings(cls, settings=None, **changes) -> UdfConfig:
+        """From :class:`tileserver.settings.Settings` (by default :func:`load_settings`),
+        with ``changes`` (fields of this config)."""
+        if settings is None:
+            settings = load_settings()
         forbidden = [str(settings.home.resolve())]
         if settings.users_file:
             forbidden.append(str(Path(settings.users_file).resolve()))
         url = settings.db_url
         if url.startswith("sqlite:///"):
             forbidden.append(str(Path(url[len("sqlite:///"):]).resolve()))
-        return cls(
+        config = cls(
             workers=max(1, int(settings.udf_workers)),
             timeout=float(settings.udf_timeout),
             memory=parse_bytes(settings.udf_memory),
@@ -109,6 +113,7 @@ class UdfConfig:
             queue_timeout=float(settings.evaluation_queue_timeout),
             forbidden=tuple(forbidden),
         )
+        return replace(config, **changes)
 
     @property
     def per_user(self) -> int:

@@ -437,7 +437,7 @@ def zonal_statistics(
     regions: Regions,
     func: str,
     grid: Grid,
-    max_pixels: int = 64 * 1024 * 1024,
+    max_pixels: int,
 ) -> ZonalTable:
     """Statistics of the imagery (``evaluate(view) -> Cube``, ``meta`` its description)
     per region, on the native ``grid``; ``max_pixels`` (pixels x bands x dates of one

@@ -62,7 +62,7 @@ def _wait(c, job_id: str) -> dict:
 def test_estimates_against_four_real_jobs(small_catalog, tmp_path):
     settings = load_settings(home=str(tmp_path / "home"), catalog=str(small_catalog),
                              batch_workers=1, cost_per_megapixel=1.0)
-    app = create_app(settings.replace(extra={"batch_poll_seconds": 0.1}))
+    app = create_app(settings.replace(batch_poll_seconds=0.1))
     rt = app.extensions["tileserver"]
     c = app.test_client()
     rows = []

@@ -5,6 +5,7 @@ HTTP themselves are tested in test_stac_api.py against a real server."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import pytest
 import rasterio
@@ -13,7 +14,6 @@ from rasterio.errors import RasterioIOError
 from tileserver.data import remote
 from tileserver.data.remote import (
     BrokenSource,
-    RemoteOptions,
     SourceReadError,
     classify,
     gdal_path,
@@ -60,11 +60,11 @@ def test_settings_become_gdal_options_unless_the_environment_says(monkeypatch):
     monkeypatch.setattr(remote, "_ours", set())
     before = remote.options()
     try:
-        remote.configure(RemoteOptions(timeout=99, retries=5))
+        remote.configure(replace(before, timeout=99, retries=5))
         assert os.environ["GDAL_HTTP_TIMEOUT"] == "7"
         assert os.environ["GDAL_HTTP_MAX_RETRY"] == "5"
         assert os.environ["GDAL_DISABLE_READDIR_ON_OPEN"] == "EMPTY_DIR"
-        remote.configure(RemoteOptions(retries=1))  # ours: changed again
+        remote.configure(replace(before, retries=1))  # ours: changed again
         assert os.environ["GDAL_HTTP_MAX_RETRY"] == "1"
     finally:
         remote.configure(before)

@@ -39,6 +39,11 @@ TILE = morecantile.tms.get("WebMercatorQuad").tile(
     *Transformer.from_crs(32632, 4326, always_xy=True).transform(660000, 5170000), 13)
 
 
+def api_options(**changes) -> ApiOptions:
+    """The STAC API options of the default settings, with ``changes``."""
+    return ApiOptions.from_settings(None, **changes)
+
+
 def _extras(base_url, directory):
     """Collections EXTRAS (a good item, a 404 href, an item without band assets), SLOW and
     FAILING (their host is made slow / failing by the tests); the query string of their
@@ -97,7 +102,7 @@ def stac(pg_cluster, demo_catalog, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def api_catalog(stac):
-    return Catalog.load([stac.url], ApiOptions(page_size=50, max_pages=20))
+    return Catalog.load([stac.url], api_options(page_size=50, max_pages=20))
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +172,7 @@ def test_tiles_through_the_server_are_identical(make_app, stac, demo_catalog):
 
 
 def test_neighbouring_windows_share_one_cached_search(stac):
-    cat = Catalog.load([f"{stac.url}#collections=CONTINENT"], ApiOptions(page_size=200))
+    cat = Catalog.load([f"{stac.url}#collections=CONTINENT"], api_options(page_size=200))
     product = cat.get("CONTINENT")
     t = (datetime(2020, 3, 1, tzinfo=UTC), datetime(2020, 4, 30, tzinfo=UTC))
     west, south, east, north = continent.cell_bbox(3, 4)
@@ -204,7 +209,7 @@ def test_panning_a_map_costs_few_searches_and_the_static_values(stac, static_cat
     centre = Transformer.from_crs(32632, 4326, always_xy=True).transform(662000, 5171000)
     tiles = map_view(centre)
     assert len(set(tiles)) == 24
-    cat = Catalog.load([f"{stac.url}#collections=S2_L2A_T32TPS_20M"], ApiOptions(page_size=50))
+    cat = Catalog.load([f"{stac.url}#collections=S2_L2A_T32TPS_20M"], api_options(page_size=50))
     engines = [Engine(c, NodeCache(64 << 20)) for c in (cat, static_catalog)]
     graphs = [e.parse(example_graph()) for e in engines]
     before = _counter(metrics.STAC_SEARCHES, "S2_L2A_T32TPS_20M")
@@ -222,7 +227,7 @@ def test_panning_a_map_costs_few_searches_and_the_static_values(stac, static_cat
 
 def test_searches_over_ten_thousand_items_match_a_brute_force_filter(stac):
     cat = Catalog.load([f"{stac.url}#collections=CONTINENT"],
-                       ApiOptions(page_size=500, max_pages=50))
+                       api_options(page_size=500, max_pages=50))
     product = cat.get("CONTINENT")
     everything = list(continent.items("x"))
     assert len(everything) == 10_000
@@ -240,7 +245,7 @@ def test_searches_over_ten_thousand_items_match_a_brute_force_filter(stac):
 
 
 def test_an_api_that_pages_forever_is_bounded(stac, caplog):
-    cat = Catalog.load([f"{stac.url}#collections=CONTINENT"], ApiOptions(page_size=10,
+    cat = Catalog.load([f"{stac.url}#collections=CONTINENT"], api_options(page_size=10,
                                                                          max_pages=3))
     before = _counter(metrics.STAC_SEARCH_TRUNCATED, "CONTINENT")
     with caplog.at_level(logging.WARNING, logger="tileserver"):

@@ -740,7 +740,7 @@ def test_a_worker_gone_before_a_request_retires_and_the_request_runs_elsewhere()
     # (retired: WorkerRetired) and the pool sends it to another worker instead.
     from tileserver.udf.sandbox import UdfConfig, UdfPool, Worker, WorkerDied, WorkerRetired
 
-    config = UdfConfig(workers=2, timeout=TIMEOUT, memory=512 << 20)
+    config = UdfConfig.from_settings(None, workers=2, timeout=TIMEOUT, memory=512 << 20)
     header = {"udf_type": "reduce_time", "times": ["2017-01-01T00:00:00",
                                                    "2017-01-02T00:00:00"],
               "bands": ["b"], "shape": [2, 1, 2, 2], "op": "run", "timeout": TIMEOUT,

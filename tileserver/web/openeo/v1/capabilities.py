@@ -21,11 +21,6 @@ SERVICE_CONFIGURATION = {
               "description": "[min, max] of the values mapped to the colour map"},
 }
 SERVICE_DESCRIPTIONS = OPENEO_V1_SERVICES
-#: The openEO Web Editor that the 1.3 ``web-editor`` link opens on this back-end (``{url}``:
-#: the version's base URL, quoted); the configuration key ``web_editor_url`` replaces it.
-WEB_EDITOR_URL = "https://editor.openeo.org/?server={url}"
-
-
 def well_known():
     """The API versions: each 1.x version at its base (newest first), 0.0.2 at the root."""
     return jsonify({"versions": [
@@ -52,8 +47,9 @@ def endpoints() -> list[dict]:
 
 
 def _web_editor_link() -> dict:
-    """The 1.3 ``web-editor`` link: the openEO Web Editor connected to this version."""
-    template = runtime().settings.extra.get("web_editor_url") or WEB_EDITOR_URL
+    """The 1.3 ``web-editor`` link: the openEO Web Editor connected to this version (the
+    ``web_editor_url`` setting; ``{url}``: the version's base URL, quoted)."""
+    template = runtime().settings.web_editor_url
     href = template.format(url=quote(external_url(".index"), safe=""))
     return {"rel": "web-editor", "href": href, "type": "text/html",
             "title": "openEO Web Editor"}
