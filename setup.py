@@ -8,6 +8,7 @@ builds.
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 from setuptools import setup
@@ -17,6 +18,11 @@ HERE = Path(__file__).resolve().parent
 
 
 def _load(relative: str):
+    """A module of the source tree, loaded on its own (the package is not installed in the
+    build environment; the few package modules it imports, such as ``tileserver.errors``,
+    have no dependencies and are found in the source tree)."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
     spec = importlib.util.spec_from_file_location(
         "_tileserver_" + Path(relative).stem, HERE / relative)
     module = importlib.util.module_from_spec(spec)

@@ -367,7 +367,11 @@ class Engine:
             yield
             return
         admission: dict[str, Any] = {}
-        if isinstance(graph, Graph) and limiter.memory_budget and limiter.applies(purpose):
+        # tables (zonal statistics, aggregate_spatial) read their regions window by window,
+        # each within max_pixels: their view is nominal, planning it would refuse the
+        # openEO 0.0.2 example itself; only raster results are planned on their view
+        if (isinstance(graph, Graph) and graph.is_raster and limiter.memory_budget
+                and limiter.applies(purpose)):
             # a UDF's own views and nested evaluations are planned by their callers
             try:
                 p = self.plan(graph, view, time_range)
