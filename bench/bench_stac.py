@@ -46,13 +46,13 @@ from tests.support import continent  # noqa: E402
 from tests.support.pg import PostgresCluster, pg_bindir  # noqa: E402
 from tests.support.stac import deployment  # noqa: E402
 from tileserver import metrics
-from tileserver.data import reader  # noqa: E402
 from tileserver.cache.memory import NodeCache  # noqa: E402
+from tileserver.data import reader  # noqa: E402
 from tileserver.data.catalog import Catalog  # noqa: E402
-from tileserver.engine.evaluator import Engine  # noqa: E402
 from tileserver.data.stac_api import ApiOptions  # noqa: E402
 from tileserver.datacube.view import View  # noqa: E402
 from tileserver.demo import example_graph, write_demo_catalog  # noqa: E402
+from tileserver.engine.evaluator import Engine  # noqa: E402
 
 TMS = morecantile.tms.get("WebMercatorQuad")
 ROUNDS = 7

@@ -44,10 +44,10 @@ from shapely.geometry import Polygon, mapping  # noqa: E402
 
 from tileserver.cache.memory import NodeCache  # noqa: E402
 from tileserver.data.catalog import Catalog  # noqa: E402
-from tileserver.render.formats import encode  # noqa: E402
-from tileserver.engine.evaluator import Engine  # noqa: E402
 from tileserver.data.userfiles import UserFiles, eval_context  # noqa: E402
 from tileserver.demo import write_demo_catalog  # noqa: E402
+from tileserver.engine.evaluator import Engine  # noqa: E402
+from tileserver.render.formats import encode  # noqa: E402
 
 PRODUCT, BAND = "S2_L2A_T32TPS_20M", "B8A"
 BOUNDS = (646000, 5155000, 678000, 5187000)

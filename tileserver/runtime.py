@@ -16,8 +16,8 @@ from tileserver.data.catalog import Catalog
 from tileserver.data.stac_api import ApiOptions
 from tileserver.demo import Progress, demo_catalog_paths
 from tileserver.engine.evaluator import Engine
-from tileserver.limits import Limiter
 from tileserver.jobs.store import JobStore
+from tileserver.limits import Limiter
 from tileserver.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from rasterio.enums import Resampling
 from rasterio.transform import from_bounds
 from rasterio.warp import reproject
 
-from tileserver.engine.evaluator import Engine
 from tileserver.datacube.view import View
+from tileserver.engine.evaluator import Engine
 
 #: The 32632 grid of the synthetic ``TEST`` product (tests/support/synthetic.py): 512 x 512 at 10 m.
 TEST_BOUNDS_32632 = (500_000.0, 5_094_880.0, 505_120.0, 5_100_000.0)

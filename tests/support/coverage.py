@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tileserver.maps.coverage import Coverage
 from tileserver.datacube.view import View
+from tileserver.maps.coverage import Coverage
 
 LIMITS = (25_000_000, 64 * 1024 * 1024)
 UTM = View("EPSG:32632", (500_000.0, 5_090_000.0, 504_000.0, 5_100_000.0), 400, 1000)

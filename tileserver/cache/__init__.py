@@ -1,1 +1,3 @@
-"""The cache tiers: node results in memory (LRU bounded in bytes), the shared tier (disk or Redis) and its codec."""
+"""The cache tiers: node results in memory (LRU bounded in bytes), the shared tier (disk or
+Redis) and its codec.
+"""

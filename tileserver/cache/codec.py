@@ -15,8 +15,8 @@ from datetime import datetime
 import numpy as np
 
 from tileserver.datacube.cube import Cube
-from tileserver.render.encoders import Encoded
 from tileserver.datacube.view import View
+from tileserver.render.encoders import Encoded
 
 _LEN = struct.Struct(">I")
 

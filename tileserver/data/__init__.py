@@ -1,1 +1,3 @@
-"""Where pixels come from: the STAC catalog (static or an API), windowed reads at the needed overview level, remote files, finished results as a source, user files."""
+"""Where pixels come from: the STAC catalog (static or an API), windowed reads at the needed
+overview level, remote files, finished results as a source, user files.
+"""

@@ -20,8 +20,8 @@ import numpy as np
 from rasterio.enums import Resampling
 
 from tileserver.data.catalog import Band
-from tileserver.datacube.cube import Cube, first_of_each_day
 from tileserver.data.reader import read_band
+from tileserver.datacube.cube import Cube, first_of_each_day
 from tileserver.datacube.view import View
 
 log = logging.getLogger(__name__)

@@ -35,17 +35,17 @@ from typing import Any
 
 from sqlalchemy import update
 
-from tileserver.render import cog, formats
+from tileserver.data.userfiles import eval_context
 from tileserver.engine.evaluator import Engine, day_key
 from tileserver.engine.plan import Plan
-from tileserver.render.styles import style_args, style_from_args
-from tileserver.data.userfiles import eval_context
 from tileserver.errors import Conflict, JobNotFound
 from tileserver.jobs import batch_tasks, estimates, lifecycle
 from tileserver.jobs.batch_tasks import SINGLE, JobSpec
 from tileserver.jobs.lifecycle import ACTIVE, CANCELED, QUEUED, RUNNING
 from tileserver.jobs.store import MAX_STACKTRACE, STACKTRACE, JobStore, iso, jobs, now
 from tileserver.jobs.usecases import user_processes
+from tileserver.render import cog, formats
+from tileserver.render.styles import style_args, style_from_args
 from tileserver.settings import BatchSettings, Settings
 
 log = logging.getLogger(__name__)

@@ -41,17 +41,17 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 from shapely.geometry import box, mapping
 
-from tileserver.data import stored
 from tileserver.cache.memory import NodeCache
+from tileserver.data import stored
 from tileserver.data.catalog import Catalog
 from tileserver.datacube.cube import Cube
-from tileserver.engine.evaluator import Engine, day_key
-from tileserver.render.styles import Style, render_rgba
 from tileserver.datacube.view import View
+from tileserver.engine.evaluator import Engine, day_key
+from tileserver.jobs.empty import empty_result, empty_statistics
 from tileserver.render import cog, formats
 from tileserver.render.formats import OutputFormat, encode
-from tileserver.jobs.empty import empty_result, empty_statistics
 from tileserver.render.statistics import Summary, merged, raster_band, summaries
+from tileserver.render.styles import Style, render_rgba
 
 #: Layer name of a result without a time axis.
 SINGLE = "result"

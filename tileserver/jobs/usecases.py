@@ -14,7 +14,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from tileserver import params
-
 from tileserver.data.userfiles import eval_context
 from tileserver.engine.evaluator import Engine
 from tileserver.errors import LimitExceeded, TileserverError, UnknownProcess

@@ -1,1 +1,3 @@
-"""A job as something served: tile matrix sets, coverage descriptions, encoded responses through the cache tiers."""
+"""A job as something served: tile matrix sets, coverage descriptions, encoded responses
+through the cache tiers.
+"""

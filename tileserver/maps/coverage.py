@@ -16,8 +16,8 @@ from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
 from tileserver import params
-from tileserver.engine.evaluator import Engine, Graph, day_key
 from tileserver.datacube.view import View
+from tileserver.engine.evaluator import Engine, Graph, day_key
 from tileserver.errors import (
     InvalidParameterValue,
     LimitExceeded,

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tileserver.cache import codec as serial
-from tileserver.render.encoders import Encoded
-from tileserver.engine.evaluator import Engine
 from tileserver.cache.shared import digest_key
+from tileserver.engine.evaluator import Engine
+from tileserver.render.encoders import Encoded
 
 
 def cached_answer(engine: Engine, key: tuple[str, str],

@@ -35,8 +35,8 @@ from tileserver.maps.tiles import TileAddress, check_format, check_style, tile_a
 from tileserver.render import formats
 from tileserver.render.encoders import Encoded, encode_gtiff
 from tileserver.render.legend import Legend, legend_of
-from tileserver.render.styles import style_args as style_args_of
 from tileserver.render.styles import Style, style_from_args
+from tileserver.render.styles import style_args as style_args_of
 
 log = logging.getLogger(__name__)
 

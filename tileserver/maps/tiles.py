@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from tileserver import params
 from tileserver.datacube.view import View
 from tileserver.errors import InvalidParameterValue, TileOutOfRange
-from tileserver.render import formats
 from tileserver.maps.tilematrix import (
     TileMatrix,
     TileMatrixSet,
@@ -19,6 +18,7 @@ from tileserver.maps.tilematrix import (
     tile_in_matrix,
     tile_view,
 )
+from tileserver.render import formats
 
 #: Tile formats (the tile formats of :mod:`tileserver.render.formats`): media type ->
 #: (format name, file extension).

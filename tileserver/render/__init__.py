@@ -1,1 +1,3 @@
-"""From cubes to bytes: the output formats, their encoders, styles, legends and Cloud-Optimized GeoTIFF writing."""
+"""From cubes to bytes: the output formats, their encoders, styles, legends and Cloud-Optimized
+GeoTIFF writing.
+"""

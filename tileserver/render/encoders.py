@@ -20,9 +20,9 @@ from PIL import Image
 from rasterio.io import MemoryFile
 
 from tileserver.datacube.cube import Cube
+from tileserver.errors import OutputFormatError
 from tileserver.render.statistics import summaries
 from tileserver.render.styles import Style, render_rgba, style_from_args
-from tileserver.errors import OutputFormatError
 
 COMPRESS = {"none", "deflate", "lzw", "zstd", "jpeg", "packbits", "lzma", "webp", "lerc"}
 LOSSY_8BIT = {"jpeg", "webp"}

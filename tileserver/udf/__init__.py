@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 
 from tileserver.datacube.cube import Cube
-from tileserver.udf.sandbox import UdfConfig, UdfPool
 from tileserver.errors import (
     Forbidden,
     UdfError,
     UdfLimitExceeded,
     UdfTimeout,
 )
+from tileserver.udf.sandbox import UdfConfig, UdfPool
 
 __all__ = ["UdfConfig", "UdfPool", "UdfRunner", "Script"]
 

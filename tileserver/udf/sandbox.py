@@ -45,10 +45,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tileserver.limits import slot_released
-from tileserver.udf import wire
 from tileserver.errors import UdfUnavailable
+from tileserver.limits import slot_released
 from tileserver.settings import load_settings
+from tileserver.udf import wire
 
 log = logging.getLogger(__name__)
 

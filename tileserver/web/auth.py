@@ -45,7 +45,6 @@ from flask import Blueprint, Flask, current_app, g, jsonify, make_response, requ
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from tileserver.web.errors import handle_tileserver_error
 from tileserver.errors import (
     InvalidCredentials,
     TileserverError,
@@ -55,6 +54,7 @@ from tileserver.errors import (
 )
 from tileserver.settings import Settings, load_settings
 from tileserver.web.apidoc import json_response, operation, ref
+from tileserver.web.errors import handle_tileserver_error
 from tileserver.web.oidc import OidcVerifier
 
 bp = Blueprint("auth", __name__)

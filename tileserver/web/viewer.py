@@ -12,6 +12,8 @@ from tileserver import params
 from tileserver.datacube.view import View
 from tileserver.errors import TileserverError
 from tileserver.jobs.services import SERVICE_TYPES
+from tileserver.maps.served import ServedJob
+from tileserver.web.apidoc import ANY_OBJECT, HTML, json_response, operation
 from tileserver.web.assets import MISSING, leaflet_available, leaflet_dir
 from tileserver.web.common import (
     REVOKED_STATUSES,
@@ -20,8 +22,6 @@ from tileserver.web.common import (
     runtime,
     service_url,
 )
-from tileserver.maps.served import ServedJob
-from tileserver.web.apidoc import ANY_OBJECT, HTML, json_response, operation
 from tileserver.web.served import served_job
 
 bp = Blueprint("viewer", __name__)

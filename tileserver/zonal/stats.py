@@ -45,9 +45,9 @@ from shapely.geometry import box
 from tileserver.data.catalog import Product
 from tileserver.datacube.cube import Cube
 from tileserver.datacube.query import CubeMeta
-from tileserver.zonal.tables import Regions, ZonalTable
 from tileserver.datacube.view import View
 from tileserver.errors import LimitExceeded, ProcessGraphError
+from tileserver.zonal.tables import Regions, ZonalTable
 
 #: The statistics ``func`` may name.
 FUNCS = ("avg", "min", "max", "median", "q25", "q75", "count", "sum", "std")

@@ -40,9 +40,9 @@ from pyproj import CRS as ProjCRS
 from pyproj import Transformer
 from shapely.geometry import mapping
 
+from tileserver.errors import OutputFormatError
 from tileserver.render.encoders import Encoded
 from tileserver.render.formats import OutputFormat, register_format
-from tileserver.errors import OutputFormatError
 
 #: Column names the table itself uses; attributes with these names get an ``attr_`` prefix.
 RESERVED = {"fid", "geom", "geometry", "region_id", "source", "date", "band", "value",

@@ -12,9 +12,6 @@ from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
 from tests.support.coverage import DAYS, GEO, LIMITS, UTM, cov
-from tileserver.maps.coverage import Coverage
-from tileserver.web.ogc.kvp import Kvp
-from tileserver.web.ogc.wcs_request import parse_subset, request_10, request_20
 from tileserver.errors import (
     InvalidAxisLabel,
     InvalidExtent,
@@ -26,6 +23,9 @@ from tileserver.errors import (
     NoSuchField,
     SubsettingCrsNotSupported,
 )
+from tileserver.maps.coverage import Coverage
+from tileserver.web.ogc.kvp import Kvp
+from tileserver.web.ogc.wcs_request import parse_subset, request_10, request_20
 
 
 def kvp(**params) -> Kvp:

@@ -11,7 +11,6 @@ afterwards.
 
 from __future__ import annotations
 
-
 import pytest
 
 from tests.support.fuzz import EDGES, exception_of

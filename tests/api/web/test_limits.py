@@ -11,7 +11,6 @@ import time
 
 import morecantile
 import numpy as np
-import pytest
 from lxml import etree
 from pyproj import Transformer
 from rasterio.io import MemoryFile

@@ -14,10 +14,10 @@ import pytest
 from tests.support.cache import redis_server
 from tests.support.core import TEST_BOUNDS_32632, bbox, call, leaf, make_engine, pixels_read
 from tileserver.cache import codec as serial
-from tileserver.datacube.cube import Cube
-from tileserver.render.encoders import Encoded
 from tileserver.cache.shared import DiskTier, RedisTier, digest_key, open_tier, unwrap, wrap
+from tileserver.datacube.cube import Cube
 from tileserver.datacube.view import View
+from tileserver.render.encoders import Encoded
 
 VIEW = View("EPSG:32632", TEST_BOUNDS_32632, 64, 48)
 

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 from tileserver import demo
-from tileserver.render.cog import COG_MEDIA_TYPE
 from tileserver.demo import (
     GENERATOR_VERSION,
     L1C_PRODUCT_ID,
@@ -32,6 +31,7 @@ from tileserver.demo import (
     synth,
     write_demo_catalog,
 )
+from tileserver.render.cog import COG_MEDIA_TYPE
 
 rasterio = pytest.importorskip("rasterio")
 pystac = pytest.importorskip("pystac")

@@ -8,13 +8,13 @@ import json
 import pytest
 
 from tests.support.core import bbox, call, daterange, leaf, make_engine
-from tileserver.graph.nodes import node_hash
 from tileserver.errors import (
     BandNotFound,
     ProcessGraphError,
     ProductNotFound,
     UnknownProcess,
 )
+from tileserver.graph.nodes import node_hash
 
 
 def example(product="TEST") -> dict:

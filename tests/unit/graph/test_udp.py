@@ -13,10 +13,10 @@ import pytest
 from numpy.testing import assert_allclose
 
 from tests.support.core import TEST_BOUNDS_32632, ndvi, reference_stack
-from tileserver.graph import udp
-from tileserver.processes import is_predefined
 from tileserver.datacube.view import View
 from tileserver.errors import ProcessGraphError
+from tileserver.graph import udp
+from tileserver.processes import is_predefined
 
 L, B, R, T = TEST_BOUNDS_32632
 VIEW = View("EPSG:32632", (L + 1000, B + 1000, L + 2200, B + 2000), 120, 100)

@@ -20,10 +20,10 @@ import rasterio.shutil
 import requests
 
 from tests.support.batch import (
+    assert_plain,
     batch_settings,
     create_job,
     done_blocks,
-    assert_plain,
     fetch,
     ndvi_graph,
     plain_grid,

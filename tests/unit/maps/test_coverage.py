@@ -8,9 +8,9 @@ from rasterio.crs import CRS
 
 from tests.support.core import bbox, call, leaf, make_engine
 from tests.support.coverage import GEO, cov
+from tileserver.errors import InvalidParameterValue, MissingParameterValue
 from tileserver.maps.coverage import axes_of, describe, parse_crs
 from tileserver.web.ogc.kvp import Kvp
-from tileserver.errors import InvalidParameterValue, MissingParameterValue
 
 # -- parsing ---------------------------------------------------------------------------
 

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from tests.support.core import TEST_BOUNDS_32632, make_engine, reference_stack
+from tests.support.core import TEST_BOUNDS_32632, reference_stack
 from tileserver.datacube.view import View
-from tileserver.engine.evaluator import Engine
 from tileserver.errors import ProcessArgumentInvalid, ProcessGraphError
 from tileserver.processes import ARRAY_PROCESSES, REGISTRY
 from tileserver.processes.array import LabeledArray

@@ -54,13 +54,13 @@ from tests.support.requirements import NOT_APPLICABLE, require, requires
 from tileserver.cache.memory import NodeCache
 from tileserver.data.catalog import Band, Catalog, Item, StaticProduct
 from tileserver.datacube.cube import Cube
+from tileserver.datacube.query import CubeMeta
+from tileserver.datacube.view import View
 from tileserver.engine.evaluator import Engine
+from tileserver.errors import TileserverError
 from tileserver.processes import REGISTRY as V1_REGISTRY
 from tileserver.processes.registry import Param as V1Param
 from tileserver.processes.registry import Process as V1Process
-from tileserver.datacube.query import CubeMeta
-from tileserver.datacube.view import View
-from tileserver.errors import TileserverError
 
 json5 = pytest.importorskip("json5")
 

@@ -20,9 +20,9 @@ import pytest
 
 from tests.support.openeo import REPO, shared_openeo
 from tests.support.requirements import requires
+from tileserver.errors import ProcessArgumentInvalid
 from tileserver.processes import ARRAY_PROCESSES
 from tileserver.processes.array import LabeledArray
-from tileserver.errors import ProcessArgumentInvalid
 
 json5 = pytest.importorskip("json5")
 

@@ -14,10 +14,10 @@ from PIL import Image
 from rasterio.io import MemoryFile
 
 from tileserver.datacube.cube import Cube
-from tileserver.render.formats import encode, validate_output
-from tileserver.render.styles import Style, render_rgba
 from tileserver.datacube.view import View
 from tileserver.errors import OutputFormatError
+from tileserver.render.formats import encode, validate_output
+from tileserver.render.styles import Style, render_rgba
 
 VIEW = View("EPSG:32632", (652_000, 5_161_000, 653_280, 5_162_280), 64, 64)
 

@@ -15,9 +15,9 @@ from rasterio.enums import Resampling
 from rasterio.transform import from_origin
 
 from tileserver.errors import OutputFormatError
+from tileserver.maps import tiles as layers
 from tileserver.render import cog, formats
 from tileserver.render.encoders import Encoded
-from tileserver.maps import tiles as layers
 from tileserver.zonal import tables  # noqa: F401  registers the table formats
 
 RASTERS = ["GTiff", "PNG", "NetCDF", "JPEG"]

@@ -37,10 +37,10 @@ from tests.support.core import (
 )
 from tests.support.qgis import SCRIPTS as QGIS_SCRIPTS
 from tests.support.requirements import require, requires
-from tileserver.zonal.tables import ZonalTable
 from tileserver.data.userfiles import UserFiles, eval_context
 from tileserver.datacube.view import View
 from tileserver.errors import TileserverError
+from tileserver.zonal.tables import ZonalTable
 
 X0, Y0, RES = TEST_BOUNDS_32632[0], TEST_BOUNDS_32632[3], 10.0
 #: Index of the date whose only acquisition is in EPSG:32633 (warped into the 32632 grid).

@@ -1,1 +1,3 @@
-"""The OGC protocols (WMTS, XYZ/TMS, WCS): request grammar and documents; one module per protocol."""
+"""The OGC protocols (WMTS, XYZ/TMS, WCS): request grammar and documents; one module per
+protocol.
+"""

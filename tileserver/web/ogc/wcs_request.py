@@ -28,16 +28,8 @@ from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
 from tileserver import params
-from tileserver.maps.coverage import (
-    Coverage,
-    CoverageRequest,
-    check_budget,
-    crs_code,
-    parse_crs,
-)
-from tileserver.engine.evaluator import day_key
-from tileserver.web.ogc.kvp import Kvp
 from tileserver.datacube.view import View
+from tileserver.engine.evaluator import day_key
 from tileserver.errors import (
     InvalidAxisLabel,
     InvalidExtent,
@@ -49,6 +41,14 @@ from tileserver.errors import (
     OutputCrsNotSupported,
     SubsettingCrsNotSupported,
 )
+from tileserver.maps.coverage import (
+    Coverage,
+    CoverageRequest,
+    check_budget,
+    crs_code,
+    parse_crs,
+)
+from tileserver.web.ogc.kvp import Kvp
 
 TIME_LABELS = ("time", "t", "ansi", "date")
 _X_ALIASES = {"x", "e", "east", "easting", "lon", "long", "longitude", "i"}

@@ -40,9 +40,9 @@ from tileserver.errors import (
     StyleNotDefined,
     TileserverError,
 )
+from tileserver.maps import window
 from tileserver.maps.coverage import axes_of, crs_code
 from tileserver.maps.served import ServedJob
-from tileserver.maps import window
 from tileserver.maps.window import MAP_FORMATS, MapRequest, legend_for, pixel_info, styles_of
 from tileserver.render import legend
 from tileserver.web.common import REVOKED_STATUSES, base_url, current_user, live_service, runtime
@@ -572,7 +572,7 @@ def _html(infos: list[dict]) -> str:
             continue
         parts.append(f"<p>{esc(info['crs'])}: x={info['x']!r} y={info['y']!r} (column "
                      f"{info['col']}, row {info['row']})</p>")
-        bands = list((info["bands"] or {}))
+        bands = list(info["bands"] or {})
         head = "".join(f"<th>{esc(b)}</th>" for b in bands)
         parts.append(f"<table><tr><th>time</th>{head}</tr>")
         rows = info.get("series") or [{"time": info.get("time") or "", "bands":

@@ -103,8 +103,8 @@ def test_small_documents(client):
 
 
 def test_processes_are_the_official_descriptions_of_what_the_engine_runs(client):
-    from tileserver.processes import supported_v1
     from tileserver.graph.specs import load_spec
+    from tileserver.processes import supported_v1
 
     body = client.get(f"{V1}/processes").json
     by_id = {p["id"]: p for p in body["processes"]}

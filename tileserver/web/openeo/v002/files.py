@@ -11,7 +11,6 @@ from flask import Blueprint, jsonify, request, send_file
 
 from tileserver.data.userfiles import UserFiles, files_root, iter_stream
 from tileserver.errors import NotFound, TileserverError
-from tileserver.web.common import current_user, runtime
 from tileserver.web.apidoc import (
     ANY_ARRAY,
     ANY_OBJECT,
@@ -21,6 +20,7 @@ from tileserver.web.apidoc import (
     json_response,
     operation,
 )
+from tileserver.web.common import current_user, runtime
 
 bp = Blueprint("files", __name__)
 

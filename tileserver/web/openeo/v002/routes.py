@@ -6,21 +6,11 @@ from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tileserver import __version__
-from tileserver.render.formats import output_formats, validate_output
-from tileserver.processes import TRANSLATIONS
 from tileserver.errors import NotFound, TileserverError
 from tileserver.jobs import usecases as jobs
 from tileserver.jobs.services import SERVICE_TYPES, check_service_args, service_type
-from tileserver.web.common import (
-    created,
-    current_user,
-    job_json,
-    json_body,
-    result_file,
-    root_api_rules,
-    runtime,
-    service_json,
-)
+from tileserver.processes import TRANSLATIONS
+from tileserver.render.formats import output_formats, validate_output
 from tileserver.web.apidoc import (
     ANY_ARRAY,
     ANY_OBJECT,
@@ -31,6 +21,16 @@ from tileserver.web.apidoc import (
     json_response,
     operation,
     ref,
+)
+from tileserver.web.common import (
+    created,
+    current_user,
+    job_json,
+    json_body,
+    result_file,
+    root_api_rules,
+    runtime,
+    service_json,
 )
 
 bp = Blueprint("openeo", __name__)

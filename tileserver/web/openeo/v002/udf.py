@@ -9,9 +9,9 @@ import platform
 
 from flask import Blueprint, jsonify
 
+from tileserver.errors import NotFound
 from tileserver.processes import TRANSLATIONS
 from tileserver.processes.v002.udf import LANGUAGE, UDF_TYPES
-from tileserver.errors import NotFound
 from tileserver.web.apidoc import ANY_OBJECT, json_response, operation
 
 bp = Blueprint("udf", __name__)

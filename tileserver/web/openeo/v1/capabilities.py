@@ -7,11 +7,11 @@ from urllib.parse import quote
 from flask import Flask, current_app, jsonify
 
 from tileserver import __version__
-from tileserver.web.openeo.v002.udf import runtimes_v1
 from tileserver.jobs.services import OPENEO_V1_SERVICES
 from tileserver.render import formats
 from tileserver.web.auth import Authenticator, basic_login, issue_jwt
 from tileserver.web.common import current_user, external_url, runtime
+from tileserver.web.openeo.v002.udf import runtimes_v1
 from tileserver.web.openeo.v1.versions import V1_3, current, served
 
 SERVICE_CONFIGURATION = {

@@ -13,7 +13,7 @@ from flask import jsonify, request
 from tileserver.errors import JobNotFinished, TileserverError
 from tileserver.jobs import estimates, lifecycle
 from tileserver.jobs import usecases as jobs
-from tileserver.web.apidoc import EVALUATION_ERRORS, ANY_OBJECT, FILE, json_response, operation
+from tileserver.web.apidoc import ANY_OBJECT, EVALUATION_ERRORS, FILE, json_response, operation
 from tileserver.web.common import (
     created,
     current_user,

@@ -8,7 +8,6 @@ from typing import Any
 
 from flask import jsonify
 
-from tileserver.jobs.store import iso
 from tileserver.jobs import usecases as jobs
 from tileserver.jobs.services import (
     SERVICE_OWNER_KEY,
@@ -17,10 +16,9 @@ from tileserver.jobs.services import (
     openeo_v1_service_type,
     service_owner,
 )
+from tileserver.jobs.store import iso
 from tileserver.web.common import created, current_user, json_body, runtime, service_url
-from tileserver.web.openeo.v1.capabilities import SERVICE_DESCRIPTIONS
 from tileserver.web.openeo.v1.processing import parse_process
-
 
 
 def service_json(service: dict, job: dict, full: bool = True) -> dict[str, Any]:
