@@ -12,6 +12,7 @@ from tileserver.demo.files import is_complete
 from tileserver.jobs.store import JobStore
 from tileserver.settings import Settings, load_settings
 from tileserver.web.auth import SINGLE_USER, configured_users
+from tileserver.web.openeo.v1.versions import VERSIONS
 
 #: Title of the job registered on the demo catalog's first start (found again by it).
 DEMO_JOB_TITLE = "Demo: minimum NDVI of January 2017 (the openEO 0.0.2 documentation's example)"
@@ -42,11 +43,13 @@ def demo_job(settings: Settings) -> str | None:
 def where_to_go(settings: Settings, job_id: str | None) -> str:
     """The lines printed when the server is ready."""
     base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    newest = [v for v in VERSIONS if v.production][-1].number  # VERSIONS: oldest first
     lines = [f"tileserver is ready on {base}"]
     if job_id is not None:
         lines.append(f"  map of the demo job   {base}/jobs/{job_id}/viewer")
     lines += [
-        f"  openEO (Python)       openeo.connect(\"{base}\")   (API 1.2; 0.0.2 at {base}/)",
+        f"  openEO (Python)       openeo.connect(\"{base}\")   (API {newest}; 0.0.2 at "
+        f"{base}/)",
         f"  WMTS, every job       {base}/wmts?SERVICE=WMTS&REQUEST=GetCapabilities",
         f"  WCS, every job        {base}/wcs?SERVICE=WCS&REQUEST=GetCapabilities",
         "  jobs and services     tileserver jobs list | tileserver services list",
