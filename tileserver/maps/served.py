@@ -265,25 +265,37 @@ class ServedJob:
 
     # -- coverages -----------------------------------------------------------------------
 
-    def coverage_key(self, req: CoverageRequest) -> str:
-        """The cache key of a coverage (hex; its ETag is the first 32 characters)."""
-        return digest_key(self.graph.root.hash, req.view.key, req.time_range, req.fields,
-                          self.source(req.view, req.time_range),
-                          self.engine.cache_token(self.graph, self.context))
+    def coverage_key(self, req: CoverageRequest, media_type: str = "image/tiff") -> str:
+        """The cache key of a coverage (hex; its ETag is the first 32 characters); a format
+        other than the float32 GeoTIFF (OGC API's PNG and NetCDF) keys its own answers."""
+        key = digest_key(self.graph.root.hash, req.view.key, req.time_range, req.fields,
+                         self.source(req.view, req.time_range),
+                         self.engine.cache_token(self.graph, self.context))
+        return key if media_type == "image/tiff" else digest_key(key, media_type)
 
-    def coverage(self, req: CoverageRequest, key: str | None = None) -> tuple[Encoded, str]:
-        """The float32 GeoTIFF of a coverage request and where it came from."""
-        key = key or self.coverage_key(req)
+    def coverage(self, req: CoverageRequest, key: str | None = None,
+                 media_type: str = "image/tiff", locator: str = "coverageid"
+                 ) -> tuple[Encoded, str]:
+        """A coverage request's answer and where it came from: the float32 GeoTIFF (WCS, OGC
+        API), a styled PNG or NetCDF values (OGC API). ``locator`` names the request's
+        coverage parameter in the error of a result that is no raster."""
+        key = key or self.coverage_key(req, media_type)
 
         def produce() -> tuple[Encoded, str]:
             cube, origin = self.result(req.view, req.time_range, "coverage")
             if not isinstance(cube, Cube):
                 raise InvalidParameterValue("this job's result is not a raster",
-                                            locator="coverageid")
+                                            locator=locator)
             if req.fields is not None:
                 cube = cube.with_data(cube.data[:, list(req.fields)],
                                       bands=tuple(cube.bands[i] for i in req.fields))
-            return encode_gtiff(cube), origin
+            if media_type == "image/tiff":
+                return encode_gtiff(cube), origin
+            if media_type == "image/png":
+                fmt = formats.tile_format(media_type)
+                assert fmt is not None and fmt.tiles is not None
+                return fmt.tiles.encode(cube, self.style), origin
+            return formats.get("NetCDF").encode(cube, {}), origin
 
         return cached_answer(self.engine, ("coverage", key), produce)
 

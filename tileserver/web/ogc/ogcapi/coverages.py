@@ -16,14 +16,9 @@ import re
 from flask import g, request
 
 from tileserver import params
-from tileserver.cache.shared import digest_key
-from tileserver.datacube.cube import Cube
 from tileserver.errors import InvalidParameterValue, InvalidSubsetting
 from tileserver.maps.coverage import Coverage, CoverageRequest, axes_of
-from tileserver.maps.responses import cached_answer
 from tileserver.maps.served import ServedJob
-from tileserver.render import formats
-from tileserver.render.encoders import Encoded
 from tileserver.web.common import runtime
 from tileserver.web.conditional import PRIVATE_CACHE, conditional
 from tileserver.web.ogc.kvp import Kvp
@@ -163,27 +158,6 @@ def coverage_request(served: ServedJob, cov: Coverage) -> CoverageRequest:
     return request_20(cov, Kvp(pairs), (settings.max_output_pixels, settings.max_pixels))
 
 
-def _encoded(served: ServedJob, req: CoverageRequest, media_type: str, key: str
-             ) -> tuple[Encoded, str]:
-    """A coverage in PNG (styled) or NetCDF (values), through the answer caches."""
-
-    def produce() -> tuple[Encoded, str]:
-        cube, origin = served.result(req.view, req.time_range, "coverage")
-        if not isinstance(cube, Cube):
-            raise InvalidParameterValue("this job's result is not a raster",
-                                        locator="collectionId")
-        if req.fields is not None:
-            cube = cube.with_data(cube.data[:, list(req.fields)],
-                                  bands=tuple(cube.bands[i] for i in req.fields))
-        if media_type == "image/png":
-            fmt = formats.tile_format("image/png")
-            assert fmt is not None and fmt.tiles is not None
-            return fmt.tiles.encode(cube, served.style), origin
-        return formats.get("NetCDF").encode(cube, {}), origin
-
-    return cached_answer(served.engine, ("coverage", key), produce)
-
-
 @bp.get("/ogcapi/collections/<collection_id>/coverage")
 def coverage(collection_id: str):
     """The coverage of a job, evaluated lazily for the requested grid, dates and fields."""
@@ -191,16 +165,9 @@ def coverage(collection_id: str):
     media_type = pick_format(COVERAGE_FORMATS, "image/tiff")
     cov = served.describe(served.identifier, served.title)
     req = coverage_request(served, cov)
-    key = served.coverage_key(req)
-    if media_type == "image/tiff":
-        def produce():
-            return served.coverage(req, key)
-    else:
-        key = digest_key(key, media_type)
-
-        def produce():
-            return _encoded(served, req, media_type, key)
-    resp = conditional(key, produce, PRIVATE_CACHE, stored=served.stored is not None)
+    key = served.coverage_key(req, media_type)
+    resp = conditional(key, lambda: served.coverage(req, key, media_type, "collectionId"),
+                       PRIVATE_CACHE, stored=served.stored is not None)
     ext = {"image/tiff": "tif", "image/png": "png"}.get(media_type, "nc")
     resp.headers["Content-Disposition"] = f'inline; filename="{served.identifier}.{ext}"'
     resp.headers["Content-Crs"] = f"<{crs_uri(req.view.crs)}>"
