@@ -392,7 +392,8 @@ class Engine:
              time_range: tuple[datetime, datetime] | None = None) -> Plan:
         """What evaluating ``graph`` on ``view`` (its native view by default) reads,
         produces and holds in memory (:mod:`tileserver.engine.plan`), without reading."""
-        return plan(self, graph, self.native_view(graph) if view is None else view,
+        return plan(graph.root, graph.meta, self.meta,
+                    self.native_view(graph) if view is None else view,
                     time_range)
 
     # -- versions -----------------------------------------------------------------------

@@ -15,20 +15,18 @@ files), and each cube process above it makes at most one result the size of the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
 from tileserver.datacube.cube import day_key
+from tileserver.datacube.query import CubeMeta
 from tileserver.datacube.view import View
 from tileserver.graph.nodes import Node
 from tileserver.graph.v1 import V1
-
-if TYPE_CHECKING:
-    from tileserver.engine.evaluator import Engine, Graph
 
 WGS84 = CRS.from_epsg(4326)
 
@@ -150,27 +148,28 @@ def is_leaf(node: Node) -> bool:
     return node.is_product or (node.dialect == V1 and node.process_id in LOADERS)
 
 
-def plan(engine: Engine, graph: Graph, view: View,
+def plan(root: Node, meta: CubeMeta, leaf_meta: Callable[[Node], CubeMeta], view: View,
          time_range: tuple[datetime, datetime] | None = None) -> Plan:
-    """The plan of ``graph`` on ``view`` (``time_range``: one date of a tile or coverage).
+    """The plan of the graph under ``root`` (its result ``meta``) on ``view``
+    (``time_range``: one date of a tile or coverage); ``leaf_meta`` says what a data leaf
+    loads (the engine's :meth:`~tileserver.engine.evaluator.Engine.meta`).
 
     Dates are counted like the engine reads them: the days of the items under the view
     within the leaf's (or the graph's) dates. Bands are the leaf's, narrowed to the bands
     the graph reads of that product.
     """
-    meta = graph.meta
     bbox = wgs84_bounds(view)
     reads: list[Read] = []
     nodes = 0
     seen: set[int] = set()
-    for node in graph.root.walk():
+    for node in root.walk():
         if id(node) in seen:
             continue
         seen.add(id(node))
         if not is_leaf(node):
             nodes += 1
             continue
-        leaf = engine.meta(node)
+        leaf = leaf_meta(node)
         product = leaf.product
         bands = tuple(leaf.source_bands or product.bands)
         if product.id == meta.product.id and meta.source_bands:
