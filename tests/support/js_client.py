@@ -14,9 +14,7 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from tests.support.requirements import require
+from tests.support.npm import npm_modules
 
 #: The client version the scenario is written for.
 JS_CLIENT = "@openeo/js-client@2.12.0"
@@ -25,24 +23,7 @@ SCRIPT = Path(__file__).with_name("jsclient") / "scenario.mjs"
 
 def client_modules() -> Path:
     """The ``node_modules`` folder holding the JS client (installed on first use)."""
-    require("node")
-    cache = Path(os.environ.get("TILESERVER_TEST_NPM_CACHE")
-                 or Path.home() / ".cache" / "tileserver-tests" / "npm")
-    folder = cache / JS_CLIENT.lstrip("@").replace("/", "-").replace("@", "-")
-    modules = folder / "node_modules"
-    if (modules / "@openeo" / "js-client" / "package.json").is_file():
-        return modules
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "package.json").write_text('{"private": true}\n')
-    proc = subprocess.run(
-        ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", JS_CLIENT],
-        cwd=folder, capture_output=True, text=True, timeout=600, check=False)
-    if proc.returncode != 0 or not (modules / "@openeo" / "js-client").is_dir():
-        reason = f"npm install {JS_CLIENT} failed: {proc.stderr.strip()[-500:]}"
-        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-            pytest.fail(f"{reason} (.ci/run installs it with network access)")
-        pytest.skip(reason)
-    return modules
+    return npm_modules(JS_CLIENT, "@openeo/js-client")
 
 
 def run_scenario(config: dict, folder: Path, timeout: float = 600) -> dict:

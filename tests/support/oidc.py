@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import threading
@@ -22,8 +21,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urljoin
 
-import pytest
 import requests
+
+from tests.support.npm import npm_modules
 
 #: The major version of oidc-provider the script is written for.
 OIDC_PROVIDER = "oidc-provider@9"
@@ -47,30 +47,9 @@ CLIENTS = [
 ]
 
 
-def _fail_or_skip(reason: str):
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}: .ci/run should provide node and npm")
-    pytest.skip(reason)
-
-
 def provider_modules() -> Path:
     """The ``node_modules`` folder holding oidc-provider (installed on first use)."""
-    if not shutil.which("node") or not shutil.which("npm"):
-        _fail_or_skip("node and npm are needed for the OpenID Connect tests")
-    cache = Path(os.environ.get("TILESERVER_TEST_NPM_CACHE")
-                 or Path.home() / ".cache" / "tileserver-tests" / "npm")
-    folder = cache / OIDC_PROVIDER.replace("@", "-")
-    modules = folder / "node_modules"
-    if (modules / "oidc-provider" / "package.json").is_file():
-        return modules
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "package.json").write_text('{"private": true}\n')
-    proc = subprocess.run(
-        ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", OIDC_PROVIDER],
-        cwd=folder, capture_output=True, text=True, timeout=600, check=False)
-    if proc.returncode != 0 or not (modules / "oidc-provider").is_dir():
-        _fail_or_skip(f"npm install {OIDC_PROVIDER} failed: {proc.stderr.strip()[-500:]}")
-    return modules
+    return npm_modules(OIDC_PROVIDER, "oidc-provider")
 
 
 def _free_port() -> int:
