@@ -17,8 +17,6 @@ import rasterio
 from rasterio.io import MemoryFile
 
 from tests.support.core import bbox, call, leaf
-from tests.support.wmts import LiveServer
-from tileserver.settings import load_settings
 
 V1 = "/openeo/1.2"
 UTM_BBOX = (500_500.0, 5_095_500.0, 503_060.0, 5_098_060.0)  # left, bottom, right, top
@@ -60,25 +58,12 @@ def v1_graph(fmt: str = "GTiff") -> dict:
 
 
 @pytest.fixture(scope="module")
-def api_app(small_catalog, tmp_path_factory):
-    """One app with three lazy jobs (reduced, a time series, two bands)."""
-    from tileserver.web.app import create_app
-
-    home = tmp_path_factory.mktemp("ogcapi") / "home"
-    app = create_app(load_settings(home=str(home), catalog=str(small_catalog)))
-    app.config["TESTING"] = True
-    c = app.test_client()
-    app.jobs = {name: c.post("/jobs", json={"process_graph": g, "title": f"job {name}"}
-                             ).json["job_id"] for name, g in GRAPHS.items()}
-    yield app
-    app.extensions["tileserver"].close()
-
-
-@pytest.fixture(scope="module")
-def server(api_app):
-    live = LiveServer(api_app)
-    yield live
-    live.close()
+def api_app(module_app):
+    """The module's app with three lazy jobs (reduced, a time series, two bands)."""
+    c = module_app.test_client()
+    module_app.jobs = {name: c.post("/jobs", json={"process_graph": g, "title": f"job {name}"}
+                                    ).json["job_id"] for name, g in GRAPHS.items()}
+    return module_app
 
 
 @pytest.fixture

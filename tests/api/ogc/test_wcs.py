@@ -33,10 +33,8 @@ from tests.support.wcs import (
     gdal_open,
     gdal_wcs,
 )
-from tests.support.wmts import LiveServer
 from tileserver.datacube.view import View
 from tileserver.demo import example_graph
-from tileserver.settings import load_settings
 
 UTM_BBOX = (500_500.0, 5_095_500.0, 504_500.0, 5_099_500.0)  # left, bottom, right, top
 GEO_BBOX = (9.01, 46.015, 9.05, 46.045)
@@ -62,29 +60,9 @@ GRAPHS = {
 
 
 @pytest.fixture(scope="module")
-def wcs_app(small_catalog, tmp_path_factory):
-    """One app over the synthetic catalog for the whole module."""
-    from tileserver.web.app import create_app
-
-    home = tmp_path_factory.mktemp("wcs") / "home"
-    app = create_app(load_settings(home=str(home), catalog=str(small_catalog)))
-    app.config["TESTING"] = True
-    yield app
-    app.extensions["tileserver"].close()
-
-
-@pytest.fixture(scope="module")
-def server(wcs_app):
-    """The app on a real port."""
-    live = LiveServer(wcs_app)
-    yield live
-    live.close()
-
-
-@pytest.fixture(scope="module")
-def jobs(wcs_app, server):
+def jobs(module_app, server):
     """name -> (coverage id, service path, full URL, job id) for every graph."""
-    client = wcs_app.test_client()
+    client = module_app.test_client()
     out = {}
     for name, graph in GRAPHS.items():
         job = client.post("/jobs", json={"process_graph": graph, "title": name}).get_json()
@@ -221,8 +199,8 @@ def grid_res(grid) -> tuple[float, float]:
 # -- documents (XSD fragments + XPath on what GDAL and QGIS read) ----------------------
 
 
-def test_capabilities_20(wcs_app, jobs):
-    client = wcs_app.test_client()
+def test_capabilities_20(module_app, jobs):
+    client = module_app.test_client()
     cid, path, _, _ = jobs["utm_min"]
     resp = client.get(f"{path}?service=WCS&request=GetCapabilities")  # no version: 2.0.1
     doc = etree.fromstring(resp.data)
@@ -238,8 +216,8 @@ def test_capabilities_20(wcs_app, jobs):
     assert len(hrefs) == 3 and all(h == f"http://localhost{path}?" for h in hrefs)
 
 
-def test_describe_coverage_20(wcs_app, jobs):
-    client = wcs_app.test_client()
+def test_describe_coverage_20(module_app, jobs):
+    client = module_app.test_client()
     cid, path, _, job_id = jobs["series"]
     resp = client.get(f"{path}?SERVICE=WCS&REQUEST=DescribeCoverage&VERSION=2.0.1"
                       f"&COVERAGEID={job_id}")  # the job id is accepted too
@@ -266,8 +244,8 @@ def test_describe_coverage_20(wcs_app, jobs):
                          namespaces=NS) == "RectifiedGridCoverage"
 
 
-def test_documents_10(wcs_app, jobs):
-    client = wcs_app.test_client()
+def test_documents_10(module_app, jobs):
+    client = module_app.test_client()
     cid, path, _, _ = jobs["geo_max"]
     caps = etree.fromstring(client.get(f"{path}?SERVICE=WCS&REQUEST=GetCapabilities"
                                        "&VERSION=1.0.0").data)
@@ -301,9 +279,9 @@ def test_documents_10(wcs_app, jobs):
     ("&AcceptVersions=1.0.0,2.0.1", "{http://www.opengis.net/wcs}WCS_Capabilities"),
     ("&ACCEPTVERSIONS=3.0.0,2.0.1", "{http://www.opengis.net/wcs/2.0}Capabilities"),
 ])
-def test_version_negotiation(wcs_app, jobs, query, root):
+def test_version_negotiation(module_app, jobs, query, root):
     path = jobs["utm_min"][1]
-    resp = wcs_app.test_client().get(f"{path}?service=WCS&request=GetCapabilities{query}")
+    resp = module_app.test_client().get(f"{path}?service=WCS&request=GetCapabilities{query}")
     assert resp.status_code == 200 and etree.fromstring(resp.data).tag == root
 
 
@@ -320,11 +298,11 @@ def get_tif(client, path, query):
         yield ds
 
 
-def test_openeo_documentation_form(wcs_app, jobs, small_catalog):
+def test_openeo_documentation_form(module_app, jobs, small_catalog):
     cid, path, _, _ = jobs["utm_min"]
     uri = "http://www.opengis.net/def/crs/EPSG/0/4326"
     b = transform_bounds("EPSG:32632", "EPSG:4326", 501_000, 5_096_000, 504_000, 5_099_000)
-    with get_tif(wcs_app.test_client(), path,
+    with get_tif(module_app.test_client(), path,
                  f"VERSION=2.0.1&COVERAGEID={cid}&SUBSET=x,{uri}({b[0]},{b[2]})"
                  f"&SUBSET=y,{uri}({b[1]},{b[3]})&SIZE=x(200)&SIZE=y(200)") as ds:
         assert ds.crs == CRS.from_epsg(4326) and ds.shape == (200, 200)
@@ -332,9 +310,9 @@ def test_openeo_documentation_form(wcs_app, jobs, small_catalog):
         assert_values(ds.read(1), reference(small_catalog, view_of(ds), np.fmin))
 
 
-def test_output_crs_and_scaling(wcs_app, jobs):
+def test_output_crs_and_scaling(module_app, jobs):
     cid, path, _, _ = jobs["utm_min"]
-    with get_tif(wcs_app.test_client(), path,
+    with get_tif(module_app.test_client(), path,
                  f"VERSION=2.0.1&COVERAGEID={cid}&OUTPUTCRS=EPSG:3857"
                  "&SCALESIZE=i(64),j(32)") as ds:
         assert ds.crs == CRS.from_epsg(3857) and ds.shape == (32, 64)
@@ -343,9 +321,9 @@ def test_output_crs_and_scaling(wcs_app, jobs):
         assert np.isfinite(ds.read(1)).any()
 
 
-def test_time_trim_and_slice(wcs_app, jobs, small_catalog):
+def test_time_trim_and_slice(module_app, jobs, small_catalog):
     cid, path, _, _ = jobs["series"]
-    client = wcs_app.test_client()
+    client = module_app.test_client()
     sub = "SUBSET=E(501000,502000)&SUBSET=N(5096000,5097000)"
     with get_tif(client, path, f"VERSION=2.0.1&COVERAGEID={cid}&{sub}"
                  '&SUBSET=time("2020-05-01","2020-05-12")') as ds:
@@ -363,9 +341,9 @@ def test_time_trim_and_slice(wcs_app, jobs, small_catalog):
         assert_values(ds.read(1), reference(small_catalog, view_of(ds), day="2020-05-01"))
 
 
-def test_range_subset(wcs_app, jobs, small_catalog):
+def test_range_subset(module_app, jobs, small_catalog):
     cid, path, _, _ = jobs["bands"]
-    with get_tif(wcs_app.test_client(), path,
+    with get_tif(module_app.test_client(), path,
                  f"VERSION=2.0.1&COVERAGEID={cid}&RANGESUBSET=B08"
                  "&SUBSET=E(502000,503000)&SUBSET=N(5097000,5098000)") as ds:
         assert ds.count == 1 and ds.descriptions == ("B08",)
@@ -410,16 +388,16 @@ def test_range_subset(wcs_app, jobs, small_catalog):
     ("service=WCS&request=GetCoverage&version=2.0.1&coverageId={cid}"
      "&scalesize=i(100000),j(100000)", "InvalidParameterValue", 413, "scalesize"),
 ])
-def test_errors_20(wcs_app, jobs, query, code, status, locator):
+def test_errors_20(module_app, jobs, query, code, status, locator):
     cid, path, _, _ = jobs["utm_min"]
-    resp = wcs_app.test_client().get(f"{path}?{query.format(cid=cid)}")
+    resp = module_app.test_client().get(f"{path}?{query.format(cid=cid)}")
     text = assert_ows20_exception(resp, code, status, locator)
     assert text and "internal" not in text
 
 
-def test_errors_10_are_service_exception_reports(wcs_app, jobs):
+def test_errors_10_are_service_exception_reports(module_app, jobs):
     cid, path, _, _ = jobs["utm_min"]
-    client = wcs_app.test_client()
+    client = module_app.test_client()
     base = f"{path}?SERVICE=WCS&VERSION=1.0.0"
     assert_wcs10_exception(client.get(f"{base}&REQUEST=DescribeCoverage&COVERAGE=nope"),
                            "NoSuchCoverage", 404)
@@ -458,9 +436,9 @@ def test_budget_limits_pixels_bands_and_dates(make_app, small_catalog):
     assert "3 dates" in assert_wcs10_exception(resp, "InvalidParameterValue", 413)
 
 
-def test_revoked_services_answer_404(wcs_app, jobs):
-    client = wcs_app.test_client()
-    store = wcs_app.extensions["tileserver"].store
+def test_revoked_services_answer_404(module_app, jobs):
+    client = module_app.test_client()
+    store = module_app.extensions["tileserver"].store
     urls = []
     for _ in range(2):
         job = client.post("/jobs", json={"process_graph": GRAPHS["utm_min"]}).get_json()
@@ -480,8 +458,8 @@ def test_revoked_services_answer_404(wcs_app, jobs):
                            "NotFound", 404)
 
 
-def test_a_job_computing_a_table_is_no_coverage(wcs_app, jobs):
-    client = wcs_app.test_client()
+def test_a_job_computing_a_table_is_no_coverage(module_app, jobs):
+    client = module_app.test_client()
     graph = {"process_id": "zonal_statistics", "args": {
         "imagery": GRAPHS["series"], "regions": "/users/me/files/fields.geojson",
         "func": "avg"}}
@@ -498,8 +476,8 @@ def test_a_job_computing_a_table_is_no_coverage(wcs_app, jobs):
     assert caps.status_code == 200 and job_id.encode() not in caps.data
 
 
-def test_global_endpoint_lists_every_job(wcs_app, jobs, small_catalog):
-    client = wcs_app.test_client()
+def test_global_endpoint_lists_every_job(module_app, jobs, small_catalog):
+    client = module_app.test_client()
     doc = etree.fromstring(client.get("/wcs?service=WCS&request=GetCapabilities").data)
     ids = doc.xpath("//wcs:CoverageSummary/wcs:CoverageId/text()", namespaces=NS)
     assert {cid for cid, *_ in jobs.values()} <= set(ids)
@@ -631,13 +609,13 @@ _PARAMS = st.fixed_dictionaries({
 @example(params={"VERSION": "2.0.1", "RANGESUBSET": "²"})
 @example(params={"VERSION": "2.0.1", "SUBSET": ['time("0001-01-01T00:00:00+01:00")']})
 @example(params={"VERSION": "2.0.1", "SUBSET": ["E(-0,1e309)", "E(1,2)"]})
-def test_garbage_parameters_never_give_500(wcs_app, jobs, params):
+def test_garbage_parameters_never_give_500(module_app, jobs, params):
     cid, path, _, _ = jobs["series"]
     pairs = [("SERVICE", "WCS"), ("REQUEST", "GetCoverage"), ("COVERAGEID", cid),
              ("COVERAGE", cid), ("FORMAT", "GeoTIFF"), ("CRS", "EPSG:32632")]
     for key, value in params.items():
         pairs += [(key, v) for v in (value if isinstance(value, list) else [value])]
-    resp = wcs_app.test_client().get(path, query_string=pairs)
+    resp = module_app.test_client().get(path, query_string=pairs)
     assert resp.status_code in (200, 400, 404, 413, 501), resp.data[:500]
     if resp.status_code != 200:
         assert b"internal server error" not in resp.data

@@ -23,9 +23,8 @@ from rasterio.io import MemoryFile
 from rasterio.warp import transform_bounds
 
 from tests.support.core import bbox, call, leaf, ndvi, reference_stack
-from tests.support.wmts import LiveServer, schema_dir, xsd
+from tests.support.wmts import schema_dir, xsd
 from tileserver.datacube.view import View
-from tileserver.settings import load_settings
 
 #: The synthetic square of EPSG:32632 (left, bottom, right, top), 512 x 512 pixels of 10 m.
 SQUARE = (500_000.0, 5_094_880.0, 505_120.0, 5_100_000.0)
@@ -40,30 +39,10 @@ def _ndvi_series():
 
 
 @pytest.fixture(scope="module")
-def wms_app(small_catalog, tmp_path_factory):
-    """One app over the synthetic catalog for the whole module."""
-    from tileserver.web.app import create_app
-
-    home = tmp_path_factory.mktemp("wms") / "home"
-    app = create_app(load_settings(home=str(home), catalog=str(small_catalog)))
-    app.config["TESTING"] = True
-    yield app
-    app.extensions["tileserver"].close()
-
-
-@pytest.fixture(scope="module")
-def server(wms_app):
-    """The app on a real port."""
-    live = LiveServer(wms_app)
-    yield live
-    live.close()
-
-
-@pytest.fixture(scope="module")
-def jobs(wms_app, server):
+def jobs(module_app, server):
     """``series`` (NDVI on three dates, nodata stripes), ``reduced`` (its minimum), and a
     ``wms`` service of the series: name -> (job id, service URL on the live server)."""
-    client = wms_app.test_client()
+    client = module_app.test_client()
     out = {}
     for name, graph in (("series", _ndvi_series()),
                         ("reduced", call("min_time", _ndvi_series()))):
@@ -123,9 +102,9 @@ def test_owslib_reads_the_capabilities(jobs, server, version):
     assert reduced.timepositions in (None, [])  # the time axis is reduced: no dimension
 
 
-def test_capabilities_130_boxes_per_crs_in_axis_order(jobs, wms_app):
+def test_capabilities_130_boxes_per_crs_in_axis_order(jobs, module_app):
     job, _ = jobs["series"]
-    doc = etree.fromstring(wms_app.test_client().get(
+    doc = etree.fromstring(module_app.test_client().get(
         "/wms?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.3.0").data)
     layer = next(e for e in doc.iter(f"{WMS}Layer") if e.findtext(f"{WMS}Name") == job)
     geo = layer.find(f"{WMS}EX_GeographicBoundingBox")
@@ -145,14 +124,14 @@ def test_capabilities_130_boxes_per_crs_in_axis_order(jobs, wms_app):
     for style in layer.findall(f"{WMS}Style"):
         href = style.find(f"{WMS}LegendURL/{WMS}OnlineResource").get(
             "{http://www.w3.org/1999/xlink}href")
-        resp = wms_app.test_client().get(href.replace("http://localhost", ""))
+        resp = module_app.test_client().get(href.replace("http://localhost", ""))
         assert resp.status_code == 200 and resp.mimetype == "image/png"
 
 
-def test_documents_are_valid_against_the_official_schemas(jobs, wms_app):
+def test_documents_are_valid_against_the_official_schemas(jobs, module_app):
     """1.3.0 capabilities (with the SLD GetLegendGraphic extension) and exceptions against
     the XSDs, 1.1.1 capabilities against the DTD (MapProxy's copies of the schemas)."""
-    client = wms_app.test_client()
+    client = module_app.test_client()
     caps = client.get("/wms?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.3.0").data
     schema = xsd("sld/1.1.0/sld_capabilities.xsd")  # imports wms/1.3.0
     assert schema.validate(etree.fromstring(caps)), schema.error_log
@@ -191,12 +170,12 @@ def test_owslib_getmap_png_nodata_transparent_and_dates(jobs, version):
     assert pic.shape == (128, 128, 3)
 
 
-def test_getmap_transparent_false_fills_nodata_with_bgcolor(jobs, wms_app):
+def test_getmap_transparent_false_fills_nodata_with_bgcolor(jobs, module_app):
     job, _ = jobs["series"]
     q = {"SERVICE": "WMS", "REQUEST": "GetMap", "VERSION": "1.3.0", "LAYERS": job,
          "STYLES": "", "CRS": "EPSG:32632", "BBOX": ",".join(map(str, SQUARE)),
          "WIDTH": "128", "HEIGHT": "128", "FORMAT": "image/png"}
-    client = wms_app.test_client()
+    client = module_app.test_client()
     clear = np.asarray(Image.open(io.BytesIO(client.get("/wms", query_string=q).data)))
     filled = np.asarray(Image.open(io.BytesIO(client.get(
         "/wms", query_string={**q, "TRANSPARENT": "FALSE", "BGCOLOR": "0x0000FF"}).data)
@@ -215,10 +194,10 @@ def test_getmap_transparent_false_fills_nodata_with_bgcolor(jobs, wms_app):
 
 
 @pytest.mark.parametrize("day", DATES)
-def test_getmap_geotiff_on_the_native_grid_equals_the_wcs_coverage(jobs, wms_app,
+def test_getmap_geotiff_on_the_native_grid_equals_the_wcs_coverage(jobs, module_app,
                                                                    small_catalog, day):
     job, _ = jobs["series"]
-    client = wms_app.test_client()
+    client = module_app.test_client()
     tif = client.get("/wms", query_string={
         "SERVICE": "WMS", "REQUEST": "GetMap", "VERSION": "1.3.0", "LAYERS": job,
         "STYLES": "", "CRS": "EPSG:32632", "BBOX": ",".join(map(str, SQUARE)),
@@ -238,9 +217,9 @@ def test_getmap_geotiff_on_the_native_grid_equals_the_wcs_coverage(jobs, wms_app
         assert_values(values, ref[days.index(day)])
 
 
-def test_getmap_time_list_and_range_show_the_latest_date_inside(jobs, wms_app):
+def test_getmap_time_list_and_range_show_the_latest_date_inside(jobs, module_app):
     job, _ = jobs["series"]
-    client = wms_app.test_client()
+    client = module_app.test_client()
     base = {"SERVICE": "WMS", "REQUEST": "GetMap", "VERSION": "1.1.1", "LAYERS": job,
             "STYLES": "", "SRS": "EPSG:32632", "BBOX": ",".join(map(str, SQUARE)),
             "WIDTH": "64", "HEIGHT": "64", "FORMAT": "image/tiff"}
@@ -261,9 +240,9 @@ def test_getmap_time_list_and_range_show_the_latest_date_inside(jobs, wms_app):
     assert not np.array_equal(values("2020-05-01"), middle, equal_nan=True)
 
 
-def test_getmap_is_cached_with_an_etag(jobs, wms_app):
+def test_getmap_is_cached_with_an_etag(jobs, module_app):
     job, _ = jobs["series"]
-    client = wms_app.test_client()
+    client = module_app.test_client()
     q = {"SERVICE": "WMS", "REQUEST": "GetMap", "VERSION": "1.3.0", "LAYERS": job,
          "CRS": "EPSG:3857", "BBOX": "1001875,5780000,1008000,5786000", "WIDTH": "200",
          "HEIGHT": "190", "FORMAT": "image/png", "STYLES": "", "TIME": "2020-05-11"}
@@ -276,8 +255,8 @@ def test_getmap_is_cached_with_an_etag(jobs, wms_app):
     assert "private" in first.headers["Cache-Control"]
 
 
-def test_getmap_composites_several_layers(jobs, wms_app):
-    client = wms_app.test_client()
+def test_getmap_composites_several_layers(jobs, module_app):
+    client = module_app.test_client()
     a, b = jobs["series"][0], jobs["reduced"][0]
     resp = client.get("/wms", query_string={
         "SERVICE": "WMS", "REQUEST": "GetMap", "VERSION": "1.3.0", "LAYERS": f"{a},{b}",
@@ -375,9 +354,9 @@ def test_owslib_getfeatureinfo_gives_the_source_pixel_on_every_date(jobs, small_
     assert seen_nodata
 
 
-def test_getfeatureinfo_in_other_crs_and_formats(jobs, wms_app, small_catalog):
+def test_getfeatureinfo_in_other_crs_and_formats(jobs, module_app, small_catalog):
     job, _ = jobs["series"]
-    client = wms_app.test_client()
+    client = module_app.test_client()
     days, ref, _ = _native_pixels(small_catalog)
     col, row = 300, 200
     x, y = SQUARE[0] + (col + 0.5) * 10, SQUARE[3] - (row + 0.5) * 10
@@ -412,9 +391,9 @@ def test_getfeatureinfo_in_other_crs_and_formats(jobs, wms_app, small_catalog):
 # -- GetLegendGraphic ------------------------------------------------------------------
 
 
-def test_getlegendgraphic_per_style(jobs, wms_app):
+def test_getlegendgraphic_per_style(jobs, module_app):
     job, _ = jobs["series"]
-    client = wms_app.test_client()
+    client = module_app.test_client()
     pictures = set()
     for style in ("", "default", "gray"):
         resp = client.get("/wms", query_string={"SERVICE": "WMS",
@@ -479,10 +458,10 @@ BAD = [
 
 @pytest.mark.parametrize(("change", "code", "locator"), BAD,
                          ids=[f"{c}-{next(iter(ch))}" for ch, c, _ in BAD])
-def test_bad_getmap_is_a_service_exception(jobs, wms_app, change, code, locator):
+def test_bad_getmap_is_a_service_exception(jobs, module_app, change, code, locator):
     job, _ = jobs["series"]
     query = {k: v for k, v in {**MAP, "LAYERS": job, **change}.items() if v is not None}
-    resp = wms_app.test_client().get("/wms", query_string=query)
+    resp = module_app.test_client().get("/wms", query_string=query)
     assert 400 <= resp.status_code < 500 or (code == "OperationNotSupported"
                                              and resp.status_code == 501)
     doc, got, loc = _exception(resp)
@@ -490,9 +469,9 @@ def test_bad_getmap_is_a_service_exception(jobs, wms_app, change, code, locator)
     assert doc.get("version") == "1.3.0" and resp.mimetype == "text/xml"
 
 
-def test_wms111_exceptions_use_its_codes(jobs, wms_app):
+def test_wms111_exceptions_use_its_codes(jobs, module_app):
     job, _ = jobs["series"]
-    resp = wms_app.test_client().get("/wms", query_string={
+    resp = module_app.test_client().get("/wms", query_string={
         **MAP, "VERSION": "1.1.1", "SRS": "EPSG:0", "LAYERS": job, "CRS": None})
     doc, code, locator = _exception(resp)
     assert resp.status_code == 400 and resp.mimetype == "application/vnd.ogc.se_xml"
@@ -506,14 +485,14 @@ def test_wms111_exceptions_use_its_codes(jobs, wms_app):
     ({"INFO_FORMAT": "application/pdf"}, "InvalidFormat", "info_format"),
     ({"INFO_FORMAT": ""}, "InvalidFormat", "info_format"),
     ({"I": "0.5"}, "InvalidPoint", "i")])
-def test_bad_getfeatureinfo_is_a_service_exception(jobs, wms_app, change, code, locator):
+def test_bad_getfeatureinfo_is_a_service_exception(jobs, module_app, change, code, locator):
     job, _ = jobs["series"]
     query = {**MAP, "REQUEST": "GetFeatureInfo", "LAYERS": job, "QUERY_LAYERS": job,
              "I": "10", "J": "10", "INFO_FORMAT": "application/json", **change}
     if change.get("QUERY_LAYERS") == "other":
         query["QUERY_LAYERS"] = jobs["reduced"][0]
     query = {k: v for k, v in query.items() if v is not None}
-    resp = wms_app.test_client().get("/wms", query_string=query)
+    resp = module_app.test_client().get("/wms", query_string=query)
     assert 400 <= resp.status_code < 500
     assert _exception(resp)[1:] == (code, locator), resp.data[:400]
 
@@ -529,8 +508,8 @@ def test_owslib_raises_the_service_exception(jobs):
 # -- openEO ----------------------------------------------------------------------------
 
 
-def test_wms_is_an_openeo_service_type(wms_app, server):
-    client = wms_app.test_client()
+def test_wms_is_an_openeo_service_type(module_app, server):
+    client = module_app.test_client()
     assert "wms" in client.get("/capabilities/services").json
     versions = client.get("/.well-known/openeo").json["versions"]
     base = next(v["url"] for v in versions if v["api_version"].startswith("1."))
@@ -555,8 +534,8 @@ def test_wms_is_an_openeo_service_type(wms_app, server):
     assert "magma 0 to 1" in {s["title"] for s in layer.styles.values()}
 
 
-def test_viewer_shows_the_wms_urls(jobs, wms_app):
+def test_viewer_shows_the_wms_urls(jobs, module_app):
     job, url = jobs["series"]
-    page = wms_app.test_client().get(f"/jobs/{job}/viewer").text
+    page = module_app.test_client().get(f"/jobs/{job}/viewer").text
     assert "/wms?SERVICE=WMS&amp;REQUEST=GetCapabilities" in page
     assert "WMS service of this job" in page
