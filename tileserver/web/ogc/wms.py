@@ -11,7 +11,6 @@ the latest of the layer's dates it contains (a map shows one date). Errors are
 
 from __future__ import annotations
 
-import html
 import io
 import json
 import logging
@@ -518,7 +517,8 @@ def getfeatureinfo(source, kvp: Kvp, version: str) -> Response:
     if media == "application/json":
         body = json.dumps(_geojson(infos), allow_nan=False)
     elif media == "text/html":
-        body = _html(infos)
+        body = render_template("wms/featureinfo.html", infos=infos, value=_value,
+                               pyrepr=repr)
     else:
         body = _text(infos)
     return cache_control(Response(body, mimetype=media), source.cache_control)
@@ -559,31 +559,6 @@ def _text(infos: list[dict]) -> str:
                 values = ", ".join(f"{b}={_value(v)}" for b, v in step["bands"].items())
                 lines.append(f"    {step['time']}: {values}")
     return "\n".join(lines) + "\n"
-
-
-def _html(infos: list[dict]) -> str:
-    parts = ["<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>GetFeatureInfo"
-             "</title></head><body>"]
-    esc = html.escape
-    for info in infos:
-        parts.append(f"<h3>{esc(info['title'])} <small>({esc(info['layer'])})</small></h3>")
-        if not info["inside"]:
-            parts.append("<p>outside the layer</p>")
-            continue
-        parts.append(f"<p>{esc(info['crs'])}: x={info['x']!r} y={info['y']!r} (column "
-                     f"{info['col']}, row {info['row']})</p>")
-        bands = list(info["bands"] or {})
-        head = "".join(f"<th>{esc(b)}</th>" for b in bands)
-        parts.append(f"<table><tr><th>time</th>{head}</tr>")
-        rows = info.get("series") or [{"time": info.get("time") or "", "bands":
-                                       info["bands"] or {}}]
-        for step in rows:
-            mark = " class=\"selected\"" if step["time"] == info.get("time") else ""
-            cells = "".join(f"<td>{_value(step['bands'].get(b))}</td>" for b in bands)
-            parts.append(f"<tr{mark}><td>{esc(step['time'])}</td>{cells}</tr>")
-        parts.append("</table>")
-    parts.append("</body></html>")
-    return "".join(parts)
 
 
 def getlegendgraphic(source, kvp: Kvp) -> Response:
