@@ -117,7 +117,10 @@ def test_wheel_carries_leaflet_and_the_data_files(wheel):
             "tileserver/web/static/leaflet/LICENSE"} <= names
     data = "tileserver-0.1.0.data/data/share/tileserver/"
     assert {data + "templates/viewer.html", data + "config/default.yaml",
-            data + "templates/wmts_capabilities.xml"} <= names
+            data + "templates/wmts_capabilities.xml",
+            data + "templates/wms/capabilities_130.xml",
+            data + "templates/wms/featureinfo.html",
+            data + "templates/ogcapi/landing.html"} <= names
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
     # the official openEO process descriptions (from a PyPI wheel at build time)
     specs = "tileserver/graph/openeo_processes/"
