@@ -12,7 +12,12 @@ from tileserver.render import formats
 from tileserver.web.auth import Authenticator, basic_login, issue_jwt
 from tileserver.web.common import current_user, external_url, runtime
 from tileserver.web.openeo.v002.udf import runtimes_v1
-from tileserver.web.openeo.v1.versions import V1_3, current, served
+from tileserver.web.openeo.v1.versions import (
+    REMOTE_PROCESS_DEFINITION,
+    V1_3,
+    current,
+    served,
+)
 
 SERVICE_CONFIGURATION = {
     "colormap": {"type": "string", "default": "viridis",
@@ -79,15 +84,25 @@ def index():
         "description": "openEO process graphs over STAC imagery, served lazily as WMTS/XYZ/WCS, "
                        "synchronously and as batch jobs.",
         "production": True,
-        "conformsTo": current().conformance,
+        "conformsTo": conformance_classes(),
         "endpoints": endpoints(),
         "links": links,
     })
 
 
+def conformance_classes() -> list[str]:
+    """The conformance classes of the request's version, with the extensions this server's
+    settings turn on (1.3: Remote Process Definition unless ``remote_processes`` is off)."""
+    version = current()
+    classes = list(version.conformance)
+    if version.at_least(V1_3) and runtime().settings.remote_processes:
+        classes.append(REMOTE_PROCESS_DEFINITION)
+    return classes
+
+
 def conformance():
     """The conformance classes."""
-    return jsonify({"conformsTo": current().conformance})
+    return jsonify({"conformsTo": conformance_classes()})
 
 
 def _parameter_schema(value) -> dict:
