@@ -268,7 +268,7 @@ class RemoteProcesses:
                         raise _Invalid(f"the URL answered HTTP {resp.status}, not 200")
                     body = _read(resp, policy, deadline, url)
                 finally:
-                    resp.release_conn()
+                    resp.close()  # the body's file too (else the socket stays open)
             finally:
                 pool.close()
             try:

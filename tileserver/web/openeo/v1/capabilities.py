@@ -7,6 +7,7 @@ from urllib.parse import quote
 from flask import Flask, current_app, jsonify
 
 from tileserver import __version__
+from tileserver.jobs import estimates
 from tileserver.jobs.services import OPENEO_V1_SERVICES
 from tileserver.render import formats
 from tileserver.web.auth import Authenticator, basic_login, issue_jwt
@@ -62,7 +63,8 @@ def _web_editor_link() -> dict:
 
 def index():
     """The capabilities of the request's 1.x version (1.3 adds the ``web-editor`` link;
-    ``type`` and ``conformsTo``, required from 1.3 on, are there in every version)."""
+    ``type`` and ``conformsTo``, required from 1.3 on, are there in every version;
+    ``billing`` when costs are configured, :func:`tileserver.jobs.estimates.billing`)."""
     links = [
         {"rel": "self", "href": external_url(".index"), "type": "application/json"},
         {"rel": "version-history", "href": external_url("openeo_wellknown.well_known"),
@@ -74,7 +76,9 @@ def index():
     ]
     if current().at_least(V1_3):
         links.append(_web_editor_link())
+    billing = estimates.billing(runtime().settings)
     return jsonify({
+        **({"billing": billing} if billing else {}),
         "api_version": current().number,
         "backend_version": __version__,
         "stac_version": "1.0.0",
