@@ -92,6 +92,12 @@ class FileNotFound(NotFound):
     code = "FileNotFound"
 
 
+class WorkspaceNotFound(NotFound):
+    """A workspace id the user does not have (openEO Workspaces extension)."""
+
+    code = "WorkspaceNotFound"
+
+
 class Conflict(TileserverError):
     """A request that does not fit the current state (e.g. an invalid job transition)."""
 
