@@ -71,14 +71,15 @@ def remote_key(process_id: str, namespace: str) -> str:
 
 @dataclass(frozen=True)
 class FetchPolicy:
-    """What the server may fetch: the allowed non-public networks, the limits."""
+    """What the server may fetch: the allowed non-public networks, the limits (the
+    ``remote_process_*`` settings, :meth:`from_settings`)."""
 
-    allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    timeout: float = 5.0
-    max_bytes: int = 1 << 20
-    max_redirects: int = 3
-    cache_ttl: int = 300
-    cache_entries: int = 256
+    allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    timeout: float
+    max_bytes: int
+    max_redirects: int
+    cache_ttl: int
+    cache_entries: int
 
     @classmethod
     def from_settings(cls, settings: Any) -> FetchPolicy:

@@ -5,6 +5,8 @@ test_remote_processes.py."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tests.support.process_server import Answer, ProcessServer
@@ -19,6 +21,7 @@ from tileserver.graph.remote_process import (
 )
 from tileserver.graph.v1 import FlatGraphParser
 from tileserver.processes import REGISTRY, is_predefined
+from tileserver.settings import load_settings
 
 LOOPBACK = parse_networks(["127.0.0.1"])
 TWICE = {"id": "twice", "parameters": [{"name": "x", "schema": {"type": "number"}}],
@@ -33,8 +36,14 @@ def server():
     srv.close()
 
 
-def fetcher(**policy) -> RemoteProcesses:
-    return RemoteProcesses(FetchPolicy(**{"allow": LOOPBACK, **policy}))
+def policy_of(**changes) -> FetchPolicy:
+    """The policy of the shipped settings, with ``changes``."""
+    return dataclasses.replace(FetchPolicy.from_settings(load_settings()), **changes)
+
+
+def fetcher(**changes) -> RemoteProcesses:
+    """A fetcher of its own (its own cache) allowing loopback unless told otherwise."""
+    return RemoteProcesses(policy_of(**{"allow": LOOPBACK, **changes}))
 
 
 def reason(exc_info) -> str:
@@ -79,12 +88,12 @@ def test_documents_are_cached(server):
 
 def test_private_and_special_addresses_are_refused_unless_allowed(server):
     url = server.json("/twice.json", TWICE)
-    strict = RemoteProcesses(FetchPolicy())
+    strict = RemoteProcesses(policy_of())
     with pytest.raises(ProcessNamespaceInvalid) as exc:
         strict.definition("twice", url)
     assert "127.0.0.1 is a loopback address" in reason(exc)
     assert server.hits["/twice.json"] == 0  # refused before connecting
-    policy = FetchPolicy()
+    policy = policy_of()
     for address, kind in [("169.254.169.254", "link-local"), ("10.1.2.3", "private"),
                           ("192.168.0.1", "private"), ("172.16.5.4", "private"),
                           ("::1", "loopback"), ("fe80::1", "link-local"),
@@ -97,7 +106,7 @@ def test_private_and_special_addresses_are_refused_unless_allowed(server):
     assert "100.64.0.1 is not a public address" == policy.refusal("100.64.0.1")
     for public in ("1.1.1.1", "8.8.8.8", "2606:4700:4700::1111"):
         assert policy.refusal(public) is None
-    allowing = FetchPolicy(allow=parse_networks(["10.0.0.0/8", "::1"]))
+    allowing = policy_of(allow=parse_networks(["10.0.0.0/8", "::1"]))
     assert allowing.refusal("10.200.0.1") is None and allowing.refusal("::1") is None
     assert allowing.refusal("192.168.0.1") is not None
     with pytest.raises(ValueError, match="no address or network"):
@@ -118,7 +127,7 @@ def test_private_and_special_addresses_are_refused_unless_allowed(server):
 ])
 def test_refused_urls(url, words):
     with pytest.raises(ProcessNamespaceInvalid) as exc:
-        RemoteProcesses(FetchPolicy()).definition("p", url)
+        RemoteProcesses(policy_of()).definition("p", url)
     assert words in reason(exc)
 
 
