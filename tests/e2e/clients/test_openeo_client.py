@@ -775,7 +775,16 @@ def test_remote_process_definition(con, small_catalog, tmp_path):
         path = tmp_path / "remote.tif"
         cube.reduce_dimension(dimension="t", reducer="max").download(path, format="GTiff")
         result, stack = reference(small_catalog, path)
-        assert_same(result[0], 10 * reduce_t(ndvi(stack[:, 0], stack[:, 1]), np.nanmax))
+        expected = 10 * reduce_t(ndvi(stack[:, 0], stack[:, 1]), np.nanmax)
+        assert_same(result[0], expected)
+        # a batch job: its runner fetches the definition too
+        job = cube.reduce_dimension(dimension="t", reducer="max").create_job(out_format="GTiff")
+        job.start_and_wait(max_poll_interval=1, connection_retry_interval=1,
+                           print=lambda *a: None)
+        (tif,) = [p for p in job.get_results().download_files(tmp_path / job.job_id)
+                  if p.suffix == ".tif"]
+        assert_same(reference(small_catalog, tif)[0][0], expected)
+        job.delete()
         for bad in ("http://169.254.169.254/latest/meta-data/remote_ndvi",
                     "file:///etc/passwd", processes.url + "/missing.json"):
             with pytest.raises(OpenEoApiError) as err:
