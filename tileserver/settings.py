@@ -249,9 +249,9 @@ GROUPS: tuple[type[BaseModel], ...] = (
     RemoteProcessSettings)
 
 
-class Settings(RemoteProcessSettings, RemoteSettings, ViewerSettings, UdfSettings, BatchSettings, OidcSettings,
-               AuthSettings, EstimateSettings, LimitSettings, CacheSettings, ServerSettings,
-               StateSettings,
+class Settings(RemoteProcessSettings, RemoteSettings, ViewerSettings, UdfSettings,
+               BatchSettings, OidcSettings, AuthSettings, EstimateSettings, LimitSettings,
+               CacheSettings, ServerSettings, StateSettings,
                BaseSettings):
     """Every setting of the server (all :data:`GROUPS`); build it with :func:`load_settings`.
 

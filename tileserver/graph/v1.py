@@ -22,8 +22,8 @@ from tileserver.errors import (
     UnknownProcess,
 )
 from tileserver.graph.nodes import Callback, Node, ParamRef, json_type, node_hash
-from tileserver.graph.specs import load_spec
 from tileserver.graph.remote_process import is_remote_namespace, remote_key
+from tileserver.graph.specs import load_spec
 from tileserver.graph.udp import PREDEFINED_NAMESPACES, USER
 
 V1 = "1.x"

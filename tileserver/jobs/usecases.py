@@ -36,7 +36,9 @@ class HasStore(Protocol):
     def store(self) -> JobStore: ...
 
     @property
-    def settings(self) -> Settings: ...
+    def settings(self) -> Settings:
+        """The settings (remote process definitions are fetched under them)."""
+        ...
 
 
 class Batch(Protocol):
