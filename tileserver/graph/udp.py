@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from tileserver.errors import ProcessGraphError
 from tileserver.graph.remote_process import is_remote_namespace, remote_key
 
 #: Namespaces that name the back-end's predefined processes.
@@ -30,6 +31,9 @@ PREDEFINED_NAMESPACES = (None, "backend", "core")
 USER = "user"
 #: At most this many distinct user-defined processes in one graph.
 MAX_PROCESSES = 100
+#: At most this many distinct remote process definitions in one graph (each fetch may take
+#: ``remote_process_timeout`` s: this bounds what one request can make the server wait for).
+MAX_REMOTE_PROCESSES = 10
 
 
 def calls(graph: Any) -> Iterable[tuple[str, Any]]:
@@ -90,6 +94,10 @@ def collect(graph: Any, lookup: Callable[[Iterable[str]], Mapping[str, dict]],
             break
         asked |= wanted
         asked_remote |= urls
+        if len(asked_remote) > MAX_REMOTE_PROCESSES:
+            raise ProcessGraphError(
+                f"the graph calls more than {MAX_REMOTE_PROCESSES} remote process definitions "
+                "(distinct namespace URLs and ids); store the processes or merge them")
         defs = dict(lookup(sorted(wanted))) if wanted else {}
         for pid, url in sorted(urls):
             if len(found) + len(defs) >= MAX_PROCESSES:

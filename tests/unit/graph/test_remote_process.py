@@ -10,7 +10,7 @@ import dataclasses
 import pytest
 
 from tests.support.process_server import Answer, ProcessServer
-from tileserver.errors import ProcessNamespaceInvalid, UnknownProcess
+from tileserver.errors import ProcessGraphError, ProcessNamespaceInvalid, UnknownProcess
 from tileserver.graph import udp
 from tileserver.graph.remote_process import (
     FetchPolicy,
@@ -212,3 +212,19 @@ def test_collect_and_parse_expand_remote_processes(server):
     found = udp.collect(me, lambda ids: {}, is_predefined, f.definition)
     with pytest.raises(Exception, match="calls itself"):
         FlatGraphParser(REGISTRY).parse(me, processes=found)
+
+
+def test_a_graph_calls_a_bounded_number_of_remote_processes(server):
+    """Each fetch may take the whole timeout: one graph may not make the server wait for
+    more than MAX_REMOTE_PROCESSES of them."""
+    urls = [server.json(f"/p{i}.json", {**TWICE, "id": f"p{i}"})
+            for i in range(udp.MAX_REMOTE_PROCESSES + 1)]
+    nodes = {f"n{i}": {"process_id": f"p{i}", "namespace": url, "arguments": {"x": i}}
+             for i, url in enumerate(urls)}
+    nodes["n0"]["result"] = True
+    f = fetcher()
+    with pytest.raises(ProcessGraphError, match="more than 10 remote process definitions"):
+        udp.collect(nodes, lambda ids: {}, is_predefined, f.definition)
+    assert f.fetches == 0  # refused before fetching any
+    del nodes[f"n{udp.MAX_REMOTE_PROCESSES}"]
+    assert len(udp.collect(nodes, lambda ids: {}, is_predefined, f.definition)) == 10
