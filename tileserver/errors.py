@@ -92,6 +92,12 @@ class FileNotFound(NotFound):
     code = "FileNotFound"
 
 
+class WorkspaceNotFound(NotFound):
+    """A workspace id the user does not have (openEO Workspaces extension)."""
+
+    code = "WorkspaceNotFound"
+
+
 class Conflict(TileserverError):
     """A request that does not fit the current state (e.g. an invalid job transition)."""
 
@@ -325,6 +331,27 @@ class ProcessParameterMissing(ProcessGraphError):
     """A ``from_parameter`` reference to a parameter that nobody defines."""
 
     code = "ProcessParameterMissing"
+
+
+class ProcessNamespaceInvalid(ProcessGraphError):
+    """A ``namespace`` that names a remote process definition (openEO Remote Process
+    Definition extension) that cannot be used: not an http(s) URL, a host the server may
+    not fetch from, an answer too big, too slow, not JSON or without the process."""
+
+    code = "ProcessNamespaceInvalid"
+
+    def __init__(self, namespace: str, process: str, reason: str, **kwargs):
+        super().__init__(f"The value passed for namespace '{namespace[:300]}' in process "
+                         f"'{process[:64]}' is invalid: {reason}", **kwargs)
+        self.namespace = namespace
+        self.process = process
+        self.reason = reason
+
+
+class BillingPlanInvalid(TileserverError):
+    """A ``plan`` that is not one of the billing plans of ``GET /`` (openEO 1.x)."""
+
+    code = "BillingPlanInvalid"
 
 
 class CollectionNotFound(ProductNotFound):

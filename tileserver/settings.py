@@ -127,6 +127,8 @@ class EstimateSettings(BaseModel):
     estimate_overhead_seconds: float
     cost_per_megapixel: float
     cost_currency: Text
+    billing_plan: Text
+    billing_plan_url: OptionalText
 
 
 class AuthSettings(BaseModel):
@@ -227,15 +229,29 @@ class RemoteSettings(BaseModel):
     stac_search_ttl: int
 
 
+class RemoteProcessSettings(BaseModel):
+    """Remote process definitions: graph nodes whose ``namespace`` is the URL of a process
+    (openEO 1.3 Remote Process Definition extension), fetched by the server."""
+
+    remote_processes: Flag
+    remote_process_allow: Paths
+    remote_process_timeout: float
+    remote_process_max_bytes: int
+    remote_process_max_redirects: int
+    remote_process_cache_ttl: int
+    remote_process_cache_entries: int
+
+
 #: The groups of settings, in the order of ``config/default.yaml``.
 GROUPS: tuple[type[BaseModel], ...] = (
     StateSettings, ServerSettings, CacheSettings, LimitSettings, EstimateSettings,
-    AuthSettings, OidcSettings, BatchSettings, UdfSettings, ViewerSettings, RemoteSettings)
+    AuthSettings, OidcSettings, BatchSettings, UdfSettings, ViewerSettings, RemoteSettings,
+    RemoteProcessSettings)
 
 
-class Settings(RemoteSettings, ViewerSettings, UdfSettings, BatchSettings, OidcSettings,
-               AuthSettings, EstimateSettings, LimitSettings, CacheSettings, ServerSettings,
-               StateSettings,
+class Settings(RemoteProcessSettings, RemoteSettings, ViewerSettings, UdfSettings,
+               BatchSettings, OidcSettings, AuthSettings, EstimateSettings, LimitSettings,
+               CacheSettings, ServerSettings, StateSettings,
                BaseSettings):
     """Every setting of the server (all :data:`GROUPS`); build it with :func:`load_settings`.
 

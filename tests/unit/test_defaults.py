@@ -54,6 +54,8 @@ def _other_value(name: str, default: Any) -> tuple[str, Any]:
     if name == "oidc_providers":
         return '[{"id": "x", "issuer": "https://x.example"}]', [
             {"id": "x", "issuer": "https://x.example"}]
+    if name == "remote_process_allow":
+        return "10.0.0.0/8, 127.0.0.1", ("10.0.0.0/8", "127.0.0.1")
     if isinstance(default, bool):
         return ("false", False) if default else ("true", True)
     if isinstance(default, int):

@@ -22,6 +22,7 @@ from tileserver.errors import (
     UnknownProcess,
 )
 from tileserver.graph.nodes import Callback, Node, ParamRef, json_type, node_hash
+from tileserver.graph.remote_process import is_remote_namespace, remote_key
 from tileserver.graph.specs import load_spec
 from tileserver.graph.udp import PREDEFINED_NAMESPACES, USER
 
@@ -160,6 +161,14 @@ class FlatGraphParser:
                 f"{path}: graph has more than the limit of {self.max_nodes} nodes", path=path)
         pid = raw["process_id"]
         namespace = raw.get("namespace")
+        if is_remote_namespace(namespace):
+            key = remote_key(pid, namespace)
+            if key in self._processes:
+                return self._call_udp(pid, raw, path, params, depth, build, key=key)
+            raise UnknownProcess(
+                f"node '{path}': process {pid!r} of the remote namespace "
+                f"{namespace[:300]!r} is not supported (this server does not load remote "
+                "process definitions)", path=path)
         if namespace == USER or (namespace is None and self._lookup(pid) is None):
             if pid in self._processes:
                 return self._call_udp(pid, raw, path, params, depth, build)
@@ -211,25 +220,30 @@ class FlatGraphParser:
         node_hash_value = node_hash(pid, args, V1)
         return Node(pid, args, path, node_hash_value, depth, V1)
 
-    def _call_udp(self, pid: str, raw: dict, path: str, params, depth: int, build) -> Any:
-        """A call of a user-defined process: its graph's nodes, with its parameters bound to
-        the call's arguments (parsed where the call is) or to their defaults."""
-        if pid in self._calling:
-            chain = " -> ".join(self._calling[self._calling.index(pid):] + [pid])
+    def _call_udp(self, pid: str, raw: dict, path: str, params, depth: int, build,
+                  key: str | None = None) -> Any:
+        """A call of a user-defined (or remote, ``key``: its key among the processes)
+        process: its graph's nodes, with its parameters bound to the call's arguments
+        (parsed where the call is) or to their defaults."""
+        key = key or pid
+        what = "user-defined" if key == pid else "remote"
+        if key in self._calling:
+            chain = " -> ".join(k.split("@", 1)[0] for k in
+                                self._calling[self._calling.index(key):] + [key])
             raise ProcessGraphError(
-                f"node '{path}': the user-defined process {pid!r} calls itself ({chain}); "
+                f"node '{path}': the {what} process {pid!r} calls itself ({chain}); "
                 "recursive processes are not supported", path=path)
         if depth + 1 > self.max_depth:
             raise ProcessGraphError(
                 f"node '{path}': user-defined processes nested deeper than the limit of "
                 f"{self.max_depth}", path=path)
-        definition = self._processes[pid]
+        definition = self._processes[key]
         declared = _udp_parameters(pid, definition, path)
         raw_args = raw.get("arguments") or {}
         unknown = sorted(set(raw_args) - {d[0] for d in declared})
         if unknown:
             raise ProcessArgumentUnsupported(
-                f"node '{path}': the user-defined process {pid!r} has no parameter "
+                f"node '{path}': the {what} process {pid!r} has no parameter "
                 f"{unknown[0]!r}; its parameters are "
                 f"{', '.join(d[0] for d in declared) or 'none'}",
                 path=f"{path}.arguments.{unknown[0]}")
@@ -243,13 +257,13 @@ class FlatGraphParser:
                 bound[name] = default
             elif required:
                 raise ProcessArgumentRequired(
-                    f"node '{path}': the user-defined process {pid!r} requires the argument "
+                    f"node '{path}': the {what} process {pid!r} requires the argument "
                     f"{name!r}", path=apath)
             else:
                 bound[name] = None
         saved = self._top_params
         self._top_params = bound
-        self._calling.append(pid)
+        self._calling.append(key)
         try:
             return self._graph(definition.get("process_graph"), f"{path}.{pid}.", None,
                                depth + 1)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from tileserver.engine.plan import Plan
+from tileserver.errors import BillingPlanInvalid
 from tileserver.jobs.store import JobStore, iso, now
 from tileserver.jobs.usecases import Backend, parse_job
 from tileserver.render import cog, formats
@@ -96,6 +97,35 @@ def size_ratio(store: JobStore, fmt: str) -> tuple[float, int]:
     ratios = [r["bytes"] / r["raw_bytes"] for r in store.measurements(BATCH)
               if r["format"] == fmt and r["raw_bytes"] and r["bytes"]][:FIT_SAMPLES]
     return (statistics.median(ratios), len(ratios)) if ratios else (1.0, 0)
+
+
+def billing(settings: Settings) -> dict | None:
+    """The ``billing`` block of the 1.x capabilities when costs are configured
+    (``cost_per_megapixel`` > 0): the currency and the one plan those costs are charged
+    under (``billing_plan``, also the default); ``None`` otherwise (the block is absent)."""
+    if not settings.cost_per_megapixel or settings.cost_per_megapixel <= 0:
+        return None
+    plan = {"name": settings.billing_plan, "paid": True, "description": (
+        f"Pay per use: {settings.cost_per_megapixel:g} {settings.cost_currency} per "
+        "million pixels read. `GET /jobs/{job_id}/estimate` tells the costs of a batch job "
+        "before it runs; `POST /result` answers with its costs in the `OpenEO-Costs` "
+        "header.")}
+    if settings.billing_plan_url:
+        plan["url"] = settings.billing_plan_url
+    return {"currency": settings.cost_currency, "default_plan": settings.billing_plan,
+            "plans": [plan]}
+
+
+def check_plan(settings: Settings, plan: Any) -> None:
+    """The ``plan`` of a processing request must be one of :func:`billing`'s plans (names
+    compared case-insensitively, as openEO asks); without billing it is ignored."""
+    info = billing(settings)
+    if info is None or plan is None:
+        return
+    names = [p["name"] for p in info["plans"]]
+    if not isinstance(plan, str) or plan.lower() not in {n.lower() for n in names}:
+        raise BillingPlanInvalid(f"billing plan {str(plan)[:64]!r} is not offered; the plans "
+                                 f"are {', '.join(names)} (GET / lists them)", locator="plan")
 
 
 def costs(plan: Plan, settings: Settings) -> float | None:

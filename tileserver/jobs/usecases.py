@@ -17,7 +17,7 @@ from tileserver import params
 from tileserver.data.userfiles import eval_context
 from tileserver.engine.evaluator import Engine
 from tileserver.errors import LimitExceeded, TileserverError, UnknownProcess
-from tileserver.graph import udp
+from tileserver.graph import remote_process, udp
 from tileserver.graph.v1 import is_flat_graph
 from tileserver.jobs import lifecycle
 from tileserver.jobs.empty import empty_result
@@ -30,10 +30,15 @@ from tileserver.settings import Settings
 
 
 class HasStore(Protocol):
-    """Anything with the job store (the runtime, the batch runner)."""
+    """Anything with the job store and the settings (the runtime, the batch runner)."""
 
     @property
     def store(self) -> JobStore: ...
+
+    @property
+    def settings(self) -> Settings:
+        """The settings (remote process definitions are fetched under them)."""
+        ...
 
 
 class Batch(Protocol):
@@ -76,13 +81,21 @@ def text_fields(body: dict, keys: tuple[str, ...] = ("title", "description")) ->
 
 
 def user_processes(rt: HasStore, user: str | None, process_graph: Any) -> dict[str, dict]:
-    """The stored processes of ``user`` that a 1.x graph calls (directly or through other
-    stored processes): read on every parse, so that a replaced process takes effect. The
-    one lookup of a graph's user processes (the APIs, the OGC services and batch)."""
-    if user is None or not is_flat_graph(process_graph):
+    """The stored processes of ``user`` and the remote process definitions that a 1.x graph
+    calls (directly or through other definitions): read on every parse, so that a replaced
+    process takes effect (remote ones from a TTL cache,
+    :mod:`tileserver.graph.remote_process`). The one lookup of a graph's processes (the
+    APIs, the OGC services and batch); raises ``ProcessNamespaceInvalid`` for a remote
+    definition that cannot be fetched."""
+    if not is_flat_graph(process_graph):
         return {}
-    return udp.collect(process_graph, lambda ids: rt.store.get_processes(user, ids),
-                       is_predefined)
+    fetcher = remote_process.fetcher(rt.settings)
+
+    def lookup(ids):
+        return rt.store.get_processes(user, ids) if user is not None else {}
+
+    return udp.collect(process_graph, lookup, is_predefined,
+                       fetcher.definition if fetcher is not None else None)
 
 
 def parse(rt: Backend, process_graph: Any, output: Any = None, *, v1: bool = False,
@@ -110,6 +123,9 @@ def check_definition(rt: Backend, user: str | None, process_graph: dict) -> None
         if namespace in udp.PREDEFINED_NAMESPACES and is_predefined(pid):
             continue
         if udp.may_be_user_process(pid, namespace, is_predefined) and pid in stored:
+            continue
+        if remote_process.is_remote_namespace(namespace) and \
+                remote_process.remote_key(pid, namespace) in stored:
             continue
         where = "" if namespace is None else f" in namespace {str(namespace)[:64]!r}"
         raise UnknownProcess(f"process {pid[:64]!r}{where} is not supported (GET /processes "

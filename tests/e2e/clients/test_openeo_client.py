@@ -25,6 +25,7 @@ from rasterio.io import MemoryFile
 from tests.support.core import ndvi, reference_stack, stac_items
 from tests.support.hardening import PASSWORDS, users_file
 from tests.support.load import serve
+from tests.support.process_server import ProcessServer
 from tileserver.datacube.view import View
 from tileserver.settings import load_settings
 from tileserver.web.auth import users_path
@@ -42,7 +43,9 @@ def server(tmp_path_factory, small_catalog):
     home = tmp_path_factory.mktemp("client") / "home"
     home.mkdir()
     shutil.copyfile(users_file(tmp_path_factory), users_path(load_settings(home=str(home))))
-    with serve(home, small_catalog, 256 * 1024 * 1024, threads=4) as (base, _pids):
+    # remote process definitions from the tests' own loopback server are allowed
+    with serve(home, small_catalog, 256 * 1024 * 1024, threads=4,
+               TILESERVER_REMOTE_PROCESS_ALLOW="127.0.0.1") as (base, _pids):
         yield base
 
 
@@ -744,6 +747,53 @@ def test_single_user_mode_needs_no_authentication(tmp_path, small_catalog):
         job = load(con).ndvi().reduce_dimension(dimension="t", reducer="min").create_job()
         assert job.status() == "created"
         assert [j["id"] for j in con.list_jobs()] == [job.job_id]
+
+
+def test_remote_process_definition(con, small_catalog, tmp_path):
+    """openEO 1.3 Remote Process Definition: ``datacube_from_process(..., namespace=url)``
+    with the definition on an HTTP server of its own, fetched by the server; a refused URL
+    is a 400 the client raises."""
+    conforms = con.get("/").json()["conformsTo"]
+    assert "https://api.openeo.org/extensions/remote-process-definition/0.1.0" in conforms
+    factor = Parameter.number("factor", description="scale", default=1)
+    data = Parameter.datacube("data", description="a cube with B04 and B08")
+    definition = {"id": "remote_ndvi", "parameters": [data.to_dict(), factor.to_dict()],
+                  "process_graph": {
+                      "n": {"process_id": "ndvi", "arguments": {
+                          "data": {"from_parameter": "data"}, "red": "B04", "nir": "B08"}},
+                      "m": {"process_id": "apply", "arguments": {
+                          "data": {"from_node": "n"}, "process": {"process_graph": {"x": {
+                              "process_id": "multiply", "arguments": {
+                                  "x": {"from_parameter": "x"},
+                                  "y": {"from_parameter": "factor"}}, "result": True}}}},
+                            "result": True}}}
+    processes = ProcessServer()
+    try:
+        url = processes.json("/remote_ndvi.json", definition)
+        cube = con.datacube_from_process("remote_ndvi", namespace=url, data=load(con),
+                                         factor=10)
+        path = tmp_path / "remote.tif"
+        cube.reduce_dimension(dimension="t", reducer="max").download(path, format="GTiff")
+        result, stack = reference(small_catalog, path)
+        expected = 10 * reduce_t(ndvi(stack[:, 0], stack[:, 1]), np.nanmax)
+        assert_same(result[0], expected)
+        # a batch job: its runner fetches the definition too
+        job = cube.reduce_dimension(dimension="t", reducer="max").create_job(out_format="GTiff")
+        job.start_and_wait(max_poll_interval=1, connection_retry_interval=1,
+                           print=lambda *a: None)
+        (tif,) = [p for p in job.get_results().download_files(tmp_path / job.job_id)
+                  if p.suffix == ".tif"]
+        assert_same(reference(small_catalog, tif)[0][0], expected)
+        job.delete()
+        for bad in ("http://169.254.169.254/latest/meta-data/remote_ndvi",
+                    "file:///etc/passwd", processes.url + "/missing.json"):
+            with pytest.raises(OpenEoApiError) as err:
+                con.datacube_from_process("remote_ndvi", namespace=bad, data=load(con)
+                                          ).download(tmp_path / "bad.tif", format="GTiff")
+            assert err.value.http_status_code == 400
+            assert err.value.code == "ProcessNamespaceInvalid", err.value.message
+    finally:
+        processes.close()
 
 
 # -- openEO 1.2 at its base, beside 1.3 ------------------------------------------------

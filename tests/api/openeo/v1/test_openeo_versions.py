@@ -50,10 +50,11 @@ def test_the_rows_are_1_2_and_1_3(small_app):
         ("1.2.0", "/openeo/1.2", True), ("1.3.0", "/openeo/1.3", True)]
     rules = {r.rule for r in small_app.url_map.iter_rules() if r.rule.startswith("/openeo/")}
     assert rules and all(r.startswith(("/openeo/1.2/", "/openeo/1.3/")) for r in rules)
-    # the same routes in both, but the Processing Parameters extension of 1.3
+    # the same routes in both, but the Processing Parameters and Workspaces extensions of 1.3
     old = {r.removeprefix("/openeo/1.2") for r in rules if r.startswith("/openeo/1.2/")}
     new = {r.removeprefix("/openeo/1.3") for r in rules if r.startswith("/openeo/1.3/")}
-    assert new - old == {"/processing_parameters"} and old <= new
+    assert new - old == {"/processing_parameters", "/workspace_providers", "/workspaces",
+                         "/workspaces/<workspace_id>"} and old <= new
 
 
 def test_another_row_is_another_version(app14):

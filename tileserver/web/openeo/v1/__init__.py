@@ -16,7 +16,15 @@ from typing import Any, NamedTuple
 
 from flask import Blueprint, Flask
 
-from tileserver.web.openeo.v1 import capabilities, catalog, files, processing, services, udp
+from tileserver.web.openeo.v1 import (
+    capabilities,
+    catalog,
+    files,
+    processing,
+    services,
+    udp,
+    workspaces,
+)
 from tileserver.web.openeo.v1.versions import EVERY, SERVED, V1_3, VERSIONS, ApiVersion, Gate
 
 wellknown = Blueprint("openeo_wellknown", __name__)
@@ -80,6 +88,9 @@ ROUTES: list[Route] = [Route(*row) for row in [
     ("/files/<path:path>", PUT, files.put_file, False),
     ("/files/<path:path>", DELETE, files.delete_file, False),
     ("/processing_parameters", GET, capabilities.processing_parameters, True, Gate(since=V1_3)),
+    ("/workspace_providers", GET, workspaces.providers, True, Gate(since=V1_3)),
+    ("/workspaces", GET, workspaces.list_workspaces, False, Gate(since=V1_3)),
+    ("/workspaces/<workspace_id>", GET, workspaces.get_workspace, False, Gate(since=V1_3)),
 ]]
 
 

@@ -7,12 +7,18 @@ from urllib.parse import quote
 from flask import Flask, current_app, jsonify
 
 from tileserver import __version__
+from tileserver.jobs import estimates
 from tileserver.jobs.services import OPENEO_V1_SERVICES
 from tileserver.render import formats
 from tileserver.web.auth import Authenticator, basic_login, issue_jwt
 from tileserver.web.common import current_user, external_url, runtime
 from tileserver.web.openeo.v002.udf import runtimes_v1
-from tileserver.web.openeo.v1.versions import V1_3, current, served
+from tileserver.web.openeo.v1.versions import (
+    REMOTE_PROCESS_DEFINITION,
+    V1_3,
+    current,
+    served,
+)
 
 SERVICE_CONFIGURATION = {
     "colormap": {"type": "string", "default": "viridis",
@@ -57,7 +63,8 @@ def _web_editor_link() -> dict:
 
 def index():
     """The capabilities of the request's 1.x version (1.3 adds the ``web-editor`` link;
-    ``type`` and ``conformsTo``, required from 1.3 on, are there in every version)."""
+    ``type`` and ``conformsTo``, required from 1.3 on, are there in every version;
+    ``billing`` when costs are configured, :func:`tileserver.jobs.estimates.billing`)."""
     links = [
         {"rel": "self", "href": external_url(".index"), "type": "application/json"},
         {"rel": "version-history", "href": external_url("openeo_wellknown.well_known"),
@@ -69,7 +76,9 @@ def index():
     ]
     if current().at_least(V1_3):
         links.append(_web_editor_link())
+    billing = estimates.billing(runtime().settings)
     return jsonify({
+        **({"billing": billing} if billing else {}),
         "api_version": current().number,
         "backend_version": __version__,
         "stac_version": "1.0.0",
@@ -79,15 +88,25 @@ def index():
         "description": "openEO process graphs over STAC imagery, served lazily as WMTS/XYZ/WCS, "
                        "synchronously and as batch jobs.",
         "production": True,
-        "conformsTo": current().conformance,
+        "conformsTo": conformance_classes(),
         "endpoints": endpoints(),
         "links": links,
     })
 
 
+def conformance_classes() -> list[str]:
+    """The conformance classes of the request's version, with the extensions this server's
+    settings turn on (1.3: Remote Process Definition unless ``remote_processes`` is off)."""
+    version = current()
+    classes = list(version.conformance)
+    if version.at_least(V1_3) and runtime().settings.remote_processes:
+        classes.append(REMOTE_PROCESS_DEFINITION)
+    return classes
+
+
 def conformance():
     """The conformance classes."""
-    return jsonify({"conformsTo": current().conformance})
+    return jsonify({"conformsTo": conformance_classes()})
 
 
 def _parameter_schema(value) -> dict:

@@ -29,7 +29,9 @@ from tileserver.web.openeo.v1.versions import V1_3, current
 
 
 def parse_process(body: dict):
-    """``(graph, output)`` of a request's process; the output comes from ``save_result``."""
+    """``(graph, output)`` of a request's process; the output comes from ``save_result``.
+    Its ``plan``, when billing is configured, must be one of the plans of ``GET /``."""
+    estimates.check_plan(runtime().settings, body.get("plan"))
     return jobs.parse(runtime(), process_graph(body), v1=True, user=current_user())
 
 
@@ -43,6 +45,7 @@ def result():
     client's ``on_response_headers`` show) and the 1.x ``Link: <...>; rel="monitor"`` to
     its log (what the JavaScript client reads into ``logs``, shown by the Web Editor)."""
     body = json_body()
+    estimates.check_plan(runtime().settings, body.get("plan"))
     done, value = jobs.compute_value(runtime(), process_graph(body), current_user())
     if done:  # array processes only (the openEO process tests): their value as JSON
         resp = jsonify(value)

@@ -29,6 +29,9 @@ from flask import current_app, request
 STAC_CONFORMANCE = "https://api.stacspec.org/v1.0.0/collections"
 #: The conformance class of the openEO Processing Parameters extension (served from 1.3 on).
 PROCESSING_PARAMETERS = "https://api.openeo.org/extensions/processing-parameters/0.1.0"
+#: The conformance class of the openEO Remote Process Definition extension (1.3 on, when the
+#: ``remote_processes`` setting is on: :func:`tileserver.web.openeo.v1.capabilities.conformance`).
+REMOTE_PROCESS_DEFINITION = "https://api.openeo.org/extensions/remote-process-definition/0.1.0"
 #: The first version with the 1.3 additions (compare with ``current().at_least(V1_3)``).
 V1_3 = "1.3.0"
 
