@@ -81,16 +81,21 @@ class PixelGrid:
         left, bottom, right, top = self.bounds
         return round((top - bottom) / self.yres), round((right - left) / self.xres)
 
-    def snap(self, bounds: Bounds) -> tuple[Bounds, int, int]:
-        """``bounds`` grown outwards to the lattice's lines: ``(bounds, width, height)``."""
+    def window(self, bounds: Bounds) -> tuple[int, int, int, int]:
+        """``(col, row, width, height)`` of the lattice's pixels (from its origin) that
+        ``bounds`` touches: the box grown outwards to the lattice's lines."""
         left, bottom, right, top = bounds
         c0 = _floor((left - self.x0) / self.xres)
         c1 = _ceil((right - self.x0) / self.xres)
         r0 = _floor((self.y0 - top) / self.yres)
         r1 = _ceil((self.y0 - bottom) / self.yres)
-        c1, r1 = max(c1, c0 + 1), max(r1, r0 + 1)
-        return ((self.x0 + c0 * self.xres, self.y0 - r1 * self.yres,
-                 self.x0 + c1 * self.xres, self.y0 - r0 * self.yres), c1 - c0, r1 - r0)
+        return c0, r0, max(1, c1 - c0), max(1, r1 - r0)
+
+    def snap(self, bounds: Bounds) -> Bounds:
+        """``bounds`` grown outwards to the lattice's lines."""
+        col, row, width, height = self.window(bounds)
+        return (self.x0 + col * self.xres, self.y0 - (row + height) * self.yres,
+                self.x0 + (col + width) * self.xres, self.y0 - row * self.yres)
 
     def holds(self, grid: FileGrid) -> bool:
         """Whether a file's pixels are pixels of this lattice."""
@@ -209,5 +214,5 @@ def native_grid(product: Product, bands: tuple[str, ...],
     t = ref.transform
     grid = PixelGrid(crs, t.a, -t.e, t.c, t.f, (0.0, 0.0, 0.0, 0.0),
                      blocks.pop() if len(blocks) == 1 else None)
-    bounds, _, _ = grid.snap(tuple(union))  # type: ignore[arg-type]
+    bounds = grid.snap(tuple(union))  # type: ignore[arg-type]
     return PixelGrid(crs, grid.xres, grid.yres, grid.x0, grid.y0, bounds, grid.block)

@@ -285,11 +285,9 @@ class Engine:
         crs = product.crs
         return transform_bounds(WGS84, crs, *product.bbox, densify_pts=21), crs
 
-    def native_grid(self, graph: Graph) -> PixelGrid | None:
-        """The pixel lattice of the files a graph's result is on (:mod:`tileserver.data.grid`):
-        the files' own CRS, resolution and alignment, over the union of the items in the
-        graph's dates. None when the result is not on it (a ``resample_spatial`` to another
-        CRS or resolution) or the files give none."""
+    def _data_grid(self, graph: Graph) -> PixelGrid | None:
+        """The lattice of the files of the product a graph's result is on, in the CRS of
+        the result (None: another CRS, or none)."""
         meta = graph.meta
         product = meta.product
         bands = meta.product_bands
@@ -302,9 +300,17 @@ class Engine:
                 self._grids[key] = grid
         if grid is None or (meta.native_crs is not None and meta.native_crs != grid.crs):
             return None
-        if meta.native_res and not (math.isclose(meta.native_res, grid.xres, rel_tol=1e-9)
-                                    and math.isclose(meta.native_res, grid.yres,
-                                                     rel_tol=1e-9)):
+        return grid
+
+    def native_grid(self, graph: Graph) -> PixelGrid | None:
+        """The pixel lattice of the files a graph's result is on (:mod:`tileserver.data.grid`):
+        the files' own CRS, resolution and alignment, over the union of the items in the
+        graph's dates. None when the result is not on it (a ``resample_spatial`` to another
+        CRS or resolution) or the files give none."""
+        grid = self._data_grid(graph)
+        res = graph.meta.native_res
+        if grid is None or (res and not (math.isclose(res, grid.xres, rel_tol=1e-9)
+                                         and math.isclose(res, grid.yres, rel_tol=1e-9))):
             return None
         return grid
 
@@ -312,24 +318,32 @@ class Engine:
         """The grid of a graph's result at its full resolution.
 
         Without a bbox: the data's own grid (:meth:`native_grid`: the files' extent, CRS,
-        pixel size and alignment, read from the items' ``proj:`` fields or headers). With
-        a 1.x bbox whose result stays in the data's CRS and resolution: the bbox (in its
-        ``srs``, transformed to the data's CRS) snapped outwards to the files' pixels. So
-        a view of the data is a window of its files, read and never warped. Otherwise
-        (a 0.0.2 bbox, whose answers are frozen; a result in another CRS or resolution):
-        the bbox in its ``srs`` at the finest resolution of the bands used."""
+        pixel size and alignment, read from the items' ``proj:`` fields or headers; at a
+        ``resample_spatial`` resolution, the same extent from the same corner). With a 1.x
+        bbox whose result stays in the data's CRS and resolution: the bbox (in its ``srs``,
+        transformed to the data's CRS) snapped outwards to the files' pixels. So a view of
+        the data is a window of its files, read and never warped. Otherwise (a 0.0.2 bbox,
+        whose answers are frozen; a result in another CRS or resolution): the bbox in its
+        ``srs`` at the finest resolution of the bands used."""
         meta = graph.meta
         if meta.bbox is None or graph.dialect == V1:
             grid = self.native_grid(graph)
             if grid is not None:
-                if meta.bbox is None or meta.srs is None:
-                    height, width = grid.shape
-                    return View(grid.crs, grid.bounds, width, height)
-                bounds = meta.bbox
-                if meta.srs != grid.crs:
-                    bounds = transform_bounds(meta.srs, grid.crs, *bounds, densify_pts=21)
-                snapped, width, height = grid.snap(bounds)
-                return View(grid.crs, snapped, width, height)
+                bounds = grid.bounds
+                if meta.bbox is not None and meta.srs is not None:
+                    bounds = meta.bbox if meta.srs == grid.crs else transform_bounds(
+                        meta.srs, grid.crs, *meta.bbox, densify_pts=21)
+                col, row, width, height = grid.window(bounds)
+                return View.of_grid(grid.crs, grid.x0 + col * grid.xres,
+                                    grid.y0 - row * grid.yres, grid.xres, grid.yres,
+                                    width, height)
+            grid = self._data_grid(graph)
+            if grid is not None and meta.bbox is None and meta.native_res:
+                res = meta.native_res
+                left, bottom, right, top = grid.bounds
+                width = max(1, math.ceil((right - left) / res - 1e-6))
+                height = max(1, math.ceil((top - bottom) / res - 1e-6))
+                return View.of_grid(grid.crs, left, top, res, res, width, height)
         return self._reprojected_view(graph)
 
     def _reprojected_view(self, graph: Graph) -> View:
