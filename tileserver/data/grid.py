@@ -27,10 +27,15 @@ from tileserver.data.reader import GDAL_ERRORS
 from tileserver.data.remote import BrokenSource, gdal_path
 
 log = logging.getLogger(__name__)
+WGS84 = CRS.from_epsg(4326)
 
 #: A coordinate within this fraction of a pixel of a grid line is on it (float noise of
 #: bounds given in metres, of ``proj:transform`` written as decimals).
 SNAP_TOLERANCE = 1e-6
+
+#: Files whose grid the catalog does not give that a native grid reads the header of; the
+#: other such items count by their footprints (a STAC API's collection of many items).
+MAX_HEADERS = 32
 
 Bounds = tuple[float, float, float, float]
 
@@ -146,10 +151,12 @@ def header_grid(href: str) -> FileGrid:
     return _header_grid(href, signature)
 
 
-def file_grid(item: Item, band: str, res: float | None = None) -> FileGrid | None:
+def file_grid(item: Item, band: str, res: float | None = None,
+              header: bool = True) -> FileGrid | None:
     """The grid of ``item``'s file of ``band``: the asset's ``proj:`` fields, the item's
     when their pixel size is the band's ``res`` (an item's fields describe its finest
-    assets), else the file's header. None when the item has no such file."""
+    assets), else the file's header (``header``: else None). None when the item has no
+    such file."""
     href = item.assets.get(band)
     if href is None:
         return None
@@ -162,7 +169,7 @@ def file_grid(item: Item, band: str, res: float | None = None) -> FileGrid | Non
     if proj is not None:
         height, width = proj[6]
         return FileGrid(item.crs, Affine(*proj[:6]), width, height)
-    return header_grid(href)
+    return header_grid(href) if header else None
 
 
 def native_grid(product: Product, bands: tuple[str, ...],
@@ -178,15 +185,23 @@ def native_grid(product: Product, bands: tuple[str, ...],
     crs = product.crs
     grids: list[FileGrid] = []
     hrefs: list[str] = []
+    footprints: list[Bounds] = []  # WGS84, of items whose grid is not read
+    headers = 0
     for item in items:
+        if band not in item.assets:
+            continue
         try:
-            grid = file_grid(item, band, res)
+            grid = file_grid(item, band, res, header=headers < MAX_HEADERS)
+            if grid is None:
+                footprints.append(item.bbox)
+                continue
         except (BrokenSource, *GDAL_ERRORS, OSError) as exc:
             log.warning("product %s, item %s: no grid (%s)", product.id, item.id, exc)
             continue
-        if grid is not None:
-            grids.append(grid)
-            hrefs.append(item.assets[band])
+        finally:
+            headers += band not in item.grids and "" not in item.grids
+        grids.append(grid)
+        hrefs.append(item.assets[band])
     own = [g for g in grids if g.crs == crs and g.north_up]
     if not own:
         return None
@@ -201,11 +216,11 @@ def native_grid(product: Product, bands: tuple[str, ...],
             pass
     xs0, ys0, xs1, ys1 = zip(*(g.bounds for g in lattice), strict=True)
     union = [min(xs0), min(ys0), max(xs1), max(ys1)]
-    for g in grids:  # the other files: their extent, in the product's CRS
-        if g in lattice:
-            continue
+    others = [(g.crs, g.bounds) for g in grids if g not in lattice]
+    others += [(WGS84, b) for b in footprints]
+    for other_crs, other in others:  # the other files: their extent, in the product's CRS
         try:
-            b = g.bounds if g.crs == crs else transform_bounds(g.crs, crs, *g.bounds,
+            b = other if other_crs == crs else transform_bounds(other_crs, crs, *other,
                                                                densify_pts=21)
         except Exception:  # noqa: BLE001 - a file outside the CRS's area of use
             continue
