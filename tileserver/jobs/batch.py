@@ -81,13 +81,12 @@ SCRATCH_VERSION = 3
 
 def aligned_side(side: int, file_block: int | None) -> int:
     """A block side at most ``side`` that is a multiple of the files' internal block side
-    (or a divisor of it, for blocks smaller than the files'), so that a block of a view on
-    the files' grid starting on one of their block corners reads whole file blocks."""
-    if not file_block or side % file_block == 0 or file_block % side == 0:
+    when ``side`` is at least one file block, so that the blocks of a view on the files'
+    grid starting on one of their block corners read whole file blocks (a smaller side,
+    set on purpose, is kept)."""
+    if not file_block or side <= file_block:
         return side
-    if side > file_block:
-        return side // file_block * file_block
-    return max(d for d in range(1, side + 1) if file_block % d == 0)
+    return side // file_block * file_block
 
 
 def on_grid(view, grid, block: int) -> str:

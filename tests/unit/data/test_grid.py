@@ -171,7 +171,7 @@ def test_the_native_grid_knows_the_files_block_side(engine):
 
 @pytest.mark.parametrize("side, block, expected", [
     (1024, 512, 1024), (1024, None, 1024), (1000, 512, 512), (256, 512, 256),
-    (300, 512, 256), (1536, 512, 1536), (100, 64, 64),
+    (300, 512, 300), (1536, 512, 1536), (100, 64, 64), (96, 128, 96),
 ])
 def test_batch_block_sides_align_with_the_files_blocks(side, block, expected):
     assert aligned_side(side, block) == expected
