@@ -291,7 +291,8 @@ class Engine:
         meta = graph.meta
         product = meta.product
         bands = meta.product_bands
-        key = (id(product), product.id, bands, meta.time_range)
+        # the product itself (held at most a minute): a filtered one has its own items
+        key = (product, bands, meta.time_range)
         with self._grids_lock:
             grid = self._grids.get(key, False)
         if grid is False:
