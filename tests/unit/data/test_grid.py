@@ -175,3 +175,22 @@ def test_the_native_grid_knows_the_files_block_side(engine):
 ])
 def test_batch_block_sides_align_with_the_files_blocks(side, block, expected):
     assert aligned_side(side, block) == expected
+
+
+def test_headers_read_for_a_native_grid_are_bounded(engine, monkeypatch):
+    """Items the catalog gives no grid of: at most MAX_HEADERS headers are read, the other
+    items count by their footprints (a STAC API's collection of many items)."""
+    from tileserver.data import grid as grids
+
+    read = []
+    real = grids._header_grid.__wrapped__
+    monkeypatch.setattr(grids, "MAX_HEADERS", 1)
+    monkeypatch.setattr(grids, "_header_grid",
+                        lambda href, signature: read.append(href) or real(href, signature))
+    grid = engine.native_grid(engine.parse(ndvi_graph("LAEA")))
+    assert len(set(read)) == 1
+    _, transform, (height, width) = source_grid("LAEA")
+    assert (grid.x0, grid.y0, grid.xres, grid.yres) == (transform.c, transform.f, 20.0, 20.0)
+    left, bottom, right, top = grid.bounds  # the footprints (WGS84 boxes) hold the files
+    assert left <= transform.c and top >= transform.f
+    assert right >= transform.c + 20 * width and bottom <= transform.f - 20 * height
