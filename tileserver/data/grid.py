@@ -102,10 +102,6 @@ class PixelGrid:
         return (self.x0 + col * self.xres, self.y0 - (row + height) * self.yres,
                 self.x0 + (col + width) * self.xres, self.y0 - row * self.yres)
 
-    def holds(self, grid: FileGrid) -> bool:
-        """Whether a file's pixels are pixels of this lattice."""
-        return grid.crs == self.crs and grid.north_up and _key(grid) == _key_of(self)
-
 
 def _floor(v: float) -> int:
     r = round(v)
@@ -126,11 +122,6 @@ def _phase(origin: float, res: float) -> float:
 def _key(grid: FileGrid) -> tuple:
     t = grid.transform
     return (round(t.a, 9), round(-t.e, 9), _phase(t.c, t.a), _phase(t.f, -t.e))
-
-
-def _key_of(grid: PixelGrid) -> tuple:
-    return (round(grid.xres, 9), round(grid.yres, 9), _phase(grid.x0, grid.xres),
-            _phase(grid.y0, grid.yres))
 
 
 @lru_cache(maxsize=4096)
