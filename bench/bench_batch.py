@@ -1,8 +1,13 @@
-"""Batch ``min_time(NDVI)`` against a plain script (issues 5 and 12). Prints a table; no asserts.
+"""Batch ``min_time(NDVI)`` against a plain script (issues 5, 12, 23). Prints a table; no asserts.
 
     .venv/bin/python bench/bench_batch.py [--size 8192] [--dates 4] [--block 2048]
                                           [--data-dir DIR] [--workers 2] [--no-plain]
-                                          [--repeat 3]
+                                          [--repeat 3] [--bbox]
+
+The measured job is the 1.x graph over the whole collection (``load_collection`` with no
+spatial extent, ``ndvi``, ``min`` over time, GTiff): its native grid is the files' own
+(issue 23); the table gives its grid (transform, shape) beside the source's. ``--bbox``
+measures the 0.0.2 job with a bbox exactly on the files' grid instead.
 
 1. Writes (once, cached in ``--data-dir``, default ``$XDG_CACHE_HOME/tileserver-bench``)
    a STAC catalog with one product ``BIG``: ``--dates`` acquisitions of a
@@ -13,7 +18,7 @@
    driver (DEFLATE, ``NUM_THREADS=ALL_CPUS``). Wall time and peak RSS (``ru_maxrss``).
 3. For each worker count, starts ``tileserver serve`` (gunicorn, 1 web worker) with an
    embedded LocalCluster of that many worker processes (1 thread each), warms it up on a
-   small job, then creates the job ``min_time(NDVI(BIG, B04, B08))`` over the whole scene
+   small job, then creates the job (min over time of the NDVI of BIG) over the whole scene
    through the HTTP API, queues it and polls ``GET /jobs/{id}`` every 0.2 s until it is
    finished. Wall time is from the queue request to ``finished`` (the COG included).
    Peak RSS (``VmHWM``) of the gunicorn worker that drives the job (it also runs the Dask
@@ -222,11 +227,56 @@ def wait_finished(api: requests.Session, url: str, job_id: str, timeout: float =
 
 
 def graph(bbox: dict | None = None) -> dict:
+    """The 0.0.2 job over a bbox (the warm-up, and ``--bbox``)."""
     node: dict = {"product_id": "BIG"}
     if bbox:
         node = {"process_id": "filter_bbox", "args": {"imagery": node, **bbox}}
     return {"process_id": "min_time", "args": {"imagery": {
         "process_id": "NDVI", "args": {"imagery": node, "red": "B04", "nir": "B08"}}}}
+
+
+def whole_graph() -> dict:
+    """The 1.x job over the whole collection: no bbox, the most natural graph."""
+    return {
+        "load": {"process_id": "load_collection", "arguments": {
+            "id": "BIG", "spatial_extent": None, "temporal_extent": None,
+            "bands": ["B04", "B08"]}},
+        "ndvi": {"process_id": "ndvi", "arguments": {"data": {"from_node": "load"}}},
+        "min": {"process_id": "reduce_dimension", "arguments": {
+            "data": {"from_node": "ndvi"}, "dimension": "t", "reducer": {"process_graph": {
+                "r": {"process_id": "min", "arguments": {"data": {"from_parameter": "data"}},
+                      "result": True}}}}},
+        "save": {"process_id": "save_result", "arguments": {
+            "data": {"from_node": "min"}, "format": "GTiff"}, "result": True},
+    }
+
+
+def create(api: requests.Session, url: str, whole: bool, size: int) -> str:
+    """Create the measured job: the whole collection (1.x, no bbox) or the 0.0.2 bbox on
+    the files' grid (``--bbox``); returns its id."""
+    if whole:
+        resp = api.post(f"{url}/openeo/1.2/jobs", json={"process": {
+            "process_graph": whole_graph()}})
+        resp.raise_for_status()
+        return resp.headers["OpenEO-Identifier"]
+    return api.post(f"{url}/jobs", json={"process_graph": graph(bbox(size))}).json()["job_id"]
+
+
+def result_file(home: Path, job_id: str) -> Path:
+    """The job's GeoTIFF in the server's results directory."""
+    found = sorted((home / "results" / job_id).rglob("*.tif")) or sorted(
+        home.rglob(f"*{job_id}*/*.tif"))
+    if not found:
+        raise FileNotFoundError(f"no result file of job {job_id} under {home}")
+    return found[0]
+
+
+def grid_of(path: Path) -> tuple[tuple[float, ...], tuple[int, int]]:
+    """``(transform coefficients, (height, width))`` of a file."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        return tuple(src.transform)[:6], (src.height, src.width)
 
 
 def catalog_size(catalog: Path) -> int:
@@ -243,7 +293,8 @@ def bbox(size: int) -> dict:
             "bottom": ORIGIN[1] - size * RES, "srs": "EPSG:32632"}
 
 
-def run_batch(catalog: Path, workers: int, block: int | None, home: Path) -> dict:
+def run_batch(catalog: Path, workers: int, block: int | None, home: Path,
+              whole: bool = True) -> dict:
     """Serve, warm up, run the big job; returns timings, peak RSS and the result path."""
     config = home / "bench.yaml"
     home.mkdir(parents=True, exist_ok=True)
@@ -261,8 +312,7 @@ def run_batch(catalog: Path, workers: int, block: int | None, home: Path) -> dic
         api.patch(f"{url}/jobs/{warm['job_id']}/queue")
         wait_finished(api, url, warm["job_id"])
         size = int(catalog_size(catalog))
-        job_id = api.post(f"{url}/jobs", json={"process_graph": graph(bbox(size))}).json()[
-            "job_id"]
+        job_id = create(api, url, whole, size)
         roles = process_roles(psutil.Process(server.proc.pid))
         cpu0 = [cpu_seconds(roles["web"]), cpu_seconds(roles["dask"])]
         busy0 = busy_seconds()
@@ -281,12 +331,15 @@ def run_batch(catalog: Path, workers: int, block: int | None, home: Path) -> dic
             "others": others(busy, sum(cpu), wall),
             "web_rss": max(peak_rss(p) for p in roles["web"]),
             "dask_rss": [peak_rss(p) for p in roles["dask"]],
-            "result": home / "results" / job_id / "result.tif",
+            "result": result_file(home, job_id),
+            "others_cores": max(0.0, busy - sum(cpu)) / wall,
             # the longest time the progress stood still, and at which value
             "stall": max((b - a, p) for a, b, p in zip(
                 [0.0, *times], [*times, wall], [0.0, *(p for _, p in changes)], strict=True)),
             "phases": [e["message"] for e in logs if "(" in e["message"] and " s)" in
                        e["message"]],
+            "layout": next((e["message"] for e in logs if e["message"].startswith(
+                "running on")), ""),
         }
 
 
@@ -298,6 +351,9 @@ def main() -> None:
                         help="batch_block_size (default: the server's)")
     parser.add_argument("--workers", default="2")
     parser.add_argument("--no-plain", action="store_true")
+    parser.add_argument("--bbox", action="store_true",
+                        help="measure the 0.0.2 job with a bbox on the files' grid instead of "
+                             "the 1.x job over the whole collection (no bbox)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of everything (medians)")
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     parser.add_argument("--data-dir", type=Path, default=None,
@@ -314,6 +370,11 @@ def main() -> None:
     counts = [int(w) for w in args.workers.split(",")]
     walls: dict[str, list[float]] = {}
     peaks: dict[str, list[str]] = {}
+    busy_others: dict[str, list[float]] = {}
+    grids: dict[str, tuple] = {}
+    src_grid = grid_of(catalog.parent / "BIG" / "big_0" / "B04.tif")
+    job_kind = "0.0.2 job, bbox on the files' grid" if args.bbox else \
+        "1.x job, whole collection (no bbox)"
     for i in range(args.repeat):
         with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
             plain = None
@@ -324,15 +385,20 @@ def main() -> None:
                 busy = busy_seconds() - busy
                 plain = out
                 walls.setdefault("plain", []).append(wall)
+                busy_others.setdefault("plain", []).append(max(0.0, busy - cpu) / wall)
                 peaks.setdefault("plain", []).append(f"{rss / mib:.0f}")
                 print(f"  [{i + 1}] plain: {wall:.1f} s ({computed:.1f} s to compute, "
                       f"{wall - computed:.1f} s to write the COG), CPU {cpu:.1f} s, "
                       f"peak RSS {rss / mib:.0f} MiB; {others(busy, cpu, wall)}",
                       flush=True)
             for n in counts:
-                res = run_batch(catalog, n, args.block, Path(tmp) / f"home{n}")
+                res = run_batch(catalog, n, args.block, Path(tmp) / f"home{n}",
+                                whole=not args.bbox)
                 workers = "/".join(f"{r / mib:.0f}" for r in res["dask_rss"])
                 walls.setdefault(f"batch{n}", []).append(res["wall"])
+                busy_others.setdefault(f"batch{n}", []).append(res["others_cores"])
+                grids[f"batch{n}"] = grid_of(res["result"])
+                print(f"  [{i + 1}] {res['layout']}", flush=True)
                 peaks.setdefault(f"batch{n}", []).append(
                     f"{res['web_rss'] / mib:.0f} | {workers}")
                 print(f"  [{i + 1}] batch with {n} worker(s), {res['blocks']} blocks: "
@@ -345,13 +411,20 @@ def main() -> None:
                       f"{res['others']}", flush=True)
                 if plain is not None:
                     compare(plain, res["result"])
-    print(f"\n{'run':34} {'median wall s':>14}  {'runs':24} peak RSS MiB (server | workers)")
+    print(f"\nmeasured: {job_kind}, {args.size}x{args.size} px x {args.dates} dates")
+    print(f"\n{'run':34} {'median wall s':>14}  {'runs':24} {'others cores':>12}  "
+          "peak RSS MiB (server | workers)")
     for key, values in walls.items():
         name = "plain rasterio+numpy, 1 process" if key == "plain" else (
             f"batch, {key[5:]} worker(s)")
         runs = ", ".join(f"{v:.1f}" for v in values)
         print(f"{name:34} {statistics.median(values):14.1f}  {runs:24} "
-              f"{'; '.join(peaks[key])}")
+              f"{statistics.median(busy_others[key]):12.1f}  {'; '.join(peaks[key])}")
+    print(f"\nsource grid: transform {src_grid[0]}, shape {src_grid[1]}")
+    for key, (transform, shape) in grids.items():
+        same = "the source's" if (transform, shape) == src_grid else "DIFFERS"
+        print(f"job grid ({key[5:]} worker(s)): transform {transform}, shape {shape} "
+              f"({same})")
     if "plain" in walls:
         base = statistics.median(walls["plain"])
         for n in counts:

@@ -28,6 +28,7 @@ from tileserver.data.model import (
     is_band_asset,
     item_datetime,
     item_epsg,
+    item_grids,
     make_band,
     summary_bands,
 )
@@ -38,7 +39,7 @@ __all__ = [
     "COMMON_NAMES", "S2_WAVELENGTHS_NM", "ApiOptions", "Band", "Catalog", "CatalogError",
     "FilteredProduct", "Item", "Product", "StaticProduct", "as_utc", "band_fields",
     "band_order", "common_name_for", "filter_items", "is_api_root", "is_band_asset",
-    "item_datetime", "item_epsg", "make_band", "summary_bands",
+    "item_datetime", "item_epsg", "item_grids", "make_band", "summary_bands",
 ]
 
 
@@ -55,19 +56,21 @@ def _load_collection(collection: pystac.Collection) -> StaticProduct:
             when = start
         else:
             when = stac_item.datetime
-        assets = {}
+        assets, asset_fields = {}, {}
         for key, asset in stac_item.assets.items():
             fields = {**asset.extra_fields, "roles": asset.roles, "type": asset.media_type}
             if not is_band_asset(fields):
                 continue
             href = asset.get_absolute_href() or asset.href
             assets[key] = href
+            asset_fields[key] = fields
             if key not in bands:
                 bands[key] = make_band(key, fields, summaries, href)
         geom = shape(stac_item.geometry) if stac_item.geometry else box(*stac_item.bbox)
         items.append(Item(stac_item.id, as_utc(when), geom, assets,
                           item_epsg(stac_item.properties),
-                          properties=dict(stac_item.properties)))
+                          properties=dict(stac_item.properties),
+                          grids=item_grids(stac_item.properties, asset_fields)))
     if not items:
         raise CatalogError(f"collection {collection.id} has no items")
     items.sort(key=lambda i: (i.datetime, i.id))

@@ -95,6 +95,11 @@ class Item:
     _crs: CRS | None = field(default=None, repr=False)
     #: the item's STAC properties (``eo:cloud_cover``…), for ``load_collection``'s filters
     properties: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: the files' pixel grids the catalog gives (STAC ``proj:transform`` and ``proj:shape``):
+    #: band id -> ``(transform coefficients a, b, c, d, e, f, (height, width))``; the key
+    #: ``""`` holds the item-level fields (every asset's, unless an asset says otherwise).
+    #: :func:`tileserver.data.grid.file_grid` reads the file's header for a band not here.
+    grids: dict[str, tuple] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def bbox(self) -> tuple[float, float, float, float]:
@@ -400,6 +405,33 @@ def item_epsg(properties: dict) -> int | None:
     if epsg is None and isinstance(code, str) and code.upper().startswith("EPSG:"):
         epsg = int(code.split(":")[1])
     return int(epsg) if epsg is not None else None
+
+
+def proj_grid(fields: dict) -> tuple | None:
+    """``(a, b, c, d, e, f, (height, width))`` of STAC ``proj:transform`` and ``proj:shape``
+    (item properties or asset fields), or None when either is missing or malformed."""
+    transform, shape = fields.get("proj:transform"), fields.get("proj:shape")
+    try:
+        coeffs = tuple(float(v) for v in transform[:6])
+        height, width = (int(v) for v in shape[:2])
+    except (TypeError, ValueError, IndexError):
+        return None
+    if len(coeffs) != 6 or height <= 0 or width <= 0 or coeffs[0] == 0 or coeffs[4] == 0:
+        return None
+    return (*coeffs, (height, width))
+
+
+def item_grids(properties: dict, assets: dict[str, dict]) -> dict[str, tuple]:
+    """The :attr:`Item.grids` of an item's properties and its band assets' fields."""
+    out = {}
+    own = proj_grid(properties)
+    if own is not None:
+        out[""] = own
+    for key, fields in assets.items():
+        grid = proj_grid(fields)
+        if grid is not None:
+            out[key] = grid
+    return out
 
 
 def item_datetime(properties: dict) -> datetime | None:

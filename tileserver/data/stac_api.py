@@ -47,6 +47,7 @@ from tileserver.data.model import (
     is_band_asset,
     item_datetime,
     item_epsg,
+    item_grids,
     make_band,
     summary_bands,
 )
@@ -341,12 +342,13 @@ class ApiProduct(Product):
             return None
         base = next((ln.get("href") for ln in feature.get("links", [])
                      if ln.get("rel") == "self"), None) or self.source.url
-        assets = {}
+        assets, asset_fields = {}, {}
         for key, asset in (feature.get("assets") or {}).items():
             href = asset.get("href")
             if href and is_band_asset(asset):
                 scheme = urlsplit(href).scheme
                 assets[key] = href if scheme else urljoin(base, href)
+                asset_fields[key] = asset
         if not assets:
             log.warning("collection %s: item %s has no band assets: skipped", self.id, fid)
             return None
@@ -356,7 +358,8 @@ class ApiProduct(Product):
         except (KeyError, TypeError, ValueError, AttributeError):
             log.warning("collection %s: item %s has no usable geometry: skipped", self.id, fid)
             return None
-        return Item(str(fid), when, geom, assets, item_epsg(props), properties=dict(props))
+        return Item(str(fid), when, geom, assets, item_epsg(props), properties=dict(props),
+                    grids=item_grids(props, asset_fields))
 
     def items_for(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from affine import Affine
@@ -18,6 +18,9 @@ class View:
     bounds: tuple[float, float, float, float]
     width: int
     height: int
+    #: The exact pixel size ``(x, y)`` of a grid taken from files (their transform's), which
+    #: ``bounds / size`` may miss by a rounding error (0.0005 degrees); None: from the bounds.
+    pixel: tuple[float, float] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.crs, CRS):
@@ -29,11 +32,33 @@ class View:
     @cached_property
     def transform(self) -> Affine:
         """Affine transform of the grid (north up)."""
+        if self.pixel is not None:
+            return Affine(self.pixel[0], 0.0, self.bounds[0], 0.0, -self.pixel[1],
+                          self.bounds[3])
         return from_bounds(*self.bounds, self.width, self.height)
+
+    @classmethod
+    def of_grid(cls, crs, left: float, top: float, xres: float, yres: float, width: int,
+                height: int) -> View:
+        """The view of ``width`` x ``height`` pixels of ``xres`` x ``yres`` whose upper-left
+        corner is ``(left, top)``: its transform is exactly these numbers."""
+        return cls(crs, (left, top - height * yres, left + width * xres, top), width, height,
+                   (float(xres), float(yres)))
+
+    def window(self, col: int, row: int, width: int, height: int) -> View:
+        """The view of a window of this grid's pixels (on the same pixel lattice)."""
+        t = self.transform
+        left, top = t * (col, row)
+        if self.pixel is not None:
+            return View.of_grid(self.crs, left, top, *self.pixel, width, height)
+        right, bottom = t * (col + width, row + height)
+        return View(self.crs, (left, bottom, right, top), width, height)
 
     @property
     def res(self) -> tuple[float, float]:
         """Pixel size (x, y) in CRS units."""
+        if self.pixel is not None:
+            return self.pixel
         left, bottom, right, top = self.bounds
         return (right - left) / self.width, (top - bottom) / self.height
 

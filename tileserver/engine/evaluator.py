@@ -9,6 +9,7 @@ reuse work.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import defaultdict
@@ -21,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+from cachetools import TTLCache
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import transform_bounds
@@ -30,6 +32,7 @@ from tileserver.cache import codec as serial
 from tileserver.cache.memory import NodeCache
 from tileserver.cache.shared import SharedTier, digest_key
 from tileserver.data.catalog import Catalog, Product
+from tileserver.data.grid import PixelGrid, native_grid
 from tileserver.data.reader import read_band
 from tileserver.data.remote import BrokenSource
 from tileserver.datacube.cube import Cube, day_key, first_of_each_day
@@ -211,6 +214,9 @@ class Engine:
         self._pending = threading.BoundedSemaphore(8)
         #: The UDF runner (:class:`tileserver.udf.UdfRunner`; None: no UDFs here).
         self.udf = udf
+        #: Native grids of (product, bands, dates), for a minute (a STAC API's items change).
+        self._grids: TTLCache = TTLCache(maxsize=256, ttl=60)
+        self._grids_lock = threading.Lock()
 
     # -- graphs -------------------------------------------------------------------------
 
@@ -279,8 +285,71 @@ class Engine:
         crs = product.crs
         return transform_bounds(WGS84, crs, *product.bbox, densify_pts=21), crs
 
+    def _data_grid(self, graph: Graph) -> PixelGrid | None:
+        """The lattice of the files of the product a graph's result is on, in the CRS of
+        the result (None: another CRS, or none)."""
+        meta = graph.meta
+        product = meta.product
+        bands = meta.product_bands
+        # the product itself (held at most a minute): a filtered one has its own items
+        key = (product, bands, meta.time_range)
+        with self._grids_lock:
+            grid = self._grids.get(key, False)
+        if grid is False:
+            grid = native_grid(product, bands, meta.time_range)
+            with self._grids_lock:
+                self._grids[key] = grid
+        if grid is None or (meta.native_crs is not None and meta.native_crs != grid.crs):
+            return None
+        return grid
+
+    def native_grid(self, graph: Graph) -> PixelGrid | None:
+        """The pixel lattice of the files a graph's result is on (:mod:`tileserver.data.grid`):
+        the files' own CRS, resolution and alignment, over the union of the items in the
+        graph's dates. None when the result is not on it (a ``resample_spatial`` to another
+        CRS or resolution) or the files give none."""
+        grid = self._data_grid(graph)
+        res = graph.meta.native_res
+        if grid is None or (res and not (math.isclose(res, grid.xres, rel_tol=1e-9)
+                                         and math.isclose(res, grid.yres, rel_tol=1e-9))):
+            return None
+        return grid
+
     def native_view(self, graph: Graph) -> View:
-        """The bbox in its ``srs`` at the finest resolution of the bands used."""
+        """The grid of a graph's result at its full resolution.
+
+        Without a bbox: the data's own grid (:meth:`native_grid`: the files' extent, CRS,
+        pixel size and alignment, read from the items' ``proj:`` fields or headers; at a
+        ``resample_spatial`` resolution, the same extent from the same corner). With a 1.x
+        bbox whose result stays in the data's CRS and resolution: the bbox (in its ``srs``,
+        transformed to the data's CRS) snapped outwards to the files' pixels. So a view of
+        the data is a window of its files, read and never warped. Otherwise (a 0.0.2 bbox,
+        whose answers are frozen; a result in another CRS or resolution): the bbox in its
+        ``srs`` at the finest resolution of the bands used."""
+        meta = graph.meta
+        if meta.bbox is None or graph.dialect == V1:
+            grid = self.native_grid(graph)
+            if grid is not None:
+                bounds = grid.bounds
+                if meta.bbox is not None and meta.srs is not None:
+                    bounds = meta.bbox if meta.srs == grid.crs else transform_bounds(
+                        meta.srs, grid.crs, *meta.bbox, densify_pts=21)
+                col, row, width, height = grid.window(bounds)
+                return View.of_grid(grid.crs, grid.x0 + col * grid.xres,
+                                    grid.y0 - row * grid.yres, grid.xres, grid.yres,
+                                    width, height)
+            grid = self._data_grid(graph)
+            if grid is not None and meta.bbox is None and meta.native_res:
+                res = meta.native_res
+                left, bottom, right, top = grid.bounds
+                width = max(1, math.ceil((right - left) / res - 1e-6))
+                height = max(1, math.ceil((top - bottom) / res - 1e-6))
+                return View.of_grid(grid.crs, left, top, res, res, width, height)
+        return self._reprojected_view(graph)
+
+    def _reprojected_view(self, graph: Graph) -> View:
+        """The bbox (or the product's WGS84 extent) in its ``srs`` at the finest resolution
+        of the bands used."""
         bounds, crs = self.extent(graph)
         meta = graph.meta
         product = meta.product

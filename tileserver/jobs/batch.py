@@ -22,6 +22,7 @@ import atexit
 import hashlib
 import json
 import logging
+import math
 import shutil
 import threading
 import time
@@ -76,6 +77,32 @@ BLOCKS_SHARE = 90.0
 #: Version of the scratch block files (a change makes older scratch files useless).
 SCRATCH_VERSION = 3
 
+
+
+def aligned_side(side: int, file_block: int | None) -> int:
+    """A block side at most ``side`` that is a multiple of the files' internal block side
+    when ``side`` is at least one file block, so that the blocks of a view on the files'
+    grid starting on one of their block corners read whole file blocks (a smaller side,
+    set on purpose, is kept)."""
+    if not file_block or side <= file_block:
+        return side
+    return side // file_block * file_block
+
+
+def on_grid(view, grid, block: int) -> str:
+    """What the job log says of a view on the files' own grid (empty when it is not)."""
+    if grid is None or view.crs != grid.crs or not math.isclose(
+            view.res[0], grid.xres, rel_tol=1e-9):
+        return ""
+    fcol, frow = (view.bounds[0] - grid.x0) / grid.xres, (grid.y0 - view.bounds[3]) / grid.yres
+    col, row = round(fcol), round(frow)
+    if abs(fcol - col) > 1e-6 or abs(frow - row) > 1e-6:
+        return ""
+    out = f", on the files' grid (at their pixel {col}, {row})"
+    fb = grid.block
+    if fb and col % fb == 0 and row % fb == 0 and (block % fb == 0 or fb % block == 0):
+        out += f", blocks aligned with their {fb}-px tiles"
+    return out
 
 
 def udf_sandbox_args(settings) -> tuple:
@@ -540,12 +567,14 @@ class _Run:
             graph=job["process_graph"], output=output, crs=view.crs_key,
             bounds=view.bounds, width=view.width, height=view.height, block=block,
             work_dir=str(work), fmt=fmt.name, mode=mode, style=style, layers=layers,
-            context=context, tile=tile, overviews=overviews, processes=processes)
+            context=context, tile=tile, overviews=overviews, processes=processes,
+            pixel=view.pixel)
         spec.blocks_dir.mkdir(parents=True, exist_ok=True)
         rows, cols = spec.grid()
         if mode != "whole":
             self.log(f"running on {view.width}x{view.height} pixels in {rows}x{cols} blocks "
-                     f"of {block} px, {len(layers)} output file(s)")
+                     f"of {block} px, {len(layers)} output file(s)"
+                     f"{on_grid(view, engine.native_grid(graph), block)}")
         return spec, (stamps, span)
 
     def block_size(self, engine: Engine, graph, ndates: int) -> int:
@@ -563,7 +592,8 @@ class _Run:
         budget = min(engine.max_pixels, BLOCK_VALUES)
         while side > 16 and side * side * per_pixel > budget:
             side //= 2
-        return side
+        grid = engine.native_grid(graph)
+        return aligned_side(side, grid.block if grid is not None else None)
 
     def run_blocks(self, spec: JobSpec) -> None:
         """Submit the missing blocks, a bounded number at a time, and follow them; and

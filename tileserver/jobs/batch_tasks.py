@@ -92,11 +92,13 @@ class JobSpec:
     overviews: tuple[int, ...] = ()  # decimation factors of the COG overviews made by blocks
     #: the owner's stored processes the graph calls (as read when the job started)
     processes: dict = field(default_factory=dict)
+    #: the exact pixel size of a view on the files' grid (:attr:`View.pixel`)
+    pixel: tuple[float, float] | None = None
 
     @property
     def view(self) -> View:
         """The native view of the whole job."""
-        return View(self.crs, self.bounds, self.width, self.height)
+        return View(self.crs, self.bounds, self.width, self.height, self.pixel)
 
     @property
     def blocks_dir(self) -> Path:
@@ -209,10 +211,8 @@ class JobSpec:
     def block_view(self, row: int, col: int) -> View:
         """The view a block is evaluated on: its window of the native grid."""
         win = self.block_window(row, col)
-        t = self.view.transform
-        left, top = t * (win.col_off, win.row_off)
-        right, bottom = t * (win.col_off + win.width, win.row_off + win.height)
-        return View(self.crs, (left, bottom, right, top), int(win.width), int(win.height))
+        return self.view.window(int(win.col_off), int(win.row_off), int(win.width),
+                                int(win.height))
 
 
 _ENGINES: dict[tuple, Engine] = {}

@@ -357,3 +357,25 @@ def test_tiles_cost_range_requests_not_whole_files(api_catalog, stac):
     engine.evaluate(g, small)
     assert stac.files.ranges > 0
     assert stac.files.total("GET") <= stac.files.ranges
+
+
+def test_the_api_items_carry_the_files_grids(api_catalog, static_catalog):
+    """``proj:transform``/``proj:shape`` of the API's items are the static catalog's, and a
+    graph over the whole collection is on the files' own grid in both."""
+    static = static_catalog.get("Sentinel2-L1C").items_for(None, None)
+    api = api_catalog.get("Sentinel2-L1C").items_for(None, None)
+    assert all(i.grids for i in api)
+    assert [i.grids for i in api] == [i.grids for i in static]
+    graph = {"load": {"process_id": "load_collection", "arguments": {
+        "id": "Sentinel2-L1C", "spatial_extent": None, "temporal_extent": None,
+        "bands": ["B04", "B08"]}, "result": True}}
+    views = []
+    for cat in (api_catalog, static_catalog):
+        engine = Engine(cat, NodeCache(0))
+        views.append(engine.native_view(engine.parse(graph)))
+    assert views[0] == views[1] and views[0].transform == views[1].transform
+    with rasterio.open(static[0].assets["B04"]) as src:
+        assert views[1].crs == src.crs and views[1].res == src.res
+        col = (src.transform.c - views[1].transform.c) / src.res[0]
+        row = (views[1].transform.f - src.transform.f) / src.res[1]
+        assert col == round(col) and row == round(row)  # the files' pixels
