@@ -21,6 +21,7 @@ from tests.support.batch import (
     fetch,
     ndvi_graph,
     status_is,
+    wait_driver_stopped,
     wait_job,
 )
 from tests.support.s3 import moto_server
@@ -83,6 +84,7 @@ def _finish(client, graph) -> str:
     assert client.patch(f"/jobs/{job_id}/queue").status_code == 202
     job = wait_job(client, job_id, status_is("finished", "error"), timeout=180)
     assert job["status"] == "finished", client.get(f"/jobs/{job_id}/logs").get_json()
+    wait_driver_stopped(client.application, job_id)  # it removes the scratch objects last
     return job_id
 
 
