@@ -5,7 +5,6 @@ executable cube process that the 1.x API does not list (``public=False``)."""
 
 from __future__ import annotations
 
-
 from tileserver.data.userfiles import (
     InvalidPath,
     parse_graph_path,
