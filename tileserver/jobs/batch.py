@@ -39,7 +39,7 @@ from sqlalchemy import update
 from tileserver.data.userfiles import eval_context
 from tileserver.engine.evaluator import Engine, day_key
 from tileserver.engine.plan import Plan
-from tileserver.errors import Conflict, JobNotFound
+from tileserver.errors import Conflict, JobNotFound, StoreUnavailable
 from tileserver.jobs import batch_tasks, estimates, lifecycle, results
 from tileserver.jobs.batch_tasks import SINGLE, JobSpec
 from tileserver.jobs.lifecycle import ACTIVE, CANCELED, QUEUED, RUNNING
@@ -145,8 +145,13 @@ class BatchRunner:
         return Path(tempfile.gettempdir()) / "tileserver-work" / job_id
 
     def drop_work(self, job_id: str) -> None:
-        """Remove a job's scratch files (from the store and from this host)."""
-        self.storage.delete_prefix(self.work_key(job_id))
+        """Remove a job's scratch files (from the store and from this host). A store that
+        fails meanwhile leaves them (logged): they are scratch, and a cancel or a finished
+        job must not fail for them."""
+        try:
+            self.storage.delete_prefix(self.work_key(job_id))
+        except StoreUnavailable as exc:
+            log.warning("batch job %s: its scratch objects stay: %s", job_id, exc.message)
         shutil.rmtree(self.work_root(job_id), ignore_errors=True)
 
     # -- dask ------------------------------------------------------------------------------
