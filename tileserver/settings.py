@@ -242,16 +242,27 @@ class RemoteProcessSettings(BaseModel):
     remote_process_cache_entries: int
 
 
+class StorageSettings(BaseModel):
+    """Where batch results and user files are kept: ``$TILESERVER_HOME`` or an S3 store."""
+
+    storage_url: OptionalText
+    storage_public: Flag
+    storage_presign_seconds: int
+    storage_timeout: int
+    storage_retries: int
+    storage_multipart_bytes: int
+
+
 #: The groups of settings, in the order of ``config/default.yaml``.
 GROUPS: tuple[type[BaseModel], ...] = (
     StateSettings, ServerSettings, CacheSettings, LimitSettings, EstimateSettings,
     AuthSettings, OidcSettings, BatchSettings, UdfSettings, ViewerSettings, RemoteSettings,
-    RemoteProcessSettings)
+    RemoteProcessSettings, StorageSettings)
 
 
-class Settings(RemoteProcessSettings, RemoteSettings, ViewerSettings, UdfSettings,
-               BatchSettings, OidcSettings, AuthSettings, EstimateSettings, LimitSettings,
-               CacheSettings, ServerSettings, StateSettings,
+class Settings(StorageSettings, RemoteProcessSettings, RemoteSettings, ViewerSettings,
+               UdfSettings, BatchSettings, OidcSettings, AuthSettings, EstimateSettings,
+               LimitSettings, CacheSettings, ServerSettings, StateSettings,
                BaseSettings):
     """Every setting of the server (all :data:`GROUPS`); build it with :func:`load_settings`.
 

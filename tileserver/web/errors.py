@@ -29,6 +29,7 @@ from tileserver.errors import (
     OGCError,
     ProcessNamespaceInvalid,
     ProductNotFound,
+    StoreUnavailable,
     TileserverError,
     WrongPassword,
 )
@@ -55,6 +56,7 @@ V1_ERRORS: dict[type, tuple[str, int | None]] = {
     MemoryTooLarge: ("PayloadTooLarge", 413),
     MemoryBusy: ("TooManyRequests", 429),
     ProcessNamespaceInvalid: ("ProcessNamespaceInvalid", 400),
+    StoreUnavailable: ("ServiceUnavailable", 503),
 }
 
 #: Path prefix of OGC API (Tiles, Maps, Coverages, Processes); its errors are RFC 7807 JSON.
