@@ -50,6 +50,12 @@ USER, PASSWORD = "alice", "cluster-pass-1"
 PG_PORT, REDIS_PORT, S3_PORT, SCHEDULER_PORT, SERVER_PORT = 5432, 6379, 9000, 8786, 8080
 
 
+def spread_cores(n: int) -> list[str]:
+    """One core for each of ``n`` worker hosts, round robin over this process's cores."""
+    cores = sorted(os.sched_getaffinity(0))
+    return [str(cores[i % len(cores)]) for i in range(n)]
+
+
 def _clean_environ() -> dict[str, str]:
     """This process's environment without settings of its own (tileserver, AWS, Dask)."""
     return {k: v for k, v in os.environ.items()
@@ -61,14 +67,17 @@ class Cluster:
 
     def __init__(self, root: Path, catalog: str, workers: int = 2, servers: int = 2,
                  worker_cpus: list[str] | None = None, settings: dict | None = None):
+        """``settings``: the variables changed from deploy/tileserver.env (default
+        :data:`TEST_SETTINGS`)."""
         self.workers = [f"worker{i + 1}" for i in range(workers)]
         self.servers = [f"server-{'abcdefgh'[i]}" for i in range(servers)]
-        self.worker_cpus = worker_cpus or [None] * workers
+        self.worker_cpus = worker_cpus or spread_cores(workers)
         self.net = Network(root, ["db", "redis", "s3", "scheduler", *self.workers,
                                   *self.servers])
         self.deploy_env = read_env()
-        self.env = {**_clean_environ(), **self.deploy_env, **TEST_SETTINGS,
-                    **(settings or {}), "TILESERVER_CATALOG": catalog,
+        self.settings = TEST_SETTINGS if settings is None else settings
+        self.env = {**_clean_environ(), **self.deploy_env, **self.settings,
+                    "TILESERVER_CATALOG": catalog,
                     "PYTHONPATH": str(REPO)}
         self.secret = secrets.token_hex(32)
 

@@ -45,8 +45,8 @@ def cluster(tmp_path_factory, catalog):
     from tests.support.pg import require_postgres
 
     require_postgres()
-    c = Cluster(tmp_path_factory.mktemp("cluster"), str(catalog), workers=2, servers=2,
-                worker_cpus=["0", "1"])
+    # each worker host pinned to one core: one Dask worker process each (--nworkers -1)
+    c = Cluster(tmp_path_factory.mktemp("cluster"), str(catalog), workers=2, servers=2)
     try:
         c.start()
         yield c
