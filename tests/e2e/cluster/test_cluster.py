@@ -7,9 +7,9 @@ runs the command of ``deploy/Procfile`` with the settings of ``deploy/tileserver
 is tested.
 
 The tests run in order on one cluster: a job made on server A runs on the workers, and B
-serves its results and tiles with the values of a single-host run; a worker host dies
-mid-job; server A dies mid-job and B takes the job over and serves every job; the store
-becomes unreachable for a while."""
+serves its results and tiles with the values of a single-host run; the store becomes
+unreachable for a while; a worker host dies mid-job; server A dies mid-job and B takes the
+job over and serves every job."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import pytest
 import rasterio
 import requests
 
-from tests.support.batch import assert_plain, batch_settings, ndvi_graph, plain_ndvi
+from tests.support.batch import BBOX, assert_plain, batch_settings, ndvi_graph, plain_ndvi
 from tests.support.cluster import PASSWORD, TEST_SETTINGS, USER, Cluster
 from tests.support.netns import wait_until
 from tests.support.requirements import requires
@@ -33,6 +33,20 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow, requires("netns", "redis-se
 BLOCK = int(TEST_SETTINGS["TILESERVER_BATCH_BLOCK_SIZE"])
 OUTPUT = {"format": "GTiff", "parameters": {"blockxsize": 256}}
 HEADER = "X-Tileserver-Cache"
+
+
+def _center_tile(z: int = 14) -> tuple[int, int, int]:
+    """The WebMercatorQuad tile at the middle of the jobs' area."""
+    import morecantile
+    from pyproj import Transformer
+
+    lon, lat = Transformer.from_crs(BBOX["srs"], "EPSG:4326", always_xy=True).transform(
+        (BBOX["left"] + BBOX["right"]) / 2, (BBOX["top"] + BBOX["bottom"]) / 2)
+    t = morecantile.tms.get("WebMercatorQuad").tile(lon, lat, z)
+    return t.z, t.x, t.y
+
+
+TILE = _center_tile()
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +203,42 @@ def test_job_made_on_a_runs_on_the_workers_and_b_serves_it(cluster, catalog, sin
         assert not list((cluster[name].home / "results").glob(f"**/{job_id}*")), name
 
 
+def test_store_unreachable_for_a_while(cluster):
+    """The S3 host's link goes down (requests to it get no answer, as from a store that is
+    gone): a finished job's tile and coverage, never read before, answer 502/503 naming the
+    store within the timeouts, never hang; a batch job queued meanwhile fails with a log
+    line naming the store or finishes once the store is back."""
+    a = Api(cluster, "server-a")
+    b = Api(cluster, "server-b", token=a.token)
+    store = cluster.deploy_env["TILESERVER_STORAGE_URL"].removeprefix("s3://").split("/")[0]
+    # a job finished by A, whose result B has not read yet (nothing of it in B's caches)
+    cold = a.create_job(ndvi_graph("max_time"))
+    a.queue(cold)
+    assert a.wait(cold, finished)["status"] == "finished", a.logs(cold)
+    pending = a.create_job(ndvi_graph("min_time", ("2020-05-01", "2020-05-20")))
+    z, x, y = TILE
+    tile = f"/wmts/1.0.0/{cold}/default/GoogleMapsCompatible/{z}/{y}/{x}.tif"
+    cluster.store_link(up=False)
+    try:
+        for path in (tile, f"/wcs?SERVICE=WCS&VERSION=2.0.1&REQUEST=GetCoverage"
+                           f"&COVERAGEID=job_{cold}&FORMAT=image/tiff"):
+            resp = b.get(path, timeout=120)  # bounded by storage_timeout x retries
+            assert resp.status_code in (502, 503), (path, resp.status_code, resp.text[:300])
+            assert store in resp.text, resp.text[:500]
+        a.queue(pending)
+        job = a.wait(pending, lambda j: finished(j) or j["status"] == "running", timeout=60)
+        time.sleep(3)  # the job meets the unreachable store
+    finally:
+        cluster.store_link(up=True)
+    job = a.wait(pending, finished)
+    if job["status"] == "error":
+        text = " ".join(str(entry) for entry in a.logs(pending))
+        assert store in text, text
+    # the store is back: the tile answers, read from the stored result
+    resp = b.get(tile)
+    assert resp.status_code == 200 and resp.headers[HEADER] == "stored", resp.text[:300]
+
+
 def test_worker_host_killed_mid_job_and_the_job_finishes(cluster, catalog):
     a = Api(cluster, "server-a")
     job_id = a.create_job(ndvi_graph(None, ("2020-05-01", "2020-05-31")))
@@ -233,37 +283,3 @@ def test_server_a_killed_mid_job_and_b_serves_every_job(cluster):
             assert resp.status_code == 200, (jid, url, resp.text[:200])
         coverage = b.coverage(jid)
         assert coverage.status_code == 200 and coverage.headers[HEADER] == "stored", jid
-
-
-def test_store_unreachable_for_a_while(cluster):
-    """The S3 host's link goes down (requests to it time out, as a store that is gone does);
-    a finished job's coverage answers 502/503 naming the store, never hangs; a batch job
-    started meanwhile fails with a log line naming the store or waits and finishes."""
-    b = Api(cluster, "server-b")
-    done = [j["job_id"] for j in b.get(f"/users/{USER}/jobs").json()
-            if j["status"] == "finished"]
-    store = cluster.deploy_env["TILESERVER_STORAGE_URL"].removeprefix("s3://").split("/")[0]
-    job_id = b.create_job(ndvi_graph("max_time"))
-    cluster.store_link(up=False)
-    try:
-        # a view of a finished job that no cache holds: another CRS and size
-        resp = b.get(f"/wcs?SERVICE=WCS&VERSION=2.0.1&REQUEST=GetCoverage&COVERAGEID=job_"
-                     f"{done[0]}&FORMAT=image/tiff&OUTPUTCRS=EPSG:3857&SCALESIZE=i(97),j(89)",
-                     timeout=120)
-        assert resp.status_code in (502, 503), (resp.status_code, resp.text[:300])
-        assert store in resp.text, resp.text[:500]
-        b.queue(job_id)
-        job = b.wait(job_id, lambda j: finished(j) or j["status"] == "running", timeout=60)
-        time.sleep(3)  # the job meets the dead store
-    finally:
-        cluster.store_link(up=True)
-    job = b.wait(job_id, finished)
-    if job["status"] == "error":
-        text = " ".join(str(entry) for entry in b.logs(job_id))
-        assert store in text, text
-    else:
-        assert job["status"] == "finished"
-    # the store is back: the same view answers
-    resp = b.get(f"/wcs?SERVICE=WCS&VERSION=2.0.1&REQUEST=GetCoverage&COVERAGEID=job_"
-                 f"{done[0]}&FORMAT=image/tiff&OUTPUTCRS=EPSG:3857&SCALESIZE=i(97),j(89)")
-    assert resp.status_code == 200, resp.text[:300]
