@@ -194,6 +194,14 @@ class UpstreamTimeout(UpstreamError):
     code = "UpstreamTimeout"
 
 
+class StoreUnavailable(UpstreamError):
+    """The object store that keeps batch results and user files (``storage_url``) cannot
+    be reached or refused a request: the message names the store, never its credentials."""
+
+    status = 503
+    code = "StoreUnavailable"
+
+
 # --- OGC-specific codes --------------------------------------------------------------
 
 

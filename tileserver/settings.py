@@ -227,13 +227,25 @@ class RemoteSettings(BaseModel):
     stac_search_ttl: int
 
 
+class StorageSettings(BaseModel):
+    """Where batch results and user files are kept: ``$TILESERVER_HOME`` or an S3 store."""
+
+    storage_url: OptionalText
+    storage_public: Flag
+    storage_presign_seconds: int
+    storage_timeout: int
+    storage_retries: int
+    storage_multipart_bytes: int
+
+
 #: The groups of settings, in the order of ``config/default.yaml``.
 GROUPS: tuple[type[BaseModel], ...] = (
     StateSettings, ServerSettings, CacheSettings, LimitSettings, EstimateSettings,
-    AuthSettings, OidcSettings, BatchSettings, UdfSettings, ViewerSettings, RemoteSettings)
+    AuthSettings, OidcSettings, BatchSettings, UdfSettings, ViewerSettings, RemoteSettings,
+    StorageSettings)
 
 
-class Settings(RemoteSettings, ViewerSettings, UdfSettings, BatchSettings, OidcSettings,
+class Settings(StorageSettings, RemoteSettings, ViewerSettings, UdfSettings, BatchSettings, OidcSettings,
                AuthSettings, EstimateSettings, LimitSettings, CacheSettings, ServerSettings,
                StateSettings,
                BaseSettings):

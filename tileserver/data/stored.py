@@ -2,6 +2,12 @@
 any catalog file (the window of the view, from the overview level that fits, warped to the
 view's grid), so that tiles and coverages of a finished job do not recompute the graph.
 
+The files live in the job's store (:mod:`tileserver.storage`): on the server's disk, or in an
+object store that GDAL reads through ``/vsis3/`` (HTTP range reads of the window, the
+header and block cache of remote catalog files, the ``remote_*`` timeouts). A store that
+fails while a finished job is read is a :class:`~tileserver.errors.StoreUnavailable` (503)
+naming it, never a hang nor a silent recomputation.
+
 A result is used only when its ``item.json`` says it was computed from the job's current
 graph and output (:func:`fingerprint`) and holds values (float32), not a styled rendering.
 """
@@ -11,10 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 from rasterio.enums import Resampling
@@ -23,6 +27,8 @@ from tileserver.data.catalog import Band
 from tileserver.data.reader import read_band
 from tileserver.datacube.cube import Cube, first_of_each_day
 from tileserver.datacube.view import View
+from tileserver.errors import StoreUnavailable, TileserverError
+from tileserver.storage import Store, join
 
 log = logging.getLogger(__name__)
 
@@ -48,25 +54,27 @@ def fingerprint(process_graph: dict, output: dict | None,
 class StoredResult:
     """The value files of a finished job: one COG per layer (a date, or ``result``)."""
 
-    files: dict[str, Path]
+    files: dict[str, str]  # layer -> href (a local path, or s3://bucket/key)
     bands: tuple[str, ...]
     #: Changes when the files are rewritten (part of cache keys and ETags).
     version: str
+    #: What messages call the store (``local disk``, ``s3://bucket``).
+    store_name: str = "local disk"
 
     @classmethod
-    def find(cls, result_dir: Path, process_graph: dict, output: dict | None,
+    def find(cls, store: Store, prefix: str, process_graph: dict, output: dict | None,
              bands: tuple[str, ...], processes: dict | None = None) -> StoredResult | None:
-        """The stored result in ``result_dir`` if it matches the graph, output and stored
-        processes."""
+        """The stored result under ``prefix`` of ``store`` if it matches the graph, output
+        and stored processes (:class:`StoreUnavailable` when the store fails)."""
         try:
-            item = json.loads((result_dir / "item.json").read_text())
+            item = json.loads(store.get(join(prefix, "item.json")))
         except (OSError, ValueError):
             return None
         props = item.get("properties") or {}
         if props.get(FINGERPRINT) != fingerprint(process_graph, output, processes) \
                 or props.get(VALUES) != "float":
             return None
-        files: dict[str, Path] = {}
+        files: dict[str, str] = {}
         stamps = []
         for asset in (item.get("assets") or {}).values():
             name = str(asset.get("href", ""))
@@ -74,19 +82,17 @@ class StoredResult:
                 continue
             stem = name[:-4]
             layer = SINGLE if stem == SINGLE else stem.removeprefix(SINGLE + "_")
-            path = result_dir / name
-            try:
-                st = os.stat(path)
-            except OSError:
+            info = store.info(join(prefix, name))
+            if info is None:
                 return None
-            files[layer] = path
-            stamps.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+            files[layer] = store.href(info.key)
+            stamps.append(f"{name}:{info.version}")
         if not files:
             return None
         version = hashlib.sha256("|".join(sorted(stamps)).encode()).hexdigest()[:24]
-        return cls(files, bands, version)
+        return cls(files, bands, version, store.name)
 
-    def layer_for(self, day: str | None) -> Path | None:
+    def layer_for(self, day: str | None) -> str | None:
         """The file of a date (``None``: the result without a time axis)."""
         return self.files.get(SINGLE if day is None else day)
 
@@ -99,7 +105,14 @@ class StoredResult:
         data = np.full((1, len(self.bands), view.height, view.width), np.nan, np.float32)
         for i, name in enumerate(self.bands):
             band = Band(name, "float32", float("nan"), 0.0)
-            values = read_band(str(path), band, view, resampling, index=i + 1)
+            try:
+                values = read_band(path, band, view, resampling, index=i + 1)
+            except TileserverError as exc:
+                if self.store_name == "local disk" or isinstance(exc, StoreUnavailable):
+                    raise
+                raise StoreUnavailable(f"the object store {self.store_name} holding the "
+                                       f"job's result cannot deliver it: {exc.message}") \
+                    from exc
             if values is not None:
                 data[0, i] = values
         times = None if day is None else (when,)

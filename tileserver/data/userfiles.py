@@ -4,13 +4,18 @@ Every path a client gives goes through :meth:`UserFiles.resolve`, which refuses 
 paths, ``..`` and ``.`` components, hidden names (they are reserved for upload temp
 files), NUL and control characters, backslashes, characters outside a conservative set,
 over-long names, and anything whose real path (symlinks followed) leaves the user's
-folder. Uploads are streamed to a temporary file in the target folder and renamed over
-the target only once complete and within the size limit, so a failed or refused upload
-never damages what is already stored.
+folder. Uploads are streamed to a temporary file and become the target only once complete
+and within the size limit (the store's rule, :meth:`tileserver.storage.Store.writing`), so
+a failed or refused upload never damages what is already stored.
+
+With an object store (``storage_url``) the files are objects under ``files/<user_id>/``
+(:class:`ObjectUserFiles`, the same checks of every path); processes that read a user file
+(zonal statistics' regions, UDF scripts) get a local copy (:func:`resolve_graph_path`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -21,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tileserver.errors import Conflict, FileNotFound, LimitExceeded, TileserverError
+from tileserver.settings import load_settings
+from tileserver.storage import Store, atomic_file, join, store_for, store_options
 
 #: Prefix of region paths in process graphs: ``/users/<user_id>/files/<path>``.
 _GRAPH_PATH = re.compile(r"^/users/(?P<user>[^/]+)/files(?:/(?P<path>.*))?$")
@@ -198,20 +205,9 @@ class UserFiles:
         # re-check after creating folders: a symlinked folder must not lead outside
         self.resolve(path)
         created = not target.exists()
-        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=target.parent)
-        try:
-            written = 0
-            with os.fdopen(fd, "wb") as out:
-                for chunk in chunks:
-                    written += len(chunk)
-                    if written > self.max_bytes:
-                        raise self._too_large()
-                    out.write(chunk)
+        with atomic_file(target) as tmp:
+            _copy(chunks, tmp, self.max_bytes, self._too_large)
             os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return self.info(path), created
 
     def delete(self, path: str) -> None:
@@ -228,6 +224,106 @@ class UserFiles:
         return LimitExceeded(
             f"file larger than the upload limit of {self.max_bytes} bytes"
         )
+
+
+def _copy(chunks: Iterable[bytes], target: Path, limit: int, too_large) -> int:
+    """Write ``chunks`` to ``target``; more than ``limit`` bytes raises ``too_large()``."""
+    written = 0
+    with open(target, "wb") as out:
+        for chunk in chunks:
+            written += len(chunk)
+            if written > limit:
+                raise too_large()
+            out.write(chunk)
+    return written
+
+
+class ObjectUserFiles:
+    """The files of one user as objects ``files/<user_id>/<path>`` of an object store
+    (the interface of :class:`UserFiles`; folders are key prefixes)."""
+
+    def __init__(self, store: Store, user_id: str, max_bytes: int):
+        check_component(user_id, "user id")
+        self.store = store
+        self.user_id = user_id
+        self.prefix = join(FILES, user_id)
+        self.max_bytes = int(max_bytes)
+
+    def key(self, path: str) -> str:
+        """The object key of a user path (every component checked)."""
+        return join(self.prefix, *(split_path(path) if path else []))
+
+    def is_folder(self, path: str) -> bool:
+        """Whether ``path`` names a folder (some object lies under it)."""
+        if not path:
+            return True
+        key = self.key(path)
+        return not self.store.exists(key) and next(iter(self.store.list(key)), None) \
+            is not None
+
+    def list(self, path: str = "") -> list[FileInfo]:
+        """Every file under ``path`` (recursively), sorted by path."""
+        key = self.key(path)
+        out = [FileInfo(o.key[len(self.prefix) + 1:], o.size, o.modified)
+               for o in self.store.list(key)]
+        out = [f for f in out if not any(p.startswith(".") for p in f.path.split("/"))]
+        if path and not out:
+            raise FileNotFound(f"no folder {path!r} in the files of user {self.user_id}")
+        return sorted(out, key=lambda f: f.path)
+
+    def info(self, path: str) -> FileInfo:
+        """Size and date of one file."""
+        info = self.store.info(self.key(path)) if path else None
+        if info is None:
+            raise FileNotFound(f"no file {path!r} in the files of user {self.user_id}")
+        return FileInfo(info.key[len(self.prefix) + 1:], info.size, info.modified)
+
+    def write(self, path: str, chunks: Iterable[bytes], declared_size: int | None = None
+              ) -> tuple[FileInfo, bool]:
+        """Store a file from a stream of byte chunks; returns ``(info, created)`` (the same
+        rules as :meth:`UserFiles.write`)."""
+        if not path or path.endswith("/"):
+            raise InvalidPath("a file path is needed, not a folder")
+        if declared_size is not None and declared_size > self.max_bytes:
+            raise self._too_large()
+        parts = split_path(path)
+        key = self.key(path)
+        if self.is_folder(path):
+            raise Conflict(f"{path!r} is a folder")
+        for i in range(1, len(parts)):
+            if self.store.exists(join(self.prefix, *parts[:i])):
+                raise Conflict(f"{'/'.join(parts[:i])!r} is a file, not a folder")
+        created = not self.store.exists(key)
+        with self.store.writing(key) as tmp:
+            _copy(chunks, tmp, self.max_bytes, self._too_large)
+        return self.info(path), created
+
+    def delete(self, path: str) -> None:
+        """Remove a file, or a folder with everything in it."""
+        if not path:
+            raise InvalidPath("give the path of a file or folder to delete")
+        key = self.key(path)
+        if self.store.exists(key):
+            self.store.delete(key)
+        elif self.is_folder(path):
+            self.store.delete_prefix(key)
+        else:
+            raise FileNotFound(f"no file {path!r} in the files of user {self.user_id}")
+
+    def _too_large(self) -> LimitExceeded:
+        return LimitExceeded(f"file larger than the upload limit of {self.max_bytes} bytes")
+
+
+#: The folder of user files in the store.
+FILES = "files"
+
+
+def user_files(store: Store, user_id: str, max_bytes: int) -> UserFiles | ObjectUserFiles:
+    """The files of ``user_id`` in ``store``: a folder of the server's disk, or objects."""
+    local = store.local_path(FILES)
+    if local is not None:
+        return UserFiles(local, user_id, max_bytes)
+    return ObjectUserFiles(store, user_id, max_bytes)
 
 
 def iter_stream(stream, chunk_size: int = _CHUNK):
@@ -263,6 +359,8 @@ def resolve_graph_path(value: str, root: str | os.PathLike, user_id: str) -> Pat
     owner, rel = parse_graph_path(value)
     if owner != user_id:
         raise FileNotFound(f"no file or folder {value!r} among your files")
+    if str(root).startswith("s3://"):
+        return _local_copy(str(root), user_id, rel, value)
     files = UserFiles(root, user_id, 0)
     try:
         return files.resolve(rel, must_exist=True)
@@ -270,6 +368,32 @@ def resolve_graph_path(value: str, root: str | os.PathLike, user_id: str) -> Pat
         raise FileNotFound(f"no file or folder {value!r} among your files") from None
 
 
-def eval_context(home: str | os.PathLike, user_id: str) -> dict:
-    """The evaluation context that lets processes read the calling user's files."""
+def _local_copy(root: str, user_id: str, rel: str, value: str) -> Path:
+    """A local copy of a user's file or folder kept in an object store (``root``: the
+    ``s3://`` URL of the store's ``files`` folder), for processes that read files; copies
+    are kept per object version in the temporary directory."""
+    base = root.rsplit("/", 1)[0]
+    store = store_for(base, **store_options(load_settings()))
+    files = ObjectUserFiles(store, user_id, 0)
+    key = files.key(rel)
+    info = store.info(key) if rel else None
+    objects = [info] if info is not None else list(store.list(key))
+    if not objects:
+        raise FileNotFound(f"no file or folder {value!r} among your files")
+    tag = hashlib.sha256("|".join(f"{o.key}:{o.version}" for o in objects).encode())
+    folder = Path(tempfile.gettempdir()) / "tileserver-files" / tag.hexdigest()[:24]
+    for obj in objects:
+        target = folder / obj.key
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_file(target) as tmp:
+                store.download(obj.key, tmp)
+    return folder / key
+
+
+def eval_context(home: str | os.PathLike, user_id: str, store: Store | None = None) -> dict:
+    """The evaluation context that lets processes read the calling user's files (in
+    ``store`` when it is an object store)."""
+    if store is not None and store.local_path(FILES) is None:
+        return {"user_id": user_id, "files_root": store.href(FILES)}
     return {"user_id": user_id, "files_root": str(files_root(home))}

@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import shutil
+import tempfile
 import threading
 import time
 import traceback
@@ -39,7 +40,7 @@ from tileserver.data.userfiles import eval_context
 from tileserver.engine.evaluator import Engine, day_key
 from tileserver.engine.plan import Plan
 from tileserver.errors import Conflict, JobNotFound
-from tileserver.jobs import batch_tasks, estimates, lifecycle
+from tileserver.jobs import batch_tasks, estimates, lifecycle, results
 from tileserver.jobs.batch_tasks import SINGLE, JobSpec
 from tileserver.jobs.lifecycle import ACTIVE, CANCELED, QUEUED, RUNNING
 from tileserver.jobs.store import MAX_STACKTRACE, STACKTRACE, JobStore, iso, jobs, now
@@ -47,6 +48,7 @@ from tileserver.jobs.usecases import user_processes
 from tileserver.render import cog, formats
 from tileserver.render.styles import style_args, style_from_args
 from tileserver.settings import BatchSettings, Settings
+from tileserver.storage import join, open_store, store_options
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,9 @@ EMBEDDED_DASK = {"distributed.worker.profile.enabled": False,
 
 #: Share of the progress given to the blocks; writing the result files is the rest.
 BLOCKS_SHARE = 90.0
+
+#: The folder of batch results in the store (``$TILESERVER_HOME/results`` by default).
+RESULTS = "results"
 
 #: Version of the scratch block files (a change makes older scratch files useless).
 SCRATCH_VERSION = 3
@@ -102,6 +107,8 @@ class BatchRunner:
         self._catalogs = catalogs
         self.options = batch_options(settings)
         self.results_root = settings.home / "results"
+        #: where results live (``$TILESERVER_HOME`` or ``storage_url``; :mod:`tileserver.storage`)
+        self.storage = open_store(settings)
         self._lock = threading.Lock()
         self._client_lock = threading.Lock()
         self._drivers: dict[str, threading.Thread] = {}
@@ -115,12 +122,32 @@ class BatchRunner:
     # -- paths -----------------------------------------------------------------------------
 
     def result_dir(self, job_id: str) -> Path:
-        """Published results of a finished job."""
+        """Published results of a finished job on the server's disk (the default store)."""
         return self.results_root / job_id
 
+    @staticmethod
+    def result_key(job_id: str) -> str:
+        """The folder of a finished job's published results in :attr:`storage`."""
+        return join(RESULTS, job_id)
+
+    @staticmethod
+    def work_key(job_id: str) -> str:
+        """The folder of a job's scratch files (blocks, temporary outputs) in the store."""
+        return join(RESULTS, ".work", job_id)
+
     def work_root(self, job_id: str) -> Path:
-        """Scratch space of a job (blocks, temporary outputs)."""
-        return self.results_root / ".work" / job_id
+        """Scratch space of a job on this host: the store's own folder on the server's
+        disk, a folder of the temporary directory when the store is an object store
+        (each worker keeps there only what its task needs)."""
+        local = self.storage.local_path(self.work_key(job_id))
+        if local is not None:
+            return local
+        return Path(tempfile.gettempdir()) / "tileserver-work" / job_id
+
+    def drop_work(self, job_id: str) -> None:
+        """Remove a job's scratch files (from the store and from this host)."""
+        self.storage.delete_prefix(self.work_key(job_id))
+        shutil.rmtree(self.work_root(job_id), ignore_errors=True)
 
     # -- dask ------------------------------------------------------------------------------
 
@@ -195,14 +222,14 @@ class BatchRunner:
             raise self._conflict(job_id, "cancel")
         self.store.log(job_id, "canceled; partial results deleted")
         self._wake(job_id)
-        shutil.rmtree(self.work_root(job_id), ignore_errors=True)
+        self.drop_work(job_id)
         return self.store.get_job(job_id)
 
     def on_delete(self, job_id: str) -> None:
-        """Before a job is deleted: stop its work and remove its files."""
+        """Before a job is deleted: stop its work and remove its files (or objects)."""
         self._wake(job_id)
-        shutil.rmtree(self.work_root(job_id), ignore_errors=True)
-        shutil.rmtree(self.result_dir(job_id), ignore_errors=True)
+        self.drop_work(job_id)
+        self.storage.delete_prefix(self.result_key(job_id))
 
     def _conflict(self, job_id: str, action: str) -> Conflict:
         """The error of a refused ``action`` (its compare-and-set lost): the status now."""
@@ -390,7 +417,7 @@ class _Run:
         if job["status"] != RUNNING or extra.get("run") != self.token:
             self.cancel_futures()
             if job["status"] == CANCELED:
-                shutil.rmtree(self.runner.work_root(self.job_id), ignore_errors=True)
+                self.runner.drop_work(self.job_id)
             raise _Stop
 
     def save(self, **fields: Any) -> None:
@@ -479,11 +506,11 @@ class _Run:
             self.run_blocks(spec)
             self.log(f"all {self.extra['blocks_total']} blocks done "
                      f"({time.monotonic() - started:.1f} s); writing the result files")
-            self.finish(spec, batch_tasks.mosaic, *times)
+            self.finish(spec, results.mosaic, *times)
         else:
             self.extra.update(blocks_total=1, blocks_done=0, strips_total=0, strips_done=0)
             self.log(f"running the graph once over its extent on {workers} worker(s)")
-            self.finish(spec, batch_tasks.run_whole)
+            self.finish(spec, results.run_whole)
 
     def plan(self, job: dict) -> tuple[JobSpec, tuple[dict[str, str], tuple[str, str]]]:
         """The job's spec: native view, blocks, layers, style; prepares the work dir."""
@@ -496,7 +523,7 @@ class _Run:
         view = engine.native_view(graph)
         raster = graph.is_raster
         self.plan_of_job = engine.plan(graph, view)
-        context = eval_context(runner.settings.home.resolve(), job["user_id"])
+        context = eval_context(runner.settings.home.resolve(), job["user_id"], runner.storage)
         times = engine.times(graph, context=context)  # a UDF's own dates (aggregate_time)
         if times == [] and raster:
             raise BlockFailed("no acquisition lies in the job's extent and dates: there is "
@@ -526,10 +553,12 @@ class _Run:
                                          overviews, SCRATCH_VERSION], sort_keys=True,
                                         default=str).encode()).hexdigest()[:16]
         work = runner.work_root(self.job_id) / key
-        if work.parent.exists():
-            for other in work.parent.iterdir():  # blocks of an older graph are useless now
-                if other.name != key:
-                    shutil.rmtree(other, ignore_errors=True)
+        work_key = join(runner.work_key(self.job_id), key)
+        storage = runner.storage
+        older = {o.key[len(work_key) - len(key):].split("/", 1)[0]
+                 for o in storage.list(runner.work_key(self.job_id))}
+        for other in older - {key}:  # blocks of an older graph are useless now
+            storage.delete_prefix(join(runner.work_key(self.job_id), other))
         spec = JobSpec(
             job_id=self.job_id, catalogs=tuple(runner._catalogs()),
             engine_opts=(("max_pixels", engine.max_pixels),
@@ -540,8 +569,11 @@ class _Run:
             graph=job["process_graph"], output=output, crs=view.crs_key,
             bounds=view.bounds, width=view.width, height=view.height, block=block,
             work_dir=str(work), fmt=fmt.name, mode=mode, style=style, layers=layers,
-            context=context, tile=tile, overviews=overviews, processes=processes)
-        spec.blocks_dir.mkdir(parents=True, exist_ok=True)
+            context=context, tile=tile, overviews=overviews, processes=processes,
+            store_url=storage.url, store_opts=tuple(sorted(store_options(runner.settings).items()))
+            if storage.scheme == "s3" else (), work_key=work_key)
+        if spec.shared:
+            spec.blocks_dir.mkdir(parents=True, exist_ok=True)
         rows, cols = spec.grid()
         if mode != "whole":
             self.log(f"running on {view.width}x{view.height} pixels in {rows}x{cols} blocks "
@@ -571,11 +603,12 @@ class _Run:
         needs are done (before the next blocks, so they overlap with the blocks)."""
         client = self.runner.client
         blocks = spec.all_blocks()
-        done = {b for b in blocks if spec.block_path(*b).exists()}
+        finished = spec.finished()  # one listing of the store
+        done = {b for b in blocks if spec.done(spec.block_path(*b), finished)}
         todo = [b for b in blocks if b not in done]
         strips = spec.all_strips()
         waiting = {s: set(spec.strip_blocks(*s)) for s in strips
-                   if not spec.strip_path(*s).exists()}
+                   if not spec.done(spec.strip_path(*s), finished)}
         self.extra.update(blocks_total=len(blocks), blocks_done=len(done),
                           strips_total=len(strips), strips_done=len(strips) - len(waiting))
         self.save()
@@ -632,53 +665,54 @@ class _Run:
     def finish(self, spec: JobSpec, task, *args) -> list[dict]:
         """Run the final task into a temp dir, publish it by renaming, mark ``finished``."""
         runner = self.runner
+        storage = runner.storage
         tmp = Path(spec.work_dir) / f"out-{self.token[:8]}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        batch_tasks.progress_path(tmp).unlink(missing_ok=True)
+        out_key, progress = spec.key_of(tmp), results.progress_key(spec, tmp)
+        storage.delete_prefix(out_key)
+        storage.delete(progress)
         started = time.monotonic()
         fut = runner.client.submit(task, spec, str(tmp), *args, pure=False,
                                    key=f"batch-{self.job_id}-{self.token[:8]}-final")
         self.futures = {fut: None}
-        progress = batch_tasks.progress_path(tmp)
         while not self.wait(runner.options["batch_poll_seconds"]):
             self.check()
-            files_done = batch_tasks.read_progress(progress)
+            files_done = results.read_progress(storage, progress)
             if files_done > self.files_done:
                 self.files_done = files_done
                 self.save()
         self.futures = {}
-        progress.unlink(missing_ok=True)
+        storage.delete(progress)
         if fut.status != "finished":
             raise BlockFailed(f"writing the result failed: {_reason(fut.exception())}")
         assets = fut.result()
-        self.log(f"result files written ({time.monotonic() - started:.1f} s)")
+        where = "" if spec.shared else f" to {storage.name}"
+        self.log(f"result files written{where} ({time.monotonic() - started:.1f} s)")
         warnings = {a.pop("warning") for a in assets if "warning" in a}
         for warning in sorted(warnings):  # an empty result is answered, and said so
             self.log(warning, "warning")
-        final = runner.result_dir(self.job_id)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-        self.measure(spec, final)
+        final = runner.result_key(self.job_id)
+        storage.move_prefix(out_key, final)
+        self.measure(spec, storage.size_of(final))
         done = self.extra.get("blocks_total", 1)
         self.extra.update(blocks_done=done, results_token=uuid.uuid4().hex, results=assets)
         # logged before the status flips, so that whoever sees "finished" finds this line
         self.log("finished: " + ", ".join(a["name"] for a in assets))
         if not runner._move(self.job_id, self.token, "finish", progress=100.0,
                             extra=dict(self.extra), error=None):
-            shutil.rmtree(final, ignore_errors=True)
+            storage.delete_prefix(final)
             raise _Stop
-        shutil.rmtree(runner.work_root(self.job_id), ignore_errors=True)
+        runner.drop_work(self.job_id)
         return assets
 
 
-    def measure(self, spec: JobSpec, results: Path) -> None:
+    def measure(self, spec: JobSpec, written: int) -> None:
         """Record what this job measured (values read, seconds, bytes written) before it is
         ``finished``: the estimates of the next jobs learn from it."""
         if self.plan_of_job is None:
             return
         try:
             estimates.record(self.store, self.plan_of_job, spec.output,
-                             time.monotonic() - self.started, results)
+                             time.monotonic() - self.started, written)
         except Exception:  # noqa: BLE001 - a measurement is never worth failing a job
             log.exception("batch job %s: cannot record its measurement", self.job_id)
 

@@ -1,18 +1,23 @@
-"""What the Dask workers of a batch job run: one block, the final mosaic, a non-raster result.
+"""What the Dask workers of a batch job run: one block, one strip of an overview level (the
+final files and the STAC item are :mod:`tileserver.jobs.results`).
 
-Everything here takes a picklable :class:`JobSpec` and plain numbers, and works on files
-under the job's work directory (which the server and the workers must share, e.g. the
-same ``$TILESERVER_HOME`` on a network file system for a remote cluster). Each worker
+Everything here takes a picklable :class:`JobSpec` and plain numbers. A task writes its files
+in the job's work directory on its own disk and puts them in the job's store
+(:mod:`tileserver.storage`, :meth:`JobSpec.publish`): with the default store that directory
+*is* the store's folder under ``$TILESERVER_HOME/results/.work`` and nothing moves; with an
+object store the parts are uploaded (no host needs a shared mount) and a task that needs
+another task's parts downloads them (:meth:`JobSpec.fetch`). Each worker
 process builds its own :class:`~tileserver.engine.evaluator.Engine` once per catalog and
 keeps it (:func:`worker_engine`).
 
 Each block task evaluates the graph on its window of the native view with the same core
-as tiles and coverages, and writes ``blocks/r{row}_c{col}.tif`` atomically (temp file,
-then rename), so a block file exists only when it is complete: pausing or restarting a
-job keeps them, and the next run skips them. A block task also decimates its values into
-the COG's overview levels while they are in memory (nearest neighbour, GDAL's rule: pixel
+as tiles and coverages, and writes ``blocks/r{row}_c{col}.tif`` atomically (the store's
+rule: temp file, then rename or upload), so a block file exists only when it is complete:
+pausing or restarting a job keeps them, and the next run skips them. A block task also
+decimates its values into the COG's overview levels while they are in memory (nearest neighbour, GDAL's rule: pixel
 ``j`` of the level of factor ``f`` is pixel ``j * f`` of the full grid), so nothing has to
-read the full-resolution result again to build them. The mosaic task assembles the blocks
+read the full-resolution result again to build them. The mosaic task
+(:func:`tileserver.jobs.results.mosaic`) assembles the blocks
 and their overviews through VRTs into one Cloud-Optimized GeoTIFF per date, compressed
 once, on every core of its worker (GDAL streams the VRT swath by swath, so memory stays
 bounded by the block size and GDAL's cache), and writes a STAC item describing the files.
@@ -22,36 +27,27 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
 import resource
 import shutil
 import threading
-import time
-import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pystac
 import rasterio
-from lxml import etree
-from rasterio.warp import transform_bounds
 from rasterio.windows import Window
-from shapely.geometry import box, mapping
 
 from tileserver.cache.memory import NodeCache
-from tileserver.data import stored
 from tileserver.data.catalog import Catalog
 from tileserver.datacube.cube import Cube
 from tileserver.datacube.view import View
 from tileserver.engine.evaluator import Engine, day_key
-from tileserver.jobs.empty import empty_result, empty_statistics
 from tileserver.render import cog, formats
-from tileserver.render.formats import OutputFormat, encode
-from tileserver.render.statistics import Summary, merged, raster_band, summaries
+from tileserver.render.formats import OutputFormat
+from tileserver.render.statistics import summaries
 from tileserver.render.styles import Style, render_rgba
+from tileserver.storage import Store, atomic_file, join, store_for
 
 #: Layer name of a result without a time axis.
 SINGLE = "result"
@@ -92,6 +88,58 @@ class JobSpec:
     overviews: tuple[int, ...] = ()  # decimation factors of the COG overviews made by blocks
     #: the owner's stored processes the graph calls (as read when the job started)
     processes: dict = field(default_factory=dict)
+    #: the job's store (:func:`tileserver.storage.store_for` arguments) and the key of the
+    #: work directory in it; ``""``: the work directory is all there is
+    store_url: str = ""
+    store_opts: tuple[tuple[str, Any], ...] = ()
+    work_key: str = ""
+
+    @property
+    def store(self) -> Store:
+        """The job's store, as this process opens it."""
+        return store_for(self.store_url, **dict(self.store_opts))
+
+    @property
+    def shared(self) -> bool:
+        """Whether the work directory is the store's own folder (the default store on the
+        disk every worker shares): nothing to upload or download then."""
+        return not self.store_url or self.store.local_path(self.work_key) is not None
+
+    def key_of(self, path: str | Path) -> str:
+        """The store key of a file of the work directory."""
+        return join(self.work_key, Path(path).relative_to(self.work_dir).as_posix())
+
+    def publish(self, *paths: Path) -> None:
+        """Put finished files of this worker in the store, in order (the last one says
+        that the others are there), and drop the local copies."""
+        if self.shared:
+            return
+        store = self.store
+        for path in paths:
+            if path.exists():
+                store.put_file(self.key_of(path), path)
+                path.unlink()
+
+    def fetch(self, path: Path) -> Path:
+        """A file of the work directory on this worker's disk (downloaded from the store
+        when another worker wrote it)."""
+        if self.shared or path.exists():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(path) as tmp:
+            self.store.download(self.key_of(path), tmp)
+        return path
+
+    def finished(self, prefix: str = "blocks") -> set[str]:
+        """The keys of the files in the work directory's folder ``prefix`` (one listing)."""
+        if not self.store_url:
+            folder = Path(self.work_dir) / prefix
+            return {self.key_of(p) for p in folder.iterdir()} if folder.is_dir() else set()
+        return {o.key for o in self.store.list(join(self.work_key, prefix))}
+
+    def done(self, path: Path, finished: set[str]) -> bool:
+        """Whether the work file ``path`` is in the store (``finished``: :meth:`finished`)."""
+        return self.key_of(path) in finished
 
     @property
     def view(self) -> View:
@@ -263,20 +311,11 @@ def worker_engine(spec: JobSpec) -> Engine:
         return engine
 
 
-def _atomic_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-
-
 def _write_atomic(target: Path, data: np.ndarray, profile: dict, tags: dict) -> None:
-    tmp = _atomic_path(target)
-    try:
+    with atomic_file(target) as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(data)
             dst.update_tags(**tags)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def run_block(spec: JobSpec, row: int, col: int) -> str:
@@ -291,6 +330,7 @@ def run_block(spec: JobSpec, row: int, col: int) -> str:
     engine = worker_engine(spec)
     graph = engine.parse(spec.graph, processes=spec.processes)
     view = spec.block_view(row, col)
+    spec.blocks_dir.mkdir(parents=True, exist_ok=True)
     cube = engine.evaluate(graph, view, purpose="batch", context=spec.context)
     if not isinstance(cube, Cube):
         raise TypeError("the graph did not return an image for a block")
@@ -320,6 +360,7 @@ def run_block(spec: JobSpec, row: int, col: int) -> str:
         profile = dict(driver="GTiff", width=1, height=1, count=count, dtype=dtype,
                        nodata=nodata)
         _write_atomic(target, data.astype(dtype, copy=False), profile, tags)
+        spec.publish(target)
         return target.name
     data = data.astype(dtype, copy=False)
     for factor in spec.overviews:
@@ -332,6 +373,7 @@ def run_block(spec: JobSpec, row: int, col: int) -> str:
     # uncompressed, tiled like the COG: cheap to write, and read once by the mosaic
     _write_atomic(target, data, {**_scratch_profile(data, dtype, nodata, spec.tile),
                                  "crs": view.crs, "transform": view.transform}, tags)
+    spec.publish(*(spec.scratch_path(row, col, f) for f in spec.overviews), target)
     return target.name
 
 
@@ -389,22 +431,17 @@ def _write_parts(spec: JobSpec, row: int, col: int, values: dict[str, np.ndarray
         _write_bytes_atomic(spec.tiles_path(row, col), body)
     offsets: dict[str, int] = {}
     if any(scratch.values()):
-        raw = spec.values_path(row, col)
-        tmp = _atomic_path(raw)
-        try:
-            with open(tmp, "wb") as fh:
-                for factor, parts in scratch.items():
-                    if parts:
-                        offsets[str(factor)] = fh.tell()
-                        for part in parts:
-                            fh.write(memoryview(np.ascontiguousarray(part)).cast("B"))
-            os.replace(tmp, raw)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_file(spec.values_path(row, col)) as tmp, open(tmp, "wb") as fh:
+            for factor, parts in scratch.items():
+                if parts:
+                    offsets[str(factor)] = fh.tell()
+                    for part in parts:
+                        fh.write(memoryview(np.ascontiguousarray(part)).cast("B"))
     target = spec.block_path(row, col)
     _write_bytes_atomic(target, json.dumps({"per_layer": per_layer, "tiles": tiles,
                                             "values": offsets, "bands": list(bands),
                                             "stats": stats}).encode())
+    spec.publish(spec.tiles_path(row, col), spec.values_path(row, col), target)
     return target.name
 
 
@@ -421,13 +458,8 @@ def _append_tiles(body: bytearray, data: np.ndarray, options: dict
 
 
 def _write_bytes_atomic(target: Path, data: bytes | bytearray) -> None:
-    tmp = _atomic_path(target)
-    try:
+    with atomic_file(target) as tmp:
         tmp.write_bytes(data)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _scratch_profile(data: np.ndarray, dtype: str, nodata, tile: int) -> dict:
@@ -439,200 +471,13 @@ def _scratch_profile(data: np.ndarray, dtype: str, nodata, tile: int) -> dict:
     return profile
 
 
-# -- mosaic ------------------------------------------------------------------------------
-
-
-def _vrt(spec: JobSpec, sources: list[tuple[Path, int, Window]], nbands: int, dtype: str,
-         factor: int = 1, overviews: tuple[Path, ...] = ()) -> bytes:
-    """A VRT of one layer from the block files (``sources``: file, first band, window), at
-    the overview level ``factor``, listing the VRTs of its ``overviews`` levels."""
-    view = spec.view
-    width, height = -(-view.width // factor), -(-view.height // factor)
-    root = etree.Element("VRTDataset", rasterXSize=str(width), rasterYSize=str(height))
-    etree.SubElement(root, "SRS").text = view.crs.to_wkt()
-    etree.SubElement(root, "GeoTransform").text = ", ".join(
-        repr(v) for v in (view.transform * view.transform.scale(factor)).to_gdal())
-    gdal_type = {"float32": "Float32", "uint8": "Byte"}[dtype]
-    for b in range(nbands):
-        band = etree.SubElement(root, "VRTRasterBand", dataType=gdal_type, band=str(b + 1))
-        if dtype == "float32":
-            etree.SubElement(band, "NoDataValue").text = "nan"
-        elif nbands == 4:
-            etree.SubElement(band, "ColorInterp").text = ("Red", "Green", "Blue", "Alpha")[b]
-        for path, first, win in sources:
-            src = etree.SubElement(band, "SimpleSource")
-            etree.SubElement(src, "SourceFilename", relativeToVRT="0").text = str(path)
-            etree.SubElement(src, "SourceBand").text = str(first + b)
-            rect = {"xOff": "0", "yOff": "0", "xSize": str(int(win.width)),
-                    "ySize": str(int(win.height))}
-            etree.SubElement(src, "SrcRect", **rect)
-            etree.SubElement(src, "DstRect", **{**rect, "xOff": str(int(win.col_off)),
-                                                "yOff": str(int(win.row_off))})
-        for level in overviews:
-            ovr = etree.SubElement(band, "Overview")
-            etree.SubElement(ovr, "SourceFilename", relativeToVRT="0").text = str(level)
-            etree.SubElement(ovr, "SourceBand").text = str(b + 1)
-    return etree.tostring(root, pretty_print=True)
-
-
-def _layer_sources(spec: JobSpec) -> tuple[dict[str, list], int, dict[str, list], list]:
-    """Per layer, the ``(block file, first band, window)`` of every block; the bands per
-    layer; per layer the band statistics of the values (empty for styled results); the
-    band names."""
-    sources: dict[str, list] = {layer: [] for layer in spec.layers}
-    stats: dict[str, list] = {layer: [] for layer in spec.layers}
-    per_layer = 0
-    bands: list = []
-    for row, col in spec.all_blocks():
-        path = spec.block_path(row, col)
-        with rasterio.open(path) as src:
-            tags = src.tags()
-        layers = json.loads(tags["TILESERVER_LAYERS"])
-        per_layer = int(tags["TILESERVER_PER_LAYER"])
-        bands = json.loads(tags.get(BANDS_TAG, "[]")) or bands
-        block_stats = json.loads(tags.get(STATS_TAG, "{}"))
-        for i, layer in enumerate(layers):
-            if layer in sources:
-                sources[layer].append((row, col, 1 + i * per_layer))
-        if STATS_TAG in tags:
-            win = spec.block_window(row, col)
-            for layer in stats:
-                # a layer the block has no date of is nodata there
-                stats[layer].append([Summary.from_json(v) for v in block_stats[layer]]
-                                    if layer in block_stats else
-                                    [Summary(pixels=int(win.width * win.height))] * per_layer)
-    return sources, per_layer, {k: merged(v) for k, v in stats.items()}, bands
-
-
-#: GDAL's block cache (MB) while a result is written: a few tile rows of the widest
-#: result in flight between the reading and the compressing threads, whatever the extent.
-MOSAIC_CACHE_MB = 256
-
-
-def mosaic(spec: JobSpec, out_dir: str, times: dict[str, str] | None = None,
-           span: tuple[str, str] | None = None) -> list[dict]:
-    """Assemble the finished blocks into the result files and a STAC item in ``out_dir``.
-
-    Returns the assets: ``[{"name", "type", "layer"}]``. ``times`` maps layer keys to
-    ISO datetimes and ``span`` is the time range of the data (for the STAC item). A
-    failure (a full disk...) removes ``out_dir`` and raises.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        if spec.cog_parts:
-            assets = _assemble_results(spec, out, Progress(progress_path(out_dir)))
-        else:
-            assets = _write_results(spec, out)
-        write_item(spec, out, assets, times or {}, span)
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
-        raise
-    # the statistics and band names are in the files and the STAC item, not the job's row;
-    # a result without any valid value says so (the job's log warns)
-    why = empty_statistics([Summary.from_json(v).valid for a in assets
-                            for v in a.get("stats") or ()] if all(
-                                a.get("stats") for a in assets) else [])
-    return [{**{k: v for k, v in a.items() if k not in ("stats", "bands")},
-             **({"warning": why} if why else {})} for a in assets]
-
-
-def progress_path(out_dir: str | Path) -> Path:
-    """Where the final task of a job says how far it is (a fraction, read by the driver)."""
-    return Path(f"{out_dir}.progress")
-
-
-class Progress:
-    """Writes the fraction of the work done to a file, at most every ``every`` seconds
-    (the driver of the job reads it: it shares the work directory with the workers)."""
-
-    def __init__(self, path: Path, every: float = 0.25):
-        self.path = path
-        self.every = every
-        self._last = 0.0
-
-    def __call__(self, done: float, total: float) -> None:
-        """``done`` of ``total`` units of work are done."""
-        clock = time.monotonic()
-        if clock - self._last < self.every and done < total:
-            return
-        self._last = clock
-        _write_bytes_atomic(self.path, f"{done / max(total, 1):.4f}".encode())
-
-
-def read_progress(path: Path) -> float:
-    """The fraction a :class:`Progress` wrote (0 when there is none yet)."""
-    try:
-        return min(1.0, max(0.0, float(path.read_text())))
-    except (OSError, ValueError):
-        return 0.0
-
-
-def _assemble_results(spec: JobSpec, out: Path, progress: Progress) -> list[dict]:
-    """Each layer's COG from the compressed tiles of the blocks and of the strips (see
-    :mod:`~tileserver.render.cog`)."""
-    manifests = {(r, c): json.loads(spec.block_path(r, c).read_text())
-                 for r, c in spec.all_blocks()}
-    strips = {s: json.loads(spec.strip_path(*s).read_text()) for s in spec.all_strips()}
-    per_layer = next(iter(manifests.values()))["per_layer"] if manifests else 1
-    options = cog.cog_options(spec.output)
-    tile = spec.tile
-    tiles = sum(-(-spec.width // (f * tile)) * -(-spec.height // (f * tile))
-                for f in spec.levels)
-    total = len(spec.layers) * tiles
-    assets = []
-    for index, layer in enumerate(spec.layers):
-        stem = "result" if layer == SINGLE else f"result_{layer}"
-        target = out / f"{stem}.tif"
-        levels: list[list[cog.Part]] = []
-        for factor in spec.levels:
-            if spec.tiled_by_blocks(factor):
-                levels.append([
-                    cog.Part(int(win.row_off) // tile, int(win.col_off) // tile,
-                                  -(-int(win.width) // tile),
-                                  tuple(map(tuple, m["tiles"][f"{layer}/{factor}"])),
-                                  str(spec.tiles_path(r, c)))
-                    for (r, c), m in manifests.items()
-                    if (win := spec.level_window(r, c, factor)).width > 0 and win.height > 0])
-            else:
-                levels.append([
-                    cog.Part(int(win.row_off) // tile, int(win.col_off) // tile,
-                                  strips[(factor, i)]["cols"],
-                                  tuple(map(tuple, strips[(factor, i)]["tiles"][layer])),
-                                  str(spec.strip_path(factor, i, ".tiles")))
-                    for i, win in enumerate(spec.strips(factor))])
-        layer_stats = merged([Summary.from_json(v) for v in m["stats"][layer]]
-                             for m in manifests.values())
-        bands = next((m["bands"] for m in manifests.values() if m.get("bands")), [])
-        try:
-            # the COG structure: the same grid, levels and options, without any data, but
-            # with the band names and the statistics of the values its tiles will hold
-            view = spec.view
-            cog.write_template(
-                target, crs=view.crs, transform=view.transform, width=view.width,
-                height=view.height, count=per_layer, dtype="float32", nodata=float("nan"),
-                factors=spec.overviews, cog_options=options,
-                descriptions=[str(b) for b in bands][:per_layer],
-                band_metadata=[s.gdal_metadata() for s in layer_stats])
-            base = index * tiles
-            cog.assemble(target, levels,
-                              lambda n, _total, base=base: progress(base + n, total))
-        except Exception as exc:
-            raise OSError(f"cannot write {target.name}: {_gdal_message(exc)}; "
-                          f"{_room(out)}") from exc
-        for aux in out.glob(f"{target.name}.aux.xml"):
-            aux.unlink()
-        assets.append({"name": target.name, "type": cog.COG_MEDIA_TYPE, "layer": layer,
-                       "bands": list(bands), "stats": [s.to_json() for s in layer_stats]})
-    return assets
-
-
 def run_strip(spec: JobSpec, factor: int, index: int) -> str:
     """Compress the tiles of one strip of a level that no block covers whole tiles of,
     from the blocks' uncompressed values of that level, for every layer; writes
     ``.tiles`` then ``.json`` (the strip is finished when it exists)."""
     win = spec.strips(factor)[index]
-    blocks = {b: json.loads(spec.block_path(*b).read_text())
+    spec.blocks_dir.mkdir(parents=True, exist_ok=True)
+    blocks = {b: json.loads(spec.fetch(spec.block_path(*b)).read_text())
               for b in spec.strip_blocks(factor, index)}
     per_layer = next(iter(blocks.values()))["per_layer"]
     options = cog.cog_options(spec.output)
@@ -653,7 +498,7 @@ def run_strip(spec: JobSpec, factor: int, index: int) -> str:
                     continue
                 shape = (per_layer, int(part.height), int(part.width))
                 size = shape[0] * shape[1] * shape[2]
-                values = np.fromfile(spec.values_path(row, col), np.float32, size,
+                values = np.fromfile(spec.fetch(spec.values_path(row, col)), np.float32, size,
                                      offset=manifest["values"][str(factor)] + li * size * 4)
                 if values.size != size:
                     raise OSError(f"{spec.values_path(row, col).name} is truncated")
@@ -664,55 +509,15 @@ def run_strip(spec: JobSpec, factor: int, index: int) -> str:
             tiles[layer], cols = _append_tiles(body, data, options)
         _write_bytes_atomic(spec.strip_path(factor, index, ".tiles"), body)
         _write_bytes_atomic(target, json.dumps({"cols": cols, "tiles": tiles}).encode())
+        spec.publish(spec.strip_path(factor, index, ".tiles"), target)
+        if not spec.shared:  # the blocks' files this worker downloaded
+            for row, col in blocks:
+                spec.block_path(row, col).unlink(missing_ok=True)
+                spec.values_path(row, col).unlink(missing_ok=True)
     except OSError as exc:
         raise OSError(f"cannot write the tiles of level 1/{factor} of the result (strip "
                       f"{index}): {_gdal_message(exc)}; {_room(target.parent)}") from exc
     return target.name
-
-
-def _write_results(spec: JobSpec, out: Path) -> list[dict]:
-    sources, per_layer, stats, bands = _layer_sources(spec)
-    if not per_layer:
-        per_layer = 4 if spec.mode == "rgba" else 1
-    dtype = "uint8" if spec.mode == "rgba" else "float32"
-    writer = spec.format.batch
-    if writer is None:
-        raise ValueError(f"batch jobs do not write {spec.fmt}")
-    nbands = per_layer
-    if spec.mode == "rgba" and writer.styled_bands:
-        nbands = writer.styled_bands
-    assets = []
-    for layer, blocks in sources.items():
-        stem = "result" if layer == SINGLE else f"result_{layer}"
-        vrts: list[Path] = []
-        for factor in spec.overviews:  # the levels the blocks decimated in memory
-            srcs = [(spec.scratch_path(r, c, factor), first, spec.overview_window(r, c, factor))
-                    for r, c, first in blocks
-                    if spec.scratch_path(r, c, factor).exists()]
-            vrts.append(Path(spec.work_dir) / f"{stem}_o{factor}.vrt")
-            vrts[-1].write_bytes(_vrt(spec, srcs, nbands, dtype, factor))
-        srcs = [(spec.scratch_path(r, c), first, spec.block_window(r, c))
-                for r, c, first in blocks]
-        vrt_path = Path(spec.work_dir) / f"{stem}.vrt"
-        vrt_path.write_bytes(_vrt(spec, srcs, nbands, dtype, overviews=tuple(vrts)))
-        vrts.append(vrt_path)
-        target = out / f"{stem}.{spec.format.extension}"
-        try:
-            with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=MOSAIC_CACHE_MB):
-                writer.write(vrt_path, target, formats.output_params(spec.output))
-        except Exception as exc:
-            raise OSError(f"cannot write {target.name}: {_gdal_message(exc)}; "
-                          f"{_room(out)}") from exc
-        finally:
-            for path in vrts:
-                path.unlink(missing_ok=True)
-        for aux in out.glob(f"{target.name}.aux.xml"):
-            aux.unlink()
-        asset = {"name": target.name, "type": writer.media_type, "layer": layer}
-        if stats.get(layer):
-            asset.update(bands=bands, stats=[s.to_json() for s in stats[layer]])
-        assets.append(asset)
-    return assets
 
 
 def _gdal_message(exc: Exception) -> str:
@@ -730,76 +535,3 @@ def _room(folder: Path) -> str:
     if soft != resource.RLIM_INFINITY:
         words += f"; files larger than {soft} bytes are refused (file size limit)"
     return words
-
-
-def run_whole(spec: JobSpec, out_dir: str) -> list[dict]:
-    """A graph whose result is not an image (e.g. a table): evaluate once, encode, store."""
-    engine = worker_engine(spec)
-    graph = engine.parse(spec.graph, processes=spec.processes)
-    result = engine.evaluate(graph, engine.native_view(graph), purpose="batch",
-                             context=spec.context)
-    encoded = encode(result, spec.output)
-    why = empty_result(result)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    name = f"result.{encoded.extension}"
-    (out / name).write_bytes(encoded.content)
-    assets = [{"name": name, "type": encoded.media_type, "layer": SINGLE}]
-    write_item(spec, out, assets, {})
-    return [{**a, "warning": why} for a in assets] if why else assets
-
-
-# -- STAC ----------------------------------------------------------------------------------
-
-
-def write_item(spec: JobSpec, out: Path, assets: list[dict], times: dict[str, str],
-               span: tuple[str, str] | None = None) -> Path:
-    """``item.json``: a STAC item with one asset per result file (relative hrefs)."""
-    view = spec.view
-    bbox = list(transform_bounds(view.crs, "EPSG:4326", *view.bounds, densify_pts=21))
-    dates = sorted(datetime.fromisoformat(t) for t in (*times.values(), *(span or ())))
-    props: dict[str, Any] = {"title": f"Result of batch job {spec.job_id}",
-                             "tileserver:block_size": spec.block,
-                             # what tiles and coverages check before serving these files
-                             stored.FINGERPRINT: stored.fingerprint(spec.graph, spec.output,
-                                                                   spec.processes),
-                             stored.VALUES: spec.mode}
-    when = None
-    if len(dates) == 1:
-        when = dates[0]
-    elif dates:
-        props["start_datetime"] = dates[0].isoformat()
-        props["end_datetime"] = dates[-1].isoformat()
-    else:
-        when = datetime.now().astimezone()
-    item = pystac.Item(spec.job_id, mapping(box(*bbox)), bbox, when, props)
-    epsg = view.crs.to_epsg()
-    writer = spec.format.batch if spec.mode != "whole" else None
-    for a in assets:
-        extra: dict[str, Any] = {}
-        if writer is not None and writer.proj:
-            extra = {"proj:shape": [view.height, view.width],
-                     "proj:transform": list(view.transform)[:6]}
-            if epsg:
-                extra["proj:code"] = f"EPSG:{epsg}"
-            else:
-                extra["proj:wkt2"] = view.crs.to_wkt()
-        if a["layer"] in times:
-            extra["datetime"] = times[a["layer"]]
-        if writer is not None and writer.proj:
-            extra["proj:bbox"] = list(view.bounds)
-        if a.get("stats"):  # what viewers stretch the values by
-            names = a.get("bands") or []
-            extra["raster:bands"] = [
-                raster_band(Summary.from_json(v), names[i] if i < len(names) else None)
-                for i, v in enumerate(a["stats"])]
-        extra["file:size"] = (out / a["name"]).stat().st_size
-        item.add_asset(a["name"].rsplit(".", 1)[0], pystac.Asset(
-            a["name"], media_type=a["type"], roles=["data"], extra_fields=extra))
-    item.stac_extensions += [
-        "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
-        "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
-        "https://stac-extensions.github.io/file/v2.1.0/schema.json"]
-    path = out / "item.json"
-    path.write_text(json.dumps(item.to_dict(include_self_link=False), indent=2))
-    return path

@@ -20,7 +20,6 @@ import math
 import statistics
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -146,10 +145,9 @@ def estimate(store: JobStore, settings: Settings, plan: Plan, output: dict) -> d
 
 
 def record(store: JobStore, plan: Plan, output: dict, seconds: float,
-           result_dir: Path) -> None:
+           written: int) -> None:
     """Measure a finished batch job (its values read, seconds and written bytes) for the
     estimates of the next ones."""
-    written = sum(p.stat().st_size for p in result_dir.rglob("*") if p.is_file())
     store.record_measurement(BATCH, plan.pixels_read, seconds,
                              fmt=formats.get(output.get("format", "GTiff")).name,
                              raw_bytes=raw_bytes(plan, output), nbytes=written or None)

@@ -27,6 +27,7 @@ from tileserver.processes import is_predefined
 from tileserver.render.encoders import Encoded
 from tileserver.render.formats import default_output, encode, validate_output
 from tileserver.settings import Settings
+from tileserver.storage import open_store
 
 
 class HasStore(Protocol):
@@ -219,7 +220,7 @@ def execute(rt: Backend, user: str, graph, output: dict,
             f"the result would be {view.width}x{view.height} = {view.pixels} pixels, more than "
             f"the limit of {limit} for synchronous execution; use a batch job or a smaller bbox"
         )
-    context = eval_context(rt.settings.home, user)
+    context = eval_context(rt.settings.home, user, open_store(rt.settings))
     result = engine.evaluate(graph, view, purpose="execute", context=context)
     if warnings is not None and (why := empty_result(result)):
         warnings.append(why)

@@ -16,7 +16,6 @@ import weakref
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from cachetools import LRUCache
@@ -37,6 +36,7 @@ from tileserver.render.encoders import Encoded, encode_gtiff
 from tileserver.render.legend import Legend, legend_of
 from tileserver.render.styles import Style, style_from_args
 from tileserver.render.styles import style_args as style_args_of
+from tileserver.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -306,13 +306,14 @@ _SERVED_LOCK = threading.Lock()
 
 
 def served_job(engine: Engine, job: dict, *, processes: dict[str, dict],
-               results_dir: Path | None = None, results_token: str | None = None,
+               results_at: tuple[Store, str] | None = None, results_token: str | None = None,
                service_args: dict | None = None, title: str | None = None) -> ServedJob:
     """The served job of a stored job (its graph, validated against the current catalog).
 
     ``processes``: the owner's stored processes the graph calls (read by the caller each
     time: a replaced one is a new served job, and new cache keys, as its nodes hash by
-    content). ``results_dir`` and ``results_token``: where a finished job's stored result lives
+    content). ``results_at`` (a store and a folder in it) and ``results_token``: where a
+    finished job's stored result lives
     and its token, as the job lifecycle hands them out (its answers then read it; ``None``:
     never read a stored result). ``service_args`` style the result.
 
@@ -321,7 +322,7 @@ def served_job(engine: Engine, job: dict, *, processes: dict[str, dict],
     the graph or recompute the extent and dates again.
     """
     title = title or job.get("title") or job["job_id"]
-    finished = bool(results_token) and results_dir is not None
+    finished = bool(results_token) and results_at is not None
     key = (job["job_id"], title, json.dumps(
         [job["process_graph"], job.get("output"), service_args, processes], sort_keys=True,
         default=str), results_token if finished else None)
@@ -332,7 +333,8 @@ def served_job(engine: Engine, job: dict, *, processes: dict[str, dict],
         graph = engine.parse(job["process_graph"], processes=processes)
         stored = None
         if finished and graph.is_raster:
-            stored = StoredResult.find(results_dir, job["process_graph"],  # type: ignore[arg-type]
+            store, prefix = results_at  # type: ignore[misc]
+            stored = StoredResult.find(store, prefix, job["process_graph"],
                                        job.get("output"), tuple(graph.meta.bands),
                                        processes)
         served = ServedJob(job["job_id"], title, job, graph, engine,

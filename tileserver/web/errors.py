@@ -28,6 +28,7 @@ from tileserver.errors import (
     NoSuchCoverage,
     OGCError,
     ProductNotFound,
+    StoreUnavailable,
     TileserverError,
     WrongPassword,
 )
@@ -53,6 +54,7 @@ V1_ERRORS: dict[type, tuple[str, int | None]] = {
     Conflict: ("Conflict", 409),
     MemoryTooLarge: ("PayloadTooLarge", 413),
     MemoryBusy: ("TooManyRequests", 429),
+    StoreUnavailable: ("ServiceUnavailable", 503),
 }
 
 #: Path prefix of OGC API (Tiles, Maps, Coverages, Processes); its errors are RFC 7807 JSON.

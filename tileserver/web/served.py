@@ -25,7 +25,7 @@ def served_job(job: dict, service_args: dict | None = None,
     return _served_job(
         rt.engine, job,
         processes=jobs.user_processes(rt, job.get("user_id"), job["process_graph"]),
-        results_dir=rt.batch.result_dir(job["job_id"]) if token else None,
+        results_at=(rt.batch.storage, rt.batch.result_key(job["job_id"])) if token else None,
         results_token=token, service_args=service_args, title=title)
 
 

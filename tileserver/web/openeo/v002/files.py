@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request, send_file
 
-from tileserver.data.userfiles import UserFiles, files_root, iter_stream
+from tileserver.data.userfiles import ObjectUserFiles, UserFiles, iter_stream, user_files
 from tileserver.errors import NotFound, TileserverError
 from tileserver.web.apidoc import (
     ANY_ARRAY,
@@ -21,6 +21,7 @@ from tileserver.web.apidoc import (
     operation,
 )
 from tileserver.web.common import current_user, runtime
+from tileserver.web.objects import send_object
 
 bp = Blueprint("files", __name__)
 
@@ -32,20 +33,26 @@ class LengthRequired(TileserverError):
     code = "LengthRequired"
 
 
-def own_files() -> UserFiles:
-    """The files of the authenticated user."""
-    settings = runtime().settings
-    return UserFiles(files_root(settings.home), current_user(), settings.max_upload_bytes)
+def own_files() -> UserFiles | ObjectUserFiles:
+    """The files of the authenticated user (in the store of batch results)."""
+    rt = runtime()
+    return user_files(rt.batch.storage, current_user(), rt.settings.max_upload_bytes)
 
 
-def _files(user_id: str) -> UserFiles:
+def _files(user_id: str) -> UserFiles | ObjectUserFiles:
     if user_id != current_user():
         raise NotFound(f"user {user_id} does not exist")
     return own_files()
 
 
-def download(files: UserFiles, path: str, listing):
+def download(files: UserFiles | ObjectUserFiles, path: str, listing):
     """The file's bytes, or ``listing(entries)`` for a folder."""
+    if isinstance(files, ObjectUserFiles):  # streamed from the object store
+        if files.is_folder(path):
+            return listing(files.list(path))
+        info = files.info(path)
+        return send_object(files.store, files.key(path), mimetype="application/octet-stream",
+                           download_name=info.path.rsplit("/", 1)[-1], as_attachment=True)
     target = files.resolve(path, must_exist=True)
     if target.is_dir():
         return listing(files.list(path))
@@ -53,7 +60,7 @@ def download(files: UserFiles, path: str, listing):
                      download_name=target.name, max_age=0)
 
 
-def upload(files: UserFiles, path: str):
+def upload(files: UserFiles | ObjectUserFiles, path: str):
     """Store the request body (streamed; folders are created as needed): ``(info, created)``."""
     if request.content_length is None and not request.environ.get("wsgi.input_terminated"):
         # werkzeug would hand us an empty stream: refuse rather than store an empty file

@@ -9,13 +9,14 @@ from __future__ import annotations
 import mimetypes
 import secrets
 
-from flask import Blueprint, Flask, jsonify, send_file
+from flask import Blueprint, Flask, jsonify
 
 from tileserver.errors import Conflict, FileNotFound
 from tileserver.jobs import lifecycle
 from tileserver.jobs.batch_tasks import ITEM_MEDIA_TYPE
 from tileserver.web.apidoc import FILE, json_response, operation, ref
 from tileserver.web.common import base_url, current_user, job_json, runtime
+from tileserver.web.objects import send_object
 
 bp = Blueprint("jobs", __name__)
 
@@ -91,7 +92,8 @@ def download(job_id: str):
            FILE, "NotFound")
 def result_file(job_id: str, token: str, name: str):
     """A result file. The URL carries an unguessable token (so GDAL's ``/vsicurl/`` and
-    other clients need no credentials); Range requests are answered with 206."""
+    other clients need no credentials); Range requests are answered with 206. From an
+    object store the file is streamed through the server (:mod:`tileserver.web.objects`)."""
     rt = runtime()
     try:
         job = rt.store.get_job(job_id)
@@ -105,12 +107,12 @@ def result_file(job_id: str, token: str, name: str):
     types["item.json"] = ITEM_MEDIA_TYPE
     if name not in types:
         raise FileNotFound(f"no result {name!r} for job {job_id}")
-    path = rt.batch.result_dir(job_id) / name
-    if not path.is_file():
-        raise FileNotFound(f"no result {name!r} for job {job_id}")
     mimetype = types.get(name) or mimetypes.guess_type(name)[0] or "application/octet-stream"
-    return send_file(path, mimetype=mimetype, conditional=True, download_name=name,
-                     max_age=3600)
+    try:
+        return send_object(rt.batch.storage, f"{rt.batch.result_key(job_id)}/{name}",
+                           mimetype=mimetype, download_name=name, max_age=3600)
+    except FileNotFound:
+        raise FileNotFound(f"no result {name!r} for job {job_id}") from None
 
 
 def init_app(app: Flask) -> None:

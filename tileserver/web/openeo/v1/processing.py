@@ -192,10 +192,17 @@ def job_results(job_id: str):
     if not token:
         raise JobNotFinished(f"job {job_id} is {job_json(job)['status']}; its results exist "
                              "once it is finished (POST /jobs/{job_id}/results starts it)")
-    item = json.loads((rt.batch.result_dir(job_id) / "item.json").read_text())
+    storage, prefix = rt.batch.storage, rt.batch.result_key(job_id)
+    item = json.loads(storage.get(f"{prefix}/item.json"))
+    # clients that reach the object store download from it (presigned URLs); otherwise
+    # through this server, the URL's token being the credential
+    public = rt.settings.storage_public and storage.scheme == "s3"
     for asset in item.get("assets", {}).values():
-        asset["href"] = external_url("jobs.result_file", job_id=job_id, token=token,
-                                     name=asset["href"])
+        name = asset["href"]
+        signed = storage.presigned_url(f"{prefix}/{name}", rt.settings.storage_presign_seconds) \
+            if public else None
+        asset["href"] = signed or external_url("jobs.result_file", job_id=job_id,
+                                               token=token, name=name)
     item["links"] = [
         {"rel": "self", "href": external_url(".job_results", job_id=job_id),
          "type": "application/geo+json"},
