@@ -41,6 +41,8 @@ TEST_SETTINGS = {
     "TILESERVER_REMOTE_TIMEOUT": "5",
     "TILESERVER_REMOTE_CONNECT_TIMEOUT": "2",
     "TILESERVER_REMOTE_RETRIES": "1",
+    "TILESERVER_STORAGE_TIMEOUT": "3",
+    "TILESERVER_STORAGE_RETRIES": "1",
 }
 
 #: The users of the cluster: ``tileserver users add`` on the first server, the file copied

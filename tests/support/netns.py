@@ -186,9 +186,10 @@ class Network:
 
     def close(self) -> None:
         """Kill every process of every host, delete the namespaces, links and files."""
-        for host in self.hosts.values():
+        for host in reversed(list(self.hosts.values())):  # the clients before the services
             with contextlib.suppress(Exception):
                 host.kill()
+        for host in self.hosts.values():
             _ip("netns", "delete", host.ns, check=False)
         _ip("link", "delete", self.bridge, check=False)
         for folder in self._netns_dirs:
