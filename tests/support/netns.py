@@ -10,7 +10,8 @@ installed package and a catalog mount would be.
 
 Needs root and iproute2 (``tests/support/requirements.py``: part ``netns``). Everything made
 here is undone by :meth:`Network.close`, which kills every process of every namespace (also
-those forked by the ones started here: PostgreSQL, gunicorn and Dask children).
+those forked by the ones started here: PostgreSQL, gunicorn and Dask children), but for the
+two empty folders :data:`HOST_PATHS` (mount points, perhaps in use by another run).
 """
 
 from __future__ import annotations
@@ -145,13 +146,10 @@ class Network:
         addresses = list(self.subnet.hosts())
         self.gateway = str(addresses[0])
         self.hosts: dict[str, Host] = {}
-        self._made_paths: list[Path] = []
         self._netns_dirs: list[Path] = []
         try:
-            for path in HOST_PATHS.values():
-                if not path.exists():
-                    path.mkdir(parents=True)
-                    self._made_paths.append(path)
+            for path in HOST_PATHS.values():  # empty mount points, left in place (another
+                path.mkdir(parents=True, exist_ok=True)  # run may be using them)
             _ip("link", "add", self.bridge, "type", "bridge")
             _ip("addr", "add", f"{self.gateway}/{self.subnet.prefixlen}", "dev", self.bridge)
             _ip("link", "set", self.bridge, "up")
@@ -194,9 +192,6 @@ class Network:
         _ip("link", "delete", self.bridge, check=False)
         for folder in self._netns_dirs:
             shutil.rmtree(folder, ignore_errors=True)
-        for path in reversed(self._made_paths):
-            with contextlib.suppress(OSError):
-                path.rmdir()
 
 
 def wait_until(check, what: str, timeout: float = 60.0, interval: float = 0.2,
