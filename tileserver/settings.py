@@ -245,8 +245,8 @@ GROUPS: tuple[type[BaseModel], ...] = (
     StorageSettings)
 
 
-class Settings(StorageSettings, RemoteSettings, ViewerSettings, UdfSettings, BatchSettings, OidcSettings,
-               AuthSettings, EstimateSettings, LimitSettings, CacheSettings, ServerSettings,
+class Settings(StorageSettings, RemoteSettings, ViewerSettings, UdfSettings, BatchSettings,
+               OidcSettings, AuthSettings, EstimateSettings, LimitSettings, CacheSettings, ServerSettings,
                StateSettings,
                BaseSettings):
     """Every setting of the server (all :data:`GROUPS`); build it with :func:`load_settings`.

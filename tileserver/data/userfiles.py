@@ -368,27 +368,50 @@ def resolve_graph_path(value: str, root: str | os.PathLike, user_id: str) -> Pat
         raise FileNotFound(f"no file or folder {value!r} among your files") from None
 
 
+def _copies(root: str) -> Path:
+    """Where the local copies of the user files of the object store ``root`` are kept."""
+    return Path(tempfile.gettempdir()) / "tileserver-files" / hashlib.sha256(
+        root.encode()).hexdigest()[:16]
+
+
+def user_root(root: str | os.PathLike, user_id: str) -> Path:
+    """The folder of ``user_id``'s files as processes see it: under ``root`` on the disk,
+    or the folder of the local copies of an object store's files (:func:`resolve_graph_path`)."""
+    if str(root).startswith("s3://"):
+        return _copies(str(root)) / user_id
+    return Path(root) / user_id
+
+
 def _local_copy(root: str, user_id: str, rel: str, value: str) -> Path:
     """A local copy of a user's file or folder kept in an object store (``root``: the
-    ``s3://`` URL of the store's ``files`` folder), for processes that read files; copies
-    are kept per object version in the temporary directory."""
+    ``s3://`` URL of the store's ``files`` folder), for processes that read files. A copy is
+    downloaded again when its object changed; files deleted from a folder go from its copy."""
     base = root.rsplit("/", 1)[0]
     store = store_for(base, **store_options(load_settings()))
     files = ObjectUserFiles(store, user_id, 0)
     key = files.key(rel)
     info = store.info(key) if rel else None
     objects = [info] if info is not None else list(store.list(key))
+    objects = [o for o in objects if not any(p.startswith(".") for p in o.key.split("/"))]
     if not objects:
         raise FileNotFound(f"no file or folder {value!r} among your files")
-    tag = hashlib.sha256("|".join(f"{o.key}:{o.version}" for o in objects).encode())
-    folder = Path(tempfile.gettempdir()) / "tileserver-files" / tag.hexdigest()[:24]
+    folder = user_root(root, user_id)
+    keep = set()
     for obj in objects:
-        target = folder / obj.key
-        if not target.exists():
+        target = folder / obj.key[len(files.prefix) + 1:]
+        stamp = target.with_name(f".{target.name}.version")
+        keep |= {target, stamp}
+        if not (target.exists() and stamp.exists() and stamp.read_text() == obj.version):
             target.parent.mkdir(parents=True, exist_ok=True)
             with atomic_file(target) as tmp:
                 store.download(obj.key, tmp)
-    return folder / key
+            stamp.write_text(obj.version)
+    target = folder / rel if rel else folder
+    if info is None and target.is_dir():  # a folder: what was deleted from the store goes
+        for path in target.rglob("*"):
+            if path.is_file() and path not in keep:
+                path.unlink(missing_ok=True)
+    return target
 
 
 def eval_context(home: str | os.PathLike, user_id: str, store: Store | None = None) -> dict:

@@ -14,9 +14,9 @@ Each block task evaluates the graph on its window of the native view with the sa
 as tiles and coverages, and writes ``blocks/r{row}_c{col}.tif`` atomically (the store's
 rule: temp file, then rename or upload), so a block file exists only when it is complete:
 pausing or restarting a job keeps them, and the next run skips them. A block task also
-decimates its values into the COG's overview levels while they are in memory (nearest neighbour, GDAL's rule: pixel
-``j`` of the level of factor ``f`` is pixel ``j * f`` of the full grid), so nothing has to
-read the full-resolution result again to build them. The mosaic task
+decimates its values into the COG's overview levels while they are in memory (nearest
+neighbour, GDAL's rule: pixel ``j`` of the level of factor ``f`` is pixel ``j * f`` of the
+full grid), so nothing has to read the full-resolution result again to build them. The mosaic task
 (:func:`tileserver.jobs.results.mosaic`) assembles the blocks
 and their overviews through VRTs into one Cloud-Optimized GeoTIFF per date, compressed
 once, on every core of its worker (GDAL streams the VRT swath by swath, so memory stays

@@ -107,6 +107,7 @@ class S3Store(Store):
     def _errors(self, what: str, key: str = "") -> Iterator[None]:
         """boto3's errors as ``FileNotFoundError`` (a missing object) or
         :class:`StoreUnavailable` (naming the store, never its credentials)."""
+        from boto3.exceptions import Boto3Error  # noqa: PLC0415
         from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
         try:
@@ -117,6 +118,10 @@ class S3Store(Store):
                 raise FileNotFoundError(f"no object {key!r} in {self.name}") from None
             raise StoreUnavailable(f"the object store {self.name} refused to {what}: "
                                    f"{code or exc}") from exc
+        except Boto3Error as exc:  # a failed upload or download (s3transfer)
+            reason = str(exc).rsplit(": ", 1)[-1]
+            raise StoreUnavailable(f"the object store {self.name} failed to {what} "
+                                   f"{key!r}: {reason}") from exc
         except BotoCoreError as exc:
             raise StoreUnavailable(f"the object store {self.name} cannot be reached "
                                    f"({what}): {type(exc).__name__}") from exc

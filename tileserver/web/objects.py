@@ -35,7 +35,8 @@ def send_object(store: Store, key: str, *, mimetype: str, download_name: str,
         return resp
     start, end, status = 0, info.size - 1, 200
     ranges = request.range
-    if ranges is not None and (not request.if_range or request.if_range.etag == etag):
+    if_range = request.headers.get("If-Range")
+    if ranges is not None and (not if_range or if_range.strip('"') == etag):
         bounds = ranges.range_for_length(info.size)
         if bounds is None:
             raise RequestedRangeNotSatisfiable(length=info.size)

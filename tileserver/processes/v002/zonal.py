@@ -5,9 +5,12 @@ executable cube process that the 1.x API does not list (``public=False``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from tileserver.data.userfiles import InvalidPath, parse_graph_path, resolve_graph_path
+from tileserver.data.userfiles import (
+    InvalidPath,
+    parse_graph_path,
+    resolve_graph_path,
+    user_root,
+)
 from tileserver.datacube.query import Query
 from tileserver.errors import FileNotFound, ProcessGraphError
 from tileserver.graph.nodes import IMAGERY
@@ -85,7 +88,7 @@ def zonal_statistics(ctx, node, query):
     value = _check_regions(node)
     try:
         target = resolve_graph_path(value, root, user)
-        regions = zonal.read_regions(zonal.region_files(target, Path(root) / user))
+        regions = zonal.read_regions(zonal.region_files(target, user_root(root, user)))
         imagery = node.args[IMAGERY]
         meta = ctx.meta(imagery)
         grid = zonal.native_grid(meta.product, meta.source_bands)
