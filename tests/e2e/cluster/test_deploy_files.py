@@ -38,7 +38,7 @@ def test_environment_file_is_plain_key_value_with_the_shared_settings():
     defaults = yaml.safe_load((DEPLOY.parent / "config" / "default.yaml").read_text())
     for key in env:
         if key.startswith("TILESERVER_"):
-            assert key.removeprefix("TILESERVER_").lower() in {*defaults, "storage_url"}, key
+            assert key.removeprefix("TILESERVER_").lower() in defaults, key
 
 
 def test_units_run_the_procfile_commands():
