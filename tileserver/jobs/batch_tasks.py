@@ -26,6 +26,7 @@ bounded by the block size and GDAL's cache), and writes a STAC item describing t
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import resource
 import shutil
@@ -40,6 +41,7 @@ from rasterio.windows import Window
 
 from tileserver.cache.memory import NodeCache
 from tileserver.data.catalog import Catalog
+from tileserver.data.stored import quiet_env
 from tileserver.datacube.cube import Cube
 from tileserver.datacube.view import View
 from tileserver.engine.evaluator import Engine, day_key
@@ -318,6 +320,20 @@ def _write_atomic(target: Path, data: np.ndarray, profile: dict, tags: dict) -> 
             dst.update_tags(**tags)
 
 
+def quiet_task(task):
+    """Run a task inside one rasterio environment without a boto3 session
+    (:func:`~tileserver.data.stored.quiet_env`: with an object store's ``AWS_*`` variables
+    set, rasterio would otherwise build a boto3 session for each of its calls)."""
+
+    @functools.wraps(task)
+    def run(*args, **kwargs):
+        with quiet_env():
+            return task(*args, **kwargs)
+
+    return run
+
+
+@quiet_task
 def run_block(spec: JobSpec, row: int, col: int) -> str:
     """Evaluate one block and write its files; returns the name of the last one.
 
@@ -471,6 +487,7 @@ def _scratch_profile(data: np.ndarray, dtype: str, nodata, tile: int) -> dict:
     return profile
 
 
+@quiet_task
 def run_strip(spec: JobSpec, factor: int, index: int) -> str:
     """Compress the tiles of one strip of a level that no block covers whole tiles of,
     from the blocks' uncompressed values of that level, for every layer; writes

@@ -34,6 +34,7 @@ from tileserver.jobs.batch_tasks import (
     JobSpec,
     _gdal_message,
     _room,
+    quiet_task,
     worker_engine,
 )
 from tileserver.jobs.empty import empty_result, empty_statistics
@@ -112,6 +113,7 @@ def _layer_sources(spec: JobSpec) -> tuple[dict[str, list], int, dict[str, list]
 MOSAIC_CACHE_MB = 256
 
 
+@quiet_task
 def mosaic(spec: JobSpec, out_dir: str, times: dict[str, str] | None = None,
            span: tuple[str, str] | None = None) -> list[dict]:
     """Assemble the finished blocks into the result files and a STAC item in ``out_dir``.
@@ -306,6 +308,7 @@ def _write_results(spec: JobSpec, out: Path) -> list[dict]:
     return assets
 
 
+@quiet_task
 def run_whole(spec: JobSpec, out_dir: str) -> list[dict]:
     """A graph whose result is not an image (e.g. a table): evaluate once, encode, store."""
     engine = worker_engine(spec)
