@@ -41,6 +41,21 @@ def _system_qgis() -> bool:
         return False
 
 
+def _netns() -> bool:
+    """Root, ``ip`` (iproute2) and a network namespace that can be made and removed."""
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        return False
+    name = f"tileserver-probe-{os.getpid()}"
+    try:
+        made = subprocess.run(["ip", "netns", "add", name], capture_output=True, timeout=30)
+        if made.returncode:
+            return False
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=30)
+        return True
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def _leaflet() -> bool:
     from tileserver.web.assets import leaflet_available  # noqa: PLC0415
 
@@ -84,6 +99,10 @@ PARTS = {p.name: p for p in [
     Part("node", "the openEO JavaScript client tests and the OpenID Connect provider",
          "apt-get install nodejs npm",
          lambda: bool(shutil.which("node") and shutil.which("npm"))),
+    Part("systemd-analyze", "the check of deploy/'s systemd units", "apt-get install systemd",
+         _which("systemd-analyze")),
+    Part("netns", "the multi-host cluster test (tests/e2e/cluster: hosts in network namespaces)",
+         "run the tests as root with iproute2: apt-get install iproute2", _netns),
     Part("leaflet", "the viewer", "python -m tileserver.web.assets install", _leaflet),
     Part("openeo-shared", "the official openEO process tests and the compliance suite",
          "lay the shared/openeo folder beside the checkout or set TILESERVER_OPENEO_SHARED",

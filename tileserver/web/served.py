@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from tileserver.errors import TileserverError
+from tileserver.errors import StoreUnavailable, TileserverError
 from tileserver.jobs import lifecycle
 from tileserver.jobs import usecases as jobs
 from tileserver.maps.served import ServedJob
@@ -33,6 +33,8 @@ def served_or_none(job: dict, service_args: dict | None = None) -> ServedJob | N
     """The served job, or ``None`` when the stored graph no longer validates (logged)."""
     try:
         return served_job(job, service_args)
+    except StoreUnavailable:  # a finished job whose store does not answer: 503, not absent
+        raise
     except TileserverError as exc:
         log.warning("job %s is not a valid layer any more: %s", job["job_id"], exc.message)
         return None

@@ -19,6 +19,7 @@ from tileserver.errors import (
     MissingParameterValue,
     NoSuchCoverage,
     OperationNotSupported,
+    StoreUnavailable,
     TileserverError,
     VersionNegotiationFailed,
 )
@@ -137,6 +138,8 @@ def global_endpoint():
             try:
                 full = runtime().store.get_job(job["job_id"], user)
                 out.append(_entry(full))
+            except StoreUnavailable:  # its result is there, the store does not answer: 503
+                raise
             except TileserverError as exc:  # a graph the catalog no longer supports
                 log.warning("job %s is not offered as a coverage: %s", job["job_id"], exc)
         return out
