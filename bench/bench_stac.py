@@ -45,7 +45,7 @@ from pyproj import Transformer  # noqa: E402
 from tests.support import continent  # noqa: E402
 from tests.support.pg import PostgresCluster, pg_bindir  # noqa: E402
 from tests.support.stac import deployment  # noqa: E402
-from tileserver import metrics
+from tileserver import metrics  # noqa: E402
 from tileserver.cache.memory import NodeCache  # noqa: E402
 from tileserver.data import reader  # noqa: E402
 from tileserver.data.catalog import Catalog  # noqa: E402

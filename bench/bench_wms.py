@@ -218,8 +218,8 @@ def one_round(catalog: Path, home: Path) -> dict:
 
         out["gfi_rasterio"], ref = timed(plain)
         ours = [s["bands"]["ndvi"] for s in props["series"]]
-        out["gfi_equal"] = all((a is None and np.isnan(b)) or
-                               (a is not None and abs(a - b) < 1e-6) for a, b in zip(ours, ref))
+        out["gfi_equal"] = all((a is None and np.isnan(b)) or (a is not None and abs(a - b) < 1e-6)
+                               for a, b in zip(ours, ref, strict=True))
     finally:
         app.extensions["tileserver"].close()
     return out

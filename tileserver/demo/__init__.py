@@ -31,8 +31,8 @@ on every run; any piece of any band can be regenerated with
 
 Importing this package is cheap: numpy is the only heavy import, rasterio and
 pystac are imported when needed (and so is :mod:`tileserver.render.cog`, the one COG
-writer, which every raster of the catalog goes through). Modules: ``products`` (what the catalog holds),
-``synth`` (the generator), ``catalog`` (writing the
+writer, which every raster of the catalog goes through). Modules: ``products`` (what the
+catalog holds), ``synth`` (the generator), ``catalog`` (writing the
 Sentinel-2-like catalog, with ``progress``), ``s1`` (the Sentinel-1-like product),
 ``files`` (lock, marker, atomic JSON).
 """

@@ -1,5 +1,5 @@
-"""Secondary services (WMTS layers, XYZ tiles, WCS coverages, WMS layers, TMS tiles) of lazy jobs: the
-one table of service types, and the check of a service's styling arguments."""
+"""Secondary services (WMTS layers, XYZ tiles, WCS coverages, WMS layers, TMS tiles) of lazy
+jobs: the one table of service types, and the check of a service's styling arguments."""
 
 from __future__ import annotations
 

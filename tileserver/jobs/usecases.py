@@ -34,7 +34,9 @@ class HasStore(Protocol):
     """Anything with the job store and the settings (the runtime, the batch runner)."""
 
     @property
-    def store(self) -> JobStore: ...
+    def store(self) -> JobStore:
+        """The job store."""
+        ...
 
     @property
     def settings(self) -> Settings:
@@ -45,20 +47,28 @@ class HasStore(Protocol):
 class Batch(Protocol):
     """What the use cases ask of the batch runner."""
 
-    def on_delete(self, job_id: str) -> None: ...
+    def on_delete(self, job_id: str) -> None:
+        """Forget a deleted job's work and results."""
+        ...
 
 
 class Backend(HasStore, Protocol):
     """What the use cases need of the runtime."""
 
     @property
-    def settings(self) -> Settings: ...
+    def settings(self) -> Settings:
+        """The server's settings."""
+        ...
 
     @property
-    def engine(self) -> Engine: ...
+    def engine(self) -> Engine:
+        """The evaluator."""
+        ...
 
     @property
-    def batch(self) -> Batch: ...
+    def batch(self) -> Batch:
+        """The batch runner."""
+        ...
 
 
 #: Longest accepted title and description of a job or service (characters).

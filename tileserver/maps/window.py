@@ -159,7 +159,7 @@ def pixel_info(served: ServedJob, crs: CRS, x: float, y: float, time: str | None
     if times is None:
         cube = served.evaluate(cell, None)
         values = cube.data[-1, :, 0, 0] if cube.data.shape[0] else ()
-        out["bands"] = {b: _finite(float(v)) for b, v in zip(cube.bands, values)}
+        out["bands"] = {b: _finite(float(v)) for b, v in zip(cube.bands, values, strict=False)}
         return out
     cube = served.evaluate(cell, None)  # every date: one pixel of the whole time axis
     found = {f"{t:%Y-%m-%d}": {b: _finite(float(cube.data[i, j, 0, 0]))

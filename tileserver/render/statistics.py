@@ -63,6 +63,7 @@ class Summary:
 
     @property
     def mean(self) -> float | None:
+        """The mean of the valid values (``None`` when there are none)."""
         return self.total / self.valid if self.valid else None
 
     @property
@@ -75,6 +76,7 @@ class Summary:
 
     @property
     def valid_percent(self) -> float:
+        """The share of valid pixels, in percent (GDAL's ``STATISTICS_VALID_PERCENT``)."""
         return 100.0 * self.valid / self.pixels if self.pixels else 0.0
 
     def gdal_metadata(self) -> dict[str, str]:

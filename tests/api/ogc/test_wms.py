@@ -338,7 +338,7 @@ def test_owslib_getfeatureinfo_gives_the_source_pixel_on_every_date(jobs, small_
         assert info["x"] == SQUARE[0] + (col + 0.5) * 10
         assert info["y"] == SQUARE[3] - (row + 0.5) * 10
         assert [s["time"] for s in info["series"]] == days == DATES
-        for step, expected in zip(info["series"], ref[:, row, col]):
+        for step, expected in zip(info["series"], ref[:, row, col], strict=True):
             value = step["bands"]["ndvi"]
             if math.isnan(expected):
                 seen_nodata = True
@@ -347,7 +347,7 @@ def test_owslib_getfeatureinfo_gives_the_source_pixel_on_every_date(jobs, small_
                 assert value == pytest.approx(expected, rel=1e-5, abs=1e-6)
         assert info["bands"] == info["series"][1]["bands"]  # the requested date
         assert info["data_available_for_dates"] == [
-            d for d, v in zip(days, ref[:, row, col]) if not math.isnan(v)]
+            d for d, v in zip(days, ref[:, row, col], strict=True) if not math.isnan(v)]
         lon, lat = Transformer.from_crs("EPSG:32632", "EPSG:4326", always_xy=True
                                         ).transform(info["x"], info["y"])
         assert feature["geometry"]["coordinates"] == pytest.approx([lon, lat], abs=1e-4)

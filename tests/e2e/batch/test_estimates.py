@@ -67,7 +67,7 @@ def test_estimates_against_four_real_jobs(small_catalog, tmp_path):
     c = app.test_client()
     rows = []
     try:
-        rt.batch.client  # the embedded cluster starts before the first job is timed
+        _ = rt.batch.client  # the embedded cluster starts before the first job is timed
         for name, (bands, res, reduce) in JOBS.items():
             resp = c.post(f"{V1}/jobs", json={"process": {"process_graph": graph(
                 bands, res, reduce)}})

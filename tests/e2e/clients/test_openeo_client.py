@@ -262,7 +262,7 @@ def test_aggregate_spatial_download_and_execute(con, small_catalog, tmp_path):
     def check(table):
         # openEO's aggregate_spatial JSON: {date: [[value per band] per polygon]}
         assert list(table) == [f"{day}T00:00:00Z" for day in days]
-        for b, (band, values) in enumerate(expected.items()):
+        for b, values in enumerate(expected.values()):
             assert_allclose([table[f"{day}T00:00:00Z"][0][b] for day in days], values,
                             rtol=1e-5)
 

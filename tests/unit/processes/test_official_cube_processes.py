@@ -202,15 +202,18 @@ def _cases():
     for pid in CUBE_PROCESSES:
         doc = json5.loads((folder / f"{pid}.json5").read_text(encoding="utf-8"))
         if not doc["tests"]:
-            out.append(pytest.param(pid, None, None, id=f"{pid}-none", marks=pytest.mark.skip(
-                reason=f"{NOT_APPLICABLE}the official {pid}.json5 of the release has no test cases")))
+            reason = f"{NOT_APPLICABLE}the official {pid}.json5 of the release has no test cases"
+            out.append(pytest.param(pid, None, None, id=f"{pid}-none",
+                                    marks=pytest.mark.skip(reason=reason)))
         for i, case in enumerate(doc["tests"]):
             key = (pid, i)
             marks = ()
             if key in UNREPRESENTABLE:
-                marks = (pytest.mark.skip(reason=f"{NOT_APPLICABLE}not representable: {UNREPRESENTABLE[key]}"),)
+                why = f"not representable: {UNREPRESENTABLE[key]}"
+                marks = (pytest.mark.skip(reason=f"{NOT_APPLICABLE}{why}"),)
             elif key in CASE_ERRORS:
-                marks = (pytest.mark.skip(reason=f"{NOT_APPLICABLE}error of the test case: {CASE_ERRORS[key]}"),)
+                why = f"error of the test case: {CASE_ERRORS[key]}"
+                marks = (pytest.mark.skip(reason=f"{NOT_APPLICABLE}{why}"),)
             elif key in DEVIATIONS:
                 marks = (pytest.mark.xfail(strict=True, reason=DEVIATIONS[key]),)
             out.append(pytest.param(pid, i, case, id=f"{pid}-{i}", marks=marks))
@@ -311,8 +314,8 @@ def to_cube(doc: dict) -> tuple[Cube, bool]:
     dims, order = _dims(doc), _order(doc)
     extra = sorted(set(dims) - {"x", "y", "t", "bands"})
     if extra or not {"x", "y"} <= set(dims):
-        pytest.skip(f"{NOT_APPLICABLE}not representable: a datacube with the dimensions {sorted(dims)} "
-                    "(our cubes have x, y and optionally t and bands)")
+        pytest.skip(f"{NOT_APPLICABLE}not representable: a datacube with the dimensions "
+                    f"{sorted(dims)} (our cubes have x, y and optionally t and bands)")
     view = _view(dims)
     times = tuple(_time(v) for v in dims["t"]["values"]) if "t" in dims else None
     has_bands = "bands" in dims

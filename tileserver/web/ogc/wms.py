@@ -101,7 +101,7 @@ def _version(kvp: Kvp, *, capabilities: bool, strict: bool = True) -> str:
         return VERSIONS[0]
     found = [_known_version(text) for _, text in given]
     if strict and not capabilities:
-        for (key, text), version in zip(given, found):
+        for (key, text), version in zip(given, found, strict=True):
             if version is None:
                 raise InvalidParameterValue(f"{key} {text[:20]!r} is not supported; use "
                                             "1.3.0 or 1.1.1", locator=key.lower())
@@ -447,7 +447,7 @@ def getmap(source, kvp: Kvp, version: str) -> Response:
     single = len(words.layers) == 1
     requests = [MapRequest(words.view, t, s, media if single else "image/png",
                            transparent or not single, bgcolor)
-                for t, s in zip(words.times, words.styles)]
+                for t, s in zip(words.times, words.styles, strict=True)]
     if single:
         layer, req = words.layers[0], requests[0]
         key = window.map_key(layer, req)
@@ -458,7 +458,7 @@ def getmap(source, kvp: Kvp, version: str) -> Response:
     opaque = not transparent or media == "image/jpeg"
     canvas = Image.new("RGBA", (words.view.width, words.view.height),
                        (*bgcolor, 255 if opaque else 0))
-    for layer, req in zip(words.layers, requests):
+    for layer, req in zip(words.layers, requests, strict=True):
         encoded, _ = window.get_map(layer, req)
         canvas.alpha_composite(Image.open(io.BytesIO(encoded.content)).convert("RGBA"))
     buf = io.BytesIO()
@@ -475,7 +475,7 @@ def _pixel(kvp: Kvp, version: str, view: View) -> tuple[int, int]:
     if names[0] not in kvp and ("X" in kvp or "I" in kvp):  # the other version's names
         names = ("X", "Y") if names[0] == "I" else ("I", "J")
     out = []
-    for name, size in zip(names, (view.width, view.height)):
+    for name, size in zip(names, (view.width, view.height), strict=True):
         value = params.integer(kvp.require(name), name.lower(), error=InvalidPoint)
         if not 0 <= value < size:
             raise InvalidPoint(f"{name} = {value} is outside the map (0..{size - 1})",
@@ -512,7 +512,7 @@ def getfeatureinfo(source, kvp: Kvp, version: str) -> Response:
     left, bottom, right, top = words.view.bounds
     rx, ry = words.view.res
     x, y = left + (i + 0.5) * rx, top - (j + 0.5) * ry
-    times = dict(zip((ly.identifier for ly in words.layers), words.times))
+    times = dict(zip((ly.identifier for ly in words.layers), words.times, strict=True))
     infos = [pixel_info(layer, words.crs, x, y, times[layer.identifier]) for layer in queried]
     if media == "application/json":
         body = json.dumps(_geojson(infos), allow_nan=False)
