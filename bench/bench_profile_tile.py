@@ -81,6 +81,7 @@ class Timers:
     def __init__(self) -> None:
         self.local = threading.local()
         self.totals: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
         self.lock = threading.Lock()
         self.on = False
 
@@ -104,6 +105,7 @@ class Timers:
                     stack[-1] += dt
                 with timers.lock:
                     timers.totals[stage] += dt - children
+                    timers.calls[stage] += 1
 
         wrapper.__wrapped__ = fn
         return wrapper
@@ -260,9 +262,11 @@ def run(app, template: str, cells, clients: int, timers: Timers) -> tuple[float,
             if resp.status_code != 200:
                 errors.append(f"{resp.status_code} {url}")
 
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    threads = [threading.Thread(target=worker) for _ in range(clients if clients > 1 else 0)]
     timers.on = True
     t0 = time.perf_counter()
+    if clients == 1:  # in this thread (what cProfile sees)
+        worker()
     for t in threads:
         t.start()
     for t in threads:

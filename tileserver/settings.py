@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
@@ -87,6 +87,7 @@ class ServerSettings(BaseModel):
     port: int
     workers: int
     threads: int
+    worker_class: Literal["gthread", "sync"]
     public_url: OptionalText
 
 

@@ -63,7 +63,7 @@ def where_to_go(settings: Settings, job_id: str | None) -> str:
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Run gunicorn (``gthread`` workers) until Ctrl-C."""
+    """Run gunicorn (``worker_class`` workers, ``gthread`` by default) until Ctrl-C."""
     from gunicorn.app.base import BaseApplication  # noqa: PLC0415 - only the server needs it
 
     from tileserver.web.app import create_app  # noqa: PLC0415 - the app, once per worker
@@ -89,8 +89,9 @@ def serve(args: argparse.Namespace) -> int:
         def load_config(self):
             self.cfg.set("bind", f"{settings.host}:{settings.port}")
             self.cfg.set("workers", settings.workers)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", settings.threads)
+            self.cfg.set("worker_class", settings.worker_class)
+            if settings.worker_class == "gthread":
+                self.cfg.set("threads", settings.threads)
             self.cfg.set("timeout", 300)
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("accesslog", "-")

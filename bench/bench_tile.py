@@ -1,0 +1,161 @@
+"""Cold tiles beside TiTiler (issue 23). Prints a table; no assertions.
+
+    .venv/bin/python bench/bench_tile.py [--size 8192] [--data-dir DIR] [--workers 2]
+        [--per-zoom 12] [--clients 8] [--rounds 3] [--titiler-venv /tmp/titiler-venv]
+        [--worker-class gthread]
+
+Data: the synthetic ``SYN`` product of ``bench_cache.py`` (4 dates x B04/B08, ``--size``²
+uint16 DEFLATE COGs, 512 px blocks, overviews). Both servers with ``--workers`` processes:
+``tileserver serve`` and TiTiler (``titiler.application`` under ``uvicorn --workers N``,
+from its own venv: ``python3 -m venv /tmp/titiler-venv && /tmp/titiler-venv/bin/pip
+install titiler.application uvicorn``).
+
+1. single-band cold tile: B04 of the first date, viridis over 0..3000, on
+   WebMercatorQuad tiles of zooms 10-15 inside the file, one client, one request at a time;
+   a fresh tileserver (empty caches) per round, every tile requested once (cold), the same
+   tiles from TiTiler (it has no tile cache: every request is cold). Median latency.
+2. tiles/s under ``--clients`` keep-alive clients, other tiles of the same zooms (cold).
+3. the ``min_time(NDVI)`` over 4 dates (0.0.2 and 1.x graphs on one engine), cold, one
+   client, on one worker (the issue's row; titiler-openeo needs a STAC API server and is
+   not run here: see the report of issue 23).
+
+Rounds alternate which server goes first; the page cache is primed by an untimed pass.
+Writes ``bench/results/tile.json`` (read by ``run_all.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from bench_cache import TiTiler, synthetic_catalog  # noqa: E402
+from bench_profile_tile import (  # noqa: E402
+    SINGLE_STYLE,
+    ndvi_graph,
+    single_band_graph,
+    tiles_inside,
+)
+from common import Tileserver, fresh_home, load, xyz  # noqa: E402
+
+RESULTS = HERE / "results" / "tile.json"
+
+
+def service(base: str, graph: dict, style: dict | None) -> str:
+    """The XYZ template of a new job's service."""
+    job = requests.post(f"{base}/jobs", json={"process_graph": graph}, timeout=60)
+    job.raise_for_status()
+    svc = requests.post(f"{base}/services", json={"job_id": job.json()["job_id"],
+                                                  "type": "xyz", "args": style or {}},
+                        timeout=60)
+    svc.raise_for_status()
+    return svc.json()["service_url"]
+
+
+def one_by_one(urls: list[str]) -> list[float]:
+    """Latency (ms) of each URL, one request at a time on one keep-alive session."""
+    session = requests.Session()
+    out = []
+    for url in urls:
+        t0 = time.perf_counter()
+        resp = session.get(url, timeout=300)
+        out.append((time.perf_counter() - t0) * 1000)
+        if resp.status_code != 200:
+            raise SystemExit(f"{url}: {resp.status_code} {resp.text[:300]}")
+    return out
+
+
+def titiler_template(base: str, cog: Path) -> str:
+    return (f"{base}/cog/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?url={cog}"
+            f"&rescale=0,3000&colormap_name=viridis")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=8192)
+    ap.add_argument("--data-dir", default=str(Path.home() / ".cache" / "tileserver-bench"))
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--per-zoom", type=int, default=12)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--titiler-venv", default="/tmp/titiler-venv")
+    ap.add_argument("--worker-class", default=None,
+                    help="tileserver's gunicorn worker class (default: the configured one)")
+    ap.add_argument("--label", default="this checkout")
+    args = ap.parse_args()
+
+    catalog = synthetic_catalog(Path(args.data_dir), args.size)
+    cog = catalog.parent / "d0" / "B04.tif"
+    day = json.loads((catalog.parent / "SYN" / "syn_0" / "syn_0.json").read_text())[
+        "properties"]["datetime"][:10]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-tile-"))
+    env = {"TILESERVER_WORKER_CLASS": args.worker_class} if args.worker_class else None
+    # per round: its own tiles (cold for tileserver's caches), the same for both servers
+    rounds = [(tiles_inside(cog, args.per_zoom, seed=10 + r),
+               tiles_inside(cog, 4 * args.per_zoom, seed=100 + r))
+              for r in range(args.rounds)]
+    cold: dict[str, list[float]] = {"tileserver": [], "TiTiler": []}
+    rate: dict[str, list[float]] = {"tileserver": [], "TiTiler": []}
+    ndvi: list[float] = []
+    with TiTiler(Path(args.titiler_venv), args.workers, tmp / "titiler.log") as tt:
+        if tt is None:
+            print(f"TiTiler not found in {args.titiler_venv}: its columns stay empty")
+        for rnd, (cells, many) in enumerate(rounds):
+            with Tileserver(catalog, fresh_home(tmp), args.workers, env=env) as base:
+                ours = service(base, single_band_graph(day), SINGLE_STYLE)
+                order = ["tileserver", "TiTiler"] if rnd % 2 == 0 else ["TiTiler", "tileserver"]
+                if rnd == 0 and tt is not None:  # untimed: the files into the page cache
+                    load([xyz(titiler_template(tt, cog), *c) for c in many], args.clients)
+                for name in order:
+                    if name == "TiTiler" and tt is None:
+                        continue
+                    template = ours if name == "tileserver" else titiler_template(tt, cog)
+                    cold[name].append(statistics.median(
+                        one_by_one([xyz(template, *c) for c in cells])))
+                for name in order:
+                    if name == "TiTiler" and tt is None:
+                        continue
+                    template = ours if name == "tileserver" else titiler_template(tt, cog)
+                    r = load([xyz(template, *c) for c in many], args.clients)
+                    if r["n_failed"]:
+                        raise SystemExit(f"{name}: {r['n_failed']} failed: {r['failures']}")
+                    rate[name].append(r["tiles_s"])
+            with Tileserver(catalog, fresh_home(tmp), 1, env=env) as base:
+                template = service(base, ndvi_graph(), None)
+                ndvi.append(statistics.median(one_by_one([xyz(template, *c) for c in cells])))
+
+    def med(values: list[float]) -> float | None:
+        return statistics.median(values) if values else None
+
+    figures = {
+        "single-band cold tile, median ms": [med(cold["tileserver"]), med(cold["TiTiler"])],
+        f"tiles/s under {args.clients} clients": [med(rate["tileserver"]),
+                                                   med(rate["TiTiler"])],
+        "NDVI-min over 4 dates, cold tile, 1 worker, median ms": [med(ndvi), None],
+    }
+    print(f"\n{args.size}² COGs, zooms 10-15, {args.workers} workers each, median of "
+          f"{args.rounds} rounds ({len(rounds[0][0])} tiles one by one, "
+          f"{len(rounds[0][1])} under load)")
+    print(f"{'figure':<56} {'tileserver':>11} {'TiTiler':>9} {'ratio':>7}")
+    for name, (a, b) in figures.items():
+        ratio = f"{a / b:.2f}" if a and b else ""
+        print(f"{name:<56} {a or float('nan'):>11.1f} {b or float('nan'):>9.1f} {ratio:>7}")
+    RESULTS.parent.mkdir(exist_ok=True)
+    saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    saved[args.label] = {"workers": args.workers, "figures": figures,
+                         "raw": {"cold": cold, "rate": rate, "ndvi": ndvi}}
+    RESULTS.write_text(json.dumps(saved, indent=1))
+
+
+if __name__ == "__main__":
+    main()
