@@ -20,7 +20,8 @@ install titiler.application uvicorn``).
    not run here: see the report of issue 23).
 
 Rounds alternate which server goes first; the page cache is primed by an untimed pass.
-Writes ``bench/results/tile.json`` (read by ``run_all.py``).
+Writes ``bench/results/tile.json`` under ``--label`` (read by ``run_all.py``); ``--repo
+PATH --label before`` measures another checkout (e.g. the main branch) the same way.
 """
 
 from __future__ import annotations
@@ -46,9 +47,7 @@ from bench_profile_tile import (  # noqa: E402
     single_band_graph,
     tiles_inside,
 )
-from common import Tileserver, fresh_home, load, xyz  # noqa: E402
-
-RESULTS = HERE / "results" / "tile.json"
+from common import Tileserver, figure, fresh_home, load, save_figures, xyz  # noqa: E402
 
 
 def service(base: str, graph: dict, style: dict | None) -> str:
@@ -75,6 +74,15 @@ def one_by_one(urls: list[str]) -> list[float]:
     return out
 
 
+def warm_up(template: str, cog: Path, workers: int) -> None:
+    """Untimed: a few tiles that are not measured, on fresh connections (so every worker
+    process gets some): its first requests import and open what every later one uses."""
+    cells = tiles_inside(cog, 2, seed=999)
+    for _ in range(2):
+        for cell in cells[: 4 * workers]:
+            requests.get(xyz(template, *cell), headers={"Connection": "close"}, timeout=300)
+
+
 def titiler_template(base: str, cog: Path) -> str:
     return (f"{base}/cog/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?url={cog}"
             f"&rescale=0,3000&colormap_name=viridis")
@@ -91,7 +99,9 @@ def main() -> None:
     ap.add_argument("--titiler-venv", default="/tmp/titiler-venv")
     ap.add_argument("--worker-class", default=None,
                     help="tileserver's gunicorn worker class (default: the configured one)")
-    ap.add_argument("--label", default="this checkout")
+    ap.add_argument("--repo", default=None,
+                    help="serve another checkout (e.g. the main branch: --label before)")
+    ap.add_argument("--label", default="after")
     args = ap.parse_args()
 
     catalog = synthetic_catalog(Path(args.data_dir), args.size)
@@ -99,7 +109,11 @@ def main() -> None:
     day = json.loads((catalog.parent / "SYN" / "syn_0" / "syn_0.json").read_text())[
         "properties"]["datetime"][:10]
     tmp = Path(tempfile.mkdtemp(prefix="bench-tile-"))
-    env = {"TILESERVER_WORKER_CLASS": args.worker_class} if args.worker_class else None
+    env: dict[str, str] = {}
+    if args.worker_class:
+        env["TILESERVER_WORKER_CLASS"] = args.worker_class
+    if args.repo:
+        env["PYTHONPATH"] = str(Path(args.repo).resolve())
     # per round: its own tiles (cold for tileserver's caches), the same for both servers
     rounds = [(tiles_inside(cog, args.per_zoom, seed=10 + r),
                tiles_inside(cog, 4 * args.per_zoom, seed=100 + r))
@@ -113,6 +127,7 @@ def main() -> None:
         for rnd, (cells, many) in enumerate(rounds):
             with Tileserver(catalog, fresh_home(tmp), args.workers, env=env) as base:
                 ours = service(base, single_band_graph(day), SINGLE_STYLE)
+                warm_up(ours, cog, args.workers)
                 order = ["tileserver", "TiTiler"] if rnd % 2 == 0 else ["TiTiler", "tileserver"]
                 if rnd == 0 and tt is not None:  # untimed: the files into the page cache
                     load([xyz(titiler_template(tt, cog), *c) for c in many], args.clients)
@@ -132,29 +147,31 @@ def main() -> None:
                     rate[name].append(r["tiles_s"])
             with Tileserver(catalog, fresh_home(tmp), 1, env=env) as base:
                 template = service(base, ndvi_graph(), None)
+                warm_up(template, cog, 1)
                 ndvi.append(statistics.median(one_by_one([xyz(template, *c) for c in cells])))
 
     def med(values: list[float]) -> float | None:
         return statistics.median(values) if values else None
 
-    figures = {
-        "single-band cold tile, median ms": [med(cold["tileserver"]), med(cold["TiTiler"])],
-        f"tiles/s under {args.clients} clients": [med(rate["tileserver"]),
-                                                   med(rate["TiTiler"])],
-        "NDVI-min over 4 dates, cold tile, 1 worker, median ms": [med(ndvi), None],
-    }
+    figures = [
+        figure(f"single-band cold tile, median, z10-15, {args.workers} workers each",
+               med(cold["tileserver"]), med(cold["TiTiler"]), "TiTiler", "ms", "<= 0.3"),
+        figure(f"tiles/s under {args.clients} clients, {args.workers} workers each",
+               med(rate["tileserver"]), med(rate["TiTiler"]), "TiTiler", "tiles/s",
+               ">= 2"),
+        figure("openEO NDVI-min over 4 dates, cold tile, 1 worker", med(ndvi), None,
+               "titiler-openeo (not run)", "ms", "<= 0.25"),
+    ]
     print(f"\n{args.size}² COGs, zooms 10-15, {args.workers} workers each, median of "
           f"{args.rounds} rounds ({len(rounds[0][0])} tiles one by one, "
-          f"{len(rounds[0][1])} under load)")
-    print(f"{'figure':<56} {'tileserver':>11} {'TiTiler':>9} {'ratio':>7}")
-    for name, (a, b) in figures.items():
+          f"{len(rounds[0][1])} under load) [{args.label}]")
+    print(f"{'figure':<60} {'tileserver':>11} {'peer':>9} {'ratio':>7}")
+    for f in figures:
+        a, b = f["ours"], f["theirs"]
         ratio = f"{a / b:.2f}" if a and b else ""
-        print(f"{name:<56} {a or float('nan'):>11.1f} {b or float('nan'):>9.1f} {ratio:>7}")
-    RESULTS.parent.mkdir(exist_ok=True)
-    saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    saved[args.label] = {"workers": args.workers, "figures": figures,
-                         "raw": {"cold": cold, "rate": rate, "ndvi": ndvi}}
-    RESULTS.write_text(json.dumps(saved, indent=1))
+        print(f"{f['figure']:<60} {a or float('nan'):>11.1f} {b or float('nan'):>9.1f} "
+              f"{ratio:>7}")
+    save_figures("tile", args.label, figures, raw={"cold": cold, "rate": rate, "ndvi": ndvi})
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
@@ -87,7 +87,7 @@ class ServerSettings(BaseModel):
     port: int
     workers: int
     threads: int
-    worker_class: Literal["gthread", "sync"]
+    worker_class: Text
     public_url: OptionalText
 
 

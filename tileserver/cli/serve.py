@@ -14,6 +14,9 @@ from tileserver.settings import Settings, load_settings
 from tileserver.web.auth import SINGLE_USER, configured_users
 from tileserver.web.openeo.v1.versions import VERSIONS
 
+#: gunicorn worker classes ``tileserver serve`` runs (``worker_class`` setting).
+WORKER_CLASSES = ("gthread", "sync")
+
 #: Title of the job registered on the demo catalog's first start (found again by it).
 DEMO_JOB_TITLE = "Demo: minimum NDVI of January 2017 (the openEO 0.0.2 documentation's example)"
 
@@ -78,6 +81,10 @@ def serve(args: argparse.Namespace) -> int:
             "(tileserver users add) or set allow_remote: true in the configuration",
             file=sys.stderr,
         )
+        return 2
+    if settings.worker_class not in WORKER_CLASSES:
+        print(f"worker_class {settings.worker_class!r} is not one of "
+              f"{', '.join(WORKER_CLASSES)}", file=sys.stderr)
         return 2
     job_id = demo_job(settings)
     banner = where_to_go(settings, job_id)
