@@ -15,9 +15,10 @@ install titiler.application uvicorn``).
    a fresh tileserver (empty caches) per round, every tile requested once (cold), the same
    tiles from TiTiler (it has no tile cache: every request is cold). Median latency.
 2. tiles/s under ``--clients`` keep-alive clients, other tiles of the same zooms (cold).
-3. the ``min_time(NDVI)`` over 4 dates (0.0.2 and 1.x graphs on one engine), cold, one
-   client, on one worker (the issue's row; titiler-openeo needs a STAC API server and is
-   not run here: see the report of issue 23).
+3. the openEO 1.x ``load_collection -> ndvi -> reduce_dimension(t, min)`` over the 4 dates
+   as an XYZ service, cold, one client, one worker each: tileserver against titiler-openeo
+   (``pip install titiler-openeo uvicorn`` in ``--titiler-openeo-venv``; it reads STAC APIs
+   only, so ``stac_stub.py`` serves the same catalog as one; basic auth test/test).
 
 Rounds alternate which server goes first; the page cache is primed by an untimed pass.
 Writes ``bench/results/tile.json`` under ``--label`` (read by ``run_all.py``); ``--repo
@@ -41,13 +42,19 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from bench_cache import TiTiler, synthetic_catalog  # noqa: E402
-from bench_profile_tile import (  # noqa: E402
-    SINGLE_STYLE,
-    ndvi_graph,
-    single_band_graph,
-    tiles_inside,
+from bench_profile_tile import SINGLE_STYLE, single_band_graph, tiles_inside  # noqa: E402
+from common import (  # noqa: E402
+    Tileserver,
+    figure,
+    free_port,
+    fresh_home,
+    load,
+    save_figures,
+    start,
+    stop,
+    xyz,
 )
-from common import Tileserver, figure, fresh_home, load, save_figures, xyz  # noqa: E402
+from stac_stub import StacStub  # noqa: E402
 
 
 def service(base: str, graph: dict, style: dict | None) -> str:
@@ -61,9 +68,10 @@ def service(base: str, graph: dict, style: dict | None) -> str:
     return svc.json()["service_url"]
 
 
-def one_by_one(urls: list[str]) -> list[float]:
+def one_by_one(urls: list[str], headers: dict | None = None) -> list[float]:
     """Latency (ms) of each URL, one request at a time on one keep-alive session."""
     session = requests.Session()
+    session.headers.update(headers or {})
     out = []
     for url in urls:
         t0 = time.perf_counter()
@@ -74,13 +82,80 @@ def one_by_one(urls: list[str]) -> list[float]:
     return out
 
 
-def warm_up(template: str, cog: Path, workers: int) -> None:
+def ndvi_min_1x(bands: tuple[str, str] = ("B04", "B08")) -> dict:
+    """``load_collection(SYN) -> ndvi -> reduce_dimension(t, min)`` as an openEO 1.x graph
+    (the same for tileserver and titiler-openeo)."""
+    return {
+        "load": {"process_id": "load_collection", "arguments": {
+            "id": "SYN", "spatial_extent": None, "temporal_extent": None,
+            "bands": list(bands)}},
+        "ndvi": {"process_id": "ndvi", "arguments": {
+            "data": {"from_node": "load"}, "red": bands[0], "nir": bands[1]}},
+        "min": {"process_id": "reduce_dimension", "arguments": {
+            "data": {"from_node": "ndvi"}, "dimension": "t", "reducer": {"process_graph": {
+                "m": {"process_id": "min", "arguments": {"data": {"from_parameter": "data"}},
+                      "result": True}}}}},
+        "save": {"process_id": "save_result", "arguments": {
+            "data": {"from_node": "min"}, "format": "PNG"}, "result": True}}
+
+
+def service_1x(root: str, headers: dict | None = None) -> str:
+    """An XYZ service of :func:`ndvi_min_1x` at the openEO API ``root``; its id."""
+    resp = requests.post(f"{root}/services", json={
+        "type": "XYZ", "enabled": True, "configuration": {},
+        "process": {"process_graph": ndvi_min_1x()}}, headers=headers or {}, timeout=60)
+    resp.raise_for_status()
+    return resp.headers["OpenEO-Identifier"]
+
+
+def ours_1x(base: str) -> str:
+    """tileserver's XYZ template of the 1.x NDVI-min service."""
+    root = f"{base}/openeo/1.2"
+    return requests.get(f"{root}/services/{service_1x(root)}", timeout=60).json()["url"]
+
+
+class TitilerOpenEO:
+    """titiler-openeo (``uvicorn titiler.openeo.main:app``, 1 worker, its own venv) over a
+    STAC API stub of the same catalog; ``(tile template, headers)``."""
+
+    def __init__(self, venv: Path, catalog: Path, tmp: Path):
+        self.bin, self.catalog, self.tmp = venv / "bin" / "uvicorn", catalog, tmp
+        self.stub, self.proc = None, None
+
+    def __enter__(self) -> tuple[str, dict] | None:
+        if not self.bin.exists():
+            return None
+        self.stub = StacStub(self.catalog)
+        url = self.stub.__enter__()
+        port = free_port()
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(self.tmp),
+               "TITILER_OPENEO_STAC_API_URL": url,
+               "TITILER_OPENEO_STORE_URL": str(self.tmp / "titiler-openeo-services.json")}
+        self.proc = start([str(self.bin), "titiler.openeo.main:app", "--port", str(port),
+                           "--workers", "1", "--log-level", "warning"], env,
+                          f"http://127.0.0.1:{port}/", self.tmp / "titiler-openeo.log")
+        base = f"http://127.0.0.1:{port}"
+        token = requests.get(f"{base}/credentials/basic", auth=("test", "test"),
+                             timeout=60).json()["access_token"]
+        headers = {"Authorization": f"Bearer basic//{token}"}
+        sid = service_1x(base, headers)
+        return f"{base}/services/xyz/{sid}/tiles/{{z}}/{{x}}/{{y}}", headers
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+        if self.stub is not None:
+            self.stub.__exit__()
+
+
+def warm_up(template: str, cog: Path, workers: int, headers: dict | None = None) -> None:
     """Untimed: a few tiles that are not measured, on fresh connections (so every worker
     process gets some): its first requests import and open what every later one uses."""
     cells = tiles_inside(cog, 2, seed=999)
     for _ in range(2):
         for cell in cells[: 4 * workers]:
-            requests.get(xyz(template, *cell), headers={"Connection": "close"}, timeout=300)
+            requests.get(xyz(template, *cell), headers={"Connection": "close", **(headers or {})},
+                         timeout=300)
 
 
 def titiler_template(base: str, cog: Path) -> str:
@@ -97,6 +172,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--titiler-venv", default="/tmp/titiler-venv")
+    ap.add_argument("--titiler-openeo-venv", default="/tmp/titiler-openeo-venv")
     ap.add_argument("--worker-class", default=None,
                     help="tileserver's gunicorn worker class (default: the configured one)")
     ap.add_argument("--repo", default=None,
@@ -120,7 +196,7 @@ def main() -> None:
               for r in range(args.rounds)]
     cold: dict[str, list[float]] = {"tileserver": [], "TiTiler": []}
     rate: dict[str, list[float]] = {"tileserver": [], "TiTiler": []}
-    ndvi: list[float] = []
+    ndvi: dict[str, list[float]] = {"tileserver": [], "titiler-openeo": []}
     with TiTiler(Path(args.titiler_venv), args.workers, tmp / "titiler.log") as tt:
         if tt is None:
             print(f"TiTiler not found in {args.titiler_venv}: its columns stay empty")
@@ -145,10 +221,18 @@ def main() -> None:
                     if r["n_failed"]:
                         raise SystemExit(f"{name}: {r['n_failed']} failed: {r['failures']}")
                     rate[name].append(r["tiles_s"])
-            with Tileserver(catalog, fresh_home(tmp), 1, env=env) as base:
-                template = service(base, ndvi_graph(), None)
-                warm_up(template, cog, 1)
-                ndvi.append(statistics.median(one_by_one([xyz(template, *c) for c in cells])))
+            # the openEO 1.x NDVI-min, 1 worker each, cold: fresh servers, tiles seen once
+            with Tileserver(catalog, fresh_home(tmp), 1, env=env) as base, \
+                    TitilerOpenEO(Path(args.titiler_openeo_venv), catalog, tmp) as toe:
+                ours = ours_1x(base)
+                warm_up(ours, cog, 1)
+                if toe is not None:
+                    warm_up(toe[0], cog, 1, toe[1])
+                order = [("tileserver", ours, {}), ("titiler-openeo", *toe)] if toe else \
+                    [("tileserver", ours, {})]
+                for name, template, headers in order if rnd % 2 == 0 else order[::-1]:
+                    ndvi[name].append(statistics.median(
+                        one_by_one([xyz(template, *c) for c in cells], headers)))
 
     def med(values: list[float]) -> float | None:
         return statistics.median(values) if values else None
@@ -159,8 +243,9 @@ def main() -> None:
         figure(f"tiles/s under {args.clients} clients, {args.workers} workers each",
                med(rate["tileserver"]), med(rate["TiTiler"]), "TiTiler", "tiles/s",
                ">= 2"),
-        figure("openEO NDVI-min over 4 dates, cold tile, 1 worker", med(ndvi), None,
-               "titiler-openeo (not run)", "ms", "<= 0.25"),
+        figure("openEO 1.x NDVI-min over 4 dates, cold XYZ tile, 1 worker",
+               med(ndvi["tileserver"]), med(ndvi["titiler-openeo"]), "titiler-openeo",
+               "ms", "<= 0.25"),
     ]
     print(f"\n{args.size}² COGs, zooms 10-15, {args.workers} workers each, median of "
           f"{args.rounds} rounds ({len(rounds[0][0])} tiles one by one, "
