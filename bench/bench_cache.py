@@ -199,8 +199,9 @@ def run(workers: int, catalog: Path, size: int, args, tmp: Path) -> list[tuple[s
     """All measurements for one worker count."""
     rows: list[tuple[str, dict]] = []
     home = tmp / f"home-w{workers}"
-    env = {"PYTHONPATH": str(Path(args.repo).resolve())} if args.repo else None
-    with Tileserver(catalog, home, workers, env=env) as base:
+    repo = Path(args.repo).resolve() if args.repo else None
+    env = {"PYTHONPATH": str(repo)} if repo else None  # and its cwd: python -m puts it first
+    with Tileserver(catalog, home, workers, env=env, cwd=repo) as base:
         job = requests.post(f"{base}/jobs", json={"process_graph": graph(size),
                                                   "title": "min NDVI"}, timeout=60)
         job.raise_for_status()

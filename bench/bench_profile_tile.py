@@ -307,9 +307,13 @@ def main() -> None:
     ap.add_argument("--label", default=None)
     ap.add_argument("--cprofile", type=int, default=0)
     args = ap.parse_args()
-    sys.path.insert(0, args.repo)
-    sys.path.insert(1, str(HERE))
-    from bench_cache import synthetic_catalog
+    sys.path.insert(0, str(HERE))
+    from bench_cache import synthetic_catalog  # (imports this checkout's tileserver)
+
+    # the profiled checkout's tileserver, not the one bench_cache imported
+    for name in [m for m in sys.modules if m == "tileserver" or m.startswith("tileserver.")]:
+        del sys.modules[name]
+    sys.path.insert(0, str(Path(args.repo).resolve()))
 
     catalog = synthetic_catalog(Path(args.data_dir), args.size)
     cog = catalog.parent / "d0" / "B04.tif"
@@ -319,6 +323,9 @@ def main() -> None:
 
     timers = Timers()
     missing = install(timers)
+    import tileserver
+
+    print(f"profiling {Path(tileserver.__file__).parent}")
     from tileserver.settings import load_settings
     from tileserver.web.app import create_app
 

@@ -188,8 +188,9 @@ def main() -> None:
     env: dict[str, str] = {}
     if args.worker_class:
         env["TILESERVER_WORKER_CLASS"] = args.worker_class
-    if args.repo:
-        env["PYTHONPATH"] = str(Path(args.repo).resolve())
+    repo = Path(args.repo).resolve() if args.repo else None
+    if repo:  # its tileserver, not this one (``python -m`` puts the cwd first)
+        env["PYTHONPATH"] = str(repo)
     # per round: its own tiles (cold for tileserver's caches), the same for both servers
     rounds = [(tiles_inside(cog, args.per_zoom, seed=10 + r),
                tiles_inside(cog, 4 * args.per_zoom, seed=100 + r))
@@ -202,7 +203,7 @@ def main() -> None:
         if tt is None:
             print(f"TiTiler not found in {args.titiler_venv}: its columns stay empty")
         for rnd, (cells, many) in enumerate(rounds):
-            with Tileserver(catalog, fresh_home(tmp), args.workers, env=env) as base:
+            with Tileserver(catalog, fresh_home(tmp), args.workers, env=env, cwd=repo) as base:
                 ours = service(base, single_band_graph(day), SINGLE_STYLE)
                 warm_up(ours, cog, args.workers)
                 order = ["tileserver", "TiTiler"] if rnd % 2 == 0 else ["TiTiler", "tileserver"]
@@ -223,7 +224,7 @@ def main() -> None:
                         raise SystemExit(f"{name}: {r['n_failed']} failed: {r['failures']}")
                     rate[name].append(r["tiles_s"])
             # the openEO 1.x NDVI-min, 1 worker each, cold: fresh servers, tiles seen once
-            with Tileserver(catalog, fresh_home(tmp), 1, env=env) as base, \
+            with Tileserver(catalog, fresh_home(tmp), 1, env=env, cwd=repo) as base, \
                     TitilerOpenEO(Path(args.titiler_openeo_venv), catalog, tmp) as toe:
                 ours = ours_1x(base)
                 warm_up(ours, cog, 1)
