@@ -9,7 +9,8 @@ product of ``bench_cache.py``, viridis over 0..3000) and the ``min_time(NDVI)`` 
 its 4 dates, each tile requested once (cold: the node and tile caches have never seen it),
 GoogleMapsCompatible zooms 10-15 inside the file. Each stage is timed by a wrapper around
 the functions that do it; a stage's time excludes the stages it calls (so the column sums
-to the request), per thread. Read threads run beside the request thread: their stages
+to the request), per thread. Reads run on the read pool beside the request thread (a single
+read runs in the request thread): their stages
 (open, read/decode, nodata, warp) are shown, and the request thread's wait for them is
 "load: items, hand-off, wait".
 
@@ -368,7 +369,7 @@ def main() -> None:
     width = max(len(s) for s in stages) + 2
     print(f"{'stage':<{width}}" + "".join(f"{c:>24}" for c in table))
     for stage in stages:
-        mark = "  (read thread)" if stage in READ_STAGES else ""
+        mark = "  (read)" if stage in READ_STAGES else ""
         print(f"{stage + mark:<{width}}" + "".join(f"{table[c].get(stage, 0.0):>24.2f}"
                                                      for c in table))
     print(f"{'tiles/s':<{width}}" + "".join(f"{walls[c]:>24.1f}" for c in table))
