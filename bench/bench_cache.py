@@ -40,7 +40,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_wmts import inside_cog, tiles_from_capabilities  # noqa: E402
-from common import Tileserver, each_once, free_port, load, start, stop  # noqa: E402
+from common import (  # noqa: E402
+    Tileserver,
+    each_once,
+    figure,
+    free_port,
+    load,
+    save_figures,
+    start,
+    stop,
+)
 
 ORIGIN = (600_000.0, 5_200_000.0)
 RES = 10.0
@@ -190,7 +199,9 @@ def run(workers: int, catalog: Path, size: int, args, tmp: Path) -> list[tuple[s
     """All measurements for one worker count."""
     rows: list[tuple[str, dict]] = []
     home = tmp / f"home-w{workers}"
-    with Tileserver(catalog, home, workers) as base:
+    repo = Path(args.repo).resolve() if args.repo else None
+    env = {"PYTHONPATH": str(repo)} if repo else None  # and its cwd: python -m puts it first
+    with Tileserver(catalog, home, workers, env=env, cwd=repo) as base:
         job = requests.post(f"{base}/jobs", json={"process_graph": graph(size),
                                                   "title": "min NDVI"}, timeout=60)
         job.raise_for_status()
@@ -247,6 +258,9 @@ def main() -> None:
     ap.add_argument("--data-dir", default=str(Path.home() / ".cache" / "tileserver-bench"))
     ap.add_argument("--titiler-venv", default="/tmp/titiler-venv")
     ap.add_argument("--no-batch", action="store_true")
+    ap.add_argument("--repo", default=None,
+                    help="serve another checkout (e.g. the main branch: --label before)")
+    ap.add_argument("--label", default="after")
     args = ap.parse_args()
     t0 = time.monotonic()
     catalog = synthetic_catalog(Path(args.data_dir), args.size)
@@ -255,8 +269,11 @@ def main() -> None:
     print(f"{args.size}² x 4 dates, min_time(NDVI), {args.per_zoom} tiles per zoom 9-14, "
           f"{args.clients} clients")
     print(f"{'':<48} {'tiles':>5} {'tiles/s':>8} {'p50 ms':>8} {'hits':>5}  sources")
+    figures = []
     for workers in args.workers:
-        for label, r in run(workers, catalog, args.size, args, tmp):
+        rows = run(workers, catalog, args.size, args, tmp)
+        figures += figures_of(workers, dict(rows), args.clients)
+        for label, r in rows:
             if not r:
                 print(label, flush=True)
                 continue
@@ -264,6 +281,28 @@ def main() -> None:
             fail = f"  FAILED {r['n_failed']}: {r['failures']}" if r.get("n_failed") else ""
             print(f"{label:<48} {r['n']:>5} {r['tiles_s']:>8.1f} {r['p50_ms']:>8.1f} "
                   f"{hits:>5}  {r.get('sources', '')}{fail}", flush=True)
+    save_figures("cache", args.label, figures)
+
+
+def figures_of(workers: int, rows: dict[str, dict], clients: int) -> list[dict]:
+    """The figures of issue 23's table among one worker count's rows."""
+
+    def get(label: str, key: str):
+        return rows.get(f"w={workers} {label}", {}).get(key)
+
+    return [
+        figure(f"shared cache: second pass / first, median, {workers} workers",
+               get("second pass (fresh connections)", "p50_ms"),
+               get("first pass (fresh connections)", "p50_ms"), "the first pass", "ms",
+               "<= 0.1"),
+        figure(f"warm tiles/s, {clients} clients, {workers} workers",
+               get(f"warm, {clients} keep-alive clients", "tiles_s"),
+               get("TiTiler, one B04 COG", "tiles_s"), "TiTiler (one B04 COG)", "tiles/s"),
+        figure(f"a finished job's tiles, median, {workers} workers",
+               get("finished job, stored COG (cold)", "p50_ms"),
+               get("TiTiler, the result COG", "p50_ms"), "TiTiler on the result COG", "ms",
+               "<= 0.5"),
+    ]
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Not a benchmark itself (``run_all.py`` does not run it).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -219,3 +220,28 @@ def print_cold_warm(results: dict[str, list[float]], ours: str, theirs: str, wid
         b = statistics.median(results[f"{theirs} {kind}"])
         line = f"{ours} / {theirs} {kind}: {a / b:.2f}x"
         print(line + (f" ({a - b:+.1f} ms/tile)" if difference else ""))
+
+
+# -- figures for run_all.py -------------------------------------------------------------
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def figure(name: str, ours: float | None, theirs: float | None = None, peer: str = "",
+           unit: str = "ms", target: str = "") -> dict:
+    """One figure of a benchmark: our value, the peer's (same run) and the target ratio
+    (e.g. ``"<= 0.3"``)."""
+    return {"figure": name, "ours": ours, "theirs": theirs, "peer": peer, "unit": unit,
+            "target": target}
+
+
+def save_figures(script: str, label: str, figures: list[dict], **extra) -> Path:
+    """Write ``figures`` under ``label`` (e.g. ``before``/``after``, a checkout's name) to
+    ``bench/results/<script>.json`` (git-ignored), keeping the other labels' figures:
+    ``run_all.py`` prints them all in one table."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{script}.json"
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    saved[label] = {"figures": figures, "when": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
+    path.write_text(json.dumps(saved, indent=1))
+    return path

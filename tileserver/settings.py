@@ -87,6 +87,7 @@ class ServerSettings(BaseModel):
     port: int
     workers: int
     threads: int
+    worker_class: Text
     public_url: OptionalText
 
 

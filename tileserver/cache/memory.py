@@ -11,6 +11,11 @@ from cachetools import LRUCache
 
 from tileserver import metrics
 
+# the labelled counters, looked up once (not at every hit and miss)
+_TIER_HITS = metrics.TIER_HITS.labels("memory")
+_TIER_MISSES = metrics.TIER_MISSES.labels("memory")
+_TIER_BYTES = metrics.TIER_BYTES.labels("memory")
+
 
 def _sizeof(value: Any) -> int:
     if isinstance(value, bytes):
@@ -48,11 +53,11 @@ class NodeCache:
             if value is None:
                 self.misses += 1
                 metrics.CACHE_MISSES.inc()
-                metrics.TIER_MISSES.labels("memory").inc()
+                _TIER_MISSES.inc()
             else:
                 self.hits += 1
                 metrics.CACHE_HITS.inc()
-                metrics.TIER_HITS.labels("memory").inc()
+                _TIER_HITS.inc()
             return value
 
     def put(self, key: Hashable, value: Any) -> None:
@@ -63,7 +68,7 @@ class NodeCache:
         with self._lock:
             self._lru[key] = value
             metrics.CACHE_BYTES.set(self._lru.currsize)
-            metrics.TIER_BYTES.labels("memory").set(self._lru.currsize)
+            _TIER_BYTES.set(self._lru.currsize)
             metrics.CACHE_ENTRIES.set(len(self._lru))
 
     def get_or_compute(self, key: Hashable, compute: Callable[[], Any]) -> Any:
@@ -74,14 +79,14 @@ class NodeCache:
                 if value is not None:
                     self.hits += 1
                     metrics.CACHE_HITS.inc()
-                    metrics.TIER_HITS.labels("memory").inc()
+                    _TIER_HITS.inc()
                     return value
                 event = self._inflight.get(key)
                 if event is None:
                     event = self._inflight[key] = threading.Event()
                     self.misses += 1
                     metrics.CACHE_MISSES.inc()
-                    metrics.TIER_MISSES.labels("memory").inc()
+                    _TIER_MISSES.inc()
                     break
             event.wait(timeout=600)
             with self._lock:

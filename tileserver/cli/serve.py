@@ -14,6 +14,9 @@ from tileserver.settings import Settings, load_settings
 from tileserver.web.auth import SINGLE_USER, configured_users
 from tileserver.web.openeo.v1.versions import VERSIONS
 
+#: gunicorn worker classes ``tileserver serve`` runs (``worker_class`` setting).
+WORKER_CLASSES = ("gthread", "sync")
+
 #: Title of the job registered on the demo catalog's first start (found again by it).
 DEMO_JOB_TITLE = "Demo: minimum NDVI of January 2017 (the openEO 0.0.2 documentation's example)"
 
@@ -63,7 +66,7 @@ def where_to_go(settings: Settings, job_id: str | None) -> str:
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Run gunicorn (``gthread`` workers) until Ctrl-C."""
+    """Run gunicorn (``worker_class`` workers, ``gthread`` by default) until Ctrl-C."""
     from gunicorn.app.base import BaseApplication  # noqa: PLC0415 - only the server needs it
 
     from tileserver.web.app import create_app  # noqa: PLC0415 - the app, once per worker
@@ -79,6 +82,10 @@ def serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if settings.worker_class not in WORKER_CLASSES:
+        print(f"worker_class {settings.worker_class!r} is not one of "
+              f"{', '.join(WORKER_CLASSES)}", file=sys.stderr)
+        return 2
     job_id = demo_job(settings)
     banner = where_to_go(settings, job_id)
     if not settings.catalog and not is_complete(settings.demo_dir):
@@ -89,8 +96,9 @@ def serve(args: argparse.Namespace) -> int:
         def load_config(self):
             self.cfg.set("bind", f"{settings.host}:{settings.port}")
             self.cfg.set("workers", settings.workers)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", settings.threads)
+            self.cfg.set("worker_class", settings.worker_class)
+            if settings.worker_class == "gthread":
+                self.cfg.set("threads", settings.threads)
             self.cfg.set("timeout", 300)
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("accesslog", "-")

@@ -20,6 +20,7 @@ from rasterio.windows import Window, from_bounds
 
 from tileserver import metrics
 from tileserver.data.catalog import Band
+from tileserver.data.handles import datasets
 from tileserver.data.remote import classify, gdal_path
 from tileserver.datacube.view import View
 
@@ -87,7 +88,7 @@ class FileInfo:
 
 @lru_cache(maxsize=4096)
 def _file_info(href: str, signature: tuple) -> FileInfo:
-    with rasterio.open(gdal_path(href)) as src:
+    with datasets().acquire(gdal_path(href), None, href) as src:
         return FileInfo(src.crs, tuple(src.bounds), abs(src.res[0]), tuple(src.overviews(1)))
 
 
@@ -138,8 +139,8 @@ def read_band(
         )
         factor = view_res / info.res
         level = choose_overview(factor, info.overviews)
-        opts = {} if level is None else {"overview_level": level}
-        with rasterio.open(gdal_path(href), **opts) as src:
+        # an open handle of the file at that level, kept across requests (data/handles.py)
+        with datasets().acquire(gdal_path(href), level, href) as src:
             # the view on the file's own grid (a batch block, a native-resolution coverage):
             # read exactly its pixels, nothing to pad, warp or copy
             same_grid = aligned_offset(src.transform, src_crs, view)

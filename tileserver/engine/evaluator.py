@@ -14,7 +14,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -581,6 +581,17 @@ class Engine:
         """Wait until the node results queued for the shared tier are written."""
         self._writer.submit(lambda: None).result()
 
+    def _submit(self, inline: bool, fn, *args, **kwargs) -> Future:
+        """``fn(*args, **kwargs)`` on the read pool, or done here when ``inline``."""
+        if not inline:
+            return self._pool.submit(fn, *args, **kwargs)
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed over as the pool would
+            fut.set_exception(exc)
+        return fut
+
     def load(self, product: Product, query: Query) -> Cube:
         """Read a product for a query (the data leaves of both dialects)."""
         return self._load(product, query)
@@ -605,6 +616,9 @@ class Engine:
         data = np.empty((len(days), len(bands), view.height, view.width), np.float32)
         resampling = Resampling[query.resampling] if query.resampling else self.resampling
         jobs = []
+        # one read (a single-band tile): in this thread, no hand-off to the read pool
+        inline = sum(1 for day in days for band_id in bands for item in groups[day]
+                     if item.assets.get(band_id)) == 1
         for ti, day in enumerate(days):
             for bi, band_id in enumerate(bands):
                 band = product.bands[band_id]
@@ -612,8 +626,8 @@ class Engine:
                 for item in groups[day]:
                     href = item.assets.get(band_id)
                     if href:
-                        jobs.append((ti, bi, item, self._pool.submit(
-                            read_band, href, band, view, resampling, into=into)))
+                        jobs.append((ti, bi, item, self._submit(
+                            inline, read_band, href, band, view, resampling, into=into)))
                         into = None
         filled: set[tuple[int, int]] = set()
         for ti, bi, item, fut in jobs:

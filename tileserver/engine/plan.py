@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
@@ -130,12 +131,20 @@ class Plan:
 
 def wgs84_bounds(view: View) -> tuple[float, float, float, float] | None:
     """The view's bounds in WGS84 (for item searches), or ``None`` when they have none
-    (a view that does not transform, or to infinite values): then every item is a match."""
+    (a view that does not transform, or to infinite values): then every item is a match.
+
+    Memoised (a tile's view is transformed by its cache key, its evaluation's version, the
+    item search and the planner: a densified ``transform_bounds`` costs 0.3-0.6 ms)."""
+    return _wgs84_bounds(view.crs, tuple(view.bounds))
+
+
+@lru_cache(maxsize=4096)
+def _wgs84_bounds(crs, bounds: tuple) -> tuple[float, float, float, float] | None:
     try:
-        bbox = transform_bounds(view.crs, WGS84, *view.bounds, densify_pts=21)
+        bbox = transform_bounds(crs, WGS84, *bounds, densify_pts=21)
     except Exception:  # noqa: BLE001
         return None
-    return bbox if all(math.isfinite(v) for v in bbox) else None
+    return tuple(bbox) if all(math.isfinite(v) for v in bbox) else None
 
 
 def mib(n: int) -> int:

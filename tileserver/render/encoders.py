@@ -22,7 +22,7 @@ from rasterio.io import MemoryFile
 from tileserver.datacube.cube import Cube
 from tileserver.errors import OutputFormatError
 from tileserver.render.statistics import summaries
-from tileserver.render.styles import Style, render_rgba, style_from_args
+from tileserver.render.styles import Style, render_indexed, render_rgba, style_from_args
 
 COMPRESS = {"none", "deflate", "lzw", "zstd", "jpeg", "packbits", "lzma", "webp", "lerc"}
 LOSSY_8BIT = {"jpeg", "webp"}
@@ -277,9 +277,13 @@ def _image(cube: Cube) -> np.ndarray:
     return cube.data[-1]
 
 
-def encode_image(cube: Cube, fmt: str, opts: dict | None = None, style: Style | None = None
-                 ) -> Encoded:
-    """PNG (RGBA, nodata transparent) or JPEG (RGB, nodata black) of the last date."""
+def encode_image(cube: Cube, fmt: str, opts: dict | None = None, style: Style | None = None,
+                 paletted: bool = False) -> Encoded:
+    """PNG (RGBA, nodata transparent) or JPEG (RGB, nodata black) of the last date.
+
+    ``paletted``: a single-band PNG is written as a palette image (``P`` with a ``tRNS``
+    chunk for nodata) of exactly the same colours: a quarter of the bytes to compress, so
+    about 3x faster to encode (map tiles)."""
     opts = dict(opts or {})
     unknown = sorted(set(opts) - IMAGE_OPTIONS)
     if unknown:
@@ -290,10 +294,15 @@ def encode_image(cube: Cube, fmt: str, opts: dict | None = None, style: Style | 
         style = style_from_args(
             {k: opts[k] for k in STYLE_OPTIONS if k in opts}, cube.kind, len(cube.bands),
             len(cube.times or ()))
+    zlevel = int_option(opts, "zlevel", 1, 12) or 1
+    if paletted and fmt == "PNG":
+        indexed = render_indexed(_image(cube), style)
+        if indexed is not None:
+            return encode_indexed(*indexed, zlevel=zlevel)
     rgba = render_rgba(_image(cube), style)
     return encode_rgba(rgba, fmt, quality=int_option(opts, "jpeg_quality", 1, 100)
                        or int_option(opts, "quality", 1, 100) or 85,
-                       zlevel=int_option(opts, "zlevel", 1, 12) or 1)
+                       zlevel=zlevel)
 
 
 def encode_rgba(rgba: np.ndarray, fmt: str, quality: int = 85, zlevel: int = 1) -> Encoded:
@@ -306,3 +315,19 @@ def encode_rgba(rgba: np.ndarray, fmt: str, quality: int = 85, zlevel: int = 1) 
     Image.fromarray(np.ascontiguousarray(rgba[..., :3]), "RGB").save(
         buf, format="JPEG", quality=quality)
     return Encoded(buf.getvalue(), "image/jpeg", "jpg")
+
+
+def encode_indexed(indices: np.ndarray, palette: np.ndarray, zlevel: int = 1) -> Encoded:
+    """A palette PNG: ``indices`` (y, x) uint8 into ``palette`` (n, 4) RGBA uint8 (alpha in
+    a ``tRNS`` chunk when some colour is not opaque)."""
+    height, width = indices.shape
+    img = Image.frombuffer("P", (width, height), np.ascontiguousarray(indices), "raw", "P",
+                           0, 1)
+    img.putpalette(np.ascontiguousarray(palette[:, :3]).tobytes(), rawmode="RGB")
+    extra = {}
+    alpha = palette[:, 3]
+    if (alpha != 255).any():
+        extra["transparency"] = alpha[: int(np.flatnonzero(alpha != 255)[-1]) + 1].tobytes()
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=min(9, zlevel), **extra)
+    return Encoded(buf.getvalue(), "image/png", "png")

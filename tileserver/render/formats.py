@@ -308,7 +308,8 @@ register_format(OutputFormat(
     kind=RASTER, extension="png", styled=lambda params: True,
     batch=BatchWriter("image/png", _gdal_copy("PNG", {"zlevel": 6})),
     tiles=TileFormat("image/png", ("png",),
-                     lambda cube, style: encode_image(cube, "PNG", style=style)),
+                     lambda cube, style: encode_image(cube, "PNG", style=style,
+                                                      paletted=True)),
 ))  # fmt: skip
 
 register_format(OutputFormat(

@@ -117,3 +117,25 @@ def render_rgba(image: np.ndarray, style: Style) -> np.ndarray:
     rgba[..., 3] *= 255
     rgba[~valid] = 0
     return rgba
+
+
+def render_indexed(image: np.ndarray, style: Style) -> tuple[np.ndarray, np.ndarray] | None:
+    """The colours of :func:`render_rgba` as a palette image: ``(indices (y, x) uint8,
+    palette (256, 4) uint8)`` whose palette colours are exactly the RGBA rendering's, or
+    ``None`` when the style is an RGB composite or the tile has nodata and uses all 256
+    colours (no index is left for transparent nodata)."""
+    if image.shape[0] >= 3 and style.colormap is None:
+        return None
+    band = image[0]
+    valid = np.isfinite(band)
+    indices = _scale(band, style)
+    palette = colormap_lut(style.colormap or "gray").copy()
+    palette[:, 3] = 255
+    if not valid.all():
+        used = np.bincount(indices[valid], minlength=256)
+        free = np.flatnonzero(used == 0)
+        if not free.size:
+            return None
+        indices[~valid] = free[0]
+        palette[free[0]] = 0  # nodata: transparent black, as in the RGBA rendering
+    return indices, palette

@@ -14,6 +14,7 @@ import morecantile
 import numpy as np
 import pytest
 import rasterio
+from rasterio.enums import ColorInterp
 from rasterio.io import MemoryFile
 
 from tests.support.core import bbox, call, leaf
@@ -72,9 +73,15 @@ def c(api_app):
 
 
 def read(content: bytes):
-    """``(array, profile)`` of encoded raster bytes."""
+    """``(array, profile)`` of encoded raster bytes; a palette PNG (maps and tiles of a
+    single-band style) as its RGBA pixels, as GDAL and browsers compose them."""
     with MemoryFile(content) as mem, mem.open() as ds:
-        return ds.read(), ds.profile
+        values = ds.read()
+        if ds.count == 1 and ds.colorinterp[0] == ColorInterp.palette:
+            colours = ds.colormap(1)
+            table = np.array([colours.get(i, (0, 0, 0, 0)) for i in range(256)], np.uint8)
+            values = np.moveaxis(table[values[0]], -1, 0)
+        return values, ds.profile
 
 
 def wcs(c, job: str, *extra: tuple[str, str]):

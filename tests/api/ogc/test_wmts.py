@@ -168,7 +168,7 @@ def test_tiff_tile_equals_reference_and_png_alpha_is_the_nodata(
         actual = ds.read(1)
     _assert_close_mostly(actual, expected)
     png = _kvp_tile(client, service, job, "image/png", tms_id, z, row, col)
-    alpha = np.asarray(Image.open(io.BytesIO(png.data)))[..., 3]
+    alpha = np.asarray(Image.open(io.BytesIO(png.data)).convert("RGBA"))[..., 3]
     np.testing.assert_array_equal(alpha == 0, np.isnan(actual))
     rest = client.get(f"{_path(service)}/1.0.0/{job}/default/{tms_id}/{z}/{row}/{col}.png")
     assert rest.data == png.data  # byte-identical KVP and REST
@@ -208,7 +208,7 @@ def test_tile_outside_the_data_is_transparent(client, wmts):
     job, service = wmts["reduced"]
     resp = _kvp_tile(client, service, job, row=100, col=100)
     assert resp.status_code == 200
-    rgba = np.asarray(Image.open(io.BytesIO(resp.data)))
+    rgba = np.asarray(Image.open(io.BytesIO(resp.data)).convert("RGBA"))
     assert rgba.shape == (256, 256, 4) and (rgba[..., 3] == 0).all()
 
 
@@ -218,7 +218,8 @@ def test_jpeg_tile_and_colormap_style(client, small_catalog):
     tif = _kvp_tile(client, service, job, "image/tiff")
     with MemoryFile(tif.data) as mem, mem.open() as ds:
         values = ds.read(1)
-    png = np.asarray(Image.open(io.BytesIO(_kvp_tile(client, service, job).data)))
+    png = np.asarray(Image.open(io.BytesIO(_kvp_tile(client, service, job).data)).convert(
+        "RGBA"))
     # the documented ramp: matplotlib's viridis sampled at 256 levels (not the server's table)
     import matplotlib
 

@@ -24,7 +24,7 @@ def test_xyz_url_template_and_tiles_equal_wmts(client):
                       + f"/1.0.0/{job}/default/GoogleMapsCompatible/{Z}/{ROW}/{COL}.png")
     assert tile.data == same.data
     assert tile.headers["ETag"] == same.headers["ETag"]
-    rgba = np.asarray(Image.open(io.BytesIO(tile.data)))
+    rgba = np.asarray(Image.open(io.BytesIO(tile.data)).convert("RGBA"))  # palette PNG
     assert (rgba[..., 3] == 255).any() and (rgba[..., 3] == 0).any()  # data and nodata
     assert client.get(url, headers={"If-None-Match": tile.headers["ETag"]}).status_code == 304
 
