@@ -41,7 +41,7 @@ compliance: $(STAMP)
 	$(BIN)/python -m tests.support.compliance
 
 lint: $(STAMP)
-	$(BIN)/pip install ruff mypy
+	$(BIN)/pip install mypy
 	$(BIN)/ruff check tileserver tests bench
 	$(BIN)/mypy tileserver
 

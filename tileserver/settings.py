@@ -153,11 +153,11 @@ def _providers(value: Any) -> Any:
             try:
                 text = Path(text).expanduser().read_text()
             except OSError as exc:
-                raise ValueError(f"cannot read the OpenID Connect providers file: {exc}")
+                raise ValueError(f"cannot read the OpenID Connect providers file: {exc}") from exc
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ValueError(f"OpenID Connect providers are no valid YAML/JSON: {exc}")
+            raise ValueError(f"OpenID Connect providers are no valid YAML/JSON: {exc}") from exc
     if isinstance(value, dict):
         value = value.get("providers")
     if not isinstance(value, list | tuple) or not all(isinstance(v, dict) for v in value):

@@ -45,6 +45,7 @@ class Encoded:
 
 
 def int_option(opts: dict, key: str, lo: int, hi: int) -> int | None:
+    """The integer option ``key`` in ``[lo, hi]`` (``None`` when not given)."""
     if key not in opts:
         return None
     value = opts[key]
@@ -56,6 +57,7 @@ def int_option(opts: dict, key: str, lo: int, hi: int) -> int | None:
 
 
 def bool_option(opts: dict, key: str) -> bool | None:
+    """The boolean option ``key`` (``None`` when not given)."""
     if key not in opts:
         return None
     value = opts[key]
