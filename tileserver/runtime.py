@@ -11,7 +11,7 @@ from functools import cached_property
 
 from tileserver.cache.memory import NodeCache
 from tileserver.cache.shared import SharedTier, open_tier
-from tileserver.data import remote
+from tileserver.data import handles, remote
 from tileserver.data.catalog import Catalog
 from tileserver.data.stac_api import ApiOptions
 from tileserver.demo import Progress, demo_catalog_paths
@@ -44,6 +44,7 @@ class Runtime:
         self._lock = threading.Lock()
         settings.home.mkdir(parents=True, exist_ok=True)
         remote.configure(remote.RemoteOptions.from_settings(settings))
+        handles.configure(settings.dataset_handles)
 
     @cached_property
     def catalog(self) -> Catalog:

@@ -100,6 +100,7 @@ class CacheSettings(BaseModel):
     cache_shared_max_entry: int
     cache_shared_min_ms: int
     cache_shared_ttl: int
+    dataset_handles: int
 
 
 class LimitSettings(BaseModel):

@@ -22,8 +22,9 @@ from contextlib import contextmanager
 
 import rasterio
 
-#: Idle handles kept per process by default (each holds a file descriptor and GDAL's
-#: parsed header; decoded blocks live in GDAL's block cache, bounded by GDAL_CACHEMAX).
+#: Idle handles kept per process until :func:`configure` sets the ``dataset_handles``
+#: setting (each holds a file descriptor and GDAL's parsed header; decoded blocks live in
+#: GDAL's block cache, bounded by GDAL_CACHEMAX).
 DEFAULT_MAX_IDLE = 256
 
 
@@ -147,6 +148,12 @@ def _after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork)
+
+
+def configure(max_idle: int) -> None:
+    """Keep at most ``max_idle`` idle handles in this process (the ``dataset_handles``
+    setting); handles beyond it are closed on their next return."""
+    DATASETS.max_idle = max(0, int(max_idle))
 
 
 def datasets() -> DatasetCache:
