@@ -16,4 +16,5 @@ class WorkerSetup(WorkerPlugin):
     name = "tileserver-worker-setup"
 
     def setup(self, worker) -> None:
+        """Run in the worker's event loop, its main thread, before its tasks."""
         credentials.adopt()
