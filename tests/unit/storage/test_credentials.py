@@ -126,3 +126,35 @@ def test_only_the_main_thread_adopts_static_keys(monkeypatch):
     thread.join()
     assert done == [False] and os.environ["AWS_ACCESS_KEY_ID"] == "one"
     assert credentials.boto3_keys() == {}
+
+
+def _on_a_worker() -> tuple[bool, str | None, int]:
+    """In a Dask worker's task: keys in its environment, GDAL's key, boto3 sessions one warp
+    builds."""
+    built = []
+    init = boto3.session.Session.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(1)
+        init(self, *args, **kwargs)
+
+    boto3.session.Session.__init__ = counting
+    try:
+        _warp()
+    finally:
+        boto3.session.Session.__init__ = init
+    return ("AWS_ACCESS_KEY_ID" in os.environ, get_gdal_config("AWS_SECRET_ACCESS_KEY"),
+            len(built))
+
+
+def test_the_batch_workers_get_the_adopted_keys_and_adopt_them(make_app, small_catalog,
+                                                                monkeypatch):
+    """The embedded cluster starts after the server took the keys out of its environment:
+    its workers get them from their nanny, and adopt them at start (the worker plugin)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "worker-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "worker-secret")
+    app = make_app([small_catalog], batch_workers=1)
+    assert "AWS_ACCESS_KEY_ID" not in os.environ
+    client = app.extensions["tileserver"].batch.client
+    assert client.submit(_on_a_worker, pure=False).result(timeout=60) == (
+        False, "worker-secret", 0)
