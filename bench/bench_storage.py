@@ -19,6 +19,14 @@ with an embedded LocalCluster of ``--workers`` processes; the caches of tiles ar
    cold = the first request of a tile on a fresh server (GDAL opens the COG: the header,
    then the tile's blocks, by HTTP range requests on S3); warm = the same tiles again (GDAL's
    block and ``/vsis3/`` caches). Median milliseconds per tile, alternating disk and S3.
+3. Lazy cold tiles with static AWS keys in the environment (as deploy/tileserver.env sets
+   them for the store), in this process through the WSGI app (Flask's test client), caches
+   off: ``before`` = the keys left in ``os.environ`` while tiles are served (main before the
+   fix: rasterio builds a boto3 session for each in-memory dataset, four per warp,
+   rasterio#3331), ``after`` = the keys moved out at start
+   (:mod:`tileserver.storage.credentials`), ``no keys`` = none at all. A fresh app per round
+   and case, the cases alternating; median ms per tile and boto3 sessions built per tile.
+   ``--only keys`` runs this part alone (``--only jobs`` the first two).
 """
 
 from __future__ import annotations
@@ -112,19 +120,69 @@ def tile_ms(api: requests.Session, base: str, job_id: str, tile: tuple[int, int,
     return elapsed
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size", type=int, default=4096)
-    parser.add_argument("--dates", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--tiles", type=int, default=12)
-    parser.add_argument("--data-dir", type=Path, default=None)
-    args = parser.parse_args()
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    data_dir = args.data_dir or cache / "tileserver-bench" / f"batch{args.size}"
-    catalog = write_scene(data_dir, args.size, args.dates)
-    work = Path(tempfile.mkdtemp(prefix="bench-storage-"))
+#: The static keys of part 3 (nothing is contacted with them: the tiles are lazy).
+KEYS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
+
+
+def lazy_tiles_with_keys(catalog: Path, work: Path, tiles: list[tuple[int, int, int]],
+                         rounds: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Part 3: ms per lazy cold tile of each case, and boto3 sessions built per tile."""
+    import boto3
+
+    sys.path.insert(0, str(REPO))
+    from tileserver.settings import load_settings
+    from tileserver.storage import credentials
+    from tileserver.web.app import create_app
+
+    built: list[int] = []
+    init = boto3.session.Session.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(1)
+        init(self, *args, **kwargs)
+
+    boto3.session.Session.__init__ = counting
+    cases = ("no keys", "before", "after")
+    times: dict[str, list[float]] = {c: [] for c in cases}
+    sessions: dict[str, list[int]] = {c: [] for c in cases}
+    for round_ in range(rounds + 1):  # round 0: warm-up (imports, page cache), not counted
+        for case in cases:
+            credentials.release()
+            for key in KEYS:
+                os.environ.pop(key, None)
+            if case != "no keys":
+                os.environ.update(KEYS)
+            home = work / f"lazy-{round_}-{case.replace(' ', '-')}"
+            app = create_app(load_settings(home=str(home), catalog=str(catalog),
+                                           cache_bytes=0, cache_url="none"))
+            if case == "before":
+                credentials.release()  # the keys back where rasterio looks for them
+            client = app.test_client()
+            job = client.post("/jobs", json={"process_graph": graph()}).get_json()
+            svc = client.post("/services", json={"job_id": job["job_id"], "type": "xyz"})
+            template = "/" + svc.get_json()["service_url"].split("://", 1)[1].split("/", 1)[1]
+            before = len(built)
+            for z, x, y in tiles:
+                t0 = time.perf_counter()
+                resp = client.get(template.format(z=z, x=x, y=y))
+                elapsed = (time.perf_counter() - t0) * 1000
+                if resp.status_code != 200:
+                    raise RuntimeError(f"lazy tile {z}/{x}/{y}: {resp.status_code}")
+                if round_:
+                    times[case].append(elapsed)
+            if round_:
+                sessions[case].append(len(built) - before)
+            app.extensions["tileserver"].close()
+    credentials.release()
+    for key in KEYS:
+        os.environ.pop(key, None)
+    boto3.session.Session.__init__ = init
+    per_tile = {c: sum(v) / (len(tiles) * rounds) for c, v in sessions.items()}
+    return times, per_tile
+
+
+def jobs_and_tiles(args, catalog: Path, work: Path):
+    """Parts 1 and 2: job wall times (s) and cold and warm tiles of finished jobs (ms)."""
     moto, endpoint = start_moto(work)
     try:
         import boto3
@@ -179,22 +237,59 @@ def main() -> None:
         moto.terminate()
         moto.wait(timeout=30)
 
+    return walls, cold, warm, tiles
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument("--dates", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--tiles", type=int, default=12)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--only", choices=("jobs", "keys"), default=None,
+                        help="parts 1-2 (jobs) or part 3 (keys) alone")
+    parser.add_argument("--lazy-tiles", type=int, default=8,
+                        help="tiles per round of part 3 (z14 and z13 of the scene)")
+    args = parser.parse_args()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    data_dir = args.data_dir or cache / "tileserver-bench" / f"batch{args.size}"
+    catalog = write_scene(data_dir, args.size, args.dates)
+    work = Path(tempfile.mkdtemp(prefix="bench-storage-"))
+    if args.only != "keys":
+        walls, cold, warm, tiles = jobs_and_tiles(args, catalog, work)
+    if args.only != "jobs":
+        lazy, sessions = lazy_tiles_with_keys(catalog, work, tiles_of(args.size, args.lazy_tiles),
+                                              args.repeat)
+
     def med(values: list[float]) -> float:
         return statistics.median(values)
 
-    print(f"\nbench_storage: {args.size}x{args.size} px x {args.dates} dates, "
-          f"{args.workers} Dask workers, {args.repeat} jobs each, {len(tiles)} tiles; "
-          f"S3 = moto server on this host\n")
-    print(f"{'measure':44s} {'disk':>10s} {'S3':>10s} {'S3/disk':>8s}")
-    rows = [("job wall time, queue -> finished (s)", med(walls["disk"]), med(walls["s3"])),
-            ("finished job's tile, cold (ms, median)", med(cold["disk"]), med(cold["s3"])),
-            ("finished job's tile, warm (ms, median)", med(warm["disk"]), med(warm["s3"]))]
-    for name, disk, s3 in rows:
-        print(f"{name:44s} {disk:10.2f} {s3:10.2f} {s3 / disk:8.2f}")
-    print(f"\nupload overhead of S3 results: {med(walls['s3']) - med(walls['disk']):+.1f} s "
-          f"per job ({100 * (med(walls['s3']) / med(walls['disk']) - 1):+.0f} %)")
-    print("job wall times (s): " + "; ".join(
-        f"{k} " + ", ".join(f"{w:.1f}" for w in v) for k, v in walls.items()))
+    if args.only != "keys":
+        print(f"\nbench_storage: {args.size}x{args.size} px x {args.dates} dates, "
+              f"{args.workers} Dask workers, {args.repeat} jobs each, {len(tiles)} tiles; "
+              f"S3 = moto server on this host\n")
+        print(f"{'measure':44s} {'disk':>10s} {'S3':>10s} {'S3/disk':>8s}")
+        rows = [("job wall time, queue -> finished (s)", med(walls["disk"]), med(walls["s3"])),
+                ("finished job's tile, cold (ms, median)", med(cold["disk"]), med(cold["s3"])),
+                ("finished job's tile, warm (ms, median)", med(warm["disk"]), med(warm["s3"]))]
+        for name, disk, s3 in rows:
+            print(f"{name:44s} {disk:10.2f} {s3:10.2f} {s3 / disk:8.2f}")
+        print(f"\nupload overhead of S3 results: {med(walls['s3']) - med(walls['disk']):+.1f} s"
+              f" per job ({100 * (med(walls['s3']) / med(walls['disk']) - 1):+.0f} %)")
+        print("job wall times (s): " + "; ".join(
+            f"{k} " + ", ".join(f"{w:.1f}" for w in v) for k, v in walls.items()))
+    if args.only != "jobs":
+        print(f"\nlazy cold tile with AWS credentials in the environment ({args.lazy_tiles} "
+              f"tiles x {args.repeat} rounds, min_time(NDVI) of {args.dates} dates, caches off)")
+        print(f"{'case':44s} {'ms/tile':>10s} {'x no keys':>10s} {'sessions/tile':>14s}")
+        base = med(lazy["no keys"])
+        for case, name in (("no keys", "no AWS keys"),
+                           ("before", "keys in os.environ (before)"),
+                           ("after", "keys adopted at start (after)")):
+            print(f"{'lazy cold tile, ' + name:44s} {med(lazy[case]):10.2f} "
+                  f"{med(lazy[case]) / base:10.2f} {sessions[case]:14.1f}")
 
 
 if __name__ == "__main__":

@@ -168,3 +168,14 @@ def pg_url(pg_cluster, monkeypatch):
     url = pg_cluster.create_db(f"jobs_{uuid.uuid4().hex[:10]}")
     monkeypatch.setenv("TILESERVER_DATABASE_URL", url)
     return url
+
+
+@pytest.fixture(autouse=True)
+def _aws_keys_back_in_the_environment(monkeypatch):
+    """Static AWS keys a test's app took out of the environment
+    (:mod:`tileserver.storage.credentials`) go back there after the test, before the test's
+    monkeypatch undoes what it set: each test sees the environment its fixtures made."""
+    yield
+    from tileserver.storage import credentials
+
+    credentials.release()

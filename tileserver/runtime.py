@@ -19,6 +19,7 @@ from tileserver.engine.evaluator import Engine
 from tileserver.jobs.store import JobStore
 from tileserver.limits import Limiter
 from tileserver.settings import Settings
+from tileserver.storage import credentials
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Runtime:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._lock = threading.Lock()
+        credentials.adopt()  # static AWS keys out of os.environ (rasterio would be slow)
         settings.home.mkdir(parents=True, exist_ok=True)
         remote.configure(remote.RemoteOptions.from_settings(settings))
         handles.configure(settings.dataset_handles)

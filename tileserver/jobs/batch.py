@@ -49,7 +49,7 @@ from tileserver.jobs.usecases import user_processes
 from tileserver.render import cog, formats
 from tileserver.render.styles import style_args, style_from_args
 from tileserver.settings import BatchSettings, Settings
-from tileserver.storage import join, open_store, store_options
+from tileserver.storage import credentials, join, open_store, store_options
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +190,8 @@ class BatchRunner:
             if self._client is None:
                 from distributed import Client, LocalCluster  # noqa: PLC0415
 
+                from tileserver.jobs.worker_setup import WorkerSetup  # noqa: PLC0415
+
                 if self.settings.dask_scheduler:
                     self._client = Client(self.settings.dask_scheduler, timeout=30,
                                           set_as_default=False)
@@ -200,8 +202,10 @@ class BatchRunner:
                         self._cluster = LocalCluster(
                             n_workers=self.options["batch_workers"], threads_per_worker=1,
                             processes=True, memory_limit=self.options["batch_worker_memory"],
-                            dashboard_address=":0", silence_logs=logging.ERROR)
+                            dashboard_address=":0", silence_logs=logging.ERROR,
+                            env=credentials.child_env())  # the keys this process adopted
                     self._client = Client(self._cluster, set_as_default=False)
+                self._client.register_plugin(WorkerSetup())
                 # after distributed's own exit handlers, so this one runs first: a process
                 # that exits (a gunicorn worker stopping) hands its jobs back while its
                 # client still works

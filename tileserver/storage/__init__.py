@@ -10,7 +10,9 @@ One small interface, :class:`~tileserver.storage.base.Store`, with two backends:
 - :class:`~tileserver.storage.s3.S3Store`: any S3-compatible object store (AWS, MinIO, Ceph
   RGW) chosen by ``storage_url: s3://bucket/prefix`` (``TILESERVER_STORAGE_URL``); its
   endpoint and credentials come from the usual ``AWS_*`` variables (``AWS_ENDPOINT_URL``,
-  ``AWS_ACCESS_KEY_ID``…), through boto3 for objects and GDAL's ``/vsis3/`` for rasters.
+  ``AWS_ACCESS_KEY_ID``…), through boto3 for objects and GDAL's ``/vsis3/`` for rasters;
+  static keys are taken out of the environment at start
+  (:mod:`~tileserver.storage.credentials`: rasterio would be slow with them there).
 
 Keys are relative ``/``-separated paths (``results/<job_id>/result.tif``). A store owns the
 rule "a reader never sees half an object": :meth:`Store.writing` hands out a local temporary

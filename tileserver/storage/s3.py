@@ -5,7 +5,9 @@ timeouts and retries (so that an unreachable store fails fast, never hangs). GDA
 rasters itself through ``/vsis3/`` (HTTP range reads, the header and block cache of remote
 catalog files): :func:`gdal_config` gives it the same endpoint as boto3. The endpoint and
 credentials are the usual ``AWS_*`` variables (``AWS_ENDPOINT_URL`` for a store other than
-AWS, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``…).
+AWS, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``…) or any other source
+boto3 and GDAL know (a shared credentials file, an instance role); static keys in the
+environment are moved out of it at start (:mod:`tileserver.storage.credentials`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from tileserver.errors import StoreUnavailable
+from tileserver.storage import credentials
 from tileserver.storage.base import ObjectInfo, Store, join
 
 #: GDAL variables set here (a variable the user set before wins).
@@ -79,7 +82,8 @@ class S3Store(Store):
                         retries={"max_attempts": retries + 1, "mode": "standard"},
                         s3={"addressing_style": "path" if self.endpoint else "auto"},
                         max_pool_connections=32)
-        self.client = boto3.session.Session().client(
+        credentials.adopt()  # when no runtime did (a command; the main thread only)
+        self.client = boto3.session.Session(**credentials.boto3_keys()).client(
             "s3", endpoint_url=self.endpoint, config=config,
             region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
             or "us-east-1")
