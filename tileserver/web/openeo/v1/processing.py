@@ -23,9 +23,9 @@ from tileserver.web.common import (
     runtime,
 )
 from tileserver.web.errors import v1_body, v1_code
+from tileserver.web.openeo.v1 import workspaces
 from tileserver.web.openeo.v1.bodies import check_nodes, own_process_graph, process_graph
 from tileserver.web.openeo.v1.serializers import job_json, log_json
-from tileserver.web.openeo.v1 import workspaces
 from tileserver.web.openeo.v1.versions import V1_3, current
 
 
