@@ -98,6 +98,25 @@ class WorkspaceNotFound(NotFound):
     code = "WorkspaceNotFound"
 
 
+class WorkspaceUnsupported(TileserverError):
+    """A workspace this server cannot create or change: an unknown provider, the
+    ``register`` intent (external storage), or the built-in ``files`` workspace."""
+
+    code = "WorkspaceUnsupported"
+
+
+class WorkspaceLimitReached(TileserverError):
+    """A user who already has ``workspaces_per_user`` workspaces asks for one more."""
+
+    code = "WorkspaceLimitReached"
+
+
+class ExportNeedsBatchJob(ProcessGraphError):
+    """``export_workspace`` in a synchronous request: it exports a batch job's results."""
+
+    code = "ExportNeedsBatchJob"
+
+
 class Conflict(TileserverError):
     """A request that does not fit the current state (e.g. an invalid job transition)."""
 

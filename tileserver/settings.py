@@ -253,6 +253,7 @@ class StorageSettings(BaseModel):
     storage_timeout: int
     storage_retries: int
     storage_multipart_bytes: int
+    workspaces_per_user: int
 
 
 #: The groups of settings, in the order of ``config/default.yaml``.

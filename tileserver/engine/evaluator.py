@@ -85,9 +85,9 @@ def node_returns(node: Node) -> str:
         return "imagery"
     if node.dialect == V1 and getattr(REGISTRY.get(node.process_id), "kind", None) != CUBE:
         return "value"  # a scalar computed by an array process outside any callback
-    if node.dialect == V1 and node.process_id == "save_result" and isinstance(
-            node.args.get("data"), Node):
-        return node_returns(node.args["data"])  # saves a cube or a table
+    if node.dialect == V1 and node.process_id in ("save_result", "export_workspace") and \
+            isinstance(node.args.get("data"), Node):
+        return node_returns(node.args["data"])  # saves (exports) a cube or a table
     return process_of(node).returns
 
 
@@ -109,6 +109,9 @@ class Graph:
     #: The user-defined processes the graph was parsed with (id -> stored definition):
     #: what a worker without the store needs to parse it the same way.
     processes: dict = field(default_factory=dict)
+    #: ``{"workspace", "merge"}`` of a 1.x graph whose result node is ``export_workspace``
+    #: (around its ``save_result``): where a batch job copies its result files.
+    export: dict | None = None
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -246,13 +249,24 @@ class Engine:
             raise ProcessGraphError(
                 "the graph's result is not a data cube: it must load a collection (e.g. "
                 "load_collection) and process it", path="process_graph")
-        save = None
-        if root.dialect == V1 and root.process_id == "save_result":
-            save = validate_output({"format": root.args["format"],
-                                    "parameters": root.args.get("options") or {}})
+        save = export = None
+        saved = root
+        if root.dialect == V1 and root.process_id == "export_workspace":
+            export = {"workspace": root.args.get("workspace"), "merge": root.args.get("merge")}
+            if isinstance(root.args.get("data"), Node):
+                saved = root.args["data"]  # a save_result (checked by its meta)
+        if saved.dialect == V1 and saved.process_id == "save_result":
+            save = validate_output({"format": saved.args["format"],
+                                    "parameters": saved.args.get("options") or {}})
         # the root, or the data a root save_result writes, may be a table
-        last = root.args.get("data") if save is not None else root
+        last = saved.args.get("data") if save is not None else root
         for node in root.walk():
+            if node.process_id == "export_workspace" and node is not root:
+                raise ProcessGraphError(
+                    f"{node.path}: export_workspace can only be the result node of a graph "
+                    "(around its save_result)", path=node.path)
+            if node is saved and node is not root:
+                continue
             returns = node_returns(node)
             if node is not root and node is not last and returns != "imagery":
                 raise ProcessGraphError(
@@ -265,7 +279,8 @@ class Engine:
         parsed = root
         if not flat:
             root = translate(root, TRANSLATIONS, REGISTRY, mctx)
-        return Graph(root, meta, obj, V1 if flat else "0.0.2", save, parsed, processes)
+        return Graph(root, meta, obj, V1 if flat else "0.0.2", save, parsed, processes,
+                     export)
 
     def cache_token(self, graph: Graph, context: dict | None = None) -> tuple | None:
         """What besides the graph decides its result for this caller (a UDF's script

@@ -201,9 +201,41 @@ def _load(process_id: str) -> dict | None:
     return None if path is None else json.loads(path.read_text(encoding="utf-8"))
 
 
+#: Descriptions of this server's own for processes it runs that the installed set lacks
+#: (``openeo-driver``'s 2.x set has no ``export_workspace``, a proposal of openeo-processes
+#: for the openEO 1.3 Workspaces extension): its interface, in our words. An official
+#: description, once installed, wins.
+OWN_SPECS: dict[str, dict] = {
+    "export_workspace": {
+        "id": "export_workspace",
+        "summary": "Export results to a workspace",
+        "description": "Copies the results of a batch job, the files its `save_result` "
+                       "writes and their STAC item, into one of the user's workspaces "
+                       "(`GET /workspaces`) once they are written. The result node of the "
+                       "graph, around its `save_result`; batch jobs only.",
+        "categories": ["export", "stac"],
+        "experimental": True,
+        "parameters": [
+            {"name": "data", "description": "The result of `save_result` to export.",
+             "schema": {"type": "object", "subtype": "stac"}},
+            {"name": "workspace", "description": "The id of the workspace to export to.",
+             "schema": {"type": "string", "pattern": "^[\\w\\-\\.~]+$",
+                        "subtype": "workspace-id"}},
+            {"name": "merge", "description": "A folder of the workspace (relative, `/`-"
+                                             "separated) whose STAC Collection the results "
+                                             "are merged into; `null`: a folder of their own.",
+             "schema": {"type": ["string", "null"]}, "optional": True, "default": None},
+        ],
+        "returns": {"description": "The exported STAC resource.",
+                    "schema": {"type": "object", "subtype": "stac"}},
+    },
+}
+
+
 def load_spec(process_id: str) -> dict | None:
-    """The official description of ``process_id`` (a copy the caller may change), or None."""
-    spec = _load(process_id)
+    """The official description of ``process_id`` (a copy the caller may change), else
+    this server's own (:data:`OWN_SPECS`), or None."""
+    spec = _load(process_id) or OWN_SPECS.get(process_id)
     return None if spec is None else copy.deepcopy(spec)
 
 

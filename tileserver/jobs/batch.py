@@ -40,8 +40,8 @@ from sqlalchemy import update
 from tileserver.data.userfiles import eval_context
 from tileserver.engine.evaluator import Engine, day_key
 from tileserver.engine.plan import Plan
-from tileserver.errors import Conflict, JobNotFound, StoreUnavailable
-from tileserver.jobs import batch_tasks, estimates, lifecycle, results
+from tileserver.errors import Conflict, JobNotFound, StoreUnavailable, TileserverError
+from tileserver.jobs import batch_tasks, estimates, lifecycle, results, workspaces
 from tileserver.jobs.batch_tasks import SINGLE, JobSpec
 from tileserver.jobs.lifecycle import ACTIVE, CANCELED, QUEUED, RUNNING
 from tileserver.jobs.store import MAX_STACKTRACE, STACKTRACE, JobStore, iso, jobs, now
@@ -430,6 +430,7 @@ class _Run:
         self.files_done = 0.0  # fraction of the result files written
         self.plan_of_job: Plan | None = None  # what the job reads (the planner's figures)
         self.started = time.monotonic()  # when the job started running (its measurement)
+        self.export: tuple[str, dict] | None = None  # (user, Graph.export): export_workspace
 
     def log(self, message: str, level: str = "info") -> None:
         self.store.log(self.job_id, message, level)
@@ -554,6 +555,7 @@ class _Run:
         engine = runner._engine()
         processes = user_processes(runner, job["user_id"], job["process_graph"])
         graph = engine.parse(job["process_graph"], processes=processes)
+        self.export = None if graph.export is None else (job["user_id"], graph.export)
         output = dict(job.get("output") or {"format": "GTiff"})
         fmt = formats.get(output.get("format", "GTiff"))
         view = engine.native_view(graph)
@@ -732,6 +734,16 @@ class _Run:
         final = runner.result_key(self.job_id)
         storage.move_prefix(out_key, final)
         self.measure(spec, storage.size_of(final))
+        if self.export is not None:  # export_workspace: a copy in the user's workspace
+            try:
+                exported = workspaces.export(runner, storage, *self.export[:1], self.job_id,
+                                             final, self.export[1])
+            except (TileserverError, OSError) as exc:
+                raise BlockFailed(f"exporting to workspace {self.export[1]['workspace']!r} "
+                                  f"failed: {getattr(exc, 'message', exc)}") from exc
+            self.extra["exported"] = exported
+            self.log(f"exported {len(exported['files'])} file(s) to workspace "
+                     f"{exported['workspace']!r}, folder {exported['path']!r}")
         done = self.extra.get("blocks_total", 1)
         self.extra.update(blocks_done=done, results_token=uuid.uuid4().hex, results=assets)
         # logged before the status flips, so that whoever sees "finished" finds this line

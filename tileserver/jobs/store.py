@@ -35,7 +35,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from tileserver.errors import JobNotFound, ProcessGraphNotFound, ServiceNotFound
+from tileserver.errors import (
+    JobNotFound,
+    ProcessGraphNotFound,
+    ServiceNotFound,
+    WorkspaceNotFound,
+)
 from tileserver.jobs import lifecycle
 
 metadata = MetaData()
@@ -87,6 +92,20 @@ job_logs = Table(
     Column("time", DateTime(timezone=True), nullable=False),
     Column("level", String(16), nullable=False),
     Column("message", Text, nullable=False),
+)
+
+
+#: openEO 1.3 workspaces a user created (``POST /workspaces``): their metadata; the data is
+#: in the server's store under ``workspaces/<user_id>/<workspace_id>/``.
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("user_id", String(128), primary_key=True),
+    Column("workspace_id", String(64), primary_key=True),
+    Column("type", String(32), nullable=False),
+    Column("title", String(500)),
+    Column("description", Text),
+    Column("created", DateTime(timezone=True), nullable=False),
 )
 
 
@@ -408,6 +427,51 @@ class JobStore:
             conn.execute(delete(user_processes).where(
                 (user_processes.c.user_id == user_id)
                 & (user_processes.c.process_id == process_id)))
+
+    # -- workspaces (openEO 1.3) -----------------------------------------------------------
+
+    def create_workspace(self, user_id: str, type_: str, title: str | None = None,
+                         description: str | None = None) -> dict:
+        """Register a new workspace of ``user_id``; its row."""
+        row = {"user_id": user_id, "workspace_id": uuid.uuid4().hex[:16], "type": type_,
+               "title": title, "description": description, "created": now()}
+        with self.engine.begin() as conn:
+            conn.execute(insert(workspaces).values(**row))
+        return row
+
+    def get_workspace(self, user_id: str, workspace_id: str) -> dict:
+        """The user's workspace, or :class:`WorkspaceNotFound` (also another user's)."""
+        q = select(workspaces).where((workspaces.c.user_id == user_id)
+                                     & (workspaces.c.workspace_id == str(workspace_id)))
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            raise WorkspaceNotFound(f"there is no workspace {str(workspace_id)[:64]!r} of "
+                                    "yours (GET /workspaces lists them)")
+        return dict(row._mapping)
+
+    def list_workspaces(self, user_id: str) -> list[dict]:
+        """The user's workspaces, oldest first."""
+        q = (select(workspaces).where(workspaces.c.user_id == user_id)
+             .order_by(workspaces.c.created, workspaces.c.workspace_id))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def update_workspace(self, user_id: str, workspace_id: str, **fields: Any) -> None:
+        """Change a workspace's ``title``/``description`` (:class:`WorkspaceNotFound`)."""
+        self.get_workspace(user_id, workspace_id)
+        with self.engine.begin() as conn:
+            conn.execute(update(workspaces).where(
+                (workspaces.c.user_id == user_id)
+                & (workspaces.c.workspace_id == workspace_id)).values(**fields))
+
+    def delete_workspace(self, user_id: str, workspace_id: str) -> None:
+        """Forget a workspace (:class:`WorkspaceNotFound` if the user has none so named)."""
+        self.get_workspace(user_id, workspace_id)
+        with self.engine.begin() as conn:
+            conn.execute(delete(workspaces).where(
+                (workspaces.c.user_id == user_id)
+                & (workspaces.c.workspace_id == workspace_id)))
 
     def dispose(self) -> None:
         """Close pooled connections."""

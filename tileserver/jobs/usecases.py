@@ -16,7 +16,14 @@ import numpy as np
 from tileserver import params
 from tileserver.data.userfiles import eval_context
 from tileserver.engine.evaluator import Engine
-from tileserver.errors import LimitExceeded, TileserverError, UnknownProcess
+from tileserver.errors import (
+    ExportNeedsBatchJob,
+    LimitExceeded,
+    TileserverError,
+    UnknownProcess,
+    WorkspaceNotFound,
+    WorkspaceUnsupported,
+)
 from tileserver.graph import remote_process, udp
 from tileserver.graph.v1 import is_flat_graph
 from tileserver.jobs import lifecycle
@@ -120,8 +127,28 @@ def parse(rt: Backend, process_graph: Any, output: Any = None, *, v1: bool = Fal
     processes = user_processes(rt, user, process_graph)
     if v1:
         graph = rt.engine.parse(process_graph, dialect="1.x", processes=processes)
+        check_export(rt, user, graph)
         return graph, graph.save_result or default_output(graph.is_raster)
-    return rt.engine.parse(process_graph, processes=processes), validate_output(output)
+    graph = rt.engine.parse(process_graph, processes=processes)
+    check_export(rt, user, graph)
+    return graph, validate_output(output)
+
+
+def check_export(rt: HasStore, user: str | None, graph) -> None:
+    """That the workspace a graph exports to (``export_workspace``) is one the user
+    created, before the graph is stored or said valid: :class:`WorkspaceNotFound` (also
+    for another user's workspace) or :class:`WorkspaceUnsupported` (``files``) otherwise."""
+    export = graph.export
+    if export is None:
+        return
+    workspace = export["workspace"]
+    if workspace.lower() == "files":
+        raise WorkspaceUnsupported(
+            "results are not exported to 'files' (your uploaded files); create a workspace "
+            "(POST /workspaces) and export there")
+    if user is None:
+        raise WorkspaceNotFound(f"there is no workspace {workspace[:64]!r} without a user")
+    rt.store.get_workspace(user, workspace)
 
 
 def check_definition(rt: Backend, user: str | None, process_graph: dict) -> None:
@@ -237,6 +264,10 @@ def execute(rt: Backend, user: str, graph, output: dict,
     """Evaluate on the graph's native view and encode (images and zonal statistics);
     ``warnings`` (when given) receives why the result is empty
     (:func:`~tileserver.jobs.empty.empty_result`)."""
+    if graph.export is not None:
+        raise ExportNeedsBatchJob(
+            "export_workspace exports the results of a batch job: run the graph with POST "
+            "/jobs (a synchronous request returns its file directly)", path="process_graph")
     engine = rt.engine
     view = engine.native_view(graph)
     limit = rt.settings.max_output_pixels

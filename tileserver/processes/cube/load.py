@@ -1,8 +1,9 @@
 """``load_collection``, ``load_stac`` (the data leaves: they read only the window, dates and
-bands the processes above them need) and ``save_result``."""
+bands the processes above them need), ``save_result`` and ``export_workspace``."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -159,4 +160,38 @@ def _save_meta(ctx, node):
 )
 def save_result(ctx, node, query):
     """The data; the format is applied by the encoder (``Graph.save_result``)."""
+    return ctx.eval(node.args["data"], query)
+
+
+#: What a workspace id (openEO Workspaces extension) and a ``merge`` path may be.
+WORKSPACE_ID = re.compile(r"^[\w\-.~]+$")
+MERGE_PATH = re.compile(r"^[\w\-.~]+(/[\w\-.~]+)*$")
+
+
+def _export_meta(ctx, node):
+    data = node.args.get("data")
+    if not isinstance(data, Node) or data.process_id != "save_result":
+        raise invalid_argument(node, "data", "expected the result of save_result (export_"
+                               "workspace exports the files save_result writes)")
+    workspace = node.args.get("workspace")
+    if not isinstance(workspace, str) or not WORKSPACE_ID.match(workspace):
+        raise invalid_argument(node, "workspace", "expected a workspace id (GET /workspaces)")
+    merge = node.args.get("merge")
+    if merge is not None and (not isinstance(merge, str) or len(merge) > 200
+                              or not MERGE_PATH.match(merge)
+                              or any(part in (".", "..") for part in merge.split("/"))):
+        raise invalid_argument(node, "merge", "expected null or a relative folder of the "
+                               "workspace such as 'ndvi/2020' (letters, digits, '-', '_', "
+                               "'.', '~' and '/'; no '..')")
+    return ctx.meta(data)
+
+
+@process(
+    "export_workspace",
+    [DATA_PARAM, Param("workspace"), Param("merge", required=False)],
+    meta=_export_meta,
+)
+def export_workspace(ctx, node, query):
+    """The data of its ``save_result``: the batch runner copies the files written to the
+    workspace after the job (``Graph.export``)."""
     return ctx.eval(node.args["data"], query)

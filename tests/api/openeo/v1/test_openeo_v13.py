@@ -61,9 +61,12 @@ def test_capabilities_of_1_3_have_the_web_editor_link(client):
     assert [link for link in new["links"] if link["rel"] != "web-editor"] == [
         {**link, "href": link["href"].replace("/openeo/1.2/", "/openeo/1.3/")}
         for link in old["links"]]
-    only_13 = [{"path": path, "methods": ["GET"]} for path in (
-        "/processing_parameters", "/workspace_providers", "/workspaces",
-        "/workspaces/{workspace_id}")]
+    only_13 = [{"path": path, "methods": methods} for path, methods in (
+        ("/processing_parameters", ["GET"]), ("/workspace_providers", ["GET"]),
+        ("/workspaces", ["GET", "POST"]),
+        ("/workspaces/{workspace_id}", ["DELETE", "GET", "PATCH"]),
+        ("/workspaces/{workspace_id}/files", ["GET"]),
+        ("/workspaces/{workspace_id}/files/{path}", ["GET"]))]
     assert [e for e in new["endpoints"] if e not in only_13] == old["endpoints"]
     assert [e for e in new["endpoints"] if e in only_13] == only_13
     assert client.get(f"{V13}/conformance").json["conformsTo"] == new["conformsTo"]

@@ -54,7 +54,8 @@ def test_the_rows_are_1_2_and_1_3(small_app):
     old = {r.removeprefix("/openeo/1.2") for r in rules if r.startswith("/openeo/1.2/")}
     new = {r.removeprefix("/openeo/1.3") for r in rules if r.startswith("/openeo/1.3/")}
     assert new - old == {"/processing_parameters", "/workspace_providers", "/workspaces",
-                         "/workspaces/<workspace_id>"} and old <= new
+                         "/workspaces/<workspace_id>", "/workspaces/<workspace_id>/files",
+                         "/workspaces/<workspace_id>/files/<path:path>"} and old <= new
 
 
 def test_another_row_is_another_version(app14):

@@ -90,7 +90,15 @@ ROUTES: list[Route] = [Route(*row) for row in [
     ("/processing_parameters", GET, capabilities.processing_parameters, True, Gate(since=V1_3)),
     ("/workspace_providers", GET, workspaces.providers, True, Gate(since=V1_3)),
     ("/workspaces", GET, workspaces.list_workspaces, False, Gate(since=V1_3)),
+    ("/workspaces", POST, workspaces.create_workspace, False, Gate(since=V1_3)),
     ("/workspaces/<workspace_id>", GET, workspaces.get_workspace, False, Gate(since=V1_3)),
+    ("/workspaces/<workspace_id>", PATCH, workspaces.patch_workspace, False, Gate(since=V1_3)),
+    ("/workspaces/<workspace_id>", DELETE, workspaces.delete_workspace, False,
+     Gate(since=V1_3)),
+    ("/workspaces/<workspace_id>/files", GET, workspaces.workspace_files, False,
+     Gate(since=V1_3)),
+    ("/workspaces/<workspace_id>/files/<path:path>", GET, workspaces.workspace_file, False,
+     Gate(since=V1_3)),
 ]]
 
 

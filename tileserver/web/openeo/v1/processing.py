@@ -23,6 +23,7 @@ from tileserver.web.common import (
     runtime,
 )
 from tileserver.web.errors import v1_body, v1_code
+from tileserver.web.openeo.v1 import workspaces
 from tileserver.web.openeo.v1.bodies import check_nodes, own_process_graph, process_graph
 from tileserver.web.openeo.v1.serializers import job_json, log_json
 from tileserver.web.openeo.v1.versions import V1_3, current
@@ -200,12 +201,16 @@ def job_results(job_id: str):
     # clients that reach the object store download from it (presigned URLs); otherwise
     # through this server, the URL's token being the credential
     public = rt.settings.storage_public and storage.scheme == "s3"
+    exported = (job.get("extra") or {}).get("exported")
     for asset in item.get("assets", {}).values():
         name = asset["href"]
         signed = storage.presigned_url(f"{prefix}/{name}", rt.settings.storage_presign_seconds) \
             if public else None
         asset["href"] = signed or external_url("jobs.result_file", job_id=job_id,
                                                token=token, name=name)
+        if exported and name in exported["files"]:  # export_workspace: the copy too
+            asset.setdefault("alternate", {})["workspace"] = workspaces.alternate(
+                exported, name, public)
     item["links"] = [
         {"rel": "self", "href": external_url(".job_results", job_id=job_id),
          "type": "application/geo+json"},
@@ -213,6 +218,11 @@ def job_results(job_id: str):
          "href": external_url("jobs.result_file", job_id=job_id, token=token,
                               name="item.json")},
     ]
+    if exported:
+        item["links"].append(workspaces.exported_link(exported))
+        extensions = item.setdefault("stac_extensions", [])
+        if workspaces.ALTERNATE_ASSETS not in extensions:
+            extensions.append(workspaces.ALTERNATE_ASSETS)
     item["openeo:status"] = lifecycle.to_v1(job["status"])
     props = item.setdefault("properties", {})
     if props.get("datetime") is None and props.get("start_datetime"):

@@ -32,6 +32,9 @@ PROCESSING_PARAMETERS = "https://api.openeo.org/extensions/processing-parameters
 #: The conformance class of the openEO Remote Process Definition extension (1.3 on, when the
 #: ``remote_processes`` setting is on: :func:`tileserver.web.openeo.v1.capabilities.conformance`).
 REMOTE_PROCESS_DEFINITION = "https://api.openeo.org/extensions/remote-process-definition/0.1.0"
+#: The conformance class of the openEO Workspaces extension (1.3 on): every route it defines
+#: is served (``POST /workspaces`` with the ``create`` intent of the ``store`` provider).
+WORKSPACES = "https://api.openeo.org/extensions/workspaces/0.1.0"
 #: The first version with the 1.3 additions (compare with ``current().at_least(V1_3)``).
 V1_3 = "1.3.0"
 
@@ -57,13 +60,14 @@ class ApiVersion:
     @property
     def conformance(self) -> list[str]:
         """The conformance classes (``conformsTo``): from 1.3 on with the Processing
-        Parameters extension (``GET /processing_parameters``) and plain JSON Web Tokens as
+        Parameters and Workspaces extensions (``GET /processing_parameters``, ``GET /
+        workspace_providers``, ``/workspaces``…) and plain JSON Web Tokens as
         bearer tokens (``authentication/jwt``: no ``basic//`` or ``oidc/<provider>/``
         prefix needed; the JavaScript client then sends the token alone)."""
         classes = [f"https://api.openeo.org/{self.number}", STAC_CONFORMANCE]
         if self.at_least(V1_3):
             classes += [f"https://api.openeo.org/{self.number}/authentication/jwt",
-                        PROCESSING_PARAMETERS]
+                        PROCESSING_PARAMETERS, WORKSPACES]
         return classes
 
 
