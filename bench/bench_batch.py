@@ -53,7 +53,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO, Tileserver  # noqa: E402
+from common import REPO, Tileserver, figure, save_figures  # noqa: E402
 
 ORIGIN = (600_000.0, 5_200_000.0)
 RES = 10.0
@@ -430,6 +430,14 @@ def main() -> None:
         for n in counts:
             ratio = statistics.median(walls[f"batch{n}"]) / base
             print(f"batch with {n} worker(s): {ratio:.2f}x the plain script's median wall time")
+        job = "with a bbox on the files' grid" if args.bbox else "over a whole collection (no bbox)"
+        figures = [figure(f"batch job {job}, {args.size}² x {args.dates} dates -> COG, "
+                          f"{n} worker(s)", statistics.median(walls[f"batch{n}"]), base,
+                          "plain rasterio + numpy script", "s", "<= 0.6")
+                   for n in counts]
+        save_figures("batch", "bbox" if args.bbox else "after", figures,
+                     grids={k: [list(t), list(s)] for k, (t, s) in grids.items()},
+                     source_grid=[list(src_grid[0]), list(src_grid[1])])
     print(json.dumps({"size": args.size, "dates": args.dates, "block": args.block}))
 
 
