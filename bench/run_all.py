@@ -23,9 +23,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-ORDER = ["bench_core", "bench_wmts", "bench_tile", "bench_profile_tile", "bench_cache",
-         "bench_wcs", "bench_batch", "bench_zonal", "bench_load", "bench_arraylib",
-         "bench_udf"]
+ORDER = ["bench_core", "bench_wmts", "bench_tile", "bench_profile_tile", "bench_warp",
+         "bench_cache", "bench_wcs", "bench_batch", "bench_zonal", "bench_load",
+         "bench_arraylib", "bench_udf"]
 #: Results files in the table's order (issue 23's figures first).
 TABLE = ["tile", "cache", "batch"]
 

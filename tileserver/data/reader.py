@@ -132,8 +132,10 @@ def _area_of_interest(src_wkt: str, dst_wkt: str, bounds: tuple) -> str | None:
     two CRSs on the same datum and prime meridian the only operation is the conversion
     (inverse projection, projection), whatever the area: the pixels are the same, and the
     transformation is built once. Other pairs (a datum shift, which may depend on the
-    area) keep GDAL's own per-window choice.
+    area) keep GDAL's own per-window choice, and so do compound (vertical) CRSs.
     """
+    if any(k in wkt for wkt in (src_wkt, dst_wkt) for k in ("COMPD_CS", "VERT_", "COMPOUND")):
+        return None
     for node in ("DATUM", "PRIMEM"):
         a = _wkt_node(src_wkt, node)
         if a is None or a != _wkt_node(dst_wkt, node):
