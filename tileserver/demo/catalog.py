@@ -34,6 +34,7 @@ from tileserver.demo.products import (
 from tileserver.demo.progress import Progress
 from tileserver.demo.s1 import write_s1_product
 from tileserver.demo.synth import _band_array, _Cache
+from tileserver.storage import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -282,9 +283,8 @@ def write_demo_catalog(directory: str | os.PathLike[str], *, workers: int | None
 
         catalog.save(pystac.CatalogType.SELF_CONTAINED, stac_io=atomic_stac_io())
         marker = {"generator_version": GENERATOR_VERSION, "products": sorted(PRODUCTS)}
-        tmp = root / f".{MARKER_NAME}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, root / MARKER_NAME)
+        with atomic_file(root / MARKER_NAME) as tmp:
+            tmp.write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
         log.info("demo catalog written to %s in %.1f s (rasters %.1f s)", root,
                  time.perf_counter() - t0, t1 - t0)
     return catalog_path

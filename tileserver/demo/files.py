@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import pathlib
 from collections.abc import Iterator
 from typing import Any
 
 from tileserver.demo.products import _LOCK_NAME, GENERATOR_VERSION, MARKER_NAME
+from tileserver.storage import atomic_file
 
 
 def atomic_stac_io() -> Any:
@@ -21,9 +21,8 @@ def atomic_stac_io() -> Any:
         def write_text_to_href(self, href: str, txt: str) -> None:
             path = pathlib.Path(href)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(txt, encoding="utf-8")
-            os.replace(tmp, path)
+            with atomic_file(path) as tmp:
+                tmp.write_text(txt, encoding="utf-8")
 
     return _AtomicStacIO()
 

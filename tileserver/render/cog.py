@@ -33,12 +33,9 @@ tests compare the bytes), at the cost of copying compressed bytes.
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import struct
 import tempfile
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +51,7 @@ from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
 
 from tileserver.render.encoders import gtiff_profile
+from tileserver.storage import atomic_file
 
 #: Media type of a Cloud-Optimized GeoTIFF (STAC assets, batch results).
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
@@ -118,28 +116,22 @@ def write_cog(path: Path, data: np.ndarray, *, crs: Any, transform: Any,
     """
     values = data if data.ndim == 3 else data[None]
     count, height, width = values.shape
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     profile = {"driver": "GTiff", "width": width, "height": height, "count": count,
                "dtype": dtype or str(values.dtype), "crs": crs, "transform": transform,
                "nodata": nodata}
     copy_options: dict[str, Any] = {"blocksize": blocksize, **options}
-    try:
-        with MemoryFile() as mem, mem.open(**profile) as src:
-            src.write(values)
-            for band, text in enumerate(descriptions, start=1):
-                src.set_band_description(band, text)
-            if tags:
-                src.update_tags(**tags)
-            if resampling is not None:
-                factors = overview_factors(width, height, blocksize)
-                if factors:
-                    src.build_overviews(list(factors), Resampling[resampling.lower()])
-                copy_options.update(overviews="AUTO", overview_resampling=resampling.upper())
-            copy_to_cog(src, tmp, copy_options)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    with atomic_file(path) as tmp, MemoryFile() as mem, mem.open(**profile) as src:
+        src.write(values)
+        for band, text in enumerate(descriptions, start=1):
+            src.set_band_description(band, text)
+        if tags:
+            src.update_tags(**tags)
+        if resampling is not None:
+            factors = overview_factors(width, height, blocksize)
+            if factors:
+                src.build_overviews(list(factors), Resampling[resampling.lower()])
+            copy_options.update(overviews="AUTO", overview_resampling=resampling.upper())
+        copy_to_cog(src, tmp, copy_options)
 
 
 def copy_to_cog(source: Any, target: Path, options: dict[str, Any]) -> None:

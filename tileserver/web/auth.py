@@ -53,6 +53,7 @@ from tileserver.errors import (
     WrongPassword,
 )
 from tileserver.settings import Settings, load_settings
+from tileserver.storage import atomic_file
 from tileserver.web.apidoc import json_response, operation, ref
 from tileserver.web.errors import handle_tileserver_error
 from tileserver.web.oidc import OidcVerifier
@@ -109,11 +110,10 @@ def configured_users(settings: Settings) -> dict[str, dict[str, Any]]:
 def write_users(path: Path, users: dict[str, dict[str, Any]]) -> None:
     """Replace the users file atomically, readable by its owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        yaml.safe_dump({"users": users}, fh, sort_keys=True)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            yaml.safe_dump({"users": users}, fh, sort_keys=True)
 
 
 def add_user(settings: Settings, user_id: str, password: str) -> None:
