@@ -737,32 +737,51 @@ def private_cluster():
 
 
 def test_dead_workers_mark_the_job_error_with_the_reason(apps, private_cluster):
+    """Workers killed while they compute a block of the job: the job is ``error`` and says
+    why; once the nannies restart them, queueing again resumes from the finished blocks.
+
+    The workers are frozen (SIGSTOP) before the job is queued again, so a block is surely on
+    them when they are killed: killing them between two blocks would prove nothing (Dask
+    runs the next ones on the restarted workers, and the job rightly finishes)."""
+    from distributed import Client
+
     cluster = private_cluster  # its workers are killed: the module's cluster stays intact
-    client = apps(scheduler=cluster.scheduler_address, batch_block_size=128,
-                  batch_inflight=2).test_client()
+    app = apps(scheduler=cluster.scheduler_address, batch_block_size=128, batch_inflight=2)
+    client = app.test_client()
     job_id = create_job(client, ndvi_graph("min_time"))
     client.patch(f"/jobs/{job_id}/queue")
     wait_job(client, job_id, lambda j: done_blocks(j) >= 1)
-    for nanny in list(cluster.workers.values()):
-        os.kill(nanny.process.pid, signal.SIGKILL)
-    job = wait_job(client, job_id, status_is("finished", "error"))
-    assert job["status"] == "error"
-    assert "worker died" in job["error"], job["error"]
-    logs = client.get(f"/jobs/{job_id}/logs").get_json()
-    assert logs[-1]["level"] == "error" and "worker died" in logs[-1]["message"]
-    home = client.application.extensions["tileserver"].settings.home
-    assert not (home / "results" / job_id).exists()
-    assert client.get(f"/jobs/{job_id}/download").status_code == 409
-    # the nannies restart the workers: a later queue resumes from the finished blocks
-    from distributed import Client
-
+    client.patch(f"/jobs/{job_id}/pause")
+    wait_driver_stopped(app, job_id)
+    kept = done_blocks(client.get(f"/jobs/{job_id}").get_json())
+    assert 1 <= kept < 16
+    workers = [nanny.process.pid for nanny in cluster.workers.values()]
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
     with Client(cluster.scheduler_address, timeout=30) as dask_client:
+        assert client.patch(f"/jobs/{job_id}/queue").status_code == 202
+        deadline = time.monotonic() + 60
+        while not any(key.startswith(f"batch-{job_id}")
+                      for keys in dask_client.processing().values() for key in keys):
+            assert time.monotonic() < deadline, "no block of the job reached a worker"
+            time.sleep(0.05)
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        job = wait_job(client, job_id, status_is("finished", "error"))
+        assert job["status"] == "error", client.get(f"/jobs/{job_id}/logs").get_json()
+        assert "worker died" in job["error"], job["error"]
+        logs = client.get(f"/jobs/{job_id}/logs").get_json()
+        assert logs[-1]["level"] == "error" and "worker died" in logs[-1]["message"]
+        home = app.extensions["tileserver"].settings.home
+        assert not (home / "results" / job_id).exists()
+        assert client.get(f"/jobs/{job_id}/download").status_code == 409
+        # the nannies restart the workers: a later queue resumes from the finished blocks
         dask_client.wait_for_workers(2, timeout=60)
     assert client.patch(f"/jobs/{job_id}/queue").status_code == 202
     job = wait_job(client, job_id, status_is("finished", "error"))
     assert job["status"] == "finished", client.get(f"/jobs/{job_id}/logs").get_json()
     messages = [e["message"] for e in client.get(f"/jobs/{job_id}/logs").get_json()]
-    assert any(m.startswith("resuming:") for m in messages), messages
+    assert sum(m.startswith("resuming:") for m in messages) == 2, messages
     data, _ = read_result(client, client.get(f"/jobs/{job_id}/download").get_json()[0])
     assert_plain(data[0], _plain(client.application, "min_time", 128)[0])
 
