@@ -20,11 +20,11 @@ from functools import lru_cache
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.warp import transform_bounds
 
 from tileserver.data.model import Item, Product
 from tileserver.data.reader import GDAL_ERRORS
 from tileserver.data.remote import BrokenSource, gdal_path
+from tileserver.datacube.bounds import transform_bounds
 
 log = logging.getLogger(__name__)
 WGS84 = CRS.from_epsg(4326)

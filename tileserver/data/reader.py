@@ -15,13 +15,14 @@ import rasterio.errors
 from rasterio.crs import CRS
 from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning
-from rasterio.warp import reproject, transform_bounds
+from rasterio.warp import reproject
 from rasterio.windows import Window, from_bounds
 
 from tileserver import metrics
 from tileserver.data.catalog import Band
 from tileserver.data.handles import datasets
 from tileserver.data.remote import classify, gdal_path
+from tileserver.datacube.bounds import transform_bounds
 from tileserver.datacube.view import View
 
 #: Extra source pixels read around the window so that resampling has its neighbours.

@@ -27,6 +27,7 @@ from rasterio.session import DummySession
 
 from tileserver.data.catalog import Band
 from tileserver.data.reader import read_band
+from tileserver.datacube.bounds import transform_bounds
 from tileserver.datacube.cube import Cube, first_of_each_day
 from tileserver.datacube.view import View
 from tileserver.errors import StoreUnavailable, TileserverError
@@ -162,8 +163,6 @@ def _evaluate_stored(stored: StoredResult, meta, view: View,
     if meta.reduced:
         return stored.read(view, None, None, meta.kind, resampling)
     try:
-        from rasterio.warp import transform_bounds  # noqa: PLC0415
-
         bbox = transform_bounds(view.crs, "EPSG:4326", *view.bounds, densify_pts=21)
     except Exception:  # noqa: BLE001
         return None

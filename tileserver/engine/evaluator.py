@@ -25,7 +25,6 @@ import numpy as np
 from cachetools import TTLCache
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.warp import transform_bounds
 
 from tileserver import metrics
 from tileserver.cache import codec as serial
@@ -35,6 +34,7 @@ from tileserver.data.catalog import Catalog, Product
 from tileserver.data.grid import PixelGrid, native_grid
 from tileserver.data.reader import read_band
 from tileserver.data.remote import BrokenSource
+from tileserver.datacube.bounds import transform_bounds
 from tileserver.datacube.cube import Cube, day_key, first_of_each_day
 from tileserver.datacube.query import CubeMeta, Query
 from tileserver.datacube.view import View

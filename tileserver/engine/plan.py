@@ -21,8 +21,8 @@ from datetime import datetime
 from functools import lru_cache
 
 from rasterio.crs import CRS
-from rasterio.warp import transform_bounds
 
+from tileserver.datacube.bounds import transform_bounds
 from tileserver.datacube.cube import day_key
 from tileserver.datacube.query import CubeMeta
 from tileserver.datacube.view import View

@@ -22,11 +22,11 @@ from typing import Any
 import pystac
 import rasterio
 from lxml import etree
-from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 from shapely.geometry import box, mapping
 
 from tileserver.data import stored
+from tileserver.datacube.bounds import transform_bounds
 from tileserver.jobs.batch_tasks import (
     BANDS_TAG,
     SINGLE,

@@ -13,9 +13,9 @@ from functools import cached_property
 
 from pyproj import CRS as ProjCRS
 from rasterio.crs import CRS
-from rasterio.warp import transform_bounds
 
 from tileserver import params
+from tileserver.datacube.bounds import transform_bounds
 from tileserver.datacube.view import View
 from tileserver.engine.evaluator import Engine, Graph, day_key
 from tileserver.errors import (

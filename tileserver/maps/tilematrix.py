@@ -15,8 +15,8 @@ from functools import cache
 import morecantile
 from pyproj import CRS as ProjCRS
 from rasterio.crs import CRS
-from rasterio.warp import transform_bounds
 
+from tileserver.datacube.bounds import transform_bounds
 from tileserver.datacube.view import View
 
 #: The standardised rendering pixel size of WMTS 1.0.0 (0.28 mm).

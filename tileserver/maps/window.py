@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 from pyproj import Transformer
 from rasterio.crs import CRS
-from rasterio.warp import transform_bounds
 
 from tileserver.cache.shared import digest_key
+from tileserver.datacube.bounds import transform_bounds
 from tileserver.datacube.cube import Cube, empty
 from tileserver.datacube.view import View
 from tileserver.maps.responses import cached_answer

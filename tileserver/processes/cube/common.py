@@ -12,9 +12,10 @@ import numpy as np
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
 from rasterio.features import geometry_mask
-from rasterio.warp import transform_bounds, transform_geom
+from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
 
+from tileserver.datacube.bounds import transform_bounds
 from tileserver.datacube.cube import Cube
 from tileserver.datacube.query import CubeMeta
 from tileserver.errors import BandNotFound, ProcessArgumentInvalid, ProcessGraphError

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
 from rasterio.crs import CRS
-from rasterio.warp import transform_bounds
 
 from tileserver import params
+from tileserver.datacube.bounds import transform_bounds
 from tileserver.datacube.view import View
 from tileserver.engine.evaluator import day_key
 from tileserver.errors import (

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from flask import Blueprint, Response, g, render_template, request
 from PIL import Image
 from rasterio.crs import CRS
-from rasterio.warp import transform_bounds
 
 from tileserver import params
+from tileserver.datacube.bounds import transform_bounds
 from tileserver.datacube.view import View
 from tileserver.errors import (
     InvalidCRS,

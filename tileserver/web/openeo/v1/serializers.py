@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rasterio.warp import transform_bounds
-
+from tileserver.datacube.bounds import transform_bounds
 from tileserver.jobs import lifecycle
 from tileserver.jobs.store import STACKTRACE, iso, job_times
 
