@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
-from rasterio.crs import CRS
-
 from tileserver.datacube.bounds import transform_bounds
 from tileserver.datacube.cube import day_key
 from tileserver.datacube.query import CubeMeta
@@ -29,7 +27,7 @@ from tileserver.datacube.view import View
 from tileserver.graph.nodes import Node
 from tileserver.graph.v1 import V1
 
-WGS84 = CRS.from_epsg(4326)
+WGS84_KEY = "EPSG:4326"
 
 #: Bytes of one value of an evaluation (the engine computes in float32).
 VALUE_BYTES = 4
@@ -133,15 +131,16 @@ def wgs84_bounds(view: View) -> tuple[float, float, float, float] | None:
     """The view's bounds in WGS84 (for item searches), or ``None`` when they have none
     (a view that does not transform, or to infinite values): then every item is a match.
 
-    Memoised (a tile's view is transformed by its cache key, its evaluation's version, the
-    item search and the planner: a densified ``transform_bounds`` costs 0.3-0.6 ms)."""
-    return _wgs84_bounds(view.crs, tuple(view.bounds))
+    Memoised by the CRS's text (a tile's view is transformed by its cache key, its
+    evaluation's version, the item search and the planner; hashing a CRS object costs
+    more than the kept transformer's work)."""
+    return _wgs84_bounds(view.crs_key, tuple(view.bounds))
 
 
 @lru_cache(maxsize=4096)
-def _wgs84_bounds(crs, bounds: tuple) -> tuple[float, float, float, float] | None:
+def _wgs84_bounds(crs_key: str, bounds: tuple) -> tuple[float, float, float, float] | None:
     try:
-        bbox = transform_bounds(crs, WGS84, *bounds, densify_pts=21)
+        bbox = transform_bounds(crs_key, WGS84_KEY, *bounds)
     except Exception:  # noqa: BLE001
         return None
     return tuple(bbox) if all(math.isfinite(v) for v in bbox) else None

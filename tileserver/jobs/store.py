@@ -359,6 +359,18 @@ class JobStore:
             raise ServiceNotFound(f"service {service_id} does not exist")
         return dict(row._mapping)
 
+    def get_service_and_job(self, service_id: str) -> tuple[dict, dict]:
+        """``(service row, its job's row)`` in one query (every tile of a service asks), or
+        :class:`ServiceNotFound` when either is gone."""
+        q = (select(services, jobs).join(jobs, jobs.c.job_id == services.c.job_id)
+             .where(services.c.service_id == str(service_id)))
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            raise ServiceNotFound(f"service {service_id} does not exist")
+        found = row._mapping
+        return ({c.name: found[c] for c in services.c}, {c.name: found[c] for c in jobs.c})
+
     def list_services(self, user_id: str) -> list[dict]:
         """The user's services."""
         q = select(services).where(services.c.user_id == user_id).order_by(services.c.created)

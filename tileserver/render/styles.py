@@ -97,8 +97,12 @@ def style_from_args(args: dict | None, kind: str, nbands: int = 1, ndates: int =
 def _scale(values: np.ndarray, style: Style) -> np.ndarray:
     span = style.vmax - style.vmin
     with np.errstate(invalid="ignore"):
-        scaled = (values - style.vmin) / span * 255.0
-    return np.clip(np.nan_to_num(scaled, nan=0.0), 0, 255).astype(np.uint8)
+        scaled = values - style.vmin  # the only new array: the same steps, in place
+        scaled /= span
+        scaled *= 255.0
+    np.nan_to_num(scaled, copy=False, nan=0.0)
+    np.clip(scaled, 0, 255, out=scaled)
+    return scaled.astype(np.uint8)
 
 
 def render_rgba(image: np.ndarray, style: Style) -> np.ndarray:

@@ -132,15 +132,10 @@ REVOKED_STATUSES = lifecycle.REVOKED
 def live_service(service_id: str, service_type: str | tuple[str, ...]) -> tuple[dict, dict]:
     """``(service, job)`` of a public service URL, or :class:`ServiceNotFound` (404) when
     the service does not exist, is of another type, or its job is gone or canceled."""
-    store = runtime().store
-    service = store.get_service(service_id)
+    service, job = runtime().store.get_service_and_job(service_id)
     types = (service_type,) if isinstance(service_type, str) else service_type
     if service["service_type"] not in types:
         raise ServiceNotFound(f"service {service_id} does not exist")
-    try:
-        job = store.get_job(service["job_id"])
-    except TileserverError:
-        raise ServiceNotFound(f"service {service_id} does not exist") from None
     if job["status"] in REVOKED_STATUSES:
         raise ServiceNotFound(f"service {service_id}: its job was {job['status']}")
     return service, job
