@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +18,7 @@ import requests
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.load import Target, children, serve
+from tests.support.load import REPO, Target, children, serve
 
 HEADER = "X-Tileserver-Cache"
 TILES_PER_WORKER = 4
@@ -70,6 +72,15 @@ def _tiles(target: Target, tiles) -> list[str]:
         assert resp.status_code == 200, resp.text[:300]
         sources.append(resp.headers[HEADER])
     return sources
+
+
+def test_the_command_leaves_prometheus_client_to_serve():
+    """``tileserver serve`` sets PROMETHEUS_MULTIPROC_DIR before prometheus_client is
+    imported (it reads it then): the command's modules must not import it before."""
+    code = "import sys, tileserver.cli; print('prometheus_client' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(
+        REPO)}, capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "False"
 
 
 @pytest.mark.slow
