@@ -303,5 +303,5 @@ def open_tier(url: str | None, home: Path, max_bytes: int, ttl: int = 0) -> Shar
         tier = DiskTier(value[len("file://"):], max_bytes)
     else:
         raise ValueError(f"cache_url {value!r}: use redis://host:port/db, file:///path or none")
-    metrics.TIER_BYTES.labels(tier.name).set_function(tier.held_bytes)
+    metrics.set_function(metrics.TIER_BYTES, {"tier": tier.name}, tier.held_bytes)
     return tier

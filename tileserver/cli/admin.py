@@ -11,10 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from tileserver.demo import progress_for, write_demo_catalog
-from tileserver.jobs import usecases
 from tileserver.jobs.lifecycle import STATUSES as JOB_STATUSES
 from tileserver.jobs.store import JobNotFound, JobStore
-from tileserver.runtime import Runtime
 from tileserver.settings import load_settings
 
 
@@ -70,6 +68,11 @@ def jobs_show(args: argparse.Namespace) -> int:
 
 def jobs_delete(args: argparse.Namespace) -> int:
     """Delete jobs with their batch results and services."""
+    # here, not at the top: ``tileserver serve`` imports this module before it sets up the
+    # metrics of its workers, and these import prometheus_client (tileserver.cli.serve)
+    from tileserver.jobs import usecases  # noqa: PLC0415
+    from tileserver.runtime import Runtime  # noqa: PLC0415
+
     rt = Runtime(load_settings())
     status = 0
     try:

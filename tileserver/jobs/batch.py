@@ -205,7 +205,8 @@ class BatchRunner:
                             dashboard_address=":0", silence_logs=logging.ERROR,
                             env=credentials.child_env())  # the keys this process adopted
                     self._client = Client(self._cluster, set_as_default=False)
-                self._client.register_plugin(WorkerSetup())
+                self._client.register_plugin(
+                    WorkerSetup(dataset_handles=self.settings.dataset_handles))
                 # after distributed's own exit handlers, so this one runs first: a process
                 # that exits (a gunicorn worker stopping) hands its jobs back while its
                 # client still works

@@ -132,13 +132,12 @@ def test_redis_tier_shared_by_workers_and_a_redis_killed_mid_run(tmp_path, catal
         third = _pass(url, tiles)  # no error, the same answers, computed
         assert _sources(third) == {"computed"}
         _same_bytes(first, third)
-        # /metrics is one worker's (no multiprocess collector): the worker that answers may
-        # have served none of the third pass, so ask on fresh connections until one that
-        # fell back answers (each worker that served a tile of the third pass counted it)
-        counted = 'tileserver_cache_shared_errors_total{op="get",tier="redis"}'
-        answers = [requests.get(f"{base}/metrics", timeout=30,
-                                headers={"Connection": "close"}).text for _ in range(20)]
-        assert any(counted in text for text in answers)
+        # /metrics adds up both workers (whichever answers): the failed gets of the third
+        # pass are counted, whichever worker served them
+        counted = 'tileserver_cache_shared_errors_total{op="get",tier="redis"} '
+        lines = requests.get(f"{base}/metrics", timeout=30).text.splitlines()
+        assert [float(line[len(counted):]) >= 1 for line in lines
+                if line.startswith(counted)] == [True]
     log = next(home.parent.glob("serve-*.log")).read_text()
     assert "Traceback" not in log
     assert log.count("failed (") <= 2  # logged once per worker process

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from tileserver import __version__
 from tileserver.errors import NotFound, TileserverError
 from tileserver.jobs import usecases as jobs
 from tileserver.jobs.services import SERVICE_TYPES, check_service_args, service_type
+from tileserver.metrics import exposition as metrics_text
 from tileserver.processes import TRANSLATIONS
 from tileserver.render.formats import output_formats, validate_output
 from tileserver.web.apidoc import (
@@ -121,8 +122,8 @@ def process_detail(process_id: str):
 @operation("Prometheus metrics",
            {"description": "text exposition", "content": {"text/plain": {}}})
 def metrics():
-    """Prometheus counters."""
-    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+    """Prometheus counters (of every worker process under ``tileserver serve``)."""
+    return Response(metrics_text(), mimetype=CONTENT_TYPE_LATEST)
 
 
 def _graph_and_output(body: dict):
