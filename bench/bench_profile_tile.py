@@ -57,6 +57,7 @@ STAGES = {
     "read/decode": ["rasterio.io:DatasetReader.read"],
     "nodata mask": ["rasterio.io:DatasetReader.read_masks"],
     "read_band (rest)": ["tileserver.engine.evaluator:read_band",
+                         "tileserver.engine.evaluator:read_window",
                          "tileserver.data.stored:read_band"],
     "warp": ["tileserver.data.reader:reproject"],
     "compute (processes)": ["tileserver.engine.evaluator:Engine.evaluate",

@@ -32,7 +32,7 @@ from tileserver.cache.memory import NodeCache
 from tileserver.cache.shared import SharedTier, digest_key
 from tileserver.data.catalog import Catalog, Product
 from tileserver.data.grid import PixelGrid, native_grid
-from tileserver.data.reader import read_band
+from tileserver.data.reader import Unwarped, read_window, warp_many
 from tileserver.data.remote import BrokenSource
 from tileserver.datacube.bounds import transform_bounds
 from tileserver.datacube.cube import Cube, day_key, first_of_each_day
@@ -642,12 +642,13 @@ class Engine:
                     href = item.assets.get(band_id)
                     if href:
                         jobs.append((ti, bi, item, self._submit(
-                            inline, read_band, href, band, view, resampling, into=into)))
+                            inline, read_window, href, band, view, into=into)))
                         into = None
-        filled: set[tuple[int, int]] = set()
+        # the windows that need a warp are warped together, one GDAL warp per source grid
+        read: list[tuple[int, int, Any]] = []
         for ti, bi, item, fut in jobs:
             try:
-                arr = fut.result(timeout=remaining())
+                read.append((ti, bi, fut.result(timeout=remaining())))
             except FutureTimeout:
                 for *_, other in jobs:
                     other.cancel()
@@ -660,6 +661,14 @@ class Engine:
                 for *_, other in jobs:
                     other.cancel()
                 raise
+        unwarped = [k for k, (*_, got) in enumerate(read) if isinstance(got, Unwarped)]
+        if unwarped:
+            check_deadline()
+            warped = warp_many([read[k][2] for k in unwarped], view, resampling)
+            for k, arr in zip(unwarped, warped, strict=True):
+                read[k] = (read[k][0], read[k][1], arr)
+        filled: set[tuple[int, int]] = set()
+        for ti, bi, arr in read:
             if arr is None:
                 continue
             if (ti, bi) not in filled:  # first file of this date and band: take it whole

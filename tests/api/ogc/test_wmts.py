@@ -179,15 +179,15 @@ def test_time_selects_one_date_and_reads_only_it(client, wmts, small_catalog, mo
 
     job, service = wmts["timed"]
     read = []
-    original = evaluator.read_band
+    original = evaluator.read_window
 
     def recording(href, *args, **kwargs):
         read.append(Path(href).parent.name + "/" + Path(href).name)
         return original(href, *args, **kwargs)
 
-    monkeypatch.setattr(evaluator, "read_band", recording)
+    monkeypatch.setattr(evaluator, "read_window", recording)
     resp = _kvp_tile(client, service, job, "image/tiff", extra="&TIME=2020-05-01")
-    monkeypatch.setattr(evaluator, "read_band", original)
+    monkeypatch.setattr(evaluator, "read_window", original)
     assert sorted(read) == ["test_0/B04.tif", "test_0/B08.tif"]  # only that day's item
     expected, _ = _tile_ref(small_catalog.parent / "TEST", "GoogleMapsCompatible", Z, ROW, COL,
                             ITEMS[:1])

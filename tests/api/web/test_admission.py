@@ -105,14 +105,14 @@ def test_tiles_are_admitted_too(make_app, small_catalog):
 def held(monkeypatch):
     """Evaluations stop in their first read until ``release`` is set."""
     entered, release = threading.Event(), threading.Event()
-    real = evaluator.read_band
+    real = evaluator.read_window
 
     def held_read(*args, **kwargs):
         entered.set()
         release.wait(timeout=120)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(evaluator, "read_band", held_read)
+    monkeypatch.setattr(evaluator, "read_window", held_read)
     yield entered, release
     release.set()
 

@@ -141,14 +141,14 @@ def test_evaluations_in_flight(make_app, small_catalog, monkeypatch):
     app = make_app([small_catalog], max_evaluations=1, evaluation_queue_timeout=0)
     c = app.test_client()
     entered, release = threading.Event(), threading.Event()
-    real = evaluator.read_band
+    real = evaluator.read_window
 
     def held_read(*args, **kwargs):
         entered.set()
         release.wait(timeout=60)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(evaluator, "read_band", held_read)
+    monkeypatch.setattr(evaluator, "read_window", held_read)
     results = {}
     first = threading.Thread(target=lambda: results.update(first=_execute(c)))
     first.start()
@@ -170,15 +170,15 @@ def test_evaluations_in_flight(make_app, small_catalog, monkeypatch):
 def test_evaluation_timeout_leaves_no_hung_worker(make_app, small_catalog, monkeypatch):
     app = make_app([small_catalog], evaluation_timeout=1)
     c = app.test_client()
-    real = evaluator.read_band
-    monkeypatch.setattr(evaluator, "read_band",
+    real = evaluator.read_window
+    monkeypatch.setattr(evaluator, "read_window",
                         lambda *a, **k: (time.sleep(2.5), real(*a, **k))[1])
     resp = _execute(c)
     assert resp.status_code == 504
     assert resp.json["code"] == "Timeout"
     engine = app.extensions["tileserver"].engine
     assert engine.limiter.inflight == 0
-    monkeypatch.setattr(evaluator, "read_band", real)
+    monkeypatch.setattr(evaluator, "read_window", real)
     # reads already started finish on their own (bounded: one window each) and the reads
     # not started were cancelled: the read pool drains
     engine._pool.submit(lambda: None).result(timeout=30)
@@ -195,13 +195,13 @@ def test_evaluation_timeout_leaves_no_hung_worker(make_app, small_catalog, monke
 def test_evaluation_timeout_on_ogc_request(make_app, small_catalog, monkeypatch):
     c = make_app([small_catalog], evaluation_timeout=1).test_client()
     url = _tile_url(c)
-    real = evaluator.read_band
-    monkeypatch.setattr(evaluator, "read_band",
+    real = evaluator.read_window
+    monkeypatch.setattr(evaluator, "read_window",
                         lambda *a, **k: (time.sleep(2.5), real(*a, **k))[1])
     resp = c.get(url)
     assert resp.status_code == 504
     assert _ows_code(resp) == "NoApplicableCode"
-    monkeypatch.setattr(evaluator, "read_band", real)
+    monkeypatch.setattr(evaluator, "read_window", real)
     engine = c.application.extensions["tileserver"].engine
     engine._pool.submit(lambda: None).result(timeout=30)
     engine.limiter.timeout = 120

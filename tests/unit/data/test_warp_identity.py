@@ -182,3 +182,63 @@ def test_fixed_area_of_interest_only_between_crs_on_one_datum(files):
     w, s, e, n = map(float, aoi("utm", MERCATOR).split(","))
     assert 12 < w < e < 13.5 and 45 < s < n < 46.5
 
+
+
+@pytest.fixture(scope="module")
+def one_grid(tmp_path_factory):
+    """Six files on one UTM grid (the dates and bands of a collection's tile), each with its
+    own nodata pattern; one has none at all (GDAL warps such a band by another path)."""
+    tmp = tmp_path_factory.mktemp("one_grid")
+    rng = np.random.default_rng(42)
+    out = []
+    for i in range(6):
+        data = rng.integers(1, 3000, (1024, 1024)).astype("uint16")
+        if i:
+            data[rng.random(data.shape) < 0.04 * i] = 0
+            data[: 100 * i, : 50 * i] = 0
+        out.append((write(tmp / f"f{i}.tif", "EPSG:32633", from_origin(300000, 5100000, 10, 10),
+                          data, nodata=0), Band("B", "uint16", 0, 10)))
+    return out
+
+
+@pytest.mark.parametrize("resampling", [r for r in Resampling if r.name != "gauss"],
+                         ids=lambda r: r.name)
+def test_windows_of_one_grid_warped_together_are_bit_identical(one_grid, resampling,
+                                                               monkeypatch):
+    """``warp_many`` gives each window exactly its own warp's values (the reference: one
+    file, one plain rasterio warp), with one GDAL warp for all of them when the resampling
+    is in ``SHARED_WARP``."""
+    calls = []
+    real = reader.reproject
+    monkeypatch.setattr(reader, "reproject",
+                        lambda src, *a, **kw: calls.append(src.shape) or real(src, *a, **kw))
+    views = [v for v in views_of(one_grid[0][0]) if v.crs != CRS.from_epsg(32633)]
+    joint = 0
+    for view in views:
+        windows = [reader.read_window(href, band, view) for href, band in one_grid]
+        if any(w is None for w in windows):
+            assert all(w is None for w in windows)
+            continue
+        assert all(isinstance(w, reader.Unwarped) for w in windows)
+        calls.clear()
+        got = reader.warp_many(windows, view, resampling)
+        for (href, band), values in zip(one_grid, got, strict=True):
+            same(reference(href, band, view, resampling), values)
+        if resampling in reader.SHARED_WARP:
+            assert calls == [(len(one_grid), *windows[0].values.shape)]
+            joint += 1
+        else:
+            assert len(calls) == len(one_grid)
+    assert resampling not in reader.SHARED_WARP or joint >= 5
+
+
+def test_windows_of_other_grids_are_warped_apart(files):
+    """Windows of different grids in one call: each gets its own warp, values as alone."""
+    view = mercator_tiles(12.5, 46.0, 10, around=0)[0]  # utm, geo and etrs
+    names = [n for n in ("utm", "geo", "i16", "etrs")
+             if isinstance(reader.read_window(*files[n], view), reader.Unwarped)]
+    assert len(names) >= 3
+    windows = [reader.read_window(*files[n], view) for n in names]
+    for name, values in zip(names, reader.warp_many(windows, view, Resampling.nearest),
+                            strict=True):
+        same(reference(*files[name], view), values)

@@ -35,15 +35,15 @@ from tileserver.errors import LimitExceeded
 
 @pytest.fixture
 def reads(monkeypatch):
-    """Every ``read_band`` call of the evaluator: ``(href, band id, view)``."""
+    """Every file read of the evaluator (``read_window``): ``(href, band id, view)``."""
     calls = []
-    real = evaluator_module.read_band
+    real = evaluator_module.read_window
 
     def spy(href, band, view, *args, **kwargs):
         calls.append((href, band.id, view))
         return real(href, band, view, *args, **kwargs)
 
-    monkeypatch.setattr(evaluator_module, "read_band", spy)
+    monkeypatch.setattr(evaluator_module, "read_window", spy)
     return calls
 
 

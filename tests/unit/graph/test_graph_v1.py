@@ -34,13 +34,13 @@ VIEW33 = View("EPSG:32633", (35_600.0, 5_112_600.0, 41_600.0, 5_117_400.0), 600,
 def band_reads(monkeypatch) -> list[str]:
     """The ids of the bands the evaluator reads (each real read, in order)."""
     reads: list[str] = []
-    real = evaluator_module.read_band
+    real = evaluator_module.read_window
 
     def spy(href, band, view, *args, **kwargs):
         reads.append(band.id)
         return real(href, band, view, *args, **kwargs)
 
-    monkeypatch.setattr(evaluator_module, "read_band", spy)
+    monkeypatch.setattr(evaluator_module, "read_window", spy)
     return reads
 
 
