@@ -58,7 +58,7 @@ STAGES = {
     "nodata mask": ["rasterio.io:DatasetReader.read_masks"],
     "read_band (rest)": ["tileserver.engine.evaluator:read_band",
                          "tileserver.engine.evaluator:read_window",
-                         "tileserver.data.stored:read_band"],
+                         "tileserver.data.stored:read_window"],
     "warp": ["tileserver.data.reader:reproject"],
     "compute (processes)": ["tileserver.engine.evaluator:Engine.evaluate",
                             "tileserver.engine.evaluator:Engine.evaluate_node"],

@@ -26,7 +26,7 @@ from rasterio.enums import Resampling
 from rasterio.session import DummySession
 
 from tileserver.data.catalog import Band
-from tileserver.data.reader import read_band
+from tileserver.data.reader import Unwarped, read_window, warp_many
 from tileserver.datacube.bounds import transform_bounds
 from tileserver.datacube.cube import Cube, first_of_each_day
 from tileserver.datacube.view import View
@@ -113,17 +113,23 @@ class StoredResult:
 
     def _read_into(self, data: np.ndarray, path: str, view: View,
                    resampling: Resampling) -> None:
-        """The bands of ``path`` on ``view`` into ``data``."""
+        """The bands of ``path`` on ``view`` into ``data`` (one warp for all of them)."""
+        read: list = []
         for i, name in enumerate(self.bands):
             band = Band(name, "float32", float("nan"), 0.0)
             try:
-                values = read_band(path, band, view, resampling, index=i + 1)
+                read.append(read_window(path, band, view, index=i + 1))
             except TileserverError as exc:
                 if self.store_name == "local disk" or isinstance(exc, StoreUnavailable):
                     raise
                 raise StoreUnavailable(f"the object store {self.store_name} holding the "
                                        f"job's result cannot deliver it: {exc.message}") \
                     from exc
+        unwarped = [i for i, got in enumerate(read) if isinstance(got, Unwarped)]
+        for i, values in zip(unwarped, warp_many([read[i] for i in unwarped], view,
+                                                 resampling), strict=True):
+            read[i] = values
+        for i, values in enumerate(read):
             if values is not None:
                 data[0, i] = values
 
