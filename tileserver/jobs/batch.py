@@ -179,7 +179,11 @@ class BatchRunner:
             self.storage.delete_prefix(self.work_key(job_id))
         except StoreUnavailable as exc:
             log.warning("batch job %s: its scratch objects stay: %s", job_id, exc.message)
-        shutil.rmtree(self.work_root(job_id), ignore_errors=True)
+        root = self.work_root(job_id)
+        for _ in range(3):  # a task that was writing a file meanwhile leaves the folder
+            shutil.rmtree(root, ignore_errors=True)  # (its next file cannot: WorkGone)
+            if not root.exists():
+                break
 
     # -- dask ------------------------------------------------------------------------------
 

@@ -66,6 +66,13 @@ ITEM_MEDIA_TYPE = "application/geo+json"
 STRIP_TILES = 16
 
 
+
+
+class WorkGone(RuntimeError):
+    """The job's work directory on the shared disk is gone: the job was deleted or canceled
+    while the task waited or ran (its future is cancelled; nobody reads this error)."""
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """Everything a worker needs to compute a job (picklable, no open handles)."""
@@ -154,6 +161,20 @@ class JobSpec:
     def blocks_dir(self) -> Path:
         """Where finished blocks are kept."""
         return Path(self.work_dir) / "blocks"
+
+    def writable(self, folder: Path) -> Path:
+        """``folder`` of the work directory, for a task to write into. On the shared disk
+        the driver makes the work directory before it submits tasks: a task never brings
+        back one that a delete or cancel removed meanwhile (its files would stay forever),
+        it raises :class:`WorkGone`. A worker's own scratch folder is made as needed."""
+        if self.shared:
+            if not Path(self.work_dir).is_dir():
+                raise WorkGone(f"the work directory of job {self.job_id} is gone "
+                               "(deleted or canceled)")
+            folder.mkdir(exist_ok=True)
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def grid(self) -> tuple[int, int]:
         """``(rows, cols)`` of blocks."""
@@ -346,7 +367,7 @@ def run_block(spec: JobSpec, row: int, col: int) -> str:
     engine = worker_engine(spec)
     graph = engine.parse(spec.graph, processes=spec.processes)
     view = spec.block_view(row, col)
-    spec.blocks_dir.mkdir(parents=True, exist_ok=True)
+    spec.writable(spec.blocks_dir)
     cube = engine.evaluate(graph, view, purpose="batch", context=spec.context)
     if not isinstance(cube, Cube):
         raise TypeError("the graph did not return an image for a block")
@@ -493,7 +514,7 @@ def run_strip(spec: JobSpec, factor: int, index: int) -> str:
     from the blocks' uncompressed values of that level, for every layer; writes
     ``.tiles`` then ``.json`` (the strip is finished when it exists)."""
     win = spec.strips(factor)[index]
-    spec.blocks_dir.mkdir(parents=True, exist_ok=True)
+    spec.writable(spec.blocks_dir)
     blocks = {b: json.loads(spec.fetch(spec.block_path(*b)).read_text())
               for b in spec.strip_blocks(factor, index)}
     per_layer = next(iter(blocks.values()))["per_layer"]

@@ -122,8 +122,7 @@ def mosaic(spec: JobSpec, out_dir: str, times: dict[str, str] | None = None,
     ISO datetimes and ``span`` is the time range of the data (for the STAC item). A
     failure (a full disk...) removes ``out_dir`` and raises.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = spec.writable(Path(out_dir))
     try:
         _fetch_parts(spec)
         if spec.cog_parts:
@@ -317,8 +316,7 @@ def run_whole(spec: JobSpec, out_dir: str) -> list[dict]:
                              context=spec.context)
     encoded = encode(result, spec.output)
     why = empty_result(result)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = spec.writable(Path(out_dir))
     name = f"result.{encoded.extension}"
     (out / name).write_bytes(encoded.content)
     assets = [{"name": name, "type": encoded.media_type, "layer": SINGLE}]

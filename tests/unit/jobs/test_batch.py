@@ -396,6 +396,35 @@ def test_cancel_while_running_stops_and_revokes_services(apps):
     assert any("canceled" in e["message"] for e in logs)
 
 
+def test_a_task_of_a_deleted_job_does_not_bring_its_files_back(apps):
+    """A block task that a worker starts (or finishes) after the job was deleted must not
+    recreate the job's work directory: its files would stay on the disk forever. The task
+    is the one Dask runs, called here after the delete (what a worker that picked it up
+    late does)."""
+    from tileserver.jobs import batch as batch_module
+    from tileserver.jobs import batch_tasks
+
+    app = apps(batch_block_size=128, batch_inflight=1)
+    client = app.test_client()
+    job_id = create_job(client, ndvi_graph("min_time"))
+    client.patch(f"/jobs/{job_id}/queue")
+    wait_job(client, job_id, lambda j: done_blocks(j) >= 1)
+    client.patch(f"/jobs/{job_id}/pause")
+    wait_driver_stopped(app, job_id)
+    runner = app.extensions["tileserver"].batch
+    spec, _ = batch_module._Run(runner, job_id, "late").plan(
+        app.extensions["tileserver"].store.get_job(job_id))
+    work = runner.work_root(job_id)
+    assert spec.blocks_dir.is_dir() and Path(spec.work_dir).parent == work
+    todo = [b for b in spec.all_blocks() if not spec.block_path(*b).exists()]
+    assert todo
+    assert client.delete(f"/jobs/{job_id}").status_code == 204
+    assert not work.exists()
+    with pytest.raises(batch_tasks.WorkGone, match="deleted or canceled"):
+        batch_tasks.run_block(spec, *todo[0])
+    assert not work.exists()
+
+
 def test_delete_running_job_removes_its_files(apps):
     app = apps(batch_block_size=128, batch_inflight=1)
     client = app.test_client()
