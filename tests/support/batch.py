@@ -76,6 +76,18 @@ def wait_driver_stopped(app, job_id: str, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
+def paused_after_a_block(app, graph: dict | None = None) -> str:
+    """A new job of ``graph`` (the NDVI min by default) queued, then paused once a block is
+    done and its driver has stopped: a job with finished blocks and no task in flight."""
+    client = app.test_client()
+    job_id = create_job(client, graph or ndvi_graph("min_time"))
+    client.patch(f"/jobs/{job_id}/queue")
+    wait_job(client, job_id, lambda j: done_blocks(j) >= 1)
+    assert client.patch(f"/jobs/{job_id}/pause").status_code == 200
+    wait_driver_stopped(app, job_id)
+    return job_id
+
+
 def done_blocks(job: dict) -> int:
     """Blocks finished according to the job meta."""
     return (job.get("blocks") or {}).get("done", 0)

@@ -26,6 +26,7 @@ from tests.support.batch import (
     done_blocks,
     fetch,
     ndvi_graph,
+    paused_after_a_block,
     plain_grid,
     plain_ndvi,
     read_result,
@@ -406,11 +407,7 @@ def test_a_task_of_a_deleted_job_does_not_bring_its_files_back(apps):
 
     app = apps(batch_block_size=128, batch_inflight=1)
     client = app.test_client()
-    job_id = create_job(client, ndvi_graph("min_time"))
-    client.patch(f"/jobs/{job_id}/queue")
-    wait_job(client, job_id, lambda j: done_blocks(j) >= 1)
-    client.patch(f"/jobs/{job_id}/pause")
-    wait_driver_stopped(app, job_id)
+    job_id = paused_after_a_block(app)
     runner = app.extensions["tileserver"].batch
     spec, _ = batch_module._Run(runner, job_id, "late").plan(
         app.extensions["tileserver"].store.get_job(job_id))
@@ -448,11 +445,7 @@ def test_failing_task_marks_error_with_the_reason(apps, tmp_path, catalog):
     shutil.copytree(catalog.parent, copy)
     app = apps(catalogs=[copy / "catalog.json"], batch_block_size=64, batch_inflight=1)
     client = app.test_client()
-    job_id = create_job(client, ndvi_graph("min_time"))
-    client.patch(f"/jobs/{job_id}/queue")
-    wait_job(client, job_id, lambda j: done_blocks(j) >= 1)
-    client.patch(f"/jobs/{job_id}/pause")
-    wait_driver_stopped(app, job_id)
+    job_id = paused_after_a_block(app)
     damaged = copy / "TEST" / "test_3" / "B08.tif"
     original = damaged.read_bytes()
     damaged.write_bytes(b"this is not a GeoTIFF")
@@ -777,11 +770,7 @@ def test_dead_workers_mark_the_job_error_with_the_reason(apps, private_cluster):
     cluster = private_cluster  # its workers are killed: the module's cluster stays intact
     app = apps(scheduler=cluster.scheduler_address, batch_block_size=128, batch_inflight=2)
     client = app.test_client()
-    job_id = create_job(client, ndvi_graph("min_time"))
-    client.patch(f"/jobs/{job_id}/queue")
-    wait_job(client, job_id, lambda j: done_blocks(j) >= 1)
-    client.patch(f"/jobs/{job_id}/pause")
-    wait_driver_stopped(app, job_id)
+    job_id = paused_after_a_block(app)
     kept = done_blocks(client.get(f"/jobs/{job_id}").get_json())
     assert 1 <= kept < 16
     workers = [nanny.process.pid for nanny in cluster.workers.values()]
