@@ -9,27 +9,15 @@ import rasterio
 from numpy.testing import assert_allclose
 from rasterio.io import MemoryFile
 
-from tests.support.hardening import BBOX, basic, bearer, users_file, with_users
+from tests.support.hardening import basic, bearer, users_file, with_users
+from tests.support.openeo import ndvi_reduce_graph
 
 V1 = "/openeo/1.2"
 
 
 def ndvi_graph(reducer: str = "min", fmt: str = "GTiff") -> dict:
     """A 1.x flat graph: NDVI of ``TEST`` over a small bbox in May 2020, reduced over time."""
-    extent = {"west": BBOX["left"], "east": BBOX["right"], "south": BBOX["bottom"],
-              "north": BBOX["top"], "crs": "EPSG:32632"}
-    return {
-        "load": {"process_id": "load_collection", "arguments": {
-            "id": "TEST", "spatial_extent": extent,
-            "temporal_extent": ["2020-05-01", "2020-06-01"], "bands": ["B04", "B08"]}},
-        "ndvi": {"process_id": "ndvi", "arguments": {"data": {"from_node": "load"}}},
-        "reduce": {"process_id": "reduce_dimension", "arguments": {
-            "data": {"from_node": "ndvi"}, "dimension": "t", "reducer": {"process_graph": {
-                "r": {"process_id": reducer, "arguments": {"data": {"from_parameter": "data"}},
-                      "result": True}}}}},
-        "save": {"process_id": "save_result", "arguments": {
-            "data": {"from_node": "reduce"}, "format": fmt}, "result": True},
-    }
+    return ndvi_reduce_graph(reducer, fmt)
 
 
 def process(graph: dict | None = None) -> dict:

@@ -12,7 +12,8 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from tests.support.batch import batch_settings, read_result, status_is, wait_job
-from tests.support.hardening import BBOX, basic, users_file, with_users
+from tests.support.hardening import basic, users_file, with_users
+from tests.support.openeo import ndvi_reduce_graph
 from tileserver.web.app import create_app
 
 V12, V13 = "/openeo/1.2", "/openeo/1.3"
@@ -23,24 +24,7 @@ CREATE = {"intent": "create", "title": "exports"}
 def ndvi_graph(export: dict | None = None) -> dict:
     """NDVI of ``TEST`` over a small bbox in May 2020, minimum over time, saved as GTiff
     (and exported when ``export`` gives the arguments of export_workspace)."""
-    extent = {"west": BBOX["left"], "east": BBOX["right"], "south": BBOX["bottom"],
-              "north": BBOX["top"], "crs": "EPSG:32632"}
-    graph = {
-        "load": {"process_id": "load_collection", "arguments": {
-            "id": "TEST", "spatial_extent": extent,
-            "temporal_extent": ["2020-05-01", "2020-06-01"], "bands": ["B04", "B08"]}},
-        "ndvi": {"process_id": "ndvi", "arguments": {"data": {"from_node": "load"}}},
-        "reduce": {"process_id": "reduce_dimension", "arguments": {
-            "data": {"from_node": "ndvi"}, "dimension": "t", "reducer": {"process_graph": {
-                "r": {"process_id": "min", "arguments": {"data": {"from_parameter": "data"}},
-                      "result": True}}}}},
-        "save": {"process_id": "save_result", "arguments": {
-            "data": {"from_node": "reduce"}, "format": "GTiff"}, "result": export is None},
-    }
-    if export is not None:
-        graph["export"] = {"process_id": "export_workspace", "arguments": {
-            "data": {"from_node": "save"}, **export}, "result": True}
-    return graph
+    return ndvi_reduce_graph(export=export)
 
 
 def job_body(export: dict | None = None) -> dict:

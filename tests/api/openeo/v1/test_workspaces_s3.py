@@ -15,7 +15,8 @@ import requests
 from numpy.testing import assert_array_equal
 
 from tests.support.batch import batch_settings, status_is, wait_job
-from tests.support.hardening import BBOX, basic, users_file, with_users
+from tests.support.hardening import basic, users_file, with_users
+from tests.support.openeo import ndvi_reduce_graph
 from tests.support.s3 import moto_server
 from tileserver.web.app import create_app
 
@@ -54,22 +55,7 @@ def app(tmp_path, tmp_path_factory, cluster, small_catalog):
 
 
 def graph(workspace: str) -> dict:
-    extent = {"west": BBOX["left"], "east": BBOX["right"], "south": BBOX["bottom"],
-              "north": BBOX["top"], "crs": "EPSG:32632"}
-    return {
-        "load": {"process_id": "load_collection", "arguments": {
-            "id": "TEST", "spatial_extent": extent,
-            "temporal_extent": ["2020-05-01", "2020-06-01"], "bands": ["B04", "B08"]}},
-        "ndvi": {"process_id": "ndvi", "arguments": {"data": {"from_node": "load"}}},
-        "reduce": {"process_id": "reduce_dimension", "arguments": {
-            "data": {"from_node": "ndvi"}, "dimension": "t", "reducer": {"process_graph": {
-                "r": {"process_id": "max", "arguments": {"data": {"from_parameter": "data"}},
-                      "result": True}}}}},
-        "save": {"process_id": "save_result", "arguments": {
-            "data": {"from_node": "reduce"}, "format": "GTiff"}},
-        "export": {"process_id": "export_workspace", "arguments": {
-            "data": {"from_node": "save"}, "workspace": workspace}, "result": True},
-    }
+    return ndvi_reduce_graph("max", export={"workspace": workspace})
 
 
 class _As:
