@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,27 @@ def batch_settings(home: Path, catalogs, scheduler: str | None, **extra):
     options.update(extra)
     fields = {k: options.pop(k) for k in list(options) if hasattr(settings, k)}
     return settings.replace(extra=options, **fields)
+
+
+@contextmanager
+def app_maker() -> Iterator:
+    """``make(settings)``: a test app of those settings; every app made is closed at the
+    end (its batch drivers and Dask client), for the app-factory fixtures."""
+    from tileserver.web.app import create_app  # noqa: PLC0415 - the web layer, for tests only
+
+    made = []
+
+    def make(settings):
+        app = create_app(settings)
+        app.config["TESTING"] = True
+        made.append(app)
+        return app
+
+    try:
+        yield make
+    finally:
+        for app in made:
+            app.extensions["tileserver"].close()
 
 
 def create_job(client, graph: dict, output: dict | None = None) -> str:

@@ -16,6 +16,7 @@ import requests
 from rasterio.io import MemoryFile
 
 from tests.support.batch import (
+    app_maker,
     batch_settings,
     create_job,
     fetch,
@@ -26,7 +27,6 @@ from tests.support.batch import (
 )
 from tests.support.s3 import moto_server
 from tests.support.synthetic import make_catalog
-from tileserver.web.app import create_app
 
 OUTPUT = {"format": "GTiff", "parameters": {"blockxsize": 256}}
 #: 128 px blocks: the 512 px result has 16 blocks and strips (blocks smaller than a tile)
@@ -61,22 +61,16 @@ def cluster(s3):
 
 @pytest.fixture
 def apps(tmp_path, cluster, catalog):
-    made = []
+    with app_maker() as make:
 
-    def factory(name: str, embedded: bool = False, **extra):
-        """An app on the module's cluster (``embedded``: on a LocalCluster of its own,
-        whose workers see the AWS_* variables set now)."""
-        settings = batch_settings(tmp_path / name, [catalog],
-                                  None if embedded else cluster.scheduler_address,
-                                  **{**OPTIONS, **extra})
-        app = create_app(settings)
-        app.config["TESTING"] = True
-        made.append(app)
-        return app
+        def factory(name: str, embedded: bool = False, **extra):
+            """An app on the module's cluster (``embedded``: on a LocalCluster of its own,
+            whose workers see the AWS_* variables set now)."""
+            return make(batch_settings(tmp_path / name, [catalog],
+                                       None if embedded else cluster.scheduler_address,
+                                       **{**OPTIONS, **extra}))
 
-    yield factory
-    for app in made:
-        app.extensions["tileserver"].close()
+        yield factory
 
 
 def _finish(client, graph) -> str:

@@ -20,6 +20,7 @@ import rasterio.shutil
 import requests
 
 from tests.support.batch import (
+    app_maker,
     assert_plain,
     batch_settings,
     create_job,
@@ -36,7 +37,6 @@ from tests.support.batch import (
 )
 from tests.support.synthetic import make_catalog
 from tests.support.wmts import LiveServer
-from tileserver.web.app import create_app
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -63,23 +63,18 @@ def catalog(tmp_path_factory) -> Path:
 @pytest.fixture
 def apps(tmp_path, cluster, catalog):
     """Factory of apps on the test cluster; ``apps(home=..., **batch_options)``."""
-    made = []
+    with app_maker() as make:
 
-    def factory(home: Path | None = None, scheduler: str | None = "cluster",
-                catalogs=None, max_pixels: int | None = None, **extra):
-        address = cluster.scheduler_address if scheduler == "cluster" else scheduler
-        settings = batch_settings(home or tmp_path / "home", catalogs or [catalog], address,
-                                  **extra)
-        if max_pixels:
-            settings = settings.replace(max_pixels=max_pixels)
-        app = create_app(settings)
-        app.config["TESTING"] = True
-        made.append(app)
-        return app
+        def factory(home: Path | None = None, scheduler: str | None = "cluster",
+                    catalogs=None, max_pixels: int | None = None, **extra):
+            address = cluster.scheduler_address if scheduler == "cluster" else scheduler
+            settings = batch_settings(home or tmp_path / "home", catalogs or [catalog],
+                                      address, **extra)
+            if max_pixels:
+                settings = settings.replace(max_pixels=max_pixels)
+            return make(settings)
 
-    yield factory
-    for app in made:
-        app.extensions["tileserver"].close()
+        yield factory
 
 
 def _run(client, graph, output=None, answered=("queued", "running")) -> tuple[str, dict]:
