@@ -642,6 +642,7 @@ def test_stopping_a_real_server_hands_its_job_back(tmp_path, cluster, catalog):
                                str(port)], env=env, cwd=home, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
+    workers = [nanny.process.pid for nanny in cluster.workers.values()]
     try:
         api = requests.Session()
         for _ in range(600):
@@ -657,9 +658,17 @@ def test_stopping_a_real_server_hands_its_job_back(tmp_path, cluster, catalog):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         api.close()
+        # the workers are frozen while the server stops: however long its shutdown takes,
+        # the job cannot finish meanwhile (a CI run saw the 64 blocks done before the exit)
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
     finally:
         server.send_signal(signal.SIGTERM)
-        _, err = server.communicate(timeout=120)
+        try:
+            _, err = server.communicate(timeout=120)
+        finally:
+            for pid in workers:
+                os.kill(pid, signal.SIGCONT)
     assert b"Traceback" not in err, err.decode()[-2000:]
     store = JobStore(f"sqlite:///{home / 'tileserver.db'}")
     try:
