@@ -198,10 +198,7 @@ def read_band(
     the file's own grid and is returned (no copy; a batch block's read); it may be
     written to even when another array is returned.
     """
-    got = read_window(href, band, view, index, into)
-    if isinstance(got, Unwarped):
-        return warp_many([got], view, resampling)[0]
-    return got
+    return warp_many([read_window(href, band, view, index, into)], view, resampling)[0]
 
 
 def read_window(
@@ -287,8 +284,9 @@ def read_window(
                     _area_of_interest(src_crs.wkt, view.crs.wkt, info.bounds))
 
 
-def warp_many(windows: list[Unwarped], view: View, resampling: Resampling) -> list[np.ndarray]:
-    """Each window warped to ``view`` (float32, NaN where nothing maps), in order.
+def warp_many(windows: list, view: View, resampling: Resampling) -> list:
+    """What :func:`read_window` gave, in order, each :class:`Unwarped` window warped to
+    ``view`` (float32, NaN where nothing maps); arrays and ``None`` stay as they are.
 
     Windows on one source grid (the same window of files that share a grid: the dates and
     bands of a tile of one collection) are warped by one GDAL warp when ``resampling`` is
@@ -300,9 +298,10 @@ def warp_many(windows: list[Unwarped], view: View, resampling: Resampling) -> li
     """
     groups: dict = {}
     for i, window in enumerate(windows):
-        key = window.grid if resampling in SHARED_WARP else i
-        groups.setdefault(key, []).append(i)
-    out: list = [None] * len(windows)
+        if isinstance(window, Unwarped):
+            key = window.grid if resampling in SHARED_WARP else i
+            groups.setdefault(key, []).append(i)
+    out = list(windows)
     for members in groups.values():
         first = windows[members[0]]
         extra = {} if first.aoi is None else {"AREA_OF_INTEREST": first.aoi}

@@ -26,7 +26,7 @@ from rasterio.enums import Resampling
 from rasterio.session import DummySession
 
 from tileserver.data.catalog import Band
-from tileserver.data.reader import Unwarped, read_window, warp_many
+from tileserver.data.reader import read_window, warp_many
 from tileserver.datacube.bounds import transform_bounds
 from tileserver.datacube.cube import Cube, first_of_each_day
 from tileserver.datacube.view import View
@@ -125,11 +125,7 @@ class StoredResult:
                 raise StoreUnavailable(f"the object store {self.store_name} holding the "
                                        f"job's result cannot deliver it: {exc.message}") \
                     from exc
-        unwarped = [i for i, got in enumerate(read) if isinstance(got, Unwarped)]
-        for i, values in zip(unwarped, warp_many([read[i] for i in unwarped], view,
-                                                 resampling), strict=True):
-            read[i] = values
-        for i, values in enumerate(read):
+        for i, values in enumerate(warp_many(read, view, resampling)):
             if values is not None:
                 data[0, i] = values
 

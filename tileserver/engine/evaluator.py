@@ -661,14 +661,11 @@ class Engine:
                 for *_, other in jobs:
                     other.cancel()
                 raise
-        unwarped = [k for k, (*_, got) in enumerate(read) if isinstance(got, Unwarped)]
-        if unwarped:
+        if any(isinstance(got, Unwarped) for *_, got in read):
             check_deadline()
-            warped = warp_many([read[k][2] for k in unwarped], view, resampling)
-            for k, arr in zip(unwarped, warped, strict=True):
-                read[k] = (read[k][0], read[k][1], arr)
+        arrays = warp_many([got for *_, got in read], view, resampling)
         filled: set[tuple[int, int]] = set()
-        for ti, bi, arr in read:
+        for (ti, bi, _), arr in zip(read, arrays, strict=True):
             if arr is None:
                 continue
             if (ti, bi) not in filled:  # first file of this date and band: take it whole

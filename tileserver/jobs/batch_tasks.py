@@ -66,8 +66,6 @@ ITEM_MEDIA_TYPE = "application/geo+json"
 STRIP_TILES = 16
 
 
-
-
 class WorkGone(RuntimeError):
     """The job's work directory on the shared disk is gone: the job was deleted or canceled
     while the task waited or ran (its future is cancelled; nobody reads this error)."""
