@@ -4,14 +4,13 @@ a real headless Chromium."""
 
 from __future__ import annotations
 
-import http.server
 import json
-import subprocess
 import threading
 
 import pytest
 from werkzeug.serving import make_server
 
+from tests.support.browser import REPORT_JS, run_page
 from tests.support.hardening import (
     PASSWORDS,
     basic,
@@ -96,7 +95,7 @@ def live_app(app):
     server.server_close()
 
 
-PAGE = """<!doctype html><html><body><pre id="out">pending</pre><script>
+PAGE = """<!doctype html><html><body><script>
 const api = %(api)s, user = %(user)s, password = %(password)s;
 async function run() {
   const out = {};
@@ -131,8 +130,8 @@ async function run() {
   out.canvas = "readable";
   return out;
 }
-run().then(o => { document.getElementById("out").textContent = JSON.stringify(o); },
-           e => { document.getElementById("out").textContent = "ERROR " + e; });
+%(report)s
+report(run());
 </script></body></html>"""
 
 
@@ -149,24 +148,10 @@ def test_browser_on_another_origin_uses_api_and_tiles(live_app, tmp_path):
     (tmp_path / "index.html").write_text(PAGE % {
         "api": json.dumps(api), "user": json.dumps("alice"),
         "password": json.dumps(PASSWORDS["alice"]), "graph": json.dumps(ndvi_graph()),
-        "tile": f"{t.z}/{t.x}/{t.y}"})
-    handler = lambda *a: http.server.SimpleHTTPRequestHandler(  # noqa: E731
-        *a, directory=str(tmp_path))
-    page_server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=page_server.serve_forever, daemon=True).start()
-    try:
-        page = f"http://localhost:{page_server.server_port}/index.html"  # another origin
-        dom = subprocess.run(
-            ["chromium", "--headless", "--no-sandbox", "--disable-gpu",
-             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=30000",
-             "--dump-dom", page],
-            capture_output=True, text=True, timeout=120).stdout
-    finally:
-        page_server.shutdown()
-        page_server.server_close()
-    text = dom.split('<pre id="out">', 1)[1].split("</pre>", 1)[0]
-    assert not text.startswith(("pending", "ERROR")), text
-    out = json.loads(text.replace("&quot;", '"'))
+        "tile": f"{t.z}/{t.x}/{t.y}", "report": REPORT_JS})
+    outcome = run_page(tmp_path)
+    assert "error" not in outcome, outcome["error"]
+    out = outcome["result"]
     assert out["login"] == 200 and out["job"] == 201 and out["service"] == 201
     assert out["location"].startswith("/jobs/")  # 0.0.2: the path, as it always was
     assert out["tile"] == 200 and out["tileType"] == "image/png" and out["tileBytes"] > 100
