@@ -308,6 +308,7 @@ def main() -> None:
     ap.add_argument("--repo", default=str(HERE.parent))
     ap.add_argument("--label", default=None)
     ap.add_argument("--cprofile", type=int, default=0)
+    ap.add_argument("--dump", help="also write the cProfile stats to DUMP.<layer>")
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     from bench_cache import synthetic_catalog  # (imports this checkout's tileserver)
@@ -355,6 +356,8 @@ def main() -> None:
                 prof.disable()
                 print(f"\n-- cProfile, {name}, 1 client: top {args.cprofile} by own time")
                 pstats.Stats(prof).sort_stats("tottime").print_stats(args.cprofile)
+                if args.dump:
+                    prof.dump_stats(f"{args.dump}.{name.split()[0]}")
             col = f"{name}, {clients} client{'s' if clients > 1 else ''}"
             table[col] = {k: 1000 * v / n for k, v in timers.totals.items()}
             walls[col] = n / wall

@@ -23,6 +23,7 @@ from tileserver import metrics
 from tileserver.data.catalog import Band
 from tileserver.data.handles import datasets
 from tileserver.data.remote import classify, gdal_path
+from tileserver.data.warped import block_of, lattice_grid, warped_vrt
 from tileserver.datacube.bounds import transform_bounds
 from tileserver.datacube.view import View
 
@@ -153,6 +154,46 @@ def _area_of_interest(src_wkt: str, dst_wkt: str, bounds: tuple) -> str | None:
     return f"{west!r},{south!r},{east!r},{north!r}"
 
 
+def _on_lattice(href: str, level: int | None, src, index: int, band: Band, view: View,
+                resampling: Resampling | None) -> tuple[str, tuple[int, int]] | None:
+    """The warped dataset (its XML) and the block's ``(col, row)`` that give the tile
+    ``view`` exactly as its own warp would (:mod:`tileserver.data.warped`), or None when
+    the view is no tile, the warp is not nearest neighbour, nodata is a mask, the CRSs
+    differ in datum or the path cannot name an overview. The caller has checked that the
+    padded window lies inside the file."""
+    if view.lattice is None or resampling != Resampling.nearest:
+        return None
+    flags = src.mask_flag_enums[index - 1]
+    if MaskFlags.per_dataset in flags or MaskFlags.alpha in flags:
+        return None
+    info = file_info(href)
+    if _area_of_interest(info.crs.wkt, view.crs.wkt, info.bounds) is None:
+        return None
+    path = gdal_path(href)
+    if "?" in path:
+        return None
+    nodata = src.nodata
+    if nodata is None:
+        nodata = band.nodata
+    elif math.isnan(nodata):
+        nodata = None  # NaN stays NaN through a nearest warp
+    grid = _lattice_grid(view.lattice, view.crs_key, view.crs.wkt, info.crs.wkt, info.bounds)
+    if grid is None:
+        return None
+    at = block_of(grid, view)
+    if at is None:
+        return None
+    source = path if level is None else f"vrt://{path}?ovr={level}"
+    xml = warped_vrt(source, src.transform, info.crs.wkt, src.count, nodata, grid,
+                     view.crs.wkt, (view.width, view.height))
+    return xml, at
+
+
+@lru_cache(maxsize=1024)
+def _lattice_grid(lattice, crs_key: str, crs_wkt: str, src_wkt: str, bounds: tuple):
+    return lattice_grid(lattice, CRS.from_wkt(crs_wkt), CRS.from_wkt(src_wkt), bounds)
+
+
 #: Resamplings for which one GDAL warp of several bands gives each band exactly the values
 #: of its own warp (checked bit for bit by tests/unit/data/test_warp_identity.py). The
 #: interpolating kernels are not among them: GDAL takes another code path for a band with
@@ -198,7 +239,8 @@ def read_band(
     the file's own grid and is returned (no copy; a batch block's read); it may be
     written to even when another array is returned.
     """
-    return warp_many([read_window(href, band, view, index, into)], view, resampling)[0]
+    return warp_many([read_window(href, band, view, index, into, resampling)], view,
+                     resampling)[0]
 
 
 def read_window(
@@ -207,9 +249,12 @@ def read_window(
     view: View,
     index: int = 1,
     into: np.ndarray | None = None,
+    resampling: Resampling | None = None,
 ) -> np.ndarray | Unwarped | None:
     """:func:`read_band` up to the warp: the values on the view's grid when no warp is
-    needed (a window of the file's own grid), else the :class:`Unwarped` window, which
+    needed (a window of the file's own grid) or when the view is a tile that a warped
+    dataset kept for its lattice gives (:mod:`tileserver.data.warped`; ``resampling``
+    says which warp is wanted), else the :class:`Unwarped` window, which
     :func:`warp_many` warps together with the other windows of the same source grid."""
     try:
         info = file_info(href)
@@ -229,6 +274,7 @@ def read_window(
         factor = view_res / info.res
         level = choose_overview(factor, info.overviews)
         # an open handle of the file at that level, kept across requests (data/handles.py)
+        on_lattice = None
         with datasets().acquire(gdal_path(href), level, href) as src:
             # the view on the file's own grid (a batch block, a native-resolution coverage):
             # read exactly its pixels, nothing to pad, warp or copy
@@ -239,29 +285,41 @@ def read_window(
                 row1 = min(src.height, same_grid[1] + view.height)
             else:
                 win = from_bounds(left, bottom, right, top, transform=src.transform)
-                col0 = max(0, math.floor(win.col_off) - PAD)
-                row0 = max(0, math.floor(win.row_off) - PAD)
-                col1 = min(src.width, math.ceil(win.col_off + win.width) + PAD)
-                row1 = min(src.height, math.ceil(win.row_off + win.height) + PAD)
+                col0 = math.floor(win.col_off) - PAD
+                row0 = math.floor(win.row_off) - PAD
+                col1 = math.ceil(win.col_off + win.width) + PAD
+                row1 = math.ceil(win.row_off + win.height) + PAD
+                if col0 >= 0 and row0 >= 0 and col1 <= src.width and row1 <= src.height:
+                    on_lattice = _on_lattice(href, level, src, index, band, view, resampling)
+                col0, row0 = max(0, col0), max(0, row0)
+                col1, row1 = min(src.width, col1), min(src.height, row1)
             if col1 <= col0 or row1 <= row0:
                 return None
             window = Window(col0, row0, col1 - col0, row1 - row0)
-            # float32 straight from GDAL; nodata (value or mask) becomes NaN below
-            exact = same_grid is not None and (col0, row0) == same_grid and \
-                (row1 - row0, col1 - col0) == (view.height, view.width)
-            if exact and into is not None:
-                values = src.read(index, window=window, out=into)
-            else:
-                values = src.read(index, window=window, out_dtype="float32")
-            file_nodata = src.nodata
-            flags = src.mask_flag_enums[index - 1]
-            if MaskFlags.per_dataset in flags or MaskFlags.alpha in flags:
-                values[src.read_masks(index, window=window) == 0] = np.nan
-            elif file_nodata is not None and not math.isnan(file_nodata):
-                values[values == np.float32(file_nodata)] = np.nan
-            win_transform = src.window_transform(window)
+            if on_lattice is None:
+                # float32 straight from GDAL; nodata (value or mask) becomes NaN below
+                exact = same_grid is not None and (col0, row0) == same_grid and \
+                    (row1 - row0, col1 - col0) == (view.height, view.width)
+                if exact and into is not None:
+                    values = src.read(index, window=window, out=into)
+                else:
+                    values = src.read(index, window=window, out_dtype="float32")
+                file_nodata = src.nodata
+                flags = src.mask_flag_enums[index - 1]
+                if MaskFlags.per_dataset in flags or MaskFlags.alpha in flags:
+                    values[src.read_masks(index, window=window) == 0] = np.nan
+                elif file_nodata is not None and not math.isnan(file_nodata):
+                    values[values == np.float32(file_nodata)] = np.nan
+                win_transform = src.window_transform(window)
             metrics.PIXELS_READ.inc(window.width * window.height)
             metrics.SOURCE_READS.labels(str(0 if level is None else level + 1)).inc()
+        if on_lattice is not None:  # a tile: one block of the lattice's warped dataset
+            xml, (col, row) = on_lattice
+            with datasets().acquire(xml, None, href) as vrt:
+                values = vrt.read(index, window=Window(col, row, view.width, view.height))
+            if band.scale != 1.0 or band.offset != 0.0:
+                values = values * np.float32(band.scale) + np.float32(band.offset)
+            return values
     except GDAL_ERRORS as exc:
         raise classify(href, exc) from exc
     if file_nodata is None and band.nodata is not None:  # declared only in raster:bands

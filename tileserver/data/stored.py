@@ -118,7 +118,8 @@ class StoredResult:
         for i, name in enumerate(self.bands):
             band = Band(name, "float32", float("nan"), 0.0)
             try:
-                read.append(read_window(path, band, view, index=i + 1))
+                read.append(read_window(path, band, view, index=i + 1,
+                                        resampling=resampling))
             except TileserverError as exc:
                 if self.store_name == "local disk" or isinstance(exc, StoreUnavailable):
                     raise

@@ -11,6 +11,24 @@ from rasterio.transform import from_bounds
 
 
 @dataclass(frozen=True)
+class Lattice:
+    """The pixel grid a view is one tile of: a tile matrix (its upper-left ``origin``, its
+    ``cell`` size ``(x, y)`` and tile size in pixels). Views of one lattice share their
+    pixels' positions, so a reader may keep work done for one tile (a warp set up on the
+    lattice) for the next; it never changes what a view is."""
+
+    origin: tuple[float, float]
+    cell: tuple[float, float]
+    tile_width: int
+    tile_height: int
+
+    @property
+    def tile_span(self) -> tuple[float, float]:
+        """A tile's width and height in CRS units."""
+        return self.cell[0] * self.tile_width, self.cell[1] * self.tile_height
+
+
+@dataclass(frozen=True)
 class View:
     """A target grid. ``bounds`` are ``(left, bottom, right, top)`` in ``crs`` (x/y order)."""
 
@@ -21,6 +39,8 @@ class View:
     #: The exact pixel size ``(x, y)`` of a grid taken from files (their transform's), which
     #: ``bounds / size`` may miss by a rounding error (0.0005 degrees); None: from the bounds.
     pixel: tuple[float, float] | None = field(default=None, compare=False)
+    #: The tile matrix the view is a tile of (:class:`Lattice`), when it is one.
+    lattice: Lattice | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.crs, CRS):

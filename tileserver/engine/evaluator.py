@@ -642,7 +642,8 @@ class Engine:
                     href = item.assets.get(band_id)
                     if href:
                         jobs.append((ti, bi, item, self._submit(
-                            inline, read_window, href, band, view, into=into)))
+                            inline, read_window, href, band, view, into=into,
+                            resampling=resampling)))
                         into = None
         # the windows that need a warp are warped together, one GDAL warp per source grid
         read: list[tuple[int, int, Any]] = []

@@ -17,7 +17,7 @@ from pyproj import CRS as ProjCRS
 from rasterio.crs import CRS
 
 from tileserver.datacube.bounds import transform_bounds
-from tileserver.datacube.view import View
+from tileserver.datacube.view import Lattice, View
 
 #: The standardised rendering pixel size of WMTS 1.0.0 (0.28 mm).
 PIXEL_SIZE_M = 0.00028
@@ -142,8 +142,10 @@ def tile_in_matrix(matrix: TileMatrix, row: int, col: int) -> bool:
 
 def tile_view(tms: TileMatrixSet, matrix: TileMatrix, row: int, col: int) -> View:
     """The view a tile is evaluated on: its bounds at its resolution."""
+    lattice = Lattice(matrix.origin, (matrix.cell_size, matrix.cell_size),
+                      matrix.tile_width, matrix.tile_height)
     return View(tms.view_crs, tile_bounds(tms, matrix, row, col),
-                matrix.tile_width, matrix.tile_height)
+                matrix.tile_width, matrix.tile_height, lattice=lattice)
 
 
 def extent_in(tms: TileMatrixSet, bounds, crs) -> tuple[float, float, float, float] | None:

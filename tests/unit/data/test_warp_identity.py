@@ -23,6 +23,7 @@ from rasterio.windows import Window, from_bounds
 from tileserver.data import reader
 from tileserver.data.model import Band
 from tileserver.datacube.view import View
+from tileserver.maps.tilematrix import tile_matrix_sets, tile_view
 
 R = 6378137.0 * math.pi
 MERCATOR = CRS.from_epsg(3857)
@@ -242,3 +243,50 @@ def test_windows_of_other_grids_are_warped_apart(files):
     for name, values in zip(names, reader.warp_many(windows, view, Resampling.nearest),
                             strict=True):
         same(reference(*files[name], view), values)
+
+
+def lattice_tiles(href: str, tms_id: str, zooms) -> list[View]:
+    """Every tile of ``tms_id`` at ``zooms`` that touches the file (inside and over its
+    edges), as the map layers make them (on their tile matrix's lattice)."""
+    tms = tile_matrix_sets()[tms_id]
+    with rasterio.open(href) as src:
+        bounds = transform_bounds(src.crs, tms.view_crs, *src.bounds, densify_pts=21)
+    views = []
+    for matrix in tms.matrices:
+        if int(matrix.identifier) not in zooms:
+            continue
+        (x0, y0), (sx, sy) = matrix.origin, matrix.span
+        for row in range(int((y0 - bounds[3]) // sy), int((y0 - bounds[1]) // sy) + 1):
+            for col in range(int((bounds[0] - x0) // sx), int((bounds[2] - x0) // sx) + 1):
+                views.append(tile_view(tms, matrix, row, col))
+    return views
+
+
+@pytest.mark.parametrize("name,tms_id,zooms", [
+    ("utm", "GoogleMapsCompatible", (11, 12, 13, 14)),
+    ("geo", "GoogleMapsCompatible", (12, 13, 14)),
+    ("i16", "GoogleMapsCompatible", (11, 12, 13)),
+    ("utm", "WorldCRS84Quad", (11, 12, 13)),
+    ("etrs", "GoogleMapsCompatible", (12, 13)),
+])
+def test_tiles_of_a_lattice_bit_identical(files, monkeypatch, name, tms_id, zooms):
+    """Map tiles (views on a tile matrix's lattice) inside a file come from the warped
+    dataset kept for the lattice (no warp of their own), bit for bit what their own warp
+    gives; tiles over the edges, and the masked file (another datum too), warp alone."""
+    href, band = files[name]
+    on_lattice = []
+    real = reader._on_lattice
+    monkeypatch.setattr(reader, "_on_lattice",
+                        lambda *a: on_lattice.append(real(*a)) or on_lattice[-1])
+    tiles = lattice_tiles(href, tms_id, zooms)
+    valued = 0
+    for view in tiles:
+        expected = reference(href, band, view)
+        same(expected, reader.read_band(href, band, view))
+        valued += expected is not None and bool(np.isfinite(expected).any())
+    assert valued >= len(tiles) // 2
+    from_lattice = sum(got is not None for got in on_lattice)
+    if name == "etrs":
+        assert from_lattice == 0
+    else:  # the tiles inside the file (a quarter to a half of these)
+        assert from_lattice >= valued // 4, (from_lattice, valued)
