@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -73,6 +74,11 @@ services = Table(
     Column("title", String(500)),
     Column("created", DateTime(timezone=True), nullable=False),
 )
+
+#: A service and its job (every tile asks): built once, so that a tile does not rebuild
+#: the statement and its cache key (a third of the lookup's time).
+_SERVICE_AND_JOB = (select(services, jobs).join(jobs, jobs.c.job_id == services.c.job_id)
+                    .where(services.c.service_id == bindparam("service_id")))
 
 #: openEO 1.x user-defined processes (``/process_graphs``), stored per user.
 user_processes = Table(
@@ -362,10 +368,8 @@ class JobStore:
     def get_service_and_job(self, service_id: str) -> tuple[dict, dict]:
         """``(service row, its job's row)`` in one query (every tile of a service asks), or
         :class:`ServiceNotFound` when either is gone."""
-        q = (select(services, jobs).join(jobs, jobs.c.job_id == services.c.job_id)
-             .where(services.c.service_id == str(service_id)))
         with self.engine.connect() as conn:
-            row = conn.execute(q).first()
+            row = conn.execute(_SERVICE_AND_JOB, {"service_id": str(service_id)}).first()
         if row is None:
             raise ServiceNotFound(f"service {service_id} does not exist")
         found = row._mapping
