@@ -290,3 +290,36 @@ def test_tiles_of_a_lattice_bit_identical(files, monkeypatch, name, tms_id, zoom
         assert from_lattice == 0
     else:  # the tiles inside the file (a quarter to a half of these)
         assert from_lattice >= valued // 4, (from_lattice, valued)
+
+
+def test_a_rewritten_file_is_read_anew_through_its_lattices(tmp_path, monkeypatch):
+    """The warped datasets kept for a file's lattices see a file replaced (a stored result
+    written again): every lattice, the one read before and one opened after, reads the new
+    values."""
+    path = tmp_path / "f.tif"
+    band = Band("B", "uint16", 0, 10)
+    on_lattice = []
+    real = reader._on_lattice
+    monkeypatch.setattr(reader, "_on_lattice",
+                        lambda *a: on_lattice.append(real(*a)) or on_lattice[-1])
+
+    def write_constant(value):
+        data = np.full((1024, 1024), value, "uint16")
+        write(tmp_path / "next.tif", "EPSG:32633", from_origin(300000, 5100000, 10, 10), data,
+              nodata=0)
+        (tmp_path / "next.tif").replace(path)
+
+    def read(view):
+        got = reader.read_band(str(path), band, view)
+        assert on_lattice[-1] is not None  # from the lattice's warped dataset
+        return np.nanmax(got)
+
+    write_constant(100)
+    tiles = lattice_tiles(str(path), "GoogleMapsCompatible", (14,))
+    mercator = tiles[len(tiles) // 2]  # the middle of the file
+    tiles = lattice_tiles(str(path), "WorldCRS84Quad", (13,))
+    crs84 = tiles[len(tiles) // 2]
+    assert read(mercator) == 100
+    write_constant(200)
+    assert read(crs84) == 200
+    assert read(mercator) == 200
