@@ -148,14 +148,18 @@ class TitilerOpenEO:
             self.stub.__exit__()
 
 
-def warm_up(template: str, cog: Path, workers: int, headers: dict | None = None) -> None:
-    """Untimed: a few tiles that are not measured, on fresh connections (so every worker
-    process gets some): its first requests import and open what every later one uses."""
-    cells = tiles_inside(cog, 2, seed=999)
-    for _ in range(2):
-        for cell in cells[: 4 * workers]:
-            requests.get(xyz(template, *cell), headers={"Connection": "close", **(headers or {})},
-                         timeout=300)
+def warm_up(template: str, cog: Path, workers: int, headers: dict | None = None,
+            exclude=()) -> None:
+    """Untimed: tiles that are not measured, on fresh connections (so every worker process
+    gets some), ``4 x workers`` of every zoom: a worker's first requests import and open
+    what every later one uses, and what it keeps open is per zoom (the warped datasets of
+    ``data/warped.py``, one per file, overview level and zoom), as in a server that has run
+    for a while. Distinct tiles, so that no worker answers from another's cached tile
+    instead of opening its own; none of ``exclude`` (the tiles measured next)."""
+    measured = set(exclude)  # the timed tiles stay cold
+    for cell in [c for c in tiles_inside(cog, 4 * workers, seed=999) if c not in measured]:
+        requests.get(xyz(template, *cell), headers={"Connection": "close", **(headers or {})},
+                     timeout=300)
 
 
 def titiler_template(base: str, cog: Path) -> str:
@@ -205,7 +209,7 @@ def main() -> None:
         for rnd, (cells, many) in enumerate(rounds):
             with Tileserver(catalog, fresh_home(tmp), args.workers, env=env, cwd=repo) as base:
                 ours = service(base, single_band_graph(day), SINGLE_STYLE)
-                warm_up(ours, cog, args.workers)
+                warm_up(ours, cog, args.workers, exclude=cells + many)
                 order = ["tileserver", "TiTiler"] if rnd % 2 == 0 else ["TiTiler", "tileserver"]
                 if rnd == 0 and tt is not None:  # untimed: the files into the page cache
                     load([xyz(titiler_template(tt, cog), *c) for c in many], args.clients)
@@ -227,9 +231,9 @@ def main() -> None:
             with Tileserver(catalog, fresh_home(tmp), 1, env=env, cwd=repo) as base, \
                     TitilerOpenEO(Path(args.titiler_openeo_venv), catalog, tmp) as toe:
                 ours = ours_1x(base)
-                warm_up(ours, cog, 1)
+                warm_up(ours, cog, 1, exclude=cells)
                 if toe is not None:
-                    warm_up(toe[0], cog, 1, toe[1])
+                    warm_up(toe[0], cog, 1, toe[1], exclude=cells)
                 order = [("tileserver", ours, {}), ("titiler-openeo", *toe)] if toe else \
                     [("tileserver", ours, {})]
                 for name, template, headers in order if rnd % 2 == 0 else order[::-1]:
