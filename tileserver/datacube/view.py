@@ -7,7 +7,6 @@ from functools import cached_property
 
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.transform import from_bounds
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,11 @@ class View:
         if self.pixel is not None:
             return Affine(self.pixel[0], 0.0, self.bounds[0], 0.0, -self.pixel[1],
                           self.bounds[3])
-        return from_bounds(*self.bounds, self.width, self.height)
+        left, bottom, right, top = self.bounds
+        # rasterio's from_bounds (a translation times a scale: exactly these numbers)
+        # without its two Affine products, which cost a tile 0.1 ms
+        return Affine((right - left) / self.width, 0.0, left, 0.0,
+                      (bottom - top) / self.height, top)
 
     @classmethod
     def of_grid(cls, crs, left: float, top: float, xres: float, yres: float, width: int,

@@ -14,7 +14,15 @@ import pytest
 from tests.support.cache import redis_server
 from tests.support.core import TEST_BOUNDS_32632, bbox, call, leaf, make_engine, pixels_read
 from tileserver.cache import codec as serial
-from tileserver.cache.shared import DiskTier, RedisTier, digest_key, open_tier, unwrap, wrap
+from tileserver.cache.shared import (
+    INLINE_BYTES,
+    DiskTier,
+    RedisTier,
+    digest_key,
+    open_tier,
+    unwrap,
+    wrap,
+)
 from tileserver.datacube.cube import Cube
 from tileserver.datacube.view import View
 from tileserver.render.encoders import Encoded
@@ -84,7 +92,7 @@ def test_disk_tier_shared_between_handles_and_bounded_in_bytes(tmp_path):
 
 
 def test_disk_tier_corrupt_entry_is_a_miss_and_dropped(disk, caplog):
-    disk.put("k", b"v" * 100_000)  # large: stored as a file by diskcache
+    disk.put("k", b"v" * (INLINE_BYTES + 1))  # large: stored as a file by diskcache
     files = [p for p in (disk.directory).rglob("*.val")]
     assert files
     data = files[0].read_bytes()
@@ -209,3 +217,12 @@ def test_a_rewritten_catalog_file_is_not_served_stale(tmp_path):
     other = make_engine(catalog, shared=DiskTier(tmp_path / "shared", 10**8),
                         shared_min_seconds=0)
     np.testing.assert_array_equal(other.evaluate(other.parse(_ndvi_min()), view).data, fresh)
+
+
+def test_disk_tier_keeps_tile_sized_entries_inside_its_index(disk):
+    """A map tile is one SQLite write (no file beside the index); big entries are files."""
+    disk.put("tile", b"t" * 60_000)
+    assert disk.get("tile") == b"t" * 60_000
+    assert not list(disk.directory.rglob("*.val"))
+    disk.put("node", b"n" * (INLINE_BYTES + 1))
+    assert len(list(disk.directory.rglob("*.val"))) == 1
