@@ -27,7 +27,7 @@ from rasterio.session import DummySession
 
 from tileserver.data.catalog import Band
 from tileserver.data.reader import read_window, warp_many
-from tileserver.datacube.bounds import transform_bounds
+from tileserver.datacube.bounds import wgs84_bounds
 from tileserver.datacube.cube import Cube, first_of_each_day
 from tileserver.datacube.view import View
 from tileserver.errors import StoreUnavailable, TileserverError
@@ -165,9 +165,8 @@ def _evaluate_stored(stored: StoredResult, meta, view: View,
                      resampling: Resampling) -> Cube | None:
     if meta.reduced:
         return stored.read(view, None, None, meta.kind, resampling)
-    try:
-        bbox = transform_bounds(view.crs, "EPSG:4326", *view.bounds, densify_pts=21)
-    except Exception:  # noqa: BLE001
+    bbox = wgs84_bounds(view)
+    if bbox is None:  # no extent in degrees: the lazy path answers
         return None
     span = _overlap(meta.time_range, time_range)
     if time_range is not None and span is None:

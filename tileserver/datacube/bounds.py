@@ -13,7 +13,9 @@ Transformers are kept per thread (pyproj's are not thread-safe), at most
 
 from __future__ import annotations
 
+import math
 import threading
+from functools import lru_cache
 
 import pyproj
 from rasterio.crs import CRS
@@ -58,3 +60,22 @@ def transform_bounds(src, dst, left: float, bottom: float, right: float, top: fl
         return (float(left), float(bottom), float(right), float(top))
     return tuple(transformer(src, dst).transform_bounds(left, bottom, right, top,
                                                         densify_pts=densify_pts))
+
+
+def wgs84_bounds(view) -> tuple[float, float, float, float] | None:
+    """A view's bounds in WGS84 (item searches, cache versions, the planner), or ``None``
+    when they have none: a view that does not transform, or to non-finite values.
+
+    Memoised by the CRS's text (a tile's view is moved by its cache key, its evaluation's
+    version, the item search and the planner; hashing a CRS object costs more than the
+    kept transformer's work)."""
+    return _wgs84_bounds(view.crs_key, tuple(view.bounds))
+
+
+@lru_cache(maxsize=4096)
+def _wgs84_bounds(crs_key: str, bounds: tuple) -> tuple[float, float, float, float] | None:
+    try:
+        bbox = transform_bounds(crs_key, "EPSG:4326", *bounds)
+    except Exception:  # noqa: BLE001 - no extent in degrees
+        return None
+    return tuple(bbox) if all(math.isfinite(v) for v in bbox) else None

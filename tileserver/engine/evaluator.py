@@ -34,11 +34,11 @@ from tileserver.data.catalog import Catalog, Product
 from tileserver.data.grid import PixelGrid, native_grid
 from tileserver.data.reader import Unwarped, read_window, warp_many
 from tileserver.data.remote import BrokenSource
-from tileserver.datacube.bounds import transform_bounds
+from tileserver.datacube.bounds import transform_bounds, wgs84_bounds
 from tileserver.datacube.cube import Cube, day_key, first_of_each_day
 from tileserver.datacube.query import CubeMeta, Query
 from tileserver.datacube.view import View
-from tileserver.engine.plan import Plan, plan, wgs84_bounds
+from tileserver.engine.plan import Plan, plan
 from tileserver.errors import (
     LimitExceeded,
     MemoryTooLarge,

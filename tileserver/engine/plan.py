@@ -14,20 +14,16 @@ files), and each cube process above it makes at most one result the size of the 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 
-from tileserver.datacube.bounds import transform_bounds
+from tileserver.datacube.bounds import wgs84_bounds
 from tileserver.datacube.cube import day_key
 from tileserver.datacube.query import CubeMeta
 from tileserver.datacube.view import View
 from tileserver.graph.nodes import Node
 from tileserver.graph.v1 import V1
-
-WGS84_KEY = "EPSG:4326"
 
 #: Bytes of one value of an evaluation (the engine computes in float32).
 VALUE_BYTES = 4
@@ -125,25 +121,6 @@ class Plan:
                 "bands_read": self.bands, "dates_read": self.dates,
                 "pixels_read": self.pixels_read, "output_pixels": self.output_pixels,
                 "output_values": self.output_values, "memory_bytes": self.memory_bytes}
-
-
-def wgs84_bounds(view: View) -> tuple[float, float, float, float] | None:
-    """The view's bounds in WGS84 (for item searches), or ``None`` when they have none
-    (a view that does not transform, or to infinite values): then every item is a match.
-
-    Memoised by the CRS's text (a tile's view is transformed by its cache key, its
-    evaluation's version, the item search and the planner; hashing a CRS object costs
-    more than the kept transformer's work)."""
-    return _wgs84_bounds(view.crs_key, tuple(view.bounds))
-
-
-@lru_cache(maxsize=4096)
-def _wgs84_bounds(crs_key: str, bounds: tuple) -> tuple[float, float, float, float] | None:
-    try:
-        bbox = transform_bounds(crs_key, WGS84_KEY, *bounds)
-    except Exception:  # noqa: BLE001
-        return None
-    return tuple(bbox) if all(math.isfinite(v) for v in bbox) else None
 
 
 def mib(n: int) -> int:
