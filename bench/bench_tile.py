@@ -12,7 +12,9 @@ install titiler.application uvicorn``).
 
 1. single-band cold tile: B04 of the first date, viridis over 0..3000, on
    WebMercatorQuad tiles of zooms 10-15 inside the file, one client, one request at a time;
-   a fresh tileserver (empty caches) per round, every tile requested once (cold), the same
+   a fresh tileserver (empty caches) per round, measured once its start-up work is done
+   (`common.settle`: its processes idle, the batch cluster started), every tile requested
+   once (cold), the same
    tiles from TiTiler (it has no tile cache: every request is cold). Median latency.
 2. tiles/s under ``--clients`` keep-alive clients, other tiles of the same zooms (cold).
 3. the openEO 1.x ``load_collection -> ndvi -> reduce_dimension(t, min)`` over the 4 dates
@@ -50,6 +52,7 @@ from common import (  # noqa: E402
     fresh_home,
     load,
     save_figures,
+    settle,
     start,
     stop,
     xyz,
@@ -207,7 +210,9 @@ def main() -> None:
         if tt is None:
             print(f"TiTiler not found in {args.titiler_venv}: its columns stay empty")
         for rnd, (cells, many) in enumerate(rounds):
-            with Tileserver(catalog, fresh_home(tmp), args.workers, env=env, cwd=repo) as base:
+            server = Tileserver(catalog, fresh_home(tmp), args.workers, env=env, cwd=repo)
+            with server as base:
+                settle(server.proc)  # its start-up work (the batch cluster) done
                 ours = service(base, single_band_graph(day), SINGLE_STYLE)
                 warm_up(ours, cog, args.workers, exclude=cells + many)
                 order = ["tileserver", "TiTiler"] if rnd % 2 == 0 else ["TiTiler", "tileserver"]
@@ -228,8 +233,10 @@ def main() -> None:
                         raise SystemExit(f"{name}: {r['n_failed']} failed: {r['failures']}")
                     rate[name].append(r["tiles_s"])
             # the openEO 1.x NDVI-min, 1 worker each, cold: fresh servers, tiles seen once
-            with Tileserver(catalog, fresh_home(tmp), 1, env=env, cwd=repo) as base, \
+            server = Tileserver(catalog, fresh_home(tmp), 1, env=env, cwd=repo)
+            with server as base, \
                     TitilerOpenEO(Path(args.titiler_openeo_venv), catalog, tmp) as toe:
+                settle(server.proc)
                 ours = ours_1x(base)
                 warm_up(ours, cog, 1, exclude=cells)
                 if toe is not None:

@@ -68,6 +68,38 @@ def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
         proc.wait()
 
 
+def settle(proc: subprocess.Popen, idle_percent: float = 10.0, samples: int = 4,
+           timeout: float = 120.0) -> float:
+    """Wait until a started server's processes (all of them: gunicorn's workers, the batch
+    cluster they start) are done with their start-up work: ``samples`` half-second readings
+    in a row under ``idle_percent`` of one core in total. Returns the seconds waited.
+
+    ``tileserver serve`` answers at once and meanwhile reads its catalog and starts the
+    Dask cluster of batch jobs, whose workers import their libraries: cold tiles measured in
+    that minute measure those imports too, not a server that has been running."""
+    import psutil  # noqa: PLC0415 - only the benchmarks that settle
+
+    started = time.monotonic()
+    root = psutil.Process(proc.pid)
+    quiet = 0
+    while quiet < samples and time.monotonic() - started < timeout:
+        procs = [root, *root.children(recursive=True)]
+        for p in procs:
+            try:
+                p.cpu_percent(None)
+            except psutil.Error:
+                pass
+        time.sleep(0.5)
+        busy = 0.0
+        for p in procs:
+            try:
+                busy += p.cpu_percent(None)
+            except psutil.Error:
+                pass
+        quiet = quiet + 1 if busy < idle_percent else 0
+    return time.monotonic() - started
+
+
 def fresh_home(parent: Path) -> Path:
     """A new, empty ``$TILESERVER_HOME`` under ``parent`` (empty caches)."""
     return Path(tempfile.mkdtemp(prefix="home-", dir=parent))
