@@ -154,22 +154,22 @@ def _area_of_interest(src_wkt: str, dst_wkt: str, bounds: tuple) -> str | None:
     return f"{west!r},{south!r},{east!r},{north!r}"
 
 
-def _on_lattice(href: str, level: int | None, src, index: int, band: Band, view: View,
-                resampling: Resampling | None) -> tuple[str, tuple[int, int]] | None:
+def _on_lattice(path: str, info: FileInfo, level: int | None, src, index: int, band: Band,
+                view: View, resampling: Resampling | None
+                ) -> tuple[str, tuple[int, int]] | None:
     """The warped dataset (its XML) and the block's ``(col, row)`` that give the tile
     ``view`` exactly as its own warp would (:mod:`tileserver.data.warped`), or None when
     the view is no tile, the warp is not nearest neighbour, nodata is a mask, the CRSs
-    differ in datum or the path cannot name an overview. The caller has checked that the
-    padded window lies inside the file."""
+    differ in datum or the GDAL ``path`` cannot name an overview. ``info`` and ``src`` (the
+    handle at ``level``) are the caller's; it has checked that the padded window lies
+    inside the file."""
     if view.lattice is None or resampling != Resampling.nearest:
         return None
     flags = src.mask_flag_enums[index - 1]
     if MaskFlags.per_dataset in flags or MaskFlags.alpha in flags:
         return None
-    info = file_info(href)
     if _area_of_interest(info.crs.wkt, view.crs.wkt, info.bounds) is None:
         return None
-    path = gdal_path(href)
     if "?" in path:
         return None
     nodata = src.nodata
@@ -177,7 +177,7 @@ def _on_lattice(href: str, level: int | None, src, index: int, band: Band, view:
         nodata = band.nodata
     elif math.isnan(nodata):
         nodata = None  # NaN stays NaN through a nearest warp
-    grid = _lattice_grid(view.lattice, view.crs_key, view.crs.wkt, info.crs.wkt, info.bounds)
+    grid = _lattice_grid(view.lattice, view.crs.wkt, info.crs.wkt, info.bounds)
     if grid is None:
         return None
     at = block_of(grid, view)
@@ -190,7 +190,7 @@ def _on_lattice(href: str, level: int | None, src, index: int, band: Band, view:
 
 
 @lru_cache(maxsize=1024)
-def _lattice_grid(lattice, crs_key: str, crs_wkt: str, src_wkt: str, bounds: tuple):
+def _lattice_grid(lattice, crs_wkt: str, src_wkt: str, bounds: tuple):
     return lattice_grid(lattice, CRS.from_wkt(crs_wkt), CRS.from_wkt(src_wkt), bounds)
 
 
@@ -275,7 +275,8 @@ def read_window(
         level = choose_overview(factor, info.overviews)
         # an open handle of the file at that level, kept across requests (data/handles.py)
         on_lattice = None
-        with datasets().acquire(gdal_path(href), level, href) as src:
+        path = gdal_path(href)
+        with datasets().acquire(path, level, href) as src:
             # the view on the file's own grid (a batch block, a native-resolution coverage):
             # read exactly its pixels, nothing to pad, warp or copy
             same_grid = aligned_offset(src.transform, src_crs, view)
@@ -290,7 +291,8 @@ def read_window(
                 col1 = math.ceil(win.col_off + win.width) + PAD
                 row1 = math.ceil(win.row_off + win.height) + PAD
                 if col0 >= 0 and row0 >= 0 and col1 <= src.width and row1 <= src.height:
-                    on_lattice = _on_lattice(href, level, src, index, band, view, resampling)
+                    on_lattice = _on_lattice(path, info, level, src, index, band, view,
+                                             resampling)
                 col0, row0 = max(0, col0), max(0, row0)
                 col1, row1 = min(src.width, col1), min(src.height, row1)
             if col1 <= col0 or row1 <= row0:
