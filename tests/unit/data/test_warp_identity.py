@@ -23,7 +23,7 @@ from rasterio.windows import Window, from_bounds
 from tileserver.data import reader
 from tileserver.data.model import Band
 from tileserver.datacube.view import View
-from tileserver.maps.tilematrix import tile_matrix_sets, tile_view
+from tileserver.maps.tilematrix import extent_in, matrix_limits, tile_matrix_sets, tile_view
 
 R = 6378137.0 * math.pi
 MERCATOR = CRS.from_epsg(3857)
@@ -250,15 +250,13 @@ def lattice_tiles(href: str, tms_id: str, zooms) -> list[View]:
     edges), as the map layers make them (on their tile matrix's lattice)."""
     tms = tile_matrix_sets()[tms_id]
     with rasterio.open(href) as src:
-        bounds = transform_bounds(src.crs, tms.view_crs, *src.bounds, densify_pts=21)
+        extent = extent_in(tms, src.bounds, src.crs)
     views = []
     for matrix in tms.matrices:
-        if int(matrix.identifier) not in zooms:
-            continue
-        (x0, y0), (sx, sy) = matrix.origin, matrix.span
-        for row in range(int((y0 - bounds[3]) // sy), int((y0 - bounds[1]) // sy) + 1):
-            for col in range(int((bounds[0] - x0) // sx), int((bounds[2] - x0) // sx) + 1):
-                views.append(tile_view(tms, matrix, row, col))
+        if int(matrix.identifier) in zooms:
+            row0, row1, col0, col1 = matrix_limits(matrix, extent)
+            views += [tile_view(tms, matrix, row, col)
+                      for row in range(row0, row1 + 1) for col in range(col0, col1 + 1)]
     return views
 
 
